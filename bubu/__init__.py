@@ -1,0 +1,115 @@
+"""bubu: the asyncio-native Python SDK for BubuStack.
+
+The whole public API is re-exported here. Light modules (the runtime contract, engram base
+classes, errors) load eagerly; entry points and helpers that pull in grpclib, kr8s or
+OpenTelemetry load on first use, so ``import bubu`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bubu import errors
+from bubu._version import __version__
+
+# Public name -> home module. Everything here is loaded lazily (PEP 562).
+_LAZY: dict[str, str] = {
+    # entry points
+    "start_batch": "bubu._batch",
+    "start_streaming": "bubu._streaming",
+    "run_impulse": "bubu._impulse",
+    "start": "bubu._start",
+    "run": "bubu._start",
+    # durable helpers
+    "start_story": "bubu._triggers",
+    "start_story_with_token": "bubu._triggers",
+    "stop_story": "bubu._triggers",
+    "StoryDispatcher": "bubu._dispatcher",
+    "emit_signal": "bubu._signals",
+    "emit_text_signal": "bubu._signals",
+    "replay_signals": "bubu._signals",
+    "record_effect": "bubu._effects",
+    "has_effect": "bubu._effects",
+    "execute_effect_once": "bubu._effects",
+    # contract types
+    "ExecutionContext": "bubu._runtime.context",
+    "StoryInfo": "bubu._runtime.context",
+    "Secrets": "bubu._runtime.secrets",
+    "Result": "bubu._runtime.result",
+    "StreamMessage": "bubu._runtime.messages",
+    "InboundMessage": "bubu._runtime.messages",
+    "BinaryFrame": "bubu._runtime.messages",
+    "AudioFrame": "bubu._runtime.messages",
+    "VideoFrame": "bubu._runtime.messages",
+    "BatchEngram": "bubu.engram",
+    "StreamingEngram": "bubu.engram",
+    "Impulse": "bubu.engram",
+}
+
+if TYPE_CHECKING:
+    from bubu._batch import start_batch
+    from bubu._dispatcher import StoryDispatcher
+    from bubu._effects import execute_effect_once, has_effect, record_effect
+    from bubu._impulse import run_impulse
+    from bubu._runtime.context import ExecutionContext, StoryInfo
+    from bubu._runtime.messages import (
+        AudioFrame,
+        BinaryFrame,
+        InboundMessage,
+        StreamMessage,
+        VideoFrame,
+    )
+    from bubu._runtime.result import Result
+    from bubu._runtime.secrets import Secrets
+    from bubu._signals import emit_signal, emit_text_signal, replay_signals
+    from bubu._start import run, start
+    from bubu._streaming import start_streaming
+    from bubu._triggers import start_story, start_story_with_token, stop_story
+    from bubu.engram import BatchEngram, Impulse, StreamingEngram
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bubu' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "AudioFrame",
+    "BatchEngram",
+    "BinaryFrame",
+    "ExecutionContext",
+    "Impulse",
+    "InboundMessage",
+    "Result",
+    "Secrets",
+    "StoryDispatcher",
+    "StoryInfo",
+    "StreamMessage",
+    "StreamingEngram",
+    "VideoFrame",
+    "__version__",
+    "emit_signal",
+    "emit_text_signal",
+    "errors",
+    "execute_effect_once",
+    "has_effect",
+    "record_effect",
+    "replay_signals",
+    "run",
+    "run_impulse",
+    "start",
+    "start_batch",
+    "start_story",
+    "start_story_with_token",
+    "start_streaming",
+    "stop_story",
+]

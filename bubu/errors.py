@@ -1,0 +1,301 @@
+"""Every exception the SDK raises, in one public leaf module.
+
+This module imports nothing from ``bubu``: any layer may import it.
+
+The tree::
+
+    BubuError                         base: .retryable, .exit_class, .code (class defaults, overridable)
+    ├── ContractError                 the runtime environment or bundle is unusable (a BUBU_* value
+    │                                 is missing or invalid); names the variable
+    ├── SecretExpansionError          a secret descriptor could not be expanded (fails closed)
+    ├── EngramError                   raised by user code to choose the outcome (StructuredError v1)
+    │   └── SchemaValidationError     inputs, config or outputs fail decoding or a schema; .path
+    ├── StepTimeoutError              BUBU_STEP_TIMEOUT reached: phase Timeout, exit 124, class retry
+    ├── TemplateError                 a template fails to parse or evaluate
+    ├── PlatformError                 a platform service (Kubernetes, storage, transport) failed
+    │   ├── KubernetesError           .status_code, .reason
+    │   │   ├── NotFoundError
+    │   │   ├── ConflictError
+    │   │   ├── ForbiddenError
+    │   │   └── InvalidTransitionError  a StepRun phase change the state machine refuses
+    │   ├── StorageError
+    │   └── TransportError
+    │       ├── ConnectorUnavailableError  (retryable) the connector cannot be reached
+    │       ├── StreamClosedError          the peer closed the stream
+    │       └── ProtocolViolationError     a packet or binding breaks the wire contract
+    ├── TriggerError                  StoryTrigger admission failed
+    │   ├── TriggerRejectedError      the controller answered Rejected; .reason
+    │   ├── TriggerPendingError       (retryable) no decision before the deadline
+    │   └── StoryRunNotFoundError     stop_story on a run that does not exist
+    ├── ImpulseSessionError           dispatcher session already active / not found
+    ├── EffectError
+    │   ├── EffectAlreadyRecordedError  the effect is completed or held by another process
+    │   └── EffectsUnavailableError     not running inside a StepRun
+    └── SignalsUnavailableError       not running inside a StepRun
+
+Names end in ``Error`` and never shadow a builtin or an asyncio name; ``asyncio.CancelledError``
+is never wrapped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BubuError",
+    "ConflictError",
+    "ConnectorUnavailableError",
+    "ContractError",
+    "EffectAlreadyRecordedError",
+    "EffectError",
+    "EffectsUnavailableError",
+    "EngramError",
+    "ForbiddenError",
+    "ImpulseSessionError",
+    "InvalidTransitionError",
+    "KubernetesError",
+    "NotFoundError",
+    "PlatformError",
+    "ProtocolViolationError",
+    "SchemaValidationError",
+    "SecretExpansionError",
+    "SignalsUnavailableError",
+    "StepTimeoutError",
+    "StorageError",
+    "StoryRunNotFoundError",
+    "StreamClosedError",
+    "TemplateError",
+    "TransportError",
+    "TriggerError",
+    "TriggerPendingError",
+    "TriggerRejectedError",
+]
+
+# StructuredError v1 vocabularies (go-sdk-core.md c.13).
+ERROR_TYPES = (
+    "timeout",
+    "storage_error",
+    "serialization_error",
+    "validation_error",
+    "initialization_error",
+    "execution_error",
+    "unknown",
+)
+EXIT_CLASSES = ("success", "retry", "terminal", "rateLimited", "unknown")
+
+
+class BubuError(Exception):
+    """Base class of every SDK error.
+
+    Class attributes give the defaults used when the error decides a step's outcome; an
+    instance may override them through the constructor keywords.
+    """
+
+    retryable: bool = False
+    exit_class: str = "terminal"
+    code: str | None = None
+    error_type: ClassVar[str] = "execution_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retryable: bool | None = None,
+        exit_class: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+        if exit_class is not None:
+            self.exit_class = exit_class
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ContractError(BubuError):
+    """The runtime environment is unusable: a ``BUBU_*`` value is missing or invalid.
+
+    ``variable`` names the environment variable (or bundle key) at fault.
+    """
+
+    error_type: ClassVar[str] = "initialization_error"
+
+    def __init__(self, message: str, *, variable: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.variable = variable
+
+
+class SecretExpansionError(BubuError):
+    """A secret descriptor (``env:``, ``file:``) could not be expanded; the step fails closed.
+
+    The message names the secret, never its value.
+    """
+
+    error_type: ClassVar[str] = "initialization_error"
+
+
+class EngramError(BubuError):
+    """Raised by engram code to choose the step's outcome.
+
+    Maps one to one onto StructuredError v1: ``type``, ``message``, ``retryable``,
+    ``exit_class``, ``code`` and ``details``.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        type: str = "execution_error",
+        retryable: bool | None = None,
+        exit_class: str | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, exit_class=exit_class, code=code)
+        self.type = type
+        self.details = details
+        self._retryable_set = retryable is not None
+
+
+class SchemaValidationError(EngramError):
+    """Inputs, config or outputs failed to decode or to match a schema.
+
+    ``path`` is the JSON path of the offending value (``$.inputs.items[0].qty``).
+    """
+
+    error_type: ClassVar[str] = "validation_error"
+
+    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+        kw.setdefault("type", "validation_error")
+        super().__init__(message, **kw)
+        self.path = path
+
+
+class StepTimeoutError(BubuError):
+    """``BUBU_STEP_TIMEOUT`` was reached: phase ``Timeout``, exit code 124, class ``retry``."""
+
+    retryable = True
+    exit_class = "retry"
+    error_type: ClassVar[str] = "timeout"
+
+    def __init__(self, message: str, *, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class TemplateError(BubuError):
+    """A template failed to parse or to evaluate."""
+
+    error_type: ClassVar[str] = "validation_error"
+
+
+class PlatformError(BubuError):
+    """A platform service (Kubernetes, storage or transport) failed."""
+
+
+class KubernetesError(PlatformError):
+    """The Kubernetes API answered with an error or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        reason: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.status_code = status_code
+        self.reason = reason
+
+
+class NotFoundError(KubernetesError):
+    """The object does not exist (HTTP 404)."""
+
+
+class ConflictError(KubernetesError):
+    """The object changed under us or already exists (HTTP 409)."""
+
+    retryable = True
+    exit_class = "retry"
+
+
+class ForbiddenError(KubernetesError):
+    """The identity the SDK runs as may not do this (HTTP 403)."""
+
+
+class InvalidTransitionError(KubernetesError):
+    """The StepRun phase state machine refuses the requested phase change."""
+
+
+class StorageError(PlatformError):
+    """Offloading or hydrating a payload failed."""
+
+    error_type: ClassVar[str] = "storage_error"
+
+
+class TransportError(PlatformError):
+    """The streaming transport failed."""
+
+
+class ConnectorUnavailableError(TransportError):
+    """The connector sidecar cannot be reached; the SDK reconnects."""
+
+    retryable = True
+    exit_class = "retry"
+
+
+class StreamClosedError(TransportError):
+    """The peer closed the stream."""
+
+
+class ProtocolViolationError(TransportError):
+    """A packet, frame or binding breaks the wire contract; not retried."""
+
+
+class TriggerError(BubuError):
+    """StoryTrigger admission failed."""
+
+
+class TriggerRejectedError(TriggerError):
+    """The trigger controller answered ``Rejected``; ``reason`` is its reason."""
+
+    def __init__(self, message: str, *, reason: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reason = reason
+
+
+class TriggerPendingError(TriggerError):
+    """No decision was made before the deadline; submitting again is safe."""
+
+    retryable = True
+    exit_class = "retry"
+
+
+class StoryRunNotFoundError(TriggerError):
+    """The StoryRun to stop does not exist."""
+
+
+class ImpulseSessionError(BubuError):
+    """A dispatcher session is already active, or was not found."""
+
+
+class EffectError(BubuError):
+    """An effect could not be claimed, run or recorded."""
+
+
+class EffectAlreadyRecordedError(EffectError):
+    """The effect is completed, or currently held by another process."""
+
+
+class EffectsUnavailableError(EffectError):
+    """Effects need a StepRun: not running inside one."""
+
+
+class SignalsUnavailableError(BubuError):
+    """Signals need a StepRun: not running inside one."""

@@ -1,0 +1,54 @@
+"""Developer sessions: tests, lint, typecheck, docs, bench, protos."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PY = "3.11"
+
+
+@nox.session(python=PY)
+def tests(session: nox.Session) -> None:
+    """Run the whole suite: unit, integration (real kube-apiserver, built with Go) and streaming."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PY)
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check on the package, tests and tooling."""
+    session.install("ruff>=0.15")
+    session.run("ruff", "check", "bubu", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "bubu")
+
+
+@nox.session(python=PY)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on bubu/ (generated code excluded)."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "bubu")
+
+
+@nox.session(python=PY)
+def docs(session: nox.Session) -> None:
+    """Regenerate the reference pages that are built from code and fail if they drifted."""
+    session.install("-e", ".[dev]")
+    session.run("python", "scripts/gen_docs.py", "--check")
+
+
+@nox.session(python=PY)
+def protos(session: nox.Session) -> None:
+    """Regenerate bubu/_gen from protos/ (pass --check to fail on a difference)."""
+    session.install("-e", ".[dev]")
+    session.run("python", "scripts/gen_protos.py", *session.posargs)
+
+
+@nox.session(python=PY)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks in benchmarks/ and print their numbers."""
+    session.install("-e", ".[dev]")
+    session.run("python", "benchmarks/run.py", *session.posargs)

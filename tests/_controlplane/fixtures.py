@@ -1,0 +1,129 @@
+"""pytest plugin: the real control plane and helpers around it.
+
+Register in ``tests/conftest.py``::
+
+    pytest_plugins = ["tests._controlplane.fixtures"]
+
+Fixtures
+--------
+``controlplane`` (session)
+    A started ``ControlPlane``: ``.url``, ``.admin_kubeconfig`` (= ``.kubeconfig_path``),
+    ``.ca`` / ``.ca_path``, ``.client()`` / ``.async_client()`` (admin httpx clients,
+    or ``token=...``), ``.write_kubeconfig(path, token=..., namespace=...)``, ``.crds``.
+    Skips when Go is missing and no prebuilt binaries are configured.
+``k8s_namespace`` (function)
+    Name of a fresh, uniquely named namespace (deleted afterwards, best effort).
+``engram_runner_identity`` / ``impulse_identity`` (function)
+    ``rbac.Identity`` for a ServiceAccount in ``k8s_namespace`` bound to exactly the
+    operator's engram-runner Role (crds.md 7.3) / Impulse Role (7.2):
+    ``.kubeconfig_path`` (TokenRequest token, context namespace = ``k8s_namespace``),
+    ``.username``, ``.namespace``, ``.service_account``, ``.token``.
+``make_identity`` (function)
+    Factory ``make_identity(rules, name=None, namespace=None) -> Identity`` for other rule sets
+    (e.g. ``rbac.engram_runner_rules(rbac.START_STORY_RULES)``).
+``fault_proxy`` (function)
+    A started ``FaultProxy`` in front of the API server: ``.fail()``, ``.conflict()``,
+    ``.throttle()``, ``.server_error()``, ``.delay()``, ``.disconnect()``, ``.requests``,
+    ``.kubeconfig(token=None, namespace=None)``, ``.url``.
+``admin_kubeconfig_env`` (function)
+    Sets ``KUBECONFIG`` to the admin kubeconfig for the test and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from . import rbac
+from .build import GoNotFoundError
+from .faults import FaultProxy, proxy_for
+from .server import ControlPlane
+
+GO_MISSING = "integration tests need Go (go not found on PATH) to build kube-apiserver"
+
+
+def _progress(msg: str) -> None:
+    # Session setup output is captured by pytest; a cold build takes minutes, so say so on the real stderr.
+    print(msg, file=sys.__stderr__, flush=True)
+
+
+@pytest.fixture(scope="session")
+def controlplane() -> Iterator[ControlPlane]:
+    if shutil.which("go") is None and not os.environ.get("BUBU_CONTROLPLANE_BIN_DIR"):
+        pytest.skip(GO_MISSING)
+    cp = ControlPlane(log=_progress)
+    try:
+        cp.start()
+    except GoNotFoundError:
+        pytest.skip(GO_MISSING)
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+def _slug(nodeid: str) -> str:
+    name = nodeid.rsplit("::", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40].strip("-") or "t"
+
+
+@pytest.fixture
+def k8s_namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"{_slug(request.node.nodeid)}-{secrets.token_hex(4)}"
+    if not name[0].isalpha():
+        name = "t-" + name
+    with controlplane.client() as c:
+        r = c.post("/api/v1/namespaces", json={"metadata": {"name": name, "labels": {"bubu.test/namespace": "true"}}})
+        if r.status_code >= 300:
+            raise RuntimeError(f"creating namespace {name}: HTTP {r.status_code}: {r.text[:500]}")
+    try:
+        yield name
+    finally:
+        # No kube-controller-manager: the namespace stays Terminating, which still blocks new writes to it.
+        with controlplane.client() as c:
+            c.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def make_identity(controlplane: ControlPlane, k8s_namespace: str) -> Callable[..., rbac.Identity]:
+    counter = iter(range(1_000_000))
+
+    def make(rules: list[dict[str, Any]], name: str | None = None, namespace: str | None = None) -> rbac.Identity:
+        return rbac.create_identity(
+            controlplane, namespace or k8s_namespace, name or f"test-identity-{next(counter)}", rules
+        )
+
+    return make
+
+
+@pytest.fixture
+def engram_runner_identity(controlplane: ControlPlane, k8s_namespace: str) -> rbac.Identity:
+    return rbac.engram_runner_identity(controlplane, k8s_namespace)
+
+
+@pytest.fixture
+def impulse_identity(controlplane: ControlPlane, k8s_namespace: str) -> rbac.Identity:
+    return rbac.impulse_identity(controlplane, k8s_namespace)
+
+
+@pytest.fixture
+def fault_proxy(controlplane: ControlPlane) -> Iterator[FaultProxy]:
+    proxy = proxy_for(controlplane)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def admin_kubeconfig_env(controlplane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = str(controlplane.admin_kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", path)
+    return path

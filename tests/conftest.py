@@ -1,0 +1,23 @@
+"""Project-wide test settings.
+
+Every test starts with no ``BUBU_*`` or Kubernetes variables in the environment, so nothing
+leaks in from the developer's shell or from another test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+_SCRUB_PREFIXES = ("BUBU_",)
+_SCRUB_NAMES = ("KUBECONFIG", "OTEL_TRACES_EXPORTER")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith(_SCRUB_PREFIXES) or name in _SCRUB_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    yield
