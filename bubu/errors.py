@@ -17,21 +17,31 @@ The tree::
     │   │   ├── NotFoundError
     │   │   ├── ConflictError
     │   │   ├── ForbiddenError
-    │   │   └── InvalidTransitionError  a StepRun phase change the state machine refuses
+    │   │   ├── InvalidTransitionError  a StepRun phase change the state machine refuses
+    │   │   ├── PodFencedError        the StepRun belongs to another pod (zombie fencing)
+    │   │   └── WatchExpiredError     a watch resourceVersion is gone (HTTP 410)
     │   ├── StorageError
     │   └── TransportError
     │       ├── ConnectorUnavailableError  (retryable) the connector cannot be reached
     │       ├── StreamClosedError          the peer closed the stream
+    │       ├── StreamSessionError         (retryable) a streaming session failed; reconnect
+    │       ├── HandshakeTimeoutError      the connector never completed the startup handshake
     │       └── ProtocolViolationError     a packet or binding breaks the wire contract
+    │           └── PacketValidationError      a buf.validate rule failed; .field, .rule_id
     ├── TriggerError                  StoryTrigger admission failed
     │   ├── TriggerRejectedError      the controller answered Rejected; .reason
+    │   │   └── TriggerIdentityConflictError  token/key reused with different inputs
     │   ├── TriggerPendingError       (retryable) no decision before the deadline
     │   └── StoryRunNotFoundError     stop_story on a run that does not exist
     ├── ImpulseSessionError           dispatcher session already active / not found
+    │   ├── ImpulseSessionExistsError
+    │   └── ImpulseSessionNotFoundError
     ├── EffectError
     │   ├── EffectAlreadyRecordedError  the effect is completed or held by another process
     │   └── EffectsUnavailableError     not running inside a StepRun
-    └── SignalsUnavailableError       not running inside a StepRun
+    ├── SignalsUnavailableError       not running inside a StepRun
+    ├── SignalError                   empty signal key, or a summary above the size limit
+    └── IdempotencyUnavailableError   no StoryRun/StepRun identity to derive an idempotency key
 
 Names end in ``Error`` and never shadow a builtin or an asyncio name; ``asyncio.CancelledError``
 is never wrapped.
@@ -50,25 +60,35 @@ __all__ = [
     "EffectError",
     "EffectsUnavailableError",
     "EngramError",
+    "HandshakeTimeoutError",
     "ForbiddenError",
+    "IdempotencyUnavailableError",
     "ImpulseSessionError",
+    "ImpulseSessionExistsError",
+    "ImpulseSessionNotFoundError",
     "InvalidTransitionError",
     "KubernetesError",
     "NotFoundError",
+    "PacketValidationError",
     "PlatformError",
+    "PodFencedError",
     "ProtocolViolationError",
     "SchemaValidationError",
     "SecretExpansionError",
+    "SignalError",
     "SignalsUnavailableError",
     "StepTimeoutError",
     "StorageError",
     "StoryRunNotFoundError",
     "StreamClosedError",
+    "StreamSessionError",
     "TemplateError",
     "TransportError",
     "TriggerError",
+    "TriggerIdentityConflictError",
     "TriggerPendingError",
     "TriggerRejectedError",
+    "WatchExpiredError",
 ]
 
 # StructuredError v1 vocabularies (go-sdk-core.md c.13).
@@ -207,11 +227,14 @@ class KubernetesError(PlatformError):
         *,
         status_code: int | None = None,
         reason: str | None = None,
+        retry_after: float | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(message, **kw)
         self.status_code = status_code
         self.reason = reason
+        # Seconds the server asked us to wait (``Retry-After`` on 429/503), when it said so.
+        self.retry_after = retry_after
 
 
 class NotFoundError(KubernetesError):
@@ -231,6 +254,14 @@ class ForbiddenError(KubernetesError):
 
 class InvalidTransitionError(KubernetesError):
     """The StepRun phase state machine refuses the requested phase change."""
+
+
+class PodFencedError(KubernetesError):
+    """Zombie-pod fencing: the StepRun belongs to another pod (``status.podName``); never retried."""
+
+
+class WatchExpiredError(KubernetesError):
+    """A watch's resourceVersion is too old (HTTP 410 Gone): read the object again and re-watch."""
 
 
 class StorageError(PlatformError):
@@ -254,8 +285,47 @@ class StreamClosedError(TransportError):
     """The peer closed the stream."""
 
 
+class StreamSessionError(TransportError):
+    """A streaming session failed in a way a reconnect may fix.
+
+    Covers an unexpected end of the Data or Control stream, an invalid inbound packet, a bad
+    chunk sequence, dedupe overflow and send timeouts (streaming.md 3.9): the runner reconnects
+    with jittered backoff, as the Go SDK does.
+    """
+
+    retryable = True
+    exit_class = "retry"
+
+
+class HandshakeTimeoutError(TransportError):
+    """The connector did not complete the startup handshake in time; not retried (streaming.md 3.1)."""
+
+
 class ProtocolViolationError(TransportError):
     """A packet, frame or binding breaks the wire contract; not retried."""
+
+
+class PacketValidationError(ProtocolViolationError):
+    """A protobuf packet breaks a ``buf.validate`` rule of ``transport.v1``.
+
+    ``field`` is the path of the first offending field (``audio.sample_rate_hz``,
+    ``metadata[""]``), ``rule_id`` its rule (``int32.gte_lte``), and ``violations`` every
+    ``(field, rule_id, message)`` found. Go treats these as session errors (reconnect).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        rule_id: str = "",
+        violations: list[tuple[str, str, str]] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.field = field
+        self.rule_id = rule_id
+        self.violations = violations or []
 
 
 class TriggerError(BubuError):
@@ -270,6 +340,15 @@ class TriggerRejectedError(TriggerError):
         self.reason = reason
 
 
+class TriggerIdentityConflictError(TriggerRejectedError):
+    """A StoryTrigger with this name exists with a different immutable request (crds.md 2.6).
+
+    Raised before any controller decision, when a token or key is reused with other inputs:
+    ``storytrigger '<name>' already exists with different immutable request identity; reuse is
+    not allowed``. Never retryable: the token stays bound to its first inputs.
+    """
+
+
 class TriggerPendingError(TriggerError):
     """No decision was made before the deadline; submitting again is safe."""
 
@@ -278,11 +357,24 @@ class TriggerPendingError(TriggerError):
 
 
 class StoryRunNotFoundError(TriggerError):
-    """The StoryRun to stop does not exist."""
+    """The StoryRun to stop does not exist.
+
+    ``session`` is the dispatcher session that named it, when a ``StoryDispatcher`` stopped it.
+    """
+
+    session: Any = None
 
 
 class ImpulseSessionError(BubuError):
     """A dispatcher session is already active, or was not found."""
+
+
+class ImpulseSessionExistsError(ImpulseSessionError):
+    """``StoryDispatcher.trigger`` with a session key that is already active."""
+
+
+class ImpulseSessionNotFoundError(ImpulseSessionError):
+    """``StoryDispatcher.stop`` with a session key that is not tracked."""
 
 
 class EffectError(BubuError):
@@ -290,7 +382,25 @@ class EffectError(BubuError):
 
 
 class EffectAlreadyRecordedError(EffectError):
-    """The effect is completed, or currently held by another process."""
+    """The effect is completed, or currently held by another process.
+
+    ``details`` holds the recorded details (the claim's ``spec.details`` or the ledger entry's)
+    when they are known; ``in_progress`` is True when another holder still has a live lease.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        details: dict[str, Any] | None = None,
+        in_progress: bool = False,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.key = key
+        self.details = details
+        self.in_progress = in_progress
 
 
 class EffectsUnavailableError(EffectError):
@@ -299,3 +409,16 @@ class EffectsUnavailableError(EffectError):
 
 class SignalsUnavailableError(BubuError):
     """Signals need a StepRun: not running inside one."""
+
+
+class SignalError(BubuError):
+    """A signal could not be emitted: an empty key, or a summary above the size limit."""
+
+
+class IdempotencyUnavailableError(BubuError):
+    """No StoryRun or StepRun identity to derive a key from (Go ``ErrIdempotencyUnavailable``)."""
+
+    def __init__(
+        self, message: str = "idempotency unavailable: missing storyrun or steprun identity"
+    ) -> None:
+        super().__init__(message)

@@ -1,24 +1,35 @@
-"""A real Kubernetes control plane (etcd + kube-apiserver, built from Go modules) for integration tests.
+"""A real Kubernetes control plane for integration tests.
 
+etcd + kube-apiserver, built from the Go modules pinned in ``tests/controlplane/``.
 Register the fixtures with ``pytest_plugins = ["tests._controlplane.fixtures"]``.
-See ``tests/controlplane/README.md``.
+See ``tests/controlplane/README.md``. Submodules are imported lazily so that
+``python -m tests._controlplane.server`` runs cleanly.
 """
 
-from .faults import Fault, FaultProxy, status_body
-from .rbac import ENGRAM_RUNNER_RULES, IMPULSE_RULES, START_STORY_RULES, Identity, create_identity
-from .server import ControlPlane, ControlPlaneError, crds_dir, write_kubeconfig
+from __future__ import annotations
 
-__all__ = [
-    "ENGRAM_RUNNER_RULES",
-    "IMPULSE_RULES",
-    "START_STORY_RULES",
-    "ControlPlane",
-    "ControlPlaneError",
-    "Fault",
-    "FaultProxy",
-    "Identity",
-    "create_identity",
-    "crds_dir",
-    "status_body",
-    "write_kubeconfig",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ControlPlane": "server",
+    "ControlPlaneError": "server",
+    "crds_dir": "server",
+    "write_kubeconfig": "server",
+    "Fault": "faults",
+    "FaultProxy": "faults",
+    "status_body": "faults",
+    "ENGRAM_RUNNER_RULES": "rbac",
+    "IMPULSE_RULES": "rbac",
+    "START_STORY_RULES": "rbac",
+    "Identity": "rbac",
+    "create_identity": "rbac",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(name)

@@ -43,7 +43,11 @@ _VERSION_PKG = "k8s.io/component-base/version"
 def _kube_version(module_dir: Path = GO_MODULE_DIR) -> str:
     for line in (module_dir / "go.mod").read_text().splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0] in ("k8s.io/kubernetes", "require") and parts[-2] == "k8s.io/kubernetes":
+        if (
+            len(parts) >= 2
+            and parts[0] in ("k8s.io/kubernetes", "require")
+            and parts[-2] == "k8s.io/kubernetes"
+        ):
             return parts[-1]
         if len(parts) == 2 and parts[0] == "k8s.io/kubernetes":
             return parts[1]
@@ -83,7 +87,9 @@ def cache_root() -> Path:
 def find_go() -> str:
     go = shutil.which("go")
     if go is None:
-        raise GoNotFoundError("integration tests need Go (go not found on PATH) to build kube-apiserver")
+        raise GoNotFoundError(
+            "integration tests need Go (go not found on PATH) to build kube-apiserver"
+        )
     return go
 
 
@@ -125,7 +131,9 @@ def ensure_binaries(*, log=None, force: bool = False) -> Path:
     if override:
         d = Path(override).expanduser()
         if not _complete(d):
-            raise BuildError(f"BUBU_CONTROLPLANE_BIN_DIR={d} does not contain {', '.join(BINARIES)}")
+            raise BuildError(
+                f"BUBU_CONTROLPLANE_BIN_DIR={d} does not contain {', '.join(BINARIES)}"
+            )
         return d
 
     go = find_go()
@@ -159,7 +167,14 @@ def _build(go: str, target: Path, *, log=None) -> None:
                 cmd = [go, "build", *build_flags(), "-o", str(tmp / name), pkg]
                 logf.write(f"$ (cd {GO_MODULE_DIR} && {' '.join(cmd)})\n")
                 logf.flush()
-                rc = subprocess.run(cmd, cwd=GO_MODULE_DIR, env=env, stdout=logf, stderr=subprocess.STDOUT).returncode
+                rc = subprocess.run(
+                    cmd,
+                    cwd=GO_MODULE_DIR,
+                    env=env,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                ).returncode
                 if rc != 0:
                     raise BuildError(f"building {name} failed (exit {rc}); see {log_path}")
             logf.write(f"built in {time.monotonic() - started:.1f}s\n")

@@ -67,7 +67,9 @@ _REASONS = {
     504: ("Timeout", "Gateway Timeout"),
 }
 
-_PATH_RE = re.compile(r"^/apis?/(?:(?P<group>[^/]+)/)?(?P<version>v[^/]+)(?:/namespaces/[^/]+)?/(?P<resource>[^/?]+)(?:/(?P<name>[^/?]+))?")
+_PATH_RE = re.compile(
+    r"^/apis?/(?:(?P<group>[^/]+)/)?(?P<version>v[^/]+)(?:/namespaces/[^/]+)?/(?P<resource>[^/?]+)(?:/(?P<name>[^/?]+))?"
+)
 
 
 @dataclass
@@ -117,8 +119,14 @@ class Seen:
     fault: Fault | None
 
 
-def status_body(code: int, path: str, *, reason: str | None = None, message: str | None = None,
-                retry_after: float | None = None) -> dict[str, Any]:
+def status_body(
+    code: int,
+    path: str,
+    *,
+    reason: str | None = None,
+    message: str | None = None,
+    retry_after: float | None = None,
+) -> dict[str, Any]:
     """A Kubernetes ``metav1.Status`` like the API server's own errors."""
     default_reason, _ = _REASONS.get(code, ("", ""))
     m = _PATH_RE.match(path)
@@ -138,7 +146,8 @@ def status_body(code: int, path: str, *, reason: str | None = None, message: str
             429: "the server has received too many requests and has asked us to try again later",
             500: "Internal error occurred: injected by the bubu fault proxy",
             503: "the server is currently unable to handle the request",
-            504: "the server was unable to return a response in the time allotted, but may still be processing the request",
+            504: "the server was unable to return a response in the time allotted, "
+            "but may still be processing the request",
         }.get(code, f"injected HTTP {code}")
         message += " (injected by the bubu fault proxy)" if "injected" not in message else ""
     body: dict[str, Any] = {
@@ -158,7 +167,9 @@ def status_body(code: int, path: str, *, reason: str | None = None, message: str
 class FaultProxy:
     """Plain-HTTP loopback proxy to the API server with injectable faults."""
 
-    def __init__(self, upstream: str, *, ca_path: Path, admin_cert: tuple[Path, Path], workdir: Path) -> None:
+    def __init__(
+        self, upstream: str, *, ca_path: Path, admin_cert: tuple[Path, Path], workdir: Path
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self._ca_path = ca_path
         self._admin_cert = admin_cert
@@ -182,25 +193,56 @@ class FaultProxy:
             self._faults.append(fault)
         return fault
 
-    def fail(self, method: str | None, path: str, status: int, *, times: int | None = 1, skip: int = 0,
-             retry_after: float | None = None, reason: str | None = None, message: str | None = None,
-             delay: float = 0.0, query: str | None = None) -> Fault:
+    def fail(
+        self,
+        method: str | None,
+        path: str,
+        status: int,
+        *,
+        times: int | None = 1,
+        skip: int = 0,
+        retry_after: float | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        delay: float = 0.0,
+        query: str | None = None,
+    ) -> Fault:
         """Answer matching requests with ``status`` and a Kubernetes Status body (not forwarded)."""
         if status == 429 and retry_after is None:
             retry_after = 1
-        return self.add(Fault(method, path, status=status, times=times, skip=skip, retry_after=retry_after,
-                              reason=reason, message=message, delay=delay, query=query))
+        return self.add(
+            Fault(
+                method,
+                path,
+                status=status,
+                times=times,
+                skip=skip,
+                retry_after=retry_after,
+                reason=reason,
+                message=message,
+                delay=delay,
+                query=query,
+            )
+        )
 
-    def conflict(self, method: str | None, path: str, *, times: int | None = 1, skip: int = 0) -> Fault:
+    def conflict(
+        self, method: str | None, path: str, *, times: int | None = 1, skip: int = 0
+    ) -> Fault:
         return self.fail(method, path, 409, times=times, skip=skip)
 
-    def throttle(self, method: str | None, path: str, *, retry_after: float = 1, times: int | None = 1) -> Fault:
+    def throttle(
+        self, method: str | None, path: str, *, retry_after: float = 1, times: int | None = 1
+    ) -> Fault:
         return self.fail(method, path, 429, times=times, retry_after=retry_after)
 
-    def server_error(self, method: str | None, path: str, *, status: int = 500, times: int | None = 1) -> Fault:
+    def server_error(
+        self, method: str | None, path: str, *, status: int = 500, times: int | None = 1
+    ) -> Fault:
         return self.fail(method, path, status, times=times)
 
-    def delay(self, method: str | None, path: str, seconds: float, *, times: int | None = 1) -> Fault:
+    def delay(
+        self, method: str | None, path: str, seconds: float, *, times: int | None = 1
+    ) -> Fault:
         """Hold matching requests for ``seconds`` and then forward them."""
         return self.add(Fault(method, path, delay=seconds, times=times))
 
@@ -237,18 +279,30 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ kubeconfig
 
-    def kubeconfig(self, *, token: str | None = None, namespace: str | None = None, name: str | None = None) -> Path:
-        """A kubeconfig for ``http://127.0.0.1:<port>``: admin (no credentials) or the given bearer token."""
+    def kubeconfig(
+        self, *, token: str | None = None, namespace: str | None = None, name: str | None = None
+    ) -> Path:
+        """A kubeconfig for ``http://127.0.0.1:<port>``.
+
+        Without ``token`` it has no credentials and the proxy uses the admin client
+        certificate upstream; with one, the bearer token is forwarded as is.
+        """
         d = self._workdir / "proxy-kubeconfigs"
         d.mkdir(parents=True, exist_ok=True)
-        fname = name or f"proxy-{self.port}-{'token' if token else 'admin'}-{namespace or 'default'}.kubeconfig"
-        return write_kubeconfig(d / fname, server=self.url, token=token, namespace=namespace,
-                                user="bubu-proxy-token" if token else "bubu-proxy-admin")
+        who = "token" if token else "admin"
+        fname = name or f"proxy-{self.port}-{who}-{namespace or 'default'}.kubeconfig"
+        return write_kubeconfig(
+            d / fname,
+            server=self.url,
+            token=token,
+            namespace=namespace,
+            user="bubu-proxy-token" if token else "bubu-proxy-admin",
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._run, name=f"bubu-fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="bubu-fault-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("fault proxy did not start")
@@ -295,11 +349,17 @@ class FaultProxy:
         self._stopped = asyncio.Event()
         timeout = httpx.Timeout(30.0, read=None)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
-        self._admin_client = httpx.AsyncClient(verify=self._ssl(True), timeout=timeout, limits=limits)
-        self._token_client = httpx.AsyncClient(verify=self._ssl(False), timeout=timeout, limits=limits)
+        self._admin_client = httpx.AsyncClient(
+            verify=self._ssl(True), timeout=timeout, limits=limits
+        )
+        self._token_client = httpx.AsyncClient(
+            verify=self._ssl(False), timeout=timeout, limits=limits
+        )
         self._conns: set[asyncio.Task[None]] = set()
         try:
-            self._server = await asyncio.start_server(self._serve_conn, "127.0.0.1", 0, limit=1 << 20)
+            self._server = await asyncio.start_server(
+                self._serve_conn, "127.0.0.1", 0, limit=1 << 20
+            )
             self.port = self._server.sockets[0].getsockname()[1]
             self.url = f"http://127.0.0.1:{self.port}"
             self._ready.set()
@@ -350,8 +410,9 @@ class FaultProxy:
             pass
         finally:
             self._conns.discard(task)
-            with contextlib.suppress(Exception):
-                writer.close()
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 1)
 
     @staticmethod
     async def _read_body(reader: asyncio.StreamReader, hmap: dict[str, str]) -> bytes:
@@ -369,8 +430,15 @@ class FaultProxy:
         n = int(hmap.get("content-length", "0") or 0)
         return await reader.readexactly(n) if n else b""
 
-    async def _handle(self, method: str, target: str, headers: list[tuple[str, str]], hmap: dict[str, str],
-                      body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _handle(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        hmap: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
         """Serve one request. Returns False when the connection must be closed."""
         path, _, query = target.partition("?")
         fault = self._pick(method, path, query)
@@ -381,8 +449,15 @@ class FaultProxy:
                 self._record(Seen(method, path, query, 0, fault))
                 return False
             if fault.status is not None:
-                payload = json.dumps(status_body(fault.status, path, reason=fault.reason, message=fault.message,
-                                                 retry_after=fault.retry_after)).encode()
+                payload = json.dumps(
+                    status_body(
+                        fault.status,
+                        path,
+                        reason=fault.reason,
+                        message=fault.message,
+                        retry_after=fault.retry_after,
+                    )
+                ).encode()
                 extra = []
                 if fault.retry_after is not None:
                     extra.append(("Retry-After", str(max(1, int(round(fault.retry_after))))))
@@ -390,17 +465,23 @@ class FaultProxy:
                 self._record(Seen(method, path, query, fault.status, fault))
                 return True
         if hmap.get("upgrade"):
-            payload = json.dumps(status_body(501, path, message="the bubu fault proxy does not support upgrades")).encode()
+            payload = json.dumps(
+                status_body(501, path, message="the bubu fault proxy does not support upgrades")
+            ).encode()
             await self._write_simple(writer, 501, payload, [])
             return False
 
         fwd_headers = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
         client = self._token_client if "authorization" in hmap else self._admin_client
-        req = client.build_request(method, self.upstream + target, headers=fwd_headers, content=body or None)
+        req = client.build_request(
+            method, self.upstream + target, headers=fwd_headers, content=body or None
+        )
         try:
             resp = await client.send(req, stream=True)
         except httpx.HTTPError as exc:
-            payload = json.dumps(status_body(502, path, message=f"fault proxy upstream error: {type(exc).__name__}")).encode()
+            payload = json.dumps(
+                status_body(502, path, message=f"fault proxy upstream error: {type(exc).__name__}")
+            ).encode()
             await self._write_simple(writer, 502, payload, [])
             self._record(Seen(method, path, query, 502, fault))
             return True
@@ -410,7 +491,9 @@ class FaultProxy:
             for k, v in resp.headers.multi_items():
                 if k.lower() not in _HOP_BY_HOP:
                     out.append(f"{k}: {v}\r\n")
-            no_body = method == "HEAD" or resp.status_code in (204, 304) or 100 <= resp.status_code < 200
+            no_body = (
+                method == "HEAD" or resp.status_code in (204, 304) or 100 <= resp.status_code < 200
+            )
             if no_body:
                 out.append("Content-Length: 0\r\n\r\n")
                 writer.write("".join(out).encode("latin-1"))
@@ -429,11 +512,16 @@ class FaultProxy:
             await resp.aclose()
 
     @staticmethod
-    async def _write_simple(writer: asyncio.StreamWriter, status: int, payload: bytes,
-                            extra: list[tuple[str, str]]) -> None:
+    async def _write_simple(
+        writer: asyncio.StreamWriter, status: int, payload: bytes, extra: list[tuple[str, str]]
+    ) -> None:
         phrase = _REASONS.get(status, ("", "Error"))[1]
-        head = [f"HTTP/1.1 {status} {phrase}\r\n", "Content-Type: application/json\r\n",
-                f"Content-Length: {len(payload)}\r\n", "Cache-Control: no-cache, private\r\n"]
+        head = [
+            f"HTTP/1.1 {status} {phrase}\r\n",
+            "Content-Type: application/json\r\n",
+            f"Content-Length: {len(payload)}\r\n",
+            "Cache-Control: no-cache, private\r\n",
+        ]
         head += [f"{k}: {v}\r\n" for k, v in extra]
         head.append("\r\n")
         writer.write("".join(head).encode("latin-1") + payload)

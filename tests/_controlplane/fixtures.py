@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from . import rbac
-from .build import GoNotFoundError
+from .build import GoNotFoundError, ensure_binaries
 from .faults import FaultProxy, proxy_for
 from .server import ControlPlane
 
@@ -50,15 +50,42 @@ GO_MISSING = "integration tests need Go (go not found on PATH) to build kube-api
 
 
 def _progress(msg: str) -> None:
-    # Session setup output is captured by pytest; a cold build takes minutes, so say so on the real stderr.
+    # Session setup output is captured by pytest; a cold build takes minutes,
+    # so say so on the real stderr.
     print(msg, file=sys.__stderr__, flush=True)
+
+
+_prebuild: dict[str, Any] = {}
+
+
+def _uses_controlplane(item: pytest.Item) -> bool:
+    return "controlplane" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Build the binaries before any test runs, so a cold build (minutes) is not charged to
+    the first test's pytest-timeout budget. Errors are kept and raised by the fixture."""
+    if config.option.collectonly or not any(_uses_controlplane(i) for i in items):
+        return
+    if shutil.which("go") is None and not os.environ.get("BUBU_CONTROLPLANE_BIN_DIR"):
+        return
+    try:
+        _prebuild["bin_dir"] = ensure_binaries(log=_progress)
+    except GoNotFoundError:
+        pass
+    except Exception as exc:  # surfaced by the fixture, so only integration tests fail
+        _prebuild["error"] = exc
 
 
 @pytest.fixture(scope="session")
 def controlplane() -> Iterator[ControlPlane]:
     if shutil.which("go") is None and not os.environ.get("BUBU_CONTROLPLANE_BIN_DIR"):
         pytest.skip(GO_MISSING)
-    cp = ControlPlane(log=_progress)
+    if "error" in _prebuild:
+        raise _prebuild["error"]
+    cp = ControlPlane(bin_dir=_prebuild.get("bin_dir"), log=_progress)
     try:
         cp.start()
     except GoNotFoundError:
@@ -80,13 +107,17 @@ def k8s_namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) ->
     if not name[0].isalpha():
         name = "t-" + name
     with controlplane.client() as c:
-        r = c.post("/api/v1/namespaces", json={"metadata": {"name": name, "labels": {"bubu.test/namespace": "true"}}})
+        r = c.post(
+            "/api/v1/namespaces",
+            json={"metadata": {"name": name, "labels": {"bubu.test/namespace": "true"}}},
+        )
         if r.status_code >= 300:
             raise RuntimeError(f"creating namespace {name}: HTTP {r.status_code}: {r.text[:500]}")
     try:
         yield name
     finally:
-        # No kube-controller-manager: the namespace stays Terminating, which still blocks new writes to it.
+        # No kube-controller-manager: the namespace stays Terminating (which still
+        # blocks new writes to it); its objects stay in etcd until the session ends.
         with controlplane.client() as c:
             c.delete(f"/api/v1/namespaces/{name}")
 
@@ -95,9 +126,14 @@ def k8s_namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) ->
 def make_identity(controlplane: ControlPlane, k8s_namespace: str) -> Callable[..., rbac.Identity]:
     counter = iter(range(1_000_000))
 
-    def make(rules: list[dict[str, Any]], name: str | None = None, namespace: str | None = None) -> rbac.Identity:
+    def make(
+        rules: list[dict[str, Any]], name: str | None = None, namespace: str | None = None
+    ) -> rbac.Identity:
         return rbac.create_identity(
-            controlplane, namespace or k8s_namespace, name or f"test-identity-{next(counter)}", rules
+            controlplane,
+            namespace or k8s_namespace,
+            name or f"test-identity-{next(counter)}",
+            rules,
         )
 
     return make

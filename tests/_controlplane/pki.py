@@ -50,7 +50,7 @@ class CA:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._key = _key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         self._cert = (
             x509.CertificateBuilder()
@@ -75,7 +75,9 @@ class CA:
                 ),
                 critical=True,
             )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
+            )
             .sign(self._key, hashes.SHA256())
         )
         self.cert_pem = self._cert.public_bytes(serialization.Encoding.PEM)
@@ -92,7 +94,7 @@ class CA:
         hosts: tuple[str, ...] = (),
     ) -> CertPair:
         key = _key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
         usages = []
@@ -125,7 +127,8 @@ class CA:
             )
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
             )
         )
         if hosts:
@@ -137,7 +140,9 @@ class CA:
                     sans.append(x509.DNSName(h))
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
-        cert_path = _write(self.directory / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        cert_path = _write(
+            self.directory / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644
+        )
         key_path = _write(self.directory / f"{name}.key", _key_pem(key))
         return CertPair(cert_path, key_path)
 
@@ -148,4 +153,6 @@ def service_account_keys(directory: Path) -> CertPair:
     pub = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return CertPair(_write(directory / "sa.pub", pub, 0o644), _write(directory / "sa.key", _key_pem(key)))
+    return CertPair(
+        _write(directory / "sa.pub", pub, 0o644), _write(directory / "sa.key", _key_pem(key))
+    )

@@ -29,8 +29,16 @@ ENGRAM_RUNNER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [RUNS], "resources": ["stepruns"], "verbs": ["get", "watch"]},
     {"apiGroups": [RUNS], "resources": ["stepruns/status"], "verbs": ["patch", "update"]},
     {"apiGroups": [RUNS], "resources": ["effectclaims"], "verbs": ["get", "create", "update"]},
-    {"apiGroups": [TRANSPORT], "resources": ["transportbindings"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [TRANSPORT], "resources": ["transportbindings/status"], "verbs": ["get", "patch", "update"]},
+    {
+        "apiGroups": [TRANSPORT],
+        "resources": ["transportbindings"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": [TRANSPORT],
+        "resources": ["transportbindings/status"],
+        "verbs": ["get", "patch", "update"],
+    },
 ]
 
 #: crds.md 7.2, ``[op] internal/controller/impulse_controller.go ensureImpulseRBAC``
@@ -86,7 +94,11 @@ def _check(r: httpx.Response, what: str) -> dict[str, Any]:
 
 
 def issue_token(
-    client: httpx.Client, namespace: str, service_account: str, *, expiration_seconds: int = 6 * 3600
+    client: httpx.Client,
+    namespace: str,
+    service_account: str,
+    *,
+    expiration_seconds: int = 6 * 3600,
 ) -> str:
     """Mint a ServiceAccount token with the TokenRequest API."""
     body = {
@@ -94,7 +106,9 @@ def issue_token(
         "kind": "TokenRequest",
         "spec": {"expirationSeconds": expiration_seconds},
     }
-    r = client.post(f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token", json=body)
+    r = client.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token", json=body
+    )
     return _check(r, f"TokenRequest for {namespace}/{service_account}")["status"]["token"]
 
 
@@ -115,7 +129,9 @@ def create_identity(
     """
     with cp.client() as c:
         _check(
-            c.post(f"/api/v1/namespaces/{namespace}/serviceaccounts", json={"metadata": {"name": name}}),
+            c.post(
+                f"/api/v1/namespaces/{namespace}/serviceaccounts", json={"metadata": {"name": name}}
+            ),
             "create ServiceAccount",
         )
         _check(
@@ -130,7 +146,11 @@ def create_identity(
                 f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
                 json={
                     "metadata": {"name": name},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": name,
+                    },
                     "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
                 },
             ),
@@ -140,15 +160,26 @@ def create_identity(
     assert cp.workdir is not None
     directory = kubeconfig_dir or (cp.workdir / "kubeconfigs")
     directory.mkdir(parents=True, exist_ok=True)
-    path = cp.write_kubeconfig(directory / f"{namespace}.{name}.kubeconfig", token=token, namespace=namespace, server=server)
+    path = cp.write_kubeconfig(
+        directory / f"{namespace}.{name}.kubeconfig",
+        token=token,
+        namespace=namespace,
+        server=server,
+    )
     return Identity(namespace, name, name, path, token, tuple(copy.deepcopy(rules)))
 
 
-def engram_runner_identity(cp: ControlPlane, namespace: str, *, story_run: str = "test-run", extra_rules=None) -> Identity:
+def engram_runner_identity(
+    cp: ControlPlane, namespace: str, *, story_run: str = "test-run", extra_rules=None
+) -> Identity:
     """The ``<storyRun>-engram-runner`` identity the operator creates per StoryRun."""
-    return create_identity(cp, namespace, f"{story_run}-engram-runner", engram_runner_rules(extra_rules))
+    return create_identity(
+        cp, namespace, f"{story_run}-engram-runner", engram_runner_rules(extra_rules)
+    )
 
 
-def impulse_identity(cp: ControlPlane, namespace: str, *, impulse: str = "test-impulse", extra_rules=None) -> Identity:
+def impulse_identity(
+    cp: ControlPlane, namespace: str, *, impulse: str = "test-impulse", extra_rules=None
+) -> Identity:
     """The ``<impulse>-impulse-runner`` identity the operator creates per Impulse."""
     return create_identity(cp, namespace, f"{impulse}-impulse-runner", impulse_rules(extra_rules))

@@ -56,7 +56,11 @@ class ControlPlaneError(RuntimeError):
 def crds_dir() -> Path:
     """Where the CRD YAML files live: ``$BUBU_CRDS_DIR`` or ``<repo>/../shared/crds``."""
     env = os.environ.get("BUBU_CRDS_DIR")
-    return Path(env).expanduser().resolve() if env else (REPO_ROOT.parent / "shared" / "crds").resolve()
+    return (
+        Path(env).expanduser().resolve()
+        if env
+        else (REPO_ROOT.parent / "shared" / "crds").resolve()
+    )
 
 
 def free_port() -> int:
@@ -70,15 +74,20 @@ def free_port() -> int:
 _PR_SET_PDEATHSIG = 1
 
 
+try:  # resolved in the parent: the child only calls a function pointer (no dlopen after fork)
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - non-Linux
+    _prctl = None
+
+
 def _child_setup() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # pragma: no cover - non-Linux
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     # PDEATHSIG fires when the *thread* that forked dies; only use it from the main thread.
     preexec = _child_setup if threading.current_thread() is threading.main_thread() else None
     with open(log_path, "ab") as log:
@@ -88,7 +97,7 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: killpg reaches everything it forks
-            preexec_fn=preexec,
+            preexec_fn=preexec,  # noqa: PLW1509 - only prctl(2), resolved before fork
             env=env,
             close_fds=True,
         )
@@ -221,7 +230,8 @@ class ControlPlane:
         crd_files = sorted(crd_dir.glob("*.yaml")) if crd_dir.is_dir() else []
         if not crd_files:
             raise ControlPlaneError(
-                f"no CRD files in {crd_dir}; set BUBU_CRDS_DIR or put shared/crds beside the repository"
+                f"no CRD files in {crd_dir}; set BUBU_CRDS_DIR "
+                "or put shared/crds beside the repository"
             )
         bin_dir = self._bin_dir or build.ensure_binaries(log=self._log)
 
@@ -275,7 +285,13 @@ class ControlPlane:
             "apiserver",
             common_name="kube-apiserver",
             server=True,
-            hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            hosts=(
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+            ),
         )
         self.admin_cert = self.ca.issue(
             "admin", common_name="bubu-admin", organizations=("system:masters",), client=True
@@ -358,7 +374,9 @@ class ControlPlane:
                     user="bubu-admin",
                 )
                 return
-            if self._apiserver.poll() is None or "address already in use" not in _log_tail(log, 200):
+            if self._apiserver.poll() is None or "address already in use" not in _log_tail(
+                log, 200
+            ):
                 break  # a real failure, not a port race
         raise ControlPlaneError(f"kube-apiserver did not become ready; log tail:\n{_log_tail(log)}")
 
@@ -391,18 +409,29 @@ class ControlPlane:
         """A sync httpx client for the API server: admin unless ``token`` is given."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         return httpx.Client(
-            base_url=self.url, verify=self.ssl_context(admin=token is None), headers=headers, timeout=timeout
+            base_url=self.url,
+            verify=self.ssl_context(admin=token is None),
+            headers=headers,
+            timeout=timeout,
         )
 
     def async_client(self, *, token: str | None = None, timeout: float = 30.0) -> httpx.AsyncClient:
         """An async httpx client for the API server: admin unless ``token`` is given."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         return httpx.AsyncClient(
-            base_url=self.url, verify=self.ssl_context(admin=token is None), headers=headers, timeout=timeout
+            base_url=self.url,
+            verify=self.ssl_context(admin=token is None),
+            headers=headers,
+            timeout=timeout,
         )
 
     def write_kubeconfig(
-        self, path: Path, *, token: str | None = None, namespace: str | None = None, server: str | None = None
+        self,
+        path: Path,
+        *,
+        token: str | None = None,
+        namespace: str | None = None,
+        server: str | None = None,
     ) -> Path:
         """Kubeconfig for this API server: admin cert unless ``token`` is given."""
         return write_kubeconfig(
@@ -420,7 +449,11 @@ class ControlPlane:
     def install_crds(self, files: list[Path], timeout: float = 60.0) -> None:
         docs = []
         for f in files:
-            docs += [d for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
+            docs += [
+                d
+                for d in yaml.safe_load_all(f.read_text())
+                if d and d.get("kind") == "CustomResourceDefinition"
+            ]
         with self.client() as c:
             for doc in docs:
                 r = c.post(CRD_API, json=doc)
@@ -429,21 +462,26 @@ class ControlPlane:
                     doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
                     r = c.put(f"{CRD_API}/{doc['metadata']['name']}", json=doc)
                 if r.status_code >= 300:
-                    raise ControlPlaneError(f"installing CRD {doc['metadata']['name']}: {r.status_code} {r.text[:2000]}")
+                    raise ControlPlaneError(
+                        f"installing CRD {doc['metadata']['name']}: {r.status_code} {r.text[:2000]}"
+                    )
             pending = {d["metadata"]["name"]: d for d in docs}
             deadline = time.monotonic() + timeout
             while pending:
-                for name in list(pending):
+                for item in c.get(CRD_API).json().get("items") or []:
+                    name = item["metadata"]["name"]
                     conds = {
                         cond["type"]: cond["status"]
-                        for cond in c.get(f"{CRD_API}/{name}").json().get("status", {}).get("conditions", [])
+                        for cond in (item.get("status") or {}).get("conditions") or []
                     }
-                    if conds.get("Established") == "True" and conds.get("NamesAccepted") == "True":
-                        doc = pending.pop(name)
-                        self._wait_served(c, doc, deadline)
+                    established = conds.get("Established") == "True"
+                    if name in pending and established and conds.get("NamesAccepted") == "True":
+                        self._wait_served(c, pending.pop(name), deadline)
                 if pending:
                     if time.monotonic() > deadline:
-                        raise ControlPlaneError(f"CRDs not Established after {timeout}s: {sorted(pending)}")
+                        raise ControlPlaneError(
+                            f"CRDs not Established after {timeout}s: {sorted(pending)}"
+                        )
                     time.sleep(0.05)
         self.crds = sorted(d["metadata"]["name"] for d in docs)
 
@@ -480,8 +518,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tests._controlplane.server",
         description="Run etcd + kube-apiserver with the BubuStack CRDs until Ctrl-C.",
     )
-    parser.add_argument("--crds", type=Path, default=None, help="CRD directory (default: $BUBU_CRDS_DIR or ../shared/crds)")
-    parser.add_argument("--once", action="store_true", help="start, report timings, stop (benchmark)")
+    parser.add_argument(
+        "--crds",
+        type=Path,
+        default=None,
+        help="CRD directory (default: $BUBU_CRDS_DIR or ../shared/crds)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="start, report timings, stop (benchmark)"
+    )
     args = parser.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -496,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {exc}")
         return 2
     try:
-        log(f"control plane ready in {time.monotonic() - t0:.2f}s ({len(cp.crds)} CRDs Established)")
+        log(
+            f"control plane ready in {time.monotonic() - t0:.2f}s ({len(cp.crds)} CRDs Established)"
+        )
         log(f"API server: {cp.url}")
         print(f"export KUBECONFIG={cp.admin_kubeconfig}", flush=True)
         if args.once:

@@ -1,0 +1,653 @@
+"""``start_batch``: the batch lifecycle (go-sdk-core.md c.1), returning the exit code.
+
+Order of a run::
+
+    engram types from BatchEngram[Config, Inputs]   (before any I/O; TypeError if wrong)
+    load the run context                           (ContractError -> Failed status, exit 1)
+    open the status sink                           (the StepRun via KubeClient; memory locally)
+    --- under asyncio.timeout(BUBU_STEP_TIMEOUT) ---
+    decode config -> expand secrets -> init -> prepare inputs -> process
+    --- always, shielded, under its own BUBU_K8S_OPERATION_TIMEOUT ---
+    terminal status: Succeeded/0, Failed/1, Timeout/124, or interrupted (SIGTERM/SIGINT)
+
+Departures from Go, listed in docs/differences.md: a run context that cannot be loaded still
+writes a Failed status when the StepRun is known (Go returns without one); a deadline hit during
+``init`` is a Timeout (Go reports Failed/1); SIGTERM/SIGINT end the step with a terminal status
+(Go has no handler); known secret values are masked in persisted messages and SDK logs; output
+that does not encode to a JSON object fails the step with a clear message instead of a 422.
+
+Output is written inline as a JSON object (``status.output``); offloading large outputs to
+storage above ``BUBU_MAX_INLINE_SIZE`` arrives with the storage issue, at the
+``_output_for_status`` seam.
+
+Never calls ``sys.exit``: ``bubu.run`` owns the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from bubu import _logging
+from bubu._aio import shutdown as _shutdown
+from bubu._aio.shutdown import Shutdown
+from bubu._k8s.status import KubeStatusSink, MemoryStatusSink, StatusSink
+from bubu._runtime import outcome as _outcome
+from bubu._runtime.context import RunContext, load_run_context
+from bubu._runtime.env import resolve_namespace
+from bubu._runtime.parse import format_go_duration
+from bubu._runtime.redact import redact_known_values
+from bubu._runtime.result import Result
+from bubu._runtime.secrets import Secrets, expand_secrets
+from bubu._runtime.sources import EnvSource, OsEnviron
+from bubu._scope import RunScope, activate
+from bubu.engram import BatchEngram, engram_types
+from bubu.errors import (
+    BubuError,
+    ContractError,
+    EngramError,
+    KubernetesError,
+    SchemaValidationError,
+    SecretExpansionError,
+    StepTimeoutError,
+)
+
+__all__ = ["BatchReport", "EngramInitError", "prepare_inputs", "run_batch", "start_batch"]
+
+_log = logging.getLogger("bubu.batch")
+
+EXIT_SUCCESS: Final = _outcome.EXIT_SUCCESS
+EXIT_FAILURE: Final = _outcome.EXIT_FAILURE
+EXIT_TIMEOUT: Final = _outcome.EXIT_TIMEOUT
+
+# Exit codes for a step stopped by a signal: 128 + signal number, as shells and Kubernetes
+# report a process killed by that signal.
+_SIGNAL_EXIT: Final = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
+
+
+@dataclass
+class BatchReport:
+    """How one batch run ended (for the harness, the CLI and tests).
+
+    Attributes:
+        exit_code: the process exit code (0, 1, 124, or 128+signal when interrupted).
+        phase: the StepRun phase written (``Succeeded``, ``Failed``, ``Timeout``).
+        result: what ``process`` returned, if it returned.
+        exception: what ended the step, if anything failed (the engram's own exception).
+        status: the StepRun status after the terminal write (None if it could not be written).
+        status_error: why the terminal status write failed, if it did.
+        interrupted: the shutdown reason (``SIGTERM``) if a stop request ended the step.
+    """
+
+    exit_code: int
+    phase: str
+    result: Result | None = None
+    exception: BaseException | None = None
+    status: dict[str, Any] | None = None
+    status_error: BaseException | None = None
+    interrupted: str | None = None
+    output: dict[str, Any] | None = field(default=None, repr=False)
+
+
+async def start_batch(
+    engram: BatchEngram[Any, Any],
+    *,
+    source: EnvSource | None = None,
+    shutdown: Shutdown | None = None,
+    client: Any = None,
+    status_sink: StatusSink | None = None,
+) -> int:
+    """Run a batch engram once and return the exit code (``bubu.start_batch``).
+
+    In a StepRun pod (``BUBU_STEPRUN_NAME`` set) the terminal status goes to the StepRun;
+    without one (or with an explicit ``status_sink``) it goes to memory, so the same code runs
+    locally. Use ``bubu.run(bubu.start_batch(engram))`` to exit the process with the code.
+
+    Args:
+        engram: an instance of a ``BatchEngram[Config, Inputs]`` subclass.
+        source: where ``BUBU_*`` values are read; ``os.environ`` by default.
+        shutdown: a stop request to honour; by default the one ``bubu.run`` installed for
+            SIGTERM/SIGINT, if any.
+        client: a ``KubeClient`` to use instead of connecting one (it is not closed).
+        status_sink: where to write status instead of the StepRun.
+
+    Returns:
+        0 on success, 1 on failure, 124 on timeout, 128+N when stopped by signal N.
+
+    Raises:
+        TypeError: ``engram`` is not a ``BatchEngram`` instance (checked before any I/O).
+    """
+    report = await run_batch(
+        engram, source=source, shutdown=shutdown, client=client, status_sink=status_sink
+    )
+    return report.exit_code
+
+
+async def prepare_inputs(run: RunContext, inputs_type: Any, *, strict: bool) -> Any:
+    """Turn the step's raw inputs into the engram's ``Inputs`` value.
+
+    This is the seam for the input pipeline of c.1 step 8. Today it decodes
+    ``BUBU_TRIGGER_DATA`` into ``inputs_type`` with Go's weak typing (errors name the JSON
+    path). Storage-reference hydration, template resolution (unless
+    ``BUBU_SKIP_INPUT_TEMPLATING``) and JSON-Schema validation against the EngramTemplate's
+    ``inputSchema`` slot in here, in that order, before the decode.
+
+    Raises:
+        SchemaValidationError: the inputs do not decode; ``path`` names the value.
+    """
+    return _decode(run.inputs, inputs_type, strict=strict, what="inputs")
+
+
+def _decode(data: Any, type_: Any, *, strict: bool, what: str) -> Any:
+    from bubu._runtime import decode as _decode_mod
+
+    try:
+        return _decode_mod.decode(data, type_, strict=strict, path="$")
+    except SchemaValidationError as exc:
+        raise SchemaValidationError(f"{what}: {exc}", path=exc.path) from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rfc3339(when: datetime) -> str:
+    # metav1.Time serialises at second precision (c.2 table).
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _output_for_status(result: Result | None) -> dict[str, Any]:
+    """Return ``status.output``: the result as a JSON object (``{}`` without data).
+
+    Storage offload above ``BUBU_MAX_INLINE_SIZE`` arrives with the storage issue, here.
+
+    Raises:
+        EngramError: the data has no JSON form, or is not a JSON object (the CRD declares
+            ``status.output`` as ``type: object``, crds.md 0.2).
+    """
+    if result is None or result.data is None:
+        return {}
+    try:
+        data = result.to_builtins()
+        msgspec.json.encode(data)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise EngramError(
+            f"failed to marshal result data: {exc}", type="serialization_error"
+        ) from exc
+    if not isinstance(data, dict):
+        raise EngramError(
+            "failed to marshal result data: StepRun output must be a JSON object, got "
+            f"{type(data).__name__}; return Result({{'value': ...}}) or a Struct",
+            type="serialization_error",
+        )
+    return data
+
+
+class EngramInitError(BubuError):
+    """``init`` raised a non-SDK exception; ``__cause__`` is the engram's own exception.
+
+    The message starts ``engram initialization failed:`` as in Go, which classifies the
+    StructuredError as ``initialization_error`` (c.13).
+    """
+
+
+class _SecretFilter(logging.Filter):
+    """Masks known secret values in records of the SDK's own loggers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: tuple[str, ...] = ()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.values:
+            return True
+        message = record.getMessage()
+        masked = _logging.mask_values(message, self.values)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _logging.mask_values(text, self.values)
+            record.exc_info = None
+        return True
+
+
+def _logging_for(
+    enabled: bool, *, debug: bool, stream: Any, values: tuple[str, ...]
+) -> contextlib.AbstractContextManager[_logging.JsonFormatter | None]:
+    if not enabled:
+        return contextlib.nullcontext(None)
+    return _logging.install(debug=debug, stream=stream, secret_values=values)
+
+
+_FILTERED_LOGGERS: Final = ("bubu.batch", "bubu.engram", "bubu.k8s")
+
+
+@contextlib.contextmanager
+def _secret_filter() -> Iterator[_SecretFilter]:
+    flt = _SecretFilter()
+    loggers = [logging.getLogger(name) for name in _FILTERED_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(flt)
+    try:
+        yield flt
+    finally:
+        for lg in loggers:
+            lg.removeFilter(flt)
+
+
+class _Run:
+    """State of one batch run (kept together so the terminal write sees everything)."""
+
+    def __init__(
+        self,
+        engram: BatchEngram[Any, Any],
+        *,
+        config_type: Any,
+        inputs_type: Any,
+        run_ctx: RunContext,
+        source: EnvSource,
+        sink: StatusSink,
+        shutdown: Shutdown | None,
+    ) -> None:
+        self.engram = engram
+        self.config_type = config_type
+        self.inputs_type = inputs_type
+        self.ctx = run_ctx
+        self.env = run_ctx.env
+        self.source = source
+        self.sink = sink
+        self.shutdown = shutdown
+        self.secrets: Secrets | None = None
+        self.secrets_override: Secrets | None = None
+        self.secret_values: tuple[str, ...] = ()
+        self.on_secrets: list[Any] = []
+        self.started_mono = time.monotonic()
+
+    def _learn_secrets(self, secrets: Secrets) -> None:
+        self.secrets = secrets
+        self.secret_values = tuple(secrets.get_all().values())
+        for hook in self.on_secrets:
+            hook(self.secret_values)
+
+    async def _work(self) -> Result:
+        """Decode config, expand secrets, init, prepare inputs, process (under the deadline)."""
+        env = self.env
+        try:
+            config = _decode(
+                self.ctx.config, self.config_type, strict=env.strict_unmarshal, what="config"
+            )
+        except SchemaValidationError:
+            raise
+        try:
+            secrets = (
+                self.secrets_override
+                if self.secrets_override is not None
+                else expand_secrets(self.ctx.secret_descriptors, self.source)
+            )
+        except SecretExpansionError as exc:
+            # Fail closed (c.12); the message names the secret, never a path or a value.
+            raise SecretExpansionError(f"failed to expand secrets: {exc}") from exc
+        self._learn_secrets(secrets)
+        try:
+            await self.engram.init(config, secrets)
+        except (EngramError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise EngramInitError(f"engram initialization failed: {_outcome_message(exc)}") from exc
+        inputs = await prepare_inputs(self.ctx, self.inputs_type, strict=env.strict_unmarshal)
+        exec_ctx = self.ctx.execution_context()
+        result = await self.engram.process(exec_ctx, inputs)
+        if result is None:
+            return Result()
+        if not isinstance(result, Result):
+            # Accept a bare value the way Go's NewResultFrom wraps one (d.5).
+            return Result(result)
+        return result
+
+    async def execute(self) -> BatchReport:
+        env = self.env
+        _log.info(
+            "Starting batch execution with timeout",
+            extra={"timeout": format_go_duration(env.step_timeout)},
+        )
+        result: Result | None = None
+        exc: BaseException | None = None
+        timed_out = False
+        interrupted: str | None = None
+        deadline = asyncio.timeout(env.step_timeout)
+
+        async def guarded() -> Result:
+            async with deadline:
+                return await self._work()
+
+        work = asyncio.get_running_loop().create_task(guarded(), name="bubu.batch.work")
+        stop_wait: asyncio.Task[str] | None = None
+        if self.shutdown is not None:
+            stop_wait = asyncio.get_running_loop().create_task(
+                self.shutdown.wait(), name="bubu.batch.shutdown"
+            )
+        try:
+            waiters: set[asyncio.Task[Any]] = {work} | ({stop_wait} if stop_wait else set())
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done() and self.shutdown is not None and self.shutdown.requested:
+                # Record why before cancelling (style.md 6.6), then give the engram the grace
+                # to clean up; the terminal write below still has its own budget.
+                interrupted = self.shutdown.reason or "shutdown"
+                _log.warning("stop requested (%s): cancelling the step", interrupted)
+                work.cancel(f"bubu: stop requested ({interrupted})")
+                await asyncio.wait({work}, timeout=max(0.0, self.shutdown.grace / 2))
+        finally:
+            if stop_wait is not None:
+                stop_wait.cancel()
+        if work.done() and not work.cancelled():
+            error = work.exception()
+            if error is None:
+                result = work.result()
+                interrupted = None  # it finished anyway
+            else:
+                exc = error
+        if deadline.expired():
+            timed_out = True
+            interrupted = None
+            exc = StepTimeoutError(
+                "batch execution timed out after "
+                f"{format_go_duration(env.step_timeout)}: context deadline exceeded",
+                timeout=env.step_timeout,
+            )
+        return await self._finish(
+            result=result, exc=exc, timed_out=timed_out, interrupted=interrupted
+        )
+
+    def _redact(self, text: str | None) -> str | None:
+        if text is None or not self.secret_values:
+            return text
+        return redact_known_values(text, self.secret_values, min_length=4)
+
+    async def _finish(
+        self,
+        *,
+        result: Result | None,
+        exc: BaseException | None,
+        timed_out: bool,
+        interrupted: str | None,
+    ) -> BatchReport:
+        output: dict[str, Any] | None = None
+        if exc is None and interrupted is None:
+            try:
+                output = _output_for_status(result)
+            except EngramError as err:
+                exc = err
+        if interrupted is not None:
+            out = _interrupted_outcome(interrupted)
+        else:
+            out = _outcome.outcome_for(exc, timed_out=timed_out)
+        finished = _now()
+        duration = max(0.0, (finished - self.ctx.started_at).total_seconds())
+        update: dict[str, Any] = {
+            "phase": out.phase,
+            "finishedAt": _rfc3339(finished),
+            "duration": format_go_duration(round(duration, 3)),
+            "exitCode": out.exit_code,
+            "exitClass": out.exit_class,
+        }
+        if out.last_failure_msg:
+            update["lastFailureMsg"] = self._redact(out.last_failure_msg)
+        if out.error is not None:
+            error = out.error.to_dict()
+            error["message"] = self._redact(error.get("message")) or "engram failed"
+            update["error"] = error
+        if output is not None:
+            update["output"] = output
+        if exc is not None and interrupted is None:
+            _log.error(
+                "batch step %s: %s",
+                out.phase.lower(),
+                self._redact(out.last_failure_msg),
+                exc_info=(type(exc), exc, exc.__traceback__) if env_debug(self) else None,
+            )
+        status, status_error = await self._write_terminal(update)
+        exit_code = out.exit_code
+        if status_error is not None and exit_code == EXIT_SUCCESS:
+            # Go: "engram completed successfully but status patch failed" -> exit 1.
+            exit_code = EXIT_FAILURE
+        return BatchReport(
+            exit_code=exit_code,
+            phase=out.phase,
+            result=result,
+            exception=exc,
+            status=status,
+            status_error=status_error,
+            interrupted=interrupted,
+            output=output,
+        )
+
+    async def _write_terminal(
+        self, update: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, BaseException | None]:
+        """Write the terminal status, shielded from cancellation, within its own budget."""
+        budget = self.env.k8s_operation_timeout
+        if self.shutdown is not None and (end := self.shutdown.deadline()) is not None:
+            budget = max(0.5, min(budget, end - time.monotonic()))
+        write = asyncio.get_running_loop().create_task(
+            self.sink.write(update, operation_timeout=budget), name="bubu.batch.status"
+        )
+        try:
+            status = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # A second signal cancels us: the write keeps going only until the loop closes.
+            raise
+        except (KubernetesError, ValueError) as err:
+            _log.error("StepRun status write failed: %s", err)
+            return None, err
+        return status, None
+
+
+def env_debug(run: _Run) -> bool:
+    """Whether tracebacks go to the log (``BUBU_DEBUG``)."""
+    return run.env.debug
+
+
+def _outcome_message(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _interrupted_outcome(reason: str) -> _outcome.Outcome:
+    """The outcome of a step stopped before it finished (SIGTERM/SIGINT/harness request).
+
+    Phase ``Failed`` with exit class ``retry``: the work did not fail, the pod was stopped
+    (node drain, eviction, scale-down), so the controller should run it again while retries
+    remain. Go writes nothing here; see docs/differences.md.
+    """
+    code = _SIGNAL_EXIT.get(reason, EXIT_FAILURE)
+    message = f"step interrupted by {reason} before it finished"
+    error = _outcome.StructuredError(
+        version="v1",
+        type="execution_error",
+        message=message,
+        retryable=True,
+        exit_code=code,
+        exit_class="retry",
+        code="Interrupted",
+    )
+    return _outcome.Outcome(
+        phase="Failed", exit_code=code, exit_class="retry", error=error, last_failure_msg=message
+    )
+
+
+async def _open_sink(
+    run_ctx: RunContext | None,
+    source: EnvSource,
+    client: Any,
+    status_sink: StatusSink | None,
+) -> tuple[StatusSink, Any, Any]:
+    """Pick the status sink: explicit, the StepRun (connecting a client), or memory.
+
+    Returns:
+        (sink, the client the scope should expose, the client we own and must close).
+
+    Raises:
+        KubernetesError: the cluster cannot be reached while a StepRun is named.
+    """
+    if status_sink is not None:
+        return status_sink, client, None
+    if run_ctx is not None:
+        env = run_ctx.env
+        name, namespace = env.steprun_name, env.namespace
+        pod, retries = env.pod_name, env.k8s_patch_max_retries
+        op_timeout = env.k8s_operation_timeout
+        ua, http_timeout, kubeconfig = env.k8s_user_agent, env.k8s_timeout, env.kubeconfig
+    else:
+        name = (source.get("BUBU_STEPRUN_NAME") or "").strip()
+        namespace = resolve_namespace(source)
+        pod = (source.get("BUBU_POD_NAME") or "").strip()
+        retries, op_timeout = 5, 30.0
+        ua, http_timeout, kubeconfig = "bubu-sdk-python", 30.0, source.get("KUBECONFIG")
+    if not name:
+        return MemoryStatusSink(), client, None
+    owned = None
+    if client is None:
+        from bubu._k8s.client import KubeClient
+
+        client = owned = await KubeClient.connect(
+            namespace=namespace or None,
+            user_agent=ua,
+            timeout=http_timeout,
+            kubeconfig_fallback=kubeconfig,
+        )
+    sink = KubeStatusSink(
+        client,
+        name,
+        None,  # Go patches in the client namespace (c.2)
+        pod_name=pod or None,
+        max_retries=retries,
+        operation_timeout=op_timeout,
+    )
+    return sink, client, owned
+
+
+async def _bootstrap_failure(
+    exc: ContractError,
+    source: EnvSource,
+    client: Any,
+    status_sink: StatusSink | None,
+) -> BatchReport:
+    """Report an unusable runtime environment: log it, write Failed if we can, exit 1."""
+    out = _outcome.outcome_for(exc)
+    _log.error("failed to load execution context: %s", out.last_failure_msg)
+    update: dict[str, Any] = {
+        "phase": "Failed",
+        "finishedAt": _rfc3339(_now()),
+        "exitCode": out.exit_code,
+        "exitClass": out.exit_class,
+        "lastFailureMsg": out.last_failure_msg,
+    }
+    if out.error is not None:
+        update["error"] = out.error.to_dict()
+    status: dict[str, Any] | None = None
+    status_error: BaseException | None = None
+    owned = None
+    try:
+        sink, _, owned = await _open_sink(None, source, client, status_sink)
+        status = await asyncio.shield(sink.write(update))
+    except (KubernetesError, ValueError) as err:
+        _log.error("could not report the failure on the StepRun: %s", err)
+        status_error = err
+    finally:
+        if owned is not None:
+            await owned.aclose()
+    return BatchReport(
+        exit_code=EXIT_FAILURE,
+        phase="Failed",
+        exception=exc,
+        status=status,
+        status_error=status_error,
+    )
+
+
+async def run_batch(
+    engram: BatchEngram[Any, Any],
+    *,
+    source: EnvSource | None = None,
+    shutdown: Shutdown | None = None,
+    client: Any = None,
+    status_sink: StatusSink | None = None,
+    log_stream: Any = None,
+    extra_secret_values: Iterable[str] = (),
+    secrets: Secrets | None = None,
+    install_logging: bool = True,
+) -> BatchReport:
+    """Run the batch lifecycle and return the full ``BatchReport`` (see ``start_batch``).
+
+    Args (beyond ``start_batch``'s):
+        log_stream: where the JSON log handler writes (standard output by default).
+        extra_secret_values: values to mask in logs and status from the start.
+        secrets: use these secrets instead of expanding ``BUBU_SECRET_*`` (harnesses).
+        install_logging: attach the JSON log handler when nobody configured logging
+            (harnesses pass False: a library should not configure logging).
+    """
+    if isinstance(engram, type):
+        raise TypeError(f"start_batch needs an engram instance, got the class {engram.__name__}")
+    config_type, inputs_type = engram_types(engram, BatchEngram)
+    src: EnvSource = source if source is not None else OsEnviron()
+    if shutdown is None:
+        shutdown = _shutdown.current()
+    with _secret_filter() as flt:
+        flt.values = tuple(extra_secret_values)
+        try:
+            run_ctx = load_run_context(src)
+        except ContractError as exc:
+            with _logging_for(install_logging, debug=False, stream=log_stream, values=()):
+                return await _bootstrap_failure(exc, src, client, status_sink)
+        with _logging_for(
+            install_logging, debug=run_ctx.env.debug, stream=log_stream, values=flt.values
+        ) as formatter:
+            try:
+                sink, scope_client, owned = await _open_sink(run_ctx, src, client, status_sink)
+            except KubernetesError as exc:
+                _log.error("cannot reach the Kubernetes API to report status: %s", exc)
+                return BatchReport(
+                    exit_code=EXIT_FAILURE, phase="Failed", exception=exc, status_error=exc
+                )
+            run = _Run(
+                engram,
+                config_type=config_type,
+                inputs_type=inputs_type,
+                run_ctx=run_ctx,
+                source=src,
+                sink=sink,
+                shutdown=shutdown,
+            )
+
+            def learn(values: tuple[str, ...]) -> None:
+                flt.values = (*flt.values, *values)
+                if formatter is not None:
+                    formatter.add_secret_values(values)
+
+            run.on_secrets.append(learn)
+            run.secrets_override = secrets
+            run.secret_values = flt.values
+            scope = RunScope(
+                source=src,
+                env=run_ctx.env,
+                story_info=run_ctx.story_info,
+                kube=scope_client,
+                status=sink,
+                shutdown=shutdown,
+            )
+            try:
+                with activate(scope):
+                    return await run.execute()
+            finally:
+                if owned is not None:
+                    await owned.aclose()

@@ -1,0 +1,309 @@
+"""The ``bubu`` command: run an engram locally with the production lifecycle (argparse only).
+
+``bubu run path/to/engram.py[:Name] --inputs JSON|@file --config JSON|@file --secret k=v``
+loads the module, finds the engram, runs ``start_batch`` with an in-memory StepRun (no
+cluster), prints ``status.output`` as JSON on stdout and exits with the production exit code
+(0 success, 1 failure, 124 timeout). Logs go to stderr, so stdout stays machine-readable.
+
+Bad input is one line on stderr (``bubu: --inputs: invalid JSON at line 1 column 5: ...``) and
+exit code 2; nothing prints a traceback unless ``--debug``.
+
+Subcommands live in ``COMMANDS`` (name -> (add_arguments, handler)); ``bubu run`` picks its
+runner from ``RUNNERS`` (``"batch"`` today; streaming adds ``"stream"`` with a ``--stream``
+flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["COMMANDS", "RUNNERS", "UsageError", "find_engram", "load_json_arg", "main"]
+
+EXIT_USAGE: Final = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as ``bubu: <message>`` with exit code 2."""
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"bubu: {message}", file=sys.stderr)
+    return code
+
+
+def load_json_arg(option: str, value: str | None) -> dict[str, Any]:
+    """Parse ``--inputs``/``--config``: inline JSON or ``@path``; must be a JSON object.
+
+    Raises:
+        UsageError: unreadable file, invalid JSON (with line and column), or not an object.
+    """
+    if value is None:
+        return {}
+    text = value
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{option}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        kind = "array" if isinstance(data, list) else type(data).__name__
+        raise UsageError(f"{option}: expected a JSON object, got {kind}")
+    return data
+
+
+def _parse_secrets(values: Sequence[str]) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--secret: expected name=value, got {item.split('=')[0]!r}")
+        if "__" in name or name.upper().endswith("_NAME"):
+            # BUBU_SECRET_<name> skips these names (c.12); refuse rather than drop silently.
+            raise UsageError(f"--secret: {name!r}: names may not contain '__' or end in _NAME")
+        secrets[name] = value
+    return secrets
+
+
+def _parse_timeout(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from bubu._runtime.parse import GoParseError, format_go_duration, parse_go_duration
+
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parse_go_duration(text)
+        except GoParseError as exc:
+            raise UsageError(f"--timeout: {exc} (use 30s, 2m, 1h30m or seconds)") from None
+    if seconds <= 0:
+        raise UsageError(f"--timeout: must be positive, got {value!r}")
+    return format_go_duration(seconds)
+
+
+def _load_module(path: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{path}: no such file")
+    name = f"bubu_user_{file.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # Let the engram import its siblings, as `python path.py` would.
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot load: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def find_engram(module: Any, selector: str | None, base: type) -> Any:
+    """Find the engram in ``module``: ``selector``, else ``engram``, ``Engram``, else the one
+    subclass of ``base`` defined there. Classes are instantiated without arguments.
+
+    Raises:
+        UsageError: nothing or more than one candidate found, or the class needs arguments.
+    """
+    origin = getattr(module, "__file__", "module")
+    if selector:
+        if not hasattr(module, selector):
+            raise UsageError(f"{origin}: no attribute {selector!r}")
+        found = getattr(module, selector)
+    elif hasattr(module, "engram"):
+        found = module.engram
+    elif hasattr(module, "Engram"):
+        found = module.Engram
+    else:
+        candidates = [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj)
+            and issubclass(obj, base)
+            and obj.__module__ == module.__name__
+            and not inspect.isabstract(obj)
+        ]
+        if not candidates:
+            raise UsageError(f"{origin}: no {base.__name__} subclass found; name one with :Name")
+        if len(candidates) > 1:
+            names = ", ".join(sorted(c.__name__ for c in candidates))
+            raise UsageError(f"{origin}: several engrams ({names}); pick one with path.py:Name")
+        found = candidates[0]
+    if inspect.isclass(found):
+        try:
+            found = found()
+        except TypeError as exc:
+            raise UsageError(f"cannot create {found.__name__}(): {exc}") from None
+    if not isinstance(found, base):
+        raise UsageError(f"{type(found).__name__} is not a {base.__name__}")
+    return found
+
+
+def _split_target(target: str) -> tuple[str, str | None]:
+    path, sep, name = target.rpartition(":")
+    if sep and path.endswith(".py") and name.isidentifier():
+        return path, name
+    return target, None
+
+
+def _source_for(args: argparse.Namespace) -> dict[str, str]:
+    inputs = load_json_arg("--inputs", args.inputs)
+    config = load_json_arg("--config", args.config)
+    secrets = _parse_secrets(args.secret or [])
+    timeout = _parse_timeout(args.timeout)
+    # Local mode: the caller's BUBU_* settings apply, but never a StepRun identity (the
+    # memory status sink is used regardless) or inherited secrets.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BUBU_SECRET_") and k not in ("BUBU_TRIGGER_DATA", "BUBU_STEP_CONFIG")
+    }
+    env["BUBU_TRIGGER_DATA"] = json.dumps(inputs)
+    env["BUBU_STEP_CONFIG"] = json.dumps(config)
+    for name, value in secrets.items():
+        env[f"BUBU_SECRET_{name}"] = value
+    if timeout is not None:
+        env["BUBU_STEP_TIMEOUT"] = timeout
+    if args.debug:
+        env["BUBU_DEBUG"] = "true"
+    return env
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from bubu._batch import BatchReport, run_batch
+    from bubu._k8s.status import MemoryStatusSink
+    from bubu._runtime.sources import MappingSource
+    from bubu.engram import BatchEngram
+    from bubu.errors import ContractError, SchemaValidationError, SecretExpansionError
+
+    path, selector = _split_target(args.target)
+    values = _source_for(args)
+    engram = find_engram(_load_module(path), selector, BatchEngram)
+    secret_values = [v for k, v in values.items() if k.startswith("BUBU_SECRET_")]
+    if not args.verbose and not args.debug:
+        # The CLI reports the outcome itself in one line; keep the SDK's lifecycle logs quiet.
+        logging.getLogger("bubu.batch").setLevel(logging.CRITICAL)
+    sink = MemoryStatusSink()
+
+    async def go() -> BatchReport:
+        from bubu._aio.shutdown import Shutdown, install_signal_handlers
+
+        shutdown = Shutdown()
+        task = asyncio.current_task()
+        assert task is not None
+        remove = install_signal_handlers(shutdown, task)
+        try:
+            return await run_batch(
+                engram,
+                source=MappingSource(values),
+                status_sink=sink,
+                shutdown=shutdown,
+                log_stream=sys.stderr,
+                extra_secret_values=secret_values,
+            )
+        finally:
+            remove()
+
+    report = asyncio.run(go())
+    if report.exit_code == 0:
+        print(json.dumps(report.output if report.output is not None else {}, ensure_ascii=False))
+        return 0
+    message = sink.status.get("lastFailureMsg") or str(report.exception or report.phase)
+    exc = report.exception
+    if isinstance(exc, SchemaValidationError | ContractError | SecretExpansionError):
+        print(f"bubu: {message}", file=sys.stderr)
+    elif report.phase == "Timeout":
+        print(f"bubu: timed out: {message}", file=sys.stderr)
+    else:
+        print(f"bubu: step failed: {message}", file=sys.stderr)
+    return report.exit_code
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {"batch": _run_batch}
+"""``bubu run`` runners by mode; ``_cmd_run`` picks ``stream`` when ``--stream`` is given."""
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="path/to/engram.py, or path/to/engram.py:Name")
+    parser.add_argument("--inputs", help="step inputs: a JSON object, or @file.json")
+    parser.add_argument("--config", help="engram config: a JSON object, or @file.json")
+    parser.add_argument(
+        "--secret",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a secret (repeatable); VALUE may be env:PREFIX or file:path as in a pod",
+    )
+    parser.add_argument("--timeout", help="step timeout: 30s, 5m, 1h (BUBU_STEP_TIMEOUT)")
+    parser.add_argument("--verbose", action="store_true", help="show the SDK's lifecycle logs")
+    parser.add_argument("--debug", action="store_true", help="BUBU_DEBUG: debug logs, tracebacks")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    mode = "stream" if getattr(args, "stream", False) else "batch"
+    return RUNNERS[mode](args)
+
+
+COMMANDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
+    "run": ("run an engram locally, without a cluster", _add_run_arguments, _cmd_run),
+}
+"""Subcommands: name -> (help, add_arguments, handler)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from bubu._version import __version__
+
+    parser = argparse.ArgumentParser(prog="bubu", description="BubuStack Python SDK tools")
+    parser.add_argument("--version", action="version", version=f"bubu {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(cmd)
+        cmd.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bubu`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = handler(args)
+    except UsageError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

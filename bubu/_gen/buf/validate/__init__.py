@@ -1,0 +1,1 @@
+"""Generated package (bubu._gen). Do not edit."""

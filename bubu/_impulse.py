@@ -1,0 +1,261 @@
+"""``run_impulse``: the Impulse lifecycle (go-sdk-core.md a "Impulse entry point", style.md 6.6).
+
+Load the run context -> decode ``BUBU_STEP_CONFIG`` into the Impulse's config type -> expand
+secrets (fails closed) -> ``init(config, secrets)`` -> build the Kubernetes client ->
+``run(client)`` until it returns or a stop is requested.
+
+``client`` is an ``ImpulseClient``: the run's Kubernetes client (``.kube``, what Go passes as
+``*k8s.Client``) plus the trigger helpers bound to it (``start_story``, ``stop_story``,
+``dispatcher``), the target Story and the run's ``Shutdown``. ``bubu.testkit.ImpulseHarness``
+builds the same object over the in-memory cluster.
+
+Shutdown (SIGTERM through ``bubu.run``): the event source stops first - ``run`` is cancelled
+and gets the grace period to finish (close its server; in-flight ``start_story`` calls are
+idempotent by name, so a redelivered event after a restart is safe) - then the impulse counters
+are flushed. A clean stop returns 0. Go installs no signal handler for impulses (c.1 "SIGTERM").
+
+Imports ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._k8s``, ``bubu._runtime``,
+``bubu._aio``, ``bubu._scope``, ``bubu.engram`` and ``bubu.errors``. Logger: ``bubu.impulse``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bubu._aio import shutdown as _shutdown
+from bubu._dispatcher import StoryDispatcher
+from bubu._k8s.watch import KubeAPI
+from bubu._runtime import decode as _decode
+from bubu._runtime.context import load_run_context
+from bubu._runtime.outcome import outcome_for
+from bubu._runtime.secrets import Secrets, expand_secrets
+from bubu._runtime.sources import EnvSource, OsEnviron
+from bubu._scope import RunScope, activate
+from bubu._triggers import (
+    ImpulseStats,
+    StoryTriggers,
+    TargetStory,
+    TriggerResult,
+)
+from bubu.engram import Impulse, engram_types
+from bubu.errors import BubuError, ContractError, SchemaValidationError
+
+__all__ = ["DEFAULT_STATS_INTERVAL", "ImpulseClient", "run_impulse"]
+
+_log = logging.getLogger("bubu.impulse")
+
+DEFAULT_STATS_INTERVAL = 1.0
+"""Seconds between two Impulse status patches (the counters are coalesced in between)."""
+
+
+class ImpulseClient:
+    """What an Impulse's ``run(client)`` gets: the cluster and the trigger helpers of the run.
+
+    Attributes:
+        kube: the Kubernetes client (``KubeClient``; the in-memory cluster under the harness).
+        dispatcher: a shared ``StoryDispatcher`` (sessions by key, counted in the Impulse status).
+        shutdown: the run's stop request; ``await client.shutdown.wait()`` to serve until SIGTERM.
+        target: the Impulse's target Story (``BUBU_TARGET_STORY_*``), or None when unset.
+        stats: the coalesced Impulse counters, or None outside an Impulse (no
+            ``BUBU_IMPULSE_NAME``).
+    """
+
+    def __init__(
+        self,
+        kube: KubeAPI,
+        triggers: StoryTriggers,
+        *,
+        shutdown: _shutdown.Shutdown,
+        stats: ImpulseStats | None = None,
+        dispatcher: StoryDispatcher | None = None,
+    ) -> None:
+        self.kube = kube
+        self.triggers = triggers
+        self.shutdown = shutdown
+        self.stats = stats
+        self.dispatcher = dispatcher or StoryDispatcher(triggers=triggers, stats=stats)
+        name = (triggers.source.get("BUBU_TARGET_STORY_NAME") or "").strip()
+        ns = (triggers.source.get("BUBU_TARGET_STORY_NAMESPACE") or "").strip()
+        self.target: TargetStory | None = TargetStory(name, ns) if name else None
+
+    @property
+    def namespace(self) -> str:
+        """The namespace StoryTriggers are created in (Go ``GetNamespace``)."""
+        return self.triggers.client_namespace()
+
+    def _story(self, story_name: str | None) -> tuple[str, str | None]:
+        if story_name:
+            return story_name, None
+        if self.target is None:
+            raise ContractError(
+                "target story not configured: BUBU_TARGET_STORY_NAME environment variable is "
+                "not set",
+                variable="BUBU_TARGET_STORY_NAME",
+            )
+        return self.target.name, self.target.namespace or None
+
+    async def start_story(
+        self,
+        story_name: str | None = None,
+        inputs: Any = None,
+        namespace: str | None = None,
+        *,
+        token: str | None = None,
+    ) -> TriggerResult:
+        """Start a Story (default: the target Story); see ``bubu.start_story``."""
+        name, default_ns = self._story(story_name)
+        return await self.triggers.start(name, inputs, namespace or default_ns, token=token)
+
+    async def start_story_with_token(
+        self,
+        token: str,
+        inputs: Any = None,
+        story_name: str | None = None,
+        namespace: str | None = None,
+    ) -> TriggerResult:
+        """Start a Story idempotently under ``token``; see ``bubu.start_story_with_token``."""
+        name, default_ns = self._story(story_name)
+        return await self.triggers.start(name, inputs, namespace or default_ns, token=token)
+
+    async def stop_story(self, story_run_name: str, namespace: str | None = None) -> bool:
+        """Ask the operator to cancel a StoryRun; see ``bubu.stop_story``."""
+        return await self.triggers.stop(story_run_name, namespace)
+
+    def __repr__(self) -> str:
+        return f"ImpulseClient(namespace={self.namespace!r}, target={self.target!r})"
+
+
+async def _connect(source: EnvSource, env: Any) -> KubeAPI:
+    from bubu._k8s.client import KubeClient
+
+    try:
+        return await KubeClient.connect(
+            namespace=env.namespace or None,
+            user_agent=env.k8s_user_agent,
+            timeout=env.k8s_timeout,
+            kubeconfig_fallback=env.kubeconfig,
+        )
+    except BubuError as exc:
+        raise type(exc)(f"failed to create k8s client: {exc}") from exc
+
+
+async def _close(kube: Any) -> None:
+    aclose = getattr(kube, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def run_impulse(
+    impulse: Impulse[Any],
+    *,
+    source: EnvSource | None = None,
+    shutdown: _shutdown.Shutdown | None = None,
+    client: KubeAPI | None = None,
+    stats_interval: float = DEFAULT_STATS_INTERVAL,
+    secrets: Secrets | None = None,
+    on_start: Callable[[ImpulseClient], None] | None = None,
+) -> int:
+    """Run an Impulse until its ``run`` returns or a stop is requested.
+
+    Args:
+        impulse: the Impulse; its config type comes from ``Impulse[Config]``.
+        source: where ``BUBU_*`` values are read (``os.environ`` by default).
+        shutdown: the stop request (``bubu.run`` passes the one its SIGTERM handler sets).
+        client: a Kubernetes client to use instead of connecting (tests, harnesses); it is
+            not closed here.
+        stats_interval: seconds between two Impulse status patches.
+        secrets: use these secrets instead of expanding ``BUBU_SECRET_*`` (harnesses).
+        on_start: called with the ``ImpulseClient`` just before ``run`` starts (harnesses).
+
+    Returns:
+        0 after ``run`` returned or a clean shutdown; otherwise the exit code of the error
+        (1 for most; errors are logged with Go's wrapping, e.g. ``impulse execution failed``).
+    """
+    config_type, _ = engram_types(impulse, Impulse)
+    src: EnvSource = source if source is not None else OsEnviron()
+    stop = shutdown or _shutdown.current() or _shutdown.Shutdown()
+    owned: KubeAPI | None = None
+    stats: ImpulseStats | None = None
+    stage = "failed to load execution context"
+    try:
+        run_ctx = load_run_context(src)
+        env = run_ctx.env
+        stage = "failed to unmarshal config"
+        try:
+            config = _decode.decode(run_ctx.config, config_type, strict=env.strict_unmarshal)
+        except SchemaValidationError as exc:
+            raise SchemaValidationError(f"config: {exc}", path=exc.path) from exc
+        stage = "failed to expand secrets"
+        if secrets is None:
+            secrets = expand_secrets(run_ctx.secret_descriptors, src)
+        stage = "impulse initialization failed"
+        await impulse.init(config, secrets)
+        stage = "failed to create k8s client"
+        kube = client
+        if kube is None:
+            kube = owned = await _connect(src, env)
+        if env.impulse_name:
+            stats = ImpulseStats(
+                kube, env.impulse_name, env.impulse_namespace or None, interval=stats_interval
+            )
+        triggers = StoryTriggers(kube, src, stats=stats)
+        facade = ImpulseClient(kube, triggers, shutdown=stop, stats=stats)
+        scope = RunScope(
+            source=src,
+            env=env,
+            story_info=run_ctx.story_info,
+            kube=kube,
+            shutdown=stop,
+            triggers=triggers,
+            extras={"bubu.impulse_stats": stats, "bubu.dispatcher": facade.dispatcher},
+        )
+        stage = "impulse execution failed"
+        if on_start is not None:
+            on_start(facade)
+        with activate(scope):
+            await _serve(impulse, facade, stop)
+        return 0
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        outcome = outcome_for(exc)
+        _log.error("%s: %s", stage, exc, exc_info=not isinstance(exc, BubuError))
+        return int(outcome.exit_code) or 1
+    finally:
+        if stats is not None:
+            await stats.aclose()
+        if owned is not None:
+            await _close(owned)
+
+
+async def _serve(impulse: Impulse[Any], client: ImpulseClient, stop: _shutdown.Shutdown) -> None:
+    loop = asyncio.get_running_loop()
+    work = loop.create_task(impulse.run(client), name="bubu.impulse.run")
+    waiter = loop.create_task(stop.wait(), name="bubu.impulse.shutdown")
+    try:
+        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        waiter.cancel()
+        raise
+    if work.done():
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        work.result()  # re-raise what run raised
+        return
+    # A stop was requested: stop the event source first (cancel run), within the grace.
+    _log.info("shutdown requested (%s); stopping the impulse", stop.reason)
+    work.cancel()
+    done, _ = await asyncio.wait({work}, timeout=stop.grace)
+    if not done:
+        _log.warning("impulse run did not stop within %.1fs after cancellation", stop.grace)
+        return
+    if not work.cancelled() and work.exception() is not None:
+        exc = work.exception()
+        assert exc is not None
+        raise exc

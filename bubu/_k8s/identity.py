@@ -1,0 +1,356 @@
+"""Deterministic object names and the Go-canonical JSON input hash.
+
+This module owns every identity algorithm the operator re-checks, byte for byte: StoryTrigger,
+StoryRun and EffectClaim names, the trigger input hash (sha256 over Go ``encoding/json``
+output), StepRun idempotency keys and Kubernetes-safe label values (crds.md 2.2,
+go-sdk-core.md c.3.2 and Appendix A). A name or hash that differs from Go's by one byte makes the
+webhook or the controller reject the object, so tests pin these functions to vectors produced
+by the Go code (crds.md 2.2).
+
+It is pure: no I/O, and it imports nothing from ``bubu`` except ``errors``. The in-memory fakes of
+``bubu.testkit`` use the same functions, so the fakes and the cluster agree on identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "compose_dns1123_name",
+    "compute_trigger_input_hash",
+    "derive_effect_claim_name",
+    "derive_story_run_name",
+    "derive_story_trigger_name",
+    "go_canonical_json",
+    "go_float",
+    "go_format_g",
+    "go_json_string",
+    "safe_label_value",
+    "short_hash",
+    "step_run_idempotency_key",
+]
+
+#: Kubernetes object names (DNS subdomain) are at most 253 characters (crds.md 2.2).
+MAX_NAME_LENGTH = 253
+_SHORT_HASH_LEN = 16
+_TRIGGER_INFIX = "-trigger-"
+_EFFECT_INFIX = "-effect-"
+_MAX_IDEMPOTENCY_KEY = 256
+_MAX_LABEL = 63
+
+
+def short_hash(seed: str) -> str:
+    """Return Go's ``shortTokenHash``: the first 8 bytes of SHA-1 as 16 lower-case hex digits."""
+    return hashlib.sha1(seed.encode("utf-8")).hexdigest()[:_SHORT_HASH_LEN]
+
+
+def _go_lower(ch: str) -> str:
+    # Go's unicode.ToLower maps U+0130 (I with dot) to "i" and U+212A (Kelvin) to "k"; any other
+    # non-ASCII result can never be in [a-z0-9], so leaving it unchanged is equivalent.
+    if ch == "\u0130":
+        return "i"
+    if ch == "\u212a":
+        return "k"
+    return ch.lower() if ch.isascii() else ch
+
+
+def _sanitize(value: str) -> str:
+    """Lower-case, keep ``[a-z0-9]``, collapse every other run into one ``-`` and trim ``-``."""
+    out: list[str] = []
+    last_dash = False
+    for raw in value:
+        ch = _go_lower(raw)
+        if ("a" <= ch <= "z") or ("0" <= ch <= "9"):
+            out.append(ch)
+            last_dash = False
+        elif out and not last_dash:
+            out.append("-")
+            last_dash = True
+    return "".join(out).strip("-")
+
+
+def _limited(prefix: str, infix: str, digest: str) -> str:
+    base = f"{prefix}{infix}{digest}"
+    if len(base) <= MAX_NAME_LENGTH:
+        return base
+    keep = max(MAX_NAME_LENGTH - len(infix) - len(digest), 1)
+    head = prefix[:keep].rstrip("-") or "s"
+    return f"{head}{infix}{digest}"
+
+
+def derive_story_trigger_name(
+    story_namespace: str, story_name: str, key: str, submission_id: str
+) -> str:
+    """Return the StoryTrigger name the webhook and controller require (``DeriveStoryTriggerName``).
+
+    Args:
+        story_namespace: The resolved story namespace (``storyRef.namespace`` or the trigger's).
+        story_name: ``storyRef.name``.
+        key: The delivery key (token or template key); may be empty.
+        submission_id: Used as the identity when ``key`` is empty.
+
+    Returns:
+        ``<story>-trigger-<shorthash>`` cut to 253 characters, or ``""`` when both identities
+        are empty (Go returns the empty string; callers treat it as an error).
+    """
+    ident = key or submission_id
+    if not ident:
+        return ""
+    digest = short_hash(f"{story_namespace}/{story_name}/{ident}")
+    return _limited(story_name, _TRIGGER_INFIX, digest)
+
+
+def derive_effect_claim_name(step_run_namespace: str, step_run: str, effect_key: str) -> str:
+    """Return the EffectClaim name the webhook requires (``DeriveEffectClaimName``).
+
+    Args:
+        step_run_namespace: Namespace of the StepRun (and of the claim).
+        step_run: StepRun name.
+        effect_key: The effect key as passed by the caller (not trimmed here).
+
+    Returns:
+        ``<steprun>-effect-<shorthash>`` cut to 253 characters, or ``""`` for an empty key.
+    """
+    if not effect_key:
+        return ""
+    digest = short_hash(f"{step_run_namespace}/{step_run}/{effect_key}")
+    return _limited(step_run, _EFFECT_INFIX, digest)
+
+
+def derive_story_run_name(story_namespace: str, story_name: str, token: str) -> str:
+    """Return the StoryRun name the controller derives for a trigger (``DeriveStoryRunName``).
+
+    Args:
+        story_namespace: The resolved story namespace; a non-empty namespace always adds the hash.
+        story_name: ``storyRef.name``.
+        token: The delivery key, or the submission id when there is no key.
+
+    Returns:
+        ``<story>-<sanitised token>[-<shorthash>]``, at most 253 characters.
+    """
+    segment = _sanitize(token)
+    digest = short_hash(f"{story_namespace}/{story_name}/{token}")
+    needs_hash = segment != token or story_namespace != ""
+    if segment == "":
+        segment, needs_hash = digest, False
+    if needs_hash:
+        segment = f"{segment}-{digest}"
+    base = f"{story_name}-{segment}"
+    if len(base) <= MAX_NAME_LENGTH:
+        return base
+    head = story_name[: max(MAX_NAME_LENGTH - 1 - len(digest), 1)].strip("-") or "s"
+    return f"{head}-{digest}"
+
+
+def step_run_idempotency_key(namespace: str, story_run: str, step_id: str) -> str:
+    """Return the controller's ``StepRun.spec.idempotencyKey`` for a step.
+
+    Args:
+        namespace: StepRun namespace (may be empty).
+        story_run: StoryRun name.
+        step_id: Step id.
+
+    Returns:
+        ``ns/<ns>/storyrun/<run>/step/<id>``, or ``sha256:<hex>`` above 256 characters.
+    """
+    base = f"storyrun/{story_run.strip()}/step/{step_id.strip()}"
+    if namespace.strip():
+        base = f"ns/{namespace.strip()}/{base}"
+    if len(base) <= _MAX_IDEMPOTENCY_KEY:
+        return base
+    return "sha256:" + hashlib.sha256(base.encode("utf-8")).hexdigest()
+
+
+def safe_label_value(name: str) -> str:
+    """Return core's ``SafeLabelValue``: a valid label value (<= 63 characters) for ``name``."""
+    cleaned = _sanitize(name)
+    if not cleaned:
+        return "resource"
+    if len(cleaned) <= _MAX_LABEL:
+        return cleaned
+    suffix = hashlib.sha256(cleaned.encode("utf-8")).hexdigest()[:10]
+    head = cleaned[:52].strip("-_.")
+    return f"{head}-{suffix}" if head else suffix
+
+
+def compose_dns1123_name(*parts: str) -> str:
+    """Return Go's ``ComposeDNS1123Name``: normalised parts joined by ``-``, <= 63 chars."""
+    base = "-".join(p for p in (_sanitize(part) for part in parts) if p)
+    if not base:
+        return "resource"
+    if len(base) <= _MAX_LABEL:
+        return base
+    digest = hashlib.sha1(base.encode("utf-8")).hexdigest()[:8]
+    return f"{base[: _MAX_LABEL - 1 - 8].rstrip('-')}-{digest}"
+
+
+# --- Go encoding/json ------------------------------------------------------------------------
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+    # Go escapes these for safe embedding in HTML and JavaScript (Appendix A.1).
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _escape_char(ch: str) -> str:
+    esc = _ESCAPES.get(ch)
+    if esc is not None:
+        return esc
+    code = ord(ch)
+    if code < 0x20:
+        return f"\\u{code:04x}"
+    if 0xD800 <= code <= 0xDFFF:
+        # A lone surrogate is invalid UTF-8; Go's decoder turns it into U+FFFD, emitted raw.
+        return "\ufffd"
+    return ch
+
+
+_PLAIN = frozenset(chr(c) for c in range(0x20, 0x80) if chr(c) not in _ESCAPES)
+
+
+def go_json_string(value: str) -> str:
+    """Encode ``value`` as Go's ``encoding/json`` does (HTML-safe escapes, raw UTF-8)."""
+    if all(ch in _PLAIN for ch in value):
+        return f'"{value}"'
+    return '"' + "".join(_escape_char(ch) for ch in value) + '"'
+
+
+def go_float(value: float) -> str:
+    """Format a float64 exactly as Go's ``encoding/json`` does (Appendix A.1).
+
+    Raises:
+        ValueError: For NaN and infinities, which Go refuses to encode.
+    """
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"unsupported JSON number {value!r}: NaN and Inf cannot be encoded")
+    magnitude = abs(value)
+    text = repr(value)  # shortest round-trip digits, as Go's strconv with precision -1
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        mantissa, _, exp = text.partition("e")
+        if not exp:  # repr chose positional notation; force scientific
+            mantissa, _, exp = f"{value:e}".partition("e")
+            mantissa = repr(float(mantissa))
+        mantissa = mantissa.removesuffix(".0")
+        sign = "-" if exp.startswith("-") else "+"
+        digits = exp.lstrip("+-").lstrip("0") or "0"
+        if sign == "+" and len(digits) < 2:
+            digits = digits.rjust(2, "0")
+        return f"{mantissa}e{sign}{digits}"
+    return format(Decimal(text).normalize(), "f")
+
+
+def go_format_g(value: float) -> str:
+    """Format a float64 as Go's ``fmt`` ``%v`` does (``strconv`` ``'g'``, shortest).
+
+    Used where Go prints a number into text (the trigger key template), not for JSON.
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text_digits = "".join(map(str, digits))
+    point = len(text_digits) + exponent  # position of the decimal point
+    exp = point - 1
+    neg = "-" if sign else ""
+    # strconv 'g' with the shortest precision switches to %e when exp < -4 or exp >= 6
+    # (Go resets eprec to 6 for the shortest form), so fmt.Sprint(1e6) is "1e+06".
+    eprec = 6
+    if exp < -4 or exp >= eprec:
+        mant = text_digits[0] + ("." + text_digits[1:] if len(text_digits) > 1 else "")
+        esign = "-" if exp < 0 else "+"
+        return f"{neg}{mant}e{esign}{abs(exp):02d}"
+    if point <= 0:
+        return f"{neg}0.{'0' * -point}{text_digits}"
+    if point >= len(text_digits):
+        return f"{neg}{text_digits}{'0' * (point - len(text_digits))}"
+    return f"{neg}{text_digits[:point]}.{text_digits[point:]}"
+
+
+def _encode(value: Any, out: list[str], path: str) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(go_json_string(value))
+    elif isinstance(value, int | float):
+        # Go decodes every JSON number into float64 before re-encoding (c.3.2), so integers
+        # above 2**53 lose precision exactly as they do in Go.
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError(f"number at {path} is out of float64 range") from None
+        try:
+            out.append(go_float(number))
+        except ValueError as exc:
+            raise ValueError(f"{exc} (at {path})") from None
+    elif isinstance(value, dict):
+        out.append("{")
+        first = True
+        for key in sorted(value):
+            if not isinstance(key, str):
+                raise ValueError(f"object key {key!r} at {path} is not a string")
+            if not first:
+                out.append(",")
+            first = False
+            out.append(go_json_string(key))
+            out.append(":")
+            _encode(value[key], out, f"{path}.{key}")
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out, f"{path}[{i}]")
+        out.append("]")
+    else:
+        raise ValueError(
+            f"value at {path} of type {type(value).__name__} is not JSON "
+            "(convert it with msgspec.to_builtins first)"
+        )
+
+
+def go_canonical_json(value: Any) -> str:
+    """Return Go's ``json.Marshal(json.Unmarshal(value))`` for a decoded JSON value.
+
+    Keys are sorted, numbers are float64 in Go's format, ``< > &`` and U+2028/2029 are escaped
+    (Appendix A.1). ``value`` must already be plain JSON data (dict, list, str, int, float,
+    bool, None).
+
+    Raises:
+        ValueError: For NaN/Inf, non-string keys or non-JSON types; the message names the path.
+    """
+    out: list[str] = []
+    _encode(value, out, "$")
+    return "".join(out)
+
+
+def compute_trigger_input_hash(inputs: Any) -> str:
+    """Return ``ComputeTriggerInputHash``: sha256 hex of the Go-canonical inputs.
+
+    ``None`` (absent inputs) hashes as ``{}``, as Go's empty-raw rule does.
+    """
+    canonical = go_canonical_json({} if inputs is None else inputs)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

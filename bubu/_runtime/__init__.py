@@ -1,0 +1,1 @@
+"""The runtime contract: pure data turned from the environment into typed, frozen structs."""

@@ -1,0 +1,478 @@
+"""Typed decode of config and inputs into msgspec Structs, with Go's weak typing.
+
+The Go SDK decodes with mapstructure and ``WeaklyTypedInput`` (go-sdk-core.md (a) "Typed decode",
+d.1), and engram authors rely on those conversions: the operator passes ``BUBU_CONFIG_<KEY>``
+overrides as strings, so ``"30"`` must fill an ``int`` field. ``decode`` walks the value along the
+target type (``msgspec.inspect``), applies the conversions listed in ``docs/differences.md``
+("Typed decode"), matches keys to fields (encoded name, Python name, then case-insensitively, then
+ignoring ``_``/``-``), rejects unknown keys in strict mode, and lets ``msgspec.convert`` build the
+result (constraints, literals, enums, datetimes). Every error is a ``SchemaValidationError`` whose
+``path`` names the offending value (``$.inputs.items[0].qty``).
+
+Pure; imports ``bubu.errors`` and ``_runtime.parse``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, TypeVar, overload
+
+import msgspec
+import msgspec.inspect as mi
+
+from bubu._runtime import parse
+from bubu.errors import SchemaValidationError
+
+__all__ = ["decode"]
+
+T = TypeVar("T")
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+def _join(path: str, key: str) -> str:
+    if _IDENT.fullmatch(key):
+        return f"{path}.{key}"
+    return f"{path}[{parse.go_quote(key)}]"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+class _Error(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+# --- per-type field tables (cached; types are immutable once declared) --------------------------
+
+
+class _Fields:
+    __slots__ = ("by_exact", "by_fold", "by_loose", "fields", "required")
+
+    def __init__(self, fields: tuple[mi.Field, ...]) -> None:
+        self.fields = fields
+        self.by_exact: dict[str, mi.Field] = {}
+        self.by_fold: dict[str, mi.Field | None] = {}
+        self.by_loose: dict[str, mi.Field | None] = {}
+        for f in fields:
+            self.by_exact.setdefault(f.encode_name, f)
+        for f in fields:
+            self.by_exact.setdefault(f.name, f)
+        for f in fields:
+            for key in {f.encode_name, f.name}:
+                self._add(self.by_fold, key.casefold(), f)
+                self._add(self.by_loose, key.replace("_", "").replace("-", "").casefold(), f)
+        self.required = tuple(f for f in fields if f.required)
+
+    @staticmethod
+    def _add(table: dict[str, mi.Field | None], key: str, f: mi.Field) -> None:
+        # An ambiguous spelling (two fields fold to the same key) matches neither.
+        existing = table.get(key, f)
+        table[key] = f if existing is f else None
+
+
+_TYPE_INFO: dict[Any, mi.Type] = {}
+_FIELDS: dict[int, _Fields] = {}
+_LOCK = threading.Lock()
+
+
+def _info(type_: Any) -> mi.Type:
+    try:
+        cached = _TYPE_INFO.get(type_)
+    except TypeError:  # unhashable annotation
+        return mi.type_info(type_)
+    if cached is None:
+        cached = mi.type_info(type_)
+        with _LOCK:
+            _TYPE_INFO[type_] = cached
+    return cached
+
+
+def _fields(t: mi.StructType | mi.DataclassType | mi.TypedDictType) -> _Fields:
+    key = id(t)
+    table = _FIELDS.get(key)
+    if table is None:
+        table = _Fields(t.fields)
+        with _LOCK:
+            _FIELDS[key] = table
+    return table
+
+
+# --- scalar conversions (mapstructure WeaklyTypedInput) -------------------------------------------
+
+_GO_OCTAL = re.compile(r"[+-]?0[0-7_]+")
+
+
+def _go_parse_int(text: str) -> int | None:
+    # strconv.ParseInt(s, 0, 64): base from the prefix (0x, 0o, 0b, or a leading 0 for octal),
+    # underscores only with a prefix. Python's int(s, 0) has the same rules except the bare
+    # leading-zero octal form.
+    if not text or text != text.strip():
+        return None
+    try:
+        value = int(text, 0)
+    except ValueError:
+        if _GO_OCTAL.fullmatch(text):
+            try:
+                value = int(text, 8)
+            except ValueError:
+                return None
+        else:
+            return None
+    if not -(1 << 63) <= value < (1 << 63):
+        return None
+    return value
+
+
+def _format_float(value: float) -> str:
+    # strconv.FormatFloat(f, 'f', -1, 64): shortest digits, never exponent notation.
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _to_int(value: Any, path: str) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise _Error(path, f"expected int, got float {value!r}")
+    if isinstance(value, str):
+        if value == "":
+            return 0
+        parsed = _go_parse_int(value)
+        if parsed is None:
+            raise _Error(path, "expected int, got a string that is not an integer")
+        return parsed
+    raise _Error(path, f"expected int, got {_type_name(value)}")
+
+
+def _to_float(value: Any, path: str) -> Any:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        if value == "":
+            return 0.0
+        if value != value.strip():
+            raise _Error(path, "expected float, got a string that is not a number")
+        try:
+            return float(value)
+        except ValueError:
+            raise _Error(path, "expected float, got a string that is not a number") from None
+    raise _Error(path, f"expected float, got {_type_name(value)}")
+
+
+def _to_str(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return repr(value)
+        return _format_float(value)
+    raise _Error(path, f"expected str, got {_type_name(value)}")
+
+
+def _to_bool(value: Any, path: str) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        if value == "":
+            return False
+        try:
+            return parse.parse_bool_go(value)
+        except parse.GoParseError:
+            raise _Error(path, "expected bool, got a string that is not a Go bool") from None
+    raise _Error(path, f"expected bool, got {_type_name(value)}")
+
+
+def _to_timedelta(value: Any, path: str) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        try:
+            ns = parse.parse_go_duration_ns(value)
+        except parse.GoParseError as exc:
+            raise _Error(path, str(exc)) from None
+        return (
+            timedelta(microseconds=ns // 1000)
+            if ns >= 0
+            else -timedelta(microseconds=(-ns) // 1000)
+        )
+    # Go: a number is ambiguous (seconds? nanoseconds?) and is refused (runtime/context.go).
+    raise _Error(path, f"duration values must be strings like 5s, not {_type_name(value)}")
+
+
+# --- the walk ------------------------------------------------------------------------------------
+
+
+def _walk(value: Any, t: mi.Type, path: str, strict: bool) -> Any:
+    if isinstance(t, mi.AnyType):
+        return value
+    if isinstance(t, mi.IntType):
+        return _to_int(value, path)
+    if isinstance(t, mi.FloatType):
+        return _to_float(value, path)
+    if isinstance(t, mi.StrType):
+        return _to_str(value, path)
+    if isinstance(t, mi.BoolType):
+        return _to_bool(value, path)
+    if isinstance(t, mi.TimeDeltaType):
+        return _to_timedelta(value, path)
+    if isinstance(t, mi.UnionType):
+        return _walk_union(value, t, path, strict)
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return _walk_sequence(value, t.item_type, path, strict)
+    if isinstance(t, mi.TupleType):
+        if isinstance(value, list | tuple) and len(value) == len(t.item_types):
+            return [
+                _walk(v, it, f"{path}[{i}]", strict)
+                for i, (v, it) in enumerate(zip(value, t.item_types, strict=True))
+            ]
+        return value
+    if isinstance(t, mi.DictType):
+        return _walk_dict(value, t, path, strict)
+    if isinstance(t, mi.StructType | mi.DataclassType | mi.TypedDictType):
+        return _walk_object(value, t, path, strict)
+    # Literals, enums, datetimes, UUIDs, bytes...: msgspec.convert decides.
+    return value
+
+
+def _walk_union(value: Any, t: mi.UnionType, path: str, strict: bool) -> Any:
+    members = [m for m in t.types if not isinstance(m, mi.NoneType)]
+    if value is None and len(members) != len(t.types):
+        return None
+    if len(members) == 1:
+        return _walk(value, members[0], path, strict)
+    # Several members: take the first that accepts the value as it is, then the first that
+    # accepts it after weak conversion; msgspec reports the error otherwise.
+    first_error: _Error | None = None
+    for member in members:
+        try:
+            converted = _walk(value, member, path, strict)
+            return msgspec.convert(converted, _python_type(member), strict=True)
+        except _Error as exc:
+            first_error = first_error or exc
+        except (msgspec.ValidationError, TypeError):
+            continue
+    if first_error is not None:
+        raise first_error
+    return value
+
+
+def _python_type(t: mi.Type) -> Any:
+    # The Python type a type_info node was built from, for union trials.
+    if isinstance(t, mi.StructType | mi.DataclassType | mi.TypedDictType | mi.EnumType):
+        return t.cls
+    simple: dict[type[mi.Type], Any] = {
+        mi.IntType: int,
+        mi.FloatType: float,
+        mi.StrType: str,
+        mi.BoolType: bool,
+        mi.TimeDeltaType: timedelta,
+        mi.AnyType: Any,
+    }
+    for node_type, py in simple.items():
+        if isinstance(t, node_type):
+            return py
+    if isinstance(t, mi.ListType):
+        return list[_python_type(t.item_type)]  # type: ignore[misc]
+    if isinstance(t, mi.DictType):
+        return dict[_python_type(t.key_type), _python_type(t.value_type)]  # type: ignore[misc]
+    return Any
+
+
+def _walk_sequence(value: Any, item: mi.Type, path: str, strict: bool) -> Any:
+    if isinstance(value, list | tuple):
+        return [_walk(v, item, f"{path}[{i}]", strict) for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and not value:
+        return []  # mapstructure: an empty map is an empty slice
+    if value is None:
+        return value
+    # mapstructure: a single value becomes a one-element slice.
+    return [_walk(value, item, f"{path}[0]", strict)]
+
+
+def _as_mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, list | tuple):
+        # mapstructure: an empty slice is an empty map; a slice of maps is merged into one.
+        merged: dict[str, Any] = {}
+        for i, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                raise _Error(f"{path}[{i}]", f"expected object, got {_type_name(item)}")
+            merged.update(item)
+        return merged
+    raise _Error(path, f"expected object, got {_type_name(value)}")
+
+
+def _walk_dict(value: Any, t: mi.DictType, path: str, strict: bool) -> Any:
+    if value is None:
+        return value
+    mapping = _as_mapping(value, path)
+    out: dict[Any, Any] = {}
+    for key, item in mapping.items():
+        sub = _join(path, str(key))
+        out[_walk(key, t.key_type, sub, strict)] = _walk(item, t.value_type, sub, strict)
+    return out
+
+
+def _walk_object(
+    value: Any, t: mi.StructType | mi.DataclassType | mi.TypedDictType, path: str, strict: bool
+) -> Any:
+    if not isinstance(t, mi.TypedDictType) and isinstance(value, t.cls):
+        return value
+    if getattr(t, "array_like", False):
+        return value
+    mapping = _as_mapping(value, path)
+    table = _fields(t)
+    tag_field = getattr(t, "tag_field", None)
+    assigned: dict[str, tuple[str, Any]] = {}
+    unused: list[str] = []
+    pending: list[tuple[str, Any]] = []
+    # Pass 1: exact names win (mapstructure tries the exact key before a case-insensitive one).
+    for key, item in mapping.items():
+        k = str(key)
+        if tag_field is not None and k == tag_field:
+            continue
+        f = table.by_exact.get(k)
+        if f is not None and f.encode_name not in assigned:
+            assigned[f.encode_name] = (k, item)
+        else:
+            pending.append((k, item))
+    # Pass 2: case-insensitive, then ignoring "_" and "-" (maxRetries -> max_retries).
+    for k, item in pending:
+        f = table.by_fold.get(k.casefold())
+        if f is None:
+            f = table.by_loose.get(k.replace("_", "").replace("-", "").casefold())
+        if f is not None and f.encode_name not in assigned:
+            assigned[f.encode_name] = (k, item)
+        else:
+            unused.append(k)
+    if strict and unused:
+        # BUBU_RUNTIME_STRICT_UNMARSHAL: mapstructure ErrorUnused.
+        first = sorted(unused)[0]
+        names = ", ".join(sorted(unused))
+        raise _Error(_join(path, first), f"unknown field(s): {names}")
+    out: dict[str, Any] = {}
+    if tag_field is not None and tag_field in mapping:
+        out[tag_field] = mapping[tag_field]
+    for f in t.fields:
+        entry = assigned.get(f.encode_name)
+        if entry is None:
+            if f.required:
+                raise _Error(_join(path, f.encode_name), "missing required field")
+            continue
+        key, item = entry
+        out[f.encode_name] = _walk(item, f.type, _join(path, f.encode_name), strict)
+    return out
+
+
+def _rebase(base: str, msgspec_path: str) -> str:
+    return base + msgspec_path[1:]
+
+
+@overload
+def decode(data: Any, type_: type[T], *, strict: bool = False, path: str = "$") -> T: ...
+@overload
+def decode(data: Any, type_: Any, *, strict: bool = False, path: str = "$") -> Any: ...
+def decode(data: Any, type_: Any, *, strict: bool = False, path: str = "$") -> Any:
+    """Decode ``data`` (decoded JSON: dicts, lists, scalars) into ``type_``.
+
+    Args:
+        data: the value to decode; ``None`` decodes as an empty object (Go: a nil map gives the
+            zero value), so a Struct whose fields all have defaults comes out with its defaults.
+        type_: a msgspec ``Struct`` (or dataclass, TypedDict, any type msgspec converts to);
+            ``dict``, ``dict[str, Any]`` and ``Any`` pass the data through.
+        strict: reject keys that match no field (``BUBU_RUNTIME_STRICT_UNMARSHAL``).
+        path: the JSON path of ``data`` in error messages, e.g. ``"$.inputs"``.
+
+    Returns:
+        An instance of ``type_``.
+
+    Raises:
+        SchemaValidationError: with ``path`` naming the offending value, e.g.
+            ``$.inputs.items[0].qty: expected int, got array``.
+    """
+    if type_ is Any or type_ is dict or type_ is object:
+        return {} if data is None else data
+    if data is None:
+        data = {}
+    try:
+        info = _info(type_)
+    except (TypeError, ValueError, NameError) as exc:
+        raise TypeError(f"cannot decode into {type_!r}: {exc}") from None
+    if (
+        isinstance(info, mi.DictType)
+        and isinstance(info.value_type, mi.AnyType)
+        and isinstance(info.key_type, mi.StrType | mi.AnyType)
+        and isinstance(data, dict)
+    ):
+        return data  # dict[str, Any]: nothing to convert
+    try:
+        walked = _walk(data, info, path, strict)
+    except _Error as exc:
+        raise SchemaValidationError(f"{exc.path}: {exc.message}", path=exc.path) from None
+    except RecursionError:
+        raise SchemaValidationError(f"{path}: value nested too deeply", path=path) from None
+    try:
+        return msgspec.convert(walked, type_, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _MSGSPEC_PATH.match(text)
+        where, message = (_rebase(path, m.group("path")), m.group("msg")) if m else (path, text)
+        missing = _MISSING.match(message)
+        if missing:
+            where = _join(where, missing.group("field"))
+            message = "missing required field"
+        raise SchemaValidationError(f"{where}: {message}", path=where) from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SchemaValidationError(f"{path}: {exc}", path=path) from None
+
+
+def is_decodable(type_: Any) -> bool:
+    """Return whether ``decode`` can target ``type_`` (used by entry points to fail early)."""
+    if type_ is Any or type_ is dict or type_ is object:
+        return True
+    try:
+        _info(type_)
+    except (TypeError, ValueError, NameError):
+        return False
+    return True

@@ -1,0 +1,200 @@
+"""Dial the connector: endpoint parsing, the TLS rules and the 10 MiB message caps.
+
+streaming.md 2.3 and 2.4. The engram only dials (the connector sidecar listens on 50051):
+
+* plaintext for ``unix://`` endpoints, ``localhost`` and loopback IPs (``127.x``, ``[::1]``), even
+  when ``BUBU_TRANSPORT_SECURITY_MODE=tls`` (Go dials loopback in plaintext whatever the mode);
+* otherwise TLS 1.3 with the system roots, ALPN ``h2`` and no client certificate;
+* ``BUBU_TRANSPORT_SECURITY_MODE`` must be ``""`` or ``tls``; anything else fails the dial.
+
+grpclib has no max-message-size setting, so :class:`CappedProtoCodec` enforces the caps when it
+encodes and decodes. grpclib keepalive stays disabled (its client default): a Go connector
+answers pings more frequent than 5 min with GOAWAY ``too_many_pings`` (streaming.md 2.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from grpclib.client import Channel
+from grpclib.encoding.proto import ProtoCodec
+
+from bubu._transport.settings import TransportSettings
+from bubu.errors import ConnectorUnavailableError, ContractError, StreamSessionError
+
+__all__ = [
+    "CappedProtoCodec",
+    "Endpoint",
+    "MessageTooLargeError",
+    "connect",
+    "open_channel",
+    "parse_endpoint",
+]
+
+
+class MessageTooLargeError(StreamSessionError):
+    """A message exceeds the 10 MiB cap (``BUBU_GRPC_CLIENT_MAX_*``).
+
+    Inbound, Go's gRPC client fails the call with RESOURCE_EXHAUSTED and the session reconnects;
+    this error does the same. Outbound, the runner raises it before the wire.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A parsed connector endpoint.
+
+    Attributes:
+        host: host name or IP (``None`` for unix sockets).
+        port: TCP port (``None`` for unix sockets).
+        path: unix socket path, or ``None``.
+        plaintext: whether the dial skips TLS (unix or loopback).
+    """
+
+    host: str | None
+    port: int | None
+    path: str | None
+    plaintext: bool
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(endpoint: str) -> Endpoint:
+    """Parse ``unix:///path``, ``host:port``, ``[v6]:port`` or ``dns:///host:port``.
+
+    Raises:
+        ContractError: the endpoint is empty or has no valid port; not retried
+            ("transport connector endpoint empty").
+    """
+    text = endpoint.strip()
+    if not text:
+        raise ContractError("transport connector endpoint empty", variable="BUBU_TRANSPORT_BINDING")
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ContractError(
+                f"transport connector endpoint {endpoint!r} has no socket path",
+                variable="BUBU_TRANSPORT_BINDING",
+            )
+        return Endpoint(host=None, port=None, path=path, plaintext=True)
+    for prefix in ("dns:///", "passthrough:///"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if not sep:
+            port_text = ""
+    else:
+        host, _, port_text = text.rpartition(":")
+        if not host:
+            host, port_text = text, ""
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ContractError(
+            f"transport connector endpoint {endpoint!r} needs host:port",
+            variable="BUBU_TRANSPORT_BINDING",
+        ) from None
+    if not 0 < port < 65536:
+        raise ContractError(
+            f"transport connector endpoint {endpoint!r} has an invalid port",
+            variable="BUBU_TRANSPORT_BINDING",
+        )
+    return Endpoint(host=host, port=port, path=None, plaintext=_is_loopback(host))
+
+
+def check_security_mode(mode: str) -> None:
+    """Accept ``""`` and ``tls`` only (Go ``validateTransportSecurityMode``).
+
+    Raises:
+        ContractError: any other value, such as ``plaintext``.
+    """
+    if mode.lower() not in ("", "tls"):
+        raise ContractError(
+            f"unsupported BUBU_TRANSPORT_SECURITY_MODE {mode!r}: must be empty or 'tls'",
+            variable="BUBU_TRANSPORT_SECURITY_MODE",
+        )
+
+
+def tls_context() -> ssl.SSLContext:
+    """Return the client TLS context: TLS 1.3 minimum, system roots, ALPN h2, no client cert."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+class CappedProtoCodec(ProtoCodec):
+    """grpclib's protobuf codec with send and receive size caps (streaming.md 2.4).
+
+    Args:
+        max_send: largest encoded outbound message in bytes.
+        max_recv: largest inbound message in bytes; checked before parsing.
+    """
+
+    def __init__(self, max_send: int, max_recv: int) -> None:
+        self.max_send = max_send
+        self.max_recv = max_recv
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        """Serialize ``message``; refuse it when it is over the send cap."""
+        data: bytes = message.SerializeToString()
+        if len(data) > self.max_send:
+            raise MessageTooLargeError(
+                f"trying to send message larger than max ({len(data)} vs. {self.max_send})"
+            )
+        return data
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        """Parse ``data``; refuse it when it is over the receive cap."""
+        if len(data) > self.max_recv:
+            raise MessageTooLargeError(
+                f"received message larger than max ({len(data)} vs. {self.max_recv})"
+            )
+        return message_type.FromString(data)
+
+
+def open_channel(endpoint: str, settings: TransportSettings) -> Channel:
+    """Create (without connecting) a grpclib channel to the connector.
+
+    Raises:
+        ContractError: bad endpoint or security mode (not retried).
+    """
+    check_security_mode(settings.security_mode)
+    ep = parse_endpoint(endpoint)
+    codec = CappedProtoCodec(settings.max_send_bytes, settings.max_recv_bytes)
+    if ep.path is not None:
+        return Channel(path=ep.path, codec=codec)
+    context = None if ep.plaintext else tls_context()
+    return Channel(ep.host, ep.port, codec=codec, ssl=context)
+
+
+async def connect(channel: Channel, dial_timeout: float) -> None:
+    """Open the HTTP/2 connection within ``dial_timeout`` (Go: ``WaitForReady``).
+
+    Raises:
+        ConnectorUnavailableError: refused, unreachable or timed out (retryable).
+    """
+    try:
+        async with asyncio.timeout(dial_timeout):
+            await channel.__connect__()
+    except TimeoutError:
+        raise ConnectorUnavailableError(
+            f"transport connector dial timed out after {dial_timeout:g}s"
+        ) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectorUnavailableError(f"transport connector dial failed: {exc}") from exc

@@ -1,0 +1,756 @@
+"""StreamMessage <-> ``transport.v1`` protobuf: the one place ``bubu._gen`` meets the public types.
+
+Replicates the Go SDK v0.1.5 exactly where the wire can tell the difference:
+
+- outbound encoding decision tree (``streamMessageToPublishRequest``, streaming.md 4.3) including
+  the JSON-mirror rule (4.4) and the raw-binary bypass;
+- inbound decode precedence and metadata hoisting (``publishRequestToStreamMessage``, 4.6);
+- the JSON packet envelope (``application/vnd.bubu.packet+json``, tractatus ``envelope``, 1.6);
+- control-action type strings (1.3), heartbeats (3.8) and delivery receipts (3.2/3.4).
+
+Struct conversion uses hand-written fillers rather than ``json_format``/``Struct.update``:
+stack-ceiling.md section 2 measured them 1.7-4x faster, and ``MessageToDict`` turns every integer
+into a float. Struct -> JSON renders integral doubles as integers, like Go's ``encoding/json``.
+
+The packet functions work on any of ``DataRequest``, ``DataResponse`` and ``PublishRequest`` (same
+field names and numbers) and, for decoding, ``DataPacket`` (same names, other numbers).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar, cast
+
+import msgspec
+from google.protobuf import struct_pb2
+
+from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.messages import (
+    ENVELOPE_MIME_TYPE,
+    JSON_MIME_TYPE,
+    KIND_DATA,
+    OCTET_STREAM_MIME_TYPE,
+    AudioFrame,
+    BinaryFrame,
+    StreamEnvelope,
+    StreamMessage,
+    TransportConfig,
+    TransportDescriptor,
+    VideoFrame,
+    is_envelope_mime,
+)
+from bubu.errors import ProtocolViolationError
+
+__all__ = [
+    "CONTROL_TYPE_ACK",
+    "CONTROL_TYPE_DOWNSTREAM_DELIVERED",
+    "HEARTBEAT_METADATA_KEY",
+    "MAX_ENVELOPE_BYTES",
+    "META_KIND",
+    "META_MESSAGE_ID",
+    "META_TIMESTAMP_MS",
+    "control_request",
+    "control_response",
+    "control_type",
+    "control_type_to_pb",
+    "decode_envelope",
+    "delivery_receipt",
+    "dict_to_struct",
+    "encode_envelope",
+    "from_pb_data_response",
+    "from_pb_packet",
+    "heartbeat_data_request",
+    "is_heartbeat_metadata",
+    "packet_size",
+    "struct_to_dict",
+    "struct_to_json",
+    "to_pb_data_request",
+    "to_pb_data_response",
+]
+
+# Reserved packet-metadata keys (streaming.md 1.6).
+META_KIND: Final = "bubu.envelope.kind"
+META_MESSAGE_ID: Final = "bubu.envelope.message_id"
+META_TIMESTAMP_MS: Final = "bubu.envelope.timestamp_ms"
+HEARTBEAT_METADATA_KEY: Final = "bubu-heartbeat"
+
+CONTROL_TYPE_ACK: Final = "ack"
+CONTROL_TYPE_DOWNSTREAM_DELIVERED: Final = "downstream.delivered"
+
+MAX_ENVELOPE_BYTES: Final = 10 * 1024 * 1024
+"""tractatus ``envelope.Unmarshal`` refuses larger envelope documents."""
+
+_INT64_MAX: Final = (1 << 63) - 1
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_ONE_MS: Final = _dt.timedelta(milliseconds=1)
+# Go encoding/json prints integral float64 values below 1e21 without an exponent.
+_GO_INT_LIMIT: Final = 1e21
+
+_P = TypeVar("_P", pb.DataRequest, pb.DataResponse, pb.PublishRequest)
+
+# -- control action names (streaming.md 1.3) -----------------------------------------------------
+
+_ACTION_NAMES: Final[dict[int, str]] = {
+    pb.CONTROL_ACTION_NOOP: "noop",
+    pb.CONTROL_ACTION_START: "start",
+    pb.CONTROL_ACTION_STOP: "stop",
+    pb.CONTROL_ACTION_START_UPSTREAM: "start-upstream",
+    pb.CONTROL_ACTION_STOP_UPSTREAM: "stop-upstream",
+    pb.CONTROL_ACTION_START_DOWNSTREAM: "start-downstream",
+    pb.CONTROL_ACTION_STOP_DOWNSTREAM: "stop-downstream",
+    pb.CONTROL_ACTION_HEARTBEAT: "heartbeat",
+    pb.CONTROL_ACTION_CONNECTOR_READY: "connector.ready",
+    pb.CONTROL_ACTION_CONNECTOR_CAPABILITIES: "connector.capabilities",
+    pb.CONTROL_ACTION_HANDOFF_DRAINING: "handoff.draining",
+    pb.CONTROL_ACTION_HANDOFF_CUTOVER: "handoff.cutover",
+    pb.CONTROL_ACTION_HANDOFF_READY: "handoff.ready",
+    pb.CONTROL_ACTION_ACK: "ack",
+    pb.CONTROL_ACTION_ERROR: "error",
+    pb.CONTROL_ACTION_CODEC_SELECT: "codec-select",
+}
+_ACTION_BY_NAME: Final[dict[str, int]] = {v: k for k, v in _ACTION_NAMES.items()}
+
+
+def control_type(action: int, custom_action: str = "") -> str:
+    """The type string of a control message: a non-blank ``custom_action`` wins, else the enum.
+
+    Unknown enum numbers map to ``""`` (Go decoding rule, streaming.md 1.3).
+    """
+    custom = custom_action.strip()
+    if custom:
+        return custom
+    return _ACTION_NAMES.get(action, "")
+
+
+def control_type_to_pb(type_: str) -> tuple[int, str]:
+    """Map a type string to ``(action, custom_action)`` (Go ``controlTypeToProto``).
+
+    The type is trimmed and lower-cased; ``""`` and ``noop`` give NOOP; a known name gives its
+    enum; anything else gives ``UNSPECIFIED`` plus ``custom_action`` = the trimmed original.
+    """
+    trimmed = type_.strip()
+    lowered = trimmed.lower()
+    if not lowered:
+        return pb.CONTROL_ACTION_NOOP, ""
+    action = _ACTION_BY_NAME.get(lowered)
+    if action is not None:
+        return action, ""
+    return pb.CONTROL_ACTION_UNSPECIFIED, trimmed
+
+
+def control_request(type_: str, metadata: Mapping[str, str] | None = None) -> pb.ControlRequest:
+    """Build a ``ControlRequest`` (engram -> connector) for a type string."""
+    action, custom = control_type_to_pb(type_)
+    return pb.ControlRequest(
+        action=cast(Any, action), custom_action=custom, metadata=metadata or {}
+    )
+
+
+def control_response(type_: str, metadata: Mapping[str, str] | None = None) -> pb.ControlResponse:
+    """Build a ``ControlResponse`` (connector -> engram) for a type string."""
+    action, custom = control_type_to_pb(type_)
+    return pb.ControlResponse(
+        action=cast(Any, action), custom_action=custom, metadata=metadata or {}
+    )
+
+
+def delivery_receipt(
+    stream_id: str, sequence: int, partition: str, size_bytes: int
+) -> pb.ControlRequest:
+    """The ``downstream.delivered`` receipt for a sequenced packet (streaming.md 3.2/3.4).
+
+    Sent with ``action=UNSPECIFIED`` and the custom action, exactly as Go does.
+    """
+    return pb.ControlRequest(
+        action=pb.CONTROL_ACTION_UNSPECIFIED,
+        custom_action=CONTROL_TYPE_DOWNSTREAM_DELIVERED,
+        metadata={
+            "stream_id": stream_id,
+            "sequence": str(sequence),
+            "partition": partition,
+            "size_bytes": str(size_bytes),
+        },
+    )
+
+
+def heartbeat_data_request() -> pb.DataRequest:
+    """The Data-stream heartbeat: metadata ``bubu-heartbeat: true``, nothing else (3.8)."""
+    return pb.DataRequest(metadata={HEARTBEAT_METADATA_KEY: "true"})
+
+
+def is_heartbeat_metadata(metadata: Mapping[str, str]) -> bool:
+    """Whether packet metadata marks a heartbeat (``bubu-heartbeat`` = ``true``, any case)."""
+    value = metadata.get(HEARTBEAT_METADATA_KEY)
+    return value is not None and value.strip().lower() == "true"
+
+
+def packet_size(packet: pb.DataRequest | pb.DataResponse | pb.PublishRequest) -> int:
+    """Encoded size of a packet in its DataRequest form: the receipt's ``size_bytes`` (3.4).
+
+    DataRequest and DataResponse share one layout, and upb encodes empty map values the way Go
+    does, so ``ByteSize()`` equals Go's ``proto.Size`` of the reassembled packet. Pass the packet
+    with chunk fields already cleared (the reassembler does that).
+    """
+    return int(packet.ByteSize())
+
+
+# -- Struct <-> Python ------------------------------------------------------------------------
+
+
+def _fill_value(value: struct_pb2.Value, item: Any) -> None:
+    # Type dispatch in frequency order; bool before int because bool is an int subclass.
+    t = type(item)
+    if t is str:
+        value.string_value = item
+    elif t is dict:
+        st = value.struct_value
+        st.SetInParent()  # an empty object must still be set (kind=struct_value)
+        fields = st.fields
+        for k, v in item.items():
+            _fill_value(fields[k], v)
+    elif t is bool:
+        value.bool_value = item
+    elif t is int or t is float:
+        value.number_value = item
+    elif item is None:
+        value.null_value = struct_pb2.NULL_VALUE
+    elif t is list or t is tuple:
+        lv = value.list_value
+        lv.SetInParent()
+        values = lv.values
+        for v in item:
+            _fill_value(values.add(), v)
+    elif isinstance(item, Mapping):
+        _fill_value(value, dict(item))
+    elif isinstance(item, bool):
+        value.bool_value = bool(item)
+    elif isinstance(item, int | float):
+        value.number_value = float(item)
+    elif isinstance(item, str):
+        value.string_value = str(item)
+    else:
+        raise TypeError(f"cannot store {t.__name__} in a google.protobuf.Struct")
+
+
+def dict_to_struct(
+    data: Mapping[str, Any], target: struct_pb2.Struct | None = None
+) -> struct_pb2.Struct:
+    """Fill ``target`` (or a new Struct) from a JSON object; numbers become doubles (as in Go).
+
+    Raises:
+        ProtocolViolationError: a value cannot be represented (non-string key, out-of-range
+            number, unsupported type).
+    """
+    st = struct_pb2.Struct() if target is None else target
+    try:
+        fields = st.fields
+        for k, v in data.items():
+            if type(k) is not str:
+                raise TypeError(f"object keys must be strings, got {type(k).__name__}")
+            _fill_value(fields[k], v)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolViolationError(f"payload decode failed: {exc}") from None
+    return st
+
+
+def _value_to_py(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        x = value.number_value
+        if x.is_integer() and -_GO_INT_LIMIT < x < _GO_INT_LIMIT:
+            return int(x)
+        return x
+    if kind == "struct_value":
+        return {k: _value_to_py(v) for k, v in value.struct_value.fields.items()}
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "list_value":
+        return [_value_to_py(v) for v in value.list_value.values]
+    return None  # null_value, or an unset Value (Go renders both as null)
+
+
+def struct_to_dict(st: struct_pb2.Struct) -> dict[str, Any]:
+    """Struct -> plain dict; integral doubles below 1e21 come back as ``int`` (Go rendering)."""
+    return {k: _value_to_py(v) for k, v in st.fields.items()}
+
+
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+_decoder = msgspec.json.Decoder()
+
+
+def struct_to_json(st: struct_pb2.Struct) -> bytes:
+    """Compact JSON of a Struct with sorted keys, e.g. ``{"baz":1}`` (Go ``AsMap`` + Marshal)."""
+    return _sorted_encoder.encode(struct_to_dict(st))
+
+
+# -- the JSON packet envelope (streaming.md 1.6) ------------------------------------------------
+
+
+class _EnvTypedConfig(msgspec.Struct, rename="camel", omit_defaults=True):
+    transport_ref: str = ""
+    mode_reason: str = ""
+
+
+class _EnvTransport(msgspec.Struct, rename="camel", omit_defaults=True):
+    name: str = ""
+    kind: str = ""
+    mode: str = ""
+    typed_config: _EnvTypedConfig | None = None
+
+
+class _EnvelopeDoc(msgspec.Struct, rename="camel"):
+    # Decoders ignore unknown keys (the v0.3.0 connector still writes a legacy `config`).
+    version: str = ""
+    kind: str = ""
+    message_id: str = ""
+    timestamp_ms: int = 0
+    metadata: dict[str, str] | None = None
+    payload: msgspec.Raw = msgspec.Raw()
+    inputs: msgspec.Raw = msgspec.Raw()
+    transports: list[_EnvTransport] | None = None
+
+
+_envelope_decoder = msgspec.json.Decoder(_EnvelopeDoc)
+_plain_encoder = msgspec.json.Encoder()
+
+
+def _raw_bytes(raw: msgspec.Raw) -> bytes:
+    data = bytes(raw)
+    # `"payload": null` is an absent payload (Go omits empty RawMessages on encode).
+    return b"" if data == b"null" else data
+
+
+def _ms(ts: _dt.datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=_dt.UTC)  # naive datetimes are taken as UTC
+    return (ts - _EPOCH) // _ONE_MS
+
+
+def _from_ms(ms: int) -> _dt.datetime:
+    return _EPOCH + _dt.timedelta(milliseconds=ms)
+
+
+def _compact_json(raw: bytes, what: str) -> bytes:
+    try:
+        return msgspec.json.format(raw, indent=-1)
+    except msgspec.DecodeError:
+        raise ProtocolViolationError(f"envelope {what} is not valid JSON") from None
+
+
+def _transport_to_env(t: TransportDescriptor) -> _EnvTransport:
+    cfg = t.typed_config
+    return _EnvTransport(
+        name=t.name,
+        kind=t.kind,
+        mode=t.mode,
+        typed_config=None
+        if cfg is None
+        else _EnvTypedConfig(transport_ref=cfg.transport_ref, mode_reason=cfg.mode_reason),
+    )
+
+
+def encode_envelope(msg: StreamMessage) -> tuple[bytes, int] | None:
+    """Build the envelope JSON of ``msg`` (tractatus ``envelope.Marshal``).
+
+    Returns ``(json_bytes, timestamp_ms)``, or ``None`` when the envelope would carry none of
+    kind, payload, inputs or transports (Go then falls back to a raw frame). Metadata is the
+    user's map only; the ``bubu.envelope.*`` keys live in the packet metadata.
+
+    Raises:
+        ProtocolViolationError: payload or inputs are not valid JSON.
+    """
+    kind = msg.kind
+    if not (kind or msg.payload or msg.inputs or msg.transports):
+        return None
+    if not kind:
+        kind = KIND_DATA  # default when payload, inputs or transports are present
+    ts = _ms(msg.timestamp) if msg.timestamp is not None else 0
+    # Field order follows the Go struct (version, kind, messageId, timestampMs, metadata,
+    # payload, inputs, transports); all omitempty except version.
+    parts = [b'{"version":"v1","kind":', _plain_encoder.encode(kind)]
+    if msg.message_id:
+        parts += (b',"messageId":', _plain_encoder.encode(msg.message_id))
+    if ts:
+        parts += (b',"timestampMs":', str(ts).encode())
+    if msg.metadata:
+        parts += (b',"metadata":', _sorted_encoder.encode(msg.metadata))
+    if msg.payload:
+        parts += (b',"payload":', _compact_json(msg.payload, "payload"))
+    if msg.inputs:
+        parts += (b',"inputs":', _compact_json(msg.inputs, "inputs"))
+    if msg.transports:
+        envs = [_transport_to_env(t) for t in msg.transports]
+        parts += (b',"transports":', _plain_encoder.encode(envs))
+    parts.append(b"}")
+    return b"".join(parts), ts
+
+
+class DecodedEnvelope(msgspec.Struct, frozen=True, gc=False):
+    """The fields of a decoded packet envelope."""
+
+    kind: str
+    message_id: str
+    timestamp_ms: int
+    metadata: dict[str, str]
+    payload: bytes
+    inputs: bytes
+    transports: tuple[TransportDescriptor, ...]
+
+
+def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope:
+    """Decode envelope JSON (tractatus ``FromBinaryFrame``).
+
+    A missing ``timestampMs`` is filled from the frame timestamp; ``kind`` defaults to ``data``
+    when payload, inputs or transports are present.
+
+    Raises:
+        ProtocolViolationError: "envelope decode failed: ..." for invalid JSON, a document over
+            10 MiB, a negative timestamp, or a frame timestamp above int64 max.
+    """
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise ProtocolViolationError("envelope decode failed: envelope exceeds 10 MiB")
+    try:
+        doc = _envelope_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProtocolViolationError(f"envelope decode failed: {exc}") from None
+    ts = doc.timestamp_ms
+    if ts < 0:
+        raise ProtocolViolationError("envelope decode failed: timestampMs must not be negative")
+    if ts == 0 and frame_timestamp_ms:
+        if frame_timestamp_ms > _INT64_MAX:
+            raise ProtocolViolationError("envelope decode failed: frame timestamp overflows int64")
+        ts = frame_timestamp_ms
+    payload = _raw_bytes(doc.payload)
+    inputs = _raw_bytes(doc.inputs)
+    transports = tuple(
+        TransportDescriptor(
+            name=t.name,
+            kind=t.kind,
+            mode=t.mode,
+            typed_config=None
+            if t.typed_config is None
+            else TransportConfig(
+                transport_ref=t.typed_config.transport_ref,
+                mode_reason=t.typed_config.mode_reason,
+            ),
+        )
+        for t in doc.transports or ()
+    )
+    kind = doc.kind
+    if not kind and (payload or inputs or transports):
+        kind = KIND_DATA
+    return DecodedEnvelope(
+        kind=kind,
+        message_id=doc.message_id,
+        timestamp_ms=ts,
+        metadata=doc.metadata or {},
+        payload=payload,
+        inputs=inputs,
+        transports=transports,
+    )
+
+
+# -- outbound: StreamMessage -> DataRequest (streaming.md 4.3) ---------------------------------
+
+
+def _json_object(raw: bytes, field: str) -> dict[str, Any]:
+    try:
+        obj = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProtocolViolationError(f"{field} decode failed: {exc}") from None
+    if type(obj) is not dict:
+        raise ProtocolViolationError(f"{field} decode failed: {field} must be a JSON object")
+    return obj
+
+
+def _packet_metadata(msg: StreamMessage) -> dict[str, str]:
+    meta = dict(msg.metadata)
+    if msg.kind:
+        meta[META_KIND] = msg.kind
+    if msg.message_id:
+        meta[META_MESSAGE_ID] = msg.message_id
+    if msg.timestamp is not None:
+        meta[META_TIMESTAMP_MS] = str(_ms(msg.timestamp))
+    return meta
+
+
+def _set_transports(packet: Any, transports: tuple[TransportDescriptor, ...]) -> None:
+    for t in transports:
+        d = packet.transports.add(name=t.name, kind=t.kind, mode=t.mode)
+        if t.typed_config is not None:
+            d.typed_config.transport_ref = t.typed_config.transport_ref
+            d.typed_config.mode_reason = t.typed_config.mode_reason
+            d.typed_config.SetInParent()
+
+
+def _set_envelope(packet: Any, env: StreamEnvelope | None) -> None:
+    if env is None:
+        return
+    e = packet.envelope
+    # Presence matters: Go writes an empty-but-set envelope (`42 00`) and a Go receiver sees it.
+    e.SetInParent()
+    e.stream_id = env.stream_id
+    e.sequence = env.sequence
+    e.partition = env.partition
+    e.chunk_id = env.chunk_id
+    e.chunk_index = env.chunk_index
+    e.chunk_count = env.chunk_count
+    e.chunk_bytes = env.chunk_bytes
+    e.total_bytes = env.total_bytes
+
+
+def _set_structs(packet: Any, msg: StreamMessage, payload_what: str = "payload") -> None:
+    if msg.payload:
+        obj = _json_object(msg.payload, payload_what)
+        packet.payload.SetInParent()
+        dict_to_struct(obj, packet.payload)
+    if msg.inputs:
+        obj = _json_object(msg.inputs, "inputs")
+        packet.inputs.SetInParent()
+        dict_to_struct(obj, packet.inputs)
+
+
+def _uses_raw_bypass(msg: StreamMessage) -> bool:
+    b = msg.binary
+    if b is None or is_envelope_mime(b.mime_type):
+        return False
+    if msg.inputs or msg.transports or msg.envelope is not None:
+        return False
+    if not msg.payload:
+        return True
+    mime = b.mime_type.split(";", 1)[0].strip().lower()
+    return mime != JSON_MIME_TYPE and msg.payload == b.payload
+
+
+def _build(msg: StreamMessage, cls: type[_P], *, validate: bool) -> _P:
+    if validate:
+        msg.validate()
+    packet = cls()
+    if msg.audio is not None:
+        a = msg.audio
+        packet.audio.SetInParent()
+        packet.audio.pcm = a.pcm
+        packet.audio.sample_rate_hz = a.sample_rate_hz
+        packet.audio.channels = a.channels
+        packet.audio.codec = a.codec.strip()
+        packet.audio.timestamp_ms = max(a.timestamp_ms, 0)
+        _set_structs(packet, msg)
+    elif msg.video is not None:
+        v = msg.video
+        packet.video.SetInParent()
+        packet.video.payload = v.payload
+        packet.video.codec = v.codec.strip()
+        packet.video.width = v.width
+        packet.video.height = v.height
+        packet.video.timestamp_ms = max(v.timestamp_ms, 0)
+        packet.video.raw = v.raw
+        _set_structs(packet, msg)
+    else:
+        envelope = None if _uses_raw_bypass(msg) else encode_envelope(msg)
+        if envelope is not None:
+            doc, ts = envelope
+            if msg.binary is not None:
+                # Go quirk (4.3 step 3): the caller's Binary timestamp overwrites the envelope's,
+                # even when it is 0.
+                ts = max(msg.binary.timestamp_ms, 0)
+            packet.binary.payload = doc
+            packet.binary.mime_type = ENVELOPE_MIME_TYPE
+            packet.binary.timestamp_ms = ts
+            _set_structs(packet, msg)
+        elif msg.binary is not None:
+            b = msg.binary
+            packet.binary.payload = b.payload
+            packet.binary.mime_type = b.mime_type or OCTET_STREAM_MIME_TYPE
+            packet.binary.timestamp_ms = max(b.timestamp_ms, 0)
+        else:
+            raise ProtocolViolationError("stream message missing audio, video, or binary payload")
+    packet.metadata.update(_packet_metadata(msg))
+    _set_transports(packet, msg.transports)
+    _set_envelope(packet, msg.envelope)
+    return packet
+
+
+def to_pb_data_request(msg: StreamMessage, *, validate: bool = True) -> pb.DataRequest:
+    """Encode ``msg`` as the ``DataRequest`` the Go SDK would send (streaming.md 4.3).
+
+    Args:
+        msg: The message to publish.
+        validate: Run :meth:`StreamMessage.validate` first (Go always does; the protovalidate
+            rules are separate, see ``bubu._transport.validate``).
+
+    Raises:
+        ProtocolViolationError: the message is invalid or cannot be encoded; the text matches
+            Go's where tests pin it ("payload decode failed", "envelope payload is not valid
+            JSON", "stream message missing audio, video, or binary payload").
+    """
+    return _build(msg, pb.DataRequest, validate=validate)
+
+
+def to_pb_data_response(msg: StreamMessage, *, validate: bool = True) -> pb.DataResponse:
+    """Encode ``msg`` as a ``DataResponse`` (connector -> engram; same layout as DataRequest)."""
+    return _build(msg, pb.DataResponse, validate=validate)
+
+
+# -- inbound: DataResponse -> StreamMessage (streaming.md 4.6) ---------------------------------
+
+
+def _hoist(
+    outer: Mapping[str, str],
+) -> tuple[str | None, str | None, _dt.datetime | None, dict[str, str]]:
+    kind = message_id = None
+    timestamp = None
+    rest: dict[str, str] = {}
+    for key, value in outer.items():
+        if key == META_KIND:
+            kind = value
+        elif key == META_MESSAGE_ID:
+            message_id = value
+        elif key == META_TIMESTAMP_MS:
+            try:
+                ms = int(value.strip())
+            except ValueError:
+                continue
+            if 0 < ms <= _INT64_MAX:
+                timestamp = _from_ms(ms)
+        else:
+            rest[key] = value
+    return kind, message_id, timestamp, rest
+
+
+def _frame_envelope(env: pb.StreamEnvelope) -> StreamEnvelope:
+    return StreamEnvelope(
+        stream_id=env.stream_id,
+        sequence=env.sequence,
+        partition=env.partition,
+        chunk_id=env.chunk_id,
+        chunk_index=env.chunk_index,
+        chunk_count=env.chunk_count,
+        chunk_bytes=env.chunk_bytes,
+        total_bytes=env.total_bytes,
+    )
+
+
+def _pb_transports(packet: Any) -> tuple[TransportDescriptor, ...]:
+    out = []
+    for t in packet.transports:
+        cfg = None
+        if t.HasField("typed_config"):
+            cfg = TransportConfig(
+                transport_ref=t.typed_config.transport_ref,
+                mode_reason=t.typed_config.mode_reason,
+            )
+        out.append(TransportDescriptor(name=t.name, kind=t.kind, mode=t.mode, typed_config=cfg))
+    return tuple(out)
+
+
+def from_pb_packet(packet: Any, *, validate: bool = True) -> StreamMessage:
+    """Decode a received packet into a :class:`StreamMessage` (Go decode precedence, 4.6).
+
+    1. Audio/video: the frame. 2. Binary with the envelope MIME: the envelope's kind, id,
+    timestamp, metadata, payload (mirrored into ``binary`` as ``application/json``), inputs and
+    transports. 3. Other binary: ``payload`` = the bytes, mirrored with the MIME (empty ->
+    ``application/octet-stream``). Then *merge*: hoist ``bubu.envelope.*`` metadata over the
+    envelope values; the remaining outer metadata, if any, replaces the envelope metadata; the
+    ``payload``/``inputs`` Structs and ``transports`` fill only what is still empty; the proto
+    envelope is copied. A frameless packet (Go never translates one) decodes by *merge* alone.
+
+    Run the protovalidate rules (``bubu._transport.validate``) on the packet before this.
+
+    Args:
+        packet: A ``DataResponse`` (or ``DataRequest``/``PublishRequest``/``DataPacket``).
+        validate: Run :meth:`StreamMessage.validate` on the result, as Go does.
+
+    Raises:
+        ProtocolViolationError: the envelope cannot be decoded or the result is invalid; a
+            session error in Go.
+    """
+    frame = packet.WhichOneof("frame")
+    kind = message_id = ""
+    timestamp: _dt.datetime | None = None
+    metadata: dict[str, str] = {}
+    payload = inputs = b""
+    transports: tuple[TransportDescriptor, ...] = ()
+    audio = video = None
+    binary = None
+    if frame == "binary":
+        b = packet.binary
+        if is_envelope_mime(b.mime_type):
+            env = decode_envelope(b.payload, b.timestamp_ms)
+            kind, message_id, metadata = env.kind, env.message_id, env.metadata
+            if env.timestamp_ms > 0:
+                timestamp = _from_ms(env.timestamp_ms)
+            if env.payload:
+                payload = env.payload
+                binary = BinaryFrame(
+                    payload=payload, mime_type=JSON_MIME_TYPE, timestamp_ms=env.timestamp_ms
+                )
+            inputs, transports = env.inputs, env.transports
+        else:
+            payload = b.payload
+            binary = BinaryFrame(
+                payload=payload,
+                mime_type=b.mime_type or OCTET_STREAM_MIME_TYPE,
+                timestamp_ms=b.timestamp_ms,
+            )
+    elif frame == "audio":
+        a = packet.audio
+        audio = AudioFrame(
+            pcm=a.pcm,
+            sample_rate_hz=a.sample_rate_hz,
+            channels=a.channels,
+            codec=a.codec,
+            timestamp_ms=a.timestamp_ms,
+        )
+    elif frame == "video":
+        v = packet.video
+        video = VideoFrame(
+            payload=v.payload,
+            codec=v.codec,
+            width=v.width,
+            height=v.height,
+            timestamp_ms=v.timestamp_ms,
+            raw=v.raw,
+        )
+
+    # merge (Go mergeRequestContextIntoStreamMessage)
+    if packet.metadata:
+        h_kind, h_id, h_ts, rest = _hoist(packet.metadata)
+        if h_kind is not None:
+            kind = h_kind
+        if h_id is not None:
+            message_id = h_id
+        if h_ts is not None:
+            timestamp = h_ts
+        if rest:
+            metadata = rest
+    if not payload and packet.HasField("payload"):
+        payload = struct_to_json(packet.payload)
+    if not inputs and packet.HasField("inputs"):
+        inputs = struct_to_json(packet.inputs)
+    if not transports and len(packet.transports):
+        transports = _pb_transports(packet)
+    envelope = _frame_envelope(packet.envelope) if packet.HasField("envelope") else None
+
+    msg = StreamMessage(
+        payload=payload,
+        metadata=metadata,
+        inputs=inputs,
+        transports=transports,
+        envelope=envelope,
+        kind=kind,
+        message_id=message_id,
+        timestamp=timestamp,
+        audio=audio,
+        video=video,
+        binary=binary,
+    )
+    if validate:
+        msg.validate()
+    return msg
+
+
+from_pb_data_response = from_pb_packet
+"""Alias: decode a ``DataResponse`` (what the engram receives)."""

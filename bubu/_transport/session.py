@@ -1,0 +1,789 @@
+"""The engram side of the connector protocol: one session, and the reconnect loop around it.
+
+streaming.md sections 2.4 and 3. A session dials the connector, opens ``Data`` and ``Control``
+with the ``bubu-transport-protocol: 1.0.0`` header (plus ``bubu.transport.binding`` on
+Control), completes the startup handshake (``connector.ready`` with ``startup.capabilities``,
+then ``connector.capabilities`` when required) and only then starts the engram. It then runs:
+
+* the Data receive loop: frameless packets, chunk reassembly, dedupe, decode + validation, drop
+  rules, the inbound queue (blocking, or lossy with ``BUBU_GRPC_CHANNEL_SEND_TIMEOUT``);
+* the Data send loop: outbound packets with a per-send timeout, and a heartbeat when idle;
+* the Control loops: directive replies (default handler or the engram's hook), heartbeats and
+  ``downstream.delivered`` receipts;
+* the hang watcher (``BUBU_GRPC_HANG_TIMEOUT``).
+
+The session is policy-free about the engram: the runner (``bubu._streaming``) passes a callable
+that consumes an :class:`~bubu._transport.queues.Inbound` and an ``emit`` coroutine. This module
+is the only one that talks grpclib for streaming; errors leave it as ``bubu.errors`` types, with
+``retryable`` deciding the reconnect (streaming.md 2.4 "Non-retriable errors").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpclib.const
+import grpclib.exceptions
+from grpclib.client import Channel, Stream
+from grpclib.const import Status
+
+from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._transport import channel as channel_mod
+from bubu._transport import wire
+from bubu._transport.chunks import ChunkReassembler
+from bubu._transport.dedupe import Outcome, PacketDeduper, dedupe_key
+from bubu._transport.queues import Inbound
+from bubu._transport.settings import TransportSettings
+from bubu.errors import (
+    BubuError,
+    ConnectorUnavailableError,
+    HandshakeTimeoutError,
+    ProtocolViolationError,
+    StreamSessionError,
+    TransportError,
+)
+
+__all__ = [
+    "BINDING_HEADER",
+    "CONTROL_METHOD",
+    "DATA_METHOD",
+    "PROTOCOL_HEADER",
+    "ControlHandler",
+    "DeliveryBook",
+    "EngramRunner",
+    "HangTimeoutError",
+    "Receipt",
+    "Session",
+    "default_control_reply",
+    "is_retriable",
+    "jitter_delay",
+    "run_with_reconnect",
+]
+
+logger = logging.getLogger("bubu.transport")
+
+DATA_METHOD: Final = "/transport.v1.TransportConnectorService/Data"
+CONTROL_METHOD: Final = "/transport.v1.TransportConnectorService/Control"
+PROTOCOL_HEADER: Final = "bubu-transport-protocol"
+BINDING_HEADER: Final = "bubu.transport.binding"
+PROTOCOL_VERSION: Final = "1.0.0"
+
+DELIVERED_ACTION: Final = "downstream.delivered"
+STARTUP_CAPABILITIES_KEY: Final = "startup.capabilities"
+HEARTBEAT_KEY: Final = "bubu-heartbeat"
+MESSAGE_ID_KEY: Final = "bubu.envelope.message_id"
+
+# gRPC codes that end the process instead of reconnecting (Go isRetriableTransportSessionError).
+_FATAL_STATUSES: Final = frozenset(
+    {
+        Status.INVALID_ARGUMENT,
+        Status.PERMISSION_DENIED,
+        Status.UNAUTHENTICATED,
+        Status.UNIMPLEMENTED,
+        Status.FAILED_PRECONDITION,
+    }
+)
+
+#: A control reply: (type string, metadata), or None for no reply.
+ControlReply = tuple[str, dict[str, str]] | None
+#: The engram's control hook, adapted by the runner: (type, metadata) -> reply.
+ControlHandler = Callable[[str, dict[str, str]], Awaitable[ControlReply]]
+#: Runs the engram for one session: consumes ``inbound``, publishes with ``emit``.
+EngramRunner = Callable[
+    [Inbound, Callable[[StreamMessage], Awaitable[None]]], Coroutine[Any, Any, None]
+]
+
+
+class HangTimeoutError(TransportError):
+    """No traffic for ``BUBU_GRPC_HANG_TIMEOUT``: the session is cancelled and, as in Go, the
+    process stops instead of reconnecting (streaming.md 3.9)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A ``downstream.delivered`` receipt (streaming.md 3.2 and 3.4)."""
+
+    stream_id: str
+    sequence: int
+    partition: str
+    size_bytes: int
+
+    def to_pb(self) -> Any:
+        """Build the ControlRequest (``action=UNSPECIFIED, custom_action=downstream.delivered``)."""
+        return pb.ControlRequest(
+            custom_action=DELIVERED_ACTION,
+            metadata={
+                "stream_id": self.stream_id,
+                "sequence": str(self.sequence),
+                "partition": self.partition,
+                "size_bytes": str(self.size_bytes),
+            },
+        )
+
+
+class DeliveryBook:
+    """Process-wide delivery state shared by every session: the deduper and the receipt outbox.
+
+    Go keeps the deduper across reconnects but gives each attempt a fresh control queue, so a
+    receipt that did not make it onto the wire before a session died is lost and the packet is
+    redelivered even though the engram called ``done()``. Here receipts wait in an outbox that
+    outlives the session and are sent by the next one; the outbox is bounded by the pending cap
+    (one receipt per pending packet). Wire-identical; see docs/differences.md.
+    """
+
+    __slots__ = ("_wake", "deduper", "outbox")
+
+    def __init__(self, deduper: PacketDeduper | None = None) -> None:
+        self.deduper = deduper or PacketDeduper()
+        self.outbox: deque[Receipt] = deque()
+        self._wake: Callable[[], None] | None = None
+
+    def bind(self, wake: Callable[[], None] | None) -> None:
+        """Register the current session's control-sender wake-up (``None`` to unbind)."""
+        self._wake = wake
+
+    def queue_receipt(self, receipt: Receipt) -> None:
+        """Queue a receipt for the connector; never blocks (Go ``Done()`` never blocks)."""
+        self.outbox.append(receipt)
+        wake = self._wake
+        if wake is not None:
+            wake()
+
+
+def default_control_reply(directive_type: str) -> ControlReply:
+    """Go ``defaultControlDirectiveHandler`` (streaming.md 3.2): the ACK for a directive.
+
+    Returns:
+        ``None`` for ``ack`` (no reply, so no ack ping-pong), else ``("ack", metadata)``.
+    """
+    if directive_type == "ack":
+        return None
+    if directive_type in ("", "noop"):
+        handled, reason = "false", "noop"
+    elif directive_type == "connector.ready":
+        handled, reason = "true", "startup"
+    elif directive_type == "connector.capabilities":
+        handled, reason = "true", "capabilities"
+    elif directive_type in ("handoff.draining", "handoff.cutover", "handoff.ready"):
+        handled, reason = "true", "handoff"
+    else:
+        handled, reason = "false", "no_control_handler"
+    return "ack", {"handled": handled, "reason": reason, "type": directive_type}
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Return whether the reconnect loop retries after ``exc`` (streaming.md 2.4).
+
+    Cancellation, the handshake timeout, the hang timeout, the fatal gRPC codes, binding and
+    protocol errors, and any :class:`~bubu.errors.BubuError` whose ``retryable`` is false stop;
+    everything else (EOF, invalid packets, chunk errors, dedupe overflow, refused dials, plain
+    exceptions from the engram) is retried, as in Go.
+    """
+    if isinstance(exc, asyncio.CancelledError | HandshakeTimeoutError | HangTimeoutError):
+        return False
+    if isinstance(exc, grpclib.exceptions.GRPCError):
+        return exc.status not in _FATAL_STATUSES
+    if isinstance(exc, BubuError):
+        return exc.retryable
+    return True
+
+
+def jitter_delay(backoff: float, maximum: float, rng: random.Random | None = None) -> float:
+    """Go ``jitterReconnectDelay``: ``backoff * U[0.8, 1.2)`` clamped to ``maximum``."""
+    draw = (rng or random).random()
+    return min(maximum, backoff * (0.8 + 0.4 * draw))
+
+
+def _translate(exc: BaseException, what: str) -> BaseException:
+    """Map a grpclib / socket failure to a ``bubu.errors`` type (once, at this boundary)."""
+    if isinstance(exc, BubuError | asyncio.CancelledError):
+        return exc
+    if isinstance(exc, grpclib.exceptions.GRPCError):
+        text = f"{what}: {exc.status.name}: {exc.message or ''}".rstrip(": ")
+        if exc.status in _FATAL_STATUSES:
+            error: TransportError = ProtocolViolationError(text)
+        else:
+            error = StreamSessionError(text)
+        error.__cause__ = exc
+        error.grpc_status = exc.status  # type: ignore[attr-defined]
+        return error
+    if isinstance(exc, grpclib.exceptions.StreamTerminatedError | ConnectionError | OSError):
+        error = StreamSessionError(f"{what}: {exc or type(exc).__name__}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+def _status_of(stream: Stream[Any, Any], exc: BaseException) -> BaseException:
+    """Prefer the gRPC status the peer sent over the reset that followed it.
+
+    grpclib reports a trailers-only error answer followed by RST_STREAM as
+    ``StreamTerminatedError``; its own ``__aexit__`` recovers the status the same way.
+    """
+    if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
+        try:
+            stream._maybe_raise()
+        except grpclib.exceptions.GRPCError as status_error:
+            return status_error
+        except Exception:
+            return exc
+    return exc
+
+
+class _Hang:
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+
+_END: Final = object()
+
+
+class Session:
+    """One connector session (streaming.md 3.1): dial, handshake, run, tear down.
+
+    Args:
+        endpoint: the connector endpoint from the binding.
+        binding_reference: ``ns/name`` for the Control header, or ``""`` to omit it.
+        settings: the resolved knobs.
+        book: the process-wide deduper and receipt outbox.
+        engram: runs the engram for this session.
+        control_handler: the engram's directive hook, or ``None`` for Go's default replies.
+        protocol_header: the protocol version header value (tests omit it with ``None``).
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        binding_reference: str,
+        settings: TransportSettings,
+        book: DeliveryBook,
+        engram: EngramRunner,
+        control_handler: ControlHandler | None = None,
+        protocol_header: str | None = PROTOCOL_VERSION,
+    ) -> None:
+        self._endpoint = endpoint
+        self._binding_reference = binding_reference
+        self._s = settings
+        self._book = book
+        self._engram = engram
+        self._handler = control_handler
+        self._protocol_header = protocol_header
+        self._generation = 0
+        self._inbound = Inbound(settings.buffer_size)
+        self._out: asyncio.Queue[Any] = asyncio.Queue(settings.buffer_size)
+        self._control_q: deque[Any] = deque()
+        self._control_wake = asyncio.Event()
+        self._control_idle = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._capabilities_required = False
+        self._capabilities_seen = False
+        self._startup_error: BaseException | None = None
+        self._hang = _Hang()
+        self._reassembler = ChunkReassembler()
+        self._engram_done = asyncio.Event()
+        self._draining = False
+        self._drain_grace = 0.0
+        self._drain_requested = asyncio.Event()
+        self.handshake_completed = False
+        self.delivered = 0
+
+    # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def inbound(self) -> Inbound:
+        """The inbound queue handed to the engram."""
+        return self._inbound
+
+    def drain(self, grace: float) -> None:
+        """Stop handing inbound messages to the engram; the session then winds down (6.6).
+
+        The engram gets ``grace`` seconds to finish its in-flight messages; then it is
+        cancelled, and receipts for what was done are still flushed.
+        """
+        self._draining = True
+        self._drain_grace = max(grace, 0.0)
+        self._inbound.stop()
+        self._drain_requested.set()
+
+    async def run(self) -> None:
+        """Run the session to its end.
+
+        Returns normally when the engram's stream ended (or a drain finished) and everything
+        queued was flushed; raises otherwise.
+
+        Raises:
+            HandshakeTimeoutError: no complete handshake within ``BUBU_GRPC_MESSAGE_TIMEOUT``.
+            ProtocolViolationError: a fatal gRPC status or invalid ``connector.ready`` metadata.
+            StreamSessionError: a retryable session failure (EOF, invalid packet, ...).
+            ConnectorUnavailableError: the dial failed.
+        """
+        self._generation = self._book.deduper.start_session()
+        chan = channel_mod.open_channel(self._endpoint, self._s)
+        self._book.bind(self._wake_control)
+        try:
+            await channel_mod.connect(chan, self._s.dial_timeout)
+            await self._run_streams(chan)
+        finally:
+            self._book.bind(None)
+            self._inbound.close()
+            chan.close()
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _headers(self, control: bool) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self._protocol_header is not None:
+            headers[PROTOCOL_HEADER] = self._protocol_header
+        if control and self._binding_reference:
+            headers[BINDING_HEADER] = self._binding_reference
+        return headers
+
+    async def _run_streams(self, chan: Channel) -> None:
+        data: Stream[Any, Any] = chan.request(
+            DATA_METHOD,
+            grpclib.const.Cardinality.STREAM_STREAM,
+            pb.DataRequest,
+            pb.DataResponse,
+            metadata=self._headers(control=False),
+        )
+        control: Stream[Any, Any] = chan.request(
+            CONTROL_METHOD,
+            grpclib.const.Cardinality.STREAM_STREAM,
+            pb.ControlRequest,
+            pb.ControlResponse,
+            metadata=self._headers(control=True),
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(data)
+            await stack.enter_async_context(control)
+            # Go opens Data first (nothing sent or read yet), then the Control loop (3.1).
+            await self._guard(data.send_request(), "data stream open failed")
+            await self._guard(control.send_request(), "control stream open failed")
+            await self._run_tasks(data, control)
+            # Both sides are half-closed and flushed: reset instead of waiting for trailers
+            # (grpclib's clean exit would block on them; Go closes the connection likewise).
+            for stream in (data, control):
+                with contextlib.suppress(Exception):
+                    await stream.cancel()
+
+    async def _run_tasks(self, data: Stream[Any, Any], control: Stream[Any, Any]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            control_recv = tg.create_task(
+                self._control_recv_loop(control), name="bubu.transport.control-recv"
+            )
+            control_send = tg.create_task(
+                self._control_send_loop(control), name="bubu.transport.control-send"
+            )
+            if self._s.hang_timeout > 0:
+                tg.create_task(self._hang_watch(), name="bubu.transport.hang")
+            await self._wait_handshake()
+            self.handshake_completed = True
+            recv = tg.create_task(self._data_recv_loop(data), name="bubu.transport.data-recv")
+            send = tg.create_task(self._data_send_loop(data), name="bubu.transport.data-send")
+            await self._run_engram()
+            # The stream ended cleanly: flush outbound, half-close Data, flush receipts and
+            # replies, half-close Control, then stop reading (3.10; Go may discard the queue,
+            # a flush is wire-neutral and recommended there).
+            await self._out.put(_END)
+            await send
+            await self._flush_control()
+            await self._guard(control.end(), "control stream close failed")
+            for task in (recv, control_recv, control_send):
+                task.cancel()
+
+    async def _guard(self, coro: Awaitable[Any], what: str) -> Any:
+        try:
+            async with asyncio.timeout(self._s.message_timeout):
+                return await coro
+        except TimeoutError:
+            raise StreamSessionError(
+                f"{what}: timed out after {self._s.message_timeout:g}s"
+            ) from None
+        except grpclib.exceptions.StreamTerminatedError as exc:
+            raise _translate(exc, what) from None
+        except grpclib.exceptions.GRPCError as exc:
+            raise _translate(exc, what) from None
+        except (ConnectionError, OSError) as exc:
+            raise _translate(exc, what) from None
+
+    # -- handshake ------------------------------------------------------------------------------
+
+    async def _wait_handshake(self) -> None:
+        try:
+            async with asyncio.timeout(self._s.message_timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            raise HandshakeTimeoutError(
+                "connector startup handshake timed out after "
+                f"{self._s.message_timeout:g}s (no connector.ready"
+                + (", no connector.capabilities)" if self._capabilities_required else ")")
+            ) from None
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def _on_startup_directive(self, directive_type: str, metadata: Mapping[str, str]) -> None:
+        if self._ready.is_set():
+            return
+        if directive_type == "connector.ready":
+            raw = metadata.get(STARTUP_CAPABILITIES_KEY)
+            mode = (raw or "").strip().lower()
+            if mode not in ("required", "none"):
+                self._startup_error = ProtocolViolationError(
+                    "invalid connector.ready startup metadata: "
+                    f"{STARTUP_CAPABILITIES_KEY}={raw!r} (want 'required' or 'none')"
+                )
+                self._ready.set()
+                return
+            self._capabilities_required = mode == "required"
+            if not self._capabilities_required or self._capabilities_seen:
+                self._ready.set()
+        elif directive_type == "connector.capabilities":
+            self._capabilities_seen = True
+            if self._capabilities_required:
+                self._ready.set()
+
+    # -- control --------------------------------------------------------------------------------
+
+    def _queue_control(self, request: Any) -> None:
+        self._control_q.append(request)
+        self._wake_control()
+
+    def _wake_control(self) -> None:
+        self._control_idle.clear()
+        self._control_wake.set()
+
+    async def _control_recv_loop(self, control: Stream[Any, Any]) -> None:
+        while True:
+            try:
+                response = await control.recv_message()
+            except Exception as exc:
+                raise _translate(_status_of(control, exc), "control stream recv failed") from None
+            if response is None:
+                raise StreamSessionError("control stream recv failed: EOF")
+            self._hang.touch()
+            try:
+                wire.validate_control_response(response)
+            except ProtocolViolationError as exc:
+                raise StreamSessionError(f"invalid control response: {exc}") from None
+            directive_type = wire.control_type(response.action, response.custom_action)
+            metadata = dict(response.metadata)
+            self._on_startup_directive(directive_type, metadata)
+            reply = await self._reply_for(directive_type, metadata)
+            if reply is not None:
+                self._queue_control(wire.control_request(*reply))
+
+    async def _reply_for(self, directive_type: str, metadata: dict[str, str]) -> ControlReply:
+        if self._handler is None:
+            return default_control_reply(directive_type)
+        try:
+            return await self._handler(directive_type, metadata)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Go: a handler error becomes {action: ERROR, metadata.message} (3.2).
+            logger.warning("control handler failed for %r: %s", directive_type, exc)
+            return "error", {"message": str(exc) or type(exc).__name__}
+
+    async def _control_send_loop(self, control: Stream[Any, Any]) -> None:
+        interval = self._s.control_heartbeat_interval
+        next_heartbeat = time.monotonic() + interval
+        outbox = self._book.outbox
+        queue = self._control_q
+        wake = self._control_wake
+        while True:
+            if queue:
+                await self._send_control(control, queue[0])
+                queue.popleft()
+                continue
+            if outbox:
+                receipt = outbox[0]
+                await self._send_control(control, receipt.to_pb())
+                # Pop only after the send: a receipt lost with the session is sent next time.
+                if outbox and outbox[0] is receipt:
+                    outbox.popleft()
+                continue
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                await self._send_control(control, wire.control_heartbeat())
+                next_heartbeat = time.monotonic() + interval
+                continue
+            wake.clear()
+            self._control_idle.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(next_heartbeat - now):
+                    await wake.wait()
+
+    async def _send_control(self, control: Stream[Any, Any], request: Any) -> None:
+        wire.validate_control_request(request)
+        await self._guard(control.send_message(request), "control send")
+
+    async def _flush_control(self) -> None:
+        # The control sender sets _control_idle when both queues are empty (bounded wait).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._s.message_timeout):
+                while self._control_q or self._book.outbox:
+                    self._control_idle.clear()
+                    self._wake_control()
+                    await self._control_idle.wait()
+
+    # -- data -----------------------------------------------------------------------------------
+
+    async def _data_send_loop(self, data: Stream[Any, Any]) -> None:
+        queue = self._out
+        interval = self._s.heartbeat_interval
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    async with asyncio.timeout(interval):
+                        item = await queue.get()
+                except TimeoutError:
+                    # Idle for an interval: Data heartbeat (3.8); the timer restarts after
+                    # every real send because each send goes back through this wait.
+                    await self._guard(data.send_message(wire.data_heartbeat()), "data heartbeat")
+                    continue
+            if item is _END:
+                await self._guard(data.end(), "data stream close failed")
+                return
+            await self._guard(data.send_message(item), "data send")
+
+    async def _emit(self, message: StreamMessage) -> None:
+        request = wire.encode_outbound(message, self._s)
+        await self._out.put(request)
+
+    async def _run_engram(self) -> None:
+        engram = asyncio.create_task(
+            self._engram(self._inbound, self._emit), name="bubu.streaming.engram"
+        )
+        drain = asyncio.create_task(self._drain_requested.wait(), name="bubu.streaming.drain")
+        try:
+            await asyncio.wait({engram, drain}, return_when=asyncio.FIRST_COMPLETED)
+            if not engram.done():
+                # Draining (6.6): inbound is stopped; give in-flight work the grace period.
+                done, _ = await asyncio.wait({engram}, timeout=self._drain_grace)
+                if not done:
+                    logger.warning(
+                        "engram stream did not finish within the %.1fs drain grace; cancelling",
+                        self._drain_grace,
+                    )
+                    engram.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await engram
+                    return
+            engram.result()
+        except asyncio.CancelledError:
+            engram.cancel()
+            raise
+        except ProtocolViolationError as exc:
+            # Go: one invalid outbound message is a session error; reconnect, Stream again.
+            raise StreamSessionError(f"engram stream failed: {exc}") from exc
+        except BubuError:
+            raise
+        except Exception as exc:
+            # Go: an error from Stream is a session error and the stream is invoked again.
+            raise StreamSessionError(f"engram stream failed: {exc!r}") from exc
+        finally:
+            drain.cancel()
+
+    async def _data_recv_loop(self, data: Stream[Any, Any]) -> None:
+        book = self._book
+        deduper = book.deduper
+        inbound = self._inbound
+        send_timeout = self._s.channel_send_timeout
+        generation = self._generation
+        hang = self._hang
+        while True:
+            try:
+                packet = await data.recv_message()
+            except Exception as exc:
+                raise _translate(_status_of(data, exc), "data stream recv failed") from None
+            if packet is None:
+                if self._draining:
+                    return
+                # Retryable (Go: "data stream recv failed: EOF"); the inbound queue is closed
+                # by run() once the session is torn down.
+                raise StreamSessionError("data stream recv failed: EOF")
+            hang.touch()
+            frame = packet.WhichOneof("frame")
+            envelope = packet.envelope
+            if frame is None:
+                # Heartbeat/control packet: never delivered; a sequenced one is receipted at
+                # once so the hub can advance (3.3 step 1).
+                if envelope.sequence > 0 and envelope.stream_id:
+                    book.queue_receipt(_receipt(packet))
+                self._reassembler.sweep()
+                continue
+            if (
+                envelope.chunk_count
+                or envelope.chunk_id
+                or envelope.chunk_bytes
+                or (envelope.chunk_index or envelope.total_bytes)
+            ):
+                packet = self._reassembler.add(packet)
+                if packet is None:
+                    continue
+                envelope = packet.envelope
+            sequenced = envelope.sequence > 0 and bool(envelope.stream_id)
+            key = dedupe_key(
+                envelope.stream_id,
+                envelope.partition,
+                envelope.sequence,
+                packet.metadata.get(MESSAGE_ID_KEY) if packet.metadata else None,
+            )
+            if key is not None:
+                outcome = deduper.begin(key)
+                if outcome is Outcome.PENDING_DUPLICATE:
+                    continue
+                if outcome is Outcome.COMPLETED_DUPLICATE:
+                    if sequenced:
+                        book.queue_receipt(_receipt(packet))
+                    continue
+            receipt = _receipt(packet) if sequenced else None
+            try:
+                message = wire.decode_inbound(packet)
+            except ProtocolViolationError as exc:
+                raise StreamSessionError(f"invalid inbound packet: {exc}") from None
+            if wire.should_drop(message):
+                if key is not None:
+                    deduper.complete(key)
+                if receipt is not None:
+                    book.queue_receipt(receipt)
+                continue
+            settle = _settler(book, deduper, key, receipt) if (key or receipt) else None
+            item = InboundMessage(message, settle)
+            if send_timeout > 0:
+                try:
+                    async with asyncio.timeout(send_timeout):
+                        await inbound.put(item)
+                except TimeoutError:
+                    # Lossy mode (2.2): drop without a receipt and release the key, so a later
+                    # replay is delivered.
+                    if key is not None:
+                        deduper.release(key, generation)
+                    logger.debug("inbound message dropped after channel send timeout")
+                    continue
+            else:
+                await inbound.put(item)
+            self.delivered += 1
+
+    async def _hang_watch(self) -> None:
+        timeout = self._s.hang_timeout
+        hang = self._hang
+        while True:
+            remaining = hang.last + timeout - time.monotonic()
+            if remaining <= 0:
+                raise HangTimeoutError(
+                    f"no transport traffic for {timeout:g}s (BUBU_GRPC_HANG_TIMEOUT)"
+                )
+            await asyncio.sleep(remaining)
+
+
+def _receipt(packet: Any) -> Receipt:
+    envelope = packet.envelope
+    # size_bytes = proto.Size of the DataRequest form: same field numbers as DataResponse, and
+    # chunk fields are already cleared on a reassembled packet (3.4).
+    return Receipt(envelope.stream_id, envelope.sequence, envelope.partition, packet.ByteSize())
+
+
+def _settler(
+    book: DeliveryBook, deduper: PacketDeduper, key: str | None, receipt: Receipt | None
+) -> Callable[[], None]:
+    def settle() -> None:
+        if key is not None:
+            deduper.complete(key)
+        if receipt is not None:
+            book.queue_receipt(receipt)
+
+    return settle
+
+
+async def run_with_reconnect(
+    make_session: Callable[[], Session],
+    settings: TransportSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    delay: Callable[[float, float], float] = jitter_delay,
+) -> int:
+    """Run sessions until one ends cleanly, retrying retriable failures (streaming.md 2.4).
+
+    Backoff starts at ``BUBU_GRPC_RECONNECT_BASE_BACKOFF``, doubles up to the max, with
+    ``U[0.8, 1.2)`` jitter. ``BUBU_GRPC_RECONNECT_MAX_RETRIES`` counts retries over the process
+    lifetime, as Go does (negative is unlimited).
+
+    Args:
+        make_session: builds a fresh session per attempt (fresh queues, shared book).
+        settings: the knobs.
+        stop: when set, no further attempt is started.
+        sleep: replaceable for tests.
+        delay: replaceable for tests.
+
+    Returns:
+        The number of retries used.
+
+    Raises:
+        BaseException: the last error when it is not retriable or retries are exhausted.
+    """
+    backoff = settings.reconnect_base_backoff if settings.reconnect_base_backoff > 0 else 1.0
+    remaining = settings.reconnect_max_retries
+    retries = 0
+    while True:
+        session = make_session()
+        try:
+            await session.run()
+            return retries
+        except asyncio.CancelledError:
+            raise
+        except BaseException as caught:
+            exc = _primary(caught)
+            if isinstance(exc, asyncio.CancelledError):
+                raise exc from None
+        if stop is not None and stop.is_set():
+            if isinstance(exc, StreamSessionError | ConnectorUnavailableError):
+                return retries
+            raise exc
+        if not is_retriable(exc):
+            raise exc
+        if remaining >= 0:
+            remaining -= 1
+            if remaining < 0:
+                raise StreamSessionError(f"transport connector retries exhausted: {exc}") from exc
+        wait = delay(backoff, settings.reconnect_max_backoff)
+        logger.warning("transport connector session ended; retrying in %.2fs: %s", wait, exc)
+        await sleep(wait)
+        backoff = min(backoff * 2, settings.reconnect_max_backoff)
+        retries += 1
+
+
+def _primary(group: BaseException) -> BaseException:
+    """Pick the error that explains a session's end from a TaskGroup's exceptions."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for leaf in leaves:
+        if not isinstance(leaf, asyncio.CancelledError):
+            return leaf
+    return leaves[0]

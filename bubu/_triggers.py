@@ -1,0 +1,1210 @@
+"""Start and stop Stories through StoryTrigger admission (crds.md 2, 5; go-sdk-core.md c.3, c.4).
+
+The SDK never creates a StoryRun itself (spec README decision 3). ``start_story`` creates a
+StoryTrigger with a deterministic name and delivery identity, waits for the controller's
+decision (Created / Reused / Rejected), and returns a ``TriggerResult``. ``stop_story`` sets
+``spec.cancelRequested`` on the StoryRun.
+
+What this module owns:
+
+* delivery identity (modes ``none``/``token``/``key``, the key template subset documented in
+  ``render_key_template``, ``submissionId``) - c.3.1;
+* the StoryTrigger body: name, labels and annotations from the parent step, impulse ref,
+  the input hash byte-identical to Go (``bubu._k8s.identity``) - c.3, crds.md 2.1;
+* the wait (watch first, GET polling under the Impulse Role, ``bubu._k8s.watch``), retries,
+  throttling, and the impulse trigger counters coalesced into one status patch per interval
+  (``ImpulseStats``; crds.md 6).
+
+Input offload seam: ``StoryTriggers(offload=...)`` takes an async callable
+``(inputs, storage_key) -> inputs`` that may replace large values with storage references
+before hashing (c.3 step 4.4). The storage layer supplies it; without one, inputs are sent
+inline and the operator offloads anything above its inline limit when it creates the StoryRun
+(crds.md 2.4).
+
+Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._aio``, ``bubu._scope`` and ``bubu.errors``
+only. Logger: ``bubu.trigger``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import logging
+import random
+import re
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from bubu._k8s import identity
+from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
+from bubu._k8s.watch import KubeAPI, wait_for_object
+from bubu._runtime import env, parse
+from bubu._runtime.env import TriggerSettings
+from bubu._runtime.sources import EnvSource, OsEnviron
+from bubu.errors import (
+    ConflictError,
+    ContractError,
+    ForbiddenError,
+    KubernetesError,
+    NotFoundError,
+    StoryRunNotFoundError,
+    TemplateError,
+    TriggerError,
+    TriggerIdentityConflictError,
+    TriggerPendingError,
+    TriggerRejectedError,
+)
+
+__all__ = [
+    "ImpulseStats",
+    "StoryTriggers",
+    "TargetStory",
+    "TriggerResult",
+    "get_target_story",
+    "load_trigger_settings",
+    "operation_timeout",
+    "render_key_template",
+    "start_story",
+    "start_story_with_token",
+    "stop_story",
+    "trigger_token",
+]
+
+_log = logging.getLogger("bubu.trigger")
+
+# Label and annotation keys (core contracts; crds.md 2.1, 2.5).
+LABEL_PARENT_STORYRUN = "bubustack.io/parent-storyrun"
+LABEL_PARENT_STEP = "bubustack.io/parent-step"
+LABEL_STEPRUN = "bubustack.io/steprun"
+ANNOTATION_PARENT_STEPRUN = "bubustack.io/parent-steprun"
+LABEL_STORYRUN = "bubustack.io/storyrun"
+
+_DECISIONS = ("Created", "Reused", "Rejected")
+_TERMINAL_PHASES = frozenset(
+    {"Succeeded", "Failed", "Finished", "Canceled", "Compensated", "Timeout", "Aborted", "Skipped"}
+)
+_DEFAULT_OPERATION_TIMEOUT = 30.0
+_KEY_TEMPLATE_TIMEOUT = 0.25  # Go evaluates the key template under a 250 ms deadline (c.3.1)
+_MAX_SUBMISSION_ID = 253  # deliveryIdentity.submissionId maxLength (crds.md 1.3)
+
+InputOffload = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+"""The storage seam: ``await offload(inputs, storage_key)`` returns the inputs to send."""
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def load_trigger_settings(source: EnvSource) -> TriggerSettings:
+    """Read the ``BUBU_TRIGGER_*`` policy; called on every ``start_story`` (b.6).
+
+    Raises:
+        ContractError: a value is invalid; the message names the variable (Go's texts).
+    """
+    return env.load_trigger_settings(source)
+
+
+def operation_timeout(source: EnvSource) -> float:
+    """Return ``BUBU_K8S_OPERATION_TIMEOUT`` in seconds: the bound of the decision wait."""
+    raw = source.get("BUBU_K8S_OPERATION_TIMEOUT")
+    return parse.env_dur("BUBU_K8S_OPERATION_TIMEOUT", raw, _DEFAULT_OPERATION_TIMEOUT)
+
+
+# --- results and small public types ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerResult:
+    """The outcome of an accepted StoryTrigger.
+
+    Attributes:
+        story_run: the StoryRun name.
+        namespace: the StoryRun namespace.
+        uid: the StoryRun uid, when the controller reported it.
+        decision: ``Created`` or ``Reused``.
+        trigger: the StoryTrigger name (deterministic for a token or key).
+        story_run_object: the StoryRun as read after the decision (None when not read).
+    """
+
+    story_run: str
+    namespace: str
+    decision: Literal["Created", "Reused"]
+    trigger: str
+    uid: str | None = None
+    story_run_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def reused(self) -> bool:
+        """True when an existing StoryRun was reused (decision ``Reused``)."""
+        return self.decision == "Reused"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStory:
+    """The Story an Impulse starts (``BUBU_TARGET_STORY_NAME`` / ``_NAMESPACE``)."""
+
+    name: str
+    namespace: str
+
+
+def get_target_story(source: EnvSource | None = None) -> TargetStory:
+    """Return the Impulse's target Story from the environment (Go ``GetTargetStory``).
+
+    Raises:
+        ContractError: ``BUBU_TARGET_STORY_NAME`` is not set.
+    """
+    src = source or _scope_source()
+    name = (src.get("BUBU_TARGET_STORY_NAME") or "").strip()
+    if not name:
+        raise ContractError(
+            "target story not configured: BUBU_TARGET_STORY_NAME environment variable is not set",
+            variable="BUBU_TARGET_STORY_NAME",
+        )
+    return TargetStory(name=name, namespace=(src.get("BUBU_TARGET_STORY_NAMESPACE") or "").strip())
+
+
+_TOKEN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bubu_trigger_token", default=None
+)
+
+
+@contextlib.contextmanager
+def trigger_token(token: str | None) -> Iterator[None]:
+    """Attach a trigger token to every ``start_story`` in the block (Go ``WithTriggerToken``).
+
+    An empty token changes nothing. A token here wins over ``BUBU_TRIGGER_TOKEN``.
+    """
+    if not token or not token.strip():
+        yield
+        return
+    reset = _TOKEN.set(token.strip())
+    try:
+        yield
+    finally:
+        _TOKEN.reset(reset)
+
+
+# --- the key template subset -------------------------------------------------------------------
+
+_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
+        (?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)
+      | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
+      | (?P<pipe>\|)
+      | (?P<lpar>\()
+      | (?P<rpar>\))
+      | (?P<word>[.$]?[A-Za-z_][\w-]*(?:(?:\.[A-Za-z_][\w-]*)|\[[^\]]*\])*|\.)
+    )""",
+    re.VERBOSE,
+)
+_SEGMENT = re.compile(r"\.([A-Za-z_][\w-]*)|\[\s*(?:(-?\d+)|\"([^\"]*)\"|'([^']*)')\s*\]")
+_MISSING = object()
+
+
+def _go_text(value: Any) -> str:
+    """Render a value as Go's ``fmt`` ``%v`` would, for text output."""
+    if value is None:
+        return "<no value>"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return identity.go_format_g(value)
+    # Go prints maps as map[k:v]; we render JSON instead (documented parity gap).
+    return identity.go_canonical_json(value)
+
+
+def _lookup(root: Mapping[str, Any], word: str) -> Any:
+    path = word.removeprefix("$")
+    if path == ".":
+        return dict(root)
+    if not path.startswith("."):
+        path = "." + path  # core's normaliser allows ``inputs.x`` without the leading dot
+    value: Any = root
+    seen = ""
+    pos = 0
+    while pos < len(path):
+        m = _SEGMENT.match(path, pos)
+        if m is None:
+            raise TemplateError(f"invalid path {word!r} in trigger key template")
+        pos = m.end()
+        name, idx, dq, sq = m.groups()
+        key: Any = name if name is not None else (int(idx) if idx is not None else (dq or sq or ""))
+        seen += f".{key}" if isinstance(key, str) else f"[{key}]"
+        if isinstance(value, Mapping) and isinstance(key, str):
+            value = value.get(key, _MISSING)
+        elif (
+            isinstance(value, list | tuple)
+            and isinstance(key, int)
+            and -len(value) <= key < len(value)
+        ):
+            value = value[key]
+        else:
+            value = _MISSING
+        if value is _MISSING:
+            raise TemplateError(f"missing key at {seen.lstrip('.')}")
+    return value
+
+
+def _default(fallback: Any, value: Any = None) -> Any:
+    return fallback if value in (None, "", 0, False, [], {}) else value
+
+
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "lower": lambda v: _go_text(v).lower(),
+    "upper": lambda v: _go_text(v).upper(),
+    "trim": lambda v: _go_text(v).strip(),
+    "default": _default,
+    "toJson": identity.go_canonical_json,
+    "print": lambda *vs: "".join(_go_text(v) for v in vs),
+    "index": lambda v, *keys: _index(v, keys),
+    "hash_of": lambda v: hashlib.sha256(_go_text(v).encode()).hexdigest(),
+}
+
+
+def _index(value: Any, keys: tuple[Any, ...]) -> Any:
+    for key in keys:
+        if isinstance(value, Mapping):
+            if key not in value:
+                raise TemplateError(f"missing key at {key}")
+            value = value[key]
+        elif isinstance(value, list) and isinstance(key, int) and 0 <= key < len(value):
+            value = value[key]
+        else:
+            raise TemplateError(f"cannot index {type(value).__name__} with {key!r}")
+    return value
+
+
+def _tokens(expr: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    expr = expr.rstrip()
+    while pos < len(expr):
+        m = _TOKEN_RE.match(expr, pos)
+        if m is None or m.end() == pos:
+            raise TemplateError(f"unsupported syntax in trigger key template near {expr[pos:]!r}")
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def _eval_pipeline(expr: str, root: Mapping[str, Any]) -> Any:
+    toks = _tokens(expr)
+    if not toks:
+        raise TemplateError("empty action in trigger key template")
+    pos = 0
+
+    def operand() -> Any:
+        nonlocal pos
+        kind, text = toks[pos]
+        pos += 1
+        if kind == "str":
+            return text[1:-1] if text.startswith("`") else msgspec.json.decode(text.encode())
+        if kind == "num":
+            return float(text) if any(c in text for c in ".eE") else int(text)
+        if kind == "lpar":
+            value = pipeline()
+            if pos >= len(toks) or toks[pos][0] != "rpar":
+                raise TemplateError("unclosed parenthesis in trigger key template")
+            pos += 1
+            return value
+        if kind == "word":
+            if text in ("true", "false"):
+                return text == "true"
+            if text == "nil":
+                return None
+            return _lookup(root, text)
+        raise TemplateError(f"unexpected {text!r} in trigger key template")
+
+    def command(piped: Any) -> Any:
+        nonlocal pos
+        kind, text = toks[pos]
+        if kind == "word" and text in _FUNCS:
+            pos += 1
+            args: list[Any] = []
+            while pos < len(toks) and toks[pos][0] not in ("pipe", "rpar"):
+                args.append(operand())
+            if piped is not _MISSING:
+                args.append(piped)  # Go passes the piped value as the last argument
+            try:
+                return _FUNCS[text](*args)
+            except TypeError as exc:
+                raise TemplateError(f"wrong arguments for {text}: {exc}") from None
+        bare = kind == "word" and not text.startswith((".", "$"))
+        if bare and text.split(".")[0] not in root and text not in ("true", "false", "nil"):
+            raise TemplateError(f'function "{text}" not defined')
+        if piped is not _MISSING:
+            raise TemplateError("only functions may receive a piped value")
+        value = operand()
+        if pos < len(toks) and toks[pos][0] not in ("pipe", "rpar"):
+            raise TemplateError(f"unexpected {toks[pos][1]!r} in trigger key template")
+        return value
+
+    def pipeline() -> Any:
+        nonlocal pos
+        value = command(_MISSING)
+        while pos < len(toks) and toks[pos][0] == "pipe":
+            pos += 1
+            value = command(value)
+        return value
+
+    result = pipeline()
+    if pos != len(toks):
+        raise TemplateError(f"unexpected {toks[pos][1]!r} in trigger key template")
+    return result
+
+
+def render_key_template(template: str, variables: Mapping[str, Any]) -> Any:
+    """Evaluate the dedupe key template subset (``BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE``).
+
+    The subset of Go ``text/template`` (plus core's normaliser) that dedupe keys need:
+
+    * actions ``{{ ... }}`` with ``{{-``/``-}}`` whitespace trimming, in literal text;
+    * paths ``.inputs.a.b``, ``inputs.a.b`` (leading dot optional), ``.inputs.items[0]``,
+      ``.inputs["odd key"]``, and ``.`` for the whole variable map;
+    * literals: strings (``"..."``, raw ```...```), numbers, ``true``, ``false``, ``nil``;
+    * pipelines ``a | f x`` (the piped value is the last argument) and parentheses;
+    * functions ``lower``, ``upper``, ``trim``, ``default``, ``toJson``, ``print``,
+      ``index``, ``hash_of`` (sha256 hex, as core's).
+
+    A template that is one action returns the typed value (core's fast path); otherwise the
+    parts are rendered as Go's ``%v`` would. A missing key is an error (``missing key at
+    <path>``) rather than Go's ``<no value>``; maps and lists inside multi-part text render as
+    Go-canonical JSON rather than ``map[...]``. No ``now``/random: keys must be deterministic.
+
+    Raises:
+        TemplateError: a syntax error, an unknown function or a missing key.
+    """
+    stripped = template.strip()
+    actions = list(_ACTION.finditer(stripped))
+    if len(actions) == 1 and actions[0].span() == (0, len(stripped)):
+        return _eval_pipeline(actions[0].group(2), variables)
+    parts: list[str] = []
+    pos = 0
+    for m in _ACTION.finditer(template):
+        text = template[pos : m.start()]
+        if m.group(1):
+            text = text.rstrip()
+        parts.append(text)
+        parts.append(_go_text(_eval_pipeline(m.group(2), variables)))
+        pos = m.end()
+        if m.group(3):
+            rest = template[pos:]
+            pos += len(rest) - len(rest.lstrip())
+    parts.append(template[pos:])
+    rendered = "".join(parts)
+    if "{{" in rendered and not actions:
+        raise TemplateError("unclosed action in trigger key template")
+    return rendered
+
+
+# --- delivery identity (c.3.1) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    mode: str
+    key: str
+    submission_id: str
+
+
+def _resolve_identity(
+    settings: TriggerSettings,
+    token: str,
+    *,
+    inputs: Mapping[str, Any],
+    story: TargetStory,
+    impulse: TargetStory,
+) -> _Identity:
+    mode = settings.dedupe_mode
+    key = ""
+    if mode == "token" and not token:
+        raise TriggerError("trigger token required by BUBU_TRIGGER_DEDUPE_MODE=token")
+    if mode == "key":
+        if not settings.dedupe_key_template:
+            raise TriggerError("trigger key template required by BUBU_TRIGGER_DEDUPE_MODE=key")
+        variables = {
+            "inputs": dict(inputs),
+            "story": {"name": story.name, "namespace": story.namespace},
+            "impulse": {"name": impulse.name, "namespace": impulse.namespace},
+        }
+        start = time.monotonic()
+        value = render_key_template(settings.dedupe_key_template, variables)
+        if time.monotonic() - start > _KEY_TEMPLATE_TIMEOUT:
+            raise TemplateError(
+                f"template evaluation timed out after {int(_KEY_TEMPLATE_TIMEOUT * 1000)}ms"
+            )
+        text = value if isinstance(value, str) else identity.go_canonical_json(value)
+        text = text.strip()
+        if not text:
+            raise TriggerError("trigger key resolved to empty value")
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if token and token != key:
+            raise TriggerError(
+                "trigger token mismatch: provided token does not match "
+                "BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE output"
+            )
+        return _Identity("key", key, key)
+    if token:
+        if len(token) > _MAX_SUBMISSION_ID:
+            # submissionId is capped at 253 while key allows 256 (crds.md 2.1 caveat): say so
+            # here instead of letting the API server answer 422.
+            raise TriggerError(
+                f"trigger token is {len(token)} characters; at most {_MAX_SUBMISSION_ID} allowed"
+            )
+        return _Identity("token", token, token)
+    return _Identity("none", "", str(uuid.uuid4()))
+
+
+# --- throttle (c.3.3) --------------------------------------------------------------------------
+
+
+class _Throttle:
+    """Bounded concurrency plus a token bucket, as Go's ``triggerThrottle``."""
+
+    def __init__(self, rate: int, burst: int, max_in_flight: int) -> None:
+        self.key = (rate, burst, max_in_flight)
+        self._rate = float(rate)
+        self._burst = float(max(burst, 1))
+        self._tokens = self._burst
+        self._stamp = time.monotonic()
+        self._sem = asyncio.Semaphore(max_in_flight) if max_in_flight > 0 else None
+
+    def _reserve(self) -> float:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[bool]:
+        waited = False
+        if self._sem is not None:
+            waited = self._sem.locked()
+            await self._sem.acquire()
+        try:
+            if self._rate > 0:
+                delay = self._reserve()
+                if delay > 0:
+                    waited = True
+                    try:
+                        await asyncio.sleep(delay)
+                    except asyncio.CancelledError:
+                        self._tokens += 1  # give the reservation back, as Go's Cancel does
+                        raise
+            yield waited
+        finally:
+            if self._sem is not None:
+                self._sem.release()
+
+
+_THROTTLES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Throttle] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _throttle_for(settings: TriggerSettings) -> _Throttle | None:
+    key = (
+        settings.throttle_rate_per_second,
+        settings.effective_burst,
+        settings.throttle_max_in_flight,
+    )
+    if key[0] <= 0 and key[2] <= 0:
+        return None
+    loop = asyncio.get_running_loop()
+    current = _THROTTLES.get(loop)
+    # Process-wide (per event loop), rebuilt when the env-derived key changes (c.3.3).
+    if current is None or current.key != key:
+        current = _Throttle(*key)
+        _THROTTLES[loop] = current
+    return current
+
+
+# --- impulse counters (crds.md 6) --------------------------------------------------------------
+
+
+def _utc_seconds(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class ImpulseStats:
+    """Impulse trigger counters, coalesced into at most one status patch per interval.
+
+    The Go SDK patches ``impulses/<name>/status`` after every trigger, without a
+    resourceVersion, so concurrent increments can be lost (crds.md 6). Here deltas accumulate in
+    memory and one background flush per ``interval`` writes them: GET, add, advance the
+    timestamps only forward (whole seconds, UTC), merge-patch ``/status`` carrying the
+    resourceVersion, and retry on 409. ``aclose()`` flushes what is left.
+
+    Args:
+        kube: the client (needs ``impulses get`` and ``impulses/status patch``).
+        name: the Impulse name (``BUBU_IMPULSE_NAME``).
+        namespace: its namespace (None: the client namespace).
+        interval: the minimum seconds between two patches.
+    """
+
+    def __init__(
+        self, kube: KubeAPI, name: str, namespace: str | None = None, *, interval: float = 1.0
+    ) -> None:
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0, got {interval}")
+        self._kube = kube
+        self.name = name
+        self.namespace = namespace or None
+        self.interval = interval
+        self._pending: dict[str, int] = {}
+        self._times: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_flush = -float("inf")
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self.patches = 0  # number of status writes made (observability and tests)
+
+    def record(
+        self,
+        *,
+        received: int = 0,
+        launched: int = 0,
+        failed: int = 0,
+        throttled: int = 0,
+        at: datetime | None = None,
+    ) -> None:
+        """Add a delta; the write happens later, coalesced with others.
+
+        Raises:
+            ValueError: a negative delta (Go refuses them too).
+        """
+        if min(received, launched, failed, throttled) < 0:
+            raise ValueError("impulse trigger stats deltas must be non-negative")
+        moment = (at or datetime.now(UTC)).astimezone(UTC)
+        for name, delta in (
+            ("triggersReceived", received),
+            ("storiesLaunched", launched),
+            ("failedTriggers", failed),
+            ("throttledTriggers", throttled),
+        ):
+            if delta:
+                self._pending[name] = self._pending.get(name, 0) + delta
+        for stamp, flag in (
+            ("lastTrigger", received),
+            ("lastSuccess", launched),
+            ("lastThrottled", throttled),
+        ):
+            if flag and (stamp not in self._times or moment > self._times[stamp]):
+                self._times[stamp] = moment
+        if self._pending and not self._closed:
+            self._schedule()
+
+    @property
+    def pending(self) -> dict[str, int]:
+        """The counters not yet written."""
+        return dict(self._pending)
+
+    def _schedule(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._task = asyncio.get_running_loop().create_task(
+            self._flush_later(), name="bubu.trigger.impulse-stats"
+        )
+
+    async def _flush_later(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self.interval - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            await self.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Stats are advisory (the operator recomputes most of them); never fail a trigger.
+            _log.warning("failed to update impulse trigger stats: %s", exc)
+
+    async def flush(self) -> None:
+        """Write the pending deltas now (one GET + one merge patch, retried on conflict)."""
+        async with self._lock:
+            if not self._pending and not self._times:
+                return
+            counters, self._pending = self._pending, {}
+            times, self._times = self._times, {}
+            self._last_flush = asyncio.get_running_loop().time()
+            try:
+                await self._write(counters, times)
+            except BaseException:
+                # Put the deltas back so the next flush (or aclose) still writes them.
+                for name, delta in counters.items():
+                    self._pending[name] = self._pending.get(name, 0) + delta
+                for name, moment in times.items():
+                    if name not in self._times or moment > self._times[name]:
+                        self._times[name] = moment
+                raise
+
+    async def _write(self, counters: dict[str, int], times: dict[str, datetime]) -> None:
+        for attempt in range(5):
+            impulse = await self._kube.get(IMPULSE, self.name, self.namespace)
+            status = impulse.get("status") or {}
+            meta = impulse.get("metadata") or {}
+            patch_status: dict[str, Any] = {}
+            if meta.get("generation") is not None:
+                patch_status["observedGeneration"] = meta["generation"]
+            for name in (
+                "triggersReceived",
+                "storiesLaunched",
+                "failedTriggers",
+                "throttledTriggers",
+            ):
+                current = status.get(name)
+                base = current if isinstance(current, int) else 0
+                patch_status[name] = base + counters.get(name, 0)
+            for name, moment in times.items():
+                existing = _parse_time(status.get(name))
+                if existing is None or moment.replace(microsecond=0) > existing:
+                    patch_status[name] = _utc_seconds(moment)
+            patch = {
+                "metadata": {"resourceVersion": meta.get("resourceVersion")},
+                "status": patch_status,
+            }
+            try:
+                await self._kube.merge_patch(
+                    IMPULSE, self.name, patch, self.namespace, subresource="status"
+                )
+                self.patches += 1
+                return
+            except ConflictError:
+                await asyncio.sleep(0.01 * (5**attempt) * (1 + 0.1 * random.random()))
+        raise ConflictError(
+            f"impulse {self.name!r} status kept changing; trigger stats not written",
+            reason="Conflict",
+        )
+
+    async def aclose(self) -> None:
+        """Stop the timer and flush what is pending (called on shutdown)."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.flush()
+        except KubernetesError as exc:
+            _log.warning("failed to flush impulse trigger stats on shutdown: %s", exc)
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+
+def _retry_delay(settings: TriggerSettings, k: int) -> float:
+    base, cap = settings.retry_base_delay, settings.retry_max_delay
+    if settings.retry_backoff == "linear":
+        delay = base * k
+    elif settings.retry_backoff == "constant":
+        delay = base
+    else:
+        delay = base * (2 ** min(k - 1, 62))
+    if delay <= 0 or delay > cap:
+        delay = cap
+    return delay * (0.75 + 0.5 * random.random())  # +-25 % jitter (c.3.3)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, TriggerPendingError | KubernetesError | TriggerError)
+        and bool(getattr(exc, "retryable", False))
+        and not isinstance(exc, TriggerRejectedError)
+    )
+
+
+def _builtins(inputs: Any) -> dict[str, Any]:
+    if inputs is None:
+        return {}
+    try:
+        value = msgspec.to_builtins(inputs, str_keys=True)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TriggerError(f"story inputs are not JSON-serialisable: {exc}") from exc
+    if not isinstance(value, dict):
+        # spec.inputs is a RawExtension declared ``type: object`` (crds.md 0.2).
+        raise TriggerError(f"story inputs must be a JSON object, got {type(inputs).__name__}")
+    return value
+
+
+def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = obj.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def _same_request(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Compare the immutable request of two StoryTriggers (Go ``storyTriggerRequestMatches``).
+
+    Inputs are compared semantically through Go-canonical JSON: the API server re-serialises
+    stored JSON, so Go's byte equality would be fragile here (crds.md 2.6).
+    """
+    a, b = _spec(existing), _spec(wanted)
+
+    def ref(spec: Mapping[str, Any], name: str) -> tuple[Any, ...] | None:
+        r = spec.get(name)
+        if not isinstance(r, Mapping):
+            return None
+        return (
+            (r.get("name") or "").strip(),
+            (r.get("version") or "").strip(),
+            r.get("namespace"),
+        )
+
+    if ref(a, "storyRef") != ref(b, "storyRef") or ref(a, "impulseRef") != ref(b, "impulseRef"):
+        return False
+    ida, idb = a.get("deliveryIdentity") or {}, b.get("deliveryIdentity") or {}
+    for name in ("mode", "key", "inputHash", "submissionId"):
+        if (ida.get(name) or "").strip() != (idb.get(name) or "").strip():
+            return False
+    try:
+        return identity.go_canonical_json(a.get("inputs") or {}) == identity.go_canonical_json(
+            b.get("inputs") or {}
+        )
+    except ValueError:
+        return False
+
+
+def _decided(obj: Mapping[str, Any]) -> bool:
+    status = obj.get("status")
+    return isinstance(status, Mapping) and status.get("decision") in _DECISIONS
+
+
+class StoryTriggers:
+    """StoryTrigger admission on one client: what ``start_story``/``stop_story`` run.
+
+    Args:
+        kube: the Kubernetes client (or the testkit's in-memory cluster).
+        source: where ``BUBU_*`` values are read, on every call.
+        stats: impulse counters to feed (throttle waits; the dispatcher adds the rest).
+        offload: the storage seam for large inputs (see the module docstring).
+        use_watch: False skips the watch attempt and polls with GET from the start.
+    """
+
+    def __init__(
+        self,
+        kube: KubeAPI,
+        source: EnvSource | None = None,
+        *,
+        stats: ImpulseStats | None = None,
+        offload: InputOffload | None = None,
+        use_watch: bool = True,
+    ) -> None:
+        self.kube = kube
+        self.source: EnvSource = source or OsEnviron()
+        self.stats = stats
+        self.offload = offload
+        self.use_watch = use_watch
+
+    # -- namespaces and env ------------------------------------------------------------------
+
+    def _env(self, name: str) -> str:
+        return (self.source.get(name) or "").strip()
+
+    def client_namespace(self) -> str:
+        """The namespace triggers are created in (Go ``getPodNamespace``, crds.md 2.1)."""
+        for name in (
+            "BUBU_TARGET_STORY_NAMESPACE",
+            "BUBU_IMPULSE_NAMESPACE",
+            "BUBU_STEPRUN_NAMESPACE",
+            "BUBU_POD_NAMESPACE",
+        ):
+            value = self._env(name)
+            if value:
+                return value
+        return self.kube.namespace
+
+    def _parent_metadata(self) -> tuple[dict[str, str], dict[str, str]]:
+        labels: dict[str, str] = {}
+        annotations: dict[str, str] = {}
+        run, step, step_run = (
+            self._env("BUBU_STORYRUN_ID"),
+            self._env("BUBU_STEP_NAME"),
+            self._env("BUBU_STEPRUN_NAME"),
+        )
+        if run:
+            labels[LABEL_PARENT_STORYRUN] = identity.safe_label_value(run)
+            annotations[LABEL_PARENT_STORYRUN] = run
+        if step:
+            labels[LABEL_PARENT_STEP] = identity.safe_label_value(step)
+            annotations[LABEL_PARENT_STEP] = step
+        if step_run:
+            labels[LABEL_STEPRUN] = identity.safe_label_value(step_run)
+            annotations[ANNOTATION_PARENT_STEPRUN] = step_run
+        return labels, annotations
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        story_name: str,
+        inputs: Any = None,
+        namespace: str | None = None,
+        *,
+        token: str | None = None,
+    ) -> TriggerResult:
+        """Submit a StoryTrigger and wait for the decision; see ``start_story``."""
+        story_name = (story_name or "").strip()
+        if not story_name:
+            raise TriggerError("story name is required")
+        settings = load_trigger_settings(self.source)
+        throttle = _throttle_for(settings)
+        if throttle is None:
+            return await self._start(settings, story_name, inputs, namespace, token)
+        async with throttle.acquire() as waited:
+            if waited and self.stats is not None:
+                self.stats.record(throttled=1)
+            return await self._start(settings, story_name, inputs, namespace, token)
+
+    async def _start(
+        self,
+        settings: TriggerSettings,
+        story_name: str,
+        inputs: Any,
+        namespace: str | None,
+        token: str | None,
+    ) -> TriggerResult:
+        body, trigger_ns = await self._build(settings, story_name, inputs, namespace, token)
+        timeout = operation_timeout(self.source)
+        attempts = max(1, settings.retry_max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._once(body, trigger_ns, timeout)
+            except Exception as exc:
+                if attempt >= attempts or not _is_retryable(exc):
+                    raise
+                delay = _retry_delay(settings, attempt)
+                _log.debug("trigger attempt %d failed (%s); retrying in %.2fs", attempt, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _build(
+        self,
+        settings: TriggerSettings,
+        story_name: str,
+        inputs: Any,
+        namespace: str | None,
+        token: str | None,
+    ) -> tuple[dict[str, Any], str]:
+        client_ns = self.client_namespace()
+        explicit_ns = (namespace or "").strip()
+        story_ns = explicit_ns or client_ns
+        raw_inputs = _builtins(inputs)
+        resolved_token = (token or "").strip() or _TOKEN.get() or self._env("BUBU_TRIGGER_TOKEN")
+        impulse_name = self._env("BUBU_IMPULSE_NAME")
+        impulse_ns = self._env("BUBU_IMPULSE_NAMESPACE")
+        ident = _resolve_identity(
+            settings,
+            resolved_token,
+            inputs=raw_inputs,
+            story=TargetStory(story_name, story_ns),
+            impulse=TargetStory(impulse_name, impulse_ns or client_ns),
+        )
+        version = await self._story_version(story_name, story_ns)
+        sent_inputs = raw_inputs
+        if self.offload is not None:
+            run_name = identity.derive_story_run_name(
+                story_ns, story_name, ident.key or ident.submission_id
+            )
+            fingerprint = hashlib.sha256(
+                msgspec.json.encode(raw_inputs, order="sorted")
+            ).hexdigest()[:12]
+            sent_inputs = await self.offload(raw_inputs, f"{client_ns}/{run_name}-{fingerprint}")
+        try:
+            input_hash = identity.compute_trigger_input_hash(sent_inputs)
+        except ValueError as exc:
+            raise TriggerError(f"story inputs cannot be encoded as JSON: {exc}") from exc
+        name = identity.derive_story_trigger_name(
+            story_ns, story_name, ident.key, ident.submission_id
+        )
+        story_ref: dict[str, Any] = {"name": story_name}
+        if version:
+            story_ref["version"] = version
+        if explicit_ns:
+            story_ref["namespace"] = explicit_ns
+        delivery: dict[str, Any] = {"mode": ident.mode, "submissionId": ident.submission_id}
+        if ident.key:
+            delivery["key"] = ident.key
+            delivery["inputHash"] = input_hash
+        spec: dict[str, Any] = {
+            "storyRef": story_ref,
+            "inputs": sent_inputs,
+            "deliveryIdentity": delivery,
+        }
+        if impulse_name:
+            impulse_ref: dict[str, Any] = {"name": impulse_name}
+            if impulse_ns:
+                impulse_ref["namespace"] = impulse_ns
+            spec["impulseRef"] = impulse_ref
+        metadata: dict[str, Any] = {"name": name, "namespace": client_ns}
+        labels, annotations = self._parent_metadata()
+        if labels:
+            metadata["labels"] = labels
+        if annotations:
+            metadata["annotations"] = annotations
+        return {"metadata": metadata, "spec": spec}, client_ns
+
+    async def _story_version(self, story_name: str, story_ns: str) -> str:
+        # Go reads Story.spec.version and ignores every error; the Impulse Role has no
+        # ``stories get`` so this is usually a 403 (crds.md 2.1). Remember the 403 per client.
+        if _version_forbidden(self.kube):
+            return ""
+        try:
+            story = await self.kube.get(STORY, story_name, story_ns)
+        except ForbiddenError:
+            _remember_version_forbidden(self.kube)
+            return ""
+        except KubernetesError:
+            return ""
+        version = _spec(story).get("version")
+        return version.strip() if isinstance(version, str) else ""
+
+    async def _once(self, body: dict[str, Any], namespace: str, wait: float) -> TriggerResult:
+        name = body["metadata"]["name"]
+        try:
+            current = await self.kube.create(STORY_TRIGGER, body, namespace)
+        except ConflictError as exc:
+            if exc.reason not in (None, "AlreadyExists"):
+                raise
+            try:
+                current = await self.kube.get(STORY_TRIGGER, name, namespace)
+            except NotFoundError as gone:
+                raise TriggerError(
+                    f"storytrigger '{name}' already exists but could not be retrieved: {gone}",
+                    retryable=True,
+                ) from gone
+            if not _same_request(current, body):
+                raise TriggerIdentityConflictError(
+                    f"storytrigger '{name}' already exists with different immutable request "
+                    "identity; reuse is not allowed",
+                    reason="ImmutableRequestMismatch",
+                ) from None
+        decided = await wait_for_object(
+            self.kube,
+            STORY_TRIGGER,
+            name,
+            namespace,
+            done=_decided,
+            initial=current,
+            timeout=wait,
+            use_watch=self.use_watch,
+        )
+        if decided is None:
+            raise TriggerPendingError(f"storytrigger '{namespace}/{name}' is still pending")
+        return await self._result(decided, namespace)
+
+    async def _result(self, trigger: Mapping[str, Any], namespace: str) -> TriggerResult:
+        status = trigger.get("status") or {}
+        name = (trigger.get("metadata") or {}).get("name", "")
+        decision = status.get("decision")
+        if decision == "Rejected":
+            message = status.get("message") or f"storytrigger {namespace}/{name} was rejected"
+            raise TriggerRejectedError(message, reason=status.get("reason"))
+        ref = status.get("storyRunRef") or {}
+        run_name = ref.get("name") if isinstance(ref, Mapping) else None
+        if not run_name:
+            raise TriggerError(
+                f"storytrigger '{namespace}/{name}' resolved without a storyrun reference",
+                retryable=True,
+            )
+        run_ns = ref.get("namespace") or namespace
+        try:
+            run = await self.kube.get(STORY_RUN, run_name, run_ns)
+        except KubernetesError as exc:
+            raise type(exc)(
+                f"failed to get resolved storyrun '{run_name}' in namespace '{run_ns}': {exc}",
+                status_code=exc.status_code,
+                reason=exc.reason,
+                retryable=exc.retryable,
+            ) from exc
+        uid = ref.get("uid") or (run.get("metadata") or {}).get("uid")
+        return TriggerResult(
+            story_run=run_name,
+            namespace=run_ns,
+            decision="Reused" if decision == "Reused" else "Created",
+            trigger=name,
+            uid=uid,
+            story_run_object=run,
+        )
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    async def stop(self, story_run: str, namespace: str | None = None) -> bool:
+        """Request cancellation of a StoryRun; see ``stop_story``."""
+        story_run = (story_run or "").strip()
+        if not story_run:
+            raise TriggerError("story run name is required")
+        ns = (namespace or "").strip() or self.client_namespace()
+        if not ns:
+            raise TriggerError(f'failed to resolve namespace for storyrun "{story_run}"')
+        # RetryOnConflict(DefaultRetry): 5 steps of ~10 ms (c.4).
+        for attempt in range(5):
+            try:
+                run = await self.kube.get(STORY_RUN, story_run, ns)
+            except NotFoundError as exc:
+                raise StoryRunNotFoundError(
+                    f'storyrun "{story_run}" not found: storyrun not found'
+                ) from exc
+            phase = (run.get("status") or {}).get("phase")
+            if phase in _TERMINAL_PHASES or _spec(run).get("cancelRequested") is True:
+                return False
+            rv = (run.get("metadata") or {}).get("resourceVersion")
+            patch = {"metadata": {"resourceVersion": rv}, "spec": {"cancelRequested": True}}
+            try:
+                await self.kube.merge_patch(STORY_RUN, story_run, patch, ns)
+                return True
+            except ConflictError:
+                await asyncio.sleep(0.01 * (1 + 0.1 * random.random()) * (attempt + 1))
+            except NotFoundError as exc:
+                raise StoryRunNotFoundError(
+                    f'storyrun "{story_run}" not found: storyrun not found'
+                ) from exc
+        raise ConflictError(
+            f"failed to update storyrun '{story_run}' in namespace '{ns}': conflict persisted",
+            reason="Conflict",
+        )
+
+
+_VERSION_FORBIDDEN: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _version_forbidden(kube: Any) -> bool:
+    try:
+        return _VERSION_FORBIDDEN.get(kube, False)
+    except TypeError:
+        return False
+
+
+def _remember_version_forbidden(kube: Any) -> None:
+    with contextlib.suppress(TypeError):
+        _VERSION_FORBIDDEN[kube] = True
+
+
+# --- the helpers users call --------------------------------------------------------------------
+
+
+def _scope_source() -> EnvSource:
+    from bubu import _scope
+
+    scope = _scope.current()
+    return scope.source if scope is not None else OsEnviron()
+
+
+@contextlib.asynccontextmanager
+async def _triggers() -> AsyncIterator[StoryTriggers]:
+    """The run's StoryTriggers (from the RunScope), or a one-off one with its own client."""
+    from bubu import _scope
+
+    scope = _scope.current()
+    if scope is not None:
+        engine = _scope_engine(scope)
+        if engine is not None:
+            yield engine
+            return
+    from bubu._k8s.client import KubeClient
+
+    source: EnvSource = scope.source if scope is not None else OsEnviron()
+    async with await KubeClient.connect() as kube:
+        yield StoryTriggers(kube, source)
+
+
+def _scope_engine(scope: Any) -> StoryTriggers | None:
+    engine = getattr(scope, "triggers", None)
+    if isinstance(engine, StoryTriggers):
+        return engine
+    kube = getattr(scope, "kube", None)
+    if kube is None:
+        return None
+    engine = StoryTriggers(kube, scope.source)
+    with contextlib.suppress(AttributeError):
+        scope.triggers = engine
+    return engine
+
+
+async def start_story(
+    story_name: str, inputs: Any = None, namespace: str | None = None
+) -> TriggerResult:
+    """Start a Story through a StoryTrigger and wait for the controller's decision.
+
+    The delivery policy comes from ``BUBU_TRIGGER_*`` (re-read on every call): with no token
+    and no policy every call is a new run; a token (``trigger_token()`` or
+    ``BUBU_TRIGGER_TOKEN``) or a key template makes the call idempotent.
+
+    Args:
+        story_name: the Story to run.
+        inputs: a JSON object (dict or msgspec Struct); None means ``{}``.
+        namespace: the Story's namespace; default: the client namespace.
+
+    Returns:
+        The accepted StoryRun (decision ``Created`` or ``Reused``).
+
+    Raises:
+        TriggerRejectedError: the controller rejected it (``.reason``), or
+            ``TriggerIdentityConflictError`` for a token reused with different inputs.
+        TriggerPendingError: no decision within ``BUBU_K8S_OPERATION_TIMEOUT`` (retryable).
+        TriggerError: bad inputs or delivery policy.
+        KubernetesError: the API server refused the write.
+    """
+    async with _triggers() as engine:
+        return await engine.start(story_name, inputs, namespace)
+
+
+async def start_story_with_token(
+    story_name: str, token: str, inputs: Any = None, namespace: str | None = None
+) -> TriggerResult:
+    """Start a Story idempotently: the same token and inputs always give the same StoryRun.
+
+    Args:
+        story_name: the Story to run.
+        token: the delivery token (for example a webhook delivery id); at most 253 characters.
+        inputs: a JSON object; None means ``{}``.
+        namespace: the Story's namespace; default: the client namespace.
+
+    Raises:
+        TriggerIdentityConflictError: the token was already used with different inputs.
+        TriggerRejectedError, TriggerPendingError, TriggerError: as ``start_story``.
+    """
+    if not token or not token.strip():
+        raise TriggerError("trigger token must not be empty")
+    async with _triggers() as engine:
+        return await engine.start(story_name, inputs, namespace, token=token)
+
+
+async def stop_story(story_run_name: str, namespace: str | None = None) -> bool:
+    """Ask the operator to cancel a StoryRun (``spec.cancelRequested=true``, crds.md 5).
+
+    A run that is already terminal, or already asked to stop, is left unchanged.
+
+    Returns:
+        True when this call set the flag, False when there was nothing to do.
+
+    Raises:
+        StoryRunNotFoundError: the StoryRun does not exist.
+    """
+    async with _triggers() as engine:
+        return await engine.stop(story_run_name, namespace)

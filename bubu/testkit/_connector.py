@@ -1,0 +1,769 @@
+"""A local transport connector: the connector side of ``transport.v1`` on loopback gRPC.
+
+:class:`LocalConnector` serves ``transport.v1.TransportConnectorService`` with grpclib on
+``127.0.0.1`` (or a unix socket) and plays the roles the Go connector sidecar and hub play for an
+engram (streaming.md sections 3 and 5.5), so an engram - Python or Go - can run against it
+without Kubernetes::
+
+    async with LocalConnector() as conn:
+        env = conn.binding_env()              # {"BUBU_TRANSPORT_BINDING": "..."} for the engram
+        ...start the engram with env...
+        await conn.wait_ready()               # handshake done: the engram's Stream may run
+        await conn.send(StreamMessage.json({"n": 1}))
+        out = await conn.next_output()        # what the engram published
+        await conn.restart()                  # drop both streams abruptly; wait for reconnect
+
+Behaviour, following the Go connector (bobravoz-grpc v0.3.0) and hub where streaming.md
+describes them:
+
+- Data/Control streams without ``bubu-transport-protocol: 1.0.0`` fail FAILED_PRECONDITION;
+  ``HubPush`` answers UNIMPLEMENTED; messages over 10 MiB fail RESOURCE_EXHAUSTED.
+- Control: ``connector.ready{startup.capabilities}``, then a ``connector.capabilities`` snapshot,
+  then ``handoff.cutover``; replies to engram requests per the table in 3.2 (heartbeat ->
+  ``ACK{received: heartbeat, handled: true, status: alive}``; ``ack`` and
+  ``downstream.delivered`` get no reply; start/stop/pause/resume toggle the gates).
+- Data to the engram: messages are encoded as a Go engram's output would be, and (hub role,
+  at-least-once) get ``envelope{stream_id, sequence}`` assigned, per stream or per partition.
+  Sequenced packets stay *unacked* until a ``downstream.delivered`` receipt covers them
+  (cumulative, like the hub's ``ApplyFlow``); a new Data stream (the engram reconnected) first
+  replays them sorted by (partition, sequence) with their original sequence numbers.
+- Data from the engram: heartbeats are counted, not queued; everything else is checked with the
+  buf.validate rules, decoded and put on :attr:`outputs`. While the upstream gate is closed
+  (``pause()`` - the hub's PAUSE - or the engram's ``stop``/``stop-upstream``), engram packets are
+  dropped silently, as the connector does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.encoding.proto import ProtoCodec
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server, Stream
+
+from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.messages import StreamMessage
+from bubu._transport import codec, validate
+from bubu.errors import ProtocolViolationError
+
+__all__ = [
+    "ConnectorStats",
+    "LocalConnector",
+    "Receipt",
+]
+
+_log = logging.getLogger("bubu.testkit.connector")
+
+PROTOCOL_HEADER: Final = "bubu-transport-protocol"
+PROTOCOL_VERSION: Final = "1.0.0"
+BINDING_HEADER: Final = "bubu.transport.binding"
+STARTUP_CAPABILITIES_KEY: Final = "startup.capabilities"
+_SERVICE: Final = "/transport.v1.TransportConnectorService"
+
+_DEFAULT_CAPABILITIES: Final[Mapping[str, str]] = {
+    "audio.codec": "pcm16",
+    "audio.sample_rate_hz": "16000",
+    "audio.channels": "1",
+    "video.codec": "h264",
+    "video.profile": "",
+    "binary.mime": "application/json",
+}
+
+
+def _now_ms() -> str:
+    return str(int(time.time() * 1000))
+
+
+class _CappedCodec(ProtoCodec):
+    """ProtoCodec with the Go server's 10 MiB receive cap (grpclib has none, streaming.md 2.4)."""
+
+    def __init__(self, max_recv: int) -> None:
+        self._max_recv = max_recv
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if len(data) > self._max_recv:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"grpc: received message larger than max ({len(data)} vs. {self._max_recv})",
+            )
+        return super().decode(data, message_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One ``downstream.delivered`` receipt received from the engram."""
+
+    stream_id: str
+    sequence: int
+    partition: str
+    size_bytes: int
+    expected_size: int | None
+    """What ``size_bytes`` should be (the packet's encoded size), if the packet was ours."""
+
+    @property
+    def size_ok(self) -> bool:
+        """Whether ``size_bytes`` matched the size of the packet we sent."""
+        return self.expected_size is None or self.expected_size == self.size_bytes
+
+
+@dataclass(slots=True)
+class ConnectorStats:
+    """Counters and records of one :class:`LocalConnector` (all sessions)."""
+
+    data_sessions: int = 0
+    control_sessions: int = 0
+    sent: int = 0
+    redelivered: int = 0
+    published: int = 0
+    data_heartbeats: int = 0
+    control_heartbeats: int = 0
+    dropped_upstream: int = 0
+    dropped_downstream: int = 0
+    receipts: list[Receipt] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> list[tuple[str, str, int]]:
+        """``(stream_id, partition, sequence)`` of every receipt, in arrival order."""
+        return [(r.stream_id, r.partition, r.sequence) for r in self.receipts]
+
+
+@dataclass(slots=True)
+class _Session:
+    """One Data or Control stream, killable from a test."""
+
+    number: int
+    killed: asyncio.Event = field(default_factory=asyncio.Event)
+    kill_mode: str = "error"
+    ready_acked: asyncio.Event = field(default_factory=asyncio.Event)
+    capabilities_acked: asyncio.Event = field(default_factory=asyncio.Event)
+    outbox: asyncio.Queue[pb.ControlResponse] = field(default_factory=asyncio.Queue)
+
+
+_Key = tuple[str, str]  # (stream_id, partition)
+
+
+# Test helpers take a `timeout` so a misbehaving engram fails the test instead of hanging it.
+# ruff: noqa: ASYNC109
+
+
+class LocalConnector:
+    """The connector side of the streaming protocol, served over loopback gRPC.
+
+    Args:
+        host: Interface to listen on (loopback by default).
+        port: TCP port; 0 picks a free one.
+        unix_path: Listen on this unix socket instead of TCP (endpoint ``unix://<path>``).
+        startup_capabilities: ``"none"`` or ``"required"`` in ``connector.ready``; any other
+            string is sent as is (to test rejection), ``None`` omits the key.
+        send_ready: Send ``connector.ready`` when a Control stream opens.
+        send_capabilities: Send the ``connector.capabilities`` snapshot after ready.
+        capabilities: Metadata of that snapshot (Go keys ``audio.codec``, ``binary.mime``...).
+        send_handoff: Send ``handoff.cutover{phase, reason: hub_connected, ts}`` after them.
+        sequenced: Assign ``envelope{stream_id, sequence}`` to sent messages (hub at-least-once).
+        ordering: ``"per_stream"`` (one counter) or ``"per_partition"`` (one per partition).
+        stream_id: The stream id assigned to sent messages (hub: ``<ns>/<storyrun>/<step>``).
+        binding_name: ``name`` of the binding envelope; ``namespace`` its namespace.
+        settings: ``BindingInfo.payload`` JSON (e.g. ``{"env": {"BUBU_GRPC_HEARTBEAT_INTERVAL":
+            "1s"}}``), base64-encoded into the binding.
+        require_protocol_header: Reject streams without ``bubu-transport-protocol: 1.0.0``.
+        validate_inbound: Check engram packets and control requests with the buf.validate rules;
+            a violation is recorded in ``stats.violations`` and the packet dropped.
+        max_message_bytes: Receive cap (Go default 10 MiB).
+        buffer_size: Depth of the queue of messages waiting to be sent to the engram.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        unix_path: str | None = None,
+        startup_capabilities: str | None = "none",
+        send_ready: bool = True,
+        send_capabilities: bool = True,
+        capabilities: Mapping[str, str] | None = None,
+        send_handoff: bool = True,
+        sequenced: bool = True,
+        ordering: Literal["per_stream", "per_partition"] = "per_stream",
+        stream_id: str = "default/local-run/local-step",
+        binding_name: str = "local-binding",
+        namespace: str = "default",
+        settings: Mapping[str, Any] | None = None,
+        require_protocol_header: bool = True,
+        validate_inbound: bool = True,
+        max_message_bytes: int = validate.MAX_MESSAGE_BYTES,
+        buffer_size: int = 16,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._unix_path = unix_path
+        self.startup_capabilities = startup_capabilities
+        self.send_ready = send_ready
+        self.send_capabilities = send_capabilities
+        self.capabilities = dict(_DEFAULT_CAPABILITIES if capabilities is None else capabilities)
+        self.send_handoff = send_handoff
+        self.sequenced = sequenced
+        self.ordering = ordering
+        self.stream_id = stream_id
+        self.binding_name = binding_name
+        self.namespace = namespace
+        self.settings = dict(settings) if settings else None
+        self.require_protocol_header = require_protocol_header
+        self.validate_inbound = validate_inbound
+        self._max_message_bytes = max_message_bytes
+
+        self.stats = ConnectorStats()
+        self.outputs: asyncio.Queue[StreamMessage] = asyncio.Queue()
+        """Messages the engram published (decoded), in arrival order."""
+        self.published_packets: list[pb.DataRequest] = []
+        """Every non-heartbeat ``DataRequest`` received while the upstream gate was open."""
+        self.control_requests: list[pb.ControlRequest] = []
+        """Every ``ControlRequest`` received, including heartbeats and receipts."""
+        self.data_headers: list[dict[str, str]] = []
+        self.control_headers: list[dict[str, str]] = []
+        self.upstream_open = True
+        self.downstream_open = True
+
+        self._pending: asyncio.Queue[tuple[pb.DataResponse, bool]] = asyncio.Queue(buffer_size)
+        self._unacked: dict[_Key, dict[int, pb.DataResponse]] = {}
+        self._counters: dict[_Key, int] = {}
+        self._data: _Session | None = None
+        self._control: _Session | None = None
+        self._changed = asyncio.Event()
+        self._server: Server | None = None
+        self._address = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening (``async with`` does this)."""
+        server = Server([self], codec=_CappedCodec(self._max_message_bytes))
+        if self._unix_path is not None:
+            await server.start(path=self._unix_path)
+            self._address = f"unix://{self._unix_path}"
+        else:
+            # Bind ourselves so port 0 resolves to the real port before anyone dials.
+            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+            self._port = sock.getsockname()[1]
+            await server.start(sock=sock)
+            host = f"[{self._host}]" if family == socket.AF_INET6 else self._host
+            self._address = f"{host}:{self._port}"
+        self._server = server
+        _log.debug("local connector listening on %s", self._address)
+
+    async def close(self) -> None:
+        """Stop the server and end every stream."""
+        for session in (self._data, self._control):
+            if session is not None:
+                session.kill_mode = "eof"
+                session.killed.set()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None
+
+    async def __aenter__(self) -> LocalConnector:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The endpoint engrams dial: ``127.0.0.1:<port>`` or ``unix://<path>``."""
+        if not self._address:
+            raise RuntimeError("LocalConnector is not started")
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The TCP port (0 for a unix socket)."""
+        return 0 if self._unix_path is not None else self._port
+
+    def binding(self) -> dict[str, Any]:
+        """The ``BUBU_TRANSPORT_BINDING`` envelope (streaming.md 1.6) pointing at this connector.
+
+        ``{"name", "namespace", "binding": <protojson BindingInfo>}`` with lowerCamelCase keys,
+        ``protocolVersion: "1.0.0"`` and ``payload`` as base64 of the settings JSON.
+        """
+        info: dict[str, Any] = {
+            "driver": "local",
+            "endpoint": self.address,
+            "protocolVersion": PROTOCOL_VERSION,
+        }
+        if self.settings is not None:
+            raw = json.dumps(self.settings, separators=(",", ":")).encode()
+            info["payload"] = base64.b64encode(raw).decode()
+        return {"name": self.binding_name, "namespace": self.namespace, "binding": info}
+
+    def binding_json(self) -> str:
+        """:meth:`binding` as the JSON string ``BUBU_TRANSPORT_BINDING`` holds."""
+        return json.dumps(self.binding(), separators=(",", ":"))
+
+    def binding_env(self) -> dict[str, str]:
+        """Environment for an engram process: the binding plus ``BUBU_EXECUTION_MODE``."""
+        return {"BUBU_TRANSPORT_BINDING": self.binding_json(), "BUBU_EXECUTION_MODE": "streaming"}
+
+    # -- sending to the engram ----------------------------------------------------------------
+
+    def _prepare(self, msg: StreamMessage, partition: str | None) -> pb.DataResponse:
+        packet = codec.to_pb_data_response(msg)
+        if partition is not None:
+            packet.envelope.partition = partition
+        return packet
+
+    async def send(self, msg: StreamMessage, *, partition: str | None = None) -> None:
+        """Queue ``msg`` for the engram (waits while the queue is full).
+
+        The message is encoded as a Go engram's output would be (4.3) and, when ``sequenced``,
+        gets its envelope stream id and sequence when it is written to the Data stream.
+        """
+        await self._pending.put((self._prepare(msg, partition), self.sequenced))
+
+    def send_nowait(self, msg: StreamMessage, *, partition: str | None = None) -> None:
+        """Queue ``msg`` without waiting; raises ``asyncio.QueueFull`` when the queue is full."""
+        self._pending.put_nowait((self._prepare(msg, partition), self.sequenced))
+
+    async def send_packet(self, packet: pb.DataResponse, *, sequence: bool = False) -> None:
+        """Queue a raw ``DataResponse`` as is (chunks, frameless or invalid packets for tests).
+
+        Sequencing is applied only when ``sequence`` is true; a packet that already carries a
+        stream id and sequence is tracked for receipts and redelivery either way.
+        """
+        await self._pending.put((packet, sequence))
+
+    async def send_heartbeat(self) -> None:
+        """Send a hub heartbeat as the connector forwards it: an envelope frame, payload ``{}``."""
+        packet = pb.DataResponse(metadata={codec.HEARTBEAT_METADATA_KEY: "true"})
+        packet.binary.payload = b'{"version":"v1","payload":{}}'
+        packet.binary.mime_type = "application/vnd.bubu.packet+json"
+        await self.send_packet(packet)
+
+    def _sequence(self, packet: pb.DataResponse) -> None:
+        env = packet.envelope
+        partition = env.partition if self.ordering == "per_partition" else ""
+        key = (self.stream_id, partition)
+        seq = self._counters.get(key, 0) + 1
+        self._counters[key] = seq
+        # The hub clears upstream stream_id/sequence and assigns its own (cloneDownstreamEnvelope).
+        env.stream_id = self.stream_id
+        env.sequence = seq
+
+    def _track(self, packet: pb.DataResponse) -> None:
+        env = packet.envelope
+        if packet.HasField("envelope") and env.stream_id and env.sequence > 0:
+            key = (env.stream_id, env.partition)
+            self._unacked.setdefault(key, {})[env.sequence] = packet
+
+    @property
+    def unacked(self) -> list[tuple[str, str, int]]:
+        """``(stream_id, partition, sequence)`` of sequenced packets no receipt covered yet."""
+        return sorted(
+            (sid, part, seq) for (sid, part), seqs in self._unacked.items() for seq in seqs
+        )
+
+    # -- control to the engram ----------------------------------------------------------------
+
+    async def send_control(self, type_: str, metadata: Mapping[str, str] | None = None) -> None:
+        """Send a directive (``handoff.draining``, ``start``, custom...) on the Control stream."""
+        session = self._control
+        if session is None:
+            raise RuntimeError("no Control stream is open")
+        await session.outbox.put(codec.control_response(type_, metadata))
+
+    def pause(self) -> None:
+        """The hub's PAUSE: close the upstream gate (engram output is dropped silently)."""
+        self.upstream_open = False
+        self._notify()
+
+    def resume(self) -> None:
+        """The hub's RESUME: reopen the upstream gate."""
+        self.upstream_open = True
+        self._notify()
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    async def kill_session(self, mode: Literal["error", "eof"] = "error") -> None:
+        """End the current Data and Control streams abruptly.
+
+        ``"error"`` ends them with UNAVAILABLE (a transport failure), ``"eof"`` closes them
+        cleanly (the engram sees end-of-stream). Either way Go reconnects; unacked packets are
+        replayed on the next Data stream.
+        """
+        sessions = [s for s in (self._data, self._control) if s is not None]
+        for session in sessions:
+            session.kill_mode = mode
+            session.killed.set()
+        # Let the handlers observe the kill before the caller continues.
+        await asyncio.sleep(0)
+
+    async def restart(
+        self, *, timeout: float = 10.0, mode: Literal["error", "eof"] = "error"
+    ) -> None:
+        """:meth:`kill_session`, then wait until the engram has reconnected and re-handshaken."""
+        before_data = self.stats.data_sessions
+        before_control = self.stats.control_sessions
+        await self.kill_session(mode)
+        await self.wait_until(
+            lambda: (
+                self.stats.data_sessions > before_data
+                and self.stats.control_sessions > before_control
+            ),
+            timeout=timeout,
+        )
+        await self.wait_ready(timeout=timeout)
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds, re-checking on every connector event.
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self._changed.wait()
+
+    async def wait_ready(self, *, timeout: float = 5.0) -> None:
+        """Wait until the engram acknowledged ``connector.ready`` (and capabilities if required)."""
+
+        def ready() -> bool:
+            session = self._control
+            if session is None or not session.ready_acked.is_set():
+                return False
+            required = (self.startup_capabilities or "").strip().lower() == "required"
+            return not required or session.capabilities_acked.is_set()
+
+        await self.wait_until(ready, timeout=timeout)
+
+    async def next_output(self, *, timeout: float = 5.0) -> StreamMessage:
+        """The next message the engram published."""
+        async with asyncio.timeout(timeout):
+            return await self.outputs.get()
+
+    async def wait_control(
+        self,
+        type_: str,
+        *,
+        after: int = 0,
+        timeout: float = 5.0,
+    ) -> pb.ControlRequest:
+        """Wait for a control request of ``type_`` (index ``>= after`` in ``control_requests``)."""
+        found: list[pb.ControlRequest] = []
+
+        def seen() -> bool:
+            for req in self.control_requests[after:]:
+                if codec.control_type(req.action, req.custom_action) == type_:
+                    found.append(req)
+                    return True
+            return False
+
+        await self.wait_until(seen, timeout=timeout)
+        return found[0]
+
+    # -- grpclib service ----------------------------------------------------------------------
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            f"{_SERVICE}/Data": Handler(
+                self._handle_data, Cardinality.STREAM_STREAM, pb.DataRequest, pb.DataResponse
+            ),
+            f"{_SERVICE}/Control": Handler(
+                self._handle_control,
+                Cardinality.STREAM_STREAM,
+                pb.ControlRequest,
+                pb.ControlResponse,
+            ),
+            f"{_SERVICE}/HubPush": Handler(
+                self._handle_hub_push,
+                Cardinality.STREAM_STREAM,
+                pb.HubPushRequest,
+                pb.HubPushResponse,
+            ),
+        }
+
+    def _check_protocol(self, stream: Stream[Any, Any]) -> dict[str, str]:
+        headers = {k: v for k, v in (stream.metadata or {}).items() if isinstance(v, str)}
+        if self.require_protocol_header:
+            version = headers.get(PROTOCOL_HEADER)
+            if version != PROTOCOL_VERSION:
+                # The Go connector's answer to a missing or different protocol (1.6).
+                raise GRPCError(
+                    Status.FAILED_PRECONDITION,
+                    f"transport protocol mismatch: want {PROTOCOL_VERSION}, "
+                    f"got {version or '<missing>'}",
+                )
+        return headers
+
+    async def _handle_hub_push(self, stream: Stream[Any, Any]) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, "HubPush is not implemented by the connector")
+
+    async def _run_until_killed(self, session: _Session, *work: Awaitable[None]) -> None:
+        tasks = [asyncio.ensure_future(w) for w in work]
+        killed = asyncio.ensure_future(session.killed.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, killed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in [*tasks, killed]:
+                if not t.done():
+                    t.cancel()
+            for t in [*tasks, killed]:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if killed in done:
+            if session.kill_mode == "error":
+                raise GRPCError(Status.UNAVAILABLE, "local connector session killed")
+            return
+        for t in tasks:
+            if t in done and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    # Data ----------------------------------------------------------------------------------
+
+    async def _handle_data(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
+        headers = self._check_protocol(stream)
+        self.data_headers.append(headers)
+        old = self._data
+        if old is not None:
+            # A newer Data stream replaces the active one (the connector serves one engram).
+            old.kill_mode = "eof"
+            old.killed.set()
+        self.stats.data_sessions += 1
+        session = _Session(self.stats.data_sessions)
+        self._data = session
+        self._notify()
+        try:
+            await self._run_until_killed(session, self._data_recv(stream), self._data_send(stream))
+        finally:
+            if self._data is session:
+                self._data = None
+            self._notify()
+
+    async def _data_recv(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
+        while True:
+            req = await stream.recv_message()
+            if req is None:
+                return  # the engram half-closed: end our side too
+            self._on_published(req)
+
+    def _on_published(self, req: pb.DataRequest) -> None:
+        if req.WhichOneof("frame") is None and codec.is_heartbeat_metadata(req.metadata):
+            self.stats.data_heartbeats += 1
+            self._notify()
+            return
+        if not self.upstream_open:
+            self.stats.dropped_upstream += 1
+            self._notify()
+            return
+        if self.validate_inbound:
+            try:
+                validate.check_packet(req, what="engram data request invalid")
+            except ProtocolViolationError as exc:
+                self.stats.violations.append(str(exc))
+                self._notify()
+                return
+        self.published_packets.append(req)
+        self.stats.published += 1
+        try:
+            msg = codec.from_pb_packet(req)
+        except ProtocolViolationError as exc:
+            self.stats.violations.append(f"engram data request undecodable: {exc}")
+        else:
+            self.outputs.put_nowait(msg)
+        self._notify()
+
+    async def _data_send(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
+        # Replay first, sorted by (partition, sequence), original sequence numbers kept (3.7).
+        replay = sorted(
+            (
+                (part, seq, pkt)
+                for (_, part), seqs in self._unacked.items()
+                for seq, pkt in seqs.items()
+            ),
+            key=lambda item: (item[0], item[1]),
+        )
+        for _, _, packet in replay:
+            if not self.downstream_open:
+                self.stats.dropped_downstream += 1
+                continue
+            await stream.send_message(packet)
+            self.stats.redelivered += 1
+            self._notify()
+        while True:
+            packet, sequence = await self._pending.get()
+            if sequence:
+                self._sequence(packet)
+            self._track(packet)
+            if not self.downstream_open:
+                # The connector drops hub packets while its downstream gate is closed; the hub
+                # keeps sequenced ones unacked, so they are replayed after a reconnect.
+                self.stats.dropped_downstream += 1
+                self._notify()
+                continue
+            await stream.send_message(packet)
+            self.stats.sent += 1
+            self._notify()
+
+    # Control -------------------------------------------------------------------------------
+
+    async def _handle_control(self, stream: Stream[pb.ControlRequest, pb.ControlResponse]) -> None:
+        headers = self._check_protocol(stream)
+        self.control_headers.append(headers)
+        old = self._control
+        if old is not None:
+            old.kill_mode = "eof"
+            old.killed.set()
+        self.stats.control_sessions += 1
+        session = _Session(self.stats.control_sessions)
+        self._control = session
+        if self.send_ready:
+            ready_meta: dict[str, str] = {}
+            if self.startup_capabilities is not None:
+                ready_meta[STARTUP_CAPABILITIES_KEY] = self.startup_capabilities
+            session.outbox.put_nowait(codec.control_response("connector.ready", ready_meta))
+        if self.send_capabilities:
+            session.outbox.put_nowait(
+                codec.control_response("connector.capabilities", self.capabilities)
+            )
+        if self.send_handoff:
+            session.outbox.put_nowait(
+                codec.control_response(
+                    "handoff.cutover",
+                    {"phase": "cutover", "reason": "hub_connected", "ts": _now_ms()},
+                )
+            )
+        self._notify()
+        try:
+            await self._run_until_killed(
+                session,
+                self._control_recv(stream, session),
+                self._control_send(stream, session),
+            )
+        finally:
+            if self._control is session:
+                self._control = None
+            self._notify()
+
+    async def _control_send(
+        self, stream: Stream[pb.ControlRequest, pb.ControlResponse], session: _Session
+    ) -> None:
+        while True:
+            response = await session.outbox.get()
+            await stream.send_message(response)
+
+    async def _control_recv(
+        self, stream: Stream[pb.ControlRequest, pb.ControlResponse], session: _Session
+    ) -> None:
+        while True:
+            req = await stream.recv_message()
+            if req is None:
+                return
+            self.control_requests.append(req)
+            if self.validate_inbound:
+                try:
+                    validate.check(req, what="engram control request invalid")
+                except ProtocolViolationError as exc:
+                    self.stats.violations.append(str(exc))
+                    self._notify()
+                    continue
+            reply = self._on_control(req, session)
+            if reply is not None:
+                session.outbox.put_nowait(reply)
+            self._notify()
+
+    def _on_control(self, req: pb.ControlRequest, session: _Session) -> pb.ControlResponse | None:
+        type_ = codec.control_type(req.action, req.custom_action)
+        lowered = type_.lower()
+        meta = dict(req.metadata)
+
+        def ack(handled: bool, **extra: str) -> pb.ControlResponse:
+            # The connector's ACK names the request under `received` (not `type`), 3.2.
+            body = {"received": type_, "handled": "true" if handled else "false", **extra}
+            return codec.control_response("ack", body)
+
+        if lowered == "ack":
+            # The engram acknowledging one of our directives; never answered (no ping-pong).
+            acked = meta.get("type", "")
+            if acked == "connector.ready":
+                session.ready_acked.set()
+            elif acked == "connector.capabilities":
+                session.capabilities_acked.set()
+            return None
+        if lowered == codec.CONTROL_TYPE_DOWNSTREAM_DELIVERED:
+            self._on_receipt(meta)
+            return None
+        if lowered in ("", "noop"):
+            return ack(False, reason="empty")
+        if lowered in ("start", "resume"):
+            self.upstream_open = self.downstream_open = True
+            return ack(True)
+        if lowered in ("stop", "pause"):
+            self.upstream_open = self.downstream_open = False
+            return ack(True)
+        gates = {
+            "start-upstream": ("upstream_open", True),
+            "stop-upstream": ("upstream_open", False),
+            "start-downstream": ("downstream_open", True),
+            "stop-downstream": ("downstream_open", False),
+        }
+        if lowered in gates:
+            attr, value = gates[lowered]
+            setattr(self, attr, value)
+            return ack(True)
+        if lowered == "heartbeat":
+            self.stats.control_heartbeats += 1
+            return ack(True, status="alive")
+        if lowered == "codec-select":
+            return ack(False, reason="codec selection not implemented")
+        return ack(False, reason="unknown")
+
+    def _on_receipt(self, meta: Mapping[str, str]) -> None:
+        stream_id = meta.get("stream_id", "")
+        partition = meta.get("partition", "")
+        try:
+            sequence = int(meta.get("sequence", "0"))
+            size = int(meta.get("size_bytes", "0"))
+        except ValueError:
+            self.stats.violations.append(f"malformed downstream.delivered receipt: {dict(meta)}")
+            return
+        expected: int | None = None
+        pending = self._unacked.get((stream_id, partition))
+        if pending is not None:
+            packet = pending.get(sequence)
+            if packet is not None:
+                expected = codec.packet_size(packet)
+            # Cumulative, like the hub's ApplyFlow: an ack of N trims everything up to N.
+            for seq in [s for s in pending if s <= sequence]:
+                del pending[seq]
+            if not pending:
+                del self._unacked[(stream_id, partition)]
+        self.stats.receipts.append(Receipt(stream_id, sequence, partition, size, expected))

@@ -1,0 +1,700 @@
+"""Smoke tests for the real control plane (kube-apiserver + etcd + BubuStack CRDs).
+
+They pin what the SDK's Kubernetes tests rely on: every custom kind can be
+created, status is a subresource guarded by the CRD schema and CEL rules,
+watches deliver changes, the operator's least-privilege Roles deny what they
+should, and the fault proxy injects errors and then gets out of the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests._controlplane import rbac
+from tests._controlplane.faults import FaultProxy
+from tests._controlplane.server import ControlPlane
+
+pytestmark = pytest.mark.integration
+
+RUNS = "/apis/runs.bubustack.io/v1alpha1"
+CORE = "/apis/bubustack.io/v1alpha1"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def micro_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ns_path(api: str, ns: str, plural: str, name: str = "", sub: str = "") -> str:
+    p = f"{api}/namespaces/{ns}/{plural}"
+    if name:
+        p += f"/{name}"
+    if sub:
+        p += f"/{sub}"
+    return p
+
+
+def ok(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code < 300, (
+        f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text[:500]}"
+    )
+    return r.json()
+
+
+def sample_objects(ns: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(api prefix, plural, body) for one object of each namespaced BubuStack kind."""
+    return [
+        (
+            CORE,
+            "stories",
+            {
+                "kind": "Story",
+                "metadata": {"name": "story-a"},
+                "spec": {"steps": [{"name": "start", "type": "condition"}]},
+            },
+        ),
+        (
+            CORE,
+            "impulses",
+            {
+                "kind": "Impulse",
+                "metadata": {"name": "impulse-a"},
+                "spec": {"templateRef": {"name": "any"}, "storyRef": {"name": "story-a"}},
+            },
+        ),
+        (
+            CORE,
+            "engrams",
+            {
+                "kind": "Engram",
+                "metadata": {"name": "engram-a"},
+                "spec": {"templateRef": {"name": "any"}},
+            },
+        ),
+        (
+            RUNS,
+            "storytriggers",
+            {
+                "kind": "StoryTrigger",
+                "metadata": {"name": "trigger-a"},
+                "spec": {
+                    "storyRef": {"name": "story-a"},
+                    "inputs": {"x": 1},
+                    "deliveryIdentity": {"mode": "none", "submissionId": "sub-1"},
+                },
+            },
+        ),
+        (
+            RUNS,
+            "storyruns",
+            {
+                "kind": "StoryRun",
+                "metadata": {"name": "run-a"},
+                "spec": {"storyRef": {"name": "story-a"}, "inputs": {"x": 1}},
+            },
+        ),
+        (
+            RUNS,
+            "stepruns",
+            {
+                "kind": "StepRun",
+                "metadata": {"name": "run-a-start"},
+                "spec": {"storyRunRef": {"name": "run-a"}, "stepId": "start"},
+            },
+        ),
+        (
+            RUNS,
+            "effectclaims",
+            {
+                "kind": "EffectClaim",
+                "metadata": {"name": "claim-a"},
+                "spec": {
+                    "stepRunRef": {"name": "run-a-start"},
+                    "effectKey": "send-email",
+                    "holderIdentity": "pod-1",
+                    "leaseDurationSeconds": 30,
+                    "acquireTime": micro_now(),
+                    "renewTime": micro_now(),
+                },
+            },
+        ),
+    ]
+
+
+def create(c: httpx.Client, ns: str, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+    body = {"apiVersion": api.removeprefix("/apis/"), **body}
+    return ok(c.post(ns_path(api, ns, plural), json=body))
+
+
+def make_steprun(
+    c: httpx.Client, ns: str, name: str = "run-a-start", *, running: bool = True
+) -> dict[str, Any]:
+    obj = create(
+        c,
+        ns,
+        RUNS,
+        "stepruns",
+        {
+            "kind": "StepRun",
+            "metadata": {"name": name},
+            "spec": {"storyRunRef": {"name": "run-a"}, "stepId": "start"},
+        },
+    )
+    if running:
+        obj = ok(
+            c.patch(
+                ns_path(RUNS, ns, "stepruns", name, "status"),
+                headers=MERGE,
+                json={"status": {"retries": 0, "phase": "Running", "startedAt": now()}},
+            )
+        )
+    return obj
+
+
+# --------------------------------------------------------------------------- the server itself
+
+
+def test_server_version_and_all_crds_established(controlplane: ControlPlane) -> None:
+    with controlplane.client() as c:
+        version = ok(c.get("/version"))
+        major, minor = int(version["major"]), int(version["minor"].rstrip("+"))
+        assert (major, minor) >= (1, 32), version
+        crds = ok(c.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"))["items"]
+    names = {crd["metadata"]["name"] for crd in crds}
+    assert set(controlplane.crds) <= names
+    assert len(controlplane.crds) == 12
+    for crd in crds:
+        conds = {cond["type"]: cond["status"] for cond in crd["status"]["conditions"]}
+        assert conds["Established"] == "True" and conds["NamesAccepted"] == "True", crd["metadata"][
+            "name"
+        ]
+
+
+def test_create_every_kind_and_status_is_a_subresource(
+    controlplane: ControlPlane, k8s_namespace: str
+) -> None:
+    ns = k8s_namespace
+    with controlplane.client() as c:
+        for api, plural, sample in sample_objects(ns):
+            body = {**sample, "status": {"phase": "Running"}}
+            created = create(c, ns, api, plural, body)
+            assert created["metadata"]["namespace"] == ns
+            assert "status" not in created or created["status"] != {"phase": "Running"}, plural
+            got = ok(c.get(ns_path(api, ns, plural, body["metadata"]["name"])))
+            assert got["metadata"]["uid"] == created["metadata"]["uid"]
+        # cluster-scoped kinds too
+        tpl = ok(
+            c.post(
+                "/apis/catalog.bubustack.io/v1alpha1/engramtemplates",
+                json={
+                    "apiVersion": "catalog.bubustack.io/v1alpha1",
+                    "kind": "EngramTemplate",
+                    "metadata": {"name": f"tpl-{ns}"},
+                    "spec": {"version": "1.0.0", "supportedModes": ["job"]},
+                },
+            )
+        )
+        assert tpl["metadata"]["name"] == f"tpl-{ns}"
+        c.delete(f"/apis/catalog.bubustack.io/v1alpha1/engramtemplates/tpl-{ns}")
+
+
+def test_status_patches_for_each_runs_kind(controlplane: ControlPlane, k8s_namespace: str) -> None:
+    ns = k8s_namespace
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Ok",
+        "message": "",
+        "lastTransitionTime": now(),
+    }
+    with controlplane.client() as c:
+        for api, plural, body in sample_objects(ns):
+            create(c, ns, api, plural, body)
+        patches = {
+            "stepruns": {
+                "retries": 0,
+                "phase": "Running",
+                "startedAt": now(),
+                "signals": {"progress": {"pct": 5}},
+            },
+            "storyruns": {"phase": "Running", "startedAt": now(), "conditions": [ready]},
+            "storytriggers": {
+                "decision": "Created",
+                "reason": "StoryRunCreated",
+                "acceptedAt": now(),
+                "storyRunRef": {"name": "run-a"},
+            },
+            "effectclaims": {"phase": "Reserved", "observedGeneration": 1},
+            "impulses": {"triggersReceived": 3, "storiesLaunched": 2, "lastTrigger": now()},
+        }
+        for api, plural, body in sample_objects(ns):
+            if plural not in patches:
+                continue
+            got = ok(
+                c.patch(
+                    ns_path(api, ns, plural, body["metadata"]["name"], "status"),
+                    headers=MERGE,
+                    json={"status": patches[plural]},
+                )
+            )
+            for k, v in patches[plural].items():
+                if k != "conditions":
+                    assert got["status"][k] == v, (plural, k)
+
+
+async def test_watch_sees_status_change(controlplane: ControlPlane, k8s_namespace: str) -> None:
+    ns = k8s_namespace
+    with controlplane.client() as c:
+        obj = make_steprun(c, ns, running=False)
+    rv = obj["metadata"]["resourceVersion"]
+    events: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        async with controlplane.async_client(timeout=10) as ac:
+            params = {
+                "watch": "1",
+                "fieldSelector": "metadata.name=run-a-start",
+                "resourceVersion": rv,
+                "timeoutSeconds": "10",
+            }
+            async with ac.stream("GET", ns_path(RUNS, ns, "stepruns"), params=params) as r:
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if line:
+                        events.append(json.loads(line))
+                        if events[-1]["object"].get("status", {}).get("phase") == "Succeeded":
+                            return
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    async with controlplane.async_client() as ac:
+        for phase in ("Running", "Succeeded"):
+            r = await ac.patch(
+                ns_path(RUNS, ns, "stepruns", "run-a-start", "status"),
+                headers=MERGE,
+                json={"status": {"retries": 0, "phase": phase}},
+            )
+            ok(r)
+    await asyncio.wait_for(task, 10)
+    assert [e["type"] for e in events] == ["MODIFIED", "MODIFIED"]
+    assert [e["object"]["status"]["phase"] for e in events] == ["Running", "Succeeded"]
+
+
+# --------------------------------------------------------------------------- schema + CEL
+
+
+def test_steprun_status_without_required_retries_is_rejected(
+    controlplane: ControlPlane, k8s_namespace: str
+) -> None:
+    with controlplane.client() as c:
+        make_steprun(c, k8s_namespace, running=False)
+        r = c.patch(
+            ns_path(RUNS, k8s_namespace, "stepruns", "run-a-start", "status"),
+            headers=MERGE,
+            json={"status": {"phase": "Running"}},
+        )
+    assert r.status_code == 422, r.text
+    assert r.json()["reason"] == "Invalid"
+    assert "status.retries: Required value" in r.json()["message"]
+
+
+def test_cel_rules_reject_bad_status_and_spec(
+    controlplane: ControlPlane, k8s_namespace: str
+) -> None:
+    ns = k8s_namespace
+    with controlplane.client() as c:
+        create(
+            c,
+            ns,
+            RUNS,
+            "storyruns",
+            {
+                "kind": "StoryRun",
+                "metadata": {"name": "run-a"},
+                "spec": {"storyRef": {"name": "story-a"}},
+            },
+        )
+        path = ns_path(RUNS, ns, "storyruns", "run-a", "status")
+        # CEL: a non-empty conditions list must contain Ready
+        progressing = {
+            "type": "Progressing",
+            "status": "True",
+            "reason": "Running",
+            "message": "",
+            "lastTransitionTime": now(),
+        }
+        r = c.patch(
+            path, headers=MERGE, json={"status": {"phase": "Running", "conditions": [progressing]}}
+        )
+        assert r.status_code == 422, r.text
+        assert "status.conditions must include Ready when conditions are set" in r.json()["message"]
+        # CEL: reason <= 64 characters
+        long_reason = {**progressing, "type": "Ready", "reason": "R" * 65}
+        r = c.patch(path, headers=MERGE, json={"status": {"conditions": [long_reason]}})
+        assert r.status_code == 422, r.text
+        assert "status.conditions reason field must be <= 64 characters" in r.json()["message"]
+        # CEL on Story spec: each step has exactly one of ref/type
+        r = c.post(
+            ns_path(CORE, ns, "stories"),
+            json={
+                "apiVersion": "bubustack.io/v1alpha1",
+                "kind": "Story",
+                "metadata": {"name": "bad-story"},
+                "spec": {"steps": [{"name": "start"}]},
+            },
+        )
+        assert r.status_code == 422, r.text
+        assert "each step must set exactly one of ref or type" in r.json()["message"]
+        # the valid variant is accepted
+        ok(
+            c.patch(
+                path,
+                headers=MERGE,
+                json={"status": {"conditions": [{**progressing, "type": "Ready"}]}},
+            )
+        )
+
+
+# --------------------------------------------------------------------------- least privilege
+
+
+def test_engram_runner_identity_has_exactly_the_runner_role(
+    controlplane: ControlPlane, k8s_namespace: str, engram_runner_identity: rbac.Identity
+) -> None:
+    ns = k8s_namespace
+    me = engram_runner_identity
+    assert me.username == f"system:serviceaccount:{ns}:test-run-engram-runner"
+    with controlplane.client() as admin:
+        make_steprun(admin, ns)
+        role = ok(admin.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{me.role}"))
+        assert role["rules"] == rbac.ENGRAM_RUNNER_RULES
+    with controlplane.client(token=me.token) as c:
+        review = ok(
+            c.post(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+        )
+        assert review["status"]["userInfo"]["username"] == me.username
+        # allowed
+        ok(c.get(ns_path(RUNS, ns, "stepruns", "run-a-start")))
+        ok(
+            c.patch(
+                ns_path(RUNS, ns, "stepruns", "run-a-start", "status"),
+                headers=MERGE,
+                json={"status": {"retries": 0, "phase": "Running", "signals": {"s": {"v": 1}}}},
+            )
+        )
+        claim = {
+            "apiVersion": "runs.bubustack.io/v1alpha1",
+            "kind": "EffectClaim",
+            "metadata": {"name": "c1"},
+            "spec": {"stepRunRef": {"name": "run-a-start"}, "effectKey": "k"},
+        }
+        created = ok(c.post(ns_path(RUNS, ns, "effectclaims"), json=claim))
+        created["spec"]["holderIdentity"] = "pod-1"
+        ok(c.put(ns_path(RUNS, ns, "effectclaims", "c1"), json=created))
+        with c.stream(
+            "GET",
+            ns_path(RUNS, ns, "stepruns"),
+            params={
+                "watch": "1",
+                "fieldSelector": "metadata.name=run-a-start",
+                "timeoutSeconds": "1",
+            },
+        ) as w:
+            assert w.status_code == 200
+        # denied: verbs and resources outside the Role
+        denied = [
+            c.get(ns_path(RUNS, ns, "stepruns")),  # list
+            c.delete(ns_path(RUNS, ns, "stepruns", "run-a-start")),  # delete
+            c.patch(
+                ns_path(RUNS, ns, "stepruns", "run-a-start"),
+                headers=MERGE,  # spec patch
+                json={"spec": {"timeout": "1m"}},
+            ),
+            c.patch(
+                ns_path(RUNS, ns, "effectclaims", "c1"),
+                headers=MERGE,  # no patch on claims
+                json={"spec": {"holderIdentity": "x"}},
+            ),
+            c.delete(ns_path(RUNS, ns, "effectclaims", "c1")),
+            c.get(ns_path(RUNS, ns, "effectclaims")),
+            c.post(ns_path(RUNS, ns, "storytriggers"), json={}),  # StartStory needs extra rules
+            c.get(ns_path(CORE, ns, "stories", "story-a")),  # no stories get
+            c.get(ns_path(RUNS, "default", "stepruns", "run-a-start")),  # other namespace
+        ]
+    for r in denied:
+        assert r.status_code == 403, (
+            r.request.method,
+            r.request.url.path,
+            r.status_code,
+            r.text[:300],
+        )
+        assert r.json()["reason"] == "Forbidden"
+        assert me.username in r.json()["message"]
+
+
+def test_impulse_identity_has_exactly_the_impulse_role(
+    controlplane: ControlPlane, k8s_namespace: str, impulse_identity: rbac.Identity
+) -> None:
+    ns = k8s_namespace
+    with controlplane.client() as admin:
+        create(
+            admin,
+            ns,
+            CORE,
+            "impulses",
+            {
+                "kind": "Impulse",
+                "metadata": {"name": "imp"},
+                "spec": {"templateRef": {"name": "any"}, "storyRef": {"name": "s"}},
+            },
+        )
+        create(
+            admin,
+            ns,
+            RUNS,
+            "storyruns",
+            {
+                "kind": "StoryRun",
+                "metadata": {"name": "run-a"},
+                "spec": {"storyRef": {"name": "s"}},
+            },
+        )
+    with controlplane.client(token=impulse_identity.token) as c:
+        trig = {
+            "apiVersion": "runs.bubustack.io/v1alpha1",
+            "kind": "StoryTrigger",
+            "metadata": {"name": "t1"},
+            "spec": {
+                "storyRef": {"name": "s"},
+                "deliveryIdentity": {"mode": "none", "submissionId": "x"},
+            },
+        }
+        ok(c.post(ns_path(RUNS, ns, "storytriggers"), json=trig))
+        ok(c.get(ns_path(RUNS, ns, "storytriggers", "t1")))
+        ok(c.get(ns_path(RUNS, ns, "storyruns")))
+        ok(
+            c.patch(
+                ns_path(RUNS, ns, "storyruns", "run-a"),
+                headers=MERGE,
+                json={"spec": {"cancelRequested": True}},
+            )
+        )
+        ok(
+            c.patch(
+                ns_path(CORE, ns, "impulses", "imp", "status"),
+                headers=MERGE,
+                json={"status": {"triggersReceived": 1}},
+            )
+        )
+        denied = [
+            c.get(ns_path(RUNS, ns, "storytriggers")),
+            c.delete(ns_path(RUNS, ns, "storytriggers", "t1")),
+            c.post(ns_path(RUNS, ns, "storyruns"), json={}),
+            c.patch(
+                ns_path(CORE, ns, "impulses", "imp"), headers=MERGE, json={"spec": {"version": "2"}}
+            ),
+            c.get(ns_path(CORE, ns, "impulses")),
+            c.get(ns_path(RUNS, ns, "stepruns", "x")),
+        ]
+    for r in denied:
+        assert r.status_code == 403, (r.request.method, r.request.url.path, r.status_code)
+
+
+async def test_kr8s_reads_the_generated_kubeconfigs(
+    controlplane: ControlPlane, k8s_namespace: str, engram_runner_identity: rbac.Identity
+) -> None:
+    import kr8s.asyncio
+    from kr8s.asyncio.objects import new_class
+
+    StepRun = new_class(kind="StepRun", version="runs.bubustack.io/v1alpha1", namespaced=True)
+    with controlplane.client() as admin:
+        make_steprun(admin, k8s_namespace)
+
+    admin_api = await kr8s.asyncio.api(kubeconfig=str(controlplane.admin_kubeconfig))
+    version = await admin_api.version()
+    assert version["gitVersion"].startswith("v1.")
+    names = [n.name async for n in admin_api.get("namespaces")]
+    assert k8s_namespace in names
+
+    sa_api = await kr8s.asyncio.api(kubeconfig=str(engram_runner_identity.kubeconfig_path))
+    assert sa_api.namespace == k8s_namespace
+    # kr8s's StepRun.get(name) is a LIST call, which the runner Role does not allow;
+    # refresh() is a plain GET.
+    sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=sa_api)
+    await sr.refresh()
+    with pytest.raises(kr8s.ServerError) as err:
+        await StepRun.get("run-a-start", namespace=k8s_namespace, api=sa_api)
+    assert err.value.response is not None and err.value.response.status_code == 403
+    await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
+    await sr.refresh()
+    assert sr.raw["status"]["phase"] == "Succeeded"
+    with pytest.raises(kr8s.ServerError) as err:
+        await sr.delete()
+    assert err.value.response is not None and err.value.response.status_code == 403
+
+
+# --------------------------------------------------------------------------- fault proxy
+
+
+def retrying(send, *, attempts: int = 5) -> tuple[httpx.Response, list[int]]:
+    """Minimal client-side retry: retry 409/429/5xx, honouring Retry-After (capped)."""
+    codes = []
+    for _ in range(attempts):
+        r = send()
+        codes.append(r.status_code)
+        if r.status_code not in (409, 429) and r.status_code < 500:
+            return r, codes
+        time.sleep(min(float(r.headers.get("Retry-After", "0.05")), 1.0))
+    return r, codes
+
+
+def test_fault_proxy_conflict_then_success(
+    controlplane: ControlPlane, k8s_namespace: str, fault_proxy: FaultProxy
+) -> None:
+    ns = k8s_namespace
+    with controlplane.client() as admin:
+        make_steprun(admin, ns)
+    fault = fault_proxy.conflict("PATCH", r"/stepruns/run-a-start/status$", times=2)
+    with httpx.Client(base_url=fault_proxy.url) as c:  # no credentials: proxied as admin
+        r, codes = retrying(
+            lambda: c.patch(
+                ns_path(RUNS, ns, "stepruns", "run-a-start", "status"),
+                headers=MERGE,
+                json={"status": {"retries": 0, "phase": "Succeeded"}},
+            )
+        )
+        assert codes == [409, 409, 200]
+        assert r.json()["status"]["phase"] == "Succeeded"
+        assert fault.hits == 2 and fault.exhausted
+        # the injected body is a proper Status
+        fault_proxy.conflict("GET", r"/stepruns/run-a-start$")
+        body = c.get(ns_path(RUNS, ns, "stepruns", "run-a-start")).json()
+    assert body["kind"] == "Status" and body["reason"] == "Conflict" and body["code"] == 409
+    assert body["details"] == {
+        "group": "runs.bubustack.io",
+        "kind": "stepruns",
+        "name": "run-a-start",
+    }
+    assert "the object has been modified" in body["message"]
+    assert [(s.method, s.status) for s in fault_proxy.requests][:3] == [
+        ("PATCH", 409),
+        ("PATCH", 409),
+        ("PATCH", 200),
+    ]
+
+
+def test_fault_proxy_500_429_delay_and_disconnect(
+    controlplane: ControlPlane, k8s_namespace: str, fault_proxy: FaultProxy
+) -> None:
+    ns = k8s_namespace
+    path = ns_path(RUNS, ns, "stepruns")
+    fault_proxy.server_error("POST", r"/stepruns$")
+    fault_proxy.throttle("POST", r"/stepruns$", retry_after=1)
+    body = {
+        "apiVersion": "runs.bubustack.io/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": "s1"},
+        "spec": {"storyRunRef": {"name": "run-a"}, "stepId": "start"},
+    }
+    with httpx.Client(base_url=fault_proxy.url) as c:
+        first = c.post(path, json=body)
+        assert first.status_code == 500 and first.json()["reason"] == "InternalError"
+        throttled = c.post(path, json=body)
+        assert throttled.status_code == 429
+        assert throttled.headers["Retry-After"] == "1"
+        assert throttled.json()["details"]["retryAfterSeconds"] == 1
+        assert c.post(path, json=body).status_code == 201  # faults exhausted: forwarded
+        # delay: held, then forwarded
+        fault_proxy.delay("GET", r"/stepruns/s1$", 0.3)
+        t0 = time.monotonic()
+        assert c.get(f"{path}/s1").status_code == 200
+        assert time.monotonic() - t0 >= 0.3
+        # skip: let the first matching request through, fail the second
+        fault_proxy.fail("GET", r"/stepruns/s1$", 503, skip=1)
+        assert c.get(f"{path}/s1").status_code == 200
+        assert c.get(f"{path}/s1").status_code == 503
+        # disconnect: the client sees a transport error, the next request works
+        fault_proxy.disconnect("GET", r"/stepruns/s1$")
+        with pytest.raises(httpx.TransportError):
+            c.get(f"{path}/s1")
+        assert c.get(f"{path}/s1").status_code == 200
+
+
+async def test_fault_proxy_forwards_tokens_and_watches(
+    controlplane: ControlPlane,
+    k8s_namespace: str,
+    fault_proxy: FaultProxy,
+    engram_runner_identity: rbac.Identity,
+) -> None:
+    ns = k8s_namespace
+    with controlplane.client() as admin:
+        obj = make_steprun(admin, ns)
+    headers = {"Authorization": f"Bearer {engram_runner_identity.token}"}
+    async with httpx.AsyncClient(base_url=fault_proxy.url, headers=headers, timeout=10) as c:
+        # RBAC still applies through the proxy (the token is forwarded, not the admin cert)
+        assert (await c.get(ns_path(RUNS, ns, "stepruns"))).status_code == 403
+        assert (await c.get(ns_path(RUNS, ns, "stepruns", "run-a-start"))).status_code == 200
+        params = {
+            "watch": "1",
+            "fieldSelector": "metadata.name=run-a-start",
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "timeoutSeconds": "10",
+        }
+        async with c.stream("GET", ns_path(RUNS, ns, "stepruns"), params=params) as w:
+            assert w.status_code == 200
+            await c.patch(
+                ns_path(RUNS, ns, "stepruns", "run-a-start", "status"),
+                headers=MERGE,
+                json={"status": {"retries": 0, "phase": "Succeeded"}},
+            )
+            async for line in w.aiter_lines():
+                if line:
+                    ev = json.loads(line)
+                    if ev["object"]["status"].get("phase") == "Succeeded":
+                        break
+        assert ev["type"] == "MODIFIED"
+
+
+async def test_kr8s_through_the_fault_proxy(
+    controlplane: ControlPlane,
+    k8s_namespace: str,
+    fault_proxy: FaultProxy,
+    engram_runner_identity: rbac.Identity,
+) -> None:
+    import kr8s.asyncio
+    from kr8s.asyncio.objects import new_class
+
+    StepRun = new_class(kind="StepRun", version="runs.bubustack.io/v1alpha1", namespaced=True)
+    with controlplane.client() as admin:
+        make_steprun(admin, k8s_namespace)
+    kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
+    api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))
+    fault_proxy.conflict("PATCH", r"/stepruns/run-a-start/status$")
+    sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=api)
+    await sr.refresh()
+    with pytest.raises(kr8s.ServerError) as err:
+        await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
+    assert err.value.response is not None and err.value.response.status_code == 409
+    assert err.value.status["reason"] == "Conflict"
+    await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
+    assert sr.raw["status"]["phase"] == "Succeeded"
+    # admin through the proxy: a kubeconfig without credentials
+    admin_api = await kr8s.asyncio.api(kubeconfig=str(fault_proxy.kubeconfig()))
+    assert [
+        n.name
+        async for n in admin_api.get("namespaces", field_selector=f"metadata.name={k8s_namespace}")
+    ] == [k8s_namespace]

@@ -1,0 +1,300 @@
+"""Fault tests for the streaming runtime against the local connector (loopback gRPC).
+
+The soak kills the connector's streams repeatedly while 10,000 messages flow and checks the
+delivery guarantees: nothing that was not ``done()`` is lost (the hub replays it), and nothing
+that was ``done()`` reaches the engram twice (the process-wide deduper suppresses the replay and
+re-sends its receipt). The other tests feed broken input and check the documented error and the
+documented retry-or-stop (streaming.md 2.4, 3.6, 3.9, 1.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._runtime.sources import MappingSource
+from bubu._streaming import start_streaming
+from bubu._transport.dedupe import PacketDeduper
+from bubu._transport.session import DeliveryBook, HangTimeoutError, Session, run_with_reconnect
+from bubu._transport.settings import TransportSettings
+from bubu.engram import StreamingEngram
+from bubu.errors import ContractError, StreamSessionError
+from bubu.testkit._connector import LocalConnector
+
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "5ms",
+    "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "20ms",
+    "BUBU_GRPC_RECONNECT_MAX_RETRIES": "-1",
+    "BUBU_GRPC_MESSAGE_TIMEOUT": "5s",
+}
+
+
+class Ledger(StreamingEngram[dict[str, Any]]):
+    """Echoes each message and keeps a ledger of deliveries per sequence number."""
+
+    def __init__(self) -> None:
+        self.deliveries: dict[int, int] = {}
+        self.done: set[int] = set()
+        self.delivered_after_done: list[int] = []
+        self.streams = 0
+        self.inits = 0
+
+    async def init(self, config: dict[str, Any], secrets: Any) -> None:
+        self.inits += 1
+
+    async def stream(
+        self, inbound: AsyncIterator[InboundMessage]
+    ) -> AsyncIterator[StreamMessage]:
+        self.streams += 1
+        async for msg in inbound:
+            seq = msg.envelope.sequence
+            if seq in self.done:
+                self.delivered_after_done.append(seq)
+            self.deliveries[seq] = self.deliveries.get(seq, 0) + 1
+            async with msg:
+                yield StreamMessage.json(msg.json_data())
+            self.done.add(seq)
+
+
+@contextlib.asynccontextmanager
+async def running(engram: Any, conn: LocalConnector) -> AsyncIterator[asyncio.Task[int]]:
+    task = asyncio.create_task(
+        start_streaming(engram, source=MappingSource(conn.binding_env()))
+    )
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+@pytest.mark.slow
+async def test_soak_10000_messages_with_repeated_connector_kills() -> None:
+    total = 10_000
+    kill_every = 700
+    engram = Ledger()
+    conn = LocalConnector(settings={"env": FAST}, buffer_size=64)
+    kills = 0
+    async with conn, running(engram, conn) as task:
+        await conn.wait_ready()
+        for n in range(total):
+            await conn.send(StreamMessage.json({"n": n}))
+            if n and n % kill_every == 0:
+                mode = "error" if kills % 2 == 0 else "eof"
+                await conn.restart(mode=mode, timeout=20)
+                kills += 1
+        await conn.wait_until(
+            lambda: conn.stats.sent == total and not conn.unacked, timeout=60
+        )
+        assert not task.done()
+    sequences = set(range(1, total + 1))
+    # Nothing lost: every sequence reached the engram and was done (hence receipted).
+    assert set(engram.deliveries) == sequences
+    assert engram.done == sequences
+    # Nothing that was done reached the engram twice.
+    assert engram.delivered_after_done == []
+    # The kills really interrupted in-flight work, so some undone messages were redelivered.
+    assert kills >= 10
+    assert conn.stats.redelivered > 0
+    assert engram.inits == 1 and engram.streams == kills + 1
+    assert conn.stats.violations == []
+
+
+async def test_undecodable_protobuf_bytes_are_a_retryable_session_error() -> None:
+    engram = Ledger()
+    conn = LocalConnector(settings={"env": FAST}, sequenced=False)
+    async with conn, running(engram, conn):
+        await conn.wait_ready()
+        server_codec = conn._server._codec  # type: ignore[union-attr]
+        original = server_codec.encode
+
+        def garbage(message: Any, message_type: Any) -> bytes:
+            if isinstance(message, pb.DataResponse) and message.metadata.get("garbage"):
+                return b"\xff\xff\xff\xff"
+            return original(message, message_type)
+
+        server_codec.encode = garbage
+        await conn.send_packet(pb.DataResponse(metadata={"garbage": "1"}))
+        await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=5)
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"after": 1}))
+        out = await conn.next_output()
+    assert out.json_data() == {"after": 1}
+    assert engram.streams >= 2
+
+
+async def test_invalid_envelope_json_is_a_retryable_session_error() -> None:
+    engram = Ledger()
+    conn = LocalConnector(settings={"env": FAST}, sequenced=False)
+    async with conn, running(engram, conn):
+        await conn.wait_ready()
+        packet = pb.DataResponse()
+        packet.binary.payload = b'{"version":"v1","payload":{not json'
+        packet.binary.mime_type = "application/vnd.bubu.packet+json"
+        await conn.send_packet(packet)
+        await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=5)
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"after": 2}))
+        assert (await conn.next_output()).json_data() == {"after": 2}
+
+
+async def test_oversized_inbound_frame_is_refused_and_the_session_reconnects() -> None:
+    engram = Ledger()
+    conn = LocalConnector(settings={"env": FAST}, sequenced=False)
+    async with conn, running(engram, conn):
+        await conn.wait_ready()
+        packet = pb.DataResponse()
+        packet.binary.payload = b"x" * (10 * 1024 * 1024 + 10)
+        await conn.send_packet(packet)
+        await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=10)
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"after": 3}))
+        assert (await conn.next_output()).json_data() == {"after": 3}
+    assert engram.deliveries == {0: 1}
+
+
+async def test_dedupe_overflow_is_a_session_error_then_reconnect() -> None:
+    settings = TransportSettings(reconnect_base_backoff=0.005, reconnect_max_backoff=0.01)
+    book = DeliveryBook(PacketDeduper(max_entries=3))
+    held: list[InboundMessage] = []
+    sessions: list[Session] = []
+
+    async def hold_all(inbound: Any, emit: Any) -> None:
+        async for msg in inbound:
+            held.append(msg)
+
+    async with LocalConnector() as conn:
+
+        def make() -> Session:
+            session = Session(
+                endpoint=conn.address,
+                binding_reference="",
+                settings=settings,
+                book=book,
+                engram=hold_all,
+            )
+            sessions.append(session)
+            return session
+
+        task = asyncio.create_task(run_with_reconnect(make, settings))
+        try:
+            await conn.wait_ready()
+            for n in range(4):
+                await conn.send(StreamMessage.json({"n": n}))
+            await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    # The first session took 3 pending packets, the 4th overflowed; the replay starts over.
+    assert len(sessions) >= 2
+    assert [m.envelope.sequence for m in held[:3]] == [1, 2, 3]
+    assert held[3].envelope.sequence == 1
+
+
+async def test_hang_watcher_stops_the_process_without_reconnecting() -> None:
+    engram = Ledger()
+    env = {**FAST, "BUBU_GRPC_HANG_TIMEOUT": "200ms"}
+    conn = LocalConnector(settings={"env": env}, send_handoff=False)
+    async with conn, running(engram, conn) as task:
+        with pytest.raises(HangTimeoutError, match="BUBU_GRPC_HANG_TIMEOUT"):
+            await asyncio.wait_for(task, 5)
+    assert conn.stats.data_sessions == 1
+
+
+def _binding(version: str = "1.0.0", **changes: Any) -> str:
+    envelope: dict[str, Any] = {
+        "name": "b",
+        "namespace": "ns",
+        "binding": {"driver": "local", "endpoint": "127.0.0.1:1", "protocolVersion": version},
+    }
+    envelope.update(changes)
+    return json.dumps(envelope)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (_binding("9.9.9"), "unsupported transport protocol version"),
+        (_binding(name=""), "binding envelope name is required"),
+        (json.dumps({"driver": "x", "endpoint": "e", "protocolVersion": "1.0.0"}), "name"),
+        ("not-json", "must be a JSON envelope"),
+        ("", "transport binding missing"),
+    ],
+)
+async def test_bad_bindings_stop_before_any_dial(value: str, match: str) -> None:
+    engram = Ledger()
+    with pytest.raises(ContractError, match=match) as info:
+        await start_streaming(
+            engram, source=MappingSource({"BUBU_TRANSPORT_BINDING": value})
+        )
+    assert info.value.variable == "BUBU_TRANSPORT_BINDING"
+    assert engram.inits == 0
+    assert not info.value.retryable
+
+
+async def test_plaintext_security_mode_is_rejected() -> None:
+    async with LocalConnector() as conn:
+        env = {**conn.binding_env(), "BUBU_TRANSPORT_SECURITY_MODE": "plaintext"}
+        with pytest.raises(ContractError, match="BUBU_TRANSPORT_SECURITY_MODE"):
+            await start_streaming(Ledger(), source=MappingSource(env))
+        assert conn.stats.data_sessions == 0
+
+
+async def test_loopback_is_dialled_in_plaintext_even_with_tls_mode() -> None:
+    engram = Ledger()
+    async with LocalConnector(settings={"env": FAST}) as conn:
+        env = {**conn.binding_env(), "BUBU_TRANSPORT_SECURITY_MODE": "tls"}
+        task = asyncio.create_task(start_streaming(engram, source=MappingSource(env)))
+        try:
+            await conn.wait_ready()
+            await conn.send(StreamMessage.json({"tls": "skipped"}))
+            assert (await conn.next_output()).json_data() == {"tls": "skipped"}
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def test_connector_refusing_every_stream_is_retried_until_exhausted() -> None:
+    settings = TransportSettings(
+        reconnect_base_backoff=0.001, reconnect_max_backoff=0.002, reconnect_max_retries=3
+    )
+    attempts: list[int] = []
+
+    async def engram(inbound: Any, emit: Any) -> None:
+        return None
+
+    async with LocalConnector(send_ready=False) as conn:
+
+        def make() -> Session:
+            attempts.append(1)
+            return Session(
+                endpoint=conn.address,
+                binding_reference="",
+                settings=settings,
+                book=DeliveryBook(),
+                engram=engram,
+            )
+
+        task = asyncio.create_task(run_with_reconnect(make, settings))
+        await conn.wait_until(lambda: conn.stats.control_sessions >= 1)
+        await conn.kill_session("eof")
+        await asyncio.sleep(0.05)
+        for _ in range(5):
+            await conn.kill_session("error")
+            await asyncio.sleep(0.05)
+        with pytest.raises(StreamSessionError, match="retries exhausted"):
+            await asyncio.wait_for(task, 5)
+    assert len(attempts) == 4  # the first attempt + 3 retries

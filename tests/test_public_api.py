@@ -1,0 +1,67 @@
+"""Pin the public API: ``bubu.__all__`` and ``bubu.testkit.__all__`` change only on purpose.
+
+The lead owns ``bubu/__init__.py``; a change there must update this list in the same commit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import bubu
+import bubu.testkit
+
+BUBU_ALL = {
+    "AudioFrame", "BatchEngram", "BinaryFrame", "ExecutionContext", "Impulse", "InboundMessage",
+    "Result", "Secrets", "StoryDispatcher", "StoryInfo", "StreamMessage", "StreamingEngram",
+    "VideoFrame", "__version__", "emit_signal", "emit_text_signal", "errors",
+    "execute_effect_once", "has_effect", "record_effect", "replay_signals", "run",
+    "run_impulse", "start", "start_batch", "start_story", "start_story_with_token",
+    "start_streaming", "stop_story",
+}
+
+TESTKIT_ALL = {"BatchHarness", "MemoryStatusSink"}
+
+# Fixed by the spec README ("The public Python API shape"): must always be present.
+SPEC_NAMES = {
+    "start_batch", "start_streaming", "run_impulse", "start", "run", "start_story",
+    "start_story_with_token", "stop_story", "emit_signal", "record_effect",
+    "execute_effect_once", "BatchEngram", "StreamingEngram", "Impulse", "Secrets",
+    "ExecutionContext", "Result", "StreamMessage", "InboundMessage", "BinaryFrame",
+    "AudioFrame", "VideoFrame",
+}
+
+
+def test_bubu_all_is_pinned() -> None:
+    assert set(bubu.__all__) == BUBU_ALL
+    assert len(bubu.__all__) == len(set(bubu.__all__))
+    assert sorted(dir(bubu)) == sorted(bubu.__all__)
+
+
+def test_spec_names_are_public() -> None:
+    assert SPEC_NAMES <= set(bubu.__all__)
+
+
+def test_batch_entry_points_resolve() -> None:
+    for name in ("start_batch", "run", "start", "BatchEngram", "Result", "ExecutionContext",
+                 "Secrets", "StoryInfo"):
+        assert getattr(bubu, name) is not None
+    assert inspect.iscoroutinefunction(bubu.start_batch)
+    assert inspect.iscoroutinefunction(bubu.start)
+    assert bubu.start_batch is importlib.import_module("bubu._batch").start_batch
+
+
+def test_testkit_all_is_pinned() -> None:
+    assert set(bubu.testkit.__all__) == TESTKIT_ALL
+    assert sorted(dir(bubu.testkit)) == sorted(bubu.testkit.__all__)
+    for name in bubu.testkit.__all__:
+        assert getattr(bubu.testkit, name) is not None
+
+
+def test_unknown_attribute_raises() -> None:
+    try:
+        bubu.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")

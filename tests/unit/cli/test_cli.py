@@ -1,0 +1,167 @@
+"""The ``bubu run`` local runner, end to end in subprocesses (exit codes, stdout, stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+HELLO = ROOT / "examples" / "hello.py"
+SECRET = "tok-9f8e7d6c5b4a"
+
+
+def bubu(*args: str, env: dict[str, str] | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bubu", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=ROOT)
+
+
+ENGRAMS = textwrap.dedent('''
+    import asyncio, msgspec, bubu
+    from bubu.errors import EngramError
+
+    class Inputs(msgspec.Struct):
+        mode: str = "ok"
+
+    class Tool(bubu.BatchEngram[dict, Inputs]):
+        async def init(self, config, secrets):
+            self.secrets = secrets
+
+        async def process(self, ctx, inputs):
+            if inputs.mode == "raise":
+                raise RuntimeError("kaput " + (self.secrets.get("api") or ""))
+            if inputs.mode == "sleep":
+                print("READY", flush=True)
+                await asyncio.sleep(30)
+            if inputs.mode == "log":
+                ctx.logger.warning("token is %s", self.secrets.get("api"))
+            return bubu.Result({"secret_len": len(self.secrets.get("api") or "")})
+
+    class Other(Tool):
+        pass
+''')
+
+
+@pytest.fixture
+def engrams(tmp_path: Path) -> Path:
+    path = tmp_path / "tools.py"
+    path.write_text(ENGRAMS)
+    return path
+
+
+def test_run_hello_prints_json_and_exits_0() -> None:
+    proc = bubu("run", str(HELLO), "--inputs", '{"name": "Ada"}')
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"greeting": "Hello, Ada!"}
+
+
+def test_run_with_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"greeting": "Hi"}')
+    proc = bubu("run", f"{HELLO}:HelloEngram", "--inputs", '{"name": "Bo"}', "--config", f"@{cfg}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"greeting": "Hi, Bo!"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--inputs", '{"name": 5x}'],
+         "bubu: --inputs: invalid JSON at line 1 column 11: Expecting ',' delimiter"),
+        (["--inputs", "[1]"], "bubu: --inputs: expected a JSON object, got array"),
+        (["--inputs", "@/nonexistent.json"], "bubu: --inputs: cannot read /nonexistent.json"),
+        (["--inputs", "{}", "--secret", "novalue"], "bubu: --secret: expected name=value"),
+        (["--inputs", "{}", "--timeout", "soon"], "bubu: --timeout:"),
+    ],
+)
+def test_bad_cli_input_is_one_line_exit_2(args: list[str], expected: str) -> None:
+    proc = bubu("run", str(HELLO), *args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_decode_error_names_json_path_exit_1() -> None:
+    proc = bubu("run", str(HELLO), "--inputs", '{"name": [1]}')
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["bubu: inputs: $.name: expected str, got array"]
+    assert proc.stdout == ""
+
+
+def test_engram_exception_exits_1_without_traceback(engrams: Path) -> None:
+    proc = bubu("run", f"{engrams}:Tool", "--inputs", '{"mode": "raise"}')
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["bubu: step failed: RuntimeError: kaput"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_timeout_exits_124(engrams: Path) -> None:
+    proc = bubu("run", f"{engrams}:Tool", "--inputs", '{"mode": "sleep"}', "--timeout", "0.2")
+    assert proc.returncode == 124
+    assert "timed out after 200ms" in proc.stderr
+
+
+def test_several_engrams_need_a_selector(engrams: Path) -> None:
+    proc = bubu("run", str(engrams), "--inputs", "{}")
+    assert proc.returncode == 2
+    assert "several engrams (Other, Tool)" in proc.stderr
+
+
+def test_missing_file() -> None:
+    proc = bubu("run", "nope.py")
+    assert proc.returncode == 2 and proc.stderr.strip() == "bubu: nope.py: no such file"
+
+
+@pytest.mark.parametrize("mode", ["raise", "log", "ok"])
+def test_secret_values_never_printed(engrams: Path, mode: str) -> None:
+    proc = bubu("run", f"{engrams}:Tool", "--inputs", json.dumps({"mode": mode}),
+                "--secret", f"api={SECRET}", "--debug")
+    assert SECRET not in proc.stdout and SECRET not in proc.stderr
+    if mode == "ok":
+        assert proc.returncode == 0 and json.loads(proc.stdout) == {"secret_len": len(SECRET)}
+    elif mode == "log":
+        assert "token is [REDACTED]" in proc.stderr
+    else:
+        assert proc.returncode == 1 and "[REDACTED]" in proc.stderr
+
+
+def test_sigterm_writes_terminal_status_and_exits_143(engrams: Path) -> None:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bubu", "run", f"{engrams}:Tool", "--inputs", '{"mode": "sleep"}'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    assert time.monotonic() - started < 10
+    assert "step failed: step interrupted by SIGTERM" in err
+
+
+def test_python_dash_m_hello_runs_locally() -> None:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    full_env["BUBU_TRIGGER_DATA"] = '{"name": "Cy"}'
+    proc = subprocess.run([sys.executable, str(HELLO)], capture_output=True, text=True,
+                          env=full_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert any(e.get("msg") == "greeting Cy" for e in lines)
+
+
+def test_no_command_prints_help_exit_2() -> None:
+    proc = bubu()
+    assert proc.returncode == 2 and "run" in proc.stderr

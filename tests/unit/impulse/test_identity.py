@@ -1,0 +1,255 @@
+"""Identity algorithms against Go-produced vectors (crds.md 2.2, go-sdk-core.md c.3.2)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bubu._k8s import identity
+
+EMPTY_HASH = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+
+@pytest.mark.parametrize(
+    ("ns", "story", "key", "submission", "trigger", "run"),
+    [
+        (
+            "default",
+            "smoke-story",
+            "test-trigger-token",
+            "test-trigger-token",
+            "smoke-story-trigger-5830b795c652e136",
+            "smoke-story-test-trigger-token-5830b795c652e136",
+        ),
+        (
+            "default",
+            "smoke-story",
+            "",
+            "0b6f2f0e-1c1e-4c39-9c49-5d2d8a3f7a10",
+            "smoke-story-trigger-a05673964e13e436",
+            "smoke-story-0b6f2f0e-1c1e-4c39-9c49-5d2d8a3f7a10-a05673964e13e436",
+        ),
+        (
+            "team-a",
+            "My_Story",
+            "Order#123",
+            "Order#123",
+            "My_Story-trigger-63de1cbdcb789a34",
+            "My_Story-order-123-63de1cbdcb789a34",
+        ),
+        (
+            "",
+            "smoke-story",
+            "abc",
+            "abc",
+            "smoke-story-trigger-8a816125183bbfd4",
+            "smoke-story-abc",
+        ),
+    ],
+)
+def test_trigger_and_run_names_match_go_vectors(ns, story, key, submission, trigger, run):
+    assert identity.derive_story_trigger_name(ns, story, key, submission) == trigger
+    assert identity.derive_story_run_name(ns, story, key or submission) == run
+
+
+@pytest.mark.parametrize(
+    ("ns", "step_run", "key", "expected"),
+    [
+        ("default", "sr-1", "effect-1", "sr-1-effect-5837c012d29a3c18"),
+        (
+            "default",
+            "storyrun-x-step-a",
+            "charge:order/42",
+            "storyrun-x-step-a-effect-15b7b38c0de1bcb6",
+        ),
+        ("test-ns", "step-1", "effect-3", "step-1-effect-afaed76b3b6d524b"),
+    ],
+)
+def test_effect_claim_names_match_go_vectors(ns, step_run, key, expected):
+    assert identity.derive_effect_claim_name(ns, step_run, key) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("", "workflow", "abc123"), "workflow-abc123"),
+        (("", "workflow", "Order 42 / Completed"), "workflow-order-42-completed-4669722e042c75d8"),
+        (("team-a", "workflow", "deploy-42"), "workflow-deploy-42-57f8791470eb9006"),
+        (("", "workflow", "!!!"), "workflow-85a42a866aa6da17"),
+    ],
+)
+def test_story_run_name_recomputed_vectors(args, expected):
+    assert identity.derive_story_run_name(*args) == expected
+
+
+def test_trigger_name_for_key_equals_submission_vector():
+    assert (
+        identity.derive_story_trigger_name("team-a", "workflow", "deploy-42", "deploy-42")
+        == "workflow-trigger-57f8791470eb9006"
+    )
+
+
+def test_empty_identity_gives_empty_names():
+    assert identity.derive_story_trigger_name("ns", "s", "", "") == ""
+    assert identity.derive_effect_claim_name("ns", "sr", "") == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({}, EMPTY_HASH),
+        (None, EMPTY_HASH),
+        ({"hello": "world"}, "93a23971a914e5eacbf0a8d25154cda309c3c1c72fbb9914d47c60f3cb681588"),
+        (
+            {"b": 1, "a": [1, 2.5, {"z": True, "y": None}]},
+            "df92dc717727a5be73a233f3f9131e6c68f16a2d3a775ac635860314eb056a81",
+        ),
+    ],
+)
+def test_input_hash_matches_go_vectors(value, expected):
+    assert identity.compute_trigger_input_hash(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (1.0, "1"),
+        (1e-7, "1e-7"),
+        (1e21, "1e+21"),
+        (-0.0, "-0"),
+        (12345678901234567890, "12345678901234567000"),
+        (1e20, "100000000000000000000"),
+        (0.000001, "0.000001"),
+        (1.5e-7, "1.5e-7"),
+        (1e100, "1e+100"),
+        (123.456, "123.456"),
+        (5e-324, "5e-324"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"),
+        (0, "0"),
+        (-2.5, "-2.5"),
+    ],
+)
+def test_go_float_formatting(number, expected):
+    assert identity.go_canonical_json(number) == expected
+
+
+def test_go_string_escapes_html_and_line_separators():
+    assert identity.go_canonical_json("<&>") == '"\\u003c\\u0026\\u003e"'
+    assert identity.go_canonical_json("a\u2028b\u2029") == '"a\\u2028b\\u2029"'
+    assert identity.go_canonical_json("\x01\n\t\x7f é") == '"\\u0001\\n\\t\x7f é"'
+    assert identity.go_canonical_json('"\\') == '"\\"\\\\"'
+
+
+def test_canonical_json_sorts_keys_and_has_no_whitespace():
+    assert identity.go_canonical_json({"b": [1, 2], "a": {"d": None, "c": True}}) == (
+        '{"a":{"c":true,"d":null},"b":[1,2]}'
+    )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {1: "x"}, {"a": object()}, 10**400])
+def test_canonical_json_rejects_non_json_naming_the_problem(bad):
+    with pytest.raises(ValueError):
+        identity.go_canonical_json(bad)
+
+
+def test_canonical_json_error_names_the_path():
+    with pytest.raises(ValueError, match=r"\$\.a\[1\]"):
+        identity.go_canonical_json({"a": [1, float("nan")]})
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_go_float_round_trips(value):
+    # Go's shortest formatting must parse back to the same float64.
+    assert float(identity.go_float(value)) == value
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_canonical_json_is_valid_json_of_the_same_value(value):
+    text = identity.go_canonical_json(value)
+    assert "<" not in text and ">" not in text and "&" not in text
+
+    def as_floats(v):
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, int | float):
+            return float(v)
+        if isinstance(v, list):
+            return [as_floats(x) for x in v]
+        return {k: as_floats(x) for k, x in v.items()}
+
+    # hypothesis text() never yields lone surrogates, so the value survives unchanged
+    assert as_floats(json.loads(text)) == as_floats(value)
+
+
+def test_canonical_json_is_independent_of_key_order():
+    a = {"x": 1, "y": {"b": 2, "a": 1}}
+    b = {"y": {"a": 1, "b": 2}, "x": 1.0}
+    assert identity.compute_trigger_input_hash(a) == identity.compute_trigger_input_hash(b)
+
+
+@pytest.mark.parametrize("story_len", [230, 250, 260])
+def test_long_names_stay_within_253(story_len):
+    story = "s" * story_len
+    assert len(identity.derive_story_trigger_name("ns", story, "k", "k")) <= 253
+    assert len(identity.derive_story_run_name("ns", story, "t" * 300)) <= 253
+    assert len(identity.derive_effect_claim_name("ns", story, "k")) <= 253
+
+
+def test_story_run_name_token_case_only_difference_gets_hash():
+    assert identity.derive_story_run_name("", "wf", "ABC") != "wf-abc"
+    assert identity.derive_story_run_name("", "wf", "ABC").startswith("wf-abc-")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("My_Run", "my-run"), ("", "resource"), ("---", "resource"), ("a.b.c", "a-b-c")],
+)
+def test_safe_label_value(name, expected):
+    assert identity.safe_label_value(name) == expected
+
+
+def test_safe_label_value_long_names_are_hashed_and_valid():
+    value = identity.safe_label_value("x" * 100)
+    assert len(value) <= 63
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value)
+
+
+def test_step_run_idempotency_key():
+    assert identity.step_run_idempotency_key("ns", "run", "step") == "ns/ns/storyrun/run/step/step"
+    assert identity.step_run_idempotency_key("", "run", "step") == "storyrun/run/step/step"
+    assert identity.step_run_idempotency_key("ns", "r" * 300, "s").startswith("sha256:")
+
+
+def test_compose_dns1123_name():
+    assert identity.compose_dns1123_name("My", "Name!") == "my-name"
+    assert identity.compose_dns1123_name("", "!!") == "resource"
+    long = identity.compose_dns1123_name("a" * 80, "b")
+    assert len(long) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", long)
+
+
+def test_go_format_g_matches_fmt_sprint():
+    assert [identity.go_format_g(v) for v in (1e6, 100000.0, 1234567.0, 3.0, 1e-5, 0.0001)] == [
+        "1e+06",
+        "100000",
+        "1.234567e+06",
+        "3",
+        "1e-05",
+        "0.0001",
+    ]

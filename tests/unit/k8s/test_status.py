@@ -1,0 +1,317 @@
+"""StepRun status protocol: merge rules, phase machine, fencing, bounds, retries (c.2)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bubu._aio.backoff import Backoff
+from bubu._k8s import status
+from bubu._k8s.resources import StepRunStatus, StructuredError
+from bubu.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidTransitionError,
+    KubernetesError,
+    NotFoundError,
+    PodFencedError,
+)
+from tests.unit.k8s.status_fakes import FakeStepRuns, apply_merge_patch
+
+FAST = Backoff(base=0.0, factor=1.0, maximum=0.0, jitter=0.0)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("Running", "Timeout"),
+        ("Pending", "Timeout"),
+        ("Running", "Aborted"),
+        ("Scheduling", "Canceled"),
+        ("Blocked", "Canceled"),
+        ("Failed", "Succeeded"),
+        ("Failed", "Running"),
+        ("", "Succeeded"),
+        (None, "Failed"),
+        ("Succeeded", "Succeeded"),
+    ],
+)
+def test_check_transition_allows_go_transitions(src: str | None, dst: str) -> None:
+    status.check_transition(src, dst)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("Pending", "Succeeded"),
+        ("Finished", "Running"),
+        ("Skipped", "Running"),
+        ("Succeeded", "Failed"),
+        ("Timeout", "Failed"),
+        ("Weird", "Running"),
+    ],
+)
+def test_check_transition_refuses_invalid(src: str, dst: str) -> None:
+    with pytest.raises(InvalidTransitionError, match="invalid phase transition"):
+        status.check_transition(src, dst)
+
+
+def test_merge_adds_retries_zero_on_first_write() -> None:
+    merged = status.merge_status(None, StepRunStatus(phase="Failed"))
+    assert merged == {"phase": "Failed", "retries": 0}
+
+
+def test_merge_keeps_existing_fields_and_go_zero_rules() -> None:
+    existing = {
+        "phase": "Running",
+        "retries": 2,
+        "exitCode": 3,
+        "lastFailureMsg": "old",
+        "error": {"version": "v1", "type": "unknown", "message": "old"},
+        "conditions": [{"type": "Ready"}],
+        "needs": ["a"],
+    }
+    merged = status.merge_status(
+        existing,
+        {"phase": "Succeeded", "exitCode": 0, "retries": 0, "exitClass": "success",
+         "lastFailureMsg": "", "output": {"x": 1}, "conditions": [{"type": "Mine"}]},
+    )
+    assert merged["phase"] == "Succeeded"
+    assert merged["exitCode"] == 3  # zero never resets
+    assert merged["retries"] == 2
+    assert merged["lastFailureMsg"] == "old"  # never cleared
+    assert merged["error"]["message"] == "old"
+    assert merged["conditions"] == [{"type": "Ready"}]  # SDK conditions dropped
+    assert merged["needs"] == ["a"]  # omitted needs preserved
+    assert merged["output"] == {"x": 1}
+
+
+def test_merge_explicit_empty_needs_clears() -> None:
+    assert status.merge_status({"needs": ["a"], "retries": 0}, {"needs": []})["needs"] == []
+
+
+def test_merge_bounds_messages_to_8kib_on_utf8_boundary() -> None:
+    long = "\u00e9" * 5000  # 10000 bytes
+    err = StructuredError(type="execution_error", message=long)
+    merged = status.merge_status(None, StepRunStatus(last_failure_msg=long, error=err))
+    assert len(merged["lastFailureMsg"].encode()) <= 8192
+    assert len(merged["error"]["message"].encode()) <= 8192
+    assert merged["lastFailureMsg"] == "\u00e9" * 4096
+    assert status.truncate_utf8("a" * 10000) == "a" * 8192
+    assert status.truncate_utf8("short") == "short"
+    assert status.truncate_utf8("x" * 10, 0) == "x" * 10
+
+
+def test_merge_rejects_scalar_output() -> None:
+    with pytest.raises(ValueError, match=r"status\.output must be a JSON object"):
+        status.merge_status(None, {"output": [1, 2]})
+
+
+def test_merge_signals_by_key_and_empty_deletes() -> None:
+    merged = status.merge_status(
+        {"retries": 0, "signals": {"a": {"v": 1}, "b": {"v": 2}}},
+        {"signals": {"a": {}, "c": {"v": 3}}},
+    )
+    assert merged["signals"] == {"b": {"v": 2}, "c": {"v": 3}}
+
+
+def test_merge_signal_events_seq_rules_and_cap() -> None:
+    existing = {"retries": 0, "signalEvents": [{"seq": i, "key": "k"} for i in range(1, 257)]}
+    merged = status.merge_status(
+        existing, {"signalEvents": [{"seq": 0, "key": "new"}, {"seq": 5, "key": "dup"}]}
+    )
+    events = merged["signalEvents"]
+    assert len(events) == 256
+    assert events[-1] == {"seq": 257, "key": "new"}
+    assert events[0]["seq"] == 2  # oldest dropped
+    assert all(e["key"] != "dup" for e in events)
+
+
+def test_merge_effects_dedupe_by_key_first_details_win() -> None:
+    merged = status.merge_status(
+        {"retries": 0, "effects": [{"seq": 1, "key": "k", "details": {"first": True}}]},
+        {"effects": [{"seq": 0, "key": "k", "details": {"first": False}},
+                     {"seq": 0, "key": "other"}]},
+    )
+    assert merged["effects"] == [
+        {"seq": 1, "key": "k", "details": {"first": True}},
+        {"seq": 2, "key": "other"},
+    ]
+
+
+def test_merge_patch_diff_round_trips() -> None:
+    before = {"a": 1, "b": {"c": 1, "d": 2}, "e": [1], "gone": True}
+    after = {"a": 1, "b": {"c": 2}, "e": [1, 2], "new": {"x": None}}
+    diff = status.merge_patch_diff(before, after)
+    assert diff == {"b": {"c": 2, "d": None}, "e": [1, 2], "gone": None, "new": {"x": None}}
+    assert apply_merge_patch(before, diff) == {"a": 1, "b": {"c": 2}, "e": [1, 2], "new": {}}
+
+
+async def test_patch_writes_merge_patch_without_resource_version() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0, "startedAt": "t0"})
+    stored = await status.patch_step_run_status(
+        kube, "s1", None, StepRunStatus(phase="Succeeded", exit_class="success", output={"a": 1})
+    )
+    assert stored["phase"] == "Succeeded"
+    assert kube.patches == [
+        {"status": {"phase": "Succeeded", "exitClass": "success", "output": {"a": 1}}}
+    ]
+    assert kube.status("s1")["startedAt"] == "t0"
+
+
+async def test_patch_first_write_includes_retries() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1")  # no status at all: the CRD requires status.retries
+    await status.patch_step_run_status(kube, "s1", None, StepRunStatus(phase="Failed"))
+    assert kube.patches[0]["status"]["retries"] == 0
+    assert kube.status("s1") == {"phase": "Failed", "retries": 0}
+
+
+async def test_patch_fencing_refuses_other_pod_without_retry() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0, "podName": "pod-a"})
+    with pytest.raises(PodFencedError, match="zombie pod fencing"):
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Succeeded"), pod_name="pod-b", backoff=FAST
+        )
+    assert kube.patches == [] and kube.gets == 1
+    # Our own pod, or no pod name, passes.
+    await status.patch_step_run_status(
+        kube, "s1", None, StepRunStatus(phase="Succeeded"), pod_name="pod-a"
+    )
+    assert kube.status("s1")["phase"] == "Succeeded"
+
+
+async def test_patch_invalid_transition_not_retried() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Pending", "retries": 0})
+    with pytest.raises(InvalidTransitionError):
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Succeeded"), backoff=FAST
+        )
+    assert kube.gets == 1 and kube.patches == []
+
+
+async def test_patch_retries_conflict_then_succeeds() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [ConflictError("conflict", status_code=409)] * 2
+    await status.patch_step_run_status(
+        kube, "s1", None, StepRunStatus(phase="Succeeded"), backoff=FAST
+    )
+    assert len(kube.patches) == 3 and kube.gets == 3
+    assert kube.status("s1")["phase"] == "Succeeded"
+
+
+async def test_patch_conflict_exhausted_raises_conflict_with_one_patch_at_zero_retries() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [ConflictError("conflict", status_code=409)]
+    with pytest.raises(ConflictError):
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Succeeded"), max_retries=0, backoff=FAST
+        )
+    assert len(kube.patches) == 1
+
+
+async def test_patch_negative_max_retries_still_tries_once() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    await status.patch_step_run_status(
+        kube, "s1", None, StepRunStatus(phase="Failed"), max_retries=-3
+    )
+    assert len(kube.patches) == 1
+
+
+async def test_patch_retries_transient_get_and_5xx() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_get = [KubernetesError("boom", status_code=503, retryable=True)]
+    kube.fail_patch = [KubernetesError("busy", status_code=429, retryable=True)]
+    await status.patch_step_run_status(
+        kube, "s1", None, StepRunStatus(phase="Failed"), backoff=FAST
+    )
+    assert kube.status("s1")["phase"] == "Failed"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ForbiddenError("no", status_code=403),
+        NotFoundError("gone", status_code=404),
+        KubernetesError("bad", status_code=422, reason="Invalid", retryable=False),
+    ],
+)
+async def test_patch_permanent_errors_not_retried(error: KubernetesError) -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [error]
+    with pytest.raises(type(error)):
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Failed"), backoff=FAST
+        )
+    assert len(kube.patches) == 1
+
+
+async def test_patch_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(status.asyncio, "sleep", fake_sleep)
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [KubernetesError("slow down", status_code=429, retryable=True,
+                                       retry_after=2.5)]
+    await status.patch_step_run_status(
+        kube, "s1", None, StepRunStatus(phase="Failed"), backoff=FAST
+    )
+    assert slept == [2.5]
+
+
+async def test_patch_gives_up_at_operation_timeout() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [KubernetesError("x", status_code=500, retryable=True, retry_after=60)]
+    with pytest.raises(KubernetesError, match="BUBU_K8S_OPERATION_TIMEOUT") as info:
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Failed"), operation_timeout=0.05
+        )
+    assert info.value.retryable
+    assert isinstance(info.value.__cause__, KubernetesError)
+
+
+async def test_optimistic_update_rereads_after_concurrent_append() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0, "effects": [{"seq": 1, "key": "a"}]})
+
+    def race() -> None:  # another writer appends between our GET and PATCH
+        obj = kube.objects[("default", "s1")]
+        obj["status"]["effects"].append({"seq": 2, "key": "b"})
+        obj["metadata"]["resourceVersion"] = "99"
+
+    kube.before_patch = race
+    await status.patch_step_run_status(
+        kube, "s1", None, {"effects": [{"seq": 0, "key": "c"}]}, optimistic=True, backoff=FAST
+    )
+    assert [e["key"] for e in kube.status("s1")["effects"]] == ["a", "b", "c"]
+    assert kube.patches[0]["metadata"] == {"resourceVersion": "1"}
+
+
+async def test_update_mutate_none_writes_nothing() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    result = await status.update_step_run_status(kube, "s1", None, lambda s: None)
+    assert result["phase"] == "Running" and kube.patches == []
+
+
+def test_backoff_jitter_bounds() -> None:
+    b = Backoff(base=0.1, factor=2.0, maximum=1.0, jitter=0.25)
+    rng = random.Random(1)
+    for attempt in range(8):
+        raw = min(1.0, 0.1 * 2**attempt)
+        d = b.delay(attempt, rng=rng)
+        assert 0.75 * raw <= d < 1.25 * raw
