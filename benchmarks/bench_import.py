@@ -16,16 +16,16 @@ import sys
 
 FLOOR_MS = 150.0
 SNIPPET = (
-    "import time; t = time.perf_counter(); import bubu; "
-    "print((time.perf_counter() - t) * 1000)"
+    "import time; t = time.perf_counter(); import bubu; print((time.perf_counter() - t) * 1000)"
 )
 
 
 def measure(runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", SNIPPET], capture_output=True, text=True, check=True
+        )
         samples.append(float(out.stdout.strip()))
     return samples
 
@@ -36,8 +36,10 @@ def main() -> int:
     args = parser.parse_args()
     samples = measure(args.runs)
     median = statistics.median(samples)
-    print(f"import bubu: median {median:.1f} ms, min {min(samples):.1f} ms, "
-          f"max {max(samples):.1f} ms over {args.runs} runs (floor {FLOOR_MS:.0f} ms)")
+    print(
+        f"import bubu: median {median:.1f} ms, min {min(samples):.1f} ms, "
+        f"max {max(samples):.1f} ms over {args.runs} runs (floor {FLOOR_MS:.0f} ms)"
+    )
     if median > FLOOR_MS:
         print(f"FAIL: median {median:.1f} ms > {FLOOR_MS:.0f} ms")
         return 1

@@ -30,17 +30,17 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 
-from bubu import _logging
+from bubu import _logging, _telemetry
 from bubu._aio import shutdown as _shutdown
 from bubu._aio.shutdown import Shutdown
-from bubu._k8s.status import KubeStatusSink, MemoryStatusSink, StatusSink
+from bubu._k8s.status import KubeStatusSink, MemoryStatusSink, StatusSink, merge_status
 from bubu._runtime import outcome as _outcome
 from bubu._runtime.context import RunContext, load_run_context
 from bubu._runtime.env import resolve_namespace
@@ -55,6 +55,7 @@ from bubu.errors import (
     BubuError,
     ContractError,
     EngramError,
+    InvalidTransitionError,
     KubernetesError,
     SchemaValidationError,
     SecretExpansionError,
@@ -229,6 +230,9 @@ def _logging_for(
     return _logging.install(debug=debug, stream=stream, secret_values=values)
 
 
+# Phases before Running from which Go's state machine refuses Succeeded (c.2).
+_EARLY: Final = frozenset({"Pending", "Blocked", "Scheduling"})
+
 _FILTERED_LOGGERS: Final = ("bubu.batch", "bubu.engram", "bubu.k8s")
 
 
@@ -270,8 +274,7 @@ class _Run:
         self.secrets: Secrets | None = None
         self.secrets_override: Secrets | None = None
         self.secret_values: tuple[str, ...] = ()
-        self.on_secrets: list[Any] = []
-        self.started_mono = time.monotonic()
+        self.on_secrets: list[Callable[[tuple[str, ...]], None]] = []
 
     def _learn_secrets(self, secrets: Secrets) -> None:
         self.secrets = secrets
@@ -282,12 +285,9 @@ class _Run:
     async def _work(self) -> Result:
         """Decode config, expand secrets, init, prepare inputs, process (under the deadline)."""
         env = self.env
-        try:
-            config = _decode(
-                self.ctx.config, self.config_type, strict=env.strict_unmarshal, what="config"
-            )
-        except SchemaValidationError:
-            raise
+        config = _decode(
+            self.ctx.config, self.config_type, strict=env.strict_unmarshal, what="config"
+        )
         try:
             secrets = (
                 self.secrets_override
@@ -300,7 +300,8 @@ class _Run:
         self._learn_secrets(secrets)
         try:
             await self.engram.init(config, secrets)
-        except (EngramError, asyncio.CancelledError):
+        except (BubuError, asyncio.CancelledError):
+            # SDK errors (EngramError above all) already say how the step should end.
             raise
         except Exception as exc:
             raise EngramInitError(f"engram initialization failed: {_outcome_message(exc)}") from exc
@@ -346,9 +347,17 @@ class _Run:
                 _log.warning("stop requested (%s): cancelling the step", interrupted)
                 work.cancel(f"bubu: stop requested ({interrupted})")
                 await asyncio.wait({work}, timeout=max(0.0, self.shutdown.grace / 2))
+        except BaseException:
+            # Our caller cancelled us (a second signal, a parent task group): the engram's
+            # work must not outlive the run.
+            work.cancel()
+            raise
         finally:
             if stop_wait is not None:
                 stop_wait.cancel()
+        if work.cancelled() and interrupted is None and not deadline.expired():
+            # The engram cancelled its own task: that is a failure, never a silent success.
+            exc = BubuError("execution cancelled: the engram's task was cancelled")
         if work.done() and not work.cancelled():
             error = work.exception()
             if error is None:
@@ -413,7 +422,8 @@ class _Run:
                 "batch step %s: %s",
                 out.phase.lower(),
                 self._redact(out.last_failure_msg),
-                exc_info=(type(exc), exc, exc.__traceback__) if env_debug(self) else None,
+                # Tracebacks only with BUBU_DEBUG; the secret filter masks them too.
+                exc_info=(type(exc), exc, exc.__traceback__) if self.env.debug else None,
             )
         status, status_error = await self._write_terminal(update)
         exit_code = out.exit_code
@@ -438,8 +448,25 @@ class _Run:
         budget = self.env.k8s_operation_timeout
         if self.shutdown is not None and (end := self.shutdown.deadline()) is not None:
             budget = max(0.5, min(budget, end - time.monotonic()))
+
+        def mutate(current: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return merge_status(current, update)
+            except InvalidTransitionError:
+                if update.get("phase") != "Succeeded" or current.get("phase") not in _EARLY:
+                    raise
+                # A fast pod can finish before the controller marks the StepRun Running, and
+                # Go's state machine refuses Pending -> Succeeded (d.11). Write everything but
+                # the phase: the controller sets Succeeded itself when the Job succeeds
+                # (crds.md 3.4), and the output is not lost.
+                _log.warning(
+                    "StepRun is still %s; writing the result without the phase",
+                    current.get("phase"),
+                )
+                return merge_status(current, {k: v for k, v in update.items() if k != "phase"})
+
         write = asyncio.get_running_loop().create_task(
-            self.sink.write(update, operation_timeout=budget), name="bubu.batch.status"
+            self.sink.update(mutate, operation_timeout=budget), name="bubu.batch.status"
         )
         try:
             status = await asyncio.shield(write)
@@ -450,11 +477,6 @@ class _Run:
             _log.error("StepRun status write failed: %s", err)
             return None, err
         return status, None
-
-
-def env_debug(run: _Run) -> bool:
-    """Whether tracebacks go to the log (``BUBU_DEBUG``)."""
-    return run.env.debug
 
 
 def _outcome_message(exc: BaseException) -> str:
@@ -619,6 +641,9 @@ async def run_batch(
                 return BatchReport(
                     exit_code=EXIT_FAILURE, phase="Failed", exception=exc, status_error=exc
                 )
+            _telemetry.configure(
+                metrics=run_ctx.env.metrics_enabled, tracing=run_ctx.env.tracing_enabled
+            )
             run = _Run(
                 engram,
                 config_type=config_type,

@@ -52,7 +52,7 @@ import msgspec
 from bubu import _scope
 from bubu._k8s import identity
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
-from bubu._k8s.status import KubeStatusSink, StatusSink
+from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status
 from bubu._k8s.watch import KubeAPI
 from bubu._runtime import parse
 from bubu._runtime.sources import EnvSource, OsEnviron
@@ -79,7 +79,8 @@ T = TypeVar("T")
 
 DEFAULT_LEASE_DURATION = 600.0  # Go's defaultEffectLeaseDuration: 10 minutes (c.5)
 _DEFAULT_MAX_DETAILS = 8192  # BUBU_EFFECT_MAX_DETAILS_BYTES (b.7)
-_OP_TIMEOUT = 3.0  # Go's effectPatchTimeout for ledger writes
+_OP_TIMEOUT = 3.0  # Go's effectPatchTimeout: bounds claim reads and the release
+_DEFAULT_LEDGER_TIMEOUT = 30.0  # BUBU_K8S_OPERATION_TIMEOUT: bounds one batched ledger write
 _MAX_HOLDER = 253  # spec.holderIdentity maxLength (crds.md 1.6)
 _TAKEOVER_ATTEMPTS = 3
 
@@ -245,6 +246,8 @@ class Effects:
         self.step_run = step_run
         self.namespace = namespace
         self.source: EnvSource = source or OsEnviron()
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def _max_details(self) -> int:
         raw = self.source.get("BUBU_EFFECT_MAX_DETAILS_BYTES")
@@ -271,7 +274,50 @@ class Effects:
         payload = details if bounded else bounded_details(details, self._max_details())
         if payload is not None:
             entry["details"] = payload
-        await self.status.write({"effects": [entry]}, operation_timeout=_OP_TIMEOUT)
+        await self._append(entry)
+
+    def _ledger_timeout(self) -> float:
+        raw = self.source.get("BUBU_K8S_OPERATION_TIMEOUT")
+        return parse.env_dur("BUBU_K8S_OPERATION_TIMEOUT", raw, _DEFAULT_LEDGER_TIMEOUT)
+
+    async def _append(self, entry: dict[str, Any]) -> None:
+        """Queue a ledger entry; one writer sends everything queued in one status write.
+
+        ``status.effects`` is an atomic list (crds.md 1.5), so every append rewrites it. The
+        write carries the resourceVersion (a concurrent writer means re-read and merge, never
+        a lost entry), and concurrent appends of this process share one write instead of
+        each fighting the others for the same resourceVersion.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((entry, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_ledger(), name="bubu.effects.ledger"
+            )
+        await done
+
+    async def _write_ledger(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            entries = [entry for entry, _ in batch]
+
+            def mutate(current: dict[str, Any], entries: list[dict[str, Any]] = entries) -> Any:
+                return merge_status(current, {"effects": entries})
+
+            try:
+                await self.status.update(
+                    mutate, operation_timeout=self._ledger_timeout(), optimistic=True
+                )
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def has(self, key: str) -> bool:
         """Return True when the ledger or a completed claim holds ``key`` (repairs the ledger)."""

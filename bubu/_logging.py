@@ -77,6 +77,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text  # already rendered (and masked) by a filter
         line = json.dumps(entry, default=str, ensure_ascii=False)
         return mask_values(line, self._secrets) if self._secrets else line
 

@@ -54,7 +54,17 @@ async def start(engram: Any, *, source: EnvSource | None = None, **kwargs: Any) 
         from bubu._batch import start_batch
 
         return await start_batch(engram, source=source, **kwargs)
-    # Go runs streaming for every other mode, hybrid included (Appendix B).
+    if mode == "hybrid":
+        from bubu.engram import BatchEngram
+
+        if isinstance(engram, BatchEngram):
+            # Go runs streaming for hybrid (Appendix B #8, a bug the spec names); a hybrid Job
+            # is a batch step with downstream streaming targets: batch, then the bridge
+            # (bubu._hybrid; docs/differences.md).
+            from bubu._hybrid import start_hybrid
+
+            return await start_hybrid(engram, source=source, **kwargs)
+    # Every other mode is streaming, as in Go.
     from bubu._streaming import start_streaming
 
     code = await start_streaming(engram, source=source, **kwargs)

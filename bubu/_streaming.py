@@ -46,6 +46,7 @@ __all__ = [
     "engram_runner",
     "serve",
     "start_streaming",
+    "trace_context",
 ]
 
 logger = logging.getLogger("bubu.streaming")
@@ -267,6 +268,21 @@ async def _call(fn: Handler, message: InboundMessage) -> list[StreamMessage]:
         if not isinstance(item, StreamMessage):
             raise TypeError(f"handler returned {type(item).__name__}; return StreamMessage values")
     return outputs
+
+
+def trace_context(message: StreamMessage | InboundMessage) -> Any:
+    """Return the OpenTelemetry context carried in a message's metadata (Go
+    ``ExtractTraceContext``): use it as the parent of the span that processes the message.
+
+    Example::
+
+        with tracer.start_as_current_span("handle", context=bubu.streaming.trace_context(msg)):
+            ...
+    """
+    from bubu import _telemetry
+
+    metadata = message.metadata if isinstance(message, StreamMessage) else message.message.metadata
+    return _telemetry.extract_w3c(metadata or {})
 
 
 def _control_hook(engram: Any) -> Callable[[str, dict[str, str]], Awaitable[Any]] | None:

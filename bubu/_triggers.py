@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import logging
 import random
@@ -132,6 +133,8 @@ class TriggerResult:
         decision: ``Created`` or ``Reused``.
         trigger: the StoryTrigger name (deterministic for a token or key).
         story_run_object: the StoryRun as read after the decision (None when not read).
+        deduplicated: True when this exact request had been submitted before (the StoryTrigger
+            already existed: a redelivered event), so no new submission was made.
     """
 
     story_run: str
@@ -140,6 +143,7 @@ class TriggerResult:
     trigger: str
     uid: str | None = None
     story_run_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    deduplicated: bool = False
 
     @property
     def reused(self) -> bool:
@@ -311,6 +315,8 @@ def _eval_pipeline(expr: str, root: Mapping[str, Any]) -> Any:
 
     def operand() -> Any:
         nonlocal pos
+        if pos >= len(toks):
+            raise TemplateError("incomplete action in trigger key template")
         kind, text = toks[pos]
         pos += 1
         if kind == "str":
@@ -333,6 +339,8 @@ def _eval_pipeline(expr: str, root: Mapping[str, Any]) -> Any:
 
     def command(piped: Any) -> Any:
         nonlocal pos
+        if pos >= len(toks):
+            raise TemplateError("missing command after '|' in trigger key template")
         kind, text = toks[pos]
         if kind == "word" and text in _FUNCS:
             pos += 1
@@ -346,7 +354,8 @@ def _eval_pipeline(expr: str, root: Mapping[str, Any]) -> Any:
             except TypeError as exc:
                 raise TemplateError(f"wrong arguments for {text}: {exc}") from None
         bare = kind == "word" and not text.startswith((".", "$"))
-        if bare and text.split(".")[0] not in root and text not in ("true", "false", "nil"):
+        head = re.match(r"[A-Za-z_][\w-]*", text) if bare else None
+        if head and head.group(0) not in root and text not in ("true", "false", "nil"):
             raise TemplateError(f'function "{text}" not defined')
         if piped is not _MISSING:
             raise TemplateError("only functions may receive a piped value")
@@ -986,9 +995,11 @@ class StoryTriggers:
 
     async def _once(self, body: dict[str, Any], namespace: str, wait: float) -> TriggerResult:
         name = body["metadata"]["name"]
+        existed = False
         try:
             current = await self.kube.create(STORY_TRIGGER, body, namespace)
         except ConflictError as exc:
+            existed = True
             if exc.reason not in (None, "AlreadyExists"):
                 raise
             try:
@@ -1011,12 +1022,13 @@ class StoryTriggers:
             namespace,
             done=_decided,
             initial=current,
-            timeout=wait,
+            wait=wait,
             use_watch=self.use_watch,
         )
         if decided is None:
             raise TriggerPendingError(f"storytrigger '{namespace}/{name}' is still pending")
-        return await self._result(decided, namespace)
+        result = await self._result(decided, namespace)
+        return dataclasses.replace(result, deduplicated=True) if existed else result
 
     async def _result(self, trigger: Mapping[str, Any], namespace: str) -> TriggerResult:
         status = trigger.get("status") or {}

@@ -18,8 +18,9 @@ def loaded_after(statement: str) -> list[str]:
         "print(json.dumps(sorted(m for m in sys.modules "
         "if any(m == h or m.startswith(h + '.') for h in heavy))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     return list(json.loads(out.stdout))
 
 

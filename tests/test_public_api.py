@@ -12,23 +12,71 @@ import bubu
 import bubu.testkit
 
 BUBU_ALL = {
-    "AudioFrame", "BatchEngram", "BinaryFrame", "ExecutionContext", "Impulse", "InboundMessage",
-    "Result", "Secrets", "StoryDispatcher", "StoryInfo", "StreamMessage", "StreamingEngram",
-    "VideoFrame", "__version__", "emit_signal", "emit_text_signal", "errors",
-    "execute_effect_once", "has_effect", "record_effect", "replay_signals", "run",
-    "run_impulse", "start", "start_batch", "start_story", "start_story_with_token",
-    "start_streaming", "stop_story",
+    "AudioFrame",
+    "BatchEngram",
+    "BinaryFrame",
+    "ExecutionContext",
+    "Impulse",
+    "InboundMessage",
+    "Result",
+    "Secrets",
+    "StoryDispatcher",
+    "StoryInfo",
+    "StreamMessage",
+    "StreamingEngram",
+    "VideoFrame",
+    "__version__",
+    "emit_signal",
+    "emit_text_signal",
+    "errors",
+    "execute_effect_once",
+    "has_effect",
+    "record_effect",
+    "replay_signals",
+    "run",
+    "run_impulse",
+    "start",
+    "start_batch",
+    "start_story",
+    "start_story_with_token",
+    "start_streaming",
+    "stop_story",
 }
 
-TESTKIT_ALL = {"BatchHarness", "MemoryStatusSink"}
+TESTKIT_ALL = {
+    "BatchHarness",
+    "EffectClaimPhases",
+    "FakeCluster",
+    "ImpulseHarness",
+    "MemoryStatusSink",
+    "StopStoryController",
+    "TriggerResolver",
+}
 
 # Fixed by the spec README ("The public Python API shape"): must always be present.
 SPEC_NAMES = {
-    "start_batch", "start_streaming", "run_impulse", "start", "run", "start_story",
-    "start_story_with_token", "stop_story", "emit_signal", "record_effect",
-    "execute_effect_once", "BatchEngram", "StreamingEngram", "Impulse", "Secrets",
-    "ExecutionContext", "Result", "StreamMessage", "InboundMessage", "BinaryFrame",
-    "AudioFrame", "VideoFrame",
+    "start_batch",
+    "start_streaming",
+    "run_impulse",
+    "start",
+    "run",
+    "start_story",
+    "start_story_with_token",
+    "stop_story",
+    "emit_signal",
+    "record_effect",
+    "execute_effect_once",
+    "BatchEngram",
+    "StreamingEngram",
+    "Impulse",
+    "Secrets",
+    "ExecutionContext",
+    "Result",
+    "StreamMessage",
+    "InboundMessage",
+    "BinaryFrame",
+    "AudioFrame",
+    "VideoFrame",
 }
 
 
@@ -43,8 +91,16 @@ def test_spec_names_are_public() -> None:
 
 
 def test_batch_entry_points_resolve() -> None:
-    for name in ("start_batch", "run", "start", "BatchEngram", "Result", "ExecutionContext",
-                 "Secrets", "StoryInfo"):
+    for name in (
+        "start_batch",
+        "run",
+        "start",
+        "BatchEngram",
+        "Result",
+        "ExecutionContext",
+        "Secrets",
+        "StoryInfo",
+    ):
         assert getattr(bubu, name) is not None
     assert inspect.iscoroutinefunction(bubu.start_batch)
     assert inspect.iscoroutinefunction(bubu.start)

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -107,7 +106,7 @@ def _load_module(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{path}: no such file")
-    name = f"bubu_user_{file.stem}_{uuid.uuid4().hex[:8]}"
+    name = f"bubu_user_{file.stem}_{os.getpid()}"
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
         raise UsageError(f"{path}: not a Python module")
@@ -243,7 +242,20 @@ def _run_batch(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {"batch": _run_batch}
+def _run_stream(args: argparse.Namespace) -> int:
+    from bubu._cli.stream import run_stream
+    from bubu.engram import StreamingEngram
+
+    path, selector = _split_target(args.target)
+    values = _source_for(args)
+    engram = find_engram(_load_module(path), selector, StreamingEngram)
+    return run_stream(args, values, engram)
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "batch": _run_batch,
+    "stream": _run_stream,
+}
 """``bubu run`` runners by mode; ``_cmd_run`` picks ``stream`` when ``--stream`` is given."""
 
 
@@ -258,6 +270,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="a secret (repeatable); VALUE may be env:PREFIX or file:path as in a pod",
     )
     parser.add_argument("--timeout", help="step timeout: 30s, 5m, 1h (BUBU_STEP_TIMEOUT)")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="run a streaming engram: JSON lines on stdin in, published messages out",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the SDK's lifecycle logs")
     parser.add_argument("--debug", action="store_true", help="BUBU_DEBUG: debug logs, tracebacks")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -50,6 +51,14 @@ def _in_cluster(sa_dir: str) -> bool:
         and os.environ.get("KUBERNETES_SERVICE_PORT")
         and os.path.isfile(os.path.join(sa_dir, "token"))
     )
+
+
+def _read_namespace(sa_dir: str) -> str | None:
+    try:
+        with open(os.path.join(sa_dir, "namespace"), encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
 
 
 class KubeClient:
@@ -123,30 +132,43 @@ class KubeClient:
             # at a path that cannot exist; its loader then falls through to the service account.
             kwargs["kubeconfig"] = os.path.join(service_account_dir, ".bubu-no-kubeconfig")
             kwargs["serviceaccount"] = service_account_dir
+            if namespace is None:
+                # kr8s 0.20 never reads the service account's namespace file (its check is
+                # "namespace is None", but the property defaults to "default"): read it here.
+                namespace = _read_namespace(service_account_dir)
+                kwargs["namespace"] = namespace
         else:
             if kubeconfig_fallback:
                 kwargs["kubeconfig"] = kubeconfig_fallback
             kwargs["serviceaccount"] = service_account_dir
         operation = "connect to the Kubernetes API"
+        # A private instance, not the kr8s per-loop cache: each client owns its session,
+        # so one client's aclose() never breaks another (style.md 6.1).
+        api = kr8s.asyncio.Api(bypass_factory=True, context=None, **kwargs)
+        api.timeout = timeout
         try:
-            # A private instance, not the kr8s per-loop cache: each client owns its session,
-            # so one client's aclose() never breaks another (style.md 6.1).
-            api = kr8s.asyncio.Api(bypass_factory=True, context=None, **kwargs)
-            api.timeout = timeout
-            await api
+            with warnings.catch_warnings():
+                # kr8s warns when the server is newer than the versions it was tested with; we
+                # use raw REST on stable paths only, so for engrams the warning is noise.
+                warnings.filterwarnings(
+                    "ignore",
+                    message=r"Kubernetes version .* is not supported",
+                    category=UserWarning,
+                )
+                await api
         except ValueError as exc:
-            where = (
-                kubeconfig
-                or kubeconfig_fallback
-                or os.environ.get("KUBECONFIG")
-                or "~/.kube/config"
-            )
+            await _close_session(api)
+            where = kubeconfig or kubeconfig_fallback or os.environ.get("KUBECONFIG")
             raise KubernetesError(
-                f"{operation}: no in-cluster config and no usable kubeconfig at {where}: {exc}",
+                f"{operation}: no in-cluster config and no usable kubeconfig at "
+                f"{where or '~/.kube/config'}: {exc}",
                 reason="NoConfig",
             ) from exc
-        except Exception as exc:
-            translated = _translate_exception(exc, operation)
+        except BaseException as exc:
+            await _close_session(api)
+            translated = (
+                _translate_exception(exc, operation) if isinstance(exc, Exception) else None
+            )
             if translated is None:
                 raise
             raise translated from exc
@@ -183,10 +205,7 @@ class KubeClient:
         if self._closed:
             return
         self._closed = True
-        session = getattr(self._api, "_session", None)
-        if session is not None:
-            await session.aclose()
-            self._api._session = None
+        await _close_session(self._api)
 
     # -- verbs -------------------------------------------------------------------------
 
@@ -411,6 +430,15 @@ class KubeClient:
                 f"{operation}: the server answered with invalid JSON", reason="BadResponse"
             ) from exc
         return data if isinstance(data, dict) else {"items": data}
+
+
+async def _close_session(api: Any) -> None:
+    """Close kr8s's httpx session (kr8s has no public close, python-stack.md 3)."""
+    session = getattr(api, "_session", None)
+    if session is not None:
+        api._session = None
+        with contextlib.suppress(Exception):
+            await session.aclose()
 
 
 def _translate_exception(exc: Exception, operation: str) -> KubernetesError | None:

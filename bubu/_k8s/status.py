@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
+from bubu import _telemetry
 from bubu._aio.backoff import Backoff
 from bubu._k8s.resources import STEP_RUN, Kind, StepRunStatus
 from bubu.errors import InvalidTransitionError, KubernetesError, PodFencedError
@@ -329,11 +330,12 @@ async def update_step_run_status(
     attempts = 1 + max(0, max_retries)
     last: KubernetesError | None = None
     started = time.monotonic()
+    success = False
     try:
         async with asyncio.timeout(operation_timeout):
             for attempt in range(attempts):
                 try:
-                    return await _attempt(
+                    stored = await _attempt(
                         client,
                         name=name,
                         namespace=namespace,
@@ -341,6 +343,8 @@ async def update_step_run_status(
                         pod_name=pod_name,
                         optimistic=optimistic,
                     )
+                    success = True
+                    return stored
                 except (PodFencedError, InvalidTransitionError):
                     raise
                 except KubernetesError as exc:
@@ -368,6 +372,11 @@ async def update_step_run_status(
             retryable=True,
             exit_class="retry",
         ) from (last or exc)
+    finally:
+        # Go records bubu.k8s.operation.duration_seconds{operation=PatchStepRunStatus} (c.15).
+        _telemetry.record_k8s_operation(
+            "PatchStepRunStatus", time.monotonic() - started, success=success
+        )
     raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
 
 

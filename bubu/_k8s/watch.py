@@ -124,7 +124,7 @@ async def wait_for_object(
     *,
     done: Callable[[dict[str, Any]], bool],
     initial: dict[str, Any] | None,
-    timeout: float,
+    wait: float,
     use_watch: bool = True,
     poll: Backoff = POLL_BACKOFF,
 ) -> dict[str, Any] | None:
@@ -138,7 +138,7 @@ async def wait_for_object(
         done: the predicate on the whole object.
         initial: the object as last seen (the create or GET answer); checked first, and its
             resourceVersion is where the watch starts, so no change in between is missed.
-        timeout: the wait bound in seconds.
+        wait: the bound of the wait in seconds.
         use_watch: False forces GET polling.
         poll: the polling backoff.
 
@@ -152,15 +152,25 @@ async def wait_for_object(
     if initial is not None and done(initial):
         return initial
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(0.0, timeout)
+    deadline = loop.time() + max(0.0, wait)
     last = initial
     try:
         async with asyncio.timeout_at(deadline):
             if use_watch and not watch_forbidden(kube, kind):
-                found, last = await _watch_until(kube, kind, name, namespace, done, last, deadline)
+                found, last = await _watch_until(
+                    kube,
+                    kind,
+                    name=name,
+                    namespace=namespace,
+                    done=done,
+                    last=last,
+                    deadline=deadline,
+                )
                 if found is not None:
                     return found
-            return await _poll_until(kube, kind, name, namespace, done, poll)
+            return await _poll_until(
+                kube, kind, name=name, namespace=namespace, done=done, poll=poll
+            )
     except TimeoutError:
         return None
 
@@ -168,6 +178,7 @@ async def wait_for_object(
 async def _watch_until(
     kube: KubeAPI,
     kind: Kind,
+    *,
     name: str,
     namespace: str | None,
     done: Callable[[dict[str, Any]], bool],
@@ -221,6 +232,7 @@ async def _watch_until(
 async def _poll_until(
     kube: KubeAPI,
     kind: Kind,
+    *,
     name: str,
     namespace: str | None,
     done: Callable[[dict[str, Any]], bool],

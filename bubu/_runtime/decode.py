@@ -72,10 +72,14 @@ class _Error(Exception):
 
 
 class _Fields:
-    __slots__ = ("by_exact", "by_fold", "by_loose", "fields", "required")
+    __slots__ = ("by_exact", "by_fold", "by_loose", "fields", "nested", "required")
 
     def __init__(self, fields: tuple[mi.Field, ...]) -> None:
         self.fields = fields
+        # encode name -> the field type when it holds objects (keys to check), else None
+        self.nested: dict[str, mi.Type | None] = {
+            f.encode_name: (f.type if _flags(f.type)[0] else None) for f in fields
+        }
         self.by_exact: dict[str, mi.Field] = {}
         self.by_fold: dict[str, mi.Field | None] = {}
         self.by_loose: dict[str, mi.Field | None] = {}
@@ -405,6 +409,99 @@ def _walk_object(
     return out
 
 
+# --- fast path ---------------------------------------------------------------------------------
+#
+# Most payloads already have the right JSON types and exact key spellings. For those,
+# msgspec.convert(strict=True) alone gives the same result as the walk, ~50x faster. The walk is
+# needed only when a key is spelled differently from its field (it would be silently ignored),
+# when a weak conversion applies (strict convert then fails), or for timedelta fields (msgspec
+# accepts ISO 8601 and numbers there; Go accepts Go duration strings only).
+
+_OBJECT_TYPES = (mi.StructType, mi.DataclassType, mi.TypedDictType)
+_NODE_FLAGS: dict[int, tuple[bool, bool]] = {}
+
+
+def _children(t: mi.Type) -> tuple[mi.Type, ...]:
+    if isinstance(t, _OBJECT_TYPES):
+        return tuple(f.type for f in t.fields)
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return (t.item_type,)
+    if isinstance(t, mi.TupleType):
+        return tuple(t.item_types)
+    if isinstance(t, mi.DictType):
+        return (t.key_type, t.value_type)
+    if isinstance(t, mi.UnionType):
+        return tuple(t.types)
+    return ()
+
+
+def _flags(t: mi.Type) -> tuple[bool, bool]:
+    """Return (contains an object type, contains a timedelta or a multi-member union)."""
+    key = id(t)
+    cached = _NODE_FLAGS.get(key)
+    if cached is not None:
+        return cached
+    seen: set[int] = set()
+    has_object = False
+    needs_walk = False
+    stack = [t]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, _OBJECT_TYPES):
+            has_object = True
+        elif isinstance(node, mi.TimeDeltaType) or (
+            isinstance(node, mi.UnionType)
+            and sum(not isinstance(m, mi.NoneType) for m in node.types) > 1
+        ):
+            needs_walk = True
+        stack.extend(_children(node))
+    result = (has_object, needs_walk)
+    with _LOCK:
+        _NODE_FLAGS[key] = result
+    return result
+
+
+def _keys_exact(value: Any, t: mi.Type) -> bool:
+    # True when every object in ``value`` uses only the exact encoded names of its fields.
+    if isinstance(t, _OBJECT_TYPES):
+        if not isinstance(value, dict):
+            return not isinstance(t, mi.TypedDictType) and isinstance(value, t.cls)
+        nested = _fields(t).nested
+        tag_field = getattr(t, "tag_field", None)
+        for key, item in value.items():
+            try:
+                sub = nested[key]
+            except KeyError:
+                if key == tag_field:
+                    continue
+                return False
+            if sub is not None and not _keys_exact(item, sub):
+                return False
+        return True
+    if not _flags(t)[0]:
+        return True
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return isinstance(value, list) and all(_keys_exact(v, t.item_type) for v in value)
+    if isinstance(t, mi.DictType):
+        return isinstance(value, dict) and all(_keys_exact(v, t.value_type) for v in value.values())
+    if isinstance(t, mi.UnionType):
+        members = [m for m in t.types if not isinstance(m, mi.NoneType)]
+        return value is None or (len(members) == 1 and _keys_exact(value, members[0]))
+    return False
+
+
+def _fast(data: Any, info: mi.Type, type_: Any) -> tuple[bool, Any]:
+    if _flags(info)[1] or not _keys_exact(data, info):
+        return False, None
+    try:
+        return True, msgspec.convert(data, type_, strict=True)
+    except (msgspec.ValidationError, TypeError, ValueError):
+        return False, None
+
+
 def _rebase(base: str, msgspec_path: str) -> str:
     return base + msgspec_path[1:]
 
@@ -446,6 +543,10 @@ def decode(data: Any, type_: Any, *, strict: bool = False, path: str = "$") -> A
         and isinstance(data, dict)
     ):
         return data  # dict[str, Any]: nothing to convert
+    # Exact keys also satisfy strict mode: no key is unknown.
+    done, value = _fast(data, info, type_)
+    if done:
+        return value
     try:
         walked = _walk(data, info, path, strict)
     except _Error as exc:

@@ -30,6 +30,7 @@ from bubu._runtime.messages import (
     ENVELOPE_MIME_TYPE,
     JSON_MIME_TYPE,
     KIND_DATA,
+    KIND_ERROR,
     OCTET_STREAM_MIME_TYPE,
     AudioFrame,
     BinaryFrame,
@@ -679,11 +680,18 @@ def from_pb_packet(packet: Any, *, validate: bool = True) -> StreamMessage:
         b = packet.binary
         if is_envelope_mime(b.mime_type):
             env = decode_envelope(b.payload, b.timestamp_ms)
-            kind, message_id, metadata = env.kind, env.message_id, env.metadata
+            # Go trims both (populateMessageFromEnvelope).
+            kind, message_id = env.kind.strip(), env.message_id.strip()
+            metadata = env.metadata
             if env.timestamp_ms > 0:
                 timestamp = _from_ms(env.timestamp_ms)
             if env.payload:
                 payload = env.payload
+            # Departure from Go v0.1.5: Go mirrors the payload into Binary here even for
+            # kind "error", which its own Validate then rejects ("error messages must not carry
+            # media frames"), so a Go SDK cannot receive stream error messages. We skip the
+            # mirror for error messages so they decode (section 3.9 says they travel normally).
+            if payload and kind.lower() != KIND_ERROR:
                 binary = BinaryFrame(
                     payload=payload, mime_type=JSON_MIME_TYPE, timestamp_ms=env.timestamp_ms
                 )

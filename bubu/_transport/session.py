@@ -35,6 +35,7 @@ import grpclib.exceptions
 from grpclib.client import Channel, Stream
 from grpclib.const import Status
 
+from bubu import _telemetry
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._transport import channel as channel_mod
@@ -216,7 +217,9 @@ def _translate(exc: BaseException, what: str) -> BaseException:
         error.__cause__ = exc
         error.grpc_status = exc.status  # type: ignore[attr-defined]
         return error
-    if isinstance(exc, grpclib.exceptions.StreamTerminatedError | ConnectionError | OSError):
+    if isinstance(exc, Exception):
+        # Stream resets, lost connections and undecodable bytes (protobuf DecodeError from the
+        # codec) are all retryable session errors in Go.
         error = StreamSessionError(f"{what}: {exc or type(exc).__name__}")
         error.__cause__ = exc
         return error
@@ -374,14 +377,20 @@ class Session:
             # Go opens Data first (nothing sent or read yet), then the Control loop (3.1).
             await self._guard(data.send_request(), "data stream open failed")
             await self._guard(control.send_request(), "control stream open failed")
-            await self._run_tasks(data, control)
-            # Both sides are half-closed and flushed: reset instead of waiting for trailers
-            # (grpclib's clean exit would block on them; Go closes the connection likewise).
+            peer_closed = await self._run_tasks(data, control)
             for stream in (data, control):
                 with contextlib.suppress(Exception):
-                    await stream.cancel()
+                    if peer_closed:
+                        # The connector ended its side: read its status so the exit is clean.
+                        async with asyncio.timeout(_CLOSE_WAIT):
+                            await stream.recv_trailing_metadata()
+                    else:
+                        # It did not answer the half-close in time: reset (Go closes the
+                        # connection the same way).
+                        await stream.cancel()
 
-    async def _run_tasks(self, data: Stream[Any, Any], control: Stream[Any, Any]) -> None:
+    async def _run_tasks(self, data: Stream[Any, Any], control: Stream[Any, Any]) -> bool:
+        hang: asyncio.Task[None] | None = None
         async with asyncio.TaskGroup() as tg:
             control_recv = tg.create_task(
                 self._control_recv_loop(control), name="bubu.transport.control-recv"
@@ -390,7 +399,7 @@ class Session:
                 self._control_send_loop(control), name="bubu.transport.control-send"
             )
             if self._s.hang_timeout > 0:
-                tg.create_task(self._hang_watch(), name="bubu.transport.hang")
+                hang = tg.create_task(self._hang_watch(), name="bubu.transport.hang")
             await self._wait_handshake()
             self.handshake_completed = True
             recv = tg.create_task(self._data_recv_loop(data), name="bubu.transport.data-recv")
@@ -402,9 +411,17 @@ class Session:
             await self._out.put(_END)
             await send
             await self._flush_control()
+            control_send.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await control_send
             await self._guard(control.end(), "control stream close failed")
-            for task in (recv, control_recv, control_send):
-                task.cancel()
+            # Both sides are half-closed: wait briefly for the connector to end its side.
+            self._draining = True
+            done, _ = await asyncio.wait({recv, control_recv}, timeout=_CLOSE_WAIT)
+            for task in (recv, control_recv, hang):
+                if task is not None:
+                    task.cancel()
+        return recv in done and control_recv in done
 
     async def _guard(self, coro: Awaitable[Any], what: str) -> Any:
         try:
@@ -472,8 +489,12 @@ class Session:
             try:
                 response = await control.recv_message()
             except Exception as exc:
+                if self._draining:
+                    return
                 raise _translate(_status_of(control, exc), "control stream recv failed") from None
             if response is None:
+                if self._draining:
+                    return
                 raise StreamSessionError("control stream recv failed: EOF")
             self._hang.touch()
             try:
@@ -506,20 +527,27 @@ class Session:
         queue = self._control_q
         wake = self._control_wake
         while True:
-            if queue:
-                await self._send_control(control, queue[0])
-                queue.popleft()
-                continue
-            if outbox:
-                receipt = outbox[0]
-                await self._send_control(control, receipt.to_pb())
+            if queue or outbox:
+                # Everything queued goes out in one write (see _send_batch): replies first,
+                # then receipts in done() order.
+                replies = list(queue)
+                receipts = list(outbox)[:_MAX_BATCH]
+                requests = replies + [r.to_pb() for r in receipts]
+                for request in requests:
+                    wire.validate_control_request(request)
+                await self._guard(_send_batch(control, requests), "control send")
+                for _ in replies:
+                    queue.popleft()
                 # Pop only after the send: a receipt lost with the session is sent next time.
-                if outbox and outbox[0] is receipt:
-                    outbox.popleft()
+                for receipt in receipts:
+                    if outbox and outbox[0] is receipt:
+                        outbox.popleft()
                 continue
             now = time.monotonic()
             if now >= next_heartbeat:
-                await self._send_control(control, wire.control_heartbeat())
+                heartbeat = wire.control_heartbeat()
+                wire.validate_control_request(heartbeat)
+                await self._guard(control.send_message(heartbeat), "control heartbeat")
                 next_heartbeat = time.monotonic() + interval
                 continue
             wake.clear()
@@ -527,10 +555,6 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(next_heartbeat - now):
                     await wake.wait()
-
-    async def _send_control(self, control: Stream[Any, Any], request: Any) -> None:
-        wire.validate_control_request(request)
-        await self._guard(control.send_message(request), "control send")
 
     async def _flush_control(self) -> None:
         # The control sender sets _control_idle when both queues are empty (bounded wait).
@@ -558,12 +582,34 @@ class Session:
                     # every real send because each send goes back through this wait.
                     await self._guard(data.send_message(wire.data_heartbeat()), "data heartbeat")
                     continue
-            if item is _END:
+            batch: list[Any] = []
+            end = item is _END
+            if not end:
+                batch.append(item)
+                # Take whatever else is already queued: one write for the lot (_send_batch).
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if item is _END:
+                        end = True
+                        break
+                    batch.append(item)
+            if batch:
+                await self._guard(_send_batch(data, batch), "data send")
+            if end:
                 await self._guard(data.end(), "data stream close failed")
                 return
-            await self._guard(data.send_message(item), "data send")
 
     async def _emit(self, message: StreamMessage) -> None:
+        if self._s.trace_propagation:
+            # W3C context of the engram's current span into packet metadata (3.11); this runs
+            # in the engram's task, so a span the engram opened around its yield is seen.
+            carrier: dict[str, str] = {}
+            _telemetry.inject_w3c(carrier)
+            if carrier:
+                message = message.replace(metadata={**message.metadata, **carrier})
         request = wire.encode_outbound(message, self._s)
         await self._out.put(request)
 
@@ -612,6 +658,8 @@ class Session:
             try:
                 packet = await data.recv_message()
             except Exception as exc:
+                if self._draining:
+                    return
                 raise _translate(_status_of(data, exc), "data stream recv failed") from None
             if packet is None:
                 if self._draining:
@@ -665,6 +713,9 @@ class Session:
                 if receipt is not None:
                     book.queue_receipt(receipt)
                 continue
+            if inbound.closed:
+                # Draining or ending: not handed out, so not done; the hub replays it.
+                continue
             settle = _settler(book, deduper, key, receipt) if (key or receipt) else None
             item = InboundMessage(message, settle)
             if send_timeout > 0:
@@ -692,6 +743,44 @@ class Session:
                     f"no transport traffic for {timeout:g}s (BUBU_GRPC_HANG_TIMEOUT)"
                 )
             await asyncio.sleep(remaining)
+
+
+_MAX_BATCH: Final = 64
+_CLOSE_WAIT: Final = 1.0
+"""Seconds to wait for the connector to end its side after a graceful half-close."""
+_PREFIX_CACHE: Final = b"\x00"
+
+
+async def _send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
+    """Send several gRPC messages on ``stream`` with one HTTP/2 write.
+
+    gRPC length-prefixes every message, and a DATA frame may carry several of them: the peer
+    sees exactly the same message sequence as with one ``send_message`` per message (any gRPC
+    implementation parses the byte stream, not the frames), but the pure-Python HTTP/2 stack
+    and the socket are entered once per batch instead of once per message, which is where
+    stack-ceiling.md measured ~90% of the per-message cost. grpclib has no public API for this,
+    so this mirrors ``Stream.send_message`` on its internals (grpclib 0.4.x).
+    """
+    if len(messages) == 1:
+        await stream.send_message(messages[0])
+        return
+    if not stream._send_request_done:
+        await stream.send_request()
+    parts: list[bytes] = []
+    codec = stream._codec
+    send_type = stream._send_type
+    for message in messages:
+        body = codec.encode(message, send_type)
+        parts.append(_PREFIX_CACHE + len(body).to_bytes(4, "big"))
+        parts.append(body)
+    with stream._wrapper:
+        await stream._stream.send_data(b"".join(parts), end_stream=False)
+    count = len(messages)
+    stream._send_message_done = True
+    stream._messages_sent += count
+    connection = stream._stream.connection
+    connection.messages_sent += count
+    connection.last_message_sent = time.monotonic()
 
 
 def _receipt(packet: Any) -> Receipt:

@@ -21,6 +21,13 @@ _LAZY: dict[str, str] = {
     "TriggerResolver": "bubu.testkit._fakes",
     "EffectClaimPhases": "bubu.testkit._fakes",
     "StopStoryController": "bubu.testkit._fakes",
+    "StreamHarness": "bubu.testkit._stream",
+    "StreamSuite": "bubu.testkit._conformance",
+    "ConformanceError": "bubu.testkit._conformance",
+    "validate_stream_message": "bubu.testkit._conformance",
+    "validate_stream_error_message": "bubu.testkit._conformance",
+    "validate_structured_error": "bubu.testkit._conformance",
+    "LocalConnector": "bubu.testkit._connector",
 }
 
 if TYPE_CHECKING:
@@ -32,7 +39,16 @@ if TYPE_CHECKING:
         StopStoryController,
         TriggerResolver,
     )
+    from bubu.testkit._conformance import (
+        ConformanceError,
+        StreamSuite,
+        validate_stream_error_message,
+        validate_stream_message,
+        validate_structured_error,
+    )
+    from bubu.testkit._connector import LocalConnector
     from bubu.testkit._impulse import ImpulseHarness
+    from bubu.testkit._stream import StreamHarness
 
 
 def __getattr__(name: str) -> Any:
@@ -50,10 +66,17 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BatchHarness",
+    "ConformanceError",
     "EffectClaimPhases",
     "FakeCluster",
     "ImpulseHarness",
+    "LocalConnector",
     "MemoryStatusSink",
     "StopStoryController",
+    "StreamHarness",
+    "StreamSuite",
     "TriggerResolver",
+    "validate_stream_error_message",
+    "validate_stream_message",
+    "validate_structured_error",
 ]

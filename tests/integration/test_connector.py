@@ -305,14 +305,16 @@ async def test_unacked_packets_are_redelivered_after_session_restart(
 
 
 async def test_restart_waits_for_the_engram_to_come_back(conn: LocalConnector) -> None:
+    stop = asyncio.Event()
+
     async def engram_loop() -> None:
-        while True:
+        # Reconnect after every session end, like the SDK's reconnect loop.
+        while not stop.is_set():
             e = RawEngram(conn)
             try:
                 await e.open()
                 await e.handshake()
-                while True:
-                    await e.recv_data()
+                await e.recv_data()
             except (GRPCError, EOFError, TimeoutError):
                 pass
             finally:
@@ -323,10 +325,11 @@ async def test_restart_waits_for_the_engram_to_come_back(conn: LocalConnector) -
         await conn.wait_ready()
         await conn.restart(timeout=5)
         assert conn.stats.data_sessions == 2
+        assert conn.stats.control_sessions == 2
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await conn.kill_session("eof")  # ends the engram's current recv
+        await asyncio.wait_for(task, 10)
 
 
 async def test_pause_drops_engram_output_until_resume(

@@ -56,7 +56,7 @@ class Ledger(StreamingEngram[dict[str, Any]]):
     ) -> AsyncIterator[StreamMessage]:
         self.streams += 1
         async for msg in inbound:
-            seq = msg.envelope.sequence
+            seq = msg.envelope.sequence if msg.envelope is not None else 0
             if seq in self.done:
                 self.delivered_after_done.append(seq)
             self.deliveries[seq] = self.deliveries.get(seq, 0) + 1
@@ -193,6 +193,8 @@ async def test_dedupe_overflow_is_a_session_error_then_reconnect() -> None:
             for n in range(4):
                 await conn.send(StreamMessage.json({"n": n}))
             await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=5)
+            await conn.wait_until(lambda: conn.stats.redelivered >= 1, timeout=5)
+            await asyncio.sleep(0.05)
         finally:
             task.cancel()
             with contextlib.suppress(BaseException):

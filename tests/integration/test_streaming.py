@@ -693,3 +693,123 @@ async def test_sigterm_cancels_a_stuck_engram_after_the_grace() -> None:
         shutdown.request("SIGTERM")
         assert await asyncio.wait_for(task, 5) == 0
     assert conn.stats.receipts == []
+
+
+# -- trace context, concurrency helper, sender engrams ------------------------------------------
+
+
+async def test_traceparent_of_the_engram_span_goes_into_packet_metadata() -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from bubu._streaming import trace_context
+
+    ctx = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB9C7C989F97918E1,
+        is_remote=False,
+        trace_flags=TraceFlags(1),
+    )
+
+    class Traced(StreamingEngram[dict[str, Any]]):
+        async def stream(
+            self, inbound: AsyncIterator[InboundMessage]
+        ) -> AsyncIterator[StreamMessage]:
+            with trace.use_span(NonRecordingSpan(ctx)):
+                yield StreamMessage.json({"traced": True})
+            yield StreamMessage.json({"traced": False})
+
+    async with _connector() as conn, running(Traced(), conn) as task:
+        assert await asyncio.wait_for(task, 10) == 0
+    traced, plain = conn.published_packets
+    expected = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"
+    assert traced.metadata["traceparent"] == expected
+    assert "traceparent" not in plain.metadata
+    out = conn.outputs.get_nowait()
+    span = trace.get_current_span(trace_context(out)).get_span_context()
+    assert (span.trace_id, span.span_id) == (ctx.trace_id, ctx.span_id)
+
+
+async def test_trace_propagation_off_injects_nothing() -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    ctx = SpanContext(trace_id=1, span_id=2, is_remote=False, trace_flags=TraceFlags(1))
+
+    class Traced(StreamingEngram[dict[str, Any]]):
+        async def stream(
+            self, inbound: AsyncIterator[InboundMessage]
+        ) -> AsyncIterator[StreamMessage]:
+            with trace.use_span(NonRecordingSpan(ctx)):
+                yield StreamMessage.json({"traced": True})
+
+    env = {"BUBU_TRACE_PROPAGATION": "false"}
+    async with _connector() as conn, running(Traced(), conn, extra_env=env) as task:
+        assert await asyncio.wait_for(task, 10) == 0
+    assert "traceparent" not in conn.published_packets[0].metadata
+
+
+async def test_concurrently_processes_in_parallel_and_marks_done_after_output() -> None:
+    from bubu.streaming import concurrently
+
+    class Parallel(StreamingEngram[dict[str, Any]]):
+        def __init__(self) -> None:
+            self.active = 0
+            self.peak = 0
+
+        async def handle(self, msg: InboundMessage) -> StreamMessage:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            await asyncio.sleep(0.02)
+            self.active -= 1
+            return StreamMessage.json({"n": msg.json_data()["n"] * 10})
+
+        async def stream(
+            self, inbound: AsyncIterator[InboundMessage]
+        ) -> AsyncIterator[StreamMessage]:
+            async for out in concurrently(inbound, self.handle, limit=4):
+                yield out
+
+    engram = Parallel()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        for n in range(12):
+            await conn.send(StreamMessage.json({"n": n}))
+        outs = [await conn.next_output() for _ in range(12)]
+        await conn.wait_until(lambda: len(conn.stats.receipts) == 12)
+    assert sorted(o.json_data()["n"] for o in outs) == [n * 10 for n in range(12)]
+    assert 1 < engram.peak <= 4
+
+
+async def test_sender_style_engram_publishes_with_out_send() -> None:
+    from bubu.streaming import Sender
+
+    class Pusher(StreamingEngram[dict[str, Any]]):
+        rejected: list[Exception] = []
+
+        async def stream(self, inbound: AsyncIterator[InboundMessage], out: Sender) -> None:
+            async for msg in inbound:
+                async with msg:
+                    try:
+                        await out.send(StreamMessage.from_audio(b"\x00\x00", 7999))
+                    except ProtocolViolationError as exc:
+                        self.rejected.append(exc)
+                    await out.send(StreamMessage.json({"got": msg.json_data()}))
+
+    engram = Pusher()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 1}))
+        assert (await conn.next_output()).json_data() == {"got": {"n": 1}}
+        await conn.wait_until(lambda: len(conn.stats.receipts) == 1)
+    assert len(engram.rejected) == 1
+
+
+async def test_unix_socket_endpoint(tmp_path: Any) -> None:
+    engram = Echo()
+    path = str(tmp_path / "connector.sock")
+    async with _connector(unix_path=path) as conn, running(engram, conn):
+        assert conn.address.startswith("unix://")
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"unix": True}))
+        assert (await conn.next_output()).json_data() == {"unix": True}

@@ -56,8 +56,13 @@ class Hello(bubu.BatchEngram[Config, Inputs]):
         if b == "raise":
             raise ValueError("boom")
         if b == "engram-error":
-            raise EngramError("upstream said no", type="validation_error", retryable=True,
-                              code="E42", details={"field": "name"})
+            raise EngramError(
+                "upstream said no",
+                type="validation_error",
+                retryable=True,
+                code="E42",
+                details={"field": "name"},
+            )
         if b == "slow":
             await asyncio.sleep(10)
         if b == "leak":
@@ -66,8 +71,9 @@ class Hello(bubu.BatchEngram[Config, Inputs]):
             raise RuntimeError(f"request failed with token {token}")
         if b == "list":
             return bubu.Result([1, 2])
-        return bubu.Result({"greeting": f"{self.config.greeting}, {inputs.name}!",
-                            "count": inputs.count})
+        return bubu.Result(
+            {"greeting": f"{self.config.greeting}, {inputs.name}!", "count": inputs.count}
+        )
 
 
 def src(**values: str) -> MappingSource:
@@ -78,8 +84,9 @@ def src(**values: str) -> MappingSource:
 
 async def test_success_writes_succeeded_output_and_exit_0() -> None:
     sink = MemoryStatusSink()
-    code = await start_batch(Hello(), source=src(BUBU_STEP_CONFIG='{"greeting": "Hi"}'),
-                             status_sink=sink)
+    code = await start_batch(
+        Hello(), source=src(BUBU_STEP_CONFIG='{"greeting": "Hi"}'), status_sink=sink
+    )
     assert code == 0
     st = sink.status
     assert st["phase"] == "Succeeded" and st["exitClass"] == "success"
@@ -90,8 +97,9 @@ async def test_success_writes_succeeded_output_and_exit_0() -> None:
 
 async def test_weak_typing_decodes_string_int() -> None:
     sink = MemoryStatusSink()
-    code = await start_batch(Hello(), source=src(BUBU_TRIGGER_DATA='{"name": "A", "count": "3"}'),
-                             status_sink=sink)
+    code = await start_batch(
+        Hello(), source=src(BUBU_TRIGGER_DATA='{"name": "A", "count": "3"}'), status_sink=sink
+    )
     assert code == 0 and sink.status["output"]["count"] == 3
 
 
@@ -101,9 +109,14 @@ async def test_exception_gives_failed_exit_1_with_structured_error() -> None:
     assert report.exit_code == 1 and isinstance(report.exception, ValueError)
     st = sink.status
     assert st["phase"] == "Failed" and st["exitCode"] == 1 and st["exitClass"] == "terminal"
-    assert st["error"] == {"version": "v1", "type": "execution_error",
-                           "message": "ValueError: boom", "retryable": False,
-                           "exitCode": 1, "exitClass": "terminal"}
+    assert st["error"] == {
+        "version": "v1",
+        "type": "execution_error",
+        "message": "ValueError: boom",
+        "retryable": False,
+        "exitCode": 1,
+        "exitClass": "terminal",
+    }
     assert st["lastFailureMsg"] == "ValueError: boom"
     assert "output" not in st
 
@@ -120,8 +133,7 @@ async def test_engram_error_overrides_type_class_code_details() -> None:
 
 async def test_timeout_gives_timeout_124_class_retry() -> None:
     sink = MemoryStatusSink()
-    report = await run_batch(Hello("slow"), source=src(BUBU_STEP_TIMEOUT="50ms"),
-                             status_sink=sink)
+    report = await run_batch(Hello("slow"), source=src(BUBU_STEP_TIMEOUT="50ms"), status_sink=sink)
     assert report.exit_code == 124 and isinstance(report.exception, StepTimeoutError)
     st = sink.status
     assert st["phase"] == "Timeout" and st["exitCode"] == 124 and st["exitClass"] == "retry"
@@ -131,8 +143,9 @@ async def test_timeout_gives_timeout_124_class_retry() -> None:
 
 async def test_timeout_during_init_is_timeout_too() -> None:
     sink = MemoryStatusSink()
-    code = await start_batch(Hello("init-slow"), source=src(BUBU_STEP_TIMEOUT="50ms"),
-                             status_sink=sink)
+    code = await start_batch(
+        Hello("init-slow"), source=src(BUBU_STEP_TIMEOUT="50ms"), status_sink=sink
+    )
     assert code == 124 and sink.status["phase"] == "Timeout"
 
 
@@ -140,9 +153,8 @@ async def test_shutdown_request_cancels_and_writes_terminal_status() -> None:
     sink = MemoryStatusSink()
     shutdown = Shutdown(grace=2.0)
     engram = Hello("slow")
-    task = asyncio.create_task(run_batch(engram, source=src(), status_sink=sink,
-                                         shutdown=shutdown))
-    while "process" not in engram.calls:
+    task = asyncio.create_task(run_batch(engram, source=src(), status_sink=sink, shutdown=shutdown))
+    while "process" not in engram.calls:  # noqa: ASYNC110 - polling the fake engram
         await asyncio.sleep(0.005)
     shutdown.request("SIGTERM")
     report = await asyncio.wait_for(task, 5)
@@ -164,8 +176,9 @@ async def test_contract_error_fails_naming_the_variable() -> None:
 async def test_input_decode_error_names_json_path() -> None:
     sink = MemoryStatusSink()
     engram = Hello()
-    report = await run_batch(engram, source=src(BUBU_TRIGGER_DATA='{"name": "A", "count": []}'),
-                             status_sink=sink)
+    report = await run_batch(
+        engram, source=src(BUBU_TRIGGER_DATA='{"name": "A", "count": []}'), status_sink=sink
+    )
     assert report.exit_code == 1 and engram.calls == ["init"]
     assert isinstance(report.exception, SchemaValidationError)
     assert report.exception.path == "$.count"
@@ -176,8 +189,10 @@ async def test_input_decode_error_names_json_path() -> None:
 async def test_strict_config_rejects_unknown_key() -> None:
     sink = MemoryStatusSink()
     report = await run_batch(
-        Hello(), source=src(BUBU_STEP_CONFIG='{"greting": "x"}',
-                            BUBU_RUNTIME_STRICT_UNMARSHAL="true"), status_sink=sink)
+        Hello(),
+        source=src(BUBU_STEP_CONFIG='{"greting": "x"}', BUBU_RUNTIME_STRICT_UNMARSHAL="true"),
+        status_sink=sink,
+    )
     assert report.exit_code == 1 and "config: $.greting" in sink.status["lastFailureMsg"]
 
 
@@ -187,15 +202,16 @@ async def test_init_failure_is_initialization_error_and_skips_process() -> None:
     code = await start_batch(engram, source=src(), status_sink=sink)
     assert code == 1 and engram.calls == ["init"]
     assert sink.status["error"]["type"] == "initialization_error"
-    assert sink.status["lastFailureMsg"] == "engram initialization failed: ValueError: cannot connect"
+    assert sink.status["lastFailureMsg"] == (
+        "engram initialization failed: ValueError: cannot connect"
+    )
 
 
 async def test_secret_expansion_failure_skips_init(tmp_path: Any) -> None:
     sink = MemoryStatusSink()
     engram = Hello()
     missing = tmp_path / "nope"
-    report = await run_batch(engram, source=src(BUBU_SECRET_db=f"file:{missing}"),
-                             status_sink=sink)
+    report = await run_batch(engram, source=src(BUBU_SECRET_db=f"file:{missing}"), status_sink=sink)
     assert report.exit_code == 1 and engram.calls == []
     assert isinstance(report.exception, SecretExpansionError)
     msg = sink.status["lastFailureMsg"]
@@ -216,8 +232,9 @@ async def test_secret_values_never_reach_status_or_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sink = MemoryStatusSink()
-    code = await start_batch(Hello("leak"), source=src(BUBU_SECRET_api=SECRET, BUBU_DEBUG="1"),
-                             status_sink=sink)
+    code = await start_batch(
+        Hello("leak"), source=src(BUBU_SECRET_api=SECRET, BUBU_DEBUG="1"), status_sink=sink
+    )
     assert code == 1
     assert SECRET not in repr(sink.writes) and SECRET not in repr(sink.status)
     assert "[REDACTED]" in sink.status["lastFailureMsg"]
@@ -229,8 +246,11 @@ async def test_secret_values_never_reach_status_or_logs(
 async def test_kube_sink_used_when_steprun_named() -> None:
     kube = FakeStepRuns()
     kube.seed("step-1", {"phase": "Running", "retries": 0, "startedAt": "t"})
-    code = await start_batch(Hello(), source=src(BUBU_STEPRUN_NAME="step-1",
-                                                 BUBU_STEPRUN_NAMESPACE="default"), client=kube)
+    code = await start_batch(
+        Hello(),
+        source=src(BUBU_STEPRUN_NAME="step-1", BUBU_STEPRUN_NAMESPACE="default"),
+        client=kube,
+    )
     assert code == 0
     assert kube.status("step-1")["phase"] == "Succeeded"
     assert kube.status("step-1")["output"]["greeting"] == "Hello, Ada!"
@@ -241,8 +261,8 @@ async def test_status_write_failure_after_success_exits_1() -> None:
     kube.seed("step-1", {"phase": "Running", "retries": 0})
     kube.fail_patch = [ConflictError("conflict", status_code=409)] * 10
     report = await run_batch(
-        Hello(), source=src(BUBU_STEPRUN_NAME="step-1", BUBU_K8S_PATCH_MAX_RETRIES="1"),
-        client=kube)
+        Hello(), source=src(BUBU_STEPRUN_NAME="step-1", BUBU_K8S_PATCH_MAX_RETRIES="1"), client=kube
+    )
     assert report.exit_code == 1 and report.phase == "Succeeded"
     assert isinstance(report.status_error, ConflictError)
 
@@ -250,8 +270,9 @@ async def test_status_write_failure_after_success_exits_1() -> None:
 async def test_contract_error_reported_on_cluster_steprun() -> None:
     kube = FakeStepRuns()
     kube.seed("step-1", {"phase": "Running", "retries": 0})
-    code = await start_batch(Hello(), source=src(BUBU_STEPRUN_NAME="step-1",
-                                                 BUBU_TRIGGER_DATA="[1]"), client=kube)
+    code = await start_batch(
+        Hello(), source=src(BUBU_STEPRUN_NAME="step-1", BUBU_TRIGGER_DATA="[1]"), client=kube
+    )
     assert code == 1
     st = kube.status("step-1")
     assert st["phase"] == "Failed" and "BUBU_TRIGGER_DATA" in st["lastFailureMsg"]
@@ -268,8 +289,12 @@ async def test_wrong_engram_type_rejected_before_io() -> None:
 
 
 async def test_harness_returns_result_and_status() -> None:
-    harness = BatchHarness(engram=Hello(), config=Config(greeting="Hey"),
-                           inputs=Inputs(name="Bo"), secrets={"api": "file:/nope"})
+    harness = BatchHarness(
+        engram=Hello(),
+        config=Config(greeting="Hey"),
+        inputs=Inputs(name="Bo"),
+        secrets={"api": "file:/nope"},
+    )
     result = await harness.run()
     assert result.data == {"greeting": "Hey, Bo!", "count": 1}
     assert harness.status["phase"] == "Succeeded"
@@ -304,3 +329,102 @@ def test_bubu_env_fixture_sets_variables(bubu_env: Any) -> None:
     assert os.environ["BUBU_STEP_TIMEOUT"] == "5s" and os.environ["BUBU_DEBUG"] == "1"
     bubu_env(debug=None)
     assert "BUBU_DEBUG" not in os.environ
+
+
+class Introspect(bubu.BatchEngram[dict, dict]):
+    async def process(self, ctx: bubu.ExecutionContext, inputs: dict) -> bubu.Result:
+        return bubu.Result(
+            {
+                "run": ctx.story_info.story_run_id,
+                "step": ctx.story_info.step_run_id,
+                "tpl": ctx.template_context,
+                "key": ctx.idempotency_key(),
+            }
+        )
+
+
+async def test_harness_passes_identity_and_template_context() -> None:
+    info = bubu.StoryInfo(
+        story_name="s", story_run_id="r1", step_name="a", step_run_id="sr1", step_run_namespace="ns"
+    )
+    result = await BatchHarness(
+        engram=Introspect(), story_info=info, template_context={"inputs": {"x": 1}}
+    ).run()
+    assert result.data == {
+        "run": "r1",
+        "step": "sr1",
+        "tpl": {"inputs": {"x": 1}},
+        "key": "ns/ns/storyrun/r1/steprun/sr1",
+    }
+
+
+async def test_process_may_return_plain_dict() -> None:
+    class Plain(bubu.BatchEngram[dict, dict]):
+        async def process(self, ctx: bubu.ExecutionContext, inputs: dict) -> Any:
+            return {"ok": True}
+
+    sink = MemoryStatusSink()
+    assert await start_batch(Plain(), source=src(), status_sink=sink) == 0
+    assert sink.status["output"] == {"ok": True}
+
+
+async def test_secret_never_reaches_json_log_stream_in_process() -> None:
+    import io
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in a pod: nobody configured logging, bubu installs JSON logs
+    stream = io.StringIO()
+    try:
+        sink = MemoryStatusSink()
+        report = await run_batch(
+            Hello("leak"),
+            source=src(BUBU_SECRET_api=SECRET, BUBU_DEBUG="true"),
+            status_sink=sink,
+            log_stream=stream,
+        )
+    finally:
+        root.handlers[:] = saved
+    printed = stream.getvalue()
+    assert report.exit_code == 1
+    assert "calling with [REDACTED]" in printed and "Traceback" in printed
+    assert SECRET not in printed and SECRET not in repr(sink.writes)
+
+
+async def test_engram_cancelling_itself_is_a_failure() -> None:
+    class SelfCancel(bubu.BatchEngram[dict, dict]):
+        async def process(self, ctx: bubu.ExecutionContext, inputs: dict) -> bubu.Result:
+            raise asyncio.CancelledError
+
+    sink = MemoryStatusSink()
+    assert await start_batch(SelfCancel(), source=src(), status_sink=sink) == 1
+    assert sink.status["phase"] == "Failed"
+    assert "cancelled" in sink.status["lastFailureMsg"]
+
+
+async def test_cancelling_the_run_cancels_the_engram() -> None:
+    engram = Hello("slow")
+    task = asyncio.create_task(run_batch(engram, source=src(), status_sink=MemoryStatusSink()))
+    while "process" not in engram.calls:  # noqa: ASYNC110 - polling the fake engram
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)
+    leftovers = [t for t in asyncio.all_tasks() if t.get_name() == "bubu.batch.work"]
+    assert all(t.done() or t.cancelling() for t in leftovers)
+
+
+async def test_fast_pod_on_pending_steprun_keeps_output_without_phase() -> None:
+    sink = MemoryStatusSink({"phase": "Pending", "retries": 0})
+    code = await start_batch(Hello(), source=src(), status_sink=sink)
+    assert code == 0
+    assert sink.status["phase"] == "Pending"  # the controller sets Succeeded (crds.md 3.4)
+    assert sink.status["output"]["greeting"] == "Hello, Ada!"
+    assert sink.status["exitClass"] == "success"
+
+
+async def test_terminal_steprun_refuses_late_write() -> None:
+    sink = MemoryStatusSink({"phase": "Canceled", "retries": 0})
+    report = await run_batch(Hello(), source=src(), status_sink=sink)
+    assert report.exit_code == 1 and sink.status == {"phase": "Canceled", "retries": 0}

@@ -18,15 +18,23 @@ HELLO = ROOT / "examples" / "hello.py"
 SECRET = "tok-9f8e7d6c5b4a"
 
 
-def bubu(*args: str, env: dict[str, str] | None = None,
-         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def bubu(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bubu", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bubu", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
+    )
 
 
-ENGRAMS = textwrap.dedent('''
+ENGRAMS = textwrap.dedent("""
     import asyncio, msgspec, bubu
     from bubu.errors import EngramError
 
@@ -49,7 +57,7 @@ ENGRAMS = textwrap.dedent('''
 
     class Other(Tool):
         pass
-''')
+""")
 
 
 @pytest.fixture
@@ -76,8 +84,10 @@ def test_run_with_config_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--inputs", '{"name": 5x}'],
-         "bubu: --inputs: invalid JSON at line 1 column 11: Expecting ',' delimiter"),
+        (
+            ["--inputs", '{"name": 5x}'],
+            "bubu: --inputs: invalid JSON at line 1 column 11: Expecting ',' delimiter",
+        ),
         (["--inputs", "[1]"], "bubu: --inputs: expected a JSON object, got array"),
         (["--inputs", "@/nonexistent.json"], "bubu: --inputs: cannot read /nonexistent.json"),
         (["--inputs", "{}", "--secret", "novalue"], "bubu: --secret: expected name=value"),
@@ -126,8 +136,15 @@ def test_missing_file() -> None:
 
 @pytest.mark.parametrize("mode", ["raise", "log", "ok"])
 def test_secret_values_never_printed(engrams: Path, mode: str) -> None:
-    proc = bubu("run", f"{engrams}:Tool", "--inputs", json.dumps({"mode": mode}),
-                "--secret", f"api={SECRET}", "--debug")
+    proc = bubu(
+        "run",
+        f"{engrams}:Tool",
+        "--inputs",
+        json.dumps({"mode": mode}),
+        "--secret",
+        f"api={SECRET}",
+        "--debug",
+    )
     assert SECRET not in proc.stdout and SECRET not in proc.stderr
     if mode == "ok":
         assert proc.returncode == 0 and json.loads(proc.stdout) == {"secret_len": len(SECRET)}
@@ -141,7 +158,12 @@ def test_sigterm_writes_terminal_status_and_exits_143(engrams: Path) -> None:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bubu", "run", f"{engrams}:Tool", "--inputs", '{"mode": "sleep"}'],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
     started = time.monotonic()
@@ -155,8 +177,14 @@ def test_sigterm_writes_terminal_status_and_exits_143(engrams: Path) -> None:
 def test_python_dash_m_hello_runs_locally() -> None:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     full_env["BUBU_TRIGGER_DATA"] = '{"name": "Cy"}'
-    proc = subprocess.run([sys.executable, str(HELLO)], capture_output=True, text=True,
-                          env=full_env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(HELLO)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert any(e.get("msg") == "greeting Cy" for e in lines)

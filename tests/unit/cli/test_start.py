@@ -79,7 +79,7 @@ def test_execution_mode_default() -> None:
     assert _start.execution_mode(MappingSource({})) == "batch"
 
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import asyncio, bubu
     from bubu._aio import shutdown
 
@@ -92,13 +92,18 @@ SCRIPT = textwrap.dedent('''
         return 0
 
     bubu.run(main())
-''')
+""")
 
 
 def test_second_sigterm_cancels_main_task() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
     proc.send_signal(signal.SIGTERM)

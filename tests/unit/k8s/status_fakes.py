@@ -80,8 +80,9 @@ class FakeStepRuns:
             raise ConflictError("the object has been modified", status_code=409)
         new = apply_merge_patch(obj, {"status": patch["status"]})
         if "retries" not in new.get("status", {}):
-            raise KubernetesError("status.retries: Required value", status_code=422,
-                                  reason="Invalid")
+            raise KubernetesError(
+                "status.retries: Required value", status_code=422, reason="Invalid"
+            )
         self.rv += 1
         new["metadata"]["resourceVersion"] = str(self.rv)
         self.objects[key] = new

@@ -49,8 +49,9 @@ class FakeApi:
 
 
 def status_body(code: int, reason: str, message: str) -> bytes:
-    return json.dumps({"kind": "Status", "code": code, "reason": reason,
-                       "message": message}).encode()
+    return json.dumps(
+        {"kind": "Status", "code": code, "reason": reason, "message": message}
+    ).encode()
 
 
 def client(*responses: Any) -> tuple[KubeClient, FakeApi]:
@@ -88,8 +89,9 @@ async def test_core_kind_path() -> None:
 
 async def test_replace_is_put_with_body_and_kind() -> None:
     kube, api = client(httpx.Response(200, json={"ok": True}))
-    await kube.replace(STEP_RUN, "s", {"metadata": {"name": "s", "resourceVersion": "5"}},
-                       namespace="other")
+    await kube.replace(
+        STEP_RUN, "s", {"metadata": {"name": "s", "resourceVersion": "5"}}, namespace="other"
+    )
     call = api.calls[0]
     assert call["method"] == "PUT" and call["namespace"] == "other"
     body = json.loads(call["content"])
@@ -122,8 +124,11 @@ async def test_merge_patch_content_type_and_subresource() -> None:
 async def test_http_errors_translate(
     code: int, reason: str, exc_type: type[KubernetesError], retryable: bool
 ) -> None:
-    kube, _ = client(httpx.Response(code, content=status_body(code, reason, "the message"),
-                                    headers={"Retry-After": "3"}))
+    kube, _ = client(
+        httpx.Response(
+            code, content=status_body(code, reason, "the message"), headers={"Retry-After": "3"}
+        )
+    )
     with pytest.raises(exc_type) as info:
         await kube.get(STEP_RUN, "s")
     err = info.value
@@ -135,8 +140,11 @@ async def test_http_errors_translate(
 
 
 async def test_webhook_denial_403_is_not_reauthenticated() -> None:
-    kube, api = client(httpx.Response(403, content=status_body(
-        403, "Forbidden", 'admission webhook "x" denied the request')))
+    kube, api = client(
+        httpx.Response(
+            403, content=status_body(403, "Forbidden", 'admission webhook "x" denied the request')
+        )
+    )
     with pytest.raises(ForbiddenError, match="denied the request"):
         await kube.create(STEP_RUN, {"metadata": {"name": "s"}})
     assert len(api.calls) == 1 and api.auth.reauths == 0
@@ -169,23 +177,39 @@ async def test_empty_name_rejected_before_io() -> None:
 
 
 async def test_watch_single_object_and_error_event() -> None:
-    lines = "\n".join([
-        json.dumps({"type": "ADDED", "object": {"metadata": {"name": "s"}}}),
-        json.dumps({"type": "BOOKMARK", "object": {}}),
-        json.dumps({"type": "MODIFIED", "object": {"metadata": {"name": "s"}, "x": 1}}),
-        json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410,
-                                                "reason": "Expired", "message": "too old"}}),
-    ]).encode()
+    lines = "\n".join(
+        [
+            json.dumps({"type": "ADDED", "object": {"metadata": {"name": "s"}}}),
+            json.dumps({"type": "BOOKMARK", "object": {}}),
+            json.dumps({"type": "MODIFIED", "object": {"metadata": {"name": "s"}, "x": 1}}),
+            json.dumps(
+                {
+                    "type": "ERROR",
+                    "object": {
+                        "kind": "Status",
+                        "code": 410,
+                        "reason": "Expired",
+                        "message": "too old",
+                    },
+                }
+            ),
+        ]
+    ).encode()
     kube, api = client(httpx.Response(200, content=lines))
     seen: list[str] = []
     with pytest.raises(WatchExpiredError, match="too old"):
-        async for etype, _obj in kube.watch(STEP_RUN, "s", resource_version="7",
-                                            timeout_seconds=30):
+        async for etype, _obj in kube.watch(
+            STEP_RUN, "s", resource_version="7", timeout_seconds=30
+        ):
             seen.append(etype)
     assert seen == ["ADDED", "MODIFIED"]
     params = api.calls[0]["params"]
-    assert params == {"watch": "1", "fieldSelector": "metadata.name=s",
-                      "resourceVersion": "7", "timeoutSeconds": "30"}
+    assert params == {
+        "watch": "1",
+        "fieldSelector": "metadata.name=s",
+        "resourceVersion": "7",
+        "timeoutSeconds": "30",
+    }
     assert api.calls[0]["url"] == "stepruns" and api.calls[0]["stream"] is True
 
 
@@ -212,8 +236,7 @@ def test_parse_retry_after_forms() -> None:
     assert k8s_errors.parse_retry_after("-1") == 0.0
     assert k8s_errors.parse_retry_after("soon") is None
     assert k8s_errors.parse_retry_after(None) is None
-    assert k8s_errors.parse_retry_after(
-        "Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert k8s_errors.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
 
 
 async def test_connect_without_config_names_the_kubeconfig(

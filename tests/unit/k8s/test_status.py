@@ -74,8 +74,15 @@ def test_merge_keeps_existing_fields_and_go_zero_rules() -> None:
     }
     merged = status.merge_status(
         existing,
-        {"phase": "Succeeded", "exitCode": 0, "retries": 0, "exitClass": "success",
-         "lastFailureMsg": "", "output": {"x": 1}, "conditions": [{"type": "Mine"}]},
+        {
+            "phase": "Succeeded",
+            "exitCode": 0,
+            "retries": 0,
+            "exitClass": "success",
+            "lastFailureMsg": "",
+            "output": {"x": 1},
+            "conditions": [{"type": "Mine"}],
+        },
     )
     assert merged["phase"] == "Succeeded"
     assert merged["exitCode"] == 3  # zero never resets
@@ -131,8 +138,12 @@ def test_merge_signal_events_seq_rules_and_cap() -> None:
 def test_merge_effects_dedupe_by_key_first_details_win() -> None:
     merged = status.merge_status(
         {"retries": 0, "effects": [{"seq": 1, "key": "k", "details": {"first": True}}]},
-        {"effects": [{"seq": 0, "key": "k", "details": {"first": False}},
-                     {"seq": 0, "key": "other"}]},
+        {
+            "effects": [
+                {"seq": 0, "key": "k", "details": {"first": False}},
+                {"seq": 0, "key": "other"},
+            ]
+        },
     )
     assert merged["effects"] == [
         {"seq": 1, "key": "k", "details": {"first": True}},
@@ -264,8 +275,9 @@ async def test_patch_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(status.asyncio, "sleep", fake_sleep)
     kube = FakeStepRuns()
     kube.seed("s1", {"phase": "Running", "retries": 0})
-    kube.fail_patch = [KubernetesError("slow down", status_code=429, retryable=True,
-                                       retry_after=2.5)]
+    kube.fail_patch = [
+        KubernetesError("slow down", status_code=429, retryable=True, retry_after=2.5)
+    ]
     await status.patch_step_run_status(
         kube, "s1", None, StepRunStatus(phase="Failed"), backoff=FAST
     )

@@ -36,7 +36,7 @@ class Inputs(msgspec.Struct):
     mode: Literal["fast", "slow"] = "fast"
 
 
-# --- weak typing ------------------------------------------------------------------------------
+# --- weak typing ---
 
 
 @pytest.mark.parametrize(
@@ -79,8 +79,15 @@ def test_float_field_weak_conversions(value: Any, expected: float) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(True, "1"), (False, "0"), (42, "42"), (1.0, "1"), (2.5, "2.5"), (1e21, "1000000000000000000000"),
-     ("x", "x")],
+    [
+        (True, "1"),
+        (False, "0"),
+        (42, "42"),
+        (1.0, "1"),
+        (2.5, "2.5"),
+        (1e21, "1000000000000000000000"),
+        ("x", "x"),
+    ],
 )
 def test_str_field_weak_conversions(value: Any, expected: str) -> None:
     assert decode({"label": value}, Inputs).label == expected
@@ -88,8 +95,18 @@ def test_str_field_weak_conversions(value: Any, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("true", True), ("T", True), ("1", True), ("0", False), ("False", False), ("", False),
-     (1, True), (0, False), (0.5, True), (True, True)],
+    [
+        ("true", True),
+        ("T", True),
+        ("1", True),
+        ("0", False),
+        ("False", False),
+        ("", False),
+        (1, True),
+        (0, False),
+        (0.5, True),
+        (True, True),
+    ],
 )
 def test_bool_field_weak_conversions(value: Any, expected: bool) -> None:
     assert decode({"enabled": value}, Inputs).enabled is expected
@@ -132,13 +149,18 @@ def test_optional_and_literal_fields() -> None:
     assert info.value.path == "$.config.mode"
 
 
-# --- durations ----------------------------------------------------------------------------------
+# --- durations ---
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("5s", timedelta(seconds=5)), ("1h30m", timedelta(minutes=90)), ("250ms", timedelta(milliseconds=250)),
-     ("-1s", timedelta(seconds=-1)), ("0", timedelta(0))],
+    [
+        ("5s", timedelta(seconds=5)),
+        ("1h30m", timedelta(minutes=90)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("-1s", timedelta(seconds=-1)),
+        ("0", timedelta(0)),
+    ],
 )
 def test_duration_fields_accept_go_strings(value: str, expected: timedelta) -> None:
     assert decode({"timeout": value}, Limits).timeout == expected
@@ -160,7 +182,7 @@ def test_duration_field_bad_string_uses_go_error() -> None:
     assert str(info.value) == '$.timeout: time: unknown unit " s" in duration "5 s"'
 
 
-# --- field matching -------------------------------------------------------------------------------
+# --- field matching ---
 
 
 def test_field_matching_rename_python_name_case_and_separators() -> None:
@@ -185,7 +207,7 @@ def test_ambiguous_loose_spelling_matches_nothing() -> None:
     assert decode({"a_b": 1, "ab": 2}, Twins) == Twins(a_b=1, ab=2)
 
 
-# --- strict mode and required fields ----------------------------------------------------------------
+# --- strict mode and required fields ---
 
 
 def test_unknown_keys_ignored_by_default_and_rejected_in_strict_mode() -> None:
@@ -235,7 +257,7 @@ def test_constraint_errors_from_msgspec_keep_the_path() -> None:
     assert str(info.value) == "$.inputs.rows[1].n: Expected `int` >= 0"
 
 
-# --- passthrough, zero value, other targets ------------------------------------------------------
+# --- passthrough, zero value, other targets ---
 
 
 def test_dict_and_any_pass_through() -> None:
@@ -272,12 +294,13 @@ def test_is_decodable() -> None:
     assert not is_decodable(object())
 
 
-# --- fuzz -------------------------------------------------------------------------------------------
+# --- fuzz ---
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 _keys = st.sampled_from(
@@ -296,3 +319,35 @@ def test_decode_raises_only_schema_validation_error(data: dict[str, Any], strict
         assert str(exc).startswith(exc.path + ": ")
     else:
         assert isinstance(result, Inputs)
+
+
+# --- the fast path must not change results ---
+
+
+class Plain(msgspec.Struct):
+    qty: int = 0
+    ratio: float = 0.0
+    children: list[Plain] = []
+
+
+def test_fast_path_does_not_drop_case_variant_keys() -> None:
+    # Exact keys take msgspec's fast path; a case variant must still fill the field.
+    assert decode({"qty": 5}, Plain).qty == 5
+    assert decode({"QTY": 5}, Plain).qty == 5
+    assert decode({"children": [{"Qty": 2}]}, Plain).children == [Plain(qty=2)]
+
+
+def test_fast_path_respects_strict_mode_and_int_to_float() -> None:
+    assert decode({"qty": 1, "ratio": 2}, Plain, strict=True) == Plain(qty=1, ratio=2.0)
+    with pytest.raises(SchemaValidationError, match=r"^\$\.children\[0\]\.extra: unknown"):
+        decode({"children": [{"extra": 1}]}, Plain, strict=True)
+
+
+def test_iso8601_durations_are_not_accepted() -> None:
+    with pytest.raises(SchemaValidationError, match="time: invalid duration"):
+        decode({"timeout": "PT5S"}, Limits)
+
+
+def test_recursive_struct_types_decode() -> None:
+    got = decode({"children": [{"children": [{"qty": "3"}]}]}, Plain)
+    assert got.children[0].children[0].qty == 3

@@ -34,7 +34,7 @@ def env(**values: str) -> RuntimeEnv:
     return load_env(MappingSource(values))
 
 
-# --- the table ------------------------------------------------------------------------------
+# --- the table ---
 
 # Every name in go-sdk-core.md (b) b.1-b.8 and streaming.md 2.2.
 SPEC_NAMES = """
@@ -109,7 +109,7 @@ def test_importing_env_loads_no_heavy_dependency() -> None:
     assert out.stdout.strip() == ""
 
 
-# --- defaults -------------------------------------------------------------------------------
+# --- defaults ---
 
 
 def test_empty_environment_gives_documented_defaults() -> None:
@@ -160,7 +160,7 @@ def test_load_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
     assert "from-os" not in repr(OsEnviron())
 
 
-# --- d.1 complete context ----------------------------------------------------------------------
+# --- d.1 complete context ---
 
 
 def test_complete_context() -> None:
@@ -219,7 +219,7 @@ def test_template_context_null_is_absent() -> None:
     assert env(BUBU_TEMPLATE_CONTEXT="null").template_context is None
 
 
-# --- BUBU_CONFIG_* and BUBU_SECRET_* -----------------------------------------------------------
+# --- BUBU_CONFIG_* and BUBU_SECRET_* ---
 
 
 def test_config_overrides_are_strings_with_case_preserved() -> None:
@@ -256,7 +256,7 @@ def test_secret_descriptors_never_print_values() -> None:
     assert "API" in repr(e.secret_descriptors)
 
 
-# --- BUBU_STARTED_AT -------------------------------------------------------------------------
+# --- BUBU_STARTED_AT ---
 
 
 @pytest.mark.parametrize(
@@ -280,7 +280,13 @@ def test_started_at_parses_rfc3339(raw: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["yesterday", "2024-01-02", "2024-01-02 03:04:05Z", "2024-13-02T03:04:05Z", "2024-01-02T03:04:05"],
+    [
+        "yesterday",
+        "2024-01-02",
+        "2024-01-02 03:04:05Z",
+        "2024-13-02T03:04:05Z",
+        "2024-01-02T03:04:05",
+    ],
 )
 def test_started_at_invalid_falls_back_to_now(raw: str, caplog: pytest.LogCaptureFixture) -> None:
     before = datetime.now(UTC)
@@ -290,7 +296,7 @@ def test_started_at_invalid_falls_back_to_now(raw: str, caplog: pytest.LogCaptur
     assert caplog.records == []  # silent, as in Go
 
 
-# --- BUBU_TRANSPORTS ----------------------------------------------------------------------------
+# --- BUBU_TRANSPORTS ---
 
 
 def test_transports_default_mode_hot_and_typed_config() -> None:
@@ -309,7 +315,9 @@ def test_transports_default_mode_hot_and_typed_config() -> None:
             mode="fallback",
             typed_config=TransportTypedConfig(transport_ref="ref", mode_reason="why"),
         ),
-        TransportDescriptor(name="c", kind="k", typed_config=TransportTypedConfig(transport_ref="r2")),
+        TransportDescriptor(
+            name="c", kind="k", typed_config=TransportTypedConfig(transport_ref="r2")
+        ),
         TransportDescriptor(name="d", kind="k"),
     )
 
@@ -346,7 +354,7 @@ def test_transports_rejected_with_documented_text(raw: str, message: str) -> Non
     assert info.value.variable == "BUBU_TRANSPORTS"
 
 
-# --- b.1 identity and mode ------------------------------------------------------------------------
+# --- b.1 identity and mode ---
 
 
 def test_identity_trimming_follows_go() -> None:
@@ -410,13 +418,19 @@ def test_resolve_namespace_precedence(values: dict[str, str], expected: str) -> 
     assert resolve_namespace(MappingSource(values)) == expected
 
 
-# --- b.2 / b.3 knobs --------------------------------------------------------------------------
+# --- b.2 / b.3 knobs ---
 
 
 @pytest.mark.parametrize(
     ("raw", "expected", "warns"),
-    [("true", True, False), ("1", True, False), ("T", True, False), (" false ", False, False),
-     ("yes", False, True), ("", False, False)],
+    [
+        ("true", True, False),
+        ("1", True, False),
+        ("T", True, False),
+        (" false ", False, False),
+        ("yes", False, True),
+        ("", False, False),
+    ],
 )
 def test_strict_unmarshal_parse_bool(
     raw: str, expected: bool, warns: bool, caplog: pytest.LogCaptureFixture
@@ -458,8 +472,13 @@ def test_execution_settings_parse() -> None:
 
 def test_invalid_execution_settings_warn_and_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="bubu.runtime"):
-        e = env(BUBU_STEP_TIMEOUT="soon", BUBU_GRPC_PORT="-1", BUBU_STORAGE_PROVIDER="file",
-                BUBU_STORAGE_PATH="/data", BUBU_STORAGE_TIMEOUT="0s")
+        e = env(
+            BUBU_STEP_TIMEOUT="soon",
+            BUBU_GRPC_PORT="-1",
+            BUBU_STORAGE_PROVIDER="file",
+            BUBU_STORAGE_PATH="/data",
+            BUBU_STORAGE_TIMEOUT="0s",
+        )
     assert e.step_timeout == 1800.0
     assert e.grpc_port is None
     assert e.storage is not None and e.storage.timeout == 300.0
@@ -493,7 +512,7 @@ def test_media_inline_size_falls_back_to_max_inline_then_48k() -> None:
     assert env(BUBU_MEDIA_INLINE_SIZE="0", BUBU_MAX_INLINE_SIZE="10").media_inline_size == 10
 
 
-# --- b.4 storage ------------------------------------------------------------------------------
+# --- b.4 storage ---
 
 
 @pytest.mark.parametrize("raw", ["", "   ", "none"])
@@ -565,8 +584,16 @@ def s3_env(**values: str) -> RuntimeEnv:
     ("values", "endpoint", "path_style"),
     [
         ({"BUBU_STORAGE_S3_ENDPOINT": "minio:9000"}, "https://minio:9000", True),
-        ({"BUBU_STORAGE_S3_ENDPOINT": "minio:9000", "BUBU_S3_TLS": "false"}, "http://minio:9000", True),
-        ({"BUBU_STORAGE_S3_ENDPOINT": "http://m#frag", "BUBU_S3_FORCE_PATH_STYLE": "no"}, "http://m", False),
+        (
+            {"BUBU_STORAGE_S3_ENDPOINT": "minio:9000", "BUBU_S3_TLS": "false"},
+            "http://minio:9000",
+            True,
+        ),
+        (
+            {"BUBU_STORAGE_S3_ENDPOINT": "http://m#frag", "BUBU_S3_FORCE_PATH_STYLE": "no"},
+            "http://m",
+            False,
+        ),
         ({"BUBU_S3_FORCE_PATH_STYLE": "Y"}, "", True),
     ],
 )
@@ -583,7 +610,11 @@ def test_storage_s3_endpoint_and_path_style(
     ("values", "variable", "message"),
     [
         ({"BUBU_S3_TLS": " "}, "BUBU_S3_TLS", "BUBU_S3_TLS is set but empty"),
-        ({"BUBU_S3_TLS": "maybe"}, "BUBU_S3_TLS", 'invalid BUBU_S3_TLS value: invalid boolean value "maybe"'),
+        (
+            {"BUBU_S3_TLS": "maybe"},
+            "BUBU_S3_TLS",
+            'invalid BUBU_S3_TLS value: invalid boolean value "maybe"',
+        ),
         (
             {"BUBU_S3_FORCE_PATH_STYLE": "2"},
             "BUBU_S3_FORCE_PATH_STYLE",
@@ -624,7 +655,14 @@ def test_storage_s3_fatal_errors(values: dict[str, str], variable: str, message:
 
 
 @pytest.mark.parametrize(
-    ("raw", "sse"), [("s3", "AES256"), ("SSE-S3", "AES256"), ("aes256", "AES256"), ("kms", "aws:kms"), ("aws:kms", "aws:kms")]
+    ("raw", "sse"),
+    [
+        ("s3", "AES256"),
+        ("SSE-S3", "AES256"),
+        ("aes256", "AES256"),
+        ("kms", "aws:kms"),
+        ("aws:kms", "aws:kms"),
+    ],
 )
 def test_storage_s3_sse(raw: str, sse: str) -> None:
     storage = s3_env(BUBU_S3_SSE=raw, BUBU_S3_SSE_KMS_KEY=" key ").storage
@@ -668,7 +706,7 @@ def test_storage_s3_tuning_knobs() -> None:
     )
 
 
-# --- b.5 Kubernetes ------------------------------------------------------------------------------
+# --- b.5 Kubernetes ---
 
 
 @pytest.mark.parametrize(
@@ -699,7 +737,7 @@ def test_k8s_settings() -> None:
     assert env(BUBU_K8S_TIMEOUT="-1s").k8s_timeout == 30.0
 
 
-# --- b.7 ------------------------------------------------------------------------------------------
+# --- b.7 ---
 
 
 def test_effects_signals_logs_settings() -> None:
@@ -719,8 +757,13 @@ def test_effects_signals_logs_settings() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected", "warns"),
-    [("", True, False), ("off", False, False), (" N ", False, False), ("t", True, False),
-     ("maybe", True, True)],
+    [
+        ("", True, False),
+        ("off", False, False),
+        (" N ", False, False),
+        ("t", True, False),
+        ("maybe", True, True),
+    ],
 )
 def test_observability_bools(
     raw: str, expected: bool, warns: bool, caplog: pytest.LogCaptureFixture
@@ -735,7 +778,7 @@ def test_observability_bools(
     assert len(caplog.records) == (3 if warns else 0)
 
 
-# --- b.6 trigger settings ------------------------------------------------------------------------
+# --- b.6 trigger settings ---
 
 
 def trig(**values: str):  # type: ignore[no-untyped-def]
@@ -767,7 +810,12 @@ def test_trigger_settings_parse() -> None:
     assert (s.retry_max_attempts, s.retry_base_delay, s.retry_max_delay) == (4, 0.25, 60.0)
     assert s.retry_backoff == "linear"
     assert (s.throttle_rate_per_second, s.effective_burst, s.throttle_max_in_flight) == (10, 10, 2)
-    assert trig(BUBU_TRIGGER_THROTTLE_RATE_PER_SECOND="10", BUBU_TRIGGER_THROTTLE_BURST="3").effective_burst == 3
+    assert (
+        trig(
+            BUBU_TRIGGER_THROTTLE_RATE_PER_SECOND="10", BUBU_TRIGGER_THROTTLE_BURST="3"
+        ).effective_burst
+        == 3
+    )
     assert trig(BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="0").retry_max_attempts == 1
 
 
@@ -840,7 +888,7 @@ def test_trigger_settings_errors(values: dict[str, str], variable: str, message:
     assert info.value.variable == variable
 
 
-# --- fuzz: only BubuError subclasses come out ------------------------------------------------------
+# --- fuzz: only BubuError subclasses come out ---
 
 _BUBU_NAMES = [v.name for v in VARIABLES] + [
     "BUBU_CONFIG_x",
@@ -850,8 +898,26 @@ _BUBU_NAMES = [v.name for v in VARIABLES] + [
 _GARBAGE = st.one_of(
     st.text(max_size=40),
     st.sampled_from(
-        ["", "null", "{}", "[]", "[null]", "0", "-1", "1s", "true", "s3", "file", "none",
-         "env:", "file:", '[{"name":"a","kind":"k"}]', '{"a":1}', "http://x", "9" * 30]
+        [
+            "",
+            "null",
+            "{}",
+            "[]",
+            "[null]",
+            "0",
+            "-1",
+            "1s",
+            "true",
+            "s3",
+            "file",
+            "none",
+            "env:",
+            "file:",
+            '[{"name":"a","kind":"k"}]',
+            '{"a":1}',
+            "http://x",
+            "9" * 30,
+        ]
     ),
 )
 
@@ -880,3 +946,22 @@ def test_fuzz_also_covers_os_environ_source(monkeypatch: pytest.MonkeyPatch) -> 
         load_run_context()
     assert info.value.variable == "BUBU_TRANSPORTS"
     assert os.environ["BUBU_TRANSPORTS"] == "["
+
+
+def test_gen_docs_check_fails_on_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    gen_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_docs)
+    page = tmp_path / "environment.md"
+    monkeypatch.setattr(gen_docs, "ROOT", tmp_path)
+    monkeypatch.setattr(gen_docs, "TARGET", page)
+    assert gen_docs.main(["--check"]) == 1  # missing page
+    assert gen_docs.main([]) == 0
+    text = page.read_text()
+    assert all(f"`{v.name}" in text for v in VARIABLES)
+    assert gen_docs.main(["--check"]) == 0
+    page.write_text(text.replace("BUBU_STEP_TIMEOUT", "BUBU_STEP_TIMEOUT_OLD"))
+    assert gen_docs.main(["--check"]) == 1

@@ -25,7 +25,7 @@ from bubu._runtime.parse import (
 )
 from bubu.errors import ContractError
 
-# --- time.ParseDuration ---------------------------------------------------------------------
+# --- time.ParseDuration ---
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_parse_go_duration_raises_only_go_parse_error(text: str) -> None:
     assert -(1 << 63) <= value < (1 << 63)
 
 
-# --- strconv ---------------------------------------------------------------------------------
+# --- strconv ---
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("+5", 5), ("-12", -12), ("007", 7)])
@@ -135,7 +135,9 @@ def test_parse_atoi_accepts_sign_and_ascii_digits(text: str, value: int) -> None
     assert parse_atoi(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "+", "-", " 1", "1 ", "1_000", "1.0", "0x10", "\u0661", "1e3"])
+@pytest.mark.parametrize(
+    "text", ["", "+", "-", " 1", "1 ", "1_000", "1.0", "0x10", "\u0661", "1e3"]
+)
 def test_parse_atoi_rejects_like_go(text: str) -> None:
     with pytest.raises(GoParseError, match=r"^strconv\.Atoi: parsing .*: invalid syntax$"):
         parse_atoi(text)
@@ -189,8 +191,18 @@ def test_is_truthy_and_is_debug(value: str | None, truthy: bool, debug: bool) ->
 
 @pytest.mark.parametrize(
     ("value", "enabled"),
-    [(None, True), ("", True), ("0", False), ("FALSE", False), ("No", False), ("off", False),
-     ("f", True), ("n", True), ("anything", True), (" off", True)],
+    [
+        (None, True),
+        ("", True),
+        ("0", False),
+        ("FALSE", False),
+        ("No", False),
+        ("off", False),
+        ("f", True),
+        ("n", True),
+        ("anything", True),
+        (" off", True),
+    ],
 )
 def test_is_bridge_enabled_is_off_only_for_the_negative_set(
     value: str | None, enabled: bool
@@ -204,7 +216,7 @@ def test_go_trim_space_keeps_information_separators() -> None:
     assert go_trim_space("\t\n\v\f\r \x85\xa0\u3000 5s \u2028") == "5s"
 
 
-# --- pkg/env GetInt / GetDuration ------------------------------------------------------------
+# --- pkg/env GetInt / GetDuration ---
 
 
 @pytest.mark.parametrize("raw", [None, "", "   "])
@@ -248,7 +260,7 @@ def test_env_dur_parses_trimmed_go_duration() -> None:
     assert env_dur("BUBU_X", None, 30.0) == 30.0
 
 
-# --- JSON rules ---------------------------------------------------------------------------------
+# --- JSON rules ---
 
 
 @pytest.mark.parametrize("raw", [None, "", "  \n"])

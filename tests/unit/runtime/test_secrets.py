@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bubu._runtime.secrets import Descriptors, SecretValue, Secrets, expand_secrets
+from bubu._runtime.secrets import Descriptors, Secrets, SecretValue, expand_secrets
 from bubu._runtime.sources import MappingSource
 from bubu.errors import SecretExpansionError
 
 VALUE = "s3cr3t-VALUE-42"
 
 
-# --- accessors (d.4) --------------------------------------------------------------------------------
+# --- accessors (d.4) ---
 
 
 def test_get_present_missing_and_empty() -> None:
@@ -69,12 +69,12 @@ def test_constructor_copies_input() -> None:
     assert s.get("a") == "1"
 
 
-# --- nothing leaks ---------------------------------------------------------------------------------
+# --- nothing leaks ---
 
 
 def test_repr_str_format_never_show_values_or_keys() -> None:
     s = Secrets({"api_key": VALUE})
-    for text in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>40}", "%s" % s, "{}".format(s)):  # noqa: UP031
+    for text in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>40}", "%s" % s, "{}".format(s)):  # noqa: UP031, UP032
         assert VALUE not in text
         assert "api_key" not in text
     assert str(s) == "[redacted secrets]"
@@ -125,7 +125,7 @@ def test_secret_value_redacts() -> None:
     assert v != SecretValue("other")
 
 
-# --- expansion (c.12) -------------------------------------------------------------------------------
+# --- expansion (c.12) ---
 
 
 def test_literal_descriptors() -> None:
@@ -296,7 +296,10 @@ def test_warnings_name_secret_and_kind_never_path(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     marker = tmp_path / "path-marker-xyz"
-    with caplog.at_level(logging.WARNING, logger="bubu.runtime"), pytest.raises(SecretExpansionError):
+    with (
+        caplog.at_level(logging.WARNING, logger="bubu.runtime"),
+        pytest.raises(SecretExpansionError),
+    ):
         expand_secrets({"api": f"file:{marker}"})
     record = caplog.records[0]
     assert record.secret == "api"  # type: ignore[attr-defined]

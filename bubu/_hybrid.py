@@ -1,0 +1,188 @@
+"""``hybrid`` mode: a batch Job whose output is also forwarded to downstream streaming steps.
+
+The operator sets ``BUBU_EXECUTION_MODE=hybrid`` on Jobs that have downstream streaming targets
+(go-sdk-core.md (a) "Mode dispatch", Appendix B #8). Go's ``sdk.Start`` sends ``hybrid`` to the
+streaming runtime, which is a Go bug the spec names; here ``hybrid`` does what it means:
+
+1. run the batch lifecycle (``bubu._batch.run_batch``): status, exit code, everything as batch;
+2. only if the step succeeded **and** its terminal status was written, and ``BUBU_HYBRID_BRIDGE``
+   is on (the default; off only for ``0/false/no/off``), forward the output through the
+   connector named in ``BUBU_TRANSPORT_BINDING``: one ``DataRequest`` on a Data stream, then a
+   half-close (Go ``bridgeToHub``);
+3. the bridge is best effort: bounded by ``BUBU_HYBRID_BRIDGE_TIMEOUT`` (15 s), skipped without a
+   binding, and its failures are logged, never change the exit code.
+
+The forwarded message is Go's ``buildHybridStreamMessage``: kind ``data``, the current time, the
+output JSON as payload, the story identity as metadata (``storyName``, ``storyRunID``,
+``stepName``, ``stepRunID``, ``stepRunNamespace``), the trigger inputs and the declared
+transports. The difference from Go is listed in docs/differences.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from bubu._runtime.messages import StreamMessage, TransportConfig, TransportDescriptor
+
+if TYPE_CHECKING:
+    from bubu._aio.shutdown import Shutdown
+    from bubu._batch import BatchReport
+    from bubu._runtime.context import RunContext
+    from bubu._runtime.sources import EnvSource
+
+__all__ = ["bridge_output", "build_bridge_message", "start_hybrid"]
+
+logger = logging.getLogger("bubu.hybrid")
+
+
+def _story_metadata(run: RunContext) -> dict[str, str]:
+    info = run.story_info
+    pairs = (
+        ("storyName", info.story_name),
+        ("storyRunID", info.story_run_id),
+        ("stepName", info.step_name),
+        ("stepRunID", info.step_run_id),
+        ("stepRunNamespace", info.step_run_namespace),
+    )
+    return {key: value.strip() for key, value in pairs if value and value.strip()}
+
+
+def build_bridge_message(output: Any, run: RunContext | None) -> StreamMessage:
+    """Build the message the bridge forwards (Go ``buildHybridStreamMessage``).
+
+    Raises:
+        ProtocolViolationError: the output is not a JSON object (it cannot become a Struct).
+    """
+    now = _dt.datetime.now(_dt.UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    payload = msgspec.json.encode(output)
+    fields: dict[str, Any] = {"kind": "data", "timestamp": now, "payload": payload}
+    if run is not None:
+        fields["metadata"] = _story_metadata(run)
+        if run.inputs:
+            fields["inputs"] = msgspec.json.encode(run.inputs)
+        fields["transports"] = tuple(
+            TransportDescriptor(
+                name=t.name,
+                kind=t.kind,
+                mode=t.mode,
+                typed_config=None
+                if t.typed_config is None
+                else TransportConfig(
+                    transport_ref=t.typed_config.transport_ref,
+                    mode_reason=t.typed_config.mode_reason,
+                ),
+            )
+            for t in run.transports
+        )
+    return StreamMessage(**fields)
+
+
+async def bridge_output(output: Any, *, source: EnvSource, run: RunContext | None) -> bool:
+    """Forward ``output`` through the binding's connector; best effort.
+
+    Returns:
+        True when the message was handed to the connector, False when skipped or failed (the
+        reason is logged).
+    """
+    from bubu._runtime.env import resolve_namespace
+    from bubu._runtime.parse import env_dur
+    from bubu._transport import channel as channel_mod
+    from bubu._transport import wire
+    from bubu._transport.binding import BINDING_ENV, EnvResolver, parse_binding
+    from bubu._transport.session import DATA_METHOD, PROTOCOL_HEADER, PROTOCOL_VERSION
+    from bubu._transport.settings import resolve_settings
+
+    raw = source.get(BINDING_ENV)
+    if raw is None or not raw.strip():
+        logger.debug("no transport binding provided; skipping hybrid bridge delivery")
+        return False
+    timeout = env_dur("BUBU_HYBRID_BRIDGE_TIMEOUT", source.get("BUBU_HYBRID_BRIDGE_TIMEOUT"), 15.0)
+    try:
+        async with asyncio.timeout(timeout):
+            binding = parse_binding(raw).with_namespace(resolve_namespace(source))
+            settings = resolve_settings(EnvResolver(binding.env_overrides, source))
+            request = wire.encode_outbound(build_bridge_message(output, run), settings)
+            chan = channel_mod.open_channel(binding.endpoint, settings)
+            try:
+                await channel_mod.connect(chan, settings.dial_timeout)
+                from grpclib.const import Cardinality
+
+                from bubu._gen.transport.v1 import transport_pb2 as pb
+
+                async with chan.request(
+                    DATA_METHOD,
+                    Cardinality.STREAM_STREAM,
+                    pb.DataRequest,
+                    pb.DataResponse,
+                    metadata={PROTOCOL_HEADER: PROTOCOL_VERSION},
+                ) as stream:
+                    await stream.send_message(request)
+                    await stream.end()
+                    await stream.cancel()
+            finally:
+                chan.close()
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        logger.warning("hybrid bridge timed out after %.1fs; output not forwarded", timeout)
+        return False
+    except Exception as exc:
+        logger.warning("hybrid bridge failed; output not forwarded: %s", exc)
+        return False
+    logger.debug("hybrid payload delivered to %s", binding.endpoint)
+    return True
+
+
+def _bridge_wanted(report: BatchReport) -> bool:
+    return report.exit_code == 0 and report.phase == "Succeeded" and report.status_error is None
+
+
+async def start_hybrid(
+    engram: Any,
+    *,
+    source: EnvSource | None = None,
+    shutdown: Shutdown | None = None,
+    **kwargs: Any,
+) -> int:
+    """Run ``engram`` as batch, then bridge its output to the streaming connector.
+
+    Args:
+        engram: a ``BatchEngram`` (a dual engram is fine).
+        source: where ``BUBU_*`` values come from.
+        shutdown: the stop request (passed to the batch run).
+        **kwargs: passed to ``bubu._batch.run_batch`` (``client=``, ``status_sink=``...).
+
+    Returns:
+        The batch exit code; the bridge never changes it.
+    """
+    from bubu._batch import run_batch
+    from bubu._runtime.context import load_run_context
+    from bubu._runtime.parse import is_bridge_enabled
+    from bubu._runtime.sources import OsEnviron
+
+    src: EnvSource = source if source is not None else OsEnviron()
+    report = await run_batch(engram, source=src, shutdown=shutdown, **kwargs)
+    if not _bridge_wanted(report):
+        return report.exit_code
+    if not is_bridge_enabled(src.get("BUBU_HYBRID_BRIDGE")):
+        logger.debug("hybrid bridge disabled by BUBU_HYBRID_BRIDGE")
+        return report.exit_code
+    output: Any = report.output
+    if output is None and report.result is not None:
+        output = msgspec.to_builtins(report.result.data)
+    if output is None:
+        # Go: an empty payload has nothing to forward.
+        return report.exit_code
+    try:
+        run = load_run_context(src)
+    except Exception as exc:  # the batch already reported; the bridge stays best effort
+        logger.warning("hybrid bridge skipped: run context unavailable: %s", exc)
+        return report.exit_code
+    await bridge_output(output, source=src, run=run)
+    return report.exit_code

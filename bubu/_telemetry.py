@@ -1,0 +1,119 @@
+"""Tracer, meter and W3C propagation, created on first use (opentelemetry-api only).
+
+OpenTelemetry is imported inside the functions: its context module resolves entry points at
+import time, which would cost every ``import bubu`` (style.md 6.3). Names match the Go SDK
+(go-sdk-core.md c.15): tracer and meter ``bubu-sdk``; histogram
+``bubu.k8s.operation.duration_seconds`` with ``operation`` and ``success`` attributes.
+
+``configure(metrics=..., tracing=...)`` applies ``BUBU_SDK_METRICS_ENABLED`` /
+``BUBU_SDK_TRACING_ENABLED``; when disabled the helpers are no-ops.
+
+Imports nothing from ``bubu``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final
+
+__all__ = [
+    "INSTRUMENTATION_NAME",
+    "configure",
+    "extract",
+    "extract_w3c",
+    "inject",
+    "inject_w3c",
+    "meter",
+    "record_k8s_operation",
+    "tracer",
+]
+
+INSTRUMENTATION_NAME: Final = "bubu-sdk"
+K8S_OPERATION_HISTOGRAM: Final = "bubu.k8s.operation.duration_seconds"
+
+_state: dict[str, Any] = {"metrics": True, "tracing": True}
+
+
+def configure(*, metrics: bool | None = None, tracing: bool | None = None) -> None:
+    """Turn metrics or tracing off (or on again) for this process."""
+    if metrics is not None:
+        _state["metrics"] = metrics
+    if tracing is not None:
+        _state["tracing"] = tracing
+
+
+def tracer() -> Any:
+    """Return the ``bubu-sdk`` tracer (a no-op tracer when tracing is disabled)."""
+    from opentelemetry import trace
+
+    if not _state["tracing"]:
+        return trace.NoOpTracer()
+    return trace.get_tracer(INSTRUMENTATION_NAME)
+
+
+def meter() -> Any:
+    """Return the ``bubu-sdk`` meter (a no-op meter when metrics are disabled)."""
+    from opentelemetry import metrics
+
+    if not _state["metrics"]:
+        return metrics.NoOpMeter(INSTRUMENTATION_NAME)
+    return metrics.get_meter(INSTRUMENTATION_NAME)
+
+
+def record_k8s_operation(operation: str, seconds: float, *, success: bool) -> None:
+    """Record one Kubernetes operation's duration (Go ``PatchStepRunStatus`` and friends)."""
+    if not _state["metrics"]:
+        return
+    histogram = _state.get("k8s_histogram")
+    if histogram is None:
+        histogram = meter().create_histogram(
+            K8S_OPERATION_HISTOGRAM,
+            unit="s",
+            description="Duration of Kubernetes operations performed by the SDK",
+        )
+        _state["k8s_histogram"] = histogram
+    histogram.record(seconds, {"operation": operation, "success": success})
+
+
+def inject(carrier: MutableMapping[str, str]) -> None:
+    """Write the current trace context (``traceparent``, ``tracestate``, baggage) to a carrier."""
+    if not _state["tracing"]:
+        return
+    from opentelemetry import propagate
+
+    propagate.inject(carrier)
+
+
+def extract(carrier: Mapping[str, str]) -> Any:
+    """Return an OpenTelemetry context read from a carrier (W3C trace context and baggage)."""
+    from opentelemetry import propagate
+
+    return propagate.extract(carrier)
+
+
+_w3c: list[Any] = []
+
+
+def _w3c_propagator() -> Any:
+    if not _w3c:
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _w3c.append(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
+    return _w3c[0]
+
+
+def inject_w3c(carrier: MutableMapping[str, str]) -> None:
+    """Write W3C ``traceparent``/``tracestate``/``baggage`` of the current context to a carrier.
+
+    The Go SDK's stream propagator (streaming.md 3.11): W3C TraceContext plus Baggage whatever
+    the global propagator is, gated by ``BUBU_TRACE_PROPAGATION`` (by the caller), not by
+    ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
+    """
+    _w3c_propagator().inject(carrier)
+
+
+def extract_w3c(carrier: Mapping[str, str]) -> Any:
+    """Return the OpenTelemetry context carried by W3C keys in ``carrier`` (Go extraction)."""
+    return _w3c_propagator().extract(carrier)

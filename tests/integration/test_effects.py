@@ -1,0 +1,202 @@
+"""execute_effect_once on real EffectClaims, acting as the engram-runner ServiceAccount.
+
+The Role (crds.md 7.3) grants effectclaims get/create/update (no patch, no delete) and
+stepruns get + stepruns/status patch. The stand-in derives claim phases and records every
+claim write the operator's webhook would have rejected (crds.md 9.4, 9.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import tests.conftest as _root_conftest
+from bubu._effects import execute_effect_once, has_effect, record_effect
+from bubu._k8s import identity
+from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
+from bubu.errors import EffectAlreadyRecordedError
+from tests._standins import fixtures as _fixtures
+from tests._standins.fixtures import seed_step_run
+
+if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
+    from tests._controlplane.fixtures import (  # noqa: F401
+        controlplane,
+        engram_runner_identity,
+        k8s_namespace,
+    )
+
+pytestmark = pytest.mark.integration
+
+# Fixtures shared with the other stand-in tests (not yet registered project-wide).
+admin_kube = _fixtures.admin_kube
+as_identity = _fixtures.as_identity
+standins = _fixtures.standins
+
+SR = "run-1-step-a"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env(ns: str, **extra: str) -> dict[str, str]:
+    return {"BUBU_STEPRUN_NAME": SR, "BUBU_STEPRUN_NAMESPACE": ns, **extra}
+
+
+@pytest.fixture
+async def step(admin_kube):
+    return await seed_step_run(admin_kube, SR)
+
+
+async def wait_phase(kube, name: str, phase: str) -> dict:
+    for _ in range(200):
+        claim = await kube.get(EFFECT_CLAIM, name)
+        if (claim.get("status") or {}).get("phase") == phase:
+            return claim
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"claim {name} never reached {phase}: {claim.get('status')}")
+
+
+async def test_runs_once_records_and_is_webhook_valid(
+    standins, step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+):
+    calls = []
+
+    async def charge():
+        calls.append(1)
+        return {"chargeId": "ch_1"}
+
+    async with as_identity(engram_runner_identity, env(k8s_namespace)):
+        assert await execute_effect_once("charge:42", charge) == {"chargeId": "ch_1"}
+        with pytest.raises(EffectAlreadyRecordedError) as info:
+            await execute_effect_once("charge:42", charge)
+        assert info.value.details == {"chargeId": "ch_1"}
+        assert await has_effect("charge:42")
+        await record_effect("audit", "succeeded", {"n": 1})
+    assert calls == [1]
+    name = identity.derive_effect_claim_name(k8s_namespace, SR, "charge:42")
+    claim = await wait_phase(admin_kube, name, "Completed")
+    assert claim["spec"]["completionStatus"] == "completed"
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == step["metadata"]["uid"]
+    effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
+    assert [e["key"] for e in effects] == ["charge:42", "audit"]
+    assert standins.claims.violations == []
+
+
+async def test_failure_releases_and_retry_reruns(
+    standins, step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+):
+    attempts = 0
+
+    async def flaky():
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("declined")
+        return "ok"
+
+    async with as_identity(engram_runner_identity, env(k8s_namespace)):
+        with pytest.raises(RuntimeError):
+            await execute_effect_once("pay", flaky)
+        name = identity.derive_effect_claim_name(k8s_namespace, SR, "pay")
+        released = await admin_kube.get(EFFECT_CLAIM, name)
+        assert released["spec"]["holderIdentity"] == ""
+        assert "completionStatus" not in released["spec"]  # option (a), crds.md 4.5
+        assert await execute_effect_once("pay", flaky) == "ok"
+    assert attempts == 2
+    assert standins.claims.violations == []
+
+
+def worker(
+    kubeconfig: Path, out: Path, ns: str, *args: str, lease: str = "10m"
+) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    environ.update(env(ns, BUBU_EFFECT_LEASE_DURATION=lease))
+    environ.pop("KUBECONFIG", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests._standins.effect_worker",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--out",
+            str(out),
+            *args,
+        ],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def test_two_processes_race_100_keys_each_body_runs_once(
+    standins, step, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
+):
+    out = tmp_path / "side-effects.log"
+    procs = [
+        worker(engram_runner_identity.kubeconfig_path, out, k8s_namespace, "race", "--keys", "100")
+        for _ in range(2)
+    ]
+    results = await asyncio.gather(*(asyncio.to_thread(p.communicate, timeout=240) for p in procs))
+    for proc, (stdout, stderr) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+    lines = out.read_text().splitlines()
+    per_key = Counter(line.split()[0] for line in lines)
+    assert len(per_key) == 100
+    assert set(per_key.values()) == {1}, [k for k, n in per_key.items() if n != 1]
+    effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
+    assert len({e["key"] for e in effects}) == 100 == len(effects)
+    assert standins.claims.violations == []
+
+
+async def test_holder_killed_mid_effect_is_taken_over_after_expiry(
+    standins, step, as_identity, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
+):
+    out = tmp_path / "side-effects.log"
+    holder = worker(
+        engram_runner_identity.kubeconfig_path, out, k8s_namespace, "hold", "--key", "k", lease="2s"
+    )
+    try:
+        for _ in range(500):
+            if out.exists() and out.read_text().strip():
+                break
+            await asyncio.sleep(0.02)
+        assert out.read_text().strip(), "the holder never started the effect"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=30)  # reaps it and closes its pipes
+    assert holder.returncode == -signal.SIGKILL
+
+    calls = []
+
+    async def body():
+        calls.append(1)
+        return "recovered"
+
+    async with as_identity(
+        engram_runner_identity, env(k8s_namespace, BUBU_EFFECT_LEASE_DURATION="2s")
+    ):
+        with pytest.raises(EffectAlreadyRecordedError) as info:
+            await execute_effect_once("k", body)  # the lease is still live
+        assert info.value.in_progress
+        result = None
+        for _ in range(100):
+            try:
+                result = await execute_effect_once("k", body)
+                break
+            except EffectAlreadyRecordedError as exc:
+                assert exc.in_progress
+                await asyncio.sleep(0.1)
+    assert result == "recovered" and calls == [1]
+    name = identity.derive_effect_claim_name(k8s_namespace, SR, "k")
+    claim = await wait_phase(admin_kube, name, "Completed")
+    assert claim["spec"]["leaseTransitions"] == 1
+    effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
+    assert [e["key"] for e in effects] == ["k"]
+    assert standins.claims.violations == []

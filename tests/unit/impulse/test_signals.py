@@ -1,0 +1,113 @@
+"""emit_signal / emit_text_signal / replay_signals on the in-memory cluster (c.6, d.8)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bubu import _scope
+from bubu._k8s.resources import STEP_RUN
+from bubu._runtime.sources import MappingSource
+from bubu._signals import (
+    SignalEnvelope,
+    SignalMeta,
+    emit_signal,
+    emit_text_signal,
+    replay_signals,
+)
+from bubu.errors import SignalError, SignalsUnavailableError
+
+from .conftest import NS
+from .conftest import STEP_RUN as SR
+
+
+def status(world) -> dict:
+    return world.cluster.peek(STEP_RUN, SR, NS)["status"]
+
+
+async def test_payload_is_stored_as_a_redacted_summary(world):
+    seq = await emit_signal("state", {"apiKey": "sk-secret", "n": 1})
+    assert seq == 1
+    stored = status(world)["signals"]["state"]
+    assert stored["redacted"] is True and stored["type"] == "map"
+    assert stored["details"] == {"len": 2} and len(stored["sha256"]) == 64
+    assert "sk-secret" not in str(status(world)) and "apiKey" not in str(status(world))
+    (event,) = status(world)["signalEvents"]
+    assert event["seq"] == 1 and event["key"] == "state"
+    assert (
+        "redacted" not in event["payload"] and event["payload"]["sizeBytes"] == stored["sizeBytes"]
+    )
+
+
+async def test_envelopes_are_stored_verbatim(world):
+    env = SignalEnvelope(meta=SignalMeta(format="json", size_bytes=10), sample={"text": "hi"})
+    await emit_signal("env", env)
+    assert status(world)["signals"]["env"] == {
+        "meta": {"format": "json", "sizeBytes": 10},
+        "sample": {"text": "hi"},
+    }
+
+
+async def test_sequence_continues_after_a_restart(world):
+    assert await emit_signal("a", 1) == 1
+    assert await emit_signal("a", 2) == 2
+    # a "restarted process": a fresh scope with no in-memory state at all
+    fresh = _scope.RunScope(source=MappingSource(world.env), kube=world.cluster)
+    with _scope.activate(fresh):
+        assert await emit_signal("a", 3) == 3
+    seqs = [e["seq"] for e in status(world)["signalEvents"]]
+    assert seqs == [1, 2, 3]  # Go would have dropped the third (seq 1 again, Appendix B #7)
+
+
+async def test_explicit_sequence(world):
+    assert await emit_signal("a", "x", seq=10) == 10
+    assert await emit_signal("a", "y") == 11
+    with pytest.raises(SignalError, match="must be positive"):
+        await emit_signal("a", "z", seq=0)
+
+
+async def test_none_clears_the_key_but_records_the_event(world):
+    await emit_signal("k", {"v": 1})
+    await emit_signal("k", None)
+    assert "k" not in status(world).get("signals", {})
+    assert "payload" not in status(world)["signalEvents"][-1]
+
+
+async def test_summary_above_the_limit_is_refused_before_writing(world, scoped):
+    with scoped(world, BUBU_SIGNAL_MAX_PAYLOAD_BYTES="32"):
+        with pytest.raises(SignalError, match="signal summary for state exceeds 32 bytes"):
+            await emit_signal("state", {"a": 1})
+    assert "signalEvents" not in status(world)
+
+
+async def test_replay_filters_and_sorts(world):
+    for i in range(4):
+        await emit_signal("tick", i)
+    events = await replay_signals(since_seq=2)
+    assert [e.seq for e in events] == [3, 4]
+    assert all(e.key == "tick" for e in events)
+    assert [e.seq for e in await replay_signals()] == [1, 2, 3, 4]
+    other = await replay_signals(step_run=SR, namespace=NS)
+    assert len(other) == 4
+
+
+async def test_text_signal_metadata_and_bounded_sample(world):
+    await emit_text_signal("log", "héllo world", sample_bytes=2, include_hash=True)
+    stored = status(world)["signals"]["log"]
+    assert stored["meta"]["format"] == "text" and stored["meta"]["sizeBytes"] == 12
+    assert len(stored["meta"]["hashSha256"]) == 64
+    assert stored["sample"] == {"text": "h", "truncated": True}  # never cut inside "é"
+    await emit_text_signal("plain", "abc")
+    assert "sample" not in status(world)["signals"]["plain"]
+    await emit_text_signal("extras", "abc", sample_extras={"lang": "en", "text": "ignored"})
+    assert status(world)["signals"]["extras"]["sample"] == {"text": "abc", "lang": "en"}
+
+
+async def test_signals_need_a_step_run():
+    with _scope.activate(_scope.RunScope(source=MappingSource({}))):
+        with pytest.raises(SignalsUnavailableError):
+            await emit_signal("k", 1)
+
+
+async def test_empty_key_is_refused(world):
+    with pytest.raises(SignalError, match="signal key is required"):
+        await emit_signal(" ", 1)

@@ -1,0 +1,321 @@
+"""start_story, start_story_with_token, stop_story on the in-memory cluster (crds.md 2, 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from bubu import _triggers
+from bubu._k8s import identity
+from bubu._k8s.resources import STORY_RUN, STORY_TRIGGER
+from bubu._triggers import render_key_template, start_story, start_story_with_token, stop_story
+from bubu.errors import (
+    ContractError,
+    KubernetesError,
+    StoryRunNotFoundError,
+    TemplateError,
+    TriggerError,
+    TriggerIdentityConflictError,
+    TriggerPendingError,
+    TriggerRejectedError,
+)
+
+from .conftest import NS
+
+
+async def test_first_submission_is_created_with_deterministic_identity(world):
+    result = await start_story_with_token("story", "order-42", {"b": 1.0, "a": "<&>"})
+    assert result.decision == "Created" and not result.reused
+    assert result.story_run == identity.derive_story_run_name(NS, "story", "order-42")
+    trigger = world.cluster.peek(STORY_TRIGGER, result.trigger, NS)
+    assert trigger["metadata"]["name"] == identity.derive_story_trigger_name(
+        NS, "story", "order-42", "order-42"
+    )
+    delivery = trigger["spec"]["deliveryIdentity"]
+    assert delivery == {
+        "mode": "token",
+        "key": "order-42",
+        "submissionId": "order-42",
+        "inputHash": identity.compute_trigger_input_hash({"a": "<&>", "b": 1}),
+    }
+    assert "namespace" not in trigger["spec"]["storyRef"]  # only when passed explicitly
+
+
+async def test_same_token_and_inputs_give_one_trigger_one_run_decision_created(world):
+    first = await start_story_with_token("story", "tok", {"x": 1})
+    second = await start_story_with_token("story", "tok", {"x": 1.0})
+    assert first.story_run == second.story_run
+    assert second.decision == "Created"
+    assert len(world.cluster.objects(STORY_TRIGGER)) == 1
+    assert len(world.cluster.objects(STORY_RUN)) == 1
+
+
+async def test_same_token_with_different_inputs_is_the_documented_error(world):
+    await start_story_with_token("story", "tok", {"x": 1})
+    with pytest.raises(TriggerIdentityConflictError, match="different immutable request identity"):
+        await start_story_with_token("story", "tok", {"x": 2})
+    assert len(world.cluster.objects(STORY_TRIGGER)) == 1
+
+
+async def test_preexisting_run_with_matching_inputs_is_reused(world):
+    name = identity.derive_story_run_name(NS, "story", "ext")
+    world.cluster.put(
+        STORY_RUN,
+        {"metadata": {"name": name}, "spec": {"storyRef": {"name": "story"}, "inputs": {"k": "v"}}},
+    )
+    result = await start_story_with_token("story", "ext", {"k": "v"})
+    assert result.decision == "Reused" and result.reused
+    assert result.story_run == name
+
+
+async def test_preexisting_run_with_different_inputs_is_rejected(world):
+    name = identity.derive_story_run_name(NS, "story", "ext")
+    world.cluster.put(
+        STORY_RUN,
+        {
+            "metadata": {"name": name},
+            "spec": {"storyRef": {"name": "story"}, "inputs": {"k": "other"}},
+        },
+    )
+    with pytest.raises(
+        TriggerRejectedError, match="does not match StoryTrigger storyRef and inputs"
+    ) as info:
+        await start_story_with_token("story", "ext", {"k": "v"})
+    assert info.value.reason == "StoryRunConflict"
+    assert not info.value.retryable
+
+
+async def test_without_a_resolver_the_call_is_pending_and_retryable(world, scoped):
+    world.resolver.pending = True
+    with scoped(world, BUBU_K8S_OPERATION_TIMEOUT="150ms"):
+        with pytest.raises(TriggerPendingError, match="is still pending") as info:
+            await start_story("story", {})
+    assert info.value.retryable
+    (trigger,) = world.cluster.objects(STORY_TRIGGER)
+    assert not (trigger.get("status") or {}).get("decision")
+
+
+async def test_missing_story_is_rejected_with_reason(world):
+    with pytest.raises(
+        TriggerRejectedError, match='referenced Story "team-a/nope" was not found'
+    ) as info:
+        await start_story("nope", {})
+    assert info.value.reason == "StoryNotFound"
+
+
+async def test_rejection_message_is_status_message(world):
+    world.resolver.reject_next("SchemaInvalid", "inputs.x is required")
+    with pytest.raises(TriggerRejectedError) as info:
+        await start_story("story", {})
+    assert str(info.value) == "inputs.x is required"
+    assert info.value.reason == "SchemaInvalid"
+
+
+async def test_no_token_means_a_new_run_per_call(world):
+    a = await start_story("story", {"x": 1})
+    b = await start_story("story", {"x": 1})
+    assert a.story_run != b.story_run
+    modes = {t["spec"]["deliveryIdentity"]["mode"] for t in world.cluster.objects(STORY_TRIGGER)}
+    assert modes == {"none"}
+
+
+async def test_watch_forbidden_falls_back_to_get_polling(world):
+    # The generated Impulse Role has no watch on storytriggers (crds.md 7.2).
+    world.cluster.forbid("watch", STORY_TRIGGER)
+    first = await start_story("story", {})
+    second = await start_story("story", {})
+    assert first.decision == second.decision == "Created"
+    # the 403 is remembered: one refused watch, then only GETs
+    assert world.cluster.count("watch", STORY_TRIGGER) == 1
+
+
+async def test_decision_arrives_through_the_watch(world):
+    result = await start_story("story", {})
+    assert result.decision == "Created"
+    assert world.cluster.count("watch", STORY_TRIGGER) >= 1
+
+
+async def test_inputs_must_be_a_json_object(world):
+    with pytest.raises(TriggerError, match="must be a JSON object"):
+        await start_story("story", [1, 2])
+    with pytest.raises(TriggerError, match="not JSON-serialisable"):
+        await start_story("story", {"x": object()})
+
+
+async def test_empty_story_name_and_token_are_refused(world):
+    with pytest.raises(TriggerError, match="story name is required"):
+        await start_story("  ", {})
+    with pytest.raises(TriggerError, match="token must not be empty"):
+        await start_story_with_token("story", " ", {})
+
+
+async def test_token_longer_than_submission_id_limit_is_refused(world):
+    with pytest.raises(TriggerError, match="at most 253"):
+        await start_story_with_token("story", "t" * 254, {})
+
+
+async def test_env_token_and_context_token(world, scoped):
+    with scoped(world, BUBU_TRIGGER_TOKEN="env-token"):
+        r1 = await start_story("story", {})
+        with _triggers.trigger_token("ctx-token"):
+            r2 = await start_story("story", {})
+    assert r1.story_run == identity.derive_story_run_name(NS, "story", "env-token")
+    assert r2.story_run == identity.derive_story_run_name(NS, "story", "ctx-token")
+
+
+async def test_key_mode_hashes_the_rendered_template(world, scoped):
+    with scoped(
+        world,
+        BUBU_TRIGGER_DEDUPE_MODE="key",
+        BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE="{{ inputs.eventId }}",
+    ):
+        result = await start_story("story", {"eventId": "evt-123"})
+    key = hashlib.sha256(b"evt-123").hexdigest()
+    (trigger,) = world.cluster.objects(STORY_TRIGGER)
+    assert trigger["spec"]["deliveryIdentity"]["mode"] == "key"
+    assert trigger["spec"]["deliveryIdentity"]["key"] == key
+    assert result.story_run == identity.derive_story_run_name(NS, "story", key)
+
+
+async def test_token_mode_without_token_fails(world, scoped):
+    with scoped(world, BUBU_TRIGGER_DEDUPE_MODE="token"):
+        with pytest.raises(
+            TriggerError, match="trigger token required by BUBU_TRIGGER_DEDUPE_MODE=token"
+        ):
+            await start_story("story", {})
+
+
+async def test_key_mode_token_mismatch(world, scoped):
+    with scoped(
+        world, BUBU_TRIGGER_DEDUPE_MODE="key", BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE="{{ inputs.id }}"
+    ):
+        with pytest.raises(TriggerError, match="trigger token mismatch"):
+            await start_story_with_token("story", "other", {"id": "x"})
+
+
+async def test_invalid_settings_fail_the_call_naming_the_variable(world, scoped):
+    with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="-1"):
+        with pytest.raises(
+            ContractError, match="BUBU_TRIGGER_RETRY_MAX_ATTEMPTS must be a non-negative"
+        ):
+            await start_story("story", {})
+
+
+async def test_parent_metadata_and_impulse_ref_from_env(world, scoped):
+    with scoped(
+        world,
+        BUBU_STORYRUN_ID="Parent_Run",
+        BUBU_STEP_NAME="step-a",
+        BUBU_IMPULSE_NAME="hook",
+        BUBU_IMPULSE_NAMESPACE=NS,
+    ):
+        await start_story("story", {})
+    (trigger,) = world.cluster.objects(STORY_TRIGGER)
+    assert trigger["metadata"]["labels"]["bubustack.io/parent-storyrun"] == "parent-run"
+    assert trigger["metadata"]["annotations"]["bubustack.io/parent-storyrun"] == "Parent_Run"
+    assert trigger["metadata"]["labels"]["bubustack.io/steprun"] == "run-1-step-a"
+    assert trigger["metadata"]["annotations"]["bubustack.io/parent-steprun"] == "run-1-step-a"
+    assert trigger["spec"]["impulseRef"] == {"name": "hook", "namespace": NS}
+
+
+async def test_story_version_is_pinned_when_readable(world):
+    world.cluster.seed_story("versioned", NS, version="v2")
+    await start_story("versioned", {})
+    (trigger,) = world.cluster.objects(STORY_TRIGGER)
+    assert trigger["spec"]["storyRef"]["version"] == "v2"
+
+
+async def test_transient_create_error_is_retried(world, scoped):
+    world.cluster.fail(
+        "create", STORY_TRIGGER, KubernetesError("boom", status_code=503, retryable=True), times=2
+    )
+    with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="3", BUBU_TRIGGER_RETRY_BASE_DELAY="1ms"):
+        result = await start_story_with_token("story", "retry-me", {})
+    assert result.decision == "Created"
+
+
+async def test_permanent_error_is_not_retried(world, scoped):
+    world.cluster.fail("create", STORY_TRIGGER, KubernetesError("bad", status_code=422), times=1)
+    with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="3", BUBU_TRIGGER_RETRY_BASE_DELAY="1ms"):
+        with pytest.raises(KubernetesError, match="bad"):
+            await start_story("story", {})
+    assert world.cluster.count("create", STORY_TRIGGER) == 1
+
+
+async def test_throttle_bounds_calls_in_flight(world, scoped):
+    world.cluster.seed_impulse("hook", NS)
+    active = peak = 0
+    original = world.cluster.create
+
+    async def slow_create(kind, body, namespace=None):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.01)
+        active -= 1
+        return await original(kind, body, namespace)
+
+    world.cluster.create = slow_create
+    with scoped(world, BUBU_TRIGGER_THROTTLE_MAX_IN_FLIGHT="2"):
+        await asyncio.gather(*(start_story("story", {"i": i}) for i in range(6)))
+    assert peak == 2
+
+
+async def test_stop_story_sets_cancel_requested_once(world):
+    world.cluster.seed_story_run("run-x", NS, phase="Running")
+    assert await stop_story("run-x") is True
+    run = world.cluster.peek(STORY_RUN, "run-x", NS)
+    assert run["spec"]["cancelRequested"] is True
+    assert run["status"]["phase"] == "Finished"  # the stand-in controller reacted
+    assert await stop_story("run-x") is False
+
+
+async def test_stop_story_on_terminal_run_is_a_noop(world):
+    world.cluster.seed_story_run("done", NS, phase="Succeeded")
+    assert await stop_story("done") is False
+    assert "cancelRequested" not in world.cluster.peek(STORY_RUN, "done", NS)["spec"]
+
+
+async def test_stop_story_missing_run(world):
+    with pytest.raises(StoryRunNotFoundError, match='storyrun "ghost" not found'):
+        await stop_story("ghost")
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ inputs.eventId }}", "evt-1"),
+        ("{{ .inputs.eventId }}", "evt-1"),
+        ("{{ inputs.n }}", 3),
+        ("id-{{ inputs.eventId }}-{{ inputs.n }}", "id-evt-1-3"),
+        ("{{ inputs.items[1] }}", "b"),
+        ('{{ inputs["odd key"] }}', "v"),
+        ("{{ inputs.eventId | upper }}", "EVT-1"),
+        ('{{ inputs.missing2 | default "x" }}', None),  # missing keys are errors, see below
+        ("{{- inputs.eventId -}}  ", "evt-1"),
+        ("{{ story.name }}/{{ impulse.name }}", "s/i"),
+        ("{{ inputs.f }}", 1000000.0),
+        ("f={{ inputs.f }}", "f=1e+06"),
+        ('{{ print "a" inputs.n }}', "a3"),
+        ('{{ index .inputs "odd key" }}', "v"),
+    ],
+)
+def test_key_template_subset(template, expected):
+    variables = {
+        "inputs": {"eventId": "evt-1", "n": 3, "items": ["a", "b"], "odd key": "v", "f": 1e6},
+        "story": {"name": "s"},
+        "impulse": {"name": "i"},
+    }
+    if expected is None:
+        with pytest.raises(TemplateError, match="missing key at inputs.missing2"):
+            render_key_template(template, variables)
+        return
+    assert render_key_template(template, variables) == expected
+
+
+@pytest.mark.parametrize("template", ["{{ nope }}", "{{ inputs.a | }}", "{{ (inputs.a }}"])
+def test_key_template_errors_are_clear(template):
+    with pytest.raises(TemplateError):
+        render_key_template(template, {"inputs": {"a": 1}})

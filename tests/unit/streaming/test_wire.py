@@ -1,0 +1,123 @@
+"""The hand-checked buf.validate rules agree with protovalidate (bubu._transport.wire)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.messages import StreamMessage
+from bubu._transport import validate, wire
+from bubu._transport.settings import TransportSettings
+
+
+def _around(limit: int) -> st.SearchStrategy[int]:
+    return st.sampled_from([0, 1, limit - 1, limit, limit + 1])
+
+
+def _text(limit: int) -> st.SearchStrategy[str]:
+    return _around(limit).map(lambda n: "é" * max(n, 0))
+
+
+@st.composite
+def packets(draw: Any) -> pb.DataResponse:
+    packet = pb.DataResponse()
+    frame = draw(st.sampled_from(["none", "audio", "video", "binary"]))
+    if frame == "audio":
+        packet.audio.pcm = b"\x00" * draw(st.sampled_from([0, 2]))
+        packet.audio.sample_rate_hz = draw(st.sampled_from([0, 7999, 8000, 192000, 192001]))
+        packet.audio.channels = draw(st.sampled_from([0, 1, 8, 9, -1]))
+        packet.audio.codec = draw(_text(32))
+    elif frame == "video":
+        packet.video.payload = b"v"
+        packet.video.codec = draw(_text(32))
+        packet.video.width = draw(_around(16384))
+        packet.video.height = draw(_around(16384))
+    elif frame == "binary":
+        packet.binary.payload = b"b"
+        packet.binary.mime_type = draw(_text(255))
+    for _ in range(draw(st.sampled_from([0, 1, 3]))):
+        packet.metadata[draw(_text(128))] = draw(_text(1024))
+    if draw(st.booleans()):
+        for i in range(draw(st.sampled_from([100, 101]))):
+            packet.metadata[f"k{i}"] = "v"
+    for _ in range(draw(st.sampled_from([0, 1, 10, 11]))):
+        t = packet.transports.add(name=draw(_text(128)), kind=draw(_text(128)))
+        if draw(st.booleans()):
+            t.typed_config.transport_ref = draw(_text(253))
+            t.typed_config.mode_reason = draw(_text(512))
+            t.typed_config.SetInParent()
+    if draw(st.booleans()):
+        env = packet.envelope
+        env.SetInParent()
+        env.stream_id = draw(_text(128))
+        env.partition = draw(_text(128))
+        env.chunk_id = draw(st.sampled_from(["", "c", "c" * 129]))
+        env.chunk_count = draw(st.sampled_from([0, 1, 3, 256, 257]))
+        env.chunk_index = draw(st.sampled_from([0, 1, 2, 3]))
+        env.chunk_bytes = draw(st.sampled_from([0, 5, 10 * 1024 * 1024 + 1]))
+        env.total_bytes = draw(st.sampled_from([0, 5, 64 * 1024 * 1024 + 1]))
+    if draw(st.booleans()):
+        packet.payload.fields["a"].number_value = 1
+    return packet
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(packets())
+def test_packet_rules_agree_with_protovalidate(packet: pb.DataResponse) -> None:
+    assert wire.packet_ok(packet) == (validate.violations(packet) == [])
+
+
+@st.composite
+def controls(draw: Any) -> pb.ControlResponse:
+    message = pb.ControlResponse(custom_action=draw(_text(128)))
+    for _ in range(draw(st.sampled_from([0, 2]))):
+        message.metadata[draw(_text(128))] = draw(_text(1024))
+    if draw(st.booleans()):
+        for i in range(draw(st.sampled_from([256, 257]))):
+            message.flow.partition_acks.add(partition=f"p{i}")
+        message.flow.partition_acks.add(partition=draw(_text(128)))
+    if draw(st.booleans()):
+        message.error.code = draw(st.sampled_from([-1, 0, 5]))
+        message.error.message = draw(_text(2048))
+        for i in range(draw(st.sampled_from([0, 50, 51]))):
+            message.error.details[f"d{i}"] = "x"
+        message.error.SetInParent()
+    return message
+
+
+@settings(max_examples=200, deadline=None)
+@given(controls())
+def test_control_rules_agree_with_protovalidate(message: pb.ControlResponse) -> None:
+    assert wire.control_ok(message) == (validate.violations(message) == [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(controls())
+def test_control_request_rules_agree_with_protovalidate(response: pb.ControlResponse) -> None:
+    request = pb.ControlRequest(
+        action=response.action, custom_action=response.custom_action, metadata=response.metadata
+    )
+    request.flow.CopyFrom(response.flow)
+    assert wire.control_ok(request) == (validate.violations(request) == [])
+
+
+def test_encode_outbound_reports_the_protovalidate_error() -> None:
+    msg = StreamMessage.json({"a": 1}, metadata={"k" * 129: "v"})
+    try:
+        wire.encode_outbound(msg, TransportSettings())
+    except Exception as exc:  # noqa: BLE001
+        assert "metadata" in str(exc)
+    else:
+        raise AssertionError("a 129-character metadata key must be rejected")
+
+
+def test_should_drop_rules() -> None:
+    assert wire.should_drop(StreamMessage(kind="heartbeat"))
+    assert wire.should_drop(StreamMessage(kind="NOOP"))
+    assert wire.should_drop(StreamMessage(kind="x", metadata={"bubu-heartbeat": "TRUE"}))
+    assert wire.should_drop(StreamMessage())
+    assert not wire.should_drop(StreamMessage.json({"a": 1}))
+    assert not wire.should_drop(StreamMessage.from_audio(b"\x00\x00", 16000))
