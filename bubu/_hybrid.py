@@ -21,6 +21,7 @@ transports. The difference from Go is listed in docs/differences.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import logging
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["bridge_output", "build_bridge_message", "start_hybrid"]
 
 logger = logging.getLogger("bubu.hybrid")
+
+_CLOSE_WAIT = 2.0
+"""Seconds to wait for the connector to end the bridge's Data stream after the half-close."""
 
 
 def _story_metadata(run: RunContext) -> dict[str, str]:
@@ -124,6 +128,13 @@ async def bridge_output(output: Any, *, source: EnvSource, run: RunContext | Non
                 ) as stream:
                     await stream.send_message(request)
                     await stream.end()
+                    # Let the connector take the message and end its side before the channel
+                    # closes (closing at once can reset the stream before it is read).
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(_CLOSE_WAIT):
+                            while await stream.recv_message() is not None:
+                                pass
+                            await stream.recv_trailing_metadata()
                     await stream.cancel()
             finally:
                 chan.close()

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tests._controlplane.fixtures"]
+
 _SCRUB_PREFIXES = ("BUBU_",)
 _SCRUB_NAMES = ("KUBECONFIG", "OTEL_TRACES_EXPORTER")
 

@@ -45,12 +45,19 @@ BUBU_ALL = {
 
 TESTKIT_ALL = {
     "BatchHarness",
+    "ConformanceError",
     "EffectClaimPhases",
     "FakeCluster",
     "ImpulseHarness",
+    "LocalConnector",
     "MemoryStatusSink",
     "StopStoryController",
+    "StreamHarness",
+    "StreamSuite",
     "TriggerResolver",
+    "validate_stream_error_message",
+    "validate_stream_message",
+    "validate_structured_error",
 }
 
 # Fixed by the spec README ("The public Python API shape"): must always be present.

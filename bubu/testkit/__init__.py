@@ -33,12 +33,6 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from bubu._k8s.status import MemoryStatusSink
     from bubu.testkit._batch import BatchHarness
-    from bubu.testkit._fakes import (
-        EffectClaimPhases,
-        FakeCluster,
-        StopStoryController,
-        TriggerResolver,
-    )
     from bubu.testkit._conformance import (
         ConformanceError,
         StreamSuite,
@@ -47,6 +41,12 @@ if TYPE_CHECKING:
         validate_structured_error,
     )
     from bubu.testkit._connector import LocalConnector
+    from bubu.testkit._fakes import (
+        EffectClaimPhases,
+        FakeCluster,
+        StopStoryController,
+        TriggerResolver,
+    )
     from bubu.testkit._impulse import ImpulseHarness
     from bubu.testkit._stream import StreamHarness
 

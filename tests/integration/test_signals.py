@@ -1,4 +1,4 @@
-"""Signals on a real StepRun as the engram-runner ServiceAccount (c.6; stepruns get, status patch)."""
+"""Signals on a real StepRun as the engram-runner ServiceAccount (c.6)."""
 
 from __future__ import annotations
 

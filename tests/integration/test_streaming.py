@@ -9,6 +9,7 @@ what crosses the wire. Sockets: loopback only. Timers are shortened through the 
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -813,3 +814,167 @@ async def test_unix_socket_endpoint(tmp_path: Any) -> None:
         await conn.wait_ready()
         await conn.send(StreamMessage.json({"unix": True}))
         assert (await conn.next_output()).json_data() == {"unix": True}
+
+
+# -- dual mode and the hybrid bridge -------------------------------------------------------------
+
+import msgspec  # noqa: E402
+
+from bubu._k8s.status import MemoryStatusSink  # noqa: E402
+from bubu._runtime.result import Result  # noqa: E402
+from bubu._start import start  # noqa: E402
+from bubu.engram import BatchEngram  # noqa: E402
+
+
+class DualConfig(msgspec.Struct):
+    factor: int = 2
+
+
+class DualInputs(msgspec.Struct):
+    x: int = 0
+
+
+class Dual(BatchEngram[DualConfig, DualInputs], StreamingEngram[DualConfig]):
+    """A DualEngram: batch and streaming in one class."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    async def init(self, config: DualConfig, secrets: Any) -> None:
+        self.factor = config.factor
+
+    async def process(self, ctx: Any, inputs: DualInputs) -> Result:
+        self.ran.append("batch")
+        return Result({"y": inputs.x * self.factor})
+
+    async def stream(
+        self, inbound: AsyncIterator[InboundMessage]
+    ) -> AsyncIterator[StreamMessage]:
+        self.ran.append("stream")
+        async for msg in inbound:
+            async with msg:
+                yield StreamMessage.json({"y": msg.json_data()["x"] * self.factor})
+
+
+def _dual_env(conn: LocalConnector, mode: str, **extra: str) -> dict[str, str]:
+    return {
+        **conn.binding_env(),
+        "BUBU_EXECUTION_MODE": mode,
+        "BUBU_STEP_CONFIG": '{"factor": 3}',
+        "BUBU_TRIGGER_DATA": '{"x": 5}',
+        "BUBU_STORY_NAME": "story-a",
+        "BUBU_STORYRUN_ID": "run-1",
+        "BUBU_STEP_NAME": "step-a",
+        **extra,
+    }
+
+
+async def test_start_dispatches_a_dual_engram_to_streaming() -> None:
+    engram = Dual()
+    async with _connector() as conn:
+        task = asyncio.create_task(
+            start(engram, source=MappingSource(_dual_env(conn, "streaming")))
+        )
+        try:
+            await conn.wait_ready()
+            await conn.send(StreamMessage.json({"x": 4}))
+            assert (await conn.next_output()).json_data() == {"y": 12}
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    assert engram.ran == ["stream"]
+
+
+async def test_start_dispatches_a_dual_engram_to_batch_without_bridge() -> None:
+    engram = Dual()
+    sink = MemoryStatusSink()
+    async with _connector() as conn:
+        code = await start(
+            engram, source=MappingSource(_dual_env(conn, "batch")), status_sink=sink
+        )
+    assert code == 0 and engram.ran == ["batch"]
+    assert sink.status["output"] == {"y": 15}
+    assert conn.stats.published == 0
+
+
+async def test_hybrid_runs_batch_then_bridges_the_output() -> None:
+    engram = Dual()
+    sink = MemoryStatusSink()
+    async with _connector() as conn:
+        code = await start(
+            engram, source=MappingSource(_dual_env(conn, "hybrid")), status_sink=sink
+        )
+        out = await conn.next_output()
+    assert code == 0 and engram.ran == ["batch"]
+    assert sink.status["phase"] == "Succeeded"
+    assert out.kind == "data" and out.json_data() == {"y": 15}
+    assert out.inputs_data() == {"x": 5}
+    assert out.metadata == {"storyName": "story-a", "storyRunID": "run-1", "stepName": "step-a"}
+    assert out.timestamp is not None
+    (packet,) = conn.published_packets
+    assert packet.HasField("payload")  # the hub evaluates the Struct
+    assert conn.data_headers[0]["bubu-transport-protocol"] == "1.0.0"
+
+
+async def test_hybrid_bridge_disabled_by_env() -> None:
+    sink = MemoryStatusSink()
+    async with _connector() as conn:
+        env = _dual_env(conn, "hybrid", BUBU_HYBRID_BRIDGE="off")
+        code = await start(Dual(), source=MappingSource(env), status_sink=sink)
+    assert code == 0 and conn.stats.published == 0
+
+
+async def test_hybrid_bridge_is_best_effort_when_the_connector_is_gone() -> None:
+    sink = MemoryStatusSink()
+    async with _connector() as conn:
+        env = _dual_env(conn, "hybrid", BUBU_HYBRID_BRIDGE_TIMEOUT="500ms")
+    code = await start(Dual(), source=MappingSource(env), status_sink=sink)
+    assert code == 0  # the dial failure is logged, never the step's outcome
+    assert sink.status["phase"] == "Succeeded"
+
+
+async def test_hybrid_without_binding_skips_the_bridge() -> None:
+    sink = MemoryStatusSink()
+    env = {"BUBU_EXECUTION_MODE": "hybrid", "BUBU_TRIGGER_DATA": '{"x": 1}'}
+    code = await start(Dual(), source=MappingSource(env), status_sink=sink)
+    assert code == 0 and sink.status["output"] == {"y": 2}
+
+
+async def test_hybrid_failed_batch_is_not_bridged() -> None:
+    class Failing(Dual):
+        async def process(self, ctx: Any, inputs: DualInputs) -> Result:
+            raise RuntimeError("boom")
+
+    sink = MemoryStatusSink()
+    async with _connector() as conn:
+        code = await start(
+            Failing(), source=MappingSource(_dual_env(conn, "hybrid")), status_sink=sink
+        )
+    assert code == 1 and conn.stats.published == 0
+
+
+# -- bubu run --stream --------------------------------------------------------------------------
+
+
+def test_cli_run_stream_json_lines(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "echo_stream.py"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bubu", "run", "--stream", str(example), "--config",
+         '{"greeting": "hey"}'],
+        input='{"text": "a"}\n{"text": "b"}\nnot json\n',
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"greeting": "hey", "n": 1, "text": "a"},
+        {"greeting": "hey", "n": 2, "text": "b"},
+    ]
+    assert "input line 3" in proc.stderr
+    assert proc.returncode == 1  # a bad input line is reported and fails the run

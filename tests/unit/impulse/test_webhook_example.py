@@ -47,6 +47,7 @@ async def request(port: int, method: str, path: str, body: bytes = b"", headers=
     await writer.drain()
     raw = await reader.read()
     writer.close()
+    await writer.wait_closed()
     status_line, _, rest = raw.partition(b"\r\n")
     _, _, payload = rest.partition(b"\r\n\r\n")
     return int(status_line.split()[1]), payload.decode()

@@ -1,0 +1,175 @@
+"""run_impulse against the real API server as the Impulse ServiceAccount (crds.md 7.2).
+
+The last test runs ``examples/webhook_impulse.py`` as a real process: signed deliveries over
+loopback HTTP, a redelivery deduplicated, then SIGTERM and a clean exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bubu
+import tests.conftest as _root_conftest
+from bubu._aio.shutdown import Shutdown
+from bubu._impulse import run_impulse
+from bubu._k8s.client import KubeClient
+from bubu._k8s.resources import IMPULSE, STORY_RUN, STORY_TRIGGER
+from bubu._runtime.sources import MappingSource
+from tests._standins import fixtures as _fixtures
+from tests._standins.fixtures import seed_impulse, seed_story
+
+if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
+    from tests._controlplane.fixtures import (  # noqa: F401
+        controlplane,
+        impulse_identity,
+        k8s_namespace,
+    )
+
+pytestmark = pytest.mark.integration
+
+admin_kube = _fixtures.admin_kube
+standins = _fixtures.standins
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "integration-secret"
+
+
+def env(ns: str) -> dict[str, str]:
+    return {
+        "BUBU_IMPULSE_NAME": "hook",
+        "BUBU_IMPULSE_NAMESPACE": ns,
+        "BUBU_TARGET_STORY_NAME": "story",
+        "BUBU_TARGET_STORY_NAMESPACE": ns,
+        "BUBU_STEP_CONFIG": json.dumps({"events": 3}),
+    }
+
+
+class Three(bubu.Impulse[dict]):
+    """Starts three stories through the dispatcher, then serves until stopped."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+        self.done = asyncio.Event()
+
+    async def run(self, client) -> None:
+        for i in range(3):
+            out = await client.dispatcher.trigger(f"k{i}", inputs={"i": i}, token=f"evt-{i}")
+            self.runs.append(out.story_run)
+        self.done.set()
+        await client.shutdown.wait()
+
+
+@pytest.fixture
+async def seeded(admin_kube):
+    await seed_story(admin_kube)
+    await seed_impulse(admin_kube, "hook")
+
+
+async def test_run_impulse_starts_stories_and_flushes_counters_on_shutdown(
+    standins, seeded, impulse_identity, k8s_namespace, admin_kube
+):
+    impulse = Three()
+    stop = Shutdown(grace=5)
+    async with await KubeClient.connect(
+        kubeconfig=str(impulse_identity.kubeconfig_path), namespace=k8s_namespace
+    ) as kube:
+        task = asyncio.ensure_future(
+            run_impulse(
+                impulse,
+                source=MappingSource(env(k8s_namespace)),
+                shutdown=stop,
+                client=kube,
+                stats_interval=30,
+            )
+        )
+        await asyncio.wait_for(impulse.done.wait(), 30)
+        stop.request("SIGTERM")
+        assert await task == 0
+    status = (await admin_kube.get(IMPULSE, "hook"))["status"]
+    assert status["triggersReceived"] == 3 and status["storiesLaunched"] == 3
+    for name in impulse.runs:
+        run = await admin_kube.get(STORY_RUN, name)
+        assert run["spec"]["impulseRef"]["name"] == "hook"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def post(port: int, body: bytes, delivery: str) -> tuple[int, dict]:
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    head = (
+        f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        f"X-Hub-Signature-256: {sig}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode() + body)
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    status = int(raw.split(b" ", 2)[1])
+    return status, json.loads(raw.partition(b"\r\n\r\n")[2] or b"{}")
+
+
+async def test_webhook_example_process_end_to_end_and_sigterm_exits_zero(
+    standins, seeded, impulse_identity, k8s_namespace, admin_kube, controlplane
+):
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    environ.update(env(k8s_namespace))
+    environ.update(
+        {
+            "KUBECONFIG": str(impulse_identity.kubeconfig_path),
+            "BUBU_STEP_CONFIG": json.dumps({"host": "127.0.0.1", "port": port}),
+            "BUBU_SECRET_WEBHOOK_SECRET": SECRET,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "webhook_impulse.py")],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(300):
+            try:
+                _, probe = await asyncio.open_connection("127.0.0.1", port)
+                probe.close()
+                await probe.wait_closed()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        body = json.dumps(
+            {"ref": "refs/heads/main", "repository": {"full_name": "o/r"}, "commits": [{}]}
+        ).encode()
+        first = await post(port, body, "delivery-1")
+        again = await post(port, body, "delivery-1")
+        assert first[0] == 202 and first[1]["status"] == "accepted"
+        assert again[0] == 200 and again[1]["status"] == "duplicate"
+        assert again[1]["storyRun"] == first[1]["storyRun"]
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    async with controlplane.async_client() as http:
+        triggers = (await http.get(STORY_TRIGGER.path(namespace=k8s_namespace))).json()["items"]
+    assert len(triggers) == 1
+    status = (await admin_kube.get(IMPULSE, "hook"))["status"]
+    assert status["triggersReceived"] == 2 and status["storiesLaunched"] == 2
