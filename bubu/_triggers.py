@@ -96,6 +96,7 @@ _TERMINAL_PHASES = frozenset(
 _DEFAULT_OPERATION_TIMEOUT = 30.0
 _KEY_TEMPLATE_TIMEOUT = 0.25  # Go evaluates the key template under a 250 ms deadline (c.3.1)
 _MAX_SUBMISSION_ID = 253  # deliveryIdentity.submissionId maxLength (crds.md 1.3)
+_ADMISSION_DENIED = "denied the request"  # controller-runtime's webhook denial text
 
 InputOffload = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 """The storage seam: ``await offload(inputs, storage_key)`` returns the inputs to send."""
@@ -1015,6 +1016,15 @@ class StoryTriggers:
                     "identity; reuse is not allowed",
                     reason="ImmutableRequestMismatch",
                 ) from None
+        except ForbiddenError as exc:
+            # The operator's webhook denies with 403 (crds.md 0.8, 2.3): that is a rejection of
+            # this request, not a missing permission, and retrying cannot help.
+            if _ADMISSION_DENIED in str(exc):
+                raise TriggerRejectedError(
+                    str(exc).split(_ADMISSION_DENIED, 1)[1].lstrip(": ") or str(exc),
+                    reason="AdmissionDenied",
+                ) from exc
+            raise
         decided = await wait_for_object(
             self.kube,
             STORY_TRIGGER,

@@ -60,8 +60,8 @@ __all__ = [
     "EffectError",
     "EffectsUnavailableError",
     "EngramError",
-    "HandshakeTimeoutError",
     "ForbiddenError",
+    "HandshakeTimeoutError",
     "IdempotencyUnavailableError",
     "ImpulseSessionError",
     "ImpulseSessionExistsError",
@@ -298,7 +298,10 @@ class StreamSessionError(TransportError):
 
 
 class HandshakeTimeoutError(TransportError):
-    """The connector did not complete the startup handshake in time; not retried (streaming.md 3.1)."""
+    """The connector did not complete the startup handshake in time (streaming.md 3.1).
+
+    Not retried, as in Go (``errControlStartupHandshakeTimeout``).
+    """
 
 
 class ProtocolViolationError(TransportError):

@@ -36,16 +36,18 @@ _LOCAL_PACKAGES = ("transport", "buf")
 
 _INIT_DOC = '"""Generated protobuf and grpclib code for bubu. Do not edit.\n\n'
 _ROOT_INIT = (
-    _INIT_DOC + "Regenerate from protos/ with ``python scripts/gen_protos.py`` (``nox -s protos``);\n"
+    _INIT_DOC
+    + "Regenerate from protos/ with ``python scripts/gen_protos.py`` (``nox -s protos``);\n"
     "``--check`` fails when this tree differs from what protoc produces.\n"
     '"""\n'
 )
 _PKG_INIT = '"""Generated package (bubu._gen). Do not edit."""\n'
 
-_FROM_RE = re.compile(r"^from (%s)\." % "|".join(_LOCAL_PACKAGES), re.MULTILINE)
+_PACKAGES_RE = "|".join(_LOCAL_PACKAGES)
+_FROM_RE = re.compile(rf"^from ({_PACKAGES_RE})\.", re.MULTILINE)
 # Dotted module references in grpclib output (imports and type annotations), but never the
 # '/transport.v1.Service/Method' route strings, which are preceded by '/' and name no _pb2.
-_DOTTED_RE = re.compile(r"(?<![\w./])((?:%s)(?:\.\w+)*\.\w+_pb2)\b" % "|".join(_LOCAL_PACKAGES))
+_DOTTED_RE = re.compile(rf"(?<![\w./])((?:{_PACKAGES_RE})(?:\.\w+)*\.\w+_pb2)\b")
 
 
 def _protos() -> list[Path]:
@@ -68,29 +70,36 @@ def _check_tools() -> None:
         )
 
 
+def _grpclib_plugin() -> str:
+    # grpclib installs the plugin as a console script next to the interpreter; fall back to PATH.
+    beside = Path(sys.executable).parent / "protoc-gen-grpclib_python"
+    found = str(beside) if beside.exists() else shutil.which("protoc-gen-grpclib_python")
+    if not found:
+        sys.exit(
+            "gen_protos: protoc-gen-grpclib_python not found; install grpclib (pip install grpclib)"
+        )
+    return found
+
+
 def generate(out: Path) -> None:
     """Run protoc into ``out`` and post-process the tree into the ``bubu._gen`` layout."""
     from grpc_tools import protoc
 
     out.mkdir(parents=True, exist_ok=True)
     protos = _protos()
+    plugin = _grpclib_plugin()
     args = [
         "grpc_tools.protoc",
+        f"--plugin=protoc-gen-grpclib_python={plugin}",
         f"-I{PROTO_ROOT}",
+        # google/protobuf/*.proto ship inside grpcio-tools.
+        f"-I{Path(protoc.__file__).parent / '_proto'}",
         f"--python_out={out}",
         f"--pyi_out={out}",
         f"--grpclib_python_out={out}",
-        *(str(p.relative_to(PROTO_ROOT)) for p in protos),
+        *(str(p) for p in protos),
     ]
-    # protoc resolves inputs relative to -I; the grpc_tools wrapper adds google/protobuf/*.proto.
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(PROTO_ROOT)
-    try:
-        rc = protoc.main(args + [f"-I{Path(protoc.__file__).parent / '_proto'}"])
-    finally:
-        os.chdir(cwd)
+    rc = protoc.main(args)
     if rc != 0:
         sys.exit(f"gen_protos: protoc failed with exit code {rc}")
 

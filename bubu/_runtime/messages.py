@@ -25,6 +25,7 @@ changed copy.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -490,6 +491,17 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     return media, params
 
 
+@functools.lru_cache(maxsize=256)
+def _media_type_problem(mime_type: str) -> str | None:
+    # Streams reuse a handful of MIME types; parse each once.
+    try:
+        parse_media_type(mime_type)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@functools.lru_cache(maxsize=256)
 def is_envelope_mime(mime_type: str) -> bool:
     """Whether ``mime_type`` is the packet-envelope MIME (case-insensitive, parameters allowed)."""
     if not mime_type:
@@ -575,12 +587,9 @@ def _validate(m: StreamMessage) -> None:
         if b.mime_type != b.mime_type.strip():
             raise _bad("binary.mime_type", "must not have surrounding whitespace")
         if b.mime_type:
-            try:
-                parse_media_type(b.mime_type)
-            except ValueError as exc:
-                raise _bad(
-                    "binary.mime_type", f"{b.mime_type!r} is not a media type ({exc})"
-                ) from None
+            problem = _media_type_problem(b.mime_type)
+            if problem is not None:
+                raise _bad("binary.mime_type", f"{b.mime_type!r} is not a media type ({problem})")
             if is_envelope_mime(b.mime_type):
                 structured = (
                     kind

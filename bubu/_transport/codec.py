@@ -343,13 +343,14 @@ def _compact_json(raw: bytes, what: str) -> bytes:
 
 def _transport_to_env(t: TransportDescriptor) -> _EnvTransport:
     cfg = t.typed_config
+    typed = None if cfg is None else _typed_config(cfg.transport_ref, cfg.mode_reason)
     return _EnvTransport(
         name=t.name,
         kind=t.kind,
         mode=t.mode,
         typed_config=None
-        if cfg is None
-        else _EnvTypedConfig(transport_ref=cfg.transport_ref, mode_reason=cfg.mode_reason),
+        if typed is None
+        else _EnvTypedConfig(transport_ref=typed.transport_ref, mode_reason=typed.mode_reason),
     )
 
 
@@ -433,10 +434,7 @@ def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope
             mode=t.mode,
             typed_config=None
             if t.typed_config is None
-            else TransportConfig(
-                transport_ref=t.typed_config.transport_ref,
-                mode_reason=t.typed_config.mode_reason,
-            ),
+            else _typed_config(t.typed_config.transport_ref, t.typed_config.mode_reason),
         )
         for t in doc.transports or ()
     )
@@ -481,10 +479,10 @@ def _packet_metadata(msg: StreamMessage) -> dict[str, str]:
 def _set_transports(packet: Any, transports: tuple[TransportDescriptor, ...]) -> None:
     for t in transports:
         d = packet.transports.add(name=t.name, kind=t.kind, mode=t.mode)
-        if t.typed_config is not None:
-            d.typed_config.transport_ref = t.typed_config.transport_ref
-            d.typed_config.mode_reason = t.typed_config.mode_reason
-            d.typed_config.SetInParent()
+        cfg = t.typed_config
+        if cfg is not None and (cfg.transport_ref.strip() or cfg.mode_reason.strip()):
+            d.typed_config.transport_ref = cfg.transport_ref.strip()
+            d.typed_config.mode_reason = cfg.mode_reason.strip()
 
 
 def _set_envelope(packet: Any, env: StreamEnvelope | None) -> None:
@@ -605,13 +603,15 @@ def _hoist(
     timestamp = None
     rest: dict[str, str] = {}
     for key, value in outer.items():
+        # Go hydrateStreamMessageMetadata: a present key wins even when blank (trimmed); a
+        # timestamp that is not a positive int64 is dropped.
         if key == META_KIND:
-            kind = value
+            kind = value.strip()
         elif key == META_MESSAGE_ID:
-            message_id = value
+            message_id = value.strip()
         elif key == META_TIMESTAMP_MS:
             try:
-                ms = int(value.strip())
+                ms = int(value) if value.isascii() and value.lstrip("+-").isdigit() else -1
             except ValueError:
                 continue
             if 0 < ms <= _INT64_MAX:
@@ -634,15 +634,20 @@ def _frame_envelope(env: pb.StreamEnvelope) -> StreamEnvelope:
     )
 
 
+def _typed_config(transport_ref: str, mode_reason: str) -> TransportConfig | None:
+    # Go transportConfigFrom/ToProto: values trimmed; both blank means no typed config.
+    ref, reason = transport_ref.strip(), mode_reason.strip()
+    if not ref and not reason:
+        return None
+    return TransportConfig(transport_ref=ref, mode_reason=reason)
+
+
 def _pb_transports(packet: Any) -> tuple[TransportDescriptor, ...]:
     out = []
     for t in packet.transports:
         cfg = None
         if t.HasField("typed_config"):
-            cfg = TransportConfig(
-                transport_ref=t.typed_config.transport_ref,
-                mode_reason=t.typed_config.mode_reason,
-            )
+            cfg = _typed_config(t.typed_config.transport_ref, t.typed_config.mode_reason)
         out.append(TransportDescriptor(name=t.name, kind=t.kind, mode=t.mode, typed_config=cfg))
     return tuple(out)
 

@@ -298,7 +298,6 @@ class Session:
         self._startup_error: BaseException | None = None
         self._hang = _Hang()
         self._reassembler = ChunkReassembler()
-        self._engram_done = asyncio.Event()
         self._draining = False
         self._drain_grace = 0.0
         self._drain_requested = asyncio.Event()
@@ -533,8 +532,12 @@ class Session:
                 replies = list(queue)
                 receipts = list(outbox)[:_MAX_BATCH]
                 requests = replies + [r.to_pb() for r in receipts]
-                for request in requests:
-                    wire.validate_control_request(request)
+                try:
+                    for request in requests:
+                        wire.validate_control_request(request)
+                except ProtocolViolationError as exc:
+                    # Go: an invalid outbound ControlRequest is a (retryable) session error.
+                    raise StreamSessionError(f"invalid control request: {exc}") from None
                 await self._guard(_send_batch(control, requests), "control send")
                 for _ in replies:
                     queue.popleft()
@@ -856,6 +859,9 @@ async def run_with_reconnect(
         wait = delay(backoff, settings.reconnect_max_backoff)
         logger.warning("transport connector session ended; retrying in %.2fs: %s", wait, exc)
         await sleep(wait)
+        if stop is not None and stop.is_set():
+            # A stop request arrived while waiting: nothing is in flight, so nothing to drain.
+            return retries
         backoff = min(backoff * 2, settings.reconnect_max_backoff)
         retries += 1
 

@@ -19,6 +19,7 @@ from bubu.errors import ERROR_TYPES, EXIT_CLASSES, BubuError, ProtocolViolationE
 from bubu.testkit._stream import StreamHarness
 
 __all__ = [
+    "BatchSuite",
     "ConformanceError",
     "StreamSuite",
     "validate_stream_error_message",
@@ -157,13 +158,7 @@ class StreamSuite:
             if not (self.expect_error or self.require_structured_error):
                 raise ConformanceError(f"engram stream failed unexpectedly: {error!r}") from error
             if self.require_structured_error:
-                if not isinstance(error, BubuError):
-                    raise ConformanceError(
-                        f"expected a structured error (a bubu.errors.BubuError), got {error!r}"
-                    ) from error
-                structured = outcome_for(error).error
-                doc = None if structured is None else structured.to_dict()
-                validate_structured_error(doc)
+                _check_structured(error)
             if self.validate_error is not None:
                 self.validate_error(error)
             self._check_outputs(outputs)
@@ -191,3 +186,73 @@ class StreamSuite:
                     raise ConformanceError(f"output {index}: {exc}") from None
             if self.validate_output is not None:
                 self.validate_output(message)
+
+
+def _check_structured(error: BaseException) -> None:
+    if not isinstance(error, BubuError):
+        raise ConformanceError(
+            f"expected a structured error (a bubu.errors.BubuError), got {error!r}"
+        ) from error
+    structured = outcome_for(error).error
+    validate_structured_error(None if structured is None else structured.to_dict())
+
+
+@dataclass
+class BatchSuite:
+    """Go ``conformance.BatchSuite``: run a batch engram once and check the outcome.
+
+    Attributes:
+        engram: the batch engram.
+        config: its config (instance or dict).
+        inputs: its inputs (instance or dict).
+        secrets: plain secret values.
+        expect_error: the run must fail.
+        require_structured_error: the run must fail with an error that maps to a valid
+            StructuredError (a ``bubu.errors.BubuError``).
+        validate_error: called with the error on the expected-error path.
+        validate_result: called with the ``Result`` on success.
+        timeout: the step timeout in seconds.
+    """
+
+    engram: Any
+    config: Any = None
+    inputs: Any = None
+    secrets: Mapping[str, str] | None = None
+    expect_error: bool = False
+    require_structured_error: bool = False
+    validate_error: Callable[[BaseException], None] | None = None
+    validate_result: Callable[[Any], None] | None = None
+    timeout: float | None = 60.0
+
+    async def run(self) -> Any:
+        """Run the suite; return the ``Result`` (``None`` on the expected-error path).
+
+        Raises:
+            ConformanceError: a check failed.
+        """
+        from bubu.testkit._batch import BatchHarness
+
+        harness = BatchHarness(
+            engram=self.engram,
+            config=self.config,
+            inputs=self.inputs,
+            secrets=self.secrets,
+            timeout=self.timeout,
+        )
+        try:
+            result = await harness.run()
+        except Exception as error:
+            if not (self.expect_error or self.require_structured_error):
+                raise ConformanceError(f"engram failed unexpectedly: {error!r}") from error
+            if self.require_structured_error:
+                _check_structured(error)
+            if self.validate_error is not None:
+                self.validate_error(error)
+            return None
+        if self.require_structured_error:
+            raise ConformanceError("expected structured error, but engram completed successfully")
+        if self.expect_error:
+            raise ConformanceError("expected error, but engram completed successfully")
+        if self.validate_result is not None:
+            self.validate_result(result)
+        return result

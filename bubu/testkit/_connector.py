@@ -31,6 +31,10 @@ describes them:
   buf.validate rules, decoded and put on :attr:`outputs`. While the upstream gate is closed
   (``pause()`` - the hub's PAUSE - or the engram's ``stop``/``stop-upstream``), engram packets are
   dropped silently, as the connector does.
+- Test helpers beyond the Go behaviour: hub heartbeats and lifecycle hooks
+  (:meth:`LocalConnector.send_heartbeat`, :meth:`LocalConnector.send_hook`), chunked packets
+  (:meth:`LocalConnector.send_chunked`), raw packets, directives, gate control and
+  :meth:`LocalConnector.kill_session` / :meth:`LocalConnector.restart` for fault tests.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as _dt
 import json
 import logging
 import socket
@@ -61,6 +66,7 @@ __all__ = [
     "ConnectorStats",
     "LocalConnector",
     "Receipt",
+    "hub_packet_response",
 ]
 
 _log = logging.getLogger("bubu.testkit.connector")
@@ -154,6 +160,30 @@ class _Session:
 _Key = tuple[str, str]  # (stream_id, partition)
 
 
+@dataclass(slots=True)
+class _Unacked:
+    """A sent logical packet awaiting its receipt: its wire packets and the receipt size."""
+
+    packets: list[pb.DataResponse]
+    expected_size: int
+
+
+def _reassembled_size(packets: list[pb.DataResponse]) -> int:
+    # The engram reports proto.Size of the reassembled packet: the first chunk as template,
+    # payload = all chunks in index order, chunk fields cleared (streaming.md 3.4/3.6).
+    first = packets[0]
+    env = first.envelope
+    if not (env.chunk_count or env.chunk_id):
+        return codec.packet_size(first)
+    by_index = {p.envelope.chunk_index: p.binary.payload for p in packets}
+    template = pb.DataResponse()
+    template.CopyFrom(first)
+    template.binary.payload = b"".join(by_index[i] for i in sorted(by_index))
+    for name in ("chunk_id", "chunk_index", "chunk_count", "chunk_bytes", "total_bytes"):
+        template.envelope.ClearField(name)
+    return codec.packet_size(template)
+
+
 # Test helpers take a `timeout` so a misbehaving engram fails the test instead of hanging it.
 # ruff: noqa: ASYNC109
 
@@ -177,6 +207,11 @@ class LocalConnector:
         binding_name: ``name`` of the binding envelope; ``namespace`` its namespace.
         settings: ``BindingInfo.payload`` JSON (e.g. ``{"env": {"BUBU_GRPC_HEARTBEAT_INTERVAL":
             "1s"}}``), base64-encoded into the binding.
+        hub_metadata: Metadata stamped on every message sent to the engram, as the hub stamps
+            ``storyrun-name``/``storyrun-namespace``/``current-step-id``.
+        heartbeat_interval: Send the hub's heartbeat packet this often (seconds) while a Data
+            stream is open, as the hub does every ``BUBU_GRPC_HEARTBEAT_INTERVAL``; ``None``
+            sends none (use :meth:`send_heartbeat`).
         require_protocol_header: Reject streams without ``bubu-transport-protocol: 1.0.0``.
         validate_inbound: Check engram packets and control requests with the buf.validate rules;
             a violation is recorded in ``stats.violations`` and the packet dropped.
@@ -201,6 +236,8 @@ class LocalConnector:
         binding_name: str = "local-binding",
         namespace: str = "default",
         settings: Mapping[str, Any] | None = None,
+        hub_metadata: Mapping[str, str] | None = None,
+        heartbeat_interval: float | None = None,
         require_protocol_header: bool = True,
         validate_inbound: bool = True,
         max_message_bytes: int = validate.MAX_MESSAGE_BYTES,
@@ -220,6 +257,8 @@ class LocalConnector:
         self.binding_name = binding_name
         self.namespace = namespace
         self.settings = dict(settings) if settings else None
+        self.hub_metadata = dict(hub_metadata) if hub_metadata else {}
+        self.heartbeat_interval = heartbeat_interval
         self.require_protocol_header = require_protocol_header
         self.validate_inbound = validate_inbound
         self._max_message_bytes = max_message_bytes
@@ -236,8 +275,11 @@ class LocalConnector:
         self.upstream_open = True
         self.downstream_open = True
 
-        self._pending: asyncio.Queue[tuple[pb.DataResponse, bool]] = asyncio.Queue(buffer_size)
-        self._unacked: dict[_Key, dict[int, pb.DataResponse]] = {}
+        # Each queued item is one logical packet: a list of wire packets (several for chunks).
+        self._pending: asyncio.Queue[tuple[list[pb.DataResponse], bool]] = asyncio.Queue(
+            buffer_size
+        )
+        self._unacked: dict[_Key, dict[int, _Unacked]] = {}
         self._counters: dict[_Key, int] = {}
         self._data: _Session | None = None
         self._control: _Session | None = None
@@ -300,6 +342,11 @@ class LocalConnector:
         return self._address
 
     @property
+    def connected(self) -> bool:
+        """Whether an engram currently holds a Data stream."""
+        return self._data is not None
+
+    @property
     def port(self) -> int:
         """The TCP port (0 for a unix socket)."""
         return 0 if self._unix_path is not None else self._port
@@ -332,6 +379,8 @@ class LocalConnector:
 
     def _prepare(self, msg: StreamMessage, partition: str | None) -> pb.DataResponse:
         packet = codec.to_pb_data_response(msg)
+        if self.hub_metadata:
+            packet.metadata.update(self.hub_metadata)
         if partition is not None:
             packet.envelope.partition = partition
         return packet
@@ -342,11 +391,11 @@ class LocalConnector:
         The message is encoded as a Go engram's output would be (4.3) and, when ``sequenced``,
         gets its envelope stream id and sequence when it is written to the Data stream.
         """
-        await self._pending.put((self._prepare(msg, partition), self.sequenced))
+        await self._pending.put(([self._prepare(msg, partition)], self.sequenced))
 
     def send_nowait(self, msg: StreamMessage, *, partition: str | None = None) -> None:
         """Queue ``msg`` without waiting; raises ``asyncio.QueueFull`` when the queue is full."""
-        self._pending.put_nowait((self._prepare(msg, partition), self.sequenced))
+        self._pending.put_nowait(([self._prepare(msg, partition)], self.sequenced))
 
     async def send_packet(self, packet: pb.DataResponse, *, sequence: bool = False) -> None:
         """Queue a raw ``DataResponse`` as is (chunks, frameless or invalid packets for tests).
@@ -354,30 +403,128 @@ class LocalConnector:
         Sequencing is applied only when ``sequence`` is true; a packet that already carries a
         stream id and sequence is tracked for receipts and redelivery either way.
         """
-        await self._pending.put((packet, sequence))
+        await self._pending.put(([packet], sequence))
+
+    async def send_hub_packet(
+        self,
+        metadata: Mapping[str, str],
+        *,
+        payload: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        sequence: bool | None = None,
+    ) -> None:
+        """Send a frameless hub packet the way the connector forwards it (``packetToDataResponse``).
+
+        With a ``kind`` or ``bubu.envelope.message_id`` metadata key, a payload or inputs, the
+        connector wraps it in an envelope binary frame (no separate Structs); otherwise it goes
+        out frameless. ``sequence`` defaults to the connector's ``sequenced`` setting.
+        """
+        stamped = {**metadata, **self.hub_metadata}
+        packet = hub_packet_response(stamped, payload=payload, inputs=inputs)
+        await self._pending.put(([packet], self.sequenced if sequence is None else sequence))
 
     async def send_heartbeat(self) -> None:
-        """Send a hub heartbeat as the connector forwards it: an envelope frame, payload ``{}``."""
-        packet = pb.DataResponse(metadata={codec.HEARTBEAT_METADATA_KEY: "true"})
-        packet.binary.payload = b'{"version":"v1","payload":{}}'
-        packet.binary.mime_type = "application/vnd.bubu.packet+json"
-        await self.send_packet(packet)
+        """Send the hub's heartbeat (``bubu-heartbeat: true``, payload ``{}``) as forwarded."""
+        await self.send_hub_packet(
+            {codec.HEARTBEAT_METADATA_KEY: "true"}, payload={}, sequence=False
+        )
 
-    def _sequence(self, packet: pb.DataResponse) -> None:
-        env = packet.envelope
-        partition = env.partition if self.ordering == "per_partition" else ""
+    async def send_hook(
+        self,
+        event: str,
+        *,
+        step: str | None = None,
+        storyrun: str = "local-run",
+        namespace: str | None = None,
+        sequence: bool = False,
+    ) -> None:
+        """Send a hub lifecycle hook (``storyrun.ready``, ``steprun.ready``), streaming.md 5.3.
+
+        The message id is ``<ns>/<storyrun>:<event>[:<step>]``. Hooks go out unsequenced by
+        default, so the engram dedupes a second copy by that message id (scenario 11).
+        """
+        ns = self.namespace if namespace is None else namespace
+        message_id = f"{ns}/{storyrun}:{event}" + (f":{step}" if step else "")
+        data: dict[str, Any] = {
+            "timestamp": _dt.datetime.now(_dt.UTC).isoformat().replace("+00:00", "Z"),
+            "storyRun": {"name": storyrun, "namespace": ns},
+        }
+        if step:
+            data["step"] = {"name": step}
+        payload = {
+            "kind": "hook",
+            "type": event,
+            "hook": {"version": "v1", "event": event, "source": "hub", "data": data},
+        }
+        metadata = {
+            "kind": "hook",
+            "type": event,
+            "hook.event": event,
+            "hook.source": "hub",
+            codec.META_MESSAGE_ID: message_id,
+        }
+        if step:
+            metadata["hook.step"] = step
+        await self.send_hub_packet(metadata, payload=payload, sequence=sequence)
+
+    async def send_chunked(
+        self,
+        data: bytes,
+        mime_type: str = "application/octet-stream",
+        *,
+        chunk_size: int,
+        order: list[int] | None = None,
+        duplicate: int | None = None,
+        chunk_id: str = "chunk-1",
+        metadata: Mapping[str, str] | None = None,
+        partition: str = "",
+    ) -> None:
+        """Send ``data`` as a chunked binary packet (streaming.md 3.6), e.g. to test reassembly.
+
+        Every chunk carries ``chunk_id``/``chunk_index``/``chunk_count``/``chunk_bytes``/
+        ``total_bytes`` and the same stream id and sequence (one logical packet: one receipt
+        covers it, and a replay resends every chunk). ``order`` is the send order of chunk
+        indexes (default ascending); ``duplicate`` sends that index a second time.
+        """
+        parts = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
+        chunks: list[pb.DataResponse] = []
+        for index, part in enumerate(parts):
+            packet = pb.DataResponse(metadata={**(metadata or {}), **self.hub_metadata})
+            packet.binary.payload = part
+            packet.binary.mime_type = mime_type
+            env = packet.envelope
+            env.stream_id = self.stream_id
+            env.partition = partition
+            env.chunk_id = chunk_id
+            env.chunk_index = index
+            env.chunk_count = len(parts)
+            env.chunk_bytes = len(part)
+            env.total_bytes = len(data)
+            chunks.append(packet)
+        sequence = list(range(len(parts))) if order is None else list(order)
+        if duplicate is not None:
+            sequence.append(duplicate)
+        await self._pending.put(([chunks[i] for i in sequence], self.sequenced))
+
+    def _sequence(self, packets: list[pb.DataResponse]) -> None:
+        first = packets[0].envelope
+        partition = first.partition if self.ordering == "per_partition" else ""
         key = (self.stream_id, partition)
         seq = self._counters.get(key, 0) + 1
         self._counters[key] = seq
         # The hub clears upstream stream_id/sequence and assigns its own (cloneDownstreamEnvelope).
-        env.stream_id = self.stream_id
-        env.sequence = seq
+        for packet in packets:
+            packet.envelope.stream_id = self.stream_id
+            packet.envelope.sequence = seq
 
-    def _track(self, packet: pb.DataResponse) -> None:
-        env = packet.envelope
-        if packet.HasField("envelope") and env.stream_id and env.sequence > 0:
+    def _track(self, packets: list[pb.DataResponse]) -> None:
+        first = packets[0]
+        env = first.envelope
+        if first.HasField("envelope") and env.stream_id and env.sequence > 0:
             key = (env.stream_id, env.partition)
-            self._unacked.setdefault(key, {})[env.sequence] = packet
+            self._unacked.setdefault(key, {})[env.sequence] = _Unacked(
+                packets, _reassembled_size(packets)
+            )
 
     @property
     def unacked(self) -> list[tuple[str, str, int]]:
@@ -407,12 +554,12 @@ class LocalConnector:
 
     # -- fault injection ----------------------------------------------------------------------
 
-    async def kill_session(self, mode: Literal["error", "eof"] = "error") -> None:
+    async def kill_session(self, mode: Literal["error", "eof", "reset"] = "error") -> None:
         """End the current Data and Control streams abruptly.
 
         ``"error"`` ends them with UNAVAILABLE (a transport failure), ``"eof"`` closes them
-        cleanly (the engram sees end-of-stream). Either way Go reconnects; unacked packets are
-        replayed on the next Data stream.
+        cleanly (the engram sees end-of-stream), ``"reset"`` sends RST_STREAM (no status at all).
+        Either way Go reconnects; unacked packets are replayed on the next Data stream.
         """
         sessions = [s for s in (self._data, self._control) if s is not None]
         for session in sessions:
@@ -422,7 +569,7 @@ class LocalConnector:
         await asyncio.sleep(0)
 
     async def restart(
-        self, *, timeout: float = 10.0, mode: Literal["error", "eof"] = "error"
+        self, *, timeout: float = 10.0, mode: Literal["error", "eof", "reset"] = "error"
     ) -> None:
         """:meth:`kill_session`, then wait until the engram has reconnected and re-handshaken."""
         before_data = self.stats.data_sessions
@@ -527,7 +674,9 @@ class LocalConnector:
     async def _handle_hub_push(self, stream: Stream[Any, Any]) -> None:
         raise GRPCError(Status.UNIMPLEMENTED, "HubPush is not implemented by the connector")
 
-    async def _run_until_killed(self, session: _Session, *work: Awaitable[None]) -> None:
+    async def _run_until_killed(
+        self, session: _Session, stream: Stream[Any, Any], *work: Awaitable[None]
+    ) -> None:
         tasks = [asyncio.ensure_future(w) for w in work]
         killed = asyncio.ensure_future(session.killed.wait())
         try:
@@ -542,6 +691,10 @@ class LocalConnector:
         if killed in done:
             if session.kill_mode == "error":
                 raise GRPCError(Status.UNAVAILABLE, "local connector session killed")
+            if session.kill_mode == "reset":
+                # RST_STREAM: the engram gets no status at all, like a crashed sidecar.
+                with contextlib.suppress(Exception):
+                    await stream.cancel()
             return
         for t in tasks:
             if t in done and t.exception() is not None:
@@ -562,7 +715,10 @@ class LocalConnector:
         self._data = session
         self._notify()
         try:
-            await self._run_until_killed(session, self._data_recv(stream), self._data_send(stream))
+            work = [self._data_recv(stream), self._data_send(stream)]
+            if self.heartbeat_interval is not None:
+                work.append(self._heartbeats(self.heartbeat_interval))
+            await self._run_until_killed(session, stream, *work)
         finally:
             if self._data is session:
                 self._data = None
@@ -601,35 +757,47 @@ class LocalConnector:
             self.outputs.put_nowait(msg)
         self._notify()
 
+    async def _heartbeats(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            packet = hub_packet_response(
+                {codec.HEARTBEAT_METADATA_KEY: "true", **self.hub_metadata}, payload={}
+            )
+            # Best effort, like the hub: a full queue skips this beat.
+            with contextlib.suppress(asyncio.QueueFull):
+                self._pending.put_nowait(([packet], False))
+
     async def _data_send(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
         # Replay first, sorted by (partition, sequence), original sequence numbers kept (3.7).
         replay = sorted(
             (
-                (part, seq, pkt)
+                (part, seq, entry.packets)
                 for (_, part), seqs in self._unacked.items()
-                for seq, pkt in seqs.items()
+                for seq, entry in seqs.items()
             ),
             key=lambda item: (item[0], item[1]),
         )
-        for _, _, packet in replay:
+        for _, _, packets in replay:
             if not self.downstream_open:
                 self.stats.dropped_downstream += 1
                 continue
-            await stream.send_message(packet)
+            for packet in packets:
+                await stream.send_message(packet)
             self.stats.redelivered += 1
             self._notify()
         while True:
-            packet, sequence = await self._pending.get()
+            packets, sequence = await self._pending.get()
             if sequence:
-                self._sequence(packet)
-            self._track(packet)
+                self._sequence(packets)
+            self._track(packets)
             if not self.downstream_open:
                 # The connector drops hub packets while its downstream gate is closed; the hub
                 # keeps sequenced ones unacked, so they are replayed after a reconnect.
                 self.stats.dropped_downstream += 1
                 self._notify()
                 continue
-            await stream.send_message(packet)
+            for packet in packets:
+                await stream.send_message(packet)
             self.stats.sent += 1
             self._notify()
 
@@ -665,6 +833,7 @@ class LocalConnector:
         try:
             await self._run_until_killed(
                 session,
+                stream,
                 self._control_recv(stream, session),
                 self._control_send(stream, session),
             )
@@ -701,13 +870,13 @@ class LocalConnector:
             self._notify()
 
     def _on_control(self, req: pb.ControlRequest, session: _Session) -> pb.ControlResponse | None:
-        type_ = codec.control_type(req.action, req.custom_action)
-        lowered = type_.lower()
+        # The connector normalises the type (trim, lower-case, "" -> "unknown") and names it
+        # under `received` in its ACK (not `type`), streaming.md 3.2.
+        lowered = codec.control_type(req.action, req.custom_action).strip().lower() or "unknown"
         meta = dict(req.metadata)
 
-        def ack(handled: bool, **extra: str) -> pb.ControlResponse:
-            # The connector's ACK names the request under `received` (not `type`), 3.2.
-            body = {"received": type_, "handled": "true" if handled else "false", **extra}
+        def ack(handled: bool, received: str = lowered, **extra: str) -> pb.ControlResponse:
+            body = {"received": received, "handled": "true" if handled else "false", **extra}
             return codec.control_response("ack", body)
 
         if lowered == "ack":
@@ -721,7 +890,7 @@ class LocalConnector:
         if lowered == codec.CONTROL_TYPE_DOWNSTREAM_DELIVERED:
             self._on_receipt(meta)
             return None
-        if lowered in ("", "noop"):
+        if lowered == "noop":
             return ack(False, reason="empty")
         if lowered in ("start", "resume"):
             self.upstream_open = self.downstream_open = True
@@ -747,23 +916,66 @@ class LocalConnector:
         return ack(False, reason="unknown")
 
     def _on_receipt(self, meta: Mapping[str, str]) -> None:
-        stream_id = meta.get("stream_id", "")
-        partition = meta.get("partition", "")
+        # Values are trimmed; a missing or malformed sequence/size is logged and ignored by the
+        # Go connector (parseDownstreamDeliveryReceipt); we record it as a violation.
+        stream_id = meta.get("stream_id", "").strip()
+        partition = meta.get("partition", "").strip()
         try:
-            sequence = int(meta.get("sequence", "0"))
-            size = int(meta.get("size_bytes", "0"))
+            sequence = int(meta.get("sequence", "").strip())
+            raw_size = meta.get("size_bytes", "").strip()
+            size = int(raw_size) if raw_size else 0
+            if sequence < 0 or size < 0:
+                raise ValueError("negative")
         except ValueError:
             self.stats.violations.append(f"malformed downstream.delivered receipt: {dict(meta)}")
+            self._notify()
             return
         expected: int | None = None
         pending = self._unacked.get((stream_id, partition))
         if pending is not None:
-            packet = pending.get(sequence)
-            if packet is not None:
-                expected = codec.packet_size(packet)
+            entry = pending.get(sequence)
+            if entry is not None:
+                expected = entry.expected_size
             # Cumulative, like the hub's ApplyFlow: an ack of N trims everything up to N.
             for seq in [s for s in pending if s <= sequence]:
                 del pending[seq]
             if not pending:
                 del self._unacked[(stream_id, partition)]
         self.stats.receipts.append(Receipt(stream_id, sequence, partition, size, expected))
+
+
+def hub_packet_response(
+    metadata: Mapping[str, str],
+    *,
+    payload: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+) -> pb.DataResponse:
+    """Convert a frameless hub packet to the connector's ``DataResponse`` (Go connector rules).
+
+    ``structuredEnvelopeFromPacket``: the envelope takes ``kind`` from metadata ``kind``, the
+    message id from ``bubu.envelope.message_id``, payload/inputs as JSON, and - only when one of
+    those is set - the packet metadata; nothing set means a frameless response with the Structs.
+    """
+    meta = dict(metadata)
+    kind = meta.get("kind", "").strip()
+    message_id = meta.get(codec.META_MESSAGE_ID, "").strip()
+    populated = bool(kind or message_id or payload is not None or inputs is not None)
+    response = pb.DataResponse(metadata=meta)
+    if not populated:
+        return response
+    doc: dict[str, Any] = {"version": "v1"}
+    if not kind and (payload is not None or inputs is not None):
+        kind = "data"  # envelope.Marshal's default
+    if kind:
+        doc["kind"] = kind
+    if message_id:
+        doc["messageId"] = message_id
+    if meta:
+        doc["metadata"] = meta
+    if payload is not None:
+        doc["payload"] = dict(payload)
+    if inputs is not None:
+        doc["inputs"] = dict(inputs)
+    response.binary.payload = json.dumps(doc, separators=(",", ":")).encode()
+    response.binary.mime_type = "application/vnd.bubu.packet+json"
+    return response

@@ -840,34 +840,41 @@ async def resolve_story_trigger(
         return "Created", "StoryRunCreated", f'created StoryRun "{trigger_ns}/{run_name}"'
 
     decision, reason, message = await decide()
-    now = _seconds(_now())
-    current = await kube.get(STORY_TRIGGER, name, trigger_ns)
-    old_status = current.get("status") or {}
-    generation = (current.get("metadata") or {}).get("generation")
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "decision": decision,
-        "reason": reason,
-        "message": message,
-        "acceptedAt": old_status.get("acceptedAt") or now,
-        "completedAt": now,
-        "conditions": _conditions(
-            decision != "Rejected",
-            reason,
-            message,
-            generation=generation,
-            old=old_status.get("conditions") or [],
-            now=now,
-        ),
-    }
-    if decision != "Rejected" and run_ref is not None:
-        status["storyRunRef"] = {k: v for k, v in run_ref.items() if v}
-    patch = {
-        "metadata": {"resourceVersion": (current.get("metadata") or {}).get("resourceVersion")},
-        "status": status,
-    }
-    await kube.merge_patch(STORY_TRIGGER, name, patch, trigger_ns, subresource="status")
-    return status
+    # Write the decision against the trigger as we were given it (its resourceVersion); only if
+    # it changed since, read it again - saves a GET per trigger in the common case.
+    current: Mapping[str, Any] = trigger
+    for attempt in range(3):
+        now = _seconds(_now())
+        old_status = current.get("status") or {}
+        generation = (current.get("metadata") or {}).get("generation")
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "decision": decision,
+            "reason": reason,
+            "message": message,
+            "acceptedAt": old_status.get("acceptedAt") or now,
+            "completedAt": now,
+            "conditions": _conditions(
+                decision != "Rejected",
+                reason,
+                message,
+                generation=generation,
+                old=old_status.get("conditions") or [],
+                now=now,
+            ),
+        }
+        if decision != "Rejected" and run_ref is not None:
+            status["storyRunRef"] = {k: v for k, v in run_ref.items() if v}
+        rv = (current.get("metadata") or {}).get("resourceVersion")
+        patch = {"metadata": {"resourceVersion": rv}, "status": status}
+        try:
+            await kube.merge_patch(STORY_TRIGGER, name, patch, trigger_ns, subresource="status")
+            return status
+        except ConflictError:
+            if attempt == 2:
+                raise
+            current = await kube.get(STORY_TRIGGER, name, trigger_ns)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _run_matches(

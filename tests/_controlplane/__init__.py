@@ -26,7 +26,20 @@ _EXPORTS = {
     "create_identity": "rbac",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # noqa: RUF022 - same order as _EXPORTS
+    "ControlPlane",
+    "ControlPlaneError",
+    "crds_dir",
+    "write_kubeconfig",
+    "Fault",
+    "FaultProxy",
+    "status_body",
+    "ENGRAM_RUNNER_RULES",
+    "IMPULSE_RULES",
+    "START_STORY_RULES",
+    "Identity",
+    "create_identity",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -44,6 +44,8 @@ import yaml
 from . import build, pki
 
 REPO_ROOT = build.REPO_ROOT
+# libyaml parses the 1.2 MB of CRDs in ~0.2 s; the pure-Python loader takes ~2 s.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 WORKDIR_PREFIX = "bubu-controlplane-"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -451,7 +453,7 @@ class ControlPlane:
         for f in files:
             docs += [
                 d
-                for d in yaml.safe_load_all(f.read_text())
+                for d in yaml.load_all(f.read_text(), Loader=_YAML_LOADER)
                 if d and d.get("kind") == "CustomResourceDefinition"
             ]
         with self.client() as c:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality, Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
@@ -221,6 +221,8 @@ async def test_control_heartbeat_gets_alive_ack(conn: LocalConnector, engram: Ra
     assert ack.action == pb.CONTROL_ACTION_ACK
     assert _meta(ack) == {"received": "heartbeat", "handled": "true", "status": "alive"}
     assert conn.stats.control_heartbeats == 1
+    seen = await conn.wait_control("heartbeat")
+    assert dict(seen.metadata) == {"ts": "1700000000000"}
 
 
 async def test_unknown_and_noop_directives_are_acked_unhandled(
@@ -233,9 +235,66 @@ async def test_unknown_and_noop_directives_are_acked_unhandled(
         "handled": "false",
         "reason": "empty",
     }
-    await engram.control.send_message(codec.control_request("frobnicate"))  # type: ignore[union-attr]
+    await engram.control.send_message(codec.control_request("Frobnicate"))  # type: ignore[union-attr]
     ack = await engram.recv_control()
     assert _meta(ack) == {"received": "frobnicate", "handled": "false", "reason": "unknown"}
+    # UNSPECIFIED without a custom action normalises to "unknown" (Go normalizeDirectiveType).
+    await engram.control.send_message(pb.ControlRequest())  # type: ignore[union-attr]
+    ack = await engram.recv_control()
+    assert _meta(ack) == {"received": "unknown", "handled": "false", "reason": "unknown"}
+    await engram.control.send_message(codec.control_request("codec-select"))  # type: ignore[union-attr]
+    assert _meta(await engram.recv_control())["reason"] == "codec selection not implemented"
+    # Receipts and acks are never answered: the next reply is for the heartbeat.
+    await engram.control.send_message(codec.control_request("ack", {"type": "x"}))  # type: ignore[union-attr]
+    await engram.control.send_message(codec.delivery_receipt("s", 1, "", 1))  # type: ignore[union-attr]
+    await engram.control.send_message(codec.control_request("heartbeat"))  # type: ignore[union-attr]
+    assert _meta(await engram.recv_control())["received"] == "heartbeat"
+
+
+async def test_malformed_receipt_is_recorded(conn: LocalConnector, engram: RawEngram) -> None:
+    await engram.handshake()
+    await engram.control.send_message(  # type: ignore[union-attr]
+        codec.control_request("downstream.delivered", {"stream_id": "s", "sequence": "x"})
+    )
+    await conn.wait_until(lambda: bool(conn.stats.violations))
+    assert "malformed downstream.delivered receipt" in conn.stats.violations[0]
+    assert conn.stats.receipts == []
+
+
+async def test_hub_heartbeat_and_hook_are_envelope_frames(
+    conn: LocalConnector, engram: RawEngram
+) -> None:
+    conn_ = conn
+    await engram.handshake()
+    await conn_.send_heartbeat()
+    hb = await engram.recv_data()
+    assert hb.binary.mime_type == "application/vnd.bubu.packet+json"
+    assert dict(hb.metadata) == {"bubu-heartbeat": "true"}
+    assert not hb.HasField("envelope")  # heartbeats are not sequenced
+    assert codec.is_heartbeat_metadata(codec.from_pb_packet(hb).metadata)
+
+    await conn_.send_hook("steprun.ready", step="s1")
+    hook = await engram.recv_data()
+    msg = codec.from_pb_packet(hook)
+    assert msg.kind == "hook"
+    assert msg.message_id == "default/local-run:steprun.ready:s1"
+    assert msg.json_data()["hook"]["event"] == "steprun.ready"
+    assert not hook.HasField("payload")  # the connector sends no separate Struct
+    assert not hook.HasField("envelope")  # unsequenced: deduped by message id
+
+
+async def test_hub_metadata_is_stamped_on_sent_messages() -> None:
+    stamp = {"storyrun-name": "r", "storyrun-namespace": "ns", "current-step-id": "s"}
+    async with LocalConnector(hub_metadata=stamp) as conn:
+        e = RawEngram(conn)
+        await e.open()
+        try:
+            await e.handshake()
+            await conn.send(StreamMessage.json({"a": 1}, metadata={"user": "x"}))
+            packet = await e.recv_data()
+            assert dict(packet.metadata) == {**stamp, "user": "x"}
+        finally:
+            await e.close()
 
 
 async def test_data_heartbeat_is_counted_not_output(
@@ -444,3 +503,69 @@ async def test_directive_from_test_reaches_engram(conn: LocalConnector, engram: 
     resp = await engram.recv_control()
     assert resp.action == pb.CONTROL_ACTION_HANDOFF_DRAINING
     assert _meta(resp) == {"reason": "hub_disconnected"}
+
+
+@pytest.mark.parametrize("mode", ["eof", "reset"])
+async def test_kill_session_modes(conn: LocalConnector, engram: RawEngram, mode: str) -> None:
+    await engram.handshake()
+    await conn.kill_session(mode)  # type: ignore[arg-type]
+    if mode == "eof":
+        with pytest.raises(EOFError):
+            await engram.recv_data()
+    else:
+        with pytest.raises(StreamTerminatedError):
+            await engram.recv_data()
+    await conn.wait_until(lambda: not conn.connected)
+
+
+async def test_chunked_packet_shares_one_sequence_and_replays_whole(
+    conn: LocalConnector, engram: RawEngram
+) -> None:
+    await engram.handshake()
+    data = b"hello-world!"
+    await conn.send_chunked(
+        data, "text/plain", chunk_size=5, order=[2, 0, 1], duplicate=0, metadata={"m": "1"}
+    )
+    got = [await engram.recv_data() for _ in range(4)]
+    assert [p.envelope.chunk_index for p in got] == [2, 0, 1, 0]
+    assert {(p.envelope.sequence, p.envelope.chunk_count, p.envelope.total_bytes) for p in got} == {
+        (1, 3, len(data))
+    }
+    assert [p.envelope.chunk_bytes for p in got] == [2, 5, 5, 5]
+    assert all(p.envelope.chunk_id == "chunk-1" and p.binary.mime_type == "text/plain" for p in got)
+
+    # The receipt carries the reassembled packet's size: first-arriving chunk as template.
+    template = pb.DataResponse()
+    template.CopyFrom(got[0])
+    template.binary.payload = data
+    for name in ("chunk_id", "chunk_index", "chunk_count", "chunk_bytes", "total_bytes"):
+        template.envelope.ClearField(name)
+    await conn.kill_session()
+    await engram.close()
+    again = RawEngram(conn)
+    await again.open()
+    try:
+        await again.handshake()
+        replay = [await again.recv_data() for _ in range(4)]
+        assert [p.envelope.chunk_index for p in replay] == [2, 0, 1, 0]
+        await again.control.send_message(  # type: ignore[union-attr]
+            codec.delivery_receipt(conn.stream_id, 1, "", codec.packet_size(template))
+        )
+        await conn.wait_until(lambda: bool(conn.stats.receipts))
+        assert conn.stats.receipts[0].size_ok
+        assert conn.unacked == []
+    finally:
+        await again.close()
+
+
+async def test_periodic_hub_heartbeats() -> None:
+    async with LocalConnector(heartbeat_interval=0.05) as conn:
+        e = RawEngram(conn)
+        await e.open()
+        try:
+            await e.handshake()
+            beats = [await e.recv_data() for _ in range(2)]
+            assert all(dict(b.metadata) == {"bubu-heartbeat": "true"} for b in beats)
+            assert all(b.binary.mime_type == "application/vnd.bubu.packet+json" for b in beats)
+        finally:
+            await e.close()

@@ -9,8 +9,10 @@ should, and the fault proxy injects errors and then gets out of the way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -517,37 +519,54 @@ def test_impulse_identity_has_exactly_the_impulse_role(
 async def test_kr8s_reads_the_generated_kubeconfigs(
     controlplane: ControlPlane, k8s_namespace: str, engram_runner_identity: rbac.Identity
 ) -> None:
-    import kr8s.asyncio
+    import kr8s
     from kr8s.asyncio.objects import new_class
 
     StepRun = new_class(kind="StepRun", version="runs.bubustack.io/v1alpha1", namespaced=True)
     with controlplane.client() as admin:
         make_steprun(admin, k8s_namespace)
 
-    admin_api = await kr8s.asyncio.api(kubeconfig=str(controlplane.admin_kubeconfig))
-    version = await admin_api.version()
-    assert version["gitVersion"].startswith("v1.")
-    names = [n.name async for n in admin_api.get("namespaces")]
-    assert k8s_namespace in names
+    async with kr8s_api(controlplane.admin_kubeconfig) as admin_api:
+        version = await admin_api.version()
+        assert version["gitVersion"].startswith("v1.")
+        names = [n.name async for n in admin_api.get("namespaces")]
+        assert k8s_namespace in names
 
-    sa_api = await kr8s.asyncio.api(kubeconfig=str(engram_runner_identity.kubeconfig_path))
-    assert sa_api.namespace == k8s_namespace
-    # kr8s's StepRun.get(name) is a LIST call, which the runner Role does not allow;
-    # refresh() is a plain GET.
-    sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=sa_api)
-    await sr.refresh()
-    with pytest.raises(kr8s.ServerError) as err:
-        await StepRun.get("run-a-start", namespace=k8s_namespace, api=sa_api)
-    assert err.value.response is not None and err.value.response.status_code == 403
-    await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
-    await sr.refresh()
-    assert sr.raw["status"]["phase"] == "Succeeded"
-    with pytest.raises(kr8s.ServerError) as err:
-        await sr.delete()
-    assert err.value.response is not None and err.value.response.status_code == 403
+    async with kr8s_api(engram_runner_identity.kubeconfig_path) as sa_api:
+        assert sa_api.namespace == k8s_namespace
+        # kr8s's StepRun.get(name) is a LIST call, which the runner Role does not allow;
+        # refresh() is a plain GET.
+        sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=sa_api)
+        await sr.refresh()
+        with pytest.raises(kr8s.ServerError) as err:
+            await StepRun.get("run-a-start", namespace=k8s_namespace, api=sa_api)
+        assert err.value.response is not None and err.value.response.status_code == 403
+        await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
+        await sr.refresh()
+        assert sr.raw["status"]["phase"] == "Succeeded"
+        with pytest.raises(kr8s.ServerError) as err:
+            await sr.delete()
+        assert err.value.response is not None and err.value.response.status_code == 403
 
 
 # --------------------------------------------------------------------------- fault proxy
+
+
+@contextlib.asynccontextmanager
+async def kr8s_api(kubeconfig: object) -> AsyncIterator[Any]:
+    """A kr8s API for ``kubeconfig`` whose HTTP session is closed afterwards.
+
+    kr8s has no public close(); an unclosed session leaks sockets, and the
+    ResourceWarning is an error under ``filterwarnings = error``.
+    """
+    import kr8s.asyncio
+
+    api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))
+    try:
+        yield api
+    finally:
+        if api._session is not None:
+            await api._session.aclose()
 
 
 def retrying(send, *, attempts: int = 5) -> tuple[httpx.Response, list[int]]:
@@ -675,26 +694,25 @@ async def test_kr8s_through_the_fault_proxy(
     fault_proxy: FaultProxy,
     engram_runner_identity: rbac.Identity,
 ) -> None:
-    import kr8s.asyncio
+    import kr8s
     from kr8s.asyncio.objects import new_class
 
     StepRun = new_class(kind="StepRun", version="runs.bubustack.io/v1alpha1", namespaced=True)
     with controlplane.client() as admin:
         make_steprun(admin, k8s_namespace)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
-    api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))
-    fault_proxy.conflict("PATCH", r"/stepruns/run-a-start/status$")
-    sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=api)
-    await sr.refresh()
-    with pytest.raises(kr8s.ServerError) as err:
+    async with kr8s_api(kubeconfig) as api:
+        fault_proxy.conflict("PATCH", r"/stepruns/run-a-start/status$")
+        sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=api)
+        await sr.refresh()
+        with pytest.raises(kr8s.ServerError) as err:
+            await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
+        assert err.value.response is not None and err.value.response.status_code == 409
+        assert err.value.status["reason"] == "Conflict"
         await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
-    assert err.value.response is not None and err.value.response.status_code == 409
-    assert err.value.status["reason"] == "Conflict"
-    await sr.patch({"status": {"retries": 0, "phase": "Succeeded"}}, subresource="status")
-    assert sr.raw["status"]["phase"] == "Succeeded"
+        assert sr.raw["status"]["phase"] == "Succeeded"
     # admin through the proxy: a kubeconfig without credentials
-    admin_api = await kr8s.asyncio.api(kubeconfig=str(fault_proxy.kubeconfig()))
-    assert [
-        n.name
-        async for n in admin_api.get("namespaces", field_selector=f"metadata.name={k8s_namespace}")
-    ] == [k8s_namespace]
+    async with kr8s_api(fault_proxy.kubeconfig()) as admin_api:
+        selector = f"metadata.name={k8s_namespace}"
+        found = [n.name async for n in admin_api.get("namespaces", field_selector=selector)]
+    assert found == [k8s_namespace]

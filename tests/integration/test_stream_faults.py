@@ -51,9 +51,7 @@ class Ledger(StreamingEngram[dict[str, Any]]):
     async def init(self, config: dict[str, Any], secrets: Any) -> None:
         self.inits += 1
 
-    async def stream(
-        self, inbound: AsyncIterator[InboundMessage]
-    ) -> AsyncIterator[StreamMessage]:
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
         self.streams += 1
         async for msg in inbound:
             seq = msg.envelope.sequence if msg.envelope is not None else 0
@@ -67,9 +65,7 @@ class Ledger(StreamingEngram[dict[str, Any]]):
 
 @contextlib.asynccontextmanager
 async def running(engram: Any, conn: LocalConnector) -> AsyncIterator[asyncio.Task[int]]:
-    task = asyncio.create_task(
-        start_streaming(engram, source=MappingSource(conn.binding_env()))
-    )
+    task = asyncio.create_task(start_streaming(engram, source=MappingSource(conn.binding_env())))
     try:
         yield task
     finally:
@@ -94,9 +90,7 @@ async def test_soak_10000_messages_with_repeated_connector_kills() -> None:
                 mode = "error" if kills % 2 == 0 else "eof"
                 await conn.restart(mode=mode, timeout=20)
                 kills += 1
-        await conn.wait_until(
-            lambda: conn.stats.sent == total and not conn.unacked, timeout=60
-        )
+        await conn.wait_until(lambda: conn.stats.sent == total and not conn.unacked, timeout=60)
         assert not task.done()
     sequences = set(range(1, total + 1))
     # Nothing lost: every sequence reached the engram and was done (hence receipted).
@@ -238,9 +232,7 @@ def _binding(version: str = "1.0.0", **changes: Any) -> str:
 async def test_bad_bindings_stop_before_any_dial(value: str, match: str) -> None:
     engram = Ledger()
     with pytest.raises(ContractError, match=match) as info:
-        await start_streaming(
-            engram, source=MappingSource({"BUBU_TRANSPORT_BINDING": value})
-        )
+        await start_streaming(engram, source=MappingSource({"BUBU_TRANSPORT_BINDING": value}))
     assert info.value.variable == "BUBU_TRANSPORT_BINDING"
     assert engram.inits == 0
     assert not info.value.retryable

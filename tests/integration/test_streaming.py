@@ -9,8 +9,8 @@ what crosses the wire. Sockets: loopback only. Timers are shortened through the 
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -51,9 +51,7 @@ class Echo(StreamingEngram[dict[str, Any]]):
     async def init(self, config: dict[str, Any], secrets: Any) -> None:
         self.inits += 1
 
-    async def stream(
-        self, inbound: AsyncIterator[InboundMessage]
-    ) -> AsyncIterator[StreamMessage]:
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
         self.streams += 1
         async for msg in inbound:
             async with msg:
@@ -163,7 +161,11 @@ async def test_required_capabilities_wait_for_capabilities_ack() -> None:
         await conn.send(StreamMessage.json({"n": 2}))
         assert (await conn.next_output()).json_data() == {"n": 2}
         caps = _acks(conn)["connector.capabilities"]
-        assert caps == {"type": "connector.capabilities", "handled": "true", "reason": "capabilities"}
+        assert caps == {
+            "type": "connector.capabilities",
+            "handled": "true",
+            "reason": "capabilities",
+        }
 
 
 async def test_required_capabilities_missing_is_handshake_timeout() -> None:
@@ -271,9 +273,7 @@ class Collect(StreamingEngram[dict[str, Any]]):
     async def init(self, config: dict[str, Any], secrets: Any) -> None:
         self.inits += 1
 
-    async def stream(
-        self, inbound: AsyncIterator[InboundMessage]
-    ) -> AsyncIterator[StreamMessage]:
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
         self.streams += 1
         async for msg in inbound:
             self.seen.append(msg)
@@ -283,8 +283,8 @@ class Collect(StreamingEngram[dict[str, Any]]):
         return
         yield  # pragma: no cover - makes this an async generator
 
-    async def wait_for(self, n: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, n: int, limit: float = 5.0) -> None:
+        async with asyncio.timeout(limit):
             while len(self.seen) < n:
                 self.changed.clear()
                 await self.changed.wait()
@@ -524,9 +524,7 @@ class Slow(StreamingEngram[dict[str, Any]]):
         self.seen: list[InboundMessage] = []
         self.release = asyncio.Event()
 
-    async def stream(
-        self, inbound: AsyncIterator[InboundMessage]
-    ) -> AsyncIterator[StreamMessage]:
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
         async for msg in inbound:
             self.seen.append(msg)
             await self.release.wait()
@@ -562,9 +560,7 @@ class Emitter(StreamingEngram[dict[str, Any]]):
         self.messages = messages
         self.rejected: list[Exception] = []
 
-    async def stream(
-        self, inbound: AsyncIterator[InboundMessage]
-    ) -> AsyncIterator[StreamMessage]:
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
         for message in self.messages:
             try:
                 yield message
@@ -847,9 +843,7 @@ class Dual(BatchEngram[DualConfig, DualInputs], StreamingEngram[DualConfig]):
         self.ran.append("batch")
         return Result({"y": inputs.x * self.factor})
 
-    async def stream(
-        self, inbound: AsyncIterator[InboundMessage]
-    ) -> AsyncIterator[StreamMessage]:
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
         self.ran.append("stream")
         async for msg in inbound:
             async with msg:
@@ -890,9 +884,7 @@ async def test_start_dispatches_a_dual_engram_to_batch_without_bridge() -> None:
     engram = Dual()
     sink = MemoryStatusSink()
     async with _connector() as conn:
-        code = await start(
-            engram, source=MappingSource(_dual_env(conn, "batch")), status_sink=sink
-        )
+        code = await start(engram, source=MappingSource(_dual_env(conn, "batch")), status_sink=sink)
     assert code == 0 and engram.ran == ["batch"]
     assert sink.status["output"] == {"y": 15}
     assert conn.stats.published == 0
@@ -964,12 +956,21 @@ def test_cli_run_stream_json_lines(tmp_path: Any) -> None:
 
     example = Path(__file__).resolve().parents[2] / "examples" / "echo_stream.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "bubu", "run", "--stream", str(example), "--config",
-         '{"greeting": "hey"}'],
+        [
+            sys.executable,
+            "-m",
+            "bubu",
+            "run",
+            "--stream",
+            str(example),
+            "--config",
+            '{"greeting": "hey"}',
+        ],
         input='{"text": "a"}\n{"text": "b"}\nnot json\n',
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     lines = proc.stdout.strip().splitlines()
     assert [json.loads(line) for line in lines] == [

@@ -319,3 +319,60 @@ def test_key_template_subset(template, expected):
 def test_key_template_errors_are_clear(template):
     with pytest.raises(TemplateError):
         render_key_template(template, {"inputs": {"a": 1}})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"BUBU_TRIGGER_DEDUPE_MODE": "sometimes"},
+            "BUBU_TRIGGER_DEDUPE_MODE must be one of none, token, key",
+        ),
+        (
+            {"BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE": "{{ inputs.x }}"},
+            "requires BUBU_TRIGGER_DEDUPE_MODE=key",
+        ),
+        ({"BUBU_TRIGGER_RETRY_BACKOFF": "random"}, "must be one of exponential, linear, constant"),
+        ({"BUBU_TRIGGER_RETRY_BASE_DELAY": "soon"}, "BUBU_TRIGGER_RETRY_BASE_DELAY invalid"),
+        (
+            {"BUBU_TRIGGER_THROTTLE_BURST": "1_000"},
+            "BUBU_TRIGGER_THROTTLE_BURST must be a non-negative",
+        ),
+    ],
+)
+async def test_trigger_settings_are_reread_and_errors_name_the_variable(
+    world, scoped, env, message
+):
+    with scoped(world, **env):
+        with pytest.raises(ContractError, match=message):
+            await start_story("story", {})
+    with scoped(world, **dict.fromkeys(env, "")):
+        assert (await start_story("story", {})).decision == "Created"  # re-read per call
+
+
+async def test_rate_limit_waits_and_counts_throttled(world, scoped):
+    import time
+
+    from bubu._triggers import ImpulseStats, StoryTriggers
+
+    world.cluster.seed_impulse("hook", NS)
+    stats = ImpulseStats(world.cluster, "hook", NS, interval=0)
+    with scoped(world, BUBU_TRIGGER_THROTTLE_RATE_PER_SECOND="20", BUBU_TRIGGER_THROTTLE_BURST="1"):
+        engine = StoryTriggers(world.cluster, world.scope.source, stats=stats)
+        started = time.monotonic()
+        await asyncio.gather(*(engine.start("story", {"i": i}) for i in range(4)))
+        elapsed = time.monotonic() - started
+    await stats.aclose()
+    assert elapsed >= 0.12  # 3 of 4 calls waited ~50 ms each for a token
+    from bubu._k8s.resources import IMPULSE
+
+    status = world.cluster.peek(IMPULSE, "hook", NS)["status"]
+    assert status["throttledTriggers"] == 3 and "lastThrottled" in status
+
+
+async def test_webhook_denial_is_a_rejection_not_a_permission_error(world):
+    # A cross-namespace storyRef is denied by the StoryTrigger webhook (403, crds.md 2.3).
+    with pytest.raises(TriggerRejectedError, match="cross-namespace storyRef") as info:
+        await start_story("story", {}, namespace="elsewhere")
+    assert info.value.reason == "AdmissionDenied" and not info.value.retryable
+    assert world.cluster.denials

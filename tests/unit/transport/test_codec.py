@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import (
@@ -623,3 +625,56 @@ def test_heartbeat_request_and_detection() -> None:
     assert hb.WhichOneof("frame") is None and dict(hb.metadata) == {"bubu-heartbeat": "true"}
     assert codec.is_heartbeat_metadata({"bubu-heartbeat": " TRUE "})
     assert not codec.is_heartbeat_metadata({"bubu-heartbeat": "false"})
+
+
+def test_typed_config_is_trimmed_and_blank_means_absent() -> None:
+    msg = StreamMessage.json(
+        {"a": 1},
+        transports=(
+            TransportDescriptor(name="a", typed_config=TransportConfig(" ref ", "")),
+            TransportDescriptor(name="b", typed_config=TransportConfig(" ", "")),
+        ),
+    )
+    req = codec.to_pb_data_request(msg)
+    assert req.transports[0].typed_config.transport_ref == "ref"
+    assert not req.transports[1].HasField("typed_config")
+    assert "typedConfig" not in envelope_json(req)["transports"][1]
+    back = roundtrip(msg)
+    assert back.transports == (
+        TransportDescriptor(name="a", typed_config=TransportConfig("ref", "")),
+        TransportDescriptor(name="b"),
+    )
+
+
+def test_hoisted_metadata_wins_even_when_blank_and_bad_timestamps_are_dropped() -> None:
+    resp = pb.DataResponse(
+        binary=pb.BinaryFrame(
+            payload=b'{"kind":"k","messageId":"m","timestampMs":5}', mime_type=ENV_MIME
+        ),
+        metadata={"bubu.envelope.message_id": " ", "bubu.envelope.timestamp_ms": "1_000"},
+    )
+    msg = codec.from_pb_packet(resp)
+    assert msg.message_id == ""  # a present key overrides the envelope, trimmed
+    assert msg.timestamp == dt.datetime(1970, 1, 1, 0, 0, 0, 5000, tzinfo=dt.UTC)
+    assert msg.metadata == {}
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer())
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_struct_round_trip_is_type_exact_for_json(doc: dict[str, Any]) -> None:
+    st_ = codec.dict_to_struct(doc)
+    wire = struct_pb2.Struct.FromString(st_.SerializeToString())
+    assert codec.struct_to_dict(wire) == doc
+    assert json.loads(codec.struct_to_json(wire)) == doc
