@@ -21,9 +21,10 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PY)
 def lint(session: nox.Session) -> None:
     """ruff lint and format check on the package, tests and tooling."""
-    session.install("ruff>=0.15")
+    session.install("-e", ".[dev]")
     session.run("ruff", "check", "bubu", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "bubu")
+    session.run("lint-imports")
 
 
 @nox.session(python=PY)

@@ -127,6 +127,7 @@ async def wait_for_object(
     wait: float,
     use_watch: bool = True,
     poll: Backoff = POLL_BACKOFF,
+    first_poll: float = 0.0,
 ) -> dict[str, Any] | None:
     """Wait until ``done(obj)`` holds for the object, or ``timeout`` seconds pass.
 
@@ -141,6 +142,8 @@ async def wait_for_object(
         wait: the bound of the wait in seconds.
         use_watch: False forces GET polling.
         poll: the polling backoff.
+        first_poll: seconds to wait before the first GET when polling (callers that know how
+            long decisions usually take skip GETs that would be answered "not yet").
 
     Returns:
         The first object for which ``done`` holds, or None when the time ran out.
@@ -169,7 +172,13 @@ async def wait_for_object(
                 if found is not None:
                     return found
             return await _poll_until(
-                kube, kind, name=name, namespace=namespace, done=done, poll=poll
+                kube,
+                kind,
+                name=name,
+                namespace=namespace,
+                done=done,
+                poll=poll,
+                first_poll=first_poll,
             )
     except TimeoutError:
         return None
@@ -237,8 +246,11 @@ async def _poll_until(
     namespace: str | None,
     done: Callable[[dict[str, Any]], bool],
     poll: Backoff,
+    first_poll: float,
 ) -> dict[str, Any]:
     delays = poll.delays()
+    if first_poll > 0:
+        await asyncio.sleep(first_poll)
     while True:
         try:
             obj = await kube.get(kind, name, namespace)

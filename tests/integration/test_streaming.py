@@ -392,10 +392,10 @@ async def test_reconnect_redelivers_undone_and_suppresses_done() -> None:
         await engram.wait_for(2)
         engram.seen[0].done()
         await conn.wait_until(lambda: len(conn.stats.receipts) == 1)
-        # The connector only acks cumulatively; make it replay seq 1 too by forgetting the ack.
-        conn._unacked.setdefault((conn.stream_id, ""), {})[1] = _sequenced(1, 1, conn.stream_id)
-        await conn.restart()
+        await conn.restart()  # the connector replays seq 2 (never receipted)
         await engram.wait_for(3)
+        # A hub replay of seq 1, which was done in the first session.
+        await conn.send_packet(_sequenced(1, 1, conn.stream_id))
         await conn.wait_until(lambda: len(conn.stats.receipts) == 2)
         assert engram.streams == 2 and engram.inits == 1
         # seq 2 (not done) came again; seq 1 (done) was suppressed and its receipt re-sent.
