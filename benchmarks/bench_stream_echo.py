@@ -11,8 +11,12 @@ the send-to-echo latency (p50/p99). The engram is either
   decode to ``StreamMessage``, ``done()`` receipts on Control, encode, validation).
 
 Both use the same connector code, so the only difference is the engram side. The two modes
-alternate for ``--rounds`` rounds and the median is reported. Also measured: the RSS of an idle
-streaming engram (connected, no traffic).
+alternate for ``--rounds`` rounds; the throughput ratio is the median of the per-round ratios
+(the machine is shared, so adjacent rounds see similar load). The CPU each process spends per
+message is printed too: on a busy machine the throughput is partly scheduling-bound, while the
+engram CPU per message is the SDK's real cost (most of the difference is building the
+``google.protobuf.Struct`` the hub needs for every JSON message). Also measured: the RSS of an
+idle streaming engram (connected, no traffic).
 
 Floors (exit status 1 when missed): SDK throughput >= 70% of bare; idle RSS <= 60 MB.
 
@@ -259,6 +263,8 @@ def _wait_port(path: str, proc: subprocess.Popen[str]) -> int:
 
 
 def run_round(mode: str, messages: int, tmp: str, idle: float = 0.0) -> dict[str, Any]:
+    import psutil
+
     port_file = os.path.join(tmp, f"port-{mode}-{time.monotonic_ns()}")
     connector = _spawn(
         "--role",
@@ -279,12 +285,16 @@ def run_round(mode: str, messages: int, tmp: str, idle: float = 0.0) -> dict[str
     try:
         rss = 0.0
         if idle > 0:
-            import psutil
-
             time.sleep(idle / 2)
             rss = psutil.Process(engram.pid).memory_info().rss / (1024 * 1024)
+        watched = [psutil.Process(engram.pid), psutil.Process(connector.pid)]
+        cpu_start = [sum(p.cpu_times()[:2]) for p in watched]
+        cpu_last = list(cpu_start)
         deadline = time.monotonic() + 300
         while connector.poll() is None:
+            for i, proc in enumerate(watched):
+                with contextlib.suppress(psutil.Error):
+                    cpu_last[i] = sum(proc.cpu_times()[:2])
             if engram.poll() is not None and connector.poll() is None:
                 time.sleep(1.0)
                 if connector.poll() is None:
@@ -299,6 +309,9 @@ def run_round(mode: str, messages: int, tmp: str, idle: float = 0.0) -> dict[str
         if connector.returncode != 0:
             raise RuntimeError(f"connector failed: {err}")
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        if messages:
+            result["engram_cpu_us"] = (cpu_last[0] - cpu_start[0]) / messages * 1e6
+            result["connector_cpu_us"] = (cpu_last[1] - cpu_start[1]) / messages * 1e6
         if idle > 0:
             result["rss_mb"] = rss
         return result
@@ -346,7 +359,9 @@ def main() -> int:
                 results[mode].append(res)
                 print(
                     f"round {round_no + 1} {mode:4}: {res['rate']:8.0f} msg/s  "
-                    f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us",
+                    f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us  "
+                    f"CPU/msg engram {res['engram_cpu_us']:5.0f} us, "
+                    f"connector {res['connector_cpu_us']:5.0f} us",
                     flush=True,
                 )
         idle = run_round("sdk", 0, tmp, idle=3.0)
@@ -364,11 +379,11 @@ def main() -> int:
         f"workload: 1 KB JSON payload, {results['sdk'][0]['packet_bytes']} B DataResponse, "
         f"window {WINDOW}, {args.messages} messages x {args.rounds} rounds (median)"
     )
-    print(f"{'':22}{'msgs/s':>10}{'p50 us':>10}{'p99 us':>10}")
+    print(f"{'':22}{'msgs/s':>10}{'p50 us':>10}{'p99 us':>10}{'engram CPU us/msg':>19}")
     for mode, label in (("bare", "bare grpclib echo"), ("sdk", "bubu SDK echo")):
         print(
             f"{label:22}{median(mode, 'rate'):10.0f}{median(mode, 'p50_us'):10.0f}"
-            f"{median(mode, 'p99_us'):10.0f}"
+            f"{median(mode, 'p99_us'):10.0f}{median(mode, 'engram_cpu_us'):19.0f}"
         )
     print(
         f"SDK / bare throughput: {ratio:.0%} (median of per-round ratios; floor "

@@ -32,6 +32,18 @@ _LAZY: dict[str, str] = {
     "record_effect": "bubu._effects",
     "has_effect": "bubu._effects",
     "execute_effect_once": "bubu._effects",
+    "TriggerResult": "bubu._triggers",
+    "TargetStory": "bubu._triggers",
+    "get_target_story": "bubu._triggers",
+    "trigger_token": "bubu._triggers",
+    "ImpulseClient": "bubu._impulse",
+    "StorySession": "bubu._dispatcher",
+    "DispatchResult": "bubu._dispatcher",
+    "SignalEnvelope": "bubu._signals",
+    "SignalMeta": "bubu._signals",
+    "SignalEvent": "bubu._signals",
+    "Drop": "bubu._runtime.messages",
+    "StreamEnvelope": "bubu._runtime.messages",
     # contract types
     "ExecutionContext": "bubu._runtime.context",
     "StoryInfo": "bubu._runtime.context",
@@ -49,23 +61,40 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from bubu._batch import start_batch
-    from bubu._dispatcher import StoryDispatcher
+    from bubu._dispatcher import DispatchResult, StoryDispatcher, StorySession
     from bubu._effects import execute_effect_once, has_effect, record_effect
-    from bubu._impulse import run_impulse
+    from bubu._impulse import ImpulseClient, run_impulse
     from bubu._runtime.context import ExecutionContext, StoryInfo
     from bubu._runtime.messages import (
         AudioFrame,
         BinaryFrame,
+        Drop,
         InboundMessage,
+        StreamEnvelope,
         StreamMessage,
         VideoFrame,
     )
     from bubu._runtime.result import Result
     from bubu._runtime.secrets import Secrets
-    from bubu._signals import emit_signal, emit_text_signal, replay_signals
+    from bubu._signals import (
+        SignalEnvelope,
+        SignalEvent,
+        SignalMeta,
+        emit_signal,
+        emit_text_signal,
+        replay_signals,
+    )
     from bubu._start import run, start
     from bubu._streaming import start_streaming
-    from bubu._triggers import start_story, start_story_with_token, stop_story
+    from bubu._triggers import (
+        TargetStory,
+        TriggerResult,
+        get_target_story,
+        start_story,
+        start_story_with_token,
+        stop_story,
+        trigger_token,
+    )
     from bubu.engram import BatchEngram, Impulse, StreamingEngram
 
 
@@ -86,21 +115,32 @@ __all__ = [
     "AudioFrame",
     "BatchEngram",
     "BinaryFrame",
+    "DispatchResult",
+    "Drop",
     "ExecutionContext",
     "Impulse",
+    "ImpulseClient",
     "InboundMessage",
     "Result",
     "Secrets",
+    "SignalEnvelope",
+    "SignalEvent",
+    "SignalMeta",
     "StoryDispatcher",
     "StoryInfo",
+    "StorySession",
+    "StreamEnvelope",
     "StreamMessage",
     "StreamingEngram",
+    "TargetStory",
+    "TriggerResult",
     "VideoFrame",
     "__version__",
     "emit_signal",
     "emit_text_signal",
     "errors",
     "execute_effect_once",
+    "get_target_story",
     "has_effect",
     "record_effect",
     "replay_signals",
@@ -112,4 +152,5 @@ __all__ = [
     "start_story_with_token",
     "start_streaming",
     "stop_story",
+    "trigger_token",
 ]

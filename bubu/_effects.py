@@ -669,11 +669,15 @@ def _effects() -> Effects:
     name = (scope.step_run_name if scope is not None else "") or (
         source.get("BUBU_STEPRUN_NAME") or ""
     ).strip()
+    kube = scope.kube if scope is not None else None
+    if not name and scope is not None and scope.status is not None and kube is None:
+        # A local run (``bubu run``, BatchHarness): the in-memory status is the StepRun, and
+        # claims reduce to the in-process gate.
+        name = "local"
     if not name:
         raise EffectsUnavailableError(
             "effects unavailable: BUBU_STEPRUN_NAME is not set (not running inside a StepRun)"
         )
-    kube = scope.kube if scope is not None else None
     namespace = (
         (scope.step_run_namespace if scope is not None else "")
         or (source.get("BUBU_STEPRUN_NAMESPACE") or "").strip()

@@ -239,6 +239,8 @@ def _signals() -> Signals:
     if isinstance(cached, Signals):
         return cached
     name, namespace = _step_run(scope, source)
+    if not name and scope is not None and scope.status is not None and scope.kube is None:
+        name = "local"  # a local run: the in-memory status stands for the StepRun
     if not name:
         raise SignalsUnavailableError(
             "signals unavailable: BUBU_STEPRUN_NAME is not set (not running inside a StepRun)"

@@ -393,17 +393,22 @@ async def start_streaming(
             no endpoint), or an invalid ``BUBU_TRANSPORT_SECURITY_MODE``.
         BubuError: a non-retriable session error, or reconnect retries exhausted.
     """
+    from bubu._aio import shutdown as _shutdown
     from bubu._runtime.context import load_run_context
     from bubu._runtime.decode import decode
     from bubu._runtime.env import resolve_namespace
     from bubu._runtime.secrets import expand_secrets
     from bubu._runtime.sources import OsEnviron
+    from bubu._scope import RunScope, activate
     from bubu._transport.binding import BINDING_ENV, EnvResolver, parse_binding
     from bubu._transport.channel import check_security_mode, parse_endpoint
     from bubu._transport.settings import resolve_settings
     from bubu.engram import engram_types
 
     src: EnvSource = source if source is not None else OsEnviron()
+    if shutdown is None:
+        # The stop request bubu.run installed for SIGTERM/SIGINT, if any (as start_batch does).
+        shutdown = _shutdown.current()
     config_type, _ = engram_types(engram)
     run = load_run_context(src)
     # Checked before any network call and before init: a bad binding is a contract error.
@@ -414,11 +419,14 @@ async def start_streaming(
     parse_endpoint(binding.endpoint)
     config = decode(run.config, config_type, path="$.config")
     secrets = expand_secrets(run.secret_descriptors, src)
-    await engram.init(config, secrets)
-    return await serve(
-        engram,
-        endpoint=binding.endpoint,
-        binding_reference=binding.reference,
-        settings=settings,
-        shutdown=shutdown,
-    )
+    # The helpers (emit_signal, start_story...) find the run here; tasks inherit it.
+    scope = RunScope(source=src, env=run.env, story_info=run.story_info, shutdown=shutdown)
+    with activate(scope):
+        await engram.init(config, secrets)
+        return await serve(
+            engram,
+            endpoint=binding.endpoint,
+            binding_reference=binding.reference,
+            settings=settings,
+            shutdown=shutdown,
+        )

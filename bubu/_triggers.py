@@ -1159,11 +1159,15 @@ async def _triggers() -> AsyncIterator[StoryTriggers]:
         if engine is not None:
             yield engine
             return
+        # A run without a cluster (``bubu run``, BatchHarness): never reach for a real one.
+        raise TriggerError(
+            "start_story/stop_story need a Kubernetes client, and this run has none (a local "
+            "run); in tests use bubu.testkit.ImpulseHarness or a FakeCluster scope"
+        )
     from bubu._k8s.client import KubeClient
 
-    source: EnvSource = scope.source if scope is not None else OsEnviron()
     async with await KubeClient.connect() as kube:
-        yield StoryTriggers(kube, source)
+        yield StoryTriggers(kube, OsEnviron())
 
 
 def _scope_engine(scope: Any) -> StoryTriggers | None:

@@ -4,13 +4,13 @@ This module imports nothing from ``bubu``: any layer may import it.
 
 The tree::
 
-    BubuError                         base: .retryable, .exit_class, .code (class defaults, overridable)
+    BubuError                         base: .retryable, .exit_class, .code (overridable defaults)
     ├── ContractError                 the runtime environment or bundle is unusable (a BUBU_* value
     │                                 is missing or invalid); names the variable
     ├── SecretExpansionError          a secret descriptor could not be expanded (fails closed)
     ├── EngramError                   raised by user code to choose the outcome (StructuredError v1)
     │   └── SchemaValidationError     inputs, config or outputs fail decoding or a schema; .path
-    ├── StepTimeoutError              BUBU_STEP_TIMEOUT reached: phase Timeout, exit 124, class retry
+    ├── StepTimeoutError              BUBU_STEP_TIMEOUT reached: Timeout, exit 124, class retry
     ├── TemplateError                 a template fails to parse or evaluate
     ├── PlatformError                 a platform service (Kubernetes, storage, transport) failed
     │   ├── KubernetesError           .status_code, .reason
@@ -257,7 +257,10 @@ class InvalidTransitionError(KubernetesError):
 
 
 class PodFencedError(KubernetesError):
-    """Zombie-pod fencing: the StepRun belongs to another pod (``status.podName``); never retried."""
+    """Zombie-pod fencing: the StepRun belongs to another pod (``status.podName``).
+
+    Never retried.
+    """
 
 
 class WatchExpiredError(KubernetesError):

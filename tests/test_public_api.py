@@ -13,6 +13,18 @@ import bubu.testkit
 
 BUBU_ALL = {
     "AudioFrame",
+    "DispatchResult",
+    "Drop",
+    "ImpulseClient",
+    "SignalEnvelope",
+    "SignalEvent",
+    "SignalMeta",
+    "StorySession",
+    "StreamEnvelope",
+    "TargetStory",
+    "TriggerResult",
+    "get_target_story",
+    "trigger_token",
     "BatchEngram",
     "BinaryFrame",
     "ExecutionContext",
@@ -45,6 +57,7 @@ BUBU_ALL = {
 
 TESTKIT_ALL = {
     "BatchHarness",
+    "BatchSuite",
     "ConformanceError",
     "EffectClaimPhases",
     "FakeCluster",

@@ -763,6 +763,15 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         _ENVINT,
     ),
     _v(
+        "BUBU_EFFECT_LEASE_DURATION",
+        "duration",
+        "10m",
+        "EffectClaim lease length (SDK-local; Go hard-codes 10m); renewed every lease/3, at most 30s",
+        "effects",
+        "b.7",
+        _ENVDUR,
+    ),
+    _v(
         "BUBU_SIGNAL_MAX_PAYLOAD_BYTES",
         "int",
         "8192",

@@ -41,7 +41,7 @@ from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._transport import channel as channel_mod
 from bubu._transport import wire
 from bubu._transport.chunks import ChunkReassembler
-from bubu._transport.dedupe import Outcome, PacketDeduper, dedupe_key
+from bubu._transport.dedupe import DEFAULT_MAX_ENTRIES, Outcome, PacketDeduper, dedupe_key
 from bubu._transport.queues import Inbound
 from bubu._transport.settings import TransportSettings
 from bubu.errors import (
@@ -118,6 +118,10 @@ class Receipt:
     partition: str
     size_bytes: int
 
+    def encoded(self) -> bytes:
+        """The serialized ControlRequest (see :func:`bubu._transport.wire.receipt_bytes`)."""
+        return wire.receipt_bytes(self.stream_id, self.sequence, self.partition, self.size_bytes)
+
     def to_pb(self) -> Any:
         """Build the ControlRequest (``action=UNSPECIFIED, custom_action=downstream.delivered``)."""
         return pb.ControlRequest(
@@ -137,14 +141,18 @@ class DeliveryBook:
     Go keeps the deduper across reconnects but gives each attempt a fresh control queue, so a
     receipt that did not make it onto the wire before a session died is lost and the packet is
     redelivered even though the engram called ``done()``. Here receipts wait in an outbox that
-    outlives the session and are sent by the next one; the outbox is bounded by the pending cap
-    (one receipt per pending packet). Wire-identical; see docs/differences.md.
+    outlives the session and are sent by the next one. The outbox holds at most 4096 receipts;
+    when it is full (the Control stream is stuck), ``done()`` falls back to Go's behaviour and
+    releases the key. Wire-identical; see docs/differences.md.
     """
 
-    __slots__ = ("_wake", "deduper", "outbox")
+    __slots__ = ("_wake", "deduper", "max_outbox", "outbox")
 
-    def __init__(self, deduper: PacketDeduper | None = None) -> None:
+    def __init__(
+        self, deduper: PacketDeduper | None = None, *, max_outbox: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
         self.deduper = deduper or PacketDeduper()
+        self.max_outbox = max_outbox
         self.outbox: deque[Receipt] = deque()
         self._wake: Callable[[], None] | None = None
 
@@ -152,12 +160,21 @@ class DeliveryBook:
         """Register the current session's control-sender wake-up (``None`` to unbind)."""
         self._wake = wake
 
-    def queue_receipt(self, receipt: Receipt) -> None:
-        """Queue a receipt for the connector; never blocks (Go ``Done()`` never blocks)."""
+    def queue_receipt(self, receipt: Receipt) -> bool:
+        """Queue a receipt for the connector; never blocks (Go ``Done()`` never blocks).
+
+        Returns:
+            False when the outbox is full (the Control stream is not draining): the caller
+            then releases the packet's dedupe key, as Go does when its queue is full, so the
+            replay is delivered again instead of being suppressed without a receipt.
+        """
+        if len(self.outbox) >= self.max_outbox:
+            return False
         self.outbox.append(receipt)
         wake = self._wake
         if wake is not None:
             wake()
+        return True
 
 
 def default_control_reply(directive_type: str) -> ControlReply:
@@ -531,13 +548,14 @@ class Session:
                 # then receipts in done() order.
                 replies = list(queue)
                 receipts = list(outbox)[:_MAX_BATCH]
-                requests = replies + [r.to_pb() for r in receipts]
                 try:
-                    for request in requests:
-                        wire.validate_control_request(request)
+                    for reply in replies:
+                        wire.validate_control_request(reply)
                 except ProtocolViolationError as exc:
                     # Go: an invalid outbound ControlRequest is a (retryable) session error.
                     raise StreamSessionError(f"invalid control request: {exc}") from None
+                # Receipts are pre-encoded and valid by construction (wire.receipt_bytes).
+                requests = replies + [r.encoded() for r in receipts]
                 await self._guard(_send_batch(control, requests), "control send")
                 for _ in replies:
                     queue.popleft()
@@ -613,7 +631,7 @@ class Session:
             _telemetry.inject_w3c(carrier)
             if carrier:
                 message = message.replace(metadata={**message.metadata, **carrier})
-        request = wire.encode_outbound(message, self._s)
+        request = wire.encode_outbound_bytes(message, self._s)
         await self._out.put(request)
 
     async def _run_engram(self) -> None:
@@ -764,7 +782,7 @@ async def _send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
     stack-ceiling.md measured ~90% of the per-message cost. grpclib has no public API for this,
     so this mirrors ``Stream.send_message`` on its internals (grpclib 0.4.x).
     """
-    if len(messages) == 1:
+    if len(messages) == 1 and type(messages[0]) is not bytes:
         await stream.send_message(messages[0])
         return
     if not stream._send_request_done:
@@ -773,7 +791,9 @@ async def _send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
     codec = stream._codec
     send_type = stream._send_type
     for message in messages:
-        body = codec.encode(message, send_type)
+        # Pre-encoded messages (outbound packets, receipts) were validated and size-checked
+        # when they were built.
+        body = message if type(message) is bytes else codec.encode(message, send_type)
         parts.append(_PREFIX_CACHE + len(body).to_bytes(4, "big"))
         parts.append(body)
     with stream._wrapper:
@@ -796,11 +816,15 @@ def _receipt(packet: Any) -> Receipt:
 def _settler(
     book: DeliveryBook, deduper: PacketDeduper, key: str | None, receipt: Receipt | None
 ) -> Callable[[], None]:
+    generation = deduper.generation
+
     def settle() -> None:
+        if receipt is not None and not book.queue_receipt(receipt):
+            if key is not None:
+                deduper.release(key, generation)
+            return
         if key is not None:
             deduper.complete(key)
-        if receipt is not None:
-            book.queue_receipt(receipt)
 
     return settle
 

@@ -26,7 +26,9 @@ __all__ = [
     "data_heartbeat",
     "decode_inbound",
     "encode_outbound",
+    "encode_outbound_bytes",
     "packet_ok",
+    "receipt_bytes",
     "should_drop",
     "validate_control_request",
     "validate_control_response",
@@ -180,6 +182,59 @@ def encode_outbound(message: StreamMessage, settings: TransportSettings) -> Any:
             f"trying to send message larger than max ({size} vs. {settings.max_send_bytes})"
         )
     return request
+
+
+def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -> bytes:
+    """:func:`encode_outbound`, serialized once: what the session queues for the Data stream.
+
+    Raises:
+        ProtocolViolationError: as :func:`encode_outbound`.
+        MessageTooLargeError: as :func:`encode_outbound`.
+    """
+    request = codec.to_pb_data_request(message)
+    if not packet_ok(request):
+        validate.check_packet(request, what="transport publish request invalid")
+    data: bytes = request.SerializeToString()
+    if len(data) > settings.max_send_bytes:
+        raise MessageTooLargeError(
+            f"trying to send message larger than max ({len(data)} vs. {settings.max_send_bytes})"
+        )
+    return data
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _map_entry(key: bytes, value: str) -> bytes:
+    raw = value.encode()
+    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(raw)) + raw
+    return b"\x12" + _varint(len(entry)) + entry
+
+
+_DELIVERED: Final = b"\x22" + _varint(20) + b"downstream.delivered"
+
+
+def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int) -> bytes:
+    """The encoded ``downstream.delivered`` ControlRequest (streaming.md 3.2), built directly.
+
+    Equal, field for field, to ``codec.delivery_receipt(...)`` (action UNSPECIFIED, the custom
+    action, the four metadata keys) at a fraction of the cost; a receipt goes out per message.
+    It always passes the buf.validate rules: the keys are fixed, ``stream_id`` and ``partition``
+    come from an inbound envelope already checked (<= 128 characters) and the numbers are short.
+    """
+    return (
+        _map_entry(b"stream_id", stream_id)
+        + _map_entry(b"sequence", str(sequence))
+        + _map_entry(b"partition", partition)
+        + _map_entry(b"size_bytes", str(size_bytes))
+        + _DELIVERED
+    )
 
 
 def decode_inbound(packet: Any) -> StreamMessage:

@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "StopStoryController": "bubu.testkit._fakes",
     "StreamHarness": "bubu.testkit._stream",
     "StreamSuite": "bubu.testkit._conformance",
+    "BatchSuite": "bubu.testkit._conformance",
     "ConformanceError": "bubu.testkit._conformance",
     "validate_stream_message": "bubu.testkit._conformance",
     "validate_stream_error_message": "bubu.testkit._conformance",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from bubu._k8s.status import MemoryStatusSink
     from bubu.testkit._batch import BatchHarness
     from bubu.testkit._conformance import (
+        BatchSuite,
         ConformanceError,
         StreamSuite,
         validate_stream_error_message,
@@ -66,6 +68,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BatchHarness",
+    "BatchSuite",
     "ConformanceError",
     "EffectClaimPhases",
     "FakeCluster",

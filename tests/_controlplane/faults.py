@@ -472,6 +472,8 @@ class FaultProxy:
             return False
 
         fwd_headers = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
+        if "accept-encoding" not in hmap:  # else httpx adds its own and the client gets gzip
+            fwd_headers.append(("Accept-Encoding", "identity"))
         client = self._token_client if "authorization" in hmap else self._admin_client
         req = client.build_request(
             method, self.upstream + target, headers=fwd_headers, content=body or None

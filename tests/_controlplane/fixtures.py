@@ -62,6 +62,7 @@ def _uses_controlplane(item: pytest.Item) -> bool:
     return "controlplane" in getattr(item, "fixturenames", ())
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: build only if still needed
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:

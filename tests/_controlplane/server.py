@@ -9,10 +9,11 @@ loopback ports, with:
 * ServiceAccount token issuing (TokenRequest API) with an EC signing key;
 * all BubuStack CRDs installed and waited on until ``Established``.
 
-The processes stop on ``stop()``, on interpreter exit (``atexit`` +
-``weakref.finalize``), and if this Python process dies abruptly (the children
-are started with ``PR_SET_PDEATHSIG``). A later start also sweeps work
-directories left behind by dead owners and kills their recorded processes.
+The processes stop on ``stop()``, on interpreter exit and garbage collection
+(``weakref.finalize``, which registers with ``atexit``), and if this Python
+process dies abruptly (the children are started with ``PR_SET_PDEATHSIG``).
+A later start also sweeps work directories left behind by dead owners and
+kills their recorded processes.
 
 ``python -m tests._controlplane.server`` runs one until Ctrl-C and prints the
 admin kubeconfig path.
@@ -20,7 +21,6 @@ admin kubeconfig path.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import json
@@ -217,6 +217,7 @@ class ControlPlane:
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
         self.workdir: Path | None = None
         self.url = ""
         self.etcd_url = ""
@@ -239,8 +240,10 @@ class ControlPlane:
 
         self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
-        self._finalizer = weakref.finalize(self, _cleanup, self._procs_ref(), self.workdir)
-        atexit.register(self.stop)
+        # Runs on stop(), when this object is collected, or at interpreter exit (finalize
+        # registers with atexit itself). It must not reference self: it gets the shared list.
+        self._finalizer = weakref.finalize(self, _cleanup, self._procs, self.workdir)
+        assert self._finalizer.atexit
         try:
             self._make_pki()
             self._start_etcd(bin_dir)
@@ -254,8 +257,6 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop both processes and remove the work directory. Idempotent."""
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
         if self._finalizer is not None:
             self._finalizer()  # runs _cleanup once
 
@@ -264,11 +265,6 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _procs_ref(self) -> list[subprocess.Popen[bytes]]:
-        # A list shared with the finalizer (which must not reference self).
-        self._procs: list[subprocess.Popen[bytes]] = []
-        return self._procs
 
     def _record_child(self, proc: subprocess.Popen[bytes]) -> None:
         assert self.workdir is not None
@@ -536,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM -> SystemExit so the normal cleanup path runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Ctrl-C -> KeyboardInterrupt even when started from a shell that ignores SIGINT (`cmd &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     t0 = time.monotonic()
     try:
         cp = ControlPlane(crds=args.crds, log=log).start()

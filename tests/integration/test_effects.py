@@ -53,7 +53,7 @@ async def step(admin_kube):
 
 
 async def wait_phase(kube, name: str, phase: str) -> dict:
-    for _ in range(200):
+    for _ in range(500):
         claim = await kube.get(EFFECT_CLAIM, name)
         if (claim.get("status") or {}).get("phase") == phase:
             return claim

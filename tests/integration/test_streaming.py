@@ -84,6 +84,13 @@ async def running(
             await task
 
 
+async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    """Poll an engram-side condition (the connector's wait_until only wakes on its events)."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - the engram offers no event to wait on
+            await asyncio.sleep(0.005)
+
+
 def _types(conn: LocalConnector) -> list[str]:
     return [codec.control_type(r.action, r.custom_action) for r in conn.control_requests]
 
@@ -670,7 +677,7 @@ async def test_sigterm_drains_in_flight_message_and_flushes_its_receipt() -> Non
         await conn.wait_ready()
         await conn.send(StreamMessage.json({"n": 1}))
         await conn.send(StreamMessage.json({"n": 2}))
-        await conn.wait_until(lambda: len(engram.seen) == 1 and conn.stats.sent == 2)
+        await eventually(lambda: len(engram.seen) == 1 and conn.stats.sent == 2)
         shutdown.request("SIGTERM")
         await asyncio.sleep(0.05)
         engram.release.set()  # the in-flight message finishes within the grace
@@ -686,7 +693,7 @@ async def test_sigterm_cancels_a_stuck_engram_after_the_grace() -> None:
     async with _connector() as conn, running(engram, conn, shutdown=shutdown) as task:
         await conn.wait_ready()
         await conn.send(StreamMessage.json({"n": 1}))
-        await conn.wait_until(lambda: len(engram.seen) == 1)
+        await eventually(lambda: len(engram.seen) == 1)
         shutdown.request("SIGTERM")
         assert await asyncio.wait_for(task, 5) == 0
     assert conn.stats.receipts == []
@@ -979,3 +986,55 @@ def test_cli_run_stream_json_lines(tmp_path: Any) -> None:
     ]
     assert "input line 3" in proc.stderr
     assert proc.returncode == 1  # a bad input line is reported and fails the run
+
+
+async def test_stream_runs_inside_a_run_scope_with_the_default_shutdown() -> None:
+    from bubu import _scope
+    from bubu._aio import shutdown as shutdown_mod
+
+    seen: list[Any] = []
+
+    class Scoped(StreamingEngram[dict[str, Any]]):
+        async def stream(
+            self, inbound: AsyncIterator[InboundMessage]
+        ) -> AsyncIterator[StreamMessage]:
+            seen.append(_scope.current())
+            async for msg in inbound:
+                msg.done()
+            yield StreamMessage.json({"never": True})  # pragma: no cover
+
+    default = Shutdown(grace=1)
+    shutdown_mod.set_current(default)
+    try:
+        extra = {"BUBU_STORY_NAME": "story-s"}
+        async with _connector() as conn, running(Scoped(), conn, extra_env=extra) as task:
+            await conn.wait_ready()
+            await eventually(lambda: bool(seen))
+            default.request("SIGTERM")  # bubu.run's stop request drains the stream
+            assert await asyncio.wait_for(task, 5) == 0
+    finally:
+        shutdown_mod.set_current(None)
+    scope = seen[0]
+    assert scope is not None and scope.story_info.story_name == "story-s"
+    assert scope.shutdown is default
+
+
+async def test_inputs_and_transports_from_the_envelope_reach_the_engram() -> None:
+    from bubu._runtime.messages import TransportDescriptor
+
+    engram = Collect()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(
+            StreamMessage.json(
+                {"a": 1},
+                inputs={"from": "hub"},
+                transports=(TransportDescriptor(name="t1", kind="livekit"),),
+            )
+        )
+        await engram.wait_for(1)
+    msg = engram.seen[0]
+    assert msg.kind == "data" and msg.json_data() == {"a": 1}
+    assert msg.binary.mime_type == "application/json" and msg.binary.payload == msg.payload
+    assert msg.inputs_data() == {"from": "hub"}
+    assert [t.name for t in msg.transports] == ["t1"]

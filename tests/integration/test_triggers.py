@@ -173,7 +173,7 @@ async def test_stop_story(
             await stop_story("ghost")
     run = await admin_kube.get(STORY_RUN, "run-x")
     assert run["spec"]["cancelRequested"] is True
-    for _ in range(100):  # the stand-in finishes it
+    for _ in range(500):  # the stand-in finishes it
         run = await admin_kube.get(STORY_RUN, "run-x")
         if (run.get("status") or {}).get("phase") == "Finished":
             break
@@ -186,14 +186,14 @@ async def test_dispatcher_counts_land_in_the_impulse_status_coalesced(
     standins, story, as_identity, impulse_identity, k8s_namespace, admin_kube
 ):
     async with as_identity(impulse_identity, env(k8s_namespace)) as kube:
-        stats = ImpulseStats(kube, "hook", k8s_namespace, interval=0.2)
+        stats = ImpulseStats(kube, "hook", k8s_namespace, interval=5)
         d = StoryDispatcher(stats=stats)
         await asyncio.gather(*(d.trigger(f"k{i}", inputs={"i": i}) for i in range(8)))
         await d.stop("k0")
         await stats.aclose()
     status = (await admin_kube.get(IMPULSE, "hook"))["status"]
     assert status["triggersReceived"] == 8 and status["storiesLaunched"] == 8
-    assert status["failedTriggers"] == 0 and stats.patches <= 3
+    assert status["failedTriggers"] == 0 and stats.patches <= 2  # first record + final flush
 
 
 async def test_key_mode_dedupes_by_template(

@@ -223,3 +223,37 @@ def test_capped_codec_enforces_both_caps() -> None:
     with pytest.raises(MessageTooLargeError, match="received message larger"):
         codec.decode(big.SerializeToString(), pb.DataRequest)
     assert MessageTooLargeError("x").retryable
+
+
+def test_full_outbox_releases_the_key_so_the_replay_is_redelivered() -> None:
+    from bubu._transport.dedupe import Outcome, PacketDeduper
+    from bubu._transport.session import _settler
+
+    book = DeliveryBook(PacketDeduper(), max_outbox=1)
+    gen = book.deduper.start_session()
+    assert gen == 1
+    for key in ("a", "b"):
+        assert book.deduper.begin(key) is Outcome.NEW
+    _settler(book, book.deduper, "a", Receipt("s", 1, "", 1))()
+    _settler(book, book.deduper, "b", Receipt("s", 2, "", 1))()  # outbox full
+    assert [r.sequence for r in book.outbox] == [1]
+    assert book.deduper.is_completed("a")
+    assert not book.deduper.is_completed("b")
+    assert book.deduper.begin("b") is Outcome.NEW  # released: a replay is delivered again
+
+
+async def test_open_channel_uses_tls_off_loopback_and_no_keepalive() -> None:
+    from bubu._transport.channel import open_channel
+
+    remote = open_channel("connector.ns.svc:50051", TransportSettings())
+    local = open_channel("127.0.0.1:50051", TransportSettings(security_mode="tls"))
+    try:
+        assert isinstance(remote._ssl, ssl.SSLContext)
+        assert remote._ssl.minimum_version == ssl.TLSVersion.TLSv1_3
+        assert local._ssl is None  # loopback is plaintext even in tls mode
+        # grpclib's client keepalive stays off: a Go connector answers pings more frequent
+        # than 5 min with GOAWAY too_many_pings (streaming.md 2.4).
+        assert remote._config._keepalive_time is None
+    finally:
+        remote.close()
+        local.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +122,30 @@ def test_should_drop_rules() -> None:
     assert wire.should_drop(StreamMessage())
     assert not wire.should_drop(StreamMessage.json({"a": 1}))
     assert not wire.should_drop(StreamMessage.from_audio(b"\x00\x00", 16000))
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "sequence", "partition", "size"),
+    [
+        ("ns/run/step", 1, "", 138),
+        ("s" * 128, 2**63, "p" * 128, 10 * 1024 * 1024),
+        ("é", 7, "p0", 0),
+    ],
+)
+def test_receipt_bytes_equal_the_codec_receipt_and_pass_the_rules(
+    stream_id: str, sequence: int, partition: str, size: int
+) -> None:
+    from bubu._transport import codec
+
+    raw = wire.receipt_bytes(stream_id, sequence, partition, size)
+    parsed = pb.ControlRequest.FromString(raw)
+    assert parsed == codec.delivery_receipt(stream_id, sequence, partition, size)
+    assert validate.violations(parsed) == []
+
+
+def test_encode_outbound_bytes_matches_the_request() -> None:
+    msg = StreamMessage.json({"a": 1})
+    raw = wire.encode_outbound_bytes(msg, TransportSettings())
+    assert pb.DataRequest.FromString(raw) == wire.encode_outbound(msg, TransportSettings())
+    with pytest.raises(wire.MessageTooLargeError):
+        wire.encode_outbound_bytes(msg, TransportSettings(max_send_bytes=10))
