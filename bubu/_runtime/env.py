@@ -766,7 +766,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "BUBU_EFFECT_LEASE_DURATION",
         "duration",
         "10m",
-        "EffectClaim lease length (SDK-local; Go hard-codes 10m); renewed every lease/3, at most 30s",
+        "EffectClaim lease (SDK-local; Go hard-codes 10m); renewed every lease/3, at most 30s",
         "effects",
         "b.7",
         _ENVDUR,
