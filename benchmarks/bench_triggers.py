@@ -4,10 +4,13 @@ Starts the test control plane (etcd + kube-apiserver with the CRDs), a namespace
 and an Impulse, the stand-in controllers in their own process (``python -m tests._standins``,
 standing in for the operator), then submits ``--calls`` StoryTriggers with ``--parallel`` in
 flight, acting as the operator's Impulse ServiceAccount (crds.md 7.2: no ``watch`` on
-storytriggers, so every decision is awaited by GET polling). Prints triggers/s and the
-decision latency (create -> Created, including the StoryRun GET) p50/p90/p99.
+storytriggers, so every decision is awaited by GET polling; ``--watch`` adds the rule users
+add through ``execution.rbac.rules``). Prints triggers/s, the decision latency (create ->
+Created, including the StoryRun GET) p50/p90/p99, the API requests the SDK made per trigger,
+and where the CPU went per trigger (SDK process, stand-in resolver, kube-apiserver, etcd) so a
+slow number can be pinned on the SDK or on the control plane it shares the machine with.
 
-    python benchmarks/bench_triggers.py [--calls 500] [--parallel 16] [--tokens]
+    python benchmarks/bench_triggers.py [--calls 500] [--parallel 16] [--tokens] [--watch]
 """
 
 from __future__ import annotations
@@ -20,18 +23,65 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bubu import _scope  # noqa: E402
 from bubu._k8s.client import KubeClient  # noqa: E402
-from bubu._k8s.resources import IMPULSE, STORY  # noqa: E402
+from bubu._k8s.resources import IMPULSE, STORY, Kind  # noqa: E402
 from bubu._runtime.sources import MappingSource  # noqa: E402
 from bubu._triggers import start_story, start_story_with_token  # noqa: E402
 from tests._controlplane import rbac  # noqa: E402
 from tests._controlplane.server import ControlPlane  # noqa: E402
+
+
+class CountingKube:
+    """Delegates to a KubeClient and counts the requests the SDK makes, by verb and kind."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def namespace(self) -> str:
+        return self._kube.namespace
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        self.counts[f"GET {kind.plural}"] += 1
+        return await self._kube.get(kind, name, namespace)
+
+    async def create(
+        self, kind: Kind, body: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        self.counts[f"POST {kind.plural}"] += 1
+        return await self._kube.create(kind, body, namespace)
+
+    async def replace(self, kind: Kind, name: str, body: Any, *args: Any) -> dict[str, Any]:
+        self.counts[f"PUT {kind.plural}"] += 1
+        return await self._kube.replace(kind, name, body, *args)
+
+    async def merge_patch(self, kind: Kind, name: str, patch: Any, *args: Any) -> dict[str, Any]:
+        self.counts[f"PATCH {kind.plural}"] += 1
+        return await self._kube.merge_patch(kind, name, patch, *args)
+
+    async def watch(
+        self, kind: Kind, name: str, *args: Any, **kw: Any
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        self.counts[f"WATCH {kind.plural}"] += 1
+        async for event in self._kube.watch(kind, name, *args, **kw):
+            yield event
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,11 +133,15 @@ async def bench(
         }
         latencies: list[float] = []
         sem = asyncio.Semaphore(parallel)
+        pids = {"apiserver": cp._apiserver, "etcd": cp._etcd}  # private: benchmark only
         async with await KubeClient.connect(
             kubeconfig=str(ident.kubeconfig_path), namespace=ns
-        ) as kube:
-            with _scope.activate(_scope.RunScope(source=MappingSource(env), kube=kube)):
+        ) as real:
+            kube = CountingKube(real)
+            scope = _scope.RunScope(source=MappingSource(env), kube=kube)  # type: ignore[arg-type]
+            with _scope.activate(scope):
                 await start_story("story", {"warmup": True})  # connection + 403 caches
+                kube.counts.clear()
 
                 async def one(i: int) -> None:
                     async with sem:
@@ -99,9 +153,15 @@ async def bench(
                         latencies.append(time.perf_counter() - t0)
                         assert result.decision == "Created", result
 
+                procs = {"resolver": standins.pid}
+                procs.update({k: p.pid for k, p in pids.items() if p is not None})
+                cpu0 = {k: cpu_seconds(pid) for k, pid in procs.items()}
+                sdk0 = time.process_time()
                 started = time.perf_counter()
                 await asyncio.gather(*(one(i) for i in range(calls)))
                 elapsed = time.perf_counter() - started
+                cpu = {"sdk": time.process_time() - sdk0}
+                cpu.update({k: cpu_seconds(pid) - cpu0[k] for k, pid in procs.items()})
     finally:
         standins.terminate()
         standins.wait(timeout=10)
@@ -117,6 +177,11 @@ async def bench(
         f"p90 {percentile(ms, 0.9):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms, "
         f"max {max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms"
     )
+    per = ", ".join(f"{k} {v / calls:.2f}" for k, v in sorted(kube.counts.items()))
+    print(f"  SDK requests per trigger: {per}")
+    spent = ", ".join(f"{k} {1000 * v / calls:.1f}" for k, v in cpu.items())
+    print(f"  CPU ms per trigger: {spent} (total {1000 * sum(cpu.values()) / calls:.1f})")
+    print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
 
 
 def main() -> int:

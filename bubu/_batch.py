@@ -43,7 +43,7 @@ from bubu._aio.shutdown import Shutdown
 from bubu._k8s.status import KubeStatusSink, MemoryStatusSink, StatusSink, merge_status
 from bubu._runtime import outcome as _outcome
 from bubu._runtime.context import RunContext, load_run_context
-from bubu._runtime.env import resolve_namespace
+from bubu._runtime.env import debug_enabled, resolve_namespace
 from bubu._runtime.parse import format_go_duration
 from bubu._runtime.redact import redact_known_values
 from bubu._runtime.result import Result
@@ -626,14 +626,15 @@ async def run_batch(
         shutdown = _shutdown.current()
     with _secret_filter() as flt:
         flt.values = tuple(extra_secret_values)
-        try:
-            run_ctx = load_run_context(src)
-        except ContractError as exc:
-            with _logging_for(install_logging, debug=False, stream=log_stream, values=()):
-                return await _bootstrap_failure(exc, src, client, status_sink)
+        # Logging first: loading the environment warns about ignored invalid values, and
+        # those lines must be JSON (naming the variable) like every other one.
         with _logging_for(
-            install_logging, debug=run_ctx.env.debug, stream=log_stream, values=flt.values
+            install_logging, debug=debug_enabled(src), stream=log_stream, values=flt.values
         ) as formatter:
+            try:
+                run_ctx = load_run_context(src)
+            except ContractError as exc:
+                return await _bootstrap_failure(exc, src, client, status_sink)
             try:
                 sink, scope_client, owned = await _open_sink(run_ctx, src, client, status_sink)
             except KubernetesError as exc:

@@ -1192,6 +1192,17 @@ async def start_story(
     and no policy every call is a new run; a token (``trigger_token()`` or
     ``BUBU_TRIGGER_TOKEN``) or a key template makes the call idempotent.
 
+    The decision is awaited with a watch on the one StoryTrigger; a broken watch (410, a
+    dropped connection) is followed by a GET and a new watch. The operator's generated Impulse
+    Role grants only ``create, get`` on ``storytriggers`` (crds.md 7.2), so there the first
+    watch is refused with 403, the refusal is remembered for the client, and decisions are
+    polled with GET (20 ms, x1.5, capped at 250 ms). To get the watch, add this rule to
+    ``Impulse.spec.execution.rbac.rules`` (or the ImpulseTemplate's)::
+
+        - apiGroups: ["runs.bubustack.io"]
+          resources: ["storytriggers"]
+          verbs: ["watch"]
+
     Args:
         story_name: the Story to run.
         inputs: a JSON object (dict or msgspec Struct); None means ``{}``.

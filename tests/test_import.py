@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,18 @@ def test_import_does_not_load_heavy_modules(statement: str) -> None:
 def test_entry_point_attribute_loads_lazily() -> None:
     # bubu.start_batch resolves through PEP 562 without pulling in the Kubernetes client.
     assert loaded_after("import bubu; bubu.start_batch; bubu.run; bubu.start") == []
+
+
+def test_local_batch_run_loads_no_platform_client() -> None:
+    # `bubu run` of a batch engram (no StepRun) needs neither the Kubernetes client nor gRPC
+    # nor OpenTelemetry: loading them would cost the hello benchmark most of its budget.
+    hello = Path(__file__).resolve().parents[1] / "examples" / "hello.py"
+    statement = (
+        "import contextlib, io\n"
+        "from bubu._cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['run', {str(hello)!r}, '--inputs', '{{\"name\": \"Ada\"}}'])\n"
+        'assert code == 0 and out.getvalue().strip() == \'{"greeting": "Hello, Ada!"}\', code'
+    )
+    assert loaded_after(statement) == []

@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 __all__ = ["COMMANDS", "RUNNERS", "UsageError", "find_engram", "load_json_arg", "main"]
 
@@ -292,10 +292,21 @@ COMMANDS: dict[
 """Subcommands: name -> (help, add_arguments, handler)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``bubu: <problem> (see 'bubu run --help')``).
+
+    argparse prints the whole usage block before the error; the issue asks for one clear
+    line. Subcommand parsers inherit this class (``add_subparsers`` uses the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"bubu: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from bubu._version import __version__
 
-    parser = argparse.ArgumentParser(prog="bubu", description="BubuStack Python SDK tools")
+    parser = _Parser(prog="bubu", description="BubuStack Python SDK tools")
     parser.add_argument("--version", action="version", version=f"bubu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, handler) in COMMANDS.items():

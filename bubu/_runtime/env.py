@@ -38,6 +38,7 @@ __all__ = [
     "TransportTypedConfig",
     "TriggerSettings",
     "Variable",
+    "debug_enabled",
     "load_env",
     "load_trigger_settings",
     "resolve_namespace",
@@ -1297,7 +1298,10 @@ def _raw(source: EnvSource, name: str) -> str:
 
 def _warn_invalid(name: str, raw: str, expected: str) -> None:
     logger.warning(
-        "ignoring invalid runtime env override",
+        "ignoring invalid runtime env override %s=%r (expected %s)",
+        name,
+        raw,
+        expected,
         extra={"env": name, "value": raw, "expected": expected},
     )
 
@@ -1425,7 +1429,10 @@ def _obs_bool(source: EnvSource, name: str, default: bool) -> bool:
     if lowered in parse.BOOL_FALSE:
         return False
     logger.warning(
-        "ignoring invalid observability env override",
+        "ignoring invalid observability env override %s=%r, using default %s",
+        name,
+        raw,
+        default,
         extra={"env": name, "value": raw, "default": default},
     )
     return default
@@ -1617,7 +1624,9 @@ def _patch_max_retries(source: EnvSource) -> int:
         value = parse.parse_atoi(text)
     except parse.GoParseError:
         logger.warning(
-            "ignoring invalid env var integer, using default",
+            "ignoring invalid env var integer %s=%r, using default 5",
+            name,
+            text,
             extra={"env": name, "value": text, "default": 5},
         )
         return 5
@@ -1747,7 +1756,7 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
             "BUBU_HYBRID_BRIDGE_TIMEOUT", src.get("BUBU_HYBRID_BRIDGE_TIMEOUT"), 15.0
         ),
         transport_binding=binding if binding and parse.go_trim_space(binding) else None,
-        debug=parse.is_debug(src.get("BUBU_DEBUG")),
+        debug=debug_enabled(src),
         storage=_load_storage(src),
         k8s_user_agent=user_agent,
         k8s_timeout=parse.env_dur("BUBU_K8S_TIMEOUT", src.get("BUBU_K8S_TIMEOUT"), 30.0),
@@ -1770,6 +1779,16 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
         tracing_enabled=_obs_bool(src, "BUBU_SDK_TRACING_ENABLED", True),
         trace_propagation=_obs_bool(src, "BUBU_TRACE_PROPAGATION", True),
     )
+
+
+def debug_enabled(source: EnvSource | None = None) -> bool:
+    """Return ``BUBU_DEBUG`` exactly as ``load_env`` reads it.
+
+    Entry points set up logging from this before the full load, so the warnings that
+    loading emits (ignored invalid values) go through the JSON handler too.
+    """
+    src: EnvSource = source if source is not None else OsEnviron()
+    return parse.is_debug(src.get("BUBU_DEBUG"))
 
 
 def resolve_namespace(env: RuntimeEnv | EnvSource | None = None) -> str:

@@ -354,8 +354,13 @@ def env_int(name: str, raw: str | None, default: int) -> int:
     except GoParseError:
         value = 0
     if value <= 0:
+        # The name is in the text too: these warnings can fire before any handler that
+        # renders ``extra`` is installed.
         logger.warning(
-            "ignoring invalid env var integer, using default",
+            "ignoring invalid env var integer %s=%r, using default %d",
+            name,
+            text,
+            default,
             extra={"env": name, "value": text, "default": default},
         )
         return default
@@ -373,7 +378,10 @@ def env_dur(name: str, raw: str | None, default: float) -> float:
         ns = 0
     if ns <= 0:
         logger.warning(
-            "ignoring invalid env var duration, using default",
+            "ignoring invalid env var duration %s=%r, using default %s",
+            name,
+            text,
+            format_go_duration(default),
             extra={"env": name, "value": text, "default": format_go_duration(default)},
         )
         return default

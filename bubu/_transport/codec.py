@@ -206,7 +206,8 @@ def _fill_value(value: struct_pb2.Value, item: Any) -> None:
         value.string_value = item
     elif t is dict:
         st = value.struct_value
-        st.SetInParent()  # an empty object must still be set (kind=struct_value)
+        if not item:
+            st.SetInParent()  # an empty object must still be set (kind=struct_value)
         fields = st.fields
         for k, v in item.items():
             _fill_value(fields[k], v)
@@ -218,7 +219,8 @@ def _fill_value(value: struct_pb2.Value, item: Any) -> None:
         value.null_value = struct_pb2.NULL_VALUE
     elif t is list or t is tuple:
         lv = value.list_value
-        lv.SetInParent()
+        if not item:
+            lv.SetInParent()  # as for an empty object: kind=list_value must be set
         values = lv.values
         for v in item:
             _fill_value(values.add(), v)

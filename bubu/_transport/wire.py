@@ -211,13 +211,26 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SHORT: Final = tuple(bytes((n,)) for n in range(0x80))
+"""One-byte varints: every length a receipt field has in practice."""
+
+
 def _map_entry(key: bytes, value: str) -> bytes:
+    # map<string, string> field 2: entry {1: key, 2: value}, length-delimited.
     raw = value.encode()
-    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(raw)) + raw
-    return b"\x12" + _varint(len(entry)) + entry
+    n = len(raw)
+    entry = b"\x0a" + _SHORT[len(key)] + key + b"\x12" + (_SHORT[n] if n < 0x80 else _varint(n))
+    entry += raw
+    size = len(entry)
+    return b"\x12" + (_SHORT[size] if size < 0x80 else _varint(size)) + entry
 
 
 _DELIVERED: Final = b"\x22" + _varint(20) + b"downstream.delivered"
+
+# The stream_id and partition entries repeat for every receipt of a stream: encode them once.
+# Bounded (cleared when full) because stream ids come from the wire.
+_STREAM_ENTRIES: dict[tuple[str, str], bytes] = {}
+_STREAM_ENTRIES_MAX: Final = 256
 
 
 def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int) -> bytes:
@@ -228,12 +241,30 @@ def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int
     It always passes the buf.validate rules: the keys are fixed, ``stream_id`` and ``partition``
     come from an inbound envelope already checked (<= 128 characters) and the numbers are short.
     """
-    return (
-        _map_entry(b"stream_id", stream_id)
-        + _map_entry(b"sequence", str(sequence))
-        + _map_entry(b"partition", partition)
-        + _map_entry(b"size_bytes", str(size_bytes))
-        + _DELIVERED
+    head = _STREAM_ENTRIES.get((stream_id, partition))
+    if head is None:
+        if len(_STREAM_ENTRIES) >= _STREAM_ENTRIES_MAX:
+            _STREAM_ENTRIES.clear()
+        head = _map_entry(b"stream_id", stream_id) + _map_entry(b"partition", partition)
+        _STREAM_ENTRIES[(stream_id, partition)] = head
+    # Map entries may come in any order on the wire; the numbers are ASCII and short.
+    seq = str(sequence).encode()
+    size = str(size_bytes).encode()
+    return b"".join(
+        (
+            head,
+            b"\x12",
+            _SHORT[len(seq) + 12],
+            b"\x0a\x08sequence\x12",
+            _SHORT[len(seq)],
+            seq,
+            b"\x12",
+            _SHORT[len(size) + 14],
+            b"\x0a\x0asize_bytes\x12",
+            _SHORT[len(size)],
+            size,
+            _DELIVERED,
+        )
     )
 
 

@@ -22,8 +22,9 @@ describes them:
   then ``handoff.cutover``; replies to engram requests per the table in 3.2 (heartbeat ->
   ``ACK{received: heartbeat, handled: true, status: alive}``; ``ack`` and
   ``downstream.delivered`` get no reply; start/stop/pause/resume toggle the gates).
-- Data to the engram: messages are encoded as a Go engram's output would be, and (hub role,
-  at-least-once) get ``envelope{stream_id, sequence}`` assigned, per stream or per partition.
+- Data to the engram: messages are encoded as a Go engram's output would be, and (hub role)
+  get ``envelope{stream_id, sequence}`` assigned, per stream or per partition, when the binding's
+  ``delivery`` settings ask for ordering or at-least-once (the hub's ``assignEnvelope`` rule).
   Sequenced packets stay *unacked* until a ``downstream.delivered`` receipt covers them
   (cumulative, like the hub's ``ApplyFlow``); a new Data stream (the engram reconnected) first
   replays them sorted by (partition, sequence) with their original sequence numbers.
@@ -31,6 +32,10 @@ describes them:
   buf.validate rules, decoded and put on :attr:`outputs`. While the upstream gate is closed
   (``pause()`` - the hub's PAUSE - or the engram's ``stop``/``stop-upstream``), engram packets are
   dropped silently, as the connector does.
+- Flow control toward the hub: like the Go connector's flow tracker, configured from the
+  binding payload (``flowControl.mode``/``ackEvery``, ``delivery.ordering``), receipts (and
+  unsequenced sends) are batched into the ``FlowControl`` updates the connector would send the
+  hub; they are recorded in :attr:`LocalConnector.hub_flow` (streaming.md 3.4).
 - Test helpers beyond the Go behaviour: hub heartbeats and lifecycle hooks
   (:meth:`LocalConnector.send_heartbeat`, :meth:`LocalConnector.send_hook`), chunked packets
   (:meth:`LocalConnector.send_chunked`), raw packets, directives, gate control and
@@ -46,6 +51,7 @@ import datetime as _dt
 import json
 import logging
 import socket
+import ssl as _ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,13 +65,16 @@ from grpclib.server import Server, Stream
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
+from bubu._runtime.parse import parse_go_duration
 from bubu._transport import codec, validate
 from bubu.errors import ProtocolViolationError
 
 __all__ = [
     "ConnectorStats",
+    "FlowTracker",
     "LocalConnector",
     "Receipt",
+    "delivery_policy",
     "hub_packet_response",
 ]
 
@@ -184,6 +193,193 @@ def _reassembled_size(packets: list[pb.DataResponse]) -> int:
     return codec.packet_size(template)
 
 
+def _section(settings: Mapping[str, Any] | None, name: str, where: str = "") -> Mapping[str, Any]:
+    value = (settings or {}).get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"settings.{where}{name} must be a JSON object, got {type(value).__name__}"
+        )
+    return value
+
+
+def _word(section: Mapping[str, Any], field: str, what: str, allowed: tuple[str, ...]) -> str:
+    raw = section.get(field, "")
+    value = raw.strip().lower() if isinstance(raw, str) else raw
+    if value not in allowed:
+        raise ValueError(f"settings.{what}.{field}: {raw!r} is not one of {', '.join(allowed)}")
+    return str(value)
+
+
+def delivery_policy(
+    settings: Mapping[str, Any] | None,
+) -> tuple[bool, Literal["per_stream", "per_partition"]]:
+    """Whether the hub sequences packets, and per what, from ``settings["delivery"]`` (3.5, 5.4).
+
+    The hub assigns ``envelope.sequence`` only when ``delivery.ordering`` is not ``none`` or the
+    semantics are at-least-once; replay implies at-least-once, and at-least-once forces
+    ``per_stream`` when ordering is none. Without ``delivery`` settings the local connector
+    keeps at-least-once per stream, the mode that exercises receipts and replay.
+
+    Raises:
+        ValueError: an unknown value; the message names the field.
+    """
+    delivery = _section(settings, "delivery")
+    if not delivery:
+        return True, "per_stream"
+    ordering = _word(delivery, "ordering", "delivery", ("", "none", "per_stream", "per_partition"))
+    semantics = _word(delivery, "semantics", "delivery", ("", "at_least_once", "best_effort"))
+    replay = _section(delivery, "replay", "delivery.")
+    replay_mode = _word(replay, "mode", "delivery.replay", ("", "none", "memory", "durable"))
+    at_least_once = semantics == "at_least_once" or replay_mode in ("memory", "durable")
+    if ordering == "per_partition":
+        return True, "per_partition"
+    return ordering == "per_stream" or at_least_once, "per_stream"
+
+
+def _count(section: Mapping[str, Any], field: str, what: str, default: int) -> int:
+    raw = section.get(field, default)
+    if type(raw) is not int or raw < 0:
+        raise ValueError(f"settings.{what}.{field}: {raw!r} is not a non-negative integer")
+    return raw
+
+
+class FlowTracker:
+    """The Go connector's flow tracker (streaming.md 3.4): receipts -> hub ``FlowControl``.
+
+    Built from the binding payload: ``flowControl.mode`` (``credits`` | ``window``; ``none`` or
+    absent means no tracker, as Go builds none), ``flowControl.ackEvery{messages (default 1),
+    bytes, maxDelay}`` and ``delivery.ordering``. With ordering on, a receipt whose sequence does
+    not advance its stream (or partition) is ignored. When a threshold is reached the update
+    carries ``ack`` (per stream) or ``partition_acks`` sorted by partition (per partition; the
+    partitions that advanced since the last update), plus the batch's credits in ``credits``
+    mode. ``maxDelay`` flushes a partial batch that long after its first entry.
+
+    Args:
+        mode: ``"credits"`` or ``"window"``.
+        ordering: ``"per_stream"`` or ``"per_partition"``.
+        ack_messages: messages per update (0 disables the count threshold).
+        ack_bytes: bytes per update (0 disables the byte threshold).
+        max_delay: seconds before a partial batch is flushed (0: only by threshold).
+        emit: receives each update.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        ordering: str,
+        ack_messages: int = 1,
+        ack_bytes: int = 0,
+        max_delay: float = 0.0,
+        emit: Callable[[pb.FlowControl], None] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.ordering = ordering
+        self.ack_messages = ack_messages
+        self.ack_bytes = ack_bytes
+        self.max_delay = max_delay
+        self.emit = emit
+        self._highest: dict[str, int] = {}
+        self._advanced: set[str] = set()
+        self._messages = 0
+        self._bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None, ordering: str) -> FlowTracker | None:
+        """The tracker the binding payload configures, or ``None`` (no flow control).
+
+        Raises:
+            ValueError: an invalid ``flowControl`` value; the message names the field.
+        """
+        flow = _section(settings, "flowControl")
+        mode = _word(flow, "mode", "flowControl", ("", "none", "credits", "window"))
+        if mode in ("", "none"):
+            return None
+        ack_every = _section(flow, "ackEvery", "flowControl.")
+        raw_delay = ack_every.get("maxDelay", "")
+        if not isinstance(raw_delay, str):
+            raise ValueError(
+                f"settings.flowControl.ackEvery.maxDelay: {raw_delay!r} is not a duration string"
+            )
+        try:
+            max_delay = parse_go_duration(raw_delay) if raw_delay.strip() else 0.0
+        except ValueError:
+            raise ValueError(
+                f"settings.flowControl.ackEvery.maxDelay: {raw_delay!r} is not a duration"
+            ) from None
+        return cls(
+            mode=mode,
+            ordering=ordering,
+            ack_messages=_count(ack_every, "messages", "flowControl.ackEvery", 1),
+            ack_bytes=_count(ack_every, "bytes", "flowControl.ackEvery", 0),
+            max_delay=max_delay,
+        )
+
+    def record_receipt(self, size: int, sequence: int, partition: str) -> pb.FlowControl | None:
+        """Count one ``downstream.delivered`` receipt; return the update it completes, if any."""
+        if sequence > 0:
+            key = partition if self.ordering == "per_partition" else ""
+            if sequence <= self._highest.get(key, 0):
+                return None  # not advancing: a duplicate or late receipt (Go ignores it)
+            self._highest[key] = sequence
+            self._advanced.add(key)
+        return self._count(size)
+
+    def record_delivery(self, size: int) -> pb.FlowControl | None:
+        """Count a packet without a sequence, acknowledged as soon as it is sent to the engram."""
+        return self._count(size)
+
+    def reset(self) -> None:
+        """Forget sequences and the partial batch (Go resets on every hub reconnect)."""
+        self._highest.clear()
+        self._advanced.clear()
+        self._messages = self._bytes = 0
+        self._cancel_timer()
+
+    def _count(self, size: int) -> pb.FlowControl | None:
+        self._messages += 1
+        self._bytes += max(size, 0)
+        if (self.ack_messages and self._messages >= self.ack_messages) or (
+            self.ack_bytes and self._bytes >= self.ack_bytes
+        ):
+            return self.flush()
+        if self.max_delay > 0 and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._on_timer)
+        return None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        update = self.flush()
+        if update is not None and self.emit is not None:
+            self.emit(update)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def flush(self) -> pb.FlowControl | None:
+        """The update for the batch so far (``None`` when it is empty); starts a new batch."""
+        self._cancel_timer()
+        if not self._messages:
+            return None
+        flow = pb.FlowControl()
+        if self.ordering == "per_partition":
+            for partition in sorted(self._advanced):
+                flow.partition_acks.add(partition=partition, ack=self._highest[partition])
+        elif "" in self._advanced:
+            flow.ack = self._highest[""]
+        if self.mode == "credits":
+            flow.credits_messages = min(self._messages, 0xFFFFFFFF)
+            flow.credits_bytes = min(self._bytes, 0xFFFFFFFF)
+        self._advanced.clear()
+        self._messages = self._bytes = 0
+        return flow
+
+
 # Test helpers take a `timeout` so a misbehaving engram fails the test instead of hanging it.
 # ruff: noqa: ASYNC109
 
@@ -202,11 +398,15 @@ class LocalConnector:
         capabilities: Metadata of that snapshot (Go keys ``audio.codec``, ``binary.mime``...).
         send_handoff: Send ``handoff.cutover{phase, reason: hub_connected, ts}`` after them.
         sequenced: Assign ``envelope{stream_id, sequence}`` to sent messages (hub at-least-once).
+            ``None``: from ``settings["delivery"]`` as the hub decides (ordering other than
+            ``none``, ``semantics: at_least_once`` or a replay mode), else true.
         ordering: ``"per_stream"`` (one counter) or ``"per_partition"`` (one per partition).
+            ``None``: ``settings["delivery"]["ordering"]``, else ``"per_stream"``.
         stream_id: The stream id assigned to sent messages (hub: ``<ns>/<storyrun>/<step>``).
         binding_name: ``name`` of the binding envelope; ``namespace`` its namespace.
         settings: ``BindingInfo.payload`` JSON (e.g. ``{"env": {"BUBU_GRPC_HEARTBEAT_INTERVAL":
-            "1s"}}``), base64-encoded into the binding.
+            "1s"}}``), base64-encoded into the binding. Its ``delivery`` and ``flowControl``
+            keys configure sequencing and :attr:`hub_flow` as they configure the Go connector.
         hub_metadata: Metadata stamped on every message sent to the engram, as the hub stamps
             ``storyrun-name``/``storyrun-namespace``/``current-step-id``.
         heartbeat_interval: Send the hub's heartbeat packet this often (seconds) while a Data
@@ -217,6 +417,11 @@ class LocalConnector:
             a violation is recorded in ``stats.violations`` and the packet dropped.
         max_message_bytes: Receive cap (Go default 10 MiB).
         buffer_size: Depth of the queue of messages waiting to be sent to the engram.
+        ssl: Serve TLS with this server context (ALPN ``h2`` is added). The Go sidecar listens
+            in plaintext on the pod's loopback; TLS lets tests dial it the way an engram dials
+            any non-loopback endpoint (TLS 1.3, streaming.md 2.3).
+        endpoint_host: Host written into the binding's endpoint instead of ``host`` (for
+            instance a name the TLS certificate covers while listening on ``0.0.0.0``).
     """
 
     def __init__(
@@ -230,8 +435,8 @@ class LocalConnector:
         send_capabilities: bool = True,
         capabilities: Mapping[str, str] | None = None,
         send_handoff: bool = True,
-        sequenced: bool = True,
-        ordering: Literal["per_stream", "per_partition"] = "per_stream",
+        sequenced: bool | None = None,
+        ordering: Literal["per_stream", "per_partition"] | None = None,
         stream_id: str = "default/local-run/local-step",
         binding_name: str = "local-binding",
         namespace: str = "default",
@@ -242,8 +447,12 @@ class LocalConnector:
         validate_inbound: bool = True,
         max_message_bytes: int = validate.MAX_MESSAGE_BYTES,
         buffer_size: int = 16,
+        ssl: _ssl.SSLContext | None = None,
+        endpoint_host: str | None = None,
     ) -> None:
         self._host = host
+        self._ssl = ssl
+        self._endpoint_host = endpoint_host
         self._port = port
         self._unix_path = unix_path
         self.startup_capabilities = startup_capabilities
@@ -251,12 +460,20 @@ class LocalConnector:
         self.send_capabilities = send_capabilities
         self.capabilities = dict(_DEFAULT_CAPABILITIES if capabilities is None else capabilities)
         self.send_handoff = send_handoff
-        self.sequenced = sequenced
-        self.ordering = ordering
+        self.settings = dict(settings) if settings else None
+        policy_sequenced, policy_ordering = delivery_policy(self.settings)
+        self.sequenced = policy_sequenced if sequenced is None else sequenced
+        self.ordering: Literal["per_stream", "per_partition"] = (
+            policy_ordering if ordering is None else ordering
+        )
+        self.hub_flow: list[pb.FlowControl] = []
+        """``FlowControl`` updates the Go connector would send the hub, in order (3.4)."""
+        self._flow = FlowTracker.from_settings(self.settings, self.ordering)
+        if self._flow is not None:
+            self._flow.emit = self._on_hub_flow
         self.stream_id = stream_id
         self.binding_name = binding_name
         self.namespace = namespace
-        self.settings = dict(settings) if settings else None
         self.hub_metadata = dict(hub_metadata) if hub_metadata else {}
         self.heartbeat_interval = heartbeat_interval
         self.require_protocol_header = require_protocol_header
@@ -284,6 +501,8 @@ class LocalConnector:
         self._data: _Session | None = None
         self._control: _Session | None = None
         self._changed = asyncio.Event()
+        self._reading = asyncio.Event()
+        self._reading.set()
         self._server: Server | None = None
         self._address = ""
 
@@ -302,8 +521,12 @@ class LocalConnector:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self._host, self._port))
             self._port = sock.getsockname()[1]
-            await server.start(sock=sock)
-            host = f"[{self._host}]" if family == socket.AF_INET6 else self._host
+            if self._ssl is not None:
+                self._ssl.set_alpn_protocols(["h2"])
+            await server.start(sock=sock, ssl=self._ssl)
+            host = self._endpoint_host or self._host
+            if ":" in host:
+                host = f"[{host}]"
             self._address = f"{host}:{self._port}"
         self._server = server
         _log.debug("local connector listening on %s", self._address)
@@ -554,6 +777,19 @@ class LocalConnector:
 
     # -- fault injection ----------------------------------------------------------------------
 
+    def stall_reads(self) -> None:
+        """Stop reading the engram's Data stream, as a stuck connector would.
+
+        grpclib returns HTTP/2 flow-control credit only as messages are read, so once the
+        window is full the engram's sends block: this drives its per-send timeout
+        (``BUBU_GRPC_MESSAGE_TIMEOUT``). :meth:`resume_reads` undoes it.
+        """
+        self._reading.clear()
+
+    def resume_reads(self) -> None:
+        """Read the engram's Data stream again after :meth:`stall_reads`."""
+        self._reading.set()
+
     async def kill_session(self, mode: Literal["error", "eof", "reset"] = "error") -> None:
         """End the current Data and Control streams abruptly.
 
@@ -726,6 +962,7 @@ class LocalConnector:
 
     async def _data_recv(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
         while True:
+            await self._reading.wait()
             req = await stream.recv_message()
             if req is None:
                 return  # the engram half-closed: end our side too
@@ -799,6 +1036,9 @@ class LocalConnector:
             for packet in packets:
                 await stream.send_message(packet)
             self.stats.sent += 1
+            if self._flow is not None and not packets[0].envelope.sequence:
+                # Go shouldAcknowledgeDownstreamImmediately: nothing to wait a receipt for.
+                self._on_hub_flow(self._flow.record_delivery(sum(p.ByteSize() for p in packets)))
             self._notify()
 
     # Control -------------------------------------------------------------------------------
@@ -942,6 +1182,13 @@ class LocalConnector:
             if not pending:
                 del self._unacked[(stream_id, partition)]
         self.stats.receipts.append(Receipt(stream_id, sequence, partition, size, expected))
+        if self._flow is not None:
+            self._on_hub_flow(self._flow.record_receipt(size, sequence, partition))
+
+    def _on_hub_flow(self, update: pb.FlowControl | None) -> None:
+        if update is not None:
+            self.hub_flow.append(update)
+            self._notify()
 
 
 def hub_packet_response(

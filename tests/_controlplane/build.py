@@ -26,7 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+#: optional progress callback (one line per call)
+Log = Callable[[str], None] | None
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
@@ -121,7 +125,7 @@ def _complete(d: Path) -> bool:
     return all(os.access(d / name, os.X_OK) for name in BINARIES)
 
 
-def ensure_binaries(*, log=None, force: bool = False) -> Path:
+def ensure_binaries(*, log: Log = None, force: bool = False) -> Path:
     """Return a directory holding ``kube-apiserver`` and ``etcd``, building if needed.
 
     ``BUBU_CONTROLPLANE_BIN_DIR`` short-circuits everything (pre-built binaries).
@@ -152,7 +156,7 @@ def ensure_binaries(*, log=None, force: bool = False) -> Path:
     return target
 
 
-def _build(go: str, target: Path, *, log=None) -> None:
+def _build(go: str, target: Path, *, log: Log = None) -> None:
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     log_path = target.parent / f"{target.name}.build.log"

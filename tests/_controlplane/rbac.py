@@ -90,7 +90,8 @@ class Identity:
 def _check(r: httpx.Response, what: str) -> dict[str, Any]:
     if r.status_code >= 300:
         raise RuntimeError(f"{what}: HTTP {r.status_code}: {r.text[:1000]}")
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def issue_token(
@@ -109,7 +110,8 @@ def issue_token(
     r = client.post(
         f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token", json=body
     )
-    return _check(r, f"TokenRequest for {namespace}/{service_account}")["status"]["token"]
+    token: str = _check(r, f"TokenRequest for {namespace}/{service_account}")["status"]["token"]
+    return token
 
 
 def create_identity(
@@ -170,7 +172,11 @@ def create_identity(
 
 
 def engram_runner_identity(
-    cp: ControlPlane, namespace: str, *, story_run: str = "test-run", extra_rules=None
+    cp: ControlPlane,
+    namespace: str,
+    *,
+    story_run: str = "test-run",
+    extra_rules: list[dict[str, Any]] | None = None,
 ) -> Identity:
     """The ``<storyRun>-engram-runner`` identity the operator creates per StoryRun."""
     return create_identity(
@@ -179,7 +185,11 @@ def engram_runner_identity(
 
 
 def impulse_identity(
-    cp: ControlPlane, namespace: str, *, impulse: str = "test-impulse", extra_rules=None
+    cp: ControlPlane,
+    namespace: str,
+    *,
+    impulse: str = "test-impulse",
+    extra_rules: list[dict[str, Any]] | None = None,
 ) -> Identity:
     """The ``<impulse>-impulse-runner`` identity the operator creates per Impulse."""
     return create_identity(cp, namespace, f"{impulse}-impulse-runner", impulse_rules(extra_rules))

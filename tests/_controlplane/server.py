@@ -68,7 +68,8 @@ def crds_dir() -> Path:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 # --------------------------------------------------------------------------- processes
@@ -76,6 +77,7 @@ def free_port() -> int:
 _PR_SET_PDEATHSIG = 1
 
 
+_prctl: Any
 try:  # resolved in the parent: the child only calls a function pointer (no dlopen after fork)
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # pragma: no cover - non-Linux
@@ -210,13 +212,15 @@ class ControlPlane:
     (list of installed CRD names), ``startup_seconds``.
     """
 
-    def __init__(self, *, bin_dir: Path | None = None, crds: Path | None = None, log=None) -> None:
+    def __init__(
+        self, *, bin_dir: Path | None = None, crds: Path | None = None, log: build.Log = None
+    ) -> None:
         self._bin_dir = bin_dir
         self._crds_dir = crds
         self._log = log or (lambda msg: None)
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._procs: list[subprocess.Popen[bytes]] = []
         self.workdir: Path | None = None
         self.url = ""

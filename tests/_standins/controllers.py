@@ -1,8 +1,15 @@
 """The stand-in controllers (see the package docstring).
 
 They watch whole collections in one namespace with the admin identity (the operator's
-ClusterRole covers this, crds.md 7.4), via a raw streaming GET (``?watch=1``), and fall back
-to a LIST every ``poll_interval`` when a watch ends.
+ClusterRole covers this, crds.md 7.4), via a raw streaming GET (``?watch=1``); when a watch
+ends they LIST again (after ``poll_interval``) and re-watch from the list's resourceVersion.
+Work is event-driven, never periodic polling: the trigger benchmark must measure the SDK, not
+a resolver that wakes up every 20 ms.
+
+Like the operator (whose controllers read through informer caches), the resolver reads Stories
+from a watch-fed cache instead of one GET per trigger, and every stand-in talks to the API
+server through the same ``httpx`` client as its watches (``HttpKube``), which can be HTTP/2:
+the stand-ins share the machine with the SDK under test, so their CPU per trigger matters.
 """
 
 from __future__ import annotations
@@ -11,14 +18,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from bubu._k8s.client import KubeClient
-from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN, STORY_RUN, STORY_TRIGGER, Kind
+from bubu._k8s import errors as k8s_errors
+from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN, STORY, STORY_RUN, STORY_TRIGGER, Kind
 from bubu.errors import ConflictError, KubernetesError, NotFoundError
 from bubu.testkit._fakes import (
     effect_claim_status,
@@ -71,10 +78,86 @@ async def watch_collection(
         await asyncio.sleep(poll_interval)
 
 
+class HttpKube:
+    """The ``KubeAPI`` verbs the stand-ins use, over their admin ``httpx`` client.
+
+    One client (HTTP/2 when the caller built it so) carries the watches and the writes; errors
+    are translated exactly as ``KubeClient`` does (``bubu._k8s.errors.from_status``), so the
+    shared decision code (``resolve_story_trigger``) sees the same exceptions.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, namespace: str) -> None:
+        self.http = http
+        self._namespace = namespace
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    async def _call(
+        self,
+        method: str,
+        kind: Kind,
+        namespace: str | None,
+        name: str | None = None,
+        subresource: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        path = kind.path(namespace=namespace or self._namespace, name=name, subresource=subresource)
+        headers = {"Content-Type": content_type} if body is not None else None
+        content = json.dumps(body).encode() if body is not None else None
+        r = await self.http.request(method, path, content=content, headers=headers)
+        if r.status_code >= 400:
+            raise k8s_errors.from_status(
+                r.status_code,
+                r.content,
+                operation=f"{method} {kind.plural}/{name or ''}",
+                retry_after=r.headers.get("Retry-After"),
+            )
+        result: dict[str, Any] = r.json()
+        return result
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return await self._call("GET", kind, namespace, name)
+
+    async def create(
+        self, kind: Kind, body: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        full = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
+        return await self._call("POST", kind, namespace, body=full)
+
+    async def replace(
+        self,
+        kind: Kind,
+        name: str,
+        body: Mapping[str, Any],
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        full = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
+        return await self._call("PUT", kind, namespace, name, subresource, full)
+
+    async def merge_patch(
+        self,
+        kind: Kind,
+        name: str,
+        patch: Mapping[str, Any],
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._call(
+            "PATCH", kind, namespace, name, subresource, patch, "application/merge-patch+json"
+        )
+
+    def watch(self, *args: Any, **kw: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        raise KubernetesError("the stand-ins watch collections (watch_collection), not objects")
+
+
 class _Controller:
     kind: Kind
 
-    def __init__(self, kube: KubeClient, http: httpx.AsyncClient, namespace: str) -> None:
+    def __init__(self, kube: HttpKube, http: httpx.AsyncClient, namespace: str) -> None:
         self.kube = kube
         self.http = http
         self.namespace = namespace
@@ -113,6 +196,40 @@ class _Controller:
         raise NotImplementedError
 
 
+class _StoryCache:
+    """``HttpKube`` with Story GETs answered from a watch-fed cache (an informer, in effect).
+
+    A miss (the watch has not delivered the Story yet, or it does not exist) falls through to
+    a real GET, so a Story created just before its trigger is never reported missing.
+    """
+
+    def __init__(self, kube: HttpKube) -> None:
+        self._kube = kube
+        self._stories: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def observe(self, etype: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if etype == "DELETED":
+            self._stories.pop(key, None)
+        else:
+            self._stories[key] = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kube, name)
+
+    @property
+    def namespace(self) -> str:
+        return self._kube.namespace
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        if kind is STORY:
+            cached = self._stories.get((namespace or self._kube.namespace, name))
+            if cached is not None:
+                return cached
+        return await self._kube.get(kind, name, namespace)
+
+
 class TriggerResolverStandIn(_Controller):
     """Resolves undecided StoryTriggers (crds.md 9.2) concurrently, at most ``parallel`` at once.
 
@@ -124,6 +241,7 @@ class TriggerResolverStandIn(_Controller):
 
     def __init__(self, *args: Any, parallel: int = 16, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        self.stories = _StoryCache(self.kube)
         self.decisions: list[tuple[str, str, str]] = []
         self._busy: set[str] = set()
         self._sem = asyncio.Semaphore(parallel)
@@ -144,7 +262,7 @@ class TriggerResolverStandIn(_Controller):
         name = trigger["metadata"]["name"]
         try:
             async with self._sem:
-                status = await resolve_story_trigger(self.kube, trigger)
+                status = await resolve_story_trigger(self.stories, trigger)
             self.decisions.append((name, status["decision"], status["reason"]))
         except ConflictError:
             self._busy.discard(name)  # the trigger changed under us: the next event retries
@@ -153,7 +271,22 @@ class TriggerResolverStandIn(_Controller):
             self.errors.append(f"{name}: {exc}")
             self._busy.discard(name)
 
+    async def __aenter__(self) -> Self:
+        self._story_task = asyncio.get_running_loop().create_task(
+            self._watch_stories(), name="tests.standins.StoryCache"
+        )
+        return await super().__aenter__()
+
+    async def _watch_stories(self) -> None:
+        async for etype, obj in watch_collection(self.http, STORY, self.namespace):
+            self.stories.observe(etype, obj)
+
     async def aclose(self) -> None:
+        task = getattr(self, "_story_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await super().aclose()
         for job in list(self._jobs):
             job.cancel()
@@ -258,12 +391,10 @@ class StandIns:
         self.kubeconfig = kubeconfig
         self.http = http
         self.namespace = namespace
-        self.kube: KubeClient | None = None
+        self.kube = HttpKube(http, namespace)
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Self:
-        self.kube = await KubeClient.connect(kubeconfig=self.kubeconfig, namespace=self.namespace)
-        await self._stack.enter_async_context(self.kube)
         args = (self.kube, self.http, self.namespace)
         self.resolver = await self._stack.enter_async_context(TriggerResolverStandIn(*args))
         self.claims = await self._stack.enter_async_context(EffectClaimStandIn(*args))

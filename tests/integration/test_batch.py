@@ -17,6 +17,7 @@ import bubu
 import tests.conftest as _root_conftest
 from bubu._batch import run_batch
 from bubu._runtime.sources import MappingSource
+from bubu.errors import PodFencedError
 from tests.integration.test_status import RUNNING, read_step_run, seed_step_run
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
@@ -175,3 +176,176 @@ async def test_fast_pod_on_pending_steprun_keeps_output(
     assert await bubu.start_batch(Greeter(), source=MappingSource(env)) == 0
     st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
     assert st["phase"] == "Pending" and st["output"] == {"greeting": "Hello, Ada!"}
+
+
+ENGRAM = textwrap.dedent("""
+    import asyncio, msgspec, bubu
+
+    class Inputs(msgspec.Struct):
+        name: str
+        sleep: float = 0.0
+
+    class Greeter(bubu.BatchEngram[dict, Inputs]):
+        async def process(self, ctx, inputs):
+            await asyncio.sleep(inputs.sleep)
+            return bubu.Result({"greeting": f"Hello, {inputs.name}!"})
+
+    bubu.run(bubu.start_batch(Greeter()))
+""")
+
+
+@pytest.mark.parametrize(
+    ("extra", "exit_code", "phase", "named"),
+    [
+        ({}, 0, "Succeeded", None),
+        ({"BUBU_TRIGGER_DATA": "[1]"}, 1, "Failed", "BUBU_TRIGGER_DATA"),
+        ({"BUBU_STEP_CONFIG": '{"a": '}, 1, "Failed", "BUBU_STEP_CONFIG"),
+        ({"BUBU_TRANSPORTS": '[{"kind": "grpc"}]'}, 1, "Failed", "BUBU_TRANSPORTS"),
+        (
+            {"BUBU_TRIGGER_DATA": '{"name": "A", "sleep": 30}', "BUBU_STEP_TIMEOUT": "300ms"},
+            124,
+            "Timeout",
+            None,
+        ),
+    ],
+    ids=["success", "bad-trigger-data", "bad-step-config", "bad-transports", "timeout"],
+)
+def test_engram_process_exit_code_and_steprun(
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    tmp_path: Path,
+    extra: dict[str, str],
+    exit_code: int,
+    phase: str,
+    named: str | None,
+) -> None:
+    # The pod's view: `python engram.py` under `bubu.run`, as the engram-runner
+    # ServiceAccount, with the operator's environment (go-sdk-core.md c.1).
+    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
+    script = tmp_path / "engram.py"
+    script.write_text(ENGRAM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    env.update(env_for(k8s_namespace, engram_runner_identity.kubeconfig_path, **extra))
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == exit_code, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    assert st["phase"] == phase and st["retries"] == 0
+    if exit_code == 0:
+        assert st["output"] == {"greeting": "Hello, Ada!"} and st["exitClass"] == "success"
+        return
+    assert st["exitCode"] == exit_code and st["error"]["version"] == "v1"
+    if named is not None:
+        # The named error: in the process's log and on the StepRun.
+        assert named in out.stdout + out.stderr
+        assert named in st["lastFailureMsg"] and named in st["error"]["message"]
+        assert st["exitClass"] == "terminal"
+    else:
+        assert st["exitClass"] == "retry" and st["error"]["type"] == "timeout"
+
+
+async def test_batch_status_write_rides_out_conflicts_and_5xx(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+) -> None:
+    # The terminal write of a whole run retries 409 and 503 (c.2 step 4) within
+    # BUBU_K8S_PATCH_MAX_RETRIES and still reports Succeeded with the output.
+    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
+    fault_proxy.conflict("PATCH", r"/stepruns/s1/status$", times=2)
+    fault_proxy.server_error("PATCH", r"/stepruns/s1/status$", status=503, times=1)
+    kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
+    env = env_for(k8s_namespace, kubeconfig, BUBU_K8S_PATCH_MAX_RETRIES="3")
+    assert await bubu.start_batch(Greeter(), source=MappingSource(env)) == 0
+    patches = [r.status for r in fault_proxy.requests if r.method == "PATCH"]
+    assert patches == [409, 409, 503, 200]
+    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    assert st["phase"] == "Succeeded" and st["output"] == {"greeting": "Hello, Ada!"}
+
+
+async def test_batch_retries_exhausted_exit_1(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+) -> None:
+    # Go: "engram completed successfully but status patch failed" -> exit 1; the attempts are
+    # 1 + BUBU_K8S_PATCH_MAX_RETRIES.
+    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
+    fault_proxy.server_error("PATCH", r"/stepruns/s1/status$", status=500, times=None)
+    kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
+    env = env_for(k8s_namespace, kubeconfig, BUBU_K8S_PATCH_MAX_RETRIES="1")
+    report = await run_batch(Greeter(), source=MappingSource(env))
+    assert report.exit_code == 1 and report.phase == "Succeeded"
+    assert report.status_error is not None and report.status_error.retryable  # type: ignore[attr-defined]
+    assert [r.status for r in fault_proxy.requests if r.method == "PATCH"] == [500, 500]
+    assert read_step_run(controlplane, k8s_namespace, "s1")["status"]["phase"] == "Running"
+
+
+async def test_batch_zombie_pod_is_fenced(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+) -> None:
+    # BUBU_POD_NAME fencing (c.2): a pod that no longer owns the StepRun writes nothing.
+    seed_step_run(controlplane, k8s_namespace, "s1", {**RUNNING, "podName": "pod-new"})
+    env = env_for(k8s_namespace, engram_runner_identity.kubeconfig_path, BUBU_POD_NAME="pod-old")
+    report = await run_batch(Greeter(), source=MappingSource(env))
+    assert report.exit_code == 1
+    assert isinstance(report.status_error, PodFencedError)
+    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    assert st["phase"] == "Running" and "output" not in st
+
+
+LEAKY = textwrap.dedent("""
+    import logging, bubu
+
+    class Leaky(bubu.BatchEngram[dict, dict]):
+        async def init(self, config, secrets):
+            self.secrets = secrets
+
+        async def process(self, ctx, inputs):
+            token = self.secrets.get("api")
+            ctx.logger.warning("calling with %s", token)
+            logging.getLogger("bubu.engram").info("secrets: %r %s", self.secrets, self.secrets)
+            raise RuntimeError(f"request failed: Authorization: Bearer {token} (token={token})")
+
+    bubu.run(bubu.start_batch(Leaky()))
+""")
+
+
+def test_secret_never_leaves_the_pod(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
+) -> None:
+    # Scan everything the process printed (stdout, stderr) and wrote (the whole StepRun).
+    secret = "tok-7Hq2-secret-value"
+    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
+    script = tmp_path / "leaky.py"
+    script.write_text(LEAKY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    env.update(
+        env_for(
+            k8s_namespace,
+            engram_runner_identity.kubeconfig_path,
+            BUBU_SECRET_api=secret,
+            BUBU_DEBUG="true",  # tracebacks in the logs too
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    obj = read_step_run(controlplane, k8s_namespace, "s1")
+    written = msgspec.json.encode(obj).decode()
+    for where, text in (("stdout", out.stdout), ("stderr", out.stderr), ("StepRun", written)):
+        assert secret not in text, where
+    assert "calling with [REDACTED]" in out.stdout and "Traceback" in out.stdout
+    assert obj["status"]["phase"] == "Failed" and "[REDACTED]" in obj["status"]["lastFailureMsg"]

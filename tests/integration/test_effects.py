@@ -8,10 +8,12 @@ claim write the operator's webhook would have rejected (crds.md 9.4, 9.5).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -139,17 +141,28 @@ async def test_two_processes_race_100_keys_each_body_runs_once(
     standins, step, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
 ):
     out = tmp_path / "side-effects.log"
+    # Same key order and a common start instant (after both interpreters have started), so the
+    # two processes reach each key at the same time: a real race on every key, not a trailer
+    # that only ever finds finished claims.
+    start_at = f"{time.time() + 4:.3f}"
+    args = ("race", "--keys", "100", "--seed", "7", "--start-at", start_at)
     procs = [
-        worker(engram_runner_identity.kubeconfig_path, out, k8s_namespace, "race", "--keys", "100")
-        for _ in range(2)
+        worker(engram_runner_identity.kubeconfig_path, out, k8s_namespace, *args) for _ in range(2)
     ]
     results = await asyncio.gather(*(asyncio.to_thread(p.communicate, timeout=240) for p in procs))
+    counts = []
     for proc, (stdout, stderr) in zip(procs, results, strict=True):
         assert proc.returncode == 0, stderr.decode()[-2000:]
+        counts.append(json.loads(stdout.decode().strip().splitlines()[-1]))
     lines = out.read_text().splitlines()
     per_key = Counter(line.split()[0] for line in lines)
     assert len(per_key) == 100
     assert set(per_key.values()) == {1}, [k for k, n in per_key.items() if n != 1]
+    # Every key ran in exactly one process and was "already" for the other.
+    assert sum(c["ran"] for c in counts) == 100 and sum(c["already"] for c in counts) == 100
+    print("race counts", counts)  # shown with -s: how the keys split
+    # Both processes won some keys: they really raced.
+    assert all(c["ran"] > 0 for c in counts), counts
     effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
     assert len({e["key"] for e in effects}) == 100 == len(effects)
     assert standins.claims.violations == []

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
+import socket
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,6 +265,119 @@ async def test_loopback_is_dialled_in_plaintext_even_with_tls_mode() -> None:
                 await task
 
 
+def _tls_host() -> str:
+    """A name for this machine that is not loopback-looking, so the engram must use TLS.
+
+    The rule is on the endpoint text (streaming.md 2.3): ``localhost`` and loopback IPs are
+    plaintext, any other name is TLS, whatever address it resolves to.
+    """
+    name = socket.gethostname()
+    assert name and name.lower() != "localhost", "the TLS tests need a real host name"
+    socket.getaddrinfo(name, None)  # resolvable, or the test fails here and says why
+    return name
+
+
+def _tls_files(tmp_path: Path, host: str) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for ``host`` signed by it (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("bubu test CA", ca_key, "bubu test CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(host, key, "bubu test CA", ca_key, ca=False)
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "tls.crt", tmp_path / "tls.key"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_file, cert_file, key_file
+
+
+def _server_context(cert: Path, key: Path, version: ssl.TLSVersion) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.minimum_version = context.maximum_version = version
+    return context
+
+
+async def test_tls13_dial_to_a_non_loopback_name_with_the_tls_knobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = _tls_host()
+    ca, cert, key = _tls_files(tmp_path, host)
+    # The engram trusts the system roots (Go: no CA knob, no client certificate); OpenSSL's
+    # SSL_CERT_FILE points those roots at our CA.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    server = _server_context(cert, key, ssl.TLSVersion.TLSv1_3)
+    engram = Ledger()
+    conn = LocalConnector(
+        host="0.0.0.0", endpoint_host=host, ssl=server, settings={"env": FAST}, sequenced=False
+    )
+    async with conn:
+        assert conn.address == f"{host}:{conn.port}"
+        env = {**conn.binding_env(), "BUBU_TRANSPORT_SECURITY_MODE": "tls"}
+        task = asyncio.create_task(start_streaming(engram, source=MappingSource(env)))
+        try:
+            await conn.wait_ready()
+            await conn.send(StreamMessage.json({"over": "tls"}))
+            assert (await conn.next_output()).json_data() == {"over": "tls"}
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    assert conn.stats.data_sessions == 1
+
+
+@pytest.mark.parametrize("case", ["plaintext-server", "tls12-server", "untrusted-cert"])
+async def test_non_loopback_dial_never_falls_back_to_plaintext_or_old_tls(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = _tls_host()
+    ca, cert, key = _tls_files(tmp_path, host)
+    server: ssl.SSLContext | None = None
+    if case == "tls12-server":
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        server = _server_context(cert, key, ssl.TLSVersion.TLSv1_2)
+    elif case == "untrusted-cert":
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-roots.pem"))
+        server = _server_context(cert, key, ssl.TLSVersion.TLSv1_3)
+    env = {**FAST, "BUBU_GRPC_RECONNECT_MAX_RETRIES": "1", "BUBU_GRPC_DIAL_TIMEOUT": "2s"}
+    conn = LocalConnector(host="0.0.0.0", endpoint_host=host, ssl=server, settings={"env": env})
+    async with conn:
+        source = MappingSource(conn.binding_env())
+        with pytest.raises(StreamSessionError, match="retries exhausted.*dial failed"):
+            await asyncio.wait_for(start_streaming(Ledger(), source=source), 20)
+        # The handshake failed before HTTP/2: no stream ever reached the connector.
+        assert conn.stats.data_sessions == 0 and conn.stats.control_sessions == 0
+
+
 async def test_connector_refusing_every_stream_is_retried_until_exhausted() -> None:
     settings = TransportSettings(
         reconnect_base_backoff=0.001, reconnect_max_backoff=0.002, reconnect_max_retries=3
@@ -292,3 +409,41 @@ async def test_connector_refusing_every_stream_is_retried_until_exhausted() -> N
         with pytest.raises(StreamSessionError, match="retries exhausted"):
             await asyncio.wait_for(task, 5)
     assert len(attempts) == 4  # the first attempt + 3 retries
+
+
+class Flood(StreamingEngram[dict[str, Any]]):
+    """Answers each message with ``count`` outputs of 1 MiB each (raw binary)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.streams = 0
+
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
+        self.streams += 1
+        async for msg in inbound:
+            n = (msg.json_data() or {}).get("n", 0)
+            async with msg:
+                for _ in range(self.count if n == 0 else 1):
+                    yield StreamMessage.from_bytes(b"x" * (1024 * 1024))
+
+
+async def test_blocked_data_send_times_out_and_the_session_reconnects(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A connector that stops reading leaves the engram's send blocked on HTTP/2 flow control;
+    # BUBU_GRPC_MESSAGE_TIMEOUT bounds that send (Go "<op> timed out after 30s", retryable).
+    engram = Flood(count=8)
+    env = {**FAST, "BUBU_GRPC_MESSAGE_TIMEOUT": "300ms"}
+    conn = LocalConnector(settings={"env": env}, sequenced=False)
+    async with conn, running(engram, conn):
+        await conn.wait_ready()
+        conn.stall_reads()
+        with caplog.at_level("WARNING", logger="bubu.transport"):
+            await conn.send(StreamMessage.json({"n": 0}))
+            await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=10)
+        assert any("data send: timed out after 0.3s" in r.getMessage() for r in caplog.records)
+        conn.resume_reads()
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 1}))
+        await conn.wait_until(lambda: conn.stats.published >= 1, timeout=10)
+    assert engram.streams >= 2

@@ -425,6 +425,48 @@ async def test_per_partition_sequences_are_distinct() -> None:
     assert sorted(r.partition for r in conn.stats.receipts) == ["p0", "p1"]
 
 
+async def test_binding_delivery_and_flow_control_drive_sequencing_and_hub_acks() -> None:
+    # The Go connector configures its flow tracker from BindingInfo.payload (3.4): receipts
+    # become FlowControl updates for the hub, partition_acks sorted by partition.
+    settings = {
+        "env": FAST,
+        "delivery": {"ordering": "per_partition"},
+        "flowControl": {"mode": "window", "ackEvery": {"messages": 2}},
+    }
+    engram = Collect()
+    async with LocalConnector(settings=settings) as conn, running(engram, conn):
+        assert (conn.sequenced, conn.ordering) == (True, "per_partition")
+        await conn.wait_ready()
+        for n, partition in enumerate(["p1", "p0", "p1", "p0"]):
+            await conn.send(StreamMessage.json({"n": n}), partition=partition)
+        await engram.wait_for(4)
+        await conn.wait_until(lambda: len(conn.hub_flow) == 2)
+    acks = [[(a.partition, a.ack) for a in f.partition_acks] for f in conn.hub_flow]
+    assert acks == [[("p0", 1), ("p1", 1)], [("p0", 2), ("p1", 2)]]
+    assert all(f.ack == 0 and f.credits_messages == 0 for f in conn.hub_flow)
+
+
+async def test_binding_without_ordering_sends_unsequenced_and_credits_on_send() -> None:
+    settings = {
+        "env": FAST,
+        "delivery": {"ordering": "none", "semantics": "best_effort"},
+        "flowControl": {"mode": "credits", "ackEvery": {"messages": 2}},
+    }
+    engram = Collect()
+    async with LocalConnector(settings=settings) as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 1}))
+        await conn.send(StreamMessage.json({"n": 2}))
+        await engram.wait_for(2)
+        await conn.wait_until(lambda: len(conn.hub_flow) == 1)
+        await asyncio.sleep(0.05)
+    # No sequence, so no receipt to wait for: counted as soon as sent (Go RecordDelivery).
+    assert all(m.envelope is None or m.envelope.sequence == 0 for m in engram.seen)
+    assert conn.stats.receipts == [] and conn.unacked == []
+    flow = conn.hub_flow[0]
+    assert (flow.ack, flow.credits_messages) == (0, 2) and flow.credits_bytes > 0
+
+
 def _chunk(
     data: bytes, index: int, count: int, *, chunk_id: str = "c1", chunk_bytes: int | None = None
 ) -> pb.DataResponse:

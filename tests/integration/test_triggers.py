@@ -23,12 +23,15 @@ from bubu.errors import (
     TriggerRejectedError,
 )
 from bubu.testkit._fakes import story_trigger_violations
+from tests._controlplane import rbac
+from tests._controlplane.faults import Fault
 from tests._standins import fixtures as _fixtures
 from tests._standins.fixtures import seed_impulse, seed_story, seed_story_run
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
         controlplane,
+        fault_proxy,
         impulse_identity,
         k8s_namespace,
         make_identity,
@@ -208,3 +211,90 @@ async def test_key_mode_dedupes_by_template(
         b = await start_story("story", {"eventId": "evt-1", "n": 1})
     assert a.story_run == b.story_run
     assert standins.resolver.errors == []
+
+
+# --- the decision wait: watch when the Role allows it, GET after a broken watch ----------------
+
+#: What users add through ``Impulse.spec.execution.rbac.rules`` (or the ImpulseTemplate's) so
+#: the operator-generated Role (crds.md 7.2: storytriggers create, get) also allows the watch.
+WATCH_RULE = {
+    "apiGroups": ["runs.bubustack.io"],
+    "resources": ["storytriggers"],
+    "verbs": ["watch"],
+}
+
+
+class _ViaProxy:
+    """An identity whose kubeconfig points at the fault proxy (same token, same RBAC)."""
+
+    def __init__(self, proxy, ident):
+        self.namespace = ident.namespace
+        self.kubeconfig_path = proxy.kubeconfig(
+            token=ident.token, namespace=ident.namespace, name=f"{ident.service_account}.kubeconfig"
+        )
+
+
+def trigger_traffic(proxy, ns):
+    """(watch requests, GETs of one trigger) on storytriggers in ``ns`` seen by the proxy."""
+    collection = STORY_TRIGGER.path(namespace=ns)
+    seen = proxy.requests
+    watches = [
+        r for r in seen if r.method == "GET" and r.path == collection and "watch=1" in r.query
+    ]
+    gets = [r for r in seen if r.method == "GET" and r.path.startswith(collection + "/")]
+    return watches, gets
+
+
+async def test_watch_rule_waits_on_the_watch_without_get_polling(
+    standins, story, as_identity, controlplane, k8s_namespace, fault_proxy
+):
+    ident = rbac.impulse_identity(
+        controlplane, k8s_namespace, impulse="hook", extra_rules=[WATCH_RULE]
+    )
+    async with as_identity(_ViaProxy(fault_proxy, ident), env(k8s_namespace)):
+        results = [await start_story("story", {"n": i}) for i in range(5)]
+    assert [r.decision for r in results] == ["Created"] * 5
+    watches, gets = trigger_traffic(fault_proxy, k8s_namespace)
+    # One watch per call, each answered 200 and carrying the decision; not one GET of a trigger.
+    assert [w.status for w in watches] == [200] * 5
+    assert all("fieldSelector=metadata.name" in w.query for w in watches)
+    assert gets == []
+
+
+async def test_generated_role_forbids_the_watch_once_then_polls_with_get(
+    standins, story, as_identity, impulse_identity, k8s_namespace, fault_proxy
+):
+    async with as_identity(_ViaProxy(fault_proxy, impulse_identity), env(k8s_namespace)):
+        first = await start_story("story", {"n": 1})
+        watches_after_first, gets_after_first = trigger_traffic(fault_proxy, k8s_namespace)
+        second = await start_story("story", {"n": 2})
+    assert first.decision == second.decision == "Created"
+    assert [w.status for w in watches_after_first] == [403]
+    assert len(gets_after_first) >= 1
+    watches, gets = trigger_traffic(fault_proxy, k8s_namespace)
+    assert len(watches) == 1  # the 403 is remembered per client: no second watch attempt
+    assert len(gets) > len(gets_after_first)
+
+
+@pytest.mark.parametrize("fault", ["410", "disconnect", "always-disconnect"])
+async def test_broken_watch_falls_back_to_get_and_still_gets_the_decision(
+    standins, story, as_identity, controlplane, k8s_namespace, fault_proxy, fault
+):
+    ident = rbac.impulse_identity(
+        controlplane, k8s_namespace, impulse="hook", extra_rules=[WATCH_RULE]
+    )
+    collection = f"{STORY_TRIGGER.path(namespace=k8s_namespace)}$"
+    if fault == "410":
+        fault_proxy.fail("GET", collection, 410, query="watch=1")
+    else:
+        times = None if fault == "always-disconnect" else 1
+        fault_proxy.add(Fault("GET", collection, disconnect=True, times=times, query="watch=1"))
+    async with as_identity(_ViaProxy(fault_proxy, ident), env(k8s_namespace)):
+        result = await start_story_with_token("story", f"evt-{fault}", {"fault": fault})
+    assert result.decision == "Created"
+    watches, gets = trigger_traffic(fault_proxy, k8s_namespace)
+    assert watches[0].fault is not None  # the first watch was broken by the proxy
+    assert len(gets) >= 1  # ...and a GET of the trigger followed it
+    if fault == "always-disconnect":
+        # Three broken watches in a row: give up on the watch for this call and poll.
+        assert 1 <= len(watches) <= 3 and all(w.fault is not None for w in watches)

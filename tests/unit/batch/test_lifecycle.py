@@ -428,3 +428,89 @@ async def test_terminal_steprun_refuses_late_write() -> None:
     sink = MemoryStatusSink({"phase": "Canceled", "retries": 0})
     report = await run_batch(Hello(), source=src(), status_sink=sink)
     assert report.exit_code == 1 and sink.status == {"phase": "Canceled", "retries": 0}
+
+
+class Stubborn(bubu.BatchEngram[dict, dict]):
+    """Swallows the deadline's cancellation and returns a result anyway."""
+
+    async def process(self, ctx: bubu.ExecutionContext, inputs: dict) -> bubu.Result:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)
+        return bubu.Result({"late": True})
+
+
+async def test_success_after_the_deadline_is_still_a_timeout() -> None:
+    # d.2 TestRunWithClientsTimeoutSuccessStillForcesExitCode: a result that arrives after
+    # the deadline does not count; the step is Timeout/124 and the late output is not written.
+    sink = MemoryStatusSink()
+    report = await run_batch(Stubborn(), source=src(BUBU_STEP_TIMEOUT="50ms"), status_sink=sink)
+    assert report.exit_code == 124 and isinstance(report.exception, StepTimeoutError)
+    st = sink.status
+    assert st["phase"] == "Timeout" and st["exitCode"] == 124 and st["exitClass"] == "retry"
+    assert "output" not in st
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "patch_fails", "phase", "exit_code", "exception"),
+    [
+        ("ok", False, "Succeeded", 0, None),
+        ("raise", False, "Failed", 1, ValueError),
+        ("ok", True, "Succeeded", 1, None),
+        ("raise", True, "Failed", 1, ValueError),
+    ],
+)
+async def test_result_and_patch_outcome_matrix(
+    behaviour: str, patch_fails: bool, phase: str, exit_code: int, exception: Any
+) -> None:
+    # d.2 TestHandleResultAndPatchStatus: success / process error / patch error / both.
+    kube = FakeStepRuns()
+    kube.seed("step-1", {"phase": "Running", "retries": 0})
+    if patch_fails:
+        kube.fail_patch = [ConflictError("conflict", status_code=409)] * 10
+    report = await run_batch(
+        Hello(behaviour),
+        source=src(BUBU_STEPRUN_NAME="step-1", BUBU_K8S_PATCH_MAX_RETRIES="1"),
+        client=kube,
+    )
+    assert (report.phase, report.exit_code) == (phase, exit_code)
+    assert isinstance(report.exception, exception) if exception else report.exception is None
+    assert isinstance(report.status_error, ConflictError) is patch_fails
+    stored = kube.status("step-1")
+    if patch_fails:
+        assert stored["phase"] == "Running" and len(kube.patches) == 2
+    else:
+        assert stored["phase"] == phase and len(kube.patches) == 1
+        assert ("output" in stored) is (exception is None)
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"BUBU_STEP_TIMEOUT": "soon"}, "BUBU_STEP_TIMEOUT"),
+        ({"BUBU_K8S_PATCH_MAX_RETRIES": "many"}, "BUBU_K8S_PATCH_MAX_RETRIES"),
+        ({"BUBU_TRIGGER_DATA": "[1]"}, "BUBU_TRIGGER_DATA"),
+    ],
+)
+async def test_environment_problems_are_json_log_lines_naming_the_variable(
+    values: dict[str, str], variable: str
+) -> None:
+    # Loading the environment happens under the JSON handler: an ignored invalid value
+    # (warning) and an unusable one (error) both come out as JSON lines that name it.
+    import io
+    import json
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in a pod: nobody configured logging
+    stream = io.StringIO()
+    try:
+        await run_batch(
+            Hello(), source=src(**values), status_sink=MemoryStatusSink(), log_stream=stream
+        )
+    finally:
+        root.handlers[:] = saved
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    named = [x for x in lines if variable in x["msg"] and x["level"] in ("WARNING", "ERROR")]
+    assert named, lines

@@ -92,6 +92,8 @@ def test_run_with_config_file(tmp_path: Path) -> None:
         (["--inputs", "@/nonexistent.json"], "bubu: --inputs: cannot read /nonexistent.json"),
         (["--inputs", "{}", "--secret", "novalue"], "bubu: --secret: expected name=value"),
         (["--inputs", "{}", "--timeout", "soon"], "bubu: --timeout:"),
+        (["--bogus"], "bubu: unrecognized arguments: --bogus (see 'bubu --help')"),
+        (["--inputs"], "bubu: argument --inputs: expected one argument (see 'bubu run --help')"),
     ],
 )
 def test_bad_cli_input_is_one_line_exit_2(args: list[str], expected: str) -> None:
@@ -154,7 +156,10 @@ def test_secret_values_never_printed(engrams: Path, mode: str) -> None:
         assert proc.returncode == 1 and "[REDACTED]" in proc.stderr
 
 
-def test_sigterm_writes_terminal_status_and_exits_143(engrams: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_writes_terminal_status_and_exits_128_plus_n(
+    engrams: Path, sig: signal.Signals, code: int
+) -> None:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bubu", "run", f"{engrams}:Tool", "--inputs", '{"mode": "sleep"}'],
@@ -167,11 +172,11 @@ def test_sigterm_writes_terminal_status_and_exits_143(engrams: Path) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
     started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 143
+    assert proc.returncode == code
     assert time.monotonic() - started < 10
-    assert "step failed: step interrupted by SIGTERM" in err
+    assert f"step failed: step interrupted by {sig.name}" in err
 
 
 def test_python_dash_m_hello_runs_locally() -> None:
@@ -193,3 +198,38 @@ def test_python_dash_m_hello_runs_locally() -> None:
 def test_no_command_prints_help_exit_2() -> None:
     proc = bubu()
     assert proc.returncode == 2 and "run" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run"], "bubu: the following arguments are required: target (see 'bubu run --help')"),
+        (["frob"], "bubu: argument COMMAND: invalid choice: 'frob'"),
+    ],
+)
+def test_usage_errors_are_one_line_without_usage_block(args: list[str], expected: str) -> None:
+    proc = bubu(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+
+
+def test_invalid_env_value_warning_names_the_variable() -> None:
+    # An ignored invalid BUBU_* value is a JSON warning on stderr that names the variable;
+    # the run still succeeds with the default (go-sdk-core.md d.1).
+    proc = bubu("run", str(HELLO), "--inputs", '{"name": "Ada"}', env={"BUBU_STEP_TIMEOUT": "soon"})
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {"greeting": "Hello, Ada!"}
+    warnings = [json.loads(x) for x in proc.stderr.splitlines() if '"WARNING"' in x]
+    assert [(w["env"], w["msg"]) for w in warnings] == [
+        (
+            "BUBU_STEP_TIMEOUT",
+            "ignoring invalid env var duration BUBU_STEP_TIMEOUT='soon', using default 30m0s",
+        )
+    ]
+
+
+def test_unusable_env_value_is_one_line_naming_the_variable() -> None:
+    proc = bubu("run", str(HELLO), "--inputs", "{}", env={"BUBU_MAX_INLINE_SIZE": "big"})
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bubu: invalid BUBU_MAX_INLINE_SIZE 'big'")

@@ -95,7 +95,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_second_sigterm_cancels_main_task() -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_second_signal_cancels_main_task(sig: signal.Signals, code: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT],
@@ -106,11 +107,43 @@ def test_second_sigterm_cancels_main_task() -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.stdout.readline().strip() == "STOP SIGTERM"
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=20)
-    assert proc.returncode == 143
+    proc.send_signal(sig)
+    # First signal: a graceful request the entry point sees, nothing cancelled yet.
+    assert proc.stdout.readline().strip() == f"STOP {sig.name}"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == code
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+GRACEFUL = textwrap.dedent("""
+    import bubu
+    from bubu._aio import shutdown
+
+    async def main():
+        print("READY", flush=True)
+        await shutdown.current().wait()
+        return 7   # finished its clean-up: this is the exit code
+
+    bubu.run(main())
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_first_signal_lets_the_entry_point_choose_the_exit_code(sig: signal.Signals) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", GRACEFUL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 7, err
 
 
 async def test_shutdown_request_is_idempotent() -> None:

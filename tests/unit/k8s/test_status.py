@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 
 import pytest
 
@@ -327,3 +329,39 @@ def test_backoff_jitter_bounds() -> None:
         raw = min(1.0, 0.1 * 2**attempt)
         d = b.delay(attempt, rng=rng)
         assert 0.75 * raw <= d < 1.25 * raw
+
+
+async def test_patch_transient_get_exhausted_raises_retryable() -> None:
+    # d.6: a failing GET is retried; once retries run out the error stays retryable
+    # (Go wraps ErrRetryable) and no PATCH was sent.
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_get = [KubernetesError("unavailable", status_code=503, retryable=True)] * 5
+    with pytest.raises(KubernetesError) as info:
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Failed"), max_retries=2, backoff=FAST
+        )
+    assert info.value.retryable and info.value.status_code == 503
+    assert kube.gets == 3 and kube.patches == []
+    assert kube.status("s1")["phase"] == "Running"
+
+
+async def test_cancellation_aborts_the_retry_backoff() -> None:
+    # d.6 "a cancelled ctx aborts the backoff": cancelling the caller ends the wait at once
+    # (CancelledError propagates, never wrapped) instead of sleeping out the backoff.
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [KubernetesError("busy", status_code=500, retryable=True)] * 5
+    slow = Backoff(base=30.0, factor=1.0, maximum=30.0, jitter=0.0)
+    task = asyncio.create_task(
+        status.patch_step_run_status(kube, "s1", None, StepRunStatus(phase="Failed"), backoff=slow)
+    )
+    while not kube.patches:  # noqa: ASYNC110 - polling the fake; then the task sleeps 30 s
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 1.0
+    assert len(kube.patches) == 1

@@ -735,6 +735,10 @@ def test_k8s_settings() -> None:
         "/tmp/kc",
     )
     assert env(BUBU_K8S_TIMEOUT="-1s").k8s_timeout == 30.0
+    # d.6 rest config: an invalid timeout is ignored and an empty user agent falls back to
+    # the SDK's own (Go: bubu-sdk-go; docs/differences.md).
+    fallback = env(BUBU_K8S_TIMEOUT="soon", BUBU_K8S_USER_AGENT="")
+    assert (fallback.k8s_timeout, fallback.k8s_user_agent) == (30.0, "bubu-sdk-python")
 
 
 # --- b.7 ---

@@ -235,7 +235,7 @@ def test_env_int_invalid_zero_negative_warns_and_defaults(
     with caplog.at_level(logging.WARNING, logger="bubu.runtime"):
         assert env_int("BUBU_X", raw, 7) == 7
     assert [r.getMessage() for r in caplog.records] == [
-        "ignoring invalid env var integer, using default"
+        f"ignoring invalid env var integer BUBU_X={raw!r}, using default 7"
     ]
     assert caplog.records[0].env == "BUBU_X"  # type: ignore[attr-defined]
 
@@ -251,7 +251,7 @@ def test_env_dur_invalid_zero_negative_warns_and_defaults(
     with caplog.at_level(logging.WARNING, logger="bubu.runtime"):
         assert env_dur("BUBU_X", raw, 30.0) == 30.0
     assert [r.getMessage() for r in caplog.records] == [
-        "ignoring invalid env var duration, using default"
+        f"ignoring invalid env var duration BUBU_X={raw!r}, using default 30s"
     ]
 
 

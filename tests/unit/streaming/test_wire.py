@@ -149,3 +149,15 @@ def test_encode_outbound_bytes_matches_the_request() -> None:
     assert pb.DataRequest.FromString(raw) == wire.encode_outbound(msg, TransportSettings())
     with pytest.raises(wire.MessageTooLargeError):
         wire.encode_outbound_bytes(msg, TransportSettings(max_send_bytes=10))
+
+
+def test_receipt_bytes_cache_is_bounded_and_keeps_receipts_exact() -> None:
+    from bubu._transport import codec
+
+    for i in range(600):  # more streams than the cache holds: it is cleared, never wrong
+        stream_id, partition = f"ns/run-{i}/step", f"p{i % 3}"
+        for sequence in (1, 2**40):
+            raw = wire.receipt_bytes(stream_id, sequence, partition, 100 + i)
+            expected = codec.delivery_receipt(stream_id, sequence, partition, 100 + i)
+            assert pb.ControlRequest.FromString(raw) == expected
+    assert len(wire._STREAM_ENTRIES) <= wire._STREAM_ENTRIES_MAX
