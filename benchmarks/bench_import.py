@@ -10,6 +10,7 @@ misses the floor.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -36,9 +37,11 @@ def main() -> int:
     args = parser.parse_args()
     samples = measure(args.runs)
     median = statistics.median(samples)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"import bubu: median {median:.1f} ms, min {min(samples):.1f} ms, "
-        f"max {max(samples):.1f} ms over {args.runs} runs (floor {FLOOR_MS:.0f} ms)"
+        f"max {max(samples):.1f} ms over {args.runs} runs (floor {FLOOR_MS:.0f} ms; "
+        f"load average {load})"
     )
     if median > FLOOR_MS:
         print(f"FAIL: median {median:.1f} ms > {FLOOR_MS:.0f} ms")

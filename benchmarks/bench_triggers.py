@@ -32,12 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bubu import _scope  # noqa: E402
+from bubu._k8s import identity  # noqa: E402
 from bubu._k8s.client import KubeClient  # noqa: E402
-from bubu._k8s.resources import IMPULSE, STORY, Kind  # noqa: E402
+from bubu._k8s.resources import IMPULSE, STORY, STORY_TRIGGER, Kind  # noqa: E402
 from bubu._runtime.sources import MappingSource  # noqa: E402
 from bubu._triggers import start_story, start_story_with_token  # noqa: E402
 from tests._controlplane import rbac  # noqa: E402
 from tests._controlplane.server import ControlPlane  # noqa: E402
+from tests._standins.controllers import watch_collection  # noqa: E402
 
 
 class CountingKube:
@@ -89,8 +91,63 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+async def baseline(cp: ControlPlane, admin: KubeClient, ns: str, calls: int, parallel: int) -> None:
+    """The ceiling without the SDK: raw admin POSTs of valid StoryTriggers (no decision wait),
+    timed until the stand-in resolver has decided them all. The SDK run below cannot beat it on
+    the same machine, so the gap between the two is what the SDK costs."""
+    label = {"bench": "baseline"}
+    sem = asyncio.Semaphore(parallel)
+    decided: set[str] = set()
+    all_decided = asyncio.Event()
+
+    async def observe() -> None:
+        async with cp.async_client() as http:
+            async for _, obj in watch_collection(http, STORY_TRIGGER, ns):
+                meta = obj["metadata"]
+                if (meta.get("labels") or {}) == label and (obj.get("status") or {}).get(
+                    "decision"
+                ):
+                    decided.add(meta["name"])
+                    if len(decided) >= calls:
+                        all_decided.set()
+
+    async def post(i: int) -> None:
+        sid = f"baseline-{i}"
+        name = identity.derive_story_trigger_name(ns, "story", "", sid)
+        spec = {
+            "storyRef": {"name": "story"},
+            "inputs": {"i": i},
+            "deliveryIdentity": {"mode": "none", "submissionId": sid},
+        }
+        async with sem:
+            await admin.create(
+                STORY_TRIGGER, {"metadata": {"name": name, "labels": label}, "spec": spec}
+            )
+
+    watcher = asyncio.get_running_loop().create_task(observe())
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(post(i) for i in range(calls)))
+        posted = time.perf_counter() - started
+        await asyncio.wait_for(all_decided.wait(), 300)
+        elapsed = time.perf_counter() - started
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    print(
+        f"baseline (no SDK): {calls} raw POSTs with {parallel} in flight in {posted:.2f} s, all "
+        f"decided by the resolver after {elapsed:.2f} s: {calls / elapsed:.1f} triggers/s"
+    )
+
+
 async def bench(
-    cp: ControlPlane, ns: str, calls: int, parallel: int, tokens: bool, watch: bool
+    cp: ControlPlane,
+    ns: str,
+    calls: int,
+    parallel: int,
+    tokens: bool,
+    watch: bool,
+    with_baseline: bool,
 ) -> None:
     admin_cfg = str(cp.admin_kubeconfig)
     async with await KubeClient.connect(kubeconfig=admin_cfg, namespace=ns) as admin:
@@ -125,6 +182,9 @@ async def bench(
     try:
         assert standins.stdout is not None
         standins.stdout.readline()  # "stand-ins running ..."
+        if with_baseline:
+            async with await KubeClient.connect(kubeconfig=admin_cfg, namespace=ns) as admin:
+                await baseline(cp, admin, ns, calls, parallel)
         env = {
             "BUBU_IMPULSE_NAME": "bench",
             "BUBU_IMPULSE_NAMESPACE": ns,
@@ -190,6 +250,9 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=16)
     parser.add_argument("--tokens", action="store_true", help="use start_story_with_token")
     parser.add_argument("--watch", action="store_true", help="grant watch on storytriggers")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the raw-POST run without the SDK"
+    )
     args = parser.parse_args()
     cp = ControlPlane(log=lambda m: print(m, file=sys.stderr, flush=True)).start()
     try:
@@ -198,7 +261,17 @@ def main() -> int:
             r = c.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
             r.raise_for_status()
         with tempfile.TemporaryDirectory():
-            asyncio.run(bench(cp, ns, args.calls, args.parallel, args.tokens, args.watch))
+            asyncio.run(
+                bench(
+                    cp,
+                    ns,
+                    args.calls,
+                    args.parallel,
+                    args.tokens,
+                    args.watch,
+                    not args.no_baseline,
+                )
+            )
     finally:
         cp.stop()
     return 0

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import msgspec
 
 from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._transport.control import default_control_reply
 from bubu.errors import ProtocolViolationError
 
 if TYPE_CHECKING:
@@ -73,27 +74,10 @@ class ControlDirective(msgspec.Struct, frozen=True, kw_only=True):
 
     def default_reply(self) -> ControlDirective | None:
         """The reply Go's default handler sends (``None`` for ``ack``: no ack ping-pong)."""
-        reply = _default_reply(self.type)
+        reply = default_control_reply(self.type)
         if reply is None:
             return None
         return ControlDirective(type=reply[0], metadata=reply[1])
-
-
-def _default_reply(directive_type: str) -> tuple[str, dict[str, str]] | None:
-    # Mirrors bubu._transport.session.default_control_reply without importing grpclib.
-    if directive_type == "ack":
-        return None
-    if directive_type in ("", "noop"):
-        handled, reason = "false", "noop"
-    elif directive_type == "connector.ready":
-        handled, reason = "true", "startup"
-    elif directive_type == "connector.capabilities":
-        handled, reason = "true", "capabilities"
-    elif directive_type in ("handoff.draining", "handoff.cutover", "handoff.ready"):
-        handled, reason = "true", "handoff"
-    else:
-        handled, reason = "false", "no_control_handler"
-    return "ack", {"handled": handled, "reason": reason, "type": directive_type}
 
 
 class Sender:

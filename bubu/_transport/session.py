@@ -33,14 +33,14 @@ from typing import Any, Final
 import grpclib.const
 import grpclib.exceptions
 from grpclib.client import Channel, Stream
-from grpclib.const import Status
 
 from bubu import _telemetry
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._transport import channel as channel_mod
-from bubu._transport import wire
+from bubu._transport import errors, wire
 from bubu._transport.chunks import ChunkReassembler
+from bubu._transport.control import ControlReply, default_control_reply
 from bubu._transport.dedupe import DEFAULT_MAX_ENTRIES, Outcome, PacketDeduper, dedupe_key
 from bubu._transport.queues import Inbound
 from bubu._transport.settings import TransportSettings
@@ -83,19 +83,6 @@ STARTUP_CAPABILITIES_KEY: Final = "startup.capabilities"
 HEARTBEAT_KEY: Final = "bubu-heartbeat"
 MESSAGE_ID_KEY: Final = "bubu.envelope.message_id"
 
-# gRPC codes that end the process instead of reconnecting (Go isRetriableTransportSessionError).
-_FATAL_STATUSES: Final = frozenset(
-    {
-        Status.INVALID_ARGUMENT,
-        Status.PERMISSION_DENIED,
-        Status.UNAUTHENTICATED,
-        Status.UNIMPLEMENTED,
-        Status.FAILED_PRECONDITION,
-    }
-)
-
-#: A control reply: (type string, metadata), or None for no reply.
-ControlReply = tuple[str, dict[str, str]] | None
 #: The engram's control hook, adapted by the runner: (type, metadata) -> reply.
 ControlHandler = Callable[[str, dict[str, str]], Awaitable[ControlReply]]
 #: Runs the engram for one session: consumes ``inbound``, publishes with ``emit``.
@@ -177,27 +164,6 @@ class DeliveryBook:
         return True
 
 
-def default_control_reply(directive_type: str) -> ControlReply:
-    """Go ``defaultControlDirectiveHandler`` (streaming.md 3.2): the ACK for a directive.
-
-    Returns:
-        ``None`` for ``ack`` (no reply, so no ack ping-pong), else ``("ack", metadata)``.
-    """
-    if directive_type == "ack":
-        return None
-    if directive_type in ("", "noop"):
-        handled, reason = "false", "noop"
-    elif directive_type == "connector.ready":
-        handled, reason = "true", "startup"
-    elif directive_type == "connector.capabilities":
-        handled, reason = "true", "capabilities"
-    elif directive_type in ("handoff.draining", "handoff.cutover", "handoff.ready"):
-        handled, reason = "true", "handoff"
-    else:
-        handled, reason = "false", "no_control_handler"
-    return "ack", {"handled": handled, "reason": reason, "type": directive_type}
-
-
 def is_retriable(exc: BaseException) -> bool:
     """Return whether the reconnect loop retries after ``exc`` (streaming.md 2.4).
 
@@ -209,7 +175,7 @@ def is_retriable(exc: BaseException) -> bool:
     if isinstance(exc, asyncio.CancelledError | HandshakeTimeoutError | HangTimeoutError):
         return False
     if isinstance(exc, grpclib.exceptions.GRPCError):
-        return exc.status not in _FATAL_STATUSES
+        return errors.is_retriable_status(exc.status)
     if isinstance(exc, BubuError):
         return exc.retryable
     return True
@@ -219,28 +185,6 @@ def jitter_delay(backoff: float, maximum: float, rng: random.Random | None = Non
     """Go ``jitterReconnectDelay``: ``backoff * U[0.8, 1.2)`` clamped to ``maximum``."""
     draw = (rng or random).random()
     return min(maximum, backoff * (0.8 + 0.4 * draw))
-
-
-def _translate(exc: BaseException, what: str) -> BaseException:
-    """Map a grpclib / socket failure to a ``bubu.errors`` type (once, at this boundary)."""
-    if isinstance(exc, BubuError | asyncio.CancelledError):
-        return exc
-    if isinstance(exc, grpclib.exceptions.GRPCError):
-        text = f"{what}: {exc.status.name}: {exc.message or ''}".rstrip(": ")
-        if exc.status in _FATAL_STATUSES:
-            error: TransportError = ProtocolViolationError(text)
-        else:
-            error = StreamSessionError(text)
-        error.__cause__ = exc
-        error.grpc_status = exc.status  # type: ignore[attr-defined]
-        return error
-    if isinstance(exc, Exception):
-        # Stream resets, lost connections and undecodable bytes (protobuf DecodeError from the
-        # codec) are all retryable session errors in Go.
-        error = StreamSessionError(f"{what}: {exc or type(exc).__name__}")
-        error.__cause__ = exc
-        return error
-    return exc
 
 
 def _status_of(stream: Stream[Any, Any], exc: BaseException) -> BaseException:
@@ -391,8 +335,8 @@ class Session:
             await stack.enter_async_context(data)
             await stack.enter_async_context(control)
             # Go opens Data first (nothing sent or read yet), then the Control loop (3.1).
-            await self._guard(data.send_request(), "data stream open failed")
-            await self._guard(control.send_request(), "control stream open failed")
+            await self._guard(data.send_request(), "data stream open")
+            await self._guard(control.send_request(), "control stream open")
             peer_closed = await self._run_tasks(data, control)
             for stream in (data, control):
                 with contextlib.suppress(Exception):
@@ -430,7 +374,7 @@ class Session:
             control_send.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await control_send
-            await self._guard(control.end(), "control stream close failed")
+            await self._guard(control.end(), "control stream close")
             # Both sides are half-closed: wait briefly for the connector to end its side.
             self._draining = True
             done, _ = await asyncio.wait({recv, control_recv}, timeout=_CLOSE_WAIT)
@@ -447,12 +391,10 @@ class Session:
             raise StreamSessionError(
                 f"{what}: timed out after {self._s.message_timeout:g}s"
             ) from None
-        except grpclib.exceptions.StreamTerminatedError as exc:
-            raise _translate(exc, what) from None
-        except grpclib.exceptions.GRPCError as exc:
-            raise _translate(exc, what) from None
+        except (grpclib.exceptions.StreamTerminatedError, grpclib.exceptions.GRPCError) as exc:
+            raise errors.translate_error(exc, op=what) from None
         except (ConnectionError, OSError) as exc:
-            raise _translate(exc, what) from None
+            raise errors.translate_error(exc, op=what) from None
 
     # -- handshake ------------------------------------------------------------------------------
 
@@ -507,7 +449,9 @@ class Session:
             except Exception as exc:
                 if self._draining:
                     return
-                raise _translate(_status_of(control, exc), "control stream recv failed") from None
+                raise errors.translate_error(
+                    _status_of(control, exc), op="control stream recv"
+                ) from None
             if response is None:
                 if self._draining:
                     return
@@ -620,7 +564,7 @@ class Session:
             if batch:
                 await self._guard(_send_batch(data, batch), "data send")
             if end:
-                await self._guard(data.end(), "data stream close failed")
+                await self._guard(data.end(), "data stream close")
                 return
 
     async def _emit(self, message: StreamMessage) -> None:
@@ -681,7 +625,7 @@ class Session:
             except Exception as exc:
                 if self._draining:
                     return
-                raise _translate(_status_of(data, exc), "data stream recv failed") from None
+                raise errors.translate_error(_status_of(data, exc), op="data stream recv") from None
             if packet is None:
                 if self._draining:
                     return

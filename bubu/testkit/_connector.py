@@ -67,6 +67,11 @@ from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
 from bubu._runtime.parse import parse_go_duration
 from bubu._transport import codec, validate
+from bubu._transport.session import (
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    STARTUP_CAPABILITIES_KEY,
+)
 from bubu.errors import ProtocolViolationError
 
 __all__ = [
@@ -80,10 +85,6 @@ __all__ = [
 
 _log = logging.getLogger("bubu.testkit.connector")
 
-PROTOCOL_HEADER: Final = "bubu-transport-protocol"
-PROTOCOL_VERSION: Final = "1.0.0"
-BINDING_HEADER: Final = "bubu.transport.binding"
-STARTUP_CAPABILITIES_KEY: Final = "startup.capabilities"
 _SERVICE: Final = "/transport.v1.TransportConnectorService"
 
 _DEFAULT_CAPABILITIES: Final[Mapping[str, str]] = {

@@ -8,8 +8,8 @@ a resolver that wakes up every 20 ms.
 
 Like the operator (whose controllers read through informer caches), the resolver reads Stories
 from a watch-fed cache instead of one GET per trigger, and every stand-in talks to the API
-server through the same ``httpx`` client as its watches (``HttpKube``), which can be HTTP/2:
-the stand-ins share the machine with the SDK under test, so their CPU per trigger matters.
+server through the same ``httpx`` client as its watches (``HttpKube``, no kr8s layer): the
+stand-ins share the machine with the SDK under test, so their CPU per trigger matters.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def watch_collection(
 class HttpKube:
     """The ``KubeAPI`` verbs the stand-ins use, over their admin ``httpx`` client.
 
-    One client (HTTP/2 when the caller built it so) carries the watches and the writes; errors
+    One client carries the watches and the writes; errors
     are translated exactly as ``KubeClient`` does (``bubu._k8s.errors.from_status``), so the
     shared decision code (``resolve_story_trigger``) sees the same exceptions.
     """

@@ -231,6 +231,43 @@ async def test_heartbeats_on_both_streams_from_binding_env_overrides() -> None:
         assert beat.metadata["ts"].isdigit()
 
 
+async def test_data_heartbeat_ticker_restarts_after_every_real_send() -> None:
+    # Go resets the Data heartbeat ticker after each real send (3.8): a busy stream carries no
+    # heartbeats; an idle one gets one per interval. Margins are wide (1 s interval, a send
+    # every 100 ms) so a loaded machine does not make this flaky.
+    env = {"BUBU_GRPC_HEARTBEAT_INTERVAL": "1s", "BUBU_GRPC_MESSAGE_TIMEOUT": "5s"}
+    async with _connector(env=env) as conn, running(Echo(), conn):
+        await conn.wait_ready()
+        for n in range(25):
+            await conn.send(StreamMessage.json({"n": n}))
+            await conn.next_output()
+            await asyncio.sleep(0.1)
+        assert conn.stats.data_heartbeats == 0
+        await conn.wait_until(lambda: conn.stats.data_heartbeats >= 1, timeout=5)
+
+
+async def test_handoff_draining_then_cutover_keeps_streaming_without_loss() -> None:
+    # A connector hub-bridge recycle (3.10): the engram sees draining then cutover on Control,
+    # ACKs both, and its Data stream with the connector is untouched (scenario 34).
+    engram = Echo()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 1}))
+        await conn.send_control("handoff.draining", {"phase": "draining", "reason": "hub_x"})
+        await conn.send(StreamMessage.json({"n": 2}))
+        await conn.send_control("handoff.cutover", {"phase": "cutover", "reason": "hub_y"})
+        await conn.send(StreamMessage.json({"n": 3}))
+        outputs = [(await conn.next_output()).json_data() for _ in range(3)]
+        await conn.wait_until(lambda: len(conn.stats.receipts) == 3)
+    assert outputs == [{"n": 1}, {"n": 2}, {"n": 3}]
+    acks = [dict(r.metadata) for r in conn.control_requests if r.action == pb.CONTROL_ACTION_ACK]
+    handoffs = [a["type"] for a in acks if a["type"].startswith("handoff.")]
+    # The first cutover is the connector's startup snapshot.
+    assert handoffs == ["handoff.cutover", "handoff.draining", "handoff.cutover"]
+    assert all(a["reason"] == "handoff" for a in acks if a["type"].startswith("handoff."))
+    assert conn.stats.data_sessions == 1 and engram.streams == 1 and conn.unacked == []
+
+
 class Custom(Echo):
     async def on_control(self, directive: ControlDirective) -> ControlDirective | None:
         if directive.type == "start":

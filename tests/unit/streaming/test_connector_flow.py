@@ -131,10 +131,8 @@ def test_window_mode_carries_no_credits_and_reset_forgets_sequences() -> None:
 
 async def test_max_delay_flushes_a_partial_batch() -> None:
     tracker = _tracker("per_stream", ackEvery={"messages": 10, "maxDelay": "10ms"})
-    updates: list[Any] = []
-    tracker.emit = updates.append
+    flushed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    tracker.emit = flushed.set_result
     assert tracker.record_receipt(64, 4, "") is None
-    async with asyncio.timeout(2):
-        while not updates:
-            await asyncio.sleep(0.005)
-    assert updates[0].ack == 4
+    update = await asyncio.wait_for(flushed, 2)
+    assert update.ack == 4
