@@ -99,19 +99,6 @@ def _seconds_ceil(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def lease_duration(source: EnvSource) -> float:
     """Return the claim lease in seconds: ``BUBU_EFFECT_LEASE_DURATION`` (Go duration), 10m default.
 
@@ -125,24 +112,6 @@ def lease_duration(source: EnvSource) -> float:
 def renew_interval(lease: float) -> float:
     """Return Go's renewal period ``clamp(lease/3, 100 ms, 30 s)`` (30 s for the default)."""
     return min(max(lease / 3.0, 0.1), 30.0)
-
-
-def _go_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "map"
-    return "struct"
 
 
 def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
@@ -167,7 +136,7 @@ def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
         "truncated": True,
         "sizeBytes": len(raw),
         "sha256": hashlib.sha256(raw).hexdigest(),
-        "type": _go_type(plain),
+        "type": identity.go_type_name(plain),
     }
     if isinstance(plain, dict | list):
         summary["details"] = {"len": len(plain)}
@@ -269,7 +238,7 @@ class Effects:
             "seq": 0,
             "key": key,
             "status": (status or "").strip(),
-            "emittedAt": _seconds(datetime.now(UTC)),
+            "emittedAt": identity.utc_seconds(datetime.now(UTC)),
         }
         payload = details if bounded else bounded_details(details, self._max_details())
         if payload is not None:
@@ -630,9 +599,9 @@ def _spec(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _is_stale(claim: Mapping[str, Any], now: datetime) -> bool:
     spec = _spec(claim)
     base = (
-        _parse_time(spec.get("renewTime"))
-        or _parse_time(spec.get("acquireTime"))
-        or _parse_time((claim.get("metadata") or {}).get("creationTimestamp"))
+        identity.parse_time(spec.get("renewTime"))
+        or identity.parse_time(spec.get("acquireTime"))
+        or identity.parse_time((claim.get("metadata") or {}).get("creationTimestamp"))
     )
     if base is None:
         return True

@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from bubu import _scope
+from bubu._k8s import identity
 from bubu._k8s.resources import STEP_RUN
 from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status, truncate_utf8
 from bubu._k8s.watch import KubeAPI
@@ -84,30 +85,12 @@ class SignalEvent(msgspec.Struct, frozen=True):
     payload: dict[str, Any] | None = None
 
 
-def _go_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "map"
-    return "struct"
-
-
 def _summary(raw: bytes, plain: Any, *, redacted: bool) -> dict[str, Any]:
     # Keys of maps are never included: they can be as sensitive as the values (c.6).
     out: dict[str, Any] = {"sizeBytes": len(raw)}
     if raw:
         out["sha256"] = hashlib.sha256(raw).hexdigest()
-    out["type"] = _go_type(plain)
+    out["type"] = identity.go_type_name(plain)
     if isinstance(plain, dict | list):
         out["details"] = {"len": len(plain)}
     elif isinstance(plain, str):
@@ -179,7 +162,7 @@ class Signals:
         if seq is not None and seq <= 0:
             raise SignalError(f"signal sequence must be positive, got {seq}")
         stored, payload = build_signal_values(key, value, self._limit())
-        emitted = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        emitted = identity.utc_seconds(datetime.now(UTC))
         assigned = 0
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:

@@ -549,19 +549,6 @@ def _throttle_for(settings: TriggerSettings) -> _Throttle | None:
 # --- impulse counters (crds.md 6) --------------------------------------------------------------
 
 
-def _utc_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 class ImpulseStats:
     """Impulse trigger counters, coalesced into at most one status patch per interval.
 
@@ -573,7 +560,7 @@ class ImpulseStats:
 
     Args:
         kube: the client (needs ``impulses get`` and ``impulses/status patch``).
-        name: the Impulse name (``BUBU_IMPULSE_NAME``).
+        name: the Impulse name (``BUBU_IMPULSE_NAME``); must not be empty.
         namespace: its namespace (None: the client namespace).
         interval: the minimum seconds between two patches.
     """
@@ -583,8 +570,10 @@ class ImpulseStats:
     ) -> None:
         if interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval}")
+        if not (name or "").strip():
+            raise ValueError("impulse name is required for trigger stats")  # as Go's
         self._kube = kube
-        self.name = name
+        self.name = name.strip()
         self.namespace = namespace or None
         self.interval = interval
         self._pending: dict[str, int] = {}
@@ -692,9 +681,9 @@ class ImpulseStats:
                 base = current if isinstance(current, int) else 0
                 patch_status[name] = base + counters.get(name, 0)
             for name, moment in times.items():
-                existing = _parse_time(status.get(name))
+                existing = identity.parse_time(status.get(name))
                 if existing is None or moment.replace(microsecond=0) > existing:
-                    patch_status[name] = _utc_seconds(moment)
+                    patch_status[name] = identity.utc_seconds(moment)
             patch = {
                 "metadata": {"resourceVersion": meta.get("resourceVersion")},
                 "status": patch_status,

@@ -9,12 +9,18 @@ by the Go code (crds.md 2.2).
 
 It is pure: no I/O, and it imports nothing from ``bubu`` except ``errors``. The in-memory fakes of
 ``bubu.testkit`` use the same functions, so the fakes and the cluster agree on identity.
+
+It also holds the two small wire formats every durable helper shares (RFC 3339 times of the
+CRDs, and the Go type names in signal and effect summaries), so triggers, effects, signals and
+the fakes cannot drift apart on them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,9 +35,12 @@ __all__ = [
     "go_float",
     "go_format_g",
     "go_json_string",
+    "go_type_name",
+    "parse_time",
     "safe_label_value",
     "short_hash",
     "step_run_idempotency_key",
+    "utc_seconds",
 ]
 
 #: Kubernetes object names (DNS subdomain) are at most 253 characters (crds.md 2.2).
@@ -354,3 +363,40 @@ def compute_trigger_input_hash(inputs: Any) -> str:
     """
     canonical = go_canonical_json({} if inputs is None else inputs)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# --- shared wire formats ------------------------------------------------------------------------
+
+
+def utc_seconds(moment: datetime) -> str:
+    """Format ``moment`` as a whole-second RFC 3339 UTC time (``metav1.Time``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Parse an RFC 3339 time of a CRD field; None for a missing or malformed value."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def go_type_name(value: Any) -> str:
+    """Name a JSON value's type as Go's signal and effect summaries do (``type`` field, c.6)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "map"
+    return "struct"

@@ -74,19 +74,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _merge(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, Mapping):
@@ -168,8 +155,11 @@ def effect_claim_violations(
         errors.append("spec.stepRunRef.name and spec.effectKey are required")
     if bool(spec.get("completedAt")) != bool(spec.get("completionStatus")):
         errors.append("spec.completedAt is required when spec.completionStatus is set")
-    acquire, renew = _parse(spec.get("acquireTime")), _parse(spec.get("renewTime"))
-    completed = _parse(spec.get("completedAt"))
+    acquire, renew = (
+        identity.parse_time(spec.get("acquireTime")),
+        identity.parse_time(spec.get("renewTime")),
+    )
+    completed = identity.parse_time(spec.get("completedAt"))
     if completed is not None:
         completed = completed.replace(microsecond=0)
     if renew is not None and acquire is None:
@@ -194,7 +184,7 @@ def effect_claim_violations(
         for name in ("stepRunRef", "effectKey", "idempotencyKey"):
             if (ospec.get(name) or None) != (spec.get(name) or None):
                 errors.append(f"spec.{name} is immutable")
-        ocompleted = _parse(ospec.get("completedAt"))
+        ocompleted = identity.parse_time(ospec.get("completedAt"))
         if ocompleted is not None and (completed is None or completed < ocompleted):
             errors.append("spec.completedAt cannot be cleared or moved backward")
         if ospec.get("completionStatus") == "completed":
@@ -222,7 +212,7 @@ def effect_claim_status(claim: Mapping[str, Any], *, now: datetime | None = None
         "abandoned": ("Abandoned", ("False", "False", "True"), "Abandoned"),
     }
     phase, flags, reason = table.get(spec.get("completionStatus") or "", table[""])
-    stamp = _seconds(now or _now())
+    stamp = identity.utc_seconds(now or _now())
     conditions = [
         {
             "type": ctype,
@@ -332,7 +322,7 @@ class FakeCluster:
         previous = self._objects.get(key)
         meta["namespace"] = ns
         meta.setdefault("uid", (previous or {}).get("metadata", {}).get("uid") or str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", _seconds(_now()))
+        meta.setdefault("creationTimestamp", identity.utc_seconds(_now()))
         meta.setdefault("generation", 1)
         body.setdefault("apiVersion", kind.api_version)
         body.setdefault("kind", kind.kind)
@@ -435,7 +425,7 @@ class FakeCluster:
         obj.setdefault("apiVersion", kind.api_version)
         obj.setdefault("kind", kind.kind)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = _seconds(_now())
+        meta["creationTimestamp"] = identity.utc_seconds(_now())
         meta["generation"] = 1
         self._admit(kind, obj, None, f"POST {kind.plural}")
         return self._store(kind, key, obj, "ADDED")
@@ -676,7 +666,7 @@ class FakeCluster:
             {
                 "metadata": {"name": name},
                 "spec": {"storyRef": {"name": story}},
-                "status": {"phase": phase, "startedAt": _seconds(_now())},
+                "status": {"phase": phase, "startedAt": identity.utc_seconds(_now())},
             },
             namespace,
         )
@@ -844,7 +834,7 @@ async def resolve_story_trigger(
     # it changed since, read it again - saves a GET per trigger in the common case.
     current: Mapping[str, Any] = trigger
     for attempt in range(3):
-        now = _seconds(_now())
+        now = identity.utc_seconds(_now())
         old_status = current.get("status") or {}
         generation = (current.get("metadata") or {}).get("generation")
         status: dict[str, Any] = {
@@ -954,7 +944,7 @@ class TriggerResolver:
         name = trigger["metadata"]["name"]
         if self._reject:
             reason, message = self._reject.pop(0)
-            now = _seconds(_now())
+            now = identity.utc_seconds(_now())
             current = await self.cluster.get(STORY_TRIGGER, name, trigger["metadata"]["namespace"])
             status = {
                 "decision": "Rejected",
@@ -1020,20 +1010,19 @@ class StopStoryController:
             return
         key = (kind.plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
         stored = copy.deepcopy(self.cluster._objects[key])
-        now = _seconds(_now())
-        stored["status"] = {
-            **(stored.get("status") or {}),
-            "phase": "Finished",
-            "message": "StoryRun gracefully canceled",
-            "finishedAt": now,
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "False",
-                    "reason": "Canceled",
-                    "message": "StoryRun gracefully canceled",
-                    "lastTransitionTime": now,
-                }
-            ],
-        }
+        stored["status"] = {**(stored.get("status") or {}), **story_run_canceled_status()}
         self.cluster._store(kind, key, stored, "MODIFIED")
+
+
+def story_run_canceled_status(now: datetime | None = None) -> dict[str, Any]:
+    """The status the StoryRun controller writes after a graceful cancel (crds.md 9.3)."""
+    stamp = identity.utc_seconds(now or _now())
+    message = "StoryRun gracefully canceled"
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "Canceled",
+        "message": message,
+        "lastTransitionTime": stamp,
+    }
+    return {"phase": "Finished", "message": message, "finishedAt": stamp, "conditions": [ready]}

@@ -31,6 +31,7 @@ from bubu.testkit._fakes import (
     effect_claim_status,
     effect_claim_violations,
     resolve_story_trigger,
+    story_run_canceled_status,
 )
 
 log = logging.getLogger("tests.standins")
@@ -352,25 +353,9 @@ class StopStoryStandIn(_Controller):
         status = obj.get("status") or {}
         if status.get("phase") in TERMINAL:
             return
-        from datetime import UTC, datetime
-
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {
             "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-            "status": {
-                "phase": "Finished",
-                "message": "StoryRun gracefully canceled",
-                "finishedAt": now,
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "False",
-                        "reason": "Canceled",
-                        "message": "StoryRun gracefully canceled",
-                        "lastTransitionTime": now,
-                    }
-                ],
-            },
+            "status": story_run_canceled_status(),
         }
         with contextlib.suppress(ConflictError, NotFoundError):
             await self.kube.merge_patch(

@@ -174,3 +174,30 @@ async def test_webhook_example_process_end_to_end_and_sigterm_exits_zero(
     assert len(triggers) == 1
     status = (await admin_kube.get(IMPULSE, "hook"))["status"]
     assert status["triggersReceived"] == 2 and status["storiesLaunched"] == 2
+
+
+async def test_webhook_example_process_refuses_to_start_without_a_secret(
+    seeded, impulse_identity, k8s_namespace
+):
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    environ.update(env(k8s_namespace))
+    environ.update(
+        {
+            "KUBECONFIG": str(impulse_identity.kubeconfig_path),
+            "BUBU_STEP_CONFIG": json.dumps({"host": "127.0.0.1", "port": port}),
+        }
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "examples" / "webhook_impulse.py"),
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert b"WEBHOOK_SECRET is not configured" in stderr
+    with pytest.raises(OSError):  # it never listened
+        await asyncio.open_connection("127.0.0.1", port)

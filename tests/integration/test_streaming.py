@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from bubu._aio.shutdown import Shutdown
 from bubu._gen.transport.v1 import transport_pb2 as pb
-from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._runtime.messages import BinaryFrame, InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
 from bubu._streaming import ControlDirective, start_streaming
 from bubu._transport import codec
@@ -678,6 +679,38 @@ async def test_raw_binary_goes_out_raw_without_struct() -> None:
     assert packet.binary.payload == b"\x01\x02"
     assert packet.binary.mime_type == "application/custom"
     assert not packet.HasField("payload")
+
+
+async def test_mirrored_custom_mime_bypass_error_kind_and_hoisted_envelope_keys() -> None:
+    # Scenarios 21, 25 and 26 over the wire: a payload mirrored under a non-JSON MIME goes out
+    # as a raw frame; a Kind=error message carries its StructuredError as an envelope; kind,
+    # message id and timestamp travel as bubu.envelope.* metadata and come back hoisted.
+    when = dt.datetime(2026, 11, 28, 12, 0, 0, 123000, tzinfo=dt.UTC)
+    raw = b"\x00\x01custom"
+    bypass = StreamMessage(payload=raw, binary=BinaryFrame(raw, "application/custom-binary"))
+    error = StreamMessage.error("boom", type="validation_error", retryable=False, code="E1")
+    stamped = StreamMessage.json({"a": 1}, kind="result", message_id="m-7", timestamp=when)
+    conn, _ = await _emit_all([bypass, error, stamped])
+    raw_packet, error_packet, stamped_packet = conn.published_packets
+    assert raw_packet.binary.mime_type == "application/custom-binary"
+    assert raw_packet.binary.payload == raw and not raw_packet.HasField("payload")
+    assert error_packet.binary.mime_type == "application/vnd.bubu.packet+json"
+    assert error_packet.metadata["bubu.envelope.kind"] == "error"
+    assert stamped_packet.metadata["bubu.envelope.message_id"] == "m-7"
+    assert stamped_packet.metadata["bubu.envelope.timestamp_ms"] == str(
+        int(when.timestamp() * 1000)
+    )
+    _, err, back = [conn.outputs.get_nowait() for _ in range(3)]
+    assert err.is_error and err.binary is None
+    assert err.error_info() == {
+        "version": "v1",
+        "type": "validation_error",
+        "message": "boom",
+        "retryable": False,
+        "code": "E1",
+    }
+    assert (back.kind, back.message_id, back.timestamp) == ("result", "m-7", when)
+    assert back.metadata == {}  # the reserved keys were hoisted out of the metadata
 
 
 async def test_audio_goes_out_and_invalid_frames_are_thrown_back_at_the_yield() -> None:

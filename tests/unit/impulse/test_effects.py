@@ -281,3 +281,110 @@ def test_renew_interval_is_clamped():
     assert _effects.renew_interval(600) == 30
     assert _effects.renew_interval(0.1) == 0.1
     assert _effects.renew_interval(3) == 1
+
+
+# --- go-sdk-core.md d.7 cases not covered above -------------------------------------------------
+
+
+async def test_key_already_in_the_ledger_skips_without_touching_a_claim(world):
+    await record_effect("pre", "succeeded", {"a": 1})
+
+    async def fx():
+        raise AssertionError("must not run")
+
+    with pytest.raises(EffectAlreadyRecordedError) as info:
+        await execute_effect_once("pre", fx)
+    assert not info.value.in_progress and info.value.details == {"a": 1}
+    assert world.cluster.count("create", EFFECT_CLAIM) == 0
+    assert world.cluster.count("get", EFFECT_CLAIM) == 0
+
+
+async def test_only_one_of_two_workers_recovers_a_stale_claim(world, monkeypatch):
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def own_gate(key):
+        yield _effects._Gate()  # no shared in-process gate: two "processes" on one cluster
+
+    monkeypatch.setattr(_effects, "_gate", own_gate)
+    await _seed_claim(world, "stale2", holder="dead-worker", age=30, lease=5)
+    calls = []
+
+    async def fx():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return "done"
+
+    outcomes = await asyncio.gather(
+        execute_effect_once("stale2", fx), execute_effect_once("stale2", fx), return_exceptions=True
+    )
+    assert calls == [1]
+    assert sorted(type(o).__name__ for o in outcomes) == ["EffectAlreadyRecordedError", "str"]
+    spec = world.cluster.peek(EFFECT_CLAIM, claim_name("stale2"), NS)["spec"]
+    assert spec["leaseTransitions"] == 1 and spec["completionStatus"] == "completed"
+    assert [e["key"] for e in ledger(world)] == ["stale2"]
+
+
+async def test_oversized_result_is_recorded_as_a_bounded_summary(world, scoped):
+    async def fx():
+        return {"blob": "x" * 500}
+
+    with scoped(world, BUBU_EFFECT_MAX_DETAILS_BYTES="200"):
+        assert await execute_effect_once("big", fx) == {"blob": "x" * 500}  # caller gets it all
+    (entry,) = ledger(world)
+    assert entry["details"]["truncated"] is True and "x" * 10 not in str(entry["details"])
+    claim = world.cluster.peek(EFFECT_CLAIM, claim_name("big"), NS)
+    assert "x" * 10 not in str(claim["spec"].get("details"))
+
+
+async def test_the_in_process_gate_key_includes_the_namespace(world, monkeypatch):
+    keys = []
+    real_gate = _effects._gate
+
+    def spy(key):
+        keys.append(key)
+        return real_gate(key)
+
+    monkeypatch.setattr(_effects, "_gate", spy)
+
+    async def fx():
+        return 1
+
+    await execute_effect_once("k", fx)
+    assert keys == [f"{NS}:{SR}:k"]
+
+
+async def test_two_workers_race_100_keys_on_the_fake_each_body_runs_once(world, monkeypatch):
+    # The integration suite races two real processes; here two workers without a shared
+    # in-process gate race on the in-memory cluster, interleaving on every await.
+    import contextlib
+    from collections import Counter
+
+    @contextlib.asynccontextmanager
+    async def own_gate(key):
+        yield _effects._Gate()
+
+    monkeypatch.setattr(_effects, "_gate", own_gate)
+    runs: Counter[str] = Counter()
+
+    async def worker() -> int:
+        ran = 0
+        for i in range(100):
+            key = f"effect-{i}"
+
+            async def body(key: str = key) -> str:
+                runs[key] += 1
+                await asyncio.sleep(0)
+                return key
+
+            try:
+                await execute_effect_once(key, body)
+                ran += 1
+            except EffectAlreadyRecordedError:
+                pass
+        return ran
+
+    ran = await asyncio.gather(worker(), worker())
+    assert sum(ran) == 100 and all(n > 0 for n in ran)
+    assert len(runs) == 100 and set(runs.values()) == {1}
+    assert len({e["key"] for e in ledger(world)}) == 100 == len(ledger(world))

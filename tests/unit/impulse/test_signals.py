@@ -111,3 +111,44 @@ async def test_signals_need_a_step_run():
 async def test_empty_key_is_refused(world):
     with pytest.raises(SignalError, match="signal key is required"):
         await emit_signal(" ", 1)
+
+
+# --- go-sdk-core.md d.8 cases not covered above -------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0"])
+async def test_invalid_max_payload_falls_back_to_8192(world, scoped, value):
+    # An envelope within the limit is stored verbatim; above it, only its summary is stored.
+    with scoped(world, BUBU_SIGNAL_MAX_PAYLOAD_BYTES=value):
+        await emit_text_signal("mid", "y" * 8000, sample_bytes=8000)
+        await emit_text_signal("huge", "y" * 8200, sample_bytes=8200)
+    signals = status(world)["signals"]
+    assert len(signals["mid"]["sample"]["text"]) == 8000
+    assert signals["huge"]["redacted"] is True and "sample" not in signals["huge"]
+
+
+async def test_max_payload_env_is_honoured(world, scoped):
+    with scoped(world, BUBU_SIGNAL_MAX_PAYLOAD_BYTES="100000"):
+        await emit_text_signal("wide", "y" * 9000, sample_bytes=9000)
+    assert len(status(world)["signals"]["wide"]["sample"]["text"]) == 9000
+
+
+async def test_text_sample_defaults_to_2048_bytes_when_only_extras_are_given(world):
+    await emit_text_signal("long", "z" * 3000, sample_extras={"lang": "en"})
+    sample = status(world)["signals"]["long"]["sample"]
+    assert len(sample["text"]) == 2048 and sample["truncated"] is True and sample["lang"] == "en"
+
+
+async def test_replay_of_a_named_step_run_defaults_to_the_client_namespace(world):
+    await emit_signal("tick", 1)
+    # No BUBU_STEPRUN_NAMESPACE: the in-memory cluster's namespace (the client's) is used.
+    scope = _scope.RunScope(source=MappingSource({}), kube=world.cluster)
+    with _scope.activate(scope):
+        events = await replay_signals(step_run=SR)
+    assert [e.seq for e in events] == [1]
+
+
+async def test_replay_without_a_step_run_is_unavailable():
+    with _scope.activate(_scope.RunScope(source=MappingSource({}))):
+        with pytest.raises(SignalsUnavailableError):
+            await replay_signals()

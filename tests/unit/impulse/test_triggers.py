@@ -376,3 +376,174 @@ async def test_webhook_denial_is_a_rejection_not_a_permission_error(world):
         await start_story("story", {}, namespace="elsewhere")
     assert info.value.reason == "AdmissionDenied" and not info.value.retryable
     assert world.cluster.denials
+
+
+# --- go-sdk-core.md d.6 cases not covered above -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, NS),  # nothing set: the client's namespace
+        ({"BUBU_POD_NAMESPACE": "pod-ns"}, "pod-ns"),
+        ({"BUBU_POD_NAMESPACE": "pod-ns", "BUBU_STEPRUN_NAMESPACE": "sr-ns"}, "sr-ns"),
+        ({"BUBU_STEPRUN_NAMESPACE": "sr-ns", "BUBU_IMPULSE_NAMESPACE": "imp-ns"}, "imp-ns"),
+        ({"BUBU_IMPULSE_NAMESPACE": "imp-ns", "BUBU_TARGET_STORY_NAMESPACE": "t-ns"}, "t-ns"),
+        ({"BUBU_TARGET_STORY_NAMESPACE": "  ", "BUBU_POD_NAMESPACE": "pod-ns"}, "pod-ns"),
+    ],
+)
+def test_client_namespace_precedence_and_blank_values(world, env, expected):
+    # Go getPodNamespace: target story > impulse > steprun > pod > client; blanks are unset.
+    from bubu._runtime.sources import MappingSource
+
+    source = MappingSource({"BUBU_STEPRUN_NAME": "", **env})
+    assert _triggers.StoryTriggers(world.cluster, source).client_namespace() == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"BUBU_IMPULSE_NAME": "hook"}, {"name": "hook"}),
+        (
+            {"BUBU_IMPULSE_NAME": "hook", "BUBU_IMPULSE_NAMESPACE": NS},
+            {"name": "hook", "namespace": NS},
+        ),
+    ],
+)
+async def test_impulse_ref_from_env(world, scoped, env, expected):
+    with scoped(world, **env):
+        await start_story("story", {})
+    (trigger,) = world.cluster.objects(STORY_TRIGGER)
+    assert trigger["spec"].get("impulseRef") == expected
+
+
+async def test_empty_trigger_token_context_changes_nothing(world, scoped):
+    with scoped(world, BUBU_TRIGGER_TOKEN="env-token"):
+        with _triggers.trigger_token("  "):
+            result = await start_story("story", {})
+    assert result.story_run == identity.derive_story_run_name(NS, "story", "env-token")
+
+
+async def test_none_inputs_are_sent_as_an_empty_object_with_its_hash(world):
+    await start_story_with_token("story", "nil-inputs", None)
+    (trigger,) = world.cluster.objects(STORY_TRIGGER)
+    assert trigger["spec"]["inputs"] == {}
+    ident = trigger["spec"]["deliveryIdentity"]
+    assert ident == {
+        "mode": "token",
+        "key": "nil-inputs",
+        "submissionId": "nil-inputs",
+        "inputHash": identity.compute_trigger_input_hash({}),
+    }
+
+
+async def test_story_ref_namespace_is_part_of_the_request_identity(world):
+    # Go: matching is namespace-sensitive; an unset namespace does not match an explicit one.
+    await start_story_with_token("story", "ns-sensitive", {"a": 1})
+    with pytest.raises(TriggerIdentityConflictError, match="different immutable request identity"):
+        await start_story_with_token("story", "ns-sensitive", {"a": 1}, namespace=NS)
+
+
+async def test_transient_get_after_already_exists_is_retried(world, scoped):
+    first = await start_story_with_token("story", "exists", {"a": 1})
+    world.cluster.fail(
+        "get", STORY_TRIGGER, KubernetesError("reset", status_code=503, retryable=True), times=1
+    )
+    with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="3", BUBU_TRIGGER_RETRY_BASE_DELAY="1ms"):
+        again = await start_story_with_token("story", "exists", {"a": 1})
+    assert again.story_run == first.story_run and again.deduplicated
+
+
+async def test_retries_exhausted_on_get_after_already_exists_is_an_error(world, scoped):
+    await start_story_with_token("story", "exists", {"a": 1})
+    world.cluster.fail(
+        "get", STORY_TRIGGER, KubernetesError("reset", status_code=503, retryable=True), times=3
+    )
+    with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="2", BUBU_TRIGGER_RETRY_BASE_DELAY="1ms"):
+        with pytest.raises(KubernetesError, match="reset"):
+            await start_story_with_token("story", "exists", {"a": 1})
+
+
+@pytest.mark.parametrize("token", [None, "with-token"])
+async def test_transient_create_timeout_is_retried_with_and_without_token(world, scoped, token):
+    world.cluster.fail(
+        "create", STORY_TRIGGER, KubernetesError("timeout", status_code=504, retryable=True)
+    )
+    with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="2", BUBU_TRIGGER_RETRY_BASE_DELAY="1ms"):
+        if token:
+            result = await start_story_with_token("story", token, {})
+        else:
+            result = await start_story("story", {})
+    assert result.decision == "Created"
+    assert world.cluster.count("create", STORY_TRIGGER) == 2
+
+
+async def test_stop_story_on_a_paused_run_requests_cancel(world):
+    world.cluster.seed_story_run("paused", NS, phase="Paused")
+    assert await stop_story("paused") is True
+    assert world.cluster.peek(STORY_RUN, "paused", NS)["spec"]["cancelRequested"] is True
+
+
+def test_impulse_stats_need_a_name(world):
+    with pytest.raises(ValueError, match="impulse name is required"):
+        _triggers.ImpulseStats(world.cluster, " ")
+
+
+async def test_cancel_while_waiting_for_an_in_flight_slot(world, scoped):
+    gate = asyncio.Event()
+    original = world.cluster.create
+
+    async def held_create(kind, body, namespace=None):
+        await gate.wait()
+        return await original(kind, body, namespace)
+
+    world.cluster.create = held_create
+    with scoped(world, BUBU_TRIGGER_THROTTLE_MAX_IN_FLIGHT="1"):
+        holder = asyncio.ensure_future(start_story("story", {"i": 0}))
+        await asyncio.sleep(0.01)
+        waiter = asyncio.ensure_future(start_story("story", {"i": 1}))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        gate.set()
+        assert (await holder).decision == "Created"
+        # The cancelled waiter took no slot with it: the next call gets one at once.
+        assert (await asyncio.wait_for(start_story("story", {"i": 2}), 2)).decision == "Created"
+
+
+async def test_cancel_during_the_rate_wait_releases_the_slot(world, scoped):
+    env = {
+        "BUBU_TRIGGER_THROTTLE_MAX_IN_FLIGHT": "1",
+        "BUBU_TRIGGER_THROTTLE_RATE_PER_SECOND": "1",
+        "BUBU_TRIGGER_THROTTLE_BURST": "1",
+    }
+    with scoped(world, **env):
+        await start_story("story", {"i": 0})  # spends the only token
+        waiter = asyncio.ensure_future(start_story("story", {"i": 1}))  # waits ~1 s for a token
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        throttle = _triggers._throttle_for(_triggers.load_trigger_settings(world.scope.source))
+        assert throttle is not None and throttle._sem is not None
+        assert not throttle._sem.locked()  # the in-flight slot was released
+        assert throttle._tokens > -0.5  # and the reserved token given back (else about -1)
+
+
+async def test_offload_key_is_stable_and_independent_of_key_order(world):
+    keys: list[str] = []
+
+    async def offload(inputs, storage_key):
+        keys.append(storage_key)
+        return inputs
+
+    engine = _triggers.StoryTriggers(world.cluster, world.scope.source, offload=offload)
+    await engine.start("story", {"a": 1, "b": 2}, token="tok")
+    await engine.start("story", {"b": 2, "a": 1}, token="tok")
+    with pytest.raises(TriggerIdentityConflictError):
+        await engine.start("story", {"a": 1, "b": 3}, token="tok")
+    assert keys[0] == keys[1] != keys[2]
+    run = identity.derive_story_run_name(NS, "story", "tok")
+    assert keys[0].startswith(f"{NS}/{run}-")
