@@ -25,10 +25,6 @@ Fixtures
     A started ``FaultProxy`` in front of the API server: ``.fail()``, ``.conflict()``,
     ``.throttle()``, ``.server_error()``, ``.delay()``, ``.disconnect()``, ``.requests``,
     ``.kubeconfig(token=None, namespace=None)``, ``.url``.
-``bobrapet_operator`` (function)
-    The real operator (controllers, no webhooks) running for this test only; skips unless
-    ``BUBU_OPERATOR_BIN`` or ``BUBU_OPERATOR_SRC`` is set (see ``operator.py``). Do not
-    combine with the stand-in controllers in the same test.
 ``admin_kubeconfig_env`` (function)
     Sets ``KUBECONFIG`` to the admin kubeconfig for the test and returns its path.
 """
@@ -48,7 +44,6 @@ import pytest
 from . import rbac
 from .build import GoNotFoundError, ensure_binaries
 from .faults import FaultProxy, proxy_for
-from .operator import OPERATOR_MISSING, Operator, operator_binary
 from .server import ControlPlane
 
 GO_MISSING = "integration tests need Go (go not found on PATH) to build kube-apiserver"
@@ -162,22 +157,6 @@ def fault_proxy(controlplane: ControlPlane) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
-
-
-@pytest.fixture(scope="session")
-def _operator_binary() -> Any:
-    return operator_binary(log=_progress)
-
-
-@pytest.fixture
-def bobrapet_operator(controlplane: ControlPlane, _operator_binary: Any) -> Iterator[Operator]:
-    if _operator_binary is None:
-        pytest.skip(OPERATOR_MISSING)
-    op = Operator(controlplane, _operator_binary).start()
-    try:
-        yield op
-    finally:
-        op.stop()
 
 
 @pytest.fixture
