@@ -3,6 +3,9 @@
 Acts as the operator's Impulse ServiceAccount (crds.md 7.2: storytriggers create/get - no
 watch, so the SDK falls back to GET polling; storyruns get/list/patch; impulses get,
 impulses/status patch). The StoryTrigger controller is the stand-in of ``tests._standins``.
+The decision-wait tests go through the fault proxy, which records every request: with the
+``watch`` rule users add through ``execution.rbac.rules`` the decision arrives on the watch
+with no GET of the trigger; a broken watch (410, a dropped connection) is followed by a GET.
 """
 
 from __future__ import annotations
