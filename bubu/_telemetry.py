@@ -92,15 +92,19 @@ def extract(carrier: Mapping[str, str]) -> Any:
 
 
 _w3c: list[Any] = []
+# opentelemetry.context.get_current, bound on first use (see inject_w3c).
+_current_context: list[Any] = []
 
 
 def _w3c_propagator() -> Any:
     if not _w3c:
         from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.context import get_current
         from opentelemetry.propagators.composite import CompositePropagator
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         _w3c.append(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
+        _current_context.append(get_current)
     return _w3c[0]
 
 
@@ -111,7 +115,12 @@ def inject_w3c(carrier: MutableMapping[str, str]) -> None:
     the global propagator is, gated by ``BUBU_TRACE_PROPAGATION`` (by the caller), not by
     ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
     """
-    _w3c_propagator().inject(carrier)
+    propagator = _w3c[0] if _w3c else _w3c_propagator()
+    # Hot path (once per outbound packet): an empty context holds no span and no baggage, so
+    # both propagators would write nothing; skip them (0.2 us instead of ~1.5 us).
+    if not _current_context[0]():
+        return
+    propagator.inject(carrier)
 
 
 def extract_w3c(carrier: Mapping[str, str]) -> Any:

@@ -655,6 +655,64 @@ class InboundMessage:
         # Only called for names not found on the wrapper: forward to the message.
         return getattr(self.message, name)
 
+    # The message fields, forwarded explicitly: engrams read them once or more per message,
+    # and a property costs ~0.15 us where the failed lookup + __getattr__ costs ~1.1 us.
+
+    @property
+    def payload(self) -> bytes:
+        """The message's ``payload``."""
+        return self.message.payload
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The message's ``metadata``."""
+        return self.message.metadata
+
+    @property
+    def inputs(self) -> bytes:
+        """The message's ``inputs``."""
+        return self.message.inputs
+
+    @property
+    def transports(self) -> tuple[TransportDescriptor, ...]:
+        """The message's ``transports``."""
+        return self.message.transports
+
+    @property
+    def envelope(self) -> StreamEnvelope | None:
+        """The message's ``envelope``."""
+        return self.message.envelope
+
+    @property
+    def kind(self) -> str:
+        """The message's ``kind``."""
+        return self.message.kind
+
+    @property
+    def message_id(self) -> str:
+        """The message's ``message_id``."""
+        return self.message.message_id
+
+    @property
+    def timestamp(self) -> _dt.datetime | None:
+        """The message's ``timestamp``."""
+        return self.message.timestamp
+
+    @property
+    def audio(self) -> AudioFrame | None:
+        """The message's ``audio`` frame."""
+        return self.message.audio
+
+    @property
+    def video(self) -> VideoFrame | None:
+        """The message's ``video`` frame."""
+        return self.message.video
+
+    @property
+    def binary(self) -> BinaryFrame | None:
+        """The message's ``binary`` frame."""
+        return self.message.binary
+
     def __repr__(self) -> str:
         return f"InboundMessage({self.message!r}, done={self._done})"
 

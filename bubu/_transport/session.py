@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import grpclib.const
 import grpclib.exceptions
+import msgspec
 from grpclib.client import Channel, Stream
 
 from bubu import _telemetry
@@ -96,9 +97,12 @@ class HangTimeoutError(TransportError):
     process stops instead of reconnecting (streaming.md 3.9)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """A ``downstream.delivered`` receipt (streaming.md 3.2 and 3.4)."""
+class Receipt(msgspec.Struct, frozen=True, gc=False):
+    """A ``downstream.delivered`` receipt (streaming.md 3.2 and 3.4).
+
+    A msgspec Struct rather than a frozen dataclass: one is built per received packet, and this
+    constructs ~10x faster (0.15 us against 1.3 us).
+    """
 
     stream_id: str
     sequence: int
@@ -253,6 +257,8 @@ class Session:
         self._control_q: deque[Any] = deque()
         self._control_wake = asyncio.Event()
         self._control_idle = asyncio.Event()
+        # True while the control sender is inside a send (see _piggyback_receipts).
+        self._control_busy = False
         self._ready = asyncio.Event()
         self._capabilities_required = False
         self._capabilities_seen = False
@@ -363,7 +369,9 @@ class Session:
             await self._wait_handshake()
             self.handshake_completed = True
             recv = tg.create_task(self._data_recv_loop(data), name="bubu.transport.data-recv")
-            send = tg.create_task(self._data_send_loop(data), name="bubu.transport.data-send")
+            send = tg.create_task(
+                self._data_send_loop(data, control), name="bubu.transport.data-send"
+            )
             await self._run_engram()
             # The stream ended cleanly: flush outbound, half-close Data, flush receipts and
             # replies, half-close Control, then stop reading (3.10; Go may discard the queue,
@@ -491,7 +499,7 @@ class Session:
                 # Everything queued goes out in one write (see _send_batch): replies first,
                 # then receipts in done() order.
                 replies = list(queue)
-                receipts = list(outbox)[:_MAX_BATCH]
+                receipts = list(itertools.islice(outbox, _MAX_BATCH))
                 try:
                     for reply in replies:
                         wire.validate_control_request(reply)
@@ -500,7 +508,11 @@ class Session:
                     raise StreamSessionError(f"invalid control request: {exc}") from None
                 # Receipts are pre-encoded and valid by construction (wire.receipt_bytes).
                 requests = replies + [r.encoded() for r in receipts]
-                await self._guard(_send_batch(control, requests), "control send")
+                self._control_busy = True
+                try:
+                    await self._guard(_send_batch(control, requests), "control send")
+                finally:
+                    self._control_busy = False
                 for _ in replies:
                     queue.popleft()
                 # Pop only after the send: a receipt lost with the session is sent next time.
@@ -512,7 +524,11 @@ class Session:
             if now >= next_heartbeat:
                 heartbeat = wire.control_heartbeat()
                 wire.validate_control_request(heartbeat)
-                await self._guard(control.send_message(heartbeat), "control heartbeat")
+                self._control_busy = True
+                try:
+                    await self._guard(control.send_message(heartbeat), "control heartbeat")
+                finally:
+                    self._control_busy = False
                 next_heartbeat = time.monotonic() + interval
                 continue
             wake.clear()
@@ -532,8 +548,11 @@ class Session:
 
     # -- data -----------------------------------------------------------------------------------
 
-    async def _data_send_loop(self, data: Stream[Any, Any]) -> None:
+    async def _data_send_loop(
+        self, data: Stream[Any, Any], control: Stream[Any, Any] | None = None
+    ) -> None:
         queue = self._out
+        outbox = self._book.outbox
         interval = self._s.heartbeat_interval
         while True:
             try:
@@ -562,10 +581,49 @@ class Session:
                         break
                     batch.append(item)
             if batch:
-                await self._guard(_send_batch(data, batch), "data send")
+                staged: list[Receipt] = []
+                # Replies go out before receipts, so only piggyback when none are queued.
+                if (
+                    outbox
+                    and control is not None
+                    and not self._control_busy
+                    and not self._control_q
+                ):
+                    staged = self._piggyback_receipts(control, data)
+                try:
+                    await self._guard(_send_batch(data, batch), "data send")
+                except BaseException:
+                    if staged:
+                        # Not known to be on the wire: back to the outbox (a receipt sent twice
+                        # is harmless; a lost one would leave the packet unacknowledged).
+                        outbox.extendleft(reversed(staged))
+                    raise
             if end:
                 await self._guard(data.end(), "data stream close")
                 return
+
+    def _piggyback_receipts(
+        self, control: Stream[Any, Any], data: Stream[Any, Any]
+    ) -> list[Receipt]:
+        """Stage queued receipts on the Control stream for the Data write that follows.
+
+        Receipts are sent by the control task as soon as the engram calls ``done()``; with a
+        busy stream that is one extra task switch, HTTP/2 send path and socket write (and a
+        wake-up of the connector) per engram batch. When the Data sender is about to write
+        anyway, the receipts are put into the HTTP/2 connection's send buffer as one Control
+        DATA frame and leave in the same socket write. Same messages on the same stream, in the
+        same order; only the TCP segmentation differs. Returns the receipts staged (removed from
+        the outbox), or nothing when this cannot be done at once (then the control task sends
+        them as before).
+        """
+        outbox = self._book.outbox
+        receipts = list(itertools.islice(outbox, _MAX_BATCH))
+        bodies = [r.encoded() for r in receipts]
+        if not _stage_messages(control, bodies, data):
+            return []
+        for _ in receipts:
+            outbox.popleft()
+        return receipts
 
     async def _emit(self, message: StreamMessage) -> None:
         if self._s.trace_propagation:
@@ -576,7 +634,11 @@ class Session:
             if carrier:
                 message = message.replace(metadata={**message.metadata, **carrier})
         request = wire.encode_outbound_bytes(message, self._s)
-        await self._out.put(request)
+        out = self._out
+        try:
+            out.put_nowait(request)  # fast path: room in the queue, no extra coroutine
+        except asyncio.QueueFull:
+            await out.put(request)
 
     async def _run_engram(self) -> None:
         engram = asyncio.create_task(
@@ -652,13 +714,20 @@ class Session:
                 if packet is None:
                     continue
                 envelope = packet.envelope
-            sequenced = envelope.sequence > 0 and bool(envelope.stream_id)
-            key = dedupe_key(
-                envelope.stream_id,
-                envelope.partition,
-                envelope.sequence,
-                packet.metadata.get(MESSAGE_ID_KEY) if packet.metadata else None,
-            )
+            stream_id = envelope.stream_id
+            sequence = envelope.sequence
+            sequenced = sequence > 0 and bool(stream_id)
+            if sequenced:
+                # dedupe_key's first rule, inlined (the metadata is not needed then).
+                partition = envelope.partition
+                key: str | None = f"env|{stream_id}|{partition}|{sequence}"
+            else:
+                key = dedupe_key(
+                    stream_id,
+                    envelope.partition,
+                    sequence,
+                    packet.metadata.get(MESSAGE_ID_KEY) if packet.metadata else None,
+                )
             if key is not None:
                 outcome = deduper.begin(key)
                 if outcome is Outcome.PENDING_DUPLICATE:
@@ -667,7 +736,9 @@ class Session:
                     if sequenced:
                         book.queue_receipt(_receipt(packet))
                     continue
-            receipt = _receipt(packet) if sequenced else None
+            receipt = (
+                Receipt(stream_id, sequence, partition, packet.ByteSize()) if sequenced else None
+            )
             try:
                 message = wire.decode_inbound(packet)
             except ProtocolViolationError as exc:
@@ -683,6 +754,14 @@ class Session:
                 continue
             settle = _settler(book, deduper, key, receipt) if (key or receipt) else None
             item = InboundMessage(message, settle)
+            try:
+                # Fast path: room in the queue, no coroutine and no timer per message.
+                inbound.put_nowait(item)
+            except asyncio.QueueFull:
+                pass
+            else:
+                self.delivered += 1
+                continue
             if send_timeout > 0:
                 try:
                     async with asyncio.timeout(send_timeout):
@@ -748,6 +827,63 @@ async def _send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
     connection = stream._stream.connection
     connection.messages_sent += count
     connection.last_message_sent = time.monotonic()
+
+
+def _stage_messages(
+    stream: Stream[Any, Any], bodies: list[bytes], carrier: Stream[Any, Any]
+) -> bool:
+    """Put encoded gRPC messages for ``stream`` into the HTTP/2 send buffer, without writing.
+
+    ``carrier`` is the stream whose write follows at once (grpclib writes the connection's whole
+    HTTP/2 buffer on every send). Only done when nothing can wait in between: both streams open
+    for sending, the connection writable, the carrier's flow-control window open, and the
+    messages fit one DATA frame and ``stream``'s window; and never while another send on
+    ``stream`` is in progress (the caller checks). Mirrors ``_send_batch`` on grpclib internals.
+
+    Returns:
+        Whether the messages were staged.
+    """
+    h2s = getattr(stream, "_stream", None)
+    carrier_h2s = getattr(carrier, "_stream", None)
+    if (
+        h2s is None
+        or carrier_h2s is None
+        or not stream._send_request_done
+        or stream._end_done
+        or stream._wrapper._error is not None
+    ):
+        return False
+    connection = h2s.connection
+    if not connection.write_ready.is_set() or h2s.id is None or carrier_h2s.id is None:
+        return False
+    h2 = h2s._h2_connection
+    parts: list[bytes] = []
+    for body in bodies:
+        parts.append(_PREFIX_CACHE + len(body).to_bytes(4, "big"))
+        parts.append(body)
+    payload = b"".join(parts)
+    try:
+        if (
+            h2s.id not in h2.streams
+            or carrier_h2s.id not in h2.streams
+            # The carrier must still be able to send after the connection-level window shrinks
+            # by `payload`, or its write would wait with the staged frame unflushed.
+            or h2.local_flow_control_window(carrier_h2s.id) <= len(payload)
+            or len(payload) > min(h2.local_flow_control_window(h2s.id), h2.max_outbound_frame_size)
+        ):
+            return False
+        h2.send_data(h2s.id, payload)
+    except Exception:  # any h2 state problem: leave it to the control task
+        return False
+    count = len(bodies)
+    h2s.data_sent += len(payload)
+    connection.data_sent += len(payload)
+    connection.data_send_process()
+    stream._send_message_done = True
+    stream._messages_sent += count
+    connection.messages_sent += count
+    connection.last_message_sent = time.monotonic()
+    return True
 
 
 def _receipt(packet: Any) -> Receipt:

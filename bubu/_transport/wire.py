@@ -191,10 +191,14 @@ def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -
         ProtocolViolationError: as :func:`encode_outbound`.
         MessageTooLargeError: as :func:`encode_outbound`.
     """
-    request = codec.to_pb_data_request(message)
-    if not packet_ok(request):
-        validate.check_packet(request, what="transport publish request invalid")
-    data: bytes = request.SerializeToString()
+    # The Structs are written as bytes (codec.struct_bytes); the rules live on the other fields,
+    # which head and tail hold. A broken rule is reported on the full packet, as before.
+    data, head, tail = codec.data_request_bytes(message)
+    if not (packet_ok(head) and (tail is None or packet_ok(tail))):
+        validate.check_packet(
+            codec.to_pb_data_request(message, validate=False),
+            what="transport publish request invalid",
+        )
     if len(data) > settings.max_send_bytes:
         raise MessageTooLargeError(
             f"trying to send message larger than max ({len(data)} vs. {settings.max_send_bytes})"

@@ -1,0 +1,137 @@
+"""``codec.struct_bytes`` / ``codec.data_request_bytes``: the session's byte-level encode path.
+
+It must parse to exactly what the upb-built packet holds (``to_pb_data_request``), and for
+documents whose maps have one key (no map-order freedom) the bytes must equal upb's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from google.protobuf import struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.messages import (
+    AudioFrame,
+    BinaryFrame,
+    StreamEnvelope,
+    StreamMessage,
+    TransportConfig,
+    TransportDescriptor,
+    VideoFrame,
+)
+from bubu._transport import codec
+from bubu.errors import ProtocolViolationError
+
+KEYS = st.sampled_from(["", "a", "é", "k" * 125, "k" * 126, "k" * 127, "k" * 200, "x" * 20000])
+LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=300)
+    | st.sampled_from(["", "s" * 121, "s" * 122, "s" * 125, "s" * 126, "s" * 127, "ü" * 70])
+)
+JSON = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5) | KEYS, inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+ONE_KEY = st.recursive(
+    LEAVES,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(KEYS, inner, max_size=1),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8) | KEYS, JSON, max_size=6))
+def test_struct_bytes_parse_to_the_filled_struct(doc: dict[str, Any]) -> None:
+    assert struct_pb2.Struct.FromString(codec.struct_bytes(doc)) == codec.dict_to_struct(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, ONE_KEY, max_size=1))
+def test_struct_bytes_equal_upb_bytes_without_map_order_freedom(doc: dict[str, Any]) -> None:
+    assert codec.struct_bytes(doc) == codec.dict_to_struct(doc).SerializeToString()
+
+
+def test_struct_bytes_keep_the_reference_errors_and_fallbacks() -> None:
+    for bad in ({"a": 10**400}, {"a": object()}, {1: "x"}):
+        with pytest.raises(ProtocolViolationError, match="payload decode failed"):
+            codec.struct_bytes(bad)  # type: ignore[arg-type]
+    # A Mapping the fast writer does not take: the reference filler handles it.
+    from types import MappingProxyType
+
+    doc = {"m": MappingProxyType({"a": 1}), "t": (1, "x")}
+    assert struct_pb2.Struct.FromString(codec.struct_bytes(doc)) == codec.dict_to_struct(doc)
+
+
+TS = dt.datetime(2026, 4, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
+DOC = {"id": "c0a8", "n": 3, "f": 1.5, "ok": True, "none": None, "l": [1, "a", {"b": []}], "o": {}}
+RAW = json.dumps(DOC).encode()
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        StreamMessage.json(DOC),
+        StreamMessage.json(
+            DOC,
+            kind="data",
+            message_id="m-1",
+            metadata={"a": "b", "traceparent": "00-x"},
+            inputs={"i": [1, 2]},
+            timestamp=TS,
+            transports=(
+                TransportDescriptor(name="t", kind="k", mode="m"),
+                TransportDescriptor(name="u", typed_config=TransportConfig(transport_ref="r")),
+            ),
+            envelope=StreamEnvelope(stream_id="s", sequence=4, partition="p"),
+        ),
+        StreamMessage.json({}, envelope=StreamEnvelope()),
+        StreamMessage(payload=RAW, binary=BinaryFrame(payload=RAW, mime_type="application/json")),
+        StreamMessage(kind="hook", metadata={"x": "y"}),
+        StreamMessage.from_bytes(b"\x00\x01", "application/custom", timestamp_ms=5),
+        StreamMessage(
+            audio=AudioFrame(pcm=b"\x00" * 64, sample_rate_hz=16000, codec="pcm16"),
+            payload=RAW,
+            inputs=b'{"q": 1}',
+        ),
+        StreamMessage(video=VideoFrame(payload=b"v", codec="h264", width=2, height=2)),
+    ],
+)
+def test_data_request_bytes_parse_to_the_built_request(msg: StreamMessage) -> None:
+    data, head, tail = codec.data_request_bytes(msg)
+    assert pb.DataRequest.FromString(data) == codec.to_pb_data_request(msg)
+    assert not head.HasField("payload") and not head.HasField("inputs")
+    assert (tail is not None) == bool(msg.transports or msg.envelope is not None)
+
+
+def test_data_request_bytes_field_order_matches_upb() -> None:
+    # One-key documents leave no map-order freedom: then the bytes are upb's, byte for byte.
+    msg = StreamMessage.json(
+        {"a": [1, {"b": "c"}]},
+        kind="data",
+        inputs={"i": None},
+        transports=(TransportDescriptor(name="t"),),
+        envelope=StreamEnvelope(stream_id="s", sequence=1),
+    )
+    data, _, _ = codec.data_request_bytes(msg)
+    assert data == codec.to_pb_data_request(msg).SerializeToString()
+
+
+def test_data_request_bytes_keep_the_encode_errors() -> None:
+    with pytest.raises(ProtocolViolationError, match="envelope payload is not valid JSON"):
+        codec.data_request_bytes(StreamMessage(payload=b"{nope", kind="data"))
+    with pytest.raises(ProtocolViolationError, match="payload decode failed"):
+        codec.data_request_bytes(StreamMessage(payload=b"[1]", kind="data"))
+    with pytest.raises(ProtocolViolationError, match="missing audio, video, or binary"):
+        codec.data_request_bytes(StreamMessage())
