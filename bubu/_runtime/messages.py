@@ -70,6 +70,7 @@ OCTET_STREAM_MIME_TYPE: Final = "application/octet-stream"
 ENVELOPE_MIME_TYPE: Final = "application/vnd.bubu.packet+json"
 
 _KIND_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
+_VALID_KINDS: set[str] = set()
 # Go mime tspecials plus control characters and space (mime.isTokenChar).
 _TSPECIALS: Final = frozenset('()<>@,;:\\"/[]?=')
 
@@ -530,8 +531,13 @@ def _validate(m: StreamMessage) -> None:
             raise _bad("metadata", "keys must be non-empty")
         if key != key.strip():
             raise _bad(f"metadata[{key!r}]", "key must not have surrounding whitespace")
-    if kind and not _KIND_RE.fullmatch(kind):
-        raise _bad("kind", f"{kind!r} may only contain letters, digits, '.', '_' and '-'")
+    if kind and kind not in _VALID_KINDS:
+        if not _KIND_RE.fullmatch(kind):
+            raise _bad("kind", f"{kind!r} may only contain letters, digits, '.', '_' and '-'")
+        # Streams reuse a handful of kinds: check each once (bounded, kinds come from the wire).
+        if len(_VALID_KINDS) >= 256:
+            _VALID_KINDS.clear()
+        _VALID_KINDS.add(kind)
 
     frames = (m.audio is not None) + (m.video is not None) + (m.binary is not None)
     lowered = kind.lower()

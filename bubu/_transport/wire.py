@@ -193,8 +193,19 @@ def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -
     """
     # The Structs are written as bytes (codec.struct_bytes); the rules live on the other fields,
     # which head and tail hold. A broken rule is reported on the full packet, as before.
-    data, head, tail = codec.data_request_bytes(message)
-    if not (packet_ok(head) and (tail is None or packet_ok(tail))):
+    fast = codec.envelope_request_bytes(message)
+    if fast is not None:
+        # The frame is the envelope document with the envelope MIME (255 characters max).
+        data, doc_len, meta, tail = fast
+        ok = (
+            doc_len <= _MIB10
+            and (meta is None or _metadata_ok(meta.metadata))
+            and (tail is None or packet_ok(tail))
+        )
+    else:
+        data, head, tail = codec.data_request_bytes(message)
+        ok = packet_ok(head) and (tail is None or packet_ok(tail))
+    if not ok:
         validate.check_packet(
             codec.to_pb_data_request(message, validate=False),
             what="transport publish request invalid",
