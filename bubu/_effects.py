@@ -51,9 +51,9 @@ import msgspec
 
 from bubu import _scope
 from bubu._k8s import identity
+from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
 from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status
-from bubu._k8s.watch import KubeAPI
 from bubu._runtime import parse
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import (

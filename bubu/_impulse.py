@@ -28,7 +28,7 @@ from typing import Any
 
 from bubu._aio import shutdown as _shutdown
 from bubu._dispatcher import StoryDispatcher
-from bubu._k8s.watch import KubeAPI
+from bubu._k8s.api import KubeAPI
 from bubu._runtime import decode as _decode
 from bubu._runtime.context import load_run_context
 from bubu._runtime.outcome import outcome_for

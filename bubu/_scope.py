@@ -21,8 +21,8 @@ from bubu._runtime.sources import EnvSource, OsEnviron
 
 if TYPE_CHECKING:
     from bubu._aio.shutdown import Shutdown
+    from bubu._k8s.api import KubeAPI
     from bubu._k8s.status import StatusSink
-    from bubu._k8s.watch import KubeAPI
     from bubu._runtime.context import StoryInfo
     from bubu._runtime.env import RuntimeEnv
 

@@ -46,8 +46,9 @@ from typing import Any, Literal
 import msgspec
 
 from bubu._k8s import identity
+from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
-from bubu._k8s.watch import KubeAPI, wait_for_object
+from bubu._k8s.watch import wait_for_object
 from bubu._runtime import env, parse
 from bubu._runtime.env import TriggerSettings
 from bubu._runtime.sources import EnvSource, OsEnviron

@@ -32,7 +32,8 @@ from typing import Any, Final, Protocol
 
 from bubu import _telemetry
 from bubu._aio.backoff import Backoff
-from bubu._k8s.resources import STEP_RUN, Kind, StepRunStatus
+from bubu._k8s.api import KubeAPI
+from bubu._k8s.resources import STEP_RUN, StepRunStatus
 from bubu.errors import InvalidTransitionError, KubernetesError, PodFencedError
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "TERMINAL_PHASES",
     "KubeStatusSink",
     "MemoryStatusSink",
-    "StatusAPI",
     "StatusSink",
     "check_transition",
     "merge_patch_diff",
@@ -82,25 +82,6 @@ PHASE_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
 TERMINAL_PHASES: Final = frozenset(p for p, to in PHASE_TRANSITIONS.items() if not to)
 
 _MISSING: Final = object()
-
-
-class StatusAPI(Protocol):
-    """The two verbs of ``KubeClient`` the status protocol needs (fakes implement them)."""
-
-    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
-        """GET one object."""
-        ...
-
-    async def merge_patch(
-        self,
-        kind: Kind,
-        name: str,
-        patch: Mapping[str, Any],
-        namespace: str | None = None,
-        subresource: str | None = None,
-    ) -> dict[str, Any]:
-        """Send a JSON merge patch."""
-        ...
 
 
 Mutation = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -289,7 +270,7 @@ def merge_patch_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dic
 
 
 async def update_step_run_status(
-    client: StatusAPI,
+    client: KubeAPI,
     name: str,
     namespace: str | None,
     mutate: Mutation,
@@ -381,7 +362,7 @@ async def update_step_run_status(
 
 
 async def _attempt(
-    client: StatusAPI,
+    client: KubeAPI,
     *,
     name: str,
     namespace: str | None,
@@ -419,7 +400,7 @@ async def _attempt(
 
 
 async def patch_step_run_status(
-    client: StatusAPI,
+    client: KubeAPI,
     name: str,
     namespace: str | None,
     update: StepRunStatus | Mapping[str, Any],
@@ -491,7 +472,7 @@ class KubeStatusSink:
 
     def __init__(
         self,
-        client: StatusAPI,
+        client: KubeAPI,
         name: str,
         namespace: str | None = None,
         *,

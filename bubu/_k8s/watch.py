@@ -1,9 +1,5 @@
 """Wait for one object to reach a state: a watch first, GET polling when the watch is unavailable.
 
-``KubeAPI`` is the structural type of ``KubeClient`` that the durable helpers (triggers,
-effects, signals, dispatcher) program against; ``bubu.testkit``'s in-memory cluster implements
-the same protocol, so harness tests run the production helpers unchanged.
-
 Why both a watch and polling: a watch on one object (``fieldSelector=metadata.name=<n>``) sees
 the controller's decision as soon as it is written, instead of on the next 50 ms poll (the Go
 SDK polls, crds.md 2.6). But the operator's generated Impulse Role grants only ``create, get`` on
@@ -21,14 +17,15 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bubu._aio.backoff import Backoff
+from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import Kind
 from bubu.errors import ForbiddenError, KubernetesError, NotFoundError, WatchExpiredError
 
-__all__ = ["POLL_BACKOFF", "KubeAPI", "wait_for_object", "watch_forbidden"]
+__all__ = ["POLL_BACKOFF", "wait_for_object", "watch_forbidden"]
 
 _log = logging.getLogger("bubu.k8s")
 
@@ -36,58 +33,6 @@ _log = logging.getLogger("bubu.k8s")
 #: every 50 ms (crds.md 2.6); starting lower and backing off keeps the median decision latency
 #: low without hammering the API server on slow decisions.
 POLL_BACKOFF = Backoff(base=0.02, factor=1.5, maximum=0.25, jitter=0.2)
-
-
-class KubeAPI(Protocol):
-    """The verbs of ``bubu._k8s.client.KubeClient`` the durable helpers use."""
-
-    @property
-    def namespace(self) -> str:
-        """The client namespace (used when a method gets ``namespace=None``)."""
-        ...
-
-    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
-        """GET one object."""
-        ...
-
-    async def create(
-        self, kind: Kind, body: Mapping[str, Any], namespace: str | None = None
-    ) -> dict[str, Any]:
-        """POST a new object."""
-        ...
-
-    async def replace(
-        self,
-        kind: Kind,
-        name: str,
-        body: Mapping[str, Any],
-        namespace: str | None = None,
-        subresource: str | None = None,
-    ) -> dict[str, Any]:
-        """PUT a whole object (conditional on ``metadata.resourceVersion``)."""
-        ...
-
-    async def merge_patch(
-        self,
-        kind: Kind,
-        name: str,
-        patch: Mapping[str, Any],
-        namespace: str | None = None,
-        subresource: str | None = None,
-    ) -> dict[str, Any]:
-        """Send a JSON merge patch."""
-        ...
-
-    def watch(
-        self,
-        kind: Kind,
-        name: str,
-        namespace: str | None = None,
-        resource_version: str | None = None,
-        timeout_seconds: int | None = None,
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Watch one object."""
-        ...
 
 
 # Clients (by identity) whose watch on a kind was refused with 403. Weak, so a closed client

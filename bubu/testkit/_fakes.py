@@ -1,6 +1,6 @@
 """In-memory fakes of the cluster side of triggers, effects, signals and impulse stats.
 
-``FakeCluster`` implements the ``KubeAPI`` protocol (``bubu._k8s.watch``) in memory, with the
+``FakeCluster`` implements the ``KubeAPI`` protocol (``bubu._k8s.api``) in memory, with the
 API server behaviours the SDK depends on: resourceVersions and 409 on stale PUT/patch, 409
 ``AlreadyExists``, the ``/status`` subresource split (create drops status, main-resource writes
 keep it), generation bumps on spec changes, single-object watches, and admission checks that
@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bubu._k8s import identity
+from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import (
     EFFECT_CLAIM,
     IMPULSE,
@@ -43,7 +44,6 @@ from bubu._k8s.resources import (
     STORY_TRIGGER,
     Kind,
 )
-from bubu._k8s.watch import KubeAPI
 from bubu.errors import (
     ConflictError,
     ForbiddenError,
