@@ -52,6 +52,7 @@ __all__ = [
     "META_KIND",
     "META_MESSAGE_ID",
     "META_TIMESTAMP_MS",
+    "ONE_BYTE_VARINTS",
     "control_request",
     "control_response",
     "control_type",
@@ -72,6 +73,7 @@ __all__ = [
     "struct_to_json",
     "to_pb_data_request",
     "to_pb_data_response",
+    "varint",
 ]
 
 # Reserved packet-metadata keys (streaming.md 1.6).
@@ -309,9 +311,10 @@ def struct_to_json(st: struct_pb2.Struct) -> bytes:
 _pack_double = _struct.Struct("<d").pack
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Encode a protobuf varint (one-byte values come from a table)."""
     if value < 0x80:
-        return _ONE_BYTE[value]
+        return ONE_BYTE_VARINTS[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
@@ -322,7 +325,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-_ONE_BYTE: Final = tuple(bytes((n,)) for n in range(0x80))
+ONE_BYTE_VARINTS: Final = tuple(bytes((n,)) for n in range(0x80))
 # Header table for short strings as ListValue items (values tag + length, Value {string_value:
 # n bytes} = tag 3, n), so an item costs one `+=` per piece; object entries cache theirs per key
 # and length (_KeyEntry.heads).
@@ -337,15 +340,15 @@ class _KeyEntry:
     def __init__(self, key: str) -> None:
         raw = key.encode()
         # entry field 1 (key) + the tag of entry field 2 (value); the Value length follows.
-        prefix = b"\x0a" + _varint(len(raw)) + raw + b"\x12"
+        prefix = b"\x0a" + varint(len(raw)) + raw + b"\x12"
         n = len(prefix)
         self.prefix = prefix
         # Complete entries (map field tag + entry length + entry) for fixed-size Values:
         # number_value (2, double), bool_value (4, varint), null_value (1, enum 0).
-        self.number = b"\x0a" + _varint(n + 10) + prefix + b"\x09\x11"
-        self.true = b"\x0a" + _varint(n + 3) + prefix + b"\x02\x20\x01"
-        self.false = b"\x0a" + _varint(n + 3) + prefix + b"\x02\x20\x00"
-        self.null = b"\x0a" + _varint(n + 3) + prefix + b"\x02\x08\x00"
+        self.number = b"\x0a" + varint(n + 10) + prefix + b"\x09\x11"
+        self.true = b"\x0a" + varint(n + 3) + prefix + b"\x02\x20\x01"
+        self.false = b"\x0a" + varint(n + 3) + prefix + b"\x02\x20\x00"
+        self.null = b"\x0a" + varint(n + 3) + prefix + b"\x02\x08\x00"
         # Openings of an entry holding an object/list: map tag + entry length placeholder, the
         # prefix, Value length placeholder, struct_value (5) / list_value (6) tag + placeholder.
         self.struct_open = b"\x0a\x00" + prefix + b"\x00\x2a\x00"
@@ -356,11 +359,11 @@ class _KeyEntry:
     def string_head(self, n: int) -> bytes:
         """The entry bytes that precede an ``n``-byte string value (cached per length)."""
         prefix = self.prefix
-        length = _varint(n)
-        value_len = _varint(n + 1 + len(length))
+        length = varint(n)
+        value_len = varint(n + 1 + len(length))
         head = (
             b"\x0a"
-            + _varint(len(prefix) + len(value_len) + 1 + len(length) + n)
+            + varint(len(prefix) + len(value_len) + 1 + len(length) + n)
             + prefix
             + value_len
             + b"\x1a"
@@ -398,7 +401,7 @@ def _write_struct(
     *,
     entry_for: Callable[[str], _KeyEntry | None] = _KEY_ENTRIES.get,
     pack: Callable[[float], bytes] = _pack_double,
-    varint: Callable[[int], bytes] = _varint,
+    varint: Callable[[int], bytes] = varint,
 ) -> None:
     # Struct.fields (1): one length-delimited map entry per key.
     for key, item in data.items():
@@ -451,7 +454,7 @@ def _write_list(
     items: list[Any],
     *,
     pack: Callable[[float], bytes] = _pack_double,
-    varint: Callable[[int], bytes] = _varint,
+    varint: Callable[[int], bytes] = varint,
     item_head: tuple[bytes, ...] = _ITEM_STRING_HEAD,
 ) -> None:
     # ListValue.values (1): one length-delimited Value per item.
@@ -729,7 +732,7 @@ def _set_structs(packet: Any, msg: StreamMessage, encoded: list[bytes] | None = 
             dict_to_struct(obj, packet.payload)
         else:
             body = struct_bytes(obj)
-            encoded.append(b"\x2a" + _varint(len(body)))
+            encoded.append(b"\x2a" + varint(len(body)))
             encoded.append(body)
     if msg.inputs:
         obj = _json_object(msg.inputs, "inputs")
@@ -738,7 +741,7 @@ def _set_structs(packet: Any, msg: StreamMessage, encoded: list[bytes] | None = 
             dict_to_struct(obj, packet.inputs)
         else:
             body = struct_bytes(obj)
-            encoded.append(b"\x32" + _varint(len(body)))
+            encoded.append(b"\x32" + varint(len(body)))
             encoded.append(body)
 
 
@@ -875,7 +878,7 @@ def data_request_bytes(
 
 
 _ENVELOPE_MIME_FIELD: Final = (
-    b"\x12" + _varint(len(ENVELOPE_MIME_TYPE)) + ENVELOPE_MIME_TYPE.encode()
+    b"\x12" + varint(len(ENVELOPE_MIME_TYPE)) + ENVELOPE_MIME_TYPE.encode()
 )
 _UINT64_MAX: Final = (1 << 64) - 1
 
@@ -910,10 +913,10 @@ def envelope_request_bytes(
         ts = max(binary.timestamp_ms, 0)  # the Go quirk of _build
     if not 0 <= ts <= _UINT64_MAX:
         return None  # let upb report it
-    frame = b"\x0a" + _varint(len(doc)) + doc + _ENVELOPE_MIME_FIELD
+    frame = b"\x0a" + varint(len(doc)) + doc + _ENVELOPE_MIME_FIELD
     if ts:
-        frame += b"\x18" + _varint(ts)
-    parts = [b"\x1a" + _varint(len(frame)), frame]
+        frame += b"\x18" + varint(ts)
+    parts = [b"\x1a" + varint(len(frame)), frame]
     meta = None
     if msg.metadata or msg.kind or msg.message_id or msg.timestamp is not None:
         meta = pb.DataRequest()

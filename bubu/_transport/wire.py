@@ -217,16 +217,8 @@ def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -
     return data
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SHORT: Final = tuple(bytes((n,)) for n in range(0x80))
+_varint = codec.varint
+_SHORT: Final = codec.ONE_BYTE_VARINTS
 """One-byte varints: every length a receipt field has in practice."""
 
 
