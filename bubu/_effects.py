@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from bubu import _scope
+from bubu._k8s import errors as k8s_errors
 from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
@@ -340,11 +341,8 @@ class Effects:
             try:
                 ledger = await self._ledger()
             except KubernetesError as exc:
-                raise type(exc)(
-                    f"failed to fetch StepRun for effect lookup: {exc}",
-                    status_code=exc.status_code,
-                    reason=exc.reason,
-                    retryable=exc.retryable,
+                raise k8s_errors.with_context(
+                    exc, "failed to fetch StepRun for effect lookup"
                 ) from exc
             for entry in ledger:
                 if (entry.get("key") or "").strip() == key:
@@ -443,11 +441,8 @@ class Effects:
             except ConflictError:
                 continue  # someone else wrote it: re-read and decide again
             except KubernetesError as exc:
-                raise type(exc)(
-                    f"failed to recover stale effect reservation: {exc}",
-                    status_code=exc.status_code,
-                    reason=exc.reason,
-                    retryable=exc.retryable,
+                raise k8s_errors.with_context(
+                    exc, "failed to recover stale effect reservation"
                 ) from exc
         raise _already(key, None, in_progress=True)
 

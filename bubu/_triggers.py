@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from bubu._k8s import errors as k8s_errors
 from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
@@ -1059,11 +1060,8 @@ class StoryTriggers:
         try:
             run = await self.kube.get(STORY_RUN, run_name, run_ns)
         except KubernetesError as exc:
-            raise type(exc)(
-                f"failed to get resolved storyrun '{run_name}' in namespace '{run_ns}': {exc}",
-                status_code=exc.status_code,
-                reason=exc.reason,
-                retryable=exc.retryable,
+            raise k8s_errors.with_context(
+                exc, f"failed to get resolved storyrun '{run_name}' in namespace '{run_ns}'"
             ) from exc
         uid = ref.get("uid") or (run.get("metadata") or {}).get("uid")
         return TriggerResult(

@@ -25,7 +25,7 @@ from bubu.errors import (
     WatchExpiredError,
 )
 
-__all__ = ["from_status", "from_transport_error", "parse_retry_after"]
+__all__ = ["from_status", "from_transport_error", "parse_retry_after", "with_context"]
 
 _MAX_MESSAGE = 1024
 
@@ -142,4 +142,20 @@ def from_transport_error(exc: BaseException, *, operation: str) -> KubernetesErr
         reason=reason,
         retryable=True,
         exit_class="retry",
+    )
+
+
+def with_context(exc: KubernetesError, context: str) -> KubernetesError:
+    """Return ``exc`` again with ``context`` in front of its message (Go's ``wrapK8sError``).
+
+    The copy keeps the class and every classification field (status code, reason, retryability,
+    ``Retry-After``), so callers up the stack still decide on the same facts; raise it
+    ``from exc``.
+    """
+    return type(exc)(
+        f"{context}: {exc}",
+        status_code=exc.status_code,
+        reason=exc.reason,
+        retryable=exc.retryable,
+        retry_after=exc.retry_after,
     )
