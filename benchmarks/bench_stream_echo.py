@@ -13,15 +13,17 @@ the send-to-echo latency (p50/p99). The engram is either
 Both use the same connector code, so the only difference is the engram side. The two modes
 alternate for ``--rounds`` rounds; the throughput ratio is the median of the per-round ratios
 (the machine is shared, so adjacent rounds see similar load). The CPU each process spends per
-message, counted from the first packet (start-up, imports and the handshake excluded), and the
-load average are printed too: on a busy machine the throughput is partly scheduling-bound, while the
-engram CPU per message is the SDK's real cost (most of the difference is building the
-``google.protobuf.Struct`` the hub needs for every JSON message). Also measured: the RSS of an
-idle streaming engram (connected, no traffic).
+message, counted from the first packet (start-up, imports and the handshake excluded), the load
+average and the CPU time the hypervisor took from this VM (``steal`` in /proc/stat) are printed
+too: on a busy host the throughput is partly scheduling-bound (a vCPU taken away for tens of
+milliseconds stalls the pipeline), while the engram CPU per message is the SDK's real cost. The
+payload Struct the hub needs for every JSON message is written by the compiled writer
+(``bubu/_transport/_structwire.c``) when the install built it; the bench says which.
+Also measured: the RSS of an idle streaming engram (connected, no traffic).
 
 Floors (exit status 1 when missed): SDK throughput >= 70% of bare; idle RSS <= 60 MB.
 
-Usage: ``python benchmarks/bench_stream_echo.py [--messages 20000] [--rounds 3]``
+Usage: ``python benchmarks/bench_stream_echo.py [--messages 20000] [--rounds 7]``
 """
 
 from __future__ import annotations
@@ -334,6 +336,16 @@ def run_round(mode: str, messages: int, tmp: str, idle: float = 0.0) -> dict[str
         with_suppressed_remove(log_path)
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(all CPU ticks, steal ticks) from /proc/stat; zeros where it does not exist."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return (0, 0)
+    return (sum(fields[:8]), fields[7] if len(fields) > 7 else 0)
+
+
 def with_suppressed_remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
@@ -344,7 +356,7 @@ def main() -> int:
     parser.add_argument("--role", default="main")
     parser.add_argument("--mode", default="sdk")
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", default="")
     parser.add_argument("--idle", type=float, default=0.0)
@@ -363,6 +375,7 @@ def main() -> int:
     import tempfile
 
     load_before = os.getloadavg()
+    steal_before = _cpu_ticks()
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "sdk": []}
     with tempfile.TemporaryDirectory() as tmp:
         for round_no in range(args.rounds):
@@ -388,11 +401,22 @@ def main() -> int:
     )
     print()
     load_after = os.getloadavg()
+    steal_after = _cpu_ticks()
     print(
         f"load average (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/"
         f"{load_before[2]:.2f}, after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}"
         f" on {os.cpu_count()} CPUs"
     )
+    busy = steal_after[0] - steal_before[0]
+    if busy > 0:
+        print(
+            f"CPU time taken by the hypervisor (steal) during the run: "
+            f"{(steal_after[1] - steal_before[1]) / busy:.1%} of all CPU time"
+        )
+    from bubu._transport import codec
+
+    writer = "compiled (C)" if codec._compiled_struct_bytes is not None else "pure Python"
+    print(f"payload Struct writer: {writer}")
     print(
         f"workload: 1 KB JSON payload, {results['sdk'][0]['packet_bytes']} B DataResponse, "
         f"window {WINDOW}, {args.messages} messages x {args.rounds} rounds (median)"

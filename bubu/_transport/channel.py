@@ -151,6 +151,14 @@ class CappedProtoCodec(ProtoCodec):
     def __init__(self, max_send: int, max_recv: int) -> None:
         self.max_send = max_send
         self.max_recv = max_recv
+        self.decoded_size = 0
+        """Encoded size of the message :meth:`decode` parsed last.
+
+        grpclib decodes a message and returns it from ``recv_message`` with no await in
+        between, so right after ``await stream.recv_message()`` this is that message's size:
+        the receipt's ``size_bytes`` without re-measuring the packet (``ByteSize`` walks every
+        Struct value again, ~3 us for a 1 KB document).
+        """
 
     def encode(self, message: Any, message_type: Any) -> bytes:
         """Serialize ``message``; refuse it when it is over the send cap."""
@@ -167,6 +175,7 @@ class CappedProtoCodec(ProtoCodec):
             raise MessageTooLargeError(
                 f"received message larger than max ({len(data)} vs. {self.max_recv})"
             )
+        self.decoded_size = len(data)
         return message_type.FromString(data)
 
 

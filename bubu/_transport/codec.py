@@ -509,12 +509,26 @@ def struct_bytes(data: dict[str, Any]) -> bytes:
     Raises:
         ProtocolViolationError: as :func:`dict_to_struct`.
     """
+    if _compiled_struct_bytes is not None:
+        try:
+            return _compiled_struct_bytes(data)
+        except Exception:  # anything unusual: the Python writer decides (see above)
+            pass
     buf = bytearray()
     try:
         _write_struct(buf, data)
     except Exception:
         return bytes(dict_to_struct(data).SerializeToString())
     return bytes(buf)
+
+
+# The same writer in C (bubu/_transport/_structwire.c, built by hatch_build.py): ~10x faster,
+# the same bytes. Optional: a build without a compiler uses the Python writer above.
+_compiled_struct_bytes: Callable[[dict[str, Any]], bytes] | None
+try:
+    from bubu._transport._structwire import struct_bytes as _compiled_struct_bytes
+except ImportError:  # pragma: no cover - depends on the build
+    _compiled_struct_bytes = None
 
 
 # -- the JSON packet envelope (streaming.md 1.6) ------------------------------------------------

@@ -681,9 +681,14 @@ class Session:
         send_timeout = self._s.channel_send_timeout
         generation = self._generation
         hang = self._hang
+        codec: Any = data._codec
+        sized = type(codec) is channel_mod.CappedProtoCodec
         while True:
             try:
                 packet = await data.recv_message()
+                # The receipt's size_bytes (3.4): Go's proto.Size of the packet, which is the
+                # length it arrived with for every canonical encoder (Go, upb, our connector).
+                size = codec.decoded_size if sized else -1
             except Exception as exc:
                 if self._draining:
                     return
@@ -701,7 +706,7 @@ class Session:
                 # Heartbeat/control packet: never delivered; a sequenced one is receipted at
                 # once so the hub can advance (3.3 step 1).
                 if envelope.sequence > 0 and envelope.stream_id:
-                    book.queue_receipt(_receipt(packet))
+                    book.queue_receipt(_receipt(packet, size))
                 self._reassembler.sweep()
                 continue
             if (
@@ -714,6 +719,7 @@ class Session:
                 if packet is None:
                     continue
                 envelope = packet.envelope
+                size = -1  # reassembled: measure the packet without its chunk fields
             stream_id = envelope.stream_id
             sequence = envelope.sequence
             sequenced = sequence > 0 and bool(stream_id)
@@ -734,11 +740,9 @@ class Session:
                     continue
                 if outcome is Outcome.COMPLETED_DUPLICATE:
                     if sequenced:
-                        book.queue_receipt(_receipt(packet))
+                        book.queue_receipt(_receipt(packet, size))
                     continue
-            receipt = (
-                Receipt(stream_id, sequence, partition, packet.ByteSize()) if sequenced else None
-            )
+            receipt = _receipt(packet, size) if sequenced else None
             try:
                 message = wire.decode_inbound(packet)
             except ProtocolViolationError as exc:
@@ -886,11 +890,17 @@ def _stage_messages(
     return True
 
 
-def _receipt(packet: Any) -> Receipt:
+def _receipt(packet: Any, size: int = -1) -> Receipt:
     envelope = packet.envelope
     # size_bytes = proto.Size of the DataRequest form: same field numbers as DataResponse, and
-    # chunk fields are already cleared on a reassembled packet (3.4).
-    return Receipt(envelope.stream_id, envelope.sequence, envelope.partition, packet.ByteSize())
+    # chunk fields are already cleared on a reassembled packet (3.4). `size` is the received
+    # length when known (-1: measure).
+    return Receipt(
+        envelope.stream_id,
+        envelope.sequence,
+        envelope.partition,
+        size if size >= 0 else packet.ByteSize(),
+    )
 
 
 def _settler(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -135,3 +138,109 @@ def test_data_request_bytes_keep_the_encode_errors() -> None:
         codec.data_request_bytes(StreamMessage(payload=b"[1]", kind="data"))
     with pytest.raises(ProtocolViolationError, match="missing audio, video, or binary"):
         codec.data_request_bytes(StreamMessage())
+
+
+# -- the compiled writer (bubu/_transport/_structwire.c, built by hatch_build.py) ---------------
+
+
+def _python_writer(doc: dict[str, Any]) -> bytes:
+    buf = bytearray()
+    codec._write_struct(buf, doc)
+    return bytes(buf)
+
+
+@pytest.fixture(scope="module")
+def compiled() -> Any:
+    if os.environ.get("BUBU_NO_EXTENSIONS"):
+        pytest.skip("installed with BUBU_NO_EXTENSIONS=1: the C writer was not built on purpose")
+    return codec._compiled_struct_bytes
+
+
+def test_the_compiled_writer_is_built_and_used(compiled: Any) -> None:
+    # An install with a C compiler (CI's) must carry it; a missing build is a failure here.
+    assert compiled is not None, "bubu._transport._structwire was not built (see hatch_build.py)"
+    doc = {"a": [1, "x", {"b": None}]}
+    assert codec.struct_bytes(doc) == compiled(doc) == _python_writer(doc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(max_size=8) | KEYS, JSON, max_size=6))
+def test_compiled_and_python_writers_write_the_same_bytes(
+    compiled: Any, doc: dict[str, Any]
+) -> None:
+    assert compiled(doc) == _python_writer(doc)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"": ""},
+        {"n": -0.0, "i": 2**60, "big": 2**1000, "inf": float("inf"), "nan": float("nan")},
+        {"s" * 300: "v" * 20000, "l": ["x" * 16384] * 3},
+        {"l": [[[[]]]], "o": {"o": {"o": {}}}},
+        {"deep": json.loads("[" * 200 + "]" * 200)},
+    ],
+)
+def test_compiled_writer_edge_documents(compiled: Any, doc: dict[str, Any]) -> None:
+    assert compiled(doc) == _python_writer(doc)
+
+
+class _Dict(dict[str, Any]):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"a": 10**400},  # no double holds it
+        {"a": object()},
+        {1: "x"},
+        {"a": (1, 2)},
+        {"a": "\ud800"},  # lone surrogate: no UTF-8
+        {"\ud800": 1},
+        {"a": _Dict(b=1)},  # subclasses go to the Python writer, which decides
+        {_Str("k"): 1},
+        _Dict(a=1),
+    ],
+)
+def test_compiled_writer_refuses_anything_unusual(compiled: Any, doc: Any) -> None:
+    with pytest.raises((TypeError, OverflowError, UnicodeEncodeError)):
+        compiled(doc)
+
+
+def test_compiled_writer_refuses_runaway_nesting_and_struct_bytes_still_answers(
+    compiled: Any,
+) -> None:
+    doc: dict[str, Any] = {}
+    inner = doc
+    for _ in range(600):
+        inner["o"] = {}
+        inner = inner["o"]
+    with pytest.raises(RecursionError):
+        compiled(doc)
+    # codec.struct_bytes falls back to the Python writer: same bytes as before the C writer.
+    assert codec.struct_bytes(doc) == _python_writer(doc)
+
+
+def test_without_the_compiled_writer_everything_still_works() -> None:
+    # A build without a C compiler: the import fails and codec uses the Python writer.
+    code = (
+        "import sys; sys.modules['bubu._transport._structwire'] = None\n"
+        "from bubu._transport import codec\n"
+        "assert codec._compiled_struct_bytes is None\n"
+        "doc = {'a': [1, 'x', {'b': None}], 'f': 1.5}\n"
+        "from google.protobuf import struct_pb2\n"
+        "parsed = struct_pb2.Struct.FromString(codec.struct_bytes(doc))\n"
+        "assert parsed == codec.dict_to_struct(doc)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -1,0 +1,3 @@
+from typing import Any
+
+def struct_bytes(data: dict[str, Any], /) -> bytes: ...
