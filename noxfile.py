@@ -22,7 +22,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff lint and format check on the package, tests and tooling."""
     session.install("-e", ".[dev]")
-    session.run("ruff", "check", "bubu", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "check", "bubu", "tests", "benchmarks", "examples", "noxfile.py", "hatch_build.py"
+    )
     session.run("ruff", "format", "--check", "bubu")
     session.run("lint-imports")
 
