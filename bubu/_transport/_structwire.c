@@ -10,7 +10,9 @@
  * Only exact JSON types are accepted (dict with str keys, list, str, int, float, bool, None). For
  * anything else, an int that does not fit a double, a lone surrogate or nesting deeper than
  * MAX_DEPTH it raises, and codec.struct_bytes runs the Python writer, which gives the canonical
- * result or error. No Python code runs between the two passes, so the document cannot change.
+ * result or error. No Python code runs between the two passes, so the document cannot change:
+ * nothing in between allocates a GC-tracked object (the output is a bytes object), so no
+ * collection and no finalizer can run; the second pass writes exactly what the first measured.
  *
  * Two passes: the first computes the content size of every object and list (in pre-order) so that
  * each length prefix is a minimal varint, as upb and Go write them; the second writes into a bytes

@@ -526,9 +526,11 @@ def struct_bytes(data: dict[str, Any]) -> bytes:
 # the same bytes. Optional: a build without a compiler uses the Python writer above.
 _compiled_struct_bytes: Callable[[dict[str, Any]], bytes] | None
 try:
-    from bubu._transport._structwire import struct_bytes as _compiled_struct_bytes
+    from bubu._transport import _structwire
 except ImportError:  # pragma: no cover - depends on the build
     _compiled_struct_bytes = None
+else:
+    _compiled_struct_bytes = _structwire.struct_bytes
 
 
 # -- the JSON packet envelope (streaming.md 1.6) ------------------------------------------------
