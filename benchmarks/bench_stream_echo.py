@@ -18,12 +18,13 @@ average and the CPU time the hypervisor took from this VM (``steal`` in /proc/st
 too: on a busy host the throughput is partly scheduling-bound (a vCPU taken away for tens of
 milliseconds stalls the pipeline), while the engram CPU per message is the SDK's real cost. The
 payload Struct the hub needs for every JSON message is written by the compiled writer
-(``bubu/_transport/_structwire.c``) when the install built it; the bench says which.
+(``bubu/_transport/_structwire.c``) when the install built it; the bench says which, and
+``--pure-python`` measures the Python writer instead.
 Also measured: the RSS of an idle streaming engram (connected, no traffic).
 
 Floors (exit status 1 when missed): SDK throughput >= 70% of bare; idle RSS <= 60 MB.
 
-Usage: ``python benchmarks/bench_stream_echo.py [--messages 20000] [--rounds 7]``
+Usage: ``python benchmarks/bench_stream_echo.py [--messages 20000] [--rounds 7] [--pure-python]``
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 THROUGHPUT_FLOOR = 0.70
 RSS_FLOOR_MB = 60.0
 WINDOW = 64
+PURE_PYTHON_ENV = "BUBU_BENCH_PURE_PYTHON"
 
 
 def _document() -> dict[str, Any]:
@@ -212,6 +214,9 @@ async def bare_engram(port: int) -> None:
 
 
 def sdk_engram(port: int) -> None:
+    if os.environ.get(PURE_PYTHON_ENV):
+        # What an install without a C compiler runs: codec's Python Struct writer.
+        sys.modules["bubu._transport._structwire"] = None  # type: ignore[assignment]
     import bubu
     from bubu._runtime.sources import MappingSource
     from bubu._streaming import start_streaming
@@ -360,7 +365,15 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", default="")
     parser.add_argument("--idle", type=float, default=0.0)
+    parser.add_argument(
+        "--pure-python",
+        action="store_true",
+        help="run the SDK engram without the compiled Struct writer (as a build without a C "
+        "compiler would)",
+    )
     args = parser.parse_args()
+    if args.pure_python:
+        os.environ[PURE_PYTHON_ENV] = "1"  # inherited by the engram processes
 
     if args.role == "connector":
         asyncio.run(connector_main(args.mode, args.messages, args.port_file, args.idle))
@@ -415,7 +428,8 @@ def main() -> int:
         )
     from bubu._transport import codec
 
-    writer = "compiled (C)" if codec._compiled_struct_bytes is not None else "pure Python"
+    compiled = codec._compiled_struct_bytes is not None and not args.pure_python
+    writer = "compiled (C)" if compiled else "pure Python"
     print(f"payload Struct writer: {writer}")
     print(
         f"workload: 1 KB JSON payload, {results['sdk'][0]['packet_bytes']} B DataResponse, "
