@@ -23,15 +23,24 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 SOURCE = Path("bubu/_transport/_structwire.c")
 
 
+def extension_path(root: Path) -> Path:
+    """Where the compiled Struct writer goes: next to its source, with this Python's suffix."""
+    suffix = str(sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+    return (root / SOURCE).with_name("_structwire" + suffix)
+
+
 def compile_extension(root: Path) -> Path:
     """Compile the Struct writer in place and return the shared object's path.
+
+    A failed compile removes any older build, so an editable install never keeps running a
+    writer that no longer matches its source.
 
     Raises:
         RuntimeError: the compiler failed or is missing (its output is in the message).
     """
     get = sysconfig.get_config_var
     source = root / SOURCE
-    target = source.with_name("_structwire" + str(get("EXT_SUFFIX") or ".so"))
+    target = extension_path(root)
     command = [
         *shlex.split(str(get("LDSHARED") or "cc -shared")),
         *shlex.split(str(get("CCSHARED") or "-fPIC")),
@@ -46,8 +55,10 @@ def compile_extension(root: Path) -> Path:
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as exc:
+        target.unlink(missing_ok=True)
         raise RuntimeError(f"{command[0]}: {exc}") from exc
     if done.returncode != 0:
+        target.unlink(missing_ok=True)
         raise RuntimeError(f"{shlex.join(command)} failed:\n{done.stderr.strip()}")
     return target
 
@@ -57,6 +68,8 @@ class StructWireHook(BuildHookInterface):  # type: ignore[type-arg]
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if os.environ.get("BUBU_NO_EXTENSIONS"):
+            # Asked for a pure-Python build: an editable install must not keep an older build.
+            extension_path(Path(self.root)).unlink(missing_ok=True)
             return
         try:
             target = compile_extension(Path(self.root))
