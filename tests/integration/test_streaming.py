@@ -389,6 +389,22 @@ async def test_receipt_only_after_done_with_go_fields_and_once() -> None:
         assert len(conn.stats.receipts) == 1  # a second done() sends nothing
 
 
+async def test_receipt_sizes_follow_go_proto_size_for_whole_and_chunked_packets() -> None:
+    # A whole packet's size is the length it arrived with; a chunked one is measured after
+    # reassembly with its chunk fields cleared (streaming.md 3.4), not as its last chunk.
+    engram = Collect()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"doc": {"k": "v" * 300, "n": [1, 2.5, None]}}))
+        await conn.send_chunked(b"0123456789" * 40, "text/plain", chunk_size=150, order=[2, 0, 1])
+        await conn.wait_until(lambda: len(conn.stats.receipts) == 2)
+    whole, chunked = sorted(conn.stats.receipts, key=lambda r: r.sequence)
+    assert whole.expected_size is not None and chunked.expected_size is not None
+    assert whole.size_ok and chunked.size_ok
+    assert chunked.size_bytes > 400  # the reassembled payload, not one 150-byte chunk
+    assert engram.seen[1].payload == b"0123456789" * 40
+
+
 async def test_frameless_sequenced_packet_gets_an_immediate_receipt() -> None:
     engram = Collect()
     async with _connector() as conn, running(engram, conn):
