@@ -13,7 +13,8 @@ Imports nothing from ``bubu``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import contextlib
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Final
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "inject_w3c",
     "meter",
     "record_k8s_operation",
+    "rpc_span",
     "tracer",
 ]
 
@@ -126,3 +128,40 @@ def inject_w3c(carrier: MutableMapping[str, str]) -> None:
 def extract_w3c(carrier: Mapping[str, str]) -> Any:
     """Return the OpenTelemetry context carried by W3C keys in ``carrier`` (Go extraction)."""
     return _w3c_propagator().extract(carrier)
+
+
+@contextlib.contextmanager
+def rpc_span(method: str, metadata: MutableMapping[str, str]) -> Iterator[Any]:
+    """The client span of one gRPC call, its context put into the call's metadata.
+
+    What Go's otelgrpc client stats handler does for the connector streams (streaming.md 2.2
+    ``BUBU_TRACE_PROPAGATION``, 3.11): a ``CLIENT`` span named after the full method
+    (``transport.v1.TransportConnectorService/Data``) with the ``rpc.*`` attributes, injected
+    with the global propagator, ended (with an error status when the block raises) when the
+    call ends. Without a tracer provider (opentelemetry-api alone, or tracing off) the span is
+    invalid, and the current context is injected instead, as Go's no-op tracer passes its
+    parent on. Enter it before the call sends its headers.
+
+    Args:
+        method: the gRPC path, ``/package.Service/Method``.
+        metadata: the call's request metadata; ``traceparent`` and friends are added to it.
+    """
+    from opentelemetry import propagate, trace
+
+    service, _, name = method.lstrip("/").partition("/")
+    span = tracer().start_span(
+        f"{service}/{name}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+    )
+    if span.get_span_context().is_valid:
+        propagate.inject(metadata, context=trace.set_span_in_context(span))
+    else:
+        propagate.inject(metadata)
+    try:
+        yield span
+    except BaseException as exc:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        span.end()

@@ -813,7 +813,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "BUBU_TRACE_PROPAGATION",
         "bool",
         "true",
-        "W3C TraceContext and Baggage propagation",
+        "W3C TraceContext and Baggage in packet metadata; a client span per connector call, "
+        "its context in the call headers (Go otelgrpc)",
         "all",
         "b.7",
         _OBS_BOOL,

@@ -254,7 +254,10 @@ class Session:
         self._generation = 0
         self._inbound = Inbound(settings.buffer_size)
         self._out: asyncio.Queue[Any] = asyncio.Queue(settings.buffer_size)
+        # Directive replies, BUBU_GRPC_CHANNEL_BUFFER_SIZE deep (Go's control-request channel);
+        # receipts wait in the DeliveryBook outbox instead.
         self._control_q: deque[Any] = deque()
+        self._control_room = asyncio.Event()
         self._control_wake = asyncio.Event()
         self._control_idle = asyncio.Event()
         # True while the control sender is inside a send (see _piggyback_receipts).
@@ -323,21 +326,28 @@ class Session:
         return headers
 
     async def _run_streams(self, chan: Channel) -> None:
-        data: Stream[Any, Any] = chan.request(
-            DATA_METHOD,
-            grpclib.const.Cardinality.STREAM_STREAM,
-            pb.DataRequest,
-            pb.DataResponse,
-            metadata=self._headers(control=False),
-        )
-        control: Stream[Any, Any] = chan.request(
-            CONTROL_METHOD,
-            grpclib.const.Cardinality.STREAM_STREAM,
-            pb.ControlRequest,
-            pb.ControlResponse,
-            metadata=self._headers(control=True),
-        )
+        data_headers = self._headers(control=False)
+        control_headers = self._headers(control=True)
         async with contextlib.AsyncExitStack() as stack:
+            if self._s.trace_propagation:
+                # Go's otelgrpc client handler: one client span per call, its context in the
+                # call's headers (so the spans start before the calls are created).
+                stack.enter_context(_telemetry.rpc_span(DATA_METHOD, data_headers))
+                stack.enter_context(_telemetry.rpc_span(CONTROL_METHOD, control_headers))
+            data: Stream[Any, Any] = chan.request(
+                DATA_METHOD,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                pb.DataRequest,
+                pb.DataResponse,
+                metadata=data_headers,
+            )
+            control: Stream[Any, Any] = chan.request(
+                CONTROL_METHOD,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                pb.ControlRequest,
+                pb.ControlResponse,
+                metadata=control_headers,
+            )
             await stack.enter_async_context(data)
             await stack.enter_async_context(control)
             # Go opens Data first (nothing sent or read yet), then the Control loop (3.1).
@@ -474,6 +484,12 @@ class Session:
             self._on_startup_directive(directive_type, metadata)
             reply = await self._reply_for(directive_type, metadata)
             if reply is not None:
+                while len(self._control_q) >= max(self._s.buffer_size, 1):
+                    # Full: stop reading directives until the sender takes replies, as Go's
+                    # blocking channel send does; the connector then waits in HTTP/2 flow
+                    # control instead of replies piling up here.
+                    self._control_room.clear()
+                    await self._control_room.wait()
                 self._queue_control(wire.control_request(*reply))
 
     async def _reply_for(self, directive_type: str, metadata: dict[str, str]) -> ControlReply:
@@ -515,6 +531,7 @@ class Session:
                     self._control_busy = False
                 for _ in replies:
                     queue.popleft()
+                self._control_room.set()
                 # Pop only after the send: a receipt lost with the session is sent next time.
                 for receipt in receipts:
                     if outbox and outbox[0] is receipt:
