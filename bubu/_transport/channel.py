@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,21 +196,75 @@ def open_channel(endpoint: str, settings: TransportSettings) -> Channel:
     return Channel(ep.host, ep.port, codec=codec, ssl=context)
 
 
+# grpc-go's default connection backoff (grpc/doc/connection-backoff.md, backoff.DefaultConfig).
+# The Go engram keeps redialing on this schedule inside WaitForReady; matching it keeps our dial
+# rate against a connector that is not listening yet the same as a Go engram's.
+_BACKOFF_BASE = 1.0
+_BACKOFF_MULTIPLIER = 1.6
+_BACKOFF_JITTER = 0.2
+_BACKOFF_MAX = 120.0
+
+
+def _dial_backoff(
+    retries: int,
+    remaining: float,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Seconds to wait after failed dial attempt number ``retries`` (0-based).
+
+    grpc-go ``backoff.Exponential``: the first wait is the bare base delay, later ones grow
+    by 1.6x up to 120 s with ±20% jitter. Capped by ``remaining`` (time left before the dial
+    deadline) so the last wait ends at the deadline rather than past it.
+    """
+    if retries == 0:
+        delay = _BACKOFF_BASE  # grpc-go jitters only from the second wait on
+    else:
+        # min() on the exponent too: 1.6**n overflows a float for n in the thousands.
+        delay = min(_BACKOFF_BASE * _BACKOFF_MULTIPLIER ** min(retries, 64), _BACKOFF_MAX)
+        delay *= 1 + uniform(-_BACKOFF_JITTER, _BACKOFF_JITTER)
+    return max(0.0, min(delay, remaining))
+
+
 async def connect(channel: Channel, dial_timeout: float) -> None:
     """Open the HTTP/2 connection within ``dial_timeout`` (Go: ``WaitForReady``).
 
+    A refused or unreachable dial is retried with grpc-go's connection backoff until the
+    deadline, because the connector only listens once its own hub stream is up (streaming.md
+    2.4): a Go engram started first waits for it instead of spending a reconnect retry.
+
     Raises:
-        ConnectorUnavailableError: refused, unreachable or timed out (retryable).
+        ConnectorUnavailableError: a TLS handshake failure, or no connection before the deadline
+            (retryable).
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + dial_timeout
+    last: OSError | None = None
     try:
-        async with asyncio.timeout(dial_timeout):
-            protocol = await channel.__connect__()
+        async with asyncio.timeout_at(deadline):
+            retries = 0
+            while True:
+                # Retrying on the same Channel is safe: a failed __connect__ leaves no protocol
+                # behind (grpclib only stores it on success), so the next call dials afresh.
+                try:
+                    protocol = await channel.__connect__()
+                except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
+                    # Something listens but the TLS handshake failed (asyncio reports a peer that
+                    # drops it as a bare ConnectionResetError); a redial will not fix that, so
+                    # fail now. These are OSErrors too, hence before the retry clause.
+                    raise ConnectorUnavailableError(
+                        f"transport connector dial failed: {exc}"
+                    ) from exc
+                except OSError as exc:
+                    last = exc
+                else:
+                    break
+                await asyncio.sleep(_dial_backoff(retries, deadline - loop.time()))
+                retries += 1
     except TimeoutError:
+        detail = f": last error: {last}" if last is not None else ""
         raise ConnectorUnavailableError(
-            f"transport connector dial timed out after {dial_timeout:g}s"
-        ) from None
-    except (OSError, ssl.SSLError) as exc:
-        raise ConnectorUnavailableError(f"transport connector dial failed: {exc}") from exc
+            f"transport connector dial timed out after {dial_timeout:g}s{detail}"
+        ) from last
     _quiet_frame_trace(protocol)
 
 
