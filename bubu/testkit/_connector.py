@@ -60,7 +60,7 @@ from typing import Any, Final, Literal
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.encoding.proto import ProtoCodec
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Server, Stream
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
@@ -146,6 +146,20 @@ class ConnectorStats:
     control_heartbeats: int = 0
     dropped_upstream: int = 0
     dropped_downstream: int = 0
+    data_half_closes: int = 0
+    """Data streams the engram ended cleanly: END_STREAM received (``recv_message()`` None)."""
+    control_half_closes: int = 0
+    """Control streams the engram ended cleanly: END_STREAM received."""
+    data_resets: int = 0
+    """Data streams the engram ended abruptly: RST_STREAM, cancel or connection loss.
+
+    Streams the connector itself ended (:meth:`LocalConnector.kill_session`, :meth:`close`,
+    a newer stream replacing this one) count as neither a half-close nor a reset.
+    """
+    control_resets: int = 0
+    """Control streams the engram ended abruptly: RST_STREAM, cancel or connection loss."""
+    refused_streams: int = 0
+    """Streams refused with UNAVAILABLE because :meth:`LocalConnector.graceful_stop` was running."""
     receipts: list[Receipt] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
@@ -506,6 +520,7 @@ class LocalConnector:
         self._reading.set()
         self._server: Server | None = None
         self._address = ""
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -543,6 +558,38 @@ class LocalConnector:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
+
+    async def graceful_stop(self, timeout: float = 5.0) -> float:
+        """Stop like the Go connector on SIGTERM: ``GracefulStop`` capped at ``timeout`` seconds.
+
+        The listener is closed at once (new connections are refused) and any new Data or
+        Control stream is refused with UNAVAILABLE. Open streams are left to finish: the call
+        waits until the engram has ended both (a half-close or a reset) or ``timeout`` passes,
+        then :meth:`close` ends whatever is left (streaming.md 3.10).
+
+        Returns:
+            Seconds spent waiting for the open streams (about ``timeout`` when the cap hit).
+        """
+        began = time.monotonic()
+        self._stopping = True
+        self._notify()
+        if self._server is not None:
+            # grpclib has no GracefulStop: close only the listening socket, keep the handlers.
+            listener = self._server._server
+            if listener is not None:
+                listener.close()
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(
+                lambda: self._data is None and self._control is None, timeout=max(timeout, 0.0)
+            )
+        waited = time.monotonic() - began
+        await self.close()
+        return waited
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`graceful_stop` has begun (new streams are refused)."""
+        return self._stopping
 
     async def __aenter__(self) -> LocalConnector:
         await self.start()
@@ -911,6 +958,22 @@ class LocalConnector:
     async def _handle_hub_push(self, stream: Stream[Any, Any]) -> None:
         raise GRPCError(Status.UNIMPLEMENTED, "HubPush is not implemented by the connector")
 
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping:
+            self.stats.refused_streams += 1
+            self._notify()
+            raise GRPCError(Status.UNAVAILABLE, "transport connector is shutting down")
+
+    def _record_end(self, kind: Literal["data", "control"], session: _Session) -> None:
+        # The engram went away without a half-close: RST_STREAM (grpclib cancels the handler
+        # with StreamTerminatedError) or a lost connection. Our own kills do not count.
+        if session.killed.is_set():
+            return
+        if kind == "data":
+            self.stats.data_resets += 1
+        else:
+            self.stats.control_resets += 1
+
     async def _run_until_killed(
         self, session: _Session, stream: Stream[Any, Any], *work: Awaitable[None]
     ) -> None:
@@ -940,6 +1003,7 @@ class LocalConnector:
     # Data ----------------------------------------------------------------------------------
 
     async def _handle_data(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
+        self._refuse_if_stopping()
         headers = self._check_protocol(stream)
         self.data_headers.append(headers)
         old = self._data
@@ -956,6 +1020,9 @@ class LocalConnector:
             if self.heartbeat_interval is not None:
                 work.append(self._heartbeats(self.heartbeat_interval))
             await self._run_until_killed(session, stream, *work)
+        except (asyncio.CancelledError, StreamTerminatedError, ConnectionError, OSError):
+            self._record_end("data", session)
+            raise
         finally:
             if self._data is session:
                 self._data = None
@@ -966,7 +1033,9 @@ class LocalConnector:
             await self._reading.wait()
             req = await stream.recv_message()
             if req is None:
-                return  # the engram half-closed: end our side too
+                # The engram half-closed (END_STREAM): end our side too.
+                self.stats.data_half_closes += 1
+                return
             self._on_published(req)
 
     def _on_published(self, req: pb.DataRequest) -> None:
@@ -1045,6 +1114,7 @@ class LocalConnector:
     # Control -------------------------------------------------------------------------------
 
     async def _handle_control(self, stream: Stream[pb.ControlRequest, pb.ControlResponse]) -> None:
+        self._refuse_if_stopping()
         headers = self._check_protocol(stream)
         self.control_headers.append(headers)
         old = self._control
@@ -1078,6 +1148,9 @@ class LocalConnector:
                 self._control_recv(stream, session),
                 self._control_send(stream, session),
             )
+        except (asyncio.CancelledError, StreamTerminatedError, ConnectionError, OSError):
+            self._record_end("control", session)
+            raise
         finally:
             if self._control is session:
                 self._control = None
@@ -1096,6 +1169,7 @@ class LocalConnector:
         while True:
             req = await stream.recv_message()
             if req is None:
+                self.stats.control_half_closes += 1  # END_STREAM from the engram
                 return
             self.control_requests.append(req)
             if self.validate_inbound:

@@ -1,0 +1,286 @@
+"""Shutdown, drain and hook dedupe against the local connector (streaming.md 3.10 and section 9).
+
+Scenario 32: the engram's stream returns -> outbound flushed, Data half-closed, no reconnect.
+Scenario 33: SIGTERM -> both streams half-closed promptly, also while the connector runs its
+``GracefulStop`` (5 s cap). Scenario 22: an audio frame with ``sample_rate_hz`` 0 is rejected
+locally. Scenario 11: a hub lifecycle hook sent twice reaches the engram once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bubu._aio.shutdown import Shutdown
+from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._runtime.sources import MappingSource
+from bubu._streaming import start_streaming
+from bubu.engram import StreamingEngram
+from bubu.errors import ProtocolViolationError
+from bubu.testkit._connector import LocalConnector
+
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "10ms",
+    "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "50ms",
+    "BUBU_GRPC_MESSAGE_TIMEOUT": "2s",
+}
+
+
+def _connector(**kw: Any) -> LocalConnector:
+    env = {**FAST, **kw.pop("env", {})}
+    return LocalConnector(settings={"env": env}, **kw)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    engram: Any, conn: LocalConnector, *, shutdown: Shutdown | None = None
+) -> AsyncIterator[asyncio.Task[int]]:
+    """Run start_streaming(engram) against ``conn`` in a task; cancel it on exit."""
+    source = MappingSource(conn.binding_env())
+    task = asyncio.create_task(start_streaming(engram, source=source, shutdown=shutdown))
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    """Poll an engram-side condition (the connector's wait_until only wakes on its events)."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - the engram offers no event to wait on
+            await asyncio.sleep(0.005)
+
+
+async def _timed(task: asyncio.Task[int], limit: float) -> tuple[int, float]:
+    began = time.monotonic()
+    code = await asyncio.wait_for(task, limit)
+    return code, time.monotonic() - began
+
+
+def _assert_clean_ends(conn: LocalConnector) -> None:
+    """Both streams were half-closed by the engram (END_STREAM), none reset."""
+    stats = conn.stats
+    assert (stats.data_half_closes, stats.control_half_closes) == (1, 1)
+    assert (stats.data_resets, stats.control_resets) == (0, 0)
+    assert (stats.data_sessions, stats.control_sessions) == (1, 1)  # no reconnect
+
+
+class Collect(StreamingEngram[dict[str, Any]]):
+    """Collects inbound messages and settles each one."""
+
+    def __init__(self) -> None:
+        self.seen: list[InboundMessage] = []
+        self.changed = asyncio.Event()
+
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
+        async for msg in inbound:
+            self.seen.append(msg)
+            msg.done()
+            self.changed.set()
+        return
+        yield  # pragma: no cover - makes this an async generator
+
+    async def wait_for(self, n: int, limit: float = 5.0) -> None:
+        async with asyncio.timeout(limit):
+            while len(self.seen) < n:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class SlowEcho(StreamingEngram[dict[str, Any]]):
+    """Takes one message at a time, echoes it once released."""
+
+    def __init__(self) -> None:
+        self.seen: list[InboundMessage] = []
+        self.release = asyncio.Event()
+
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
+        async for msg in inbound:
+            async with msg:
+                self.seen.append(msg)
+                await self.release.wait()
+                yield StreamMessage.json({"echo": msg.json_data()})
+
+
+class Emitter(StreamingEngram[dict[str, Any]]):
+    """Publishes a fixed list of messages and returns, recording what was thrown back."""
+
+    def __init__(self, messages: list[StreamMessage]) -> None:
+        self.messages = messages
+        self.rejected: list[Exception] = []
+
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
+        for message in self.messages:
+            try:
+                yield message
+            except ProtocolViolationError as exc:
+                self.rejected.append(exc)
+
+
+# -- scenario 32 ------------------------------------------------------------------------------
+
+
+async def test_stream_return_flushes_then_half_closes_data_without_reconnect() -> None:
+    n = 40
+    engram = Emitter([StreamMessage.json({"n": i}) for i in range(n)])
+    async with _connector() as conn, running(engram, conn) as task:
+        assert await asyncio.wait_for(task, 10) == 0
+        await conn.wait_until(lambda: conn.stats.data_half_closes >= 1, timeout=2)
+        await asyncio.sleep(0.1)  # a reconnect would show up as a second session
+        got = [conn.outputs.get_nowait().json_data() for _ in range(conn.outputs.qsize())]
+        assert got == [{"n": i} for i in range(n)]
+        _assert_clean_ends(conn)
+
+
+# -- scenario 33 ------------------------------------------------------------------------------
+
+
+async def test_sigterm_while_idle_half_closes_both_streams_promptly() -> None:
+    engram = Collect()
+    shutdown = Shutdown(grace=5)
+    async with _connector() as conn, running(engram, conn, shutdown=shutdown) as task:
+        await conn.wait_ready()
+        shutdown.request("SIGTERM")
+        code, took = await _timed(task, 5)
+        assert code == 0
+        assert took < 1.5, f"engram took {took:.2f}s to stop"
+        await conn.wait_until(lambda: conn.stats.control_half_closes >= 1, timeout=2)
+        _assert_clean_ends(conn)
+
+
+async def test_sigterm_with_messages_in_flight_flushes_and_half_closes_both() -> None:
+    engram = SlowEcho()
+    shutdown = Shutdown(grace=5)
+    async with _connector() as conn, running(engram, conn, shutdown=shutdown) as task:
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 1}))
+        await conn.send(StreamMessage.json({"n": 2}))
+        await eventually(lambda: len(engram.seen) == 1 and conn.stats.sent == 2)
+        shutdown.request("SIGTERM")
+        await asyncio.sleep(0.05)
+        engram.release.set()  # the in-flight message finishes within the grace
+        code, took = await _timed(task, 5)
+        assert code == 0
+        assert took < 1.5, f"engram took {took:.2f}s to stop"
+        await conn.wait_until(lambda: conn.stats.control_half_closes >= 1, timeout=2)
+        # The echo of the in-flight message was flushed before the half-close; n=2 never
+        # reached the engram, so its receipt is missing and the hub would replay it.
+        assert (await conn.next_output(timeout=1)).json_data() == {"echo": {"n": 1}}
+        assert conn.outputs.empty()
+        assert conn.unacked == [(conn.stream_id, "", 2)]
+        _assert_clean_ends(conn)
+
+
+async def test_connector_graceful_stop_ends_as_soon_as_the_engram_half_closes() -> None:
+    engram = Collect()
+    shutdown = Shutdown(grace=5)
+    async with _connector() as conn, running(engram, conn, shutdown=shutdown) as task:
+        await conn.wait_ready()
+        stop = asyncio.create_task(conn.graceful_stop())
+        await asyncio.sleep(0.1)
+        assert conn.stopping
+        assert not stop.done()  # the open streams are left to finish
+        assert conn.connected
+        shutdown.request("SIGTERM")
+        code, took = await _timed(task, 2)
+        assert code == 0
+        assert took < 1.5, f"engram took {took:.2f}s to stop"
+        waited = await asyncio.wait_for(stop, 2)
+        assert 0.1 <= waited < 2.0, f"graceful_stop waited {waited:.2f}s of its 5s cap"
+        assert conn.stats.refused_streams == 0
+        _assert_clean_ends(conn)
+
+
+async def test_connector_graceful_stop_gives_up_at_its_cap_and_refuses_reconnects() -> None:
+    engram = Collect()  # never told to stop: it does not half-close
+    async with _connector() as conn, running(engram, conn) as task:
+        await conn.wait_ready()
+        waited = await conn.graceful_stop(timeout=0.3)
+        assert 0.3 <= waited < 1.0
+        assert not conn.connected
+        await asyncio.sleep(0.3)  # the engram retries; the listener is gone
+        assert not task.done()
+        stats = conn.stats
+        assert (stats.data_sessions, stats.control_sessions) == (1, 1)
+        # The connector ended the streams itself: neither a half-close nor a reset.
+        assert (stats.data_half_closes, stats.control_half_closes) == (0, 0)
+        assert (stats.data_resets, stats.control_resets) == (0, 0)
+
+
+async def test_connector_graceful_stop_returns_once_streams_end_and_allows_no_reconnect() -> None:
+    engram = Collect()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        stop = asyncio.create_task(conn.graceful_stop(timeout=3))
+        await asyncio.sleep(0.05)
+        await conn.kill_session("error")  # the engram retries at once (10 ms backoff)
+        waited = await asyncio.wait_for(stop, 3)
+        assert waited < 1.0  # both streams ended: nothing left to wait for
+        await asyncio.sleep(0.2)
+        assert (conn.stats.data_sessions, conn.stats.control_sessions) == (1, 1)
+
+
+async def test_engram_reset_is_recorded_as_reset_not_half_close() -> None:
+    engram = Collect()
+    async with _connector() as conn:
+        async with running(engram, conn):
+            await conn.wait_ready()
+        # Cancelling the engram task tears its streams down without END_STREAM.
+        await conn.wait_until(
+            lambda: conn.stats.data_resets == 1 and conn.stats.control_resets == 1, timeout=2
+        )
+        assert (conn.stats.data_half_closes, conn.stats.control_half_closes) == (0, 0)
+
+
+# -- scenario 22 ------------------------------------------------------------------------------
+
+
+async def test_audio_sample_rate_zero_is_rejected_locally_and_never_sent() -> None:
+    bad = StreamMessage.from_audio(b"\x00\x00", 0)
+    with pytest.raises(ProtocolViolationError, match="sample_rate_hz"):
+        bad.validate()
+    good = StreamMessage.from_audio(b"\x00" * 640, 16000, timestamp_ms=10)
+    engram = Emitter([bad, good])
+    async with _connector() as conn, running(engram, conn) as task:
+        assert await asyncio.wait_for(task, 10) == 0
+    assert len(engram.rejected) == 1
+    assert "sample_rate_hz" in str(engram.rejected[0])
+    (packet,) = conn.published_packets
+    assert packet.audio.sample_rate_hz == 16000 and packet.audio.timestamp_ms == 10
+    assert conn.stats.violations == []
+    assert conn.stats.data_sessions == 1  # a caught rejection does not end the session
+
+
+# -- scenario 11 ------------------------------------------------------------------------------
+
+
+async def test_hub_hook_sent_twice_reaches_the_engram_once() -> None:
+    engram = Collect()
+    async with _connector() as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send_hook("storyrun.ready")
+        await conn.send_hook("storyrun.ready")  # same message id: deduped by the engram
+        await conn.send_hook("steprun.ready", step="s1")
+        await conn.send(StreamMessage.json({"marker": True}))  # in order, after the hooks
+        await engram.wait_for(3)
+        await conn.wait_until(lambda: conn.stats.sent == 4)
+        await asyncio.sleep(0.1)
+    messages = [m.message for m in engram.seen]
+    assert [(m.kind, m.message_id) for m in messages[:2]] == [
+        ("hook", "default/local-run:storyrun.ready"),
+        ("hook", "default/local-run:steprun.ready:s1"),
+    ]
+    assert messages[0].json_data()["hook"]["event"] == "storyrun.ready"
+    assert messages[1].json_data()["hook"]["data"]["step"] == {"name": "s1"}
+    assert messages[2].json_data() == {"marker": True}
+    assert len(messages) == 3
