@@ -23,15 +23,9 @@ from bubu._transport import channel as channel_mod
 from bubu._transport.settings import TransportSettings
 from bubu.engram import StreamingEngram
 from bubu.errors import ConnectorUnavailableError, StreamSessionError
-from bubu.testkit._connector import LocalConnector
+from tests.integration._stream_helpers import connector as _connector
 
 pytestmark = pytest.mark.integration
-
-FAST = {
-    "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "10ms",
-    "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "50ms",
-    "BUBU_GRPC_MESSAGE_TIMEOUT": "2s",
-}
 
 
 class Echo(StreamingEngram[dict[str, Any]]):
@@ -41,10 +35,6 @@ class Echo(StreamingEngram[dict[str, Any]]):
         async for msg in inbound:
             async with msg:
                 yield StreamMessage.json(msg.json_data() or {})
-
-
-def _connector(**kw: Any) -> LocalConnector:
-    return LocalConnector(settings={"env": FAST}, **kw)
 
 
 async def _unused_endpoint() -> tuple[int, dict[str, str]]:

@@ -31,12 +31,8 @@ from bubu._transport.session import (
 from bubu._transport.settings import TransportSettings
 from bubu.engram import StreamingEngram
 from bubu.testkit._connector import LocalConnector
+from tests.integration._stream_helpers import FAST
 
-FAST = {
-    "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "10ms",
-    "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "50ms",
-    "BUBU_GRPC_MESSAGE_TIMEOUT": "2s",
-}
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB9C7C989F97918E1
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"
@@ -180,8 +176,7 @@ async def test_directive_replies_wait_for_room_instead_of_piling_up(
             assert len(sessions[0]._control_q) == 2
             gate.set()
             await conn.wait_until(
-                lambda: sum(r.metadata.get("type") == "probe" for r in conn.control_requests)
-                == 10
+                lambda: sum(r.metadata.get("type") == "probe" for r in conn.control_requests) == 10
             )
         finally:
             task.cancel()

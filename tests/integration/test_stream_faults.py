@@ -31,9 +31,11 @@ from bubu._transport.settings import TransportSettings
 from bubu.engram import StreamingEngram
 from bubu.errors import ContractError, StreamSessionError
 from bubu.testkit._connector import LocalConnector
+from tests.integration._stream_helpers import running
 
 pytestmark = pytest.mark.integration
 
+# Unlimited retries and short backoffs: these tests kill sessions on purpose.
 FAST = {
     "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "5ms",
     "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "20ms",
@@ -65,18 +67,6 @@ class Ledger(StreamingEngram[dict[str, Any]]):
             async with msg:
                 yield StreamMessage.json(msg.json_data())
             self.done.add(seq)
-
-
-@contextlib.asynccontextmanager
-async def running(engram: Any, conn: LocalConnector) -> AsyncIterator[asyncio.Task[int]]:
-    task = asyncio.create_task(start_streaming(engram, source=MappingSource(conn.binding_env())))
-    try:
-        yield task
-    finally:
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
 
 
 @pytest.mark.slow

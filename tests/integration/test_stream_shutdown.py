@@ -9,56 +9,21 @@ locally. Scenario 11: a hub lifecycle hook sent twice reaches the engram once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bubu._aio.shutdown import Shutdown
 from bubu._runtime.messages import InboundMessage, StreamMessage
-from bubu._runtime.sources import MappingSource
-from bubu._streaming import start_streaming
 from bubu.engram import StreamingEngram
 from bubu.errors import ProtocolViolationError
 from bubu.testkit._connector import LocalConnector
+from tests.integration._stream_helpers import Collect, eventually, running
+from tests.integration._stream_helpers import connector as _connector
 
 pytestmark = pytest.mark.integration
-
-FAST = {
-    "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "10ms",
-    "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "50ms",
-    "BUBU_GRPC_MESSAGE_TIMEOUT": "2s",
-}
-
-
-def _connector(**kw: Any) -> LocalConnector:
-    env = {**FAST, **kw.pop("env", {})}
-    return LocalConnector(settings={"env": env}, **kw)
-
-
-@contextlib.asynccontextmanager
-async def running(
-    engram: Any, conn: LocalConnector, *, shutdown: Shutdown | None = None
-) -> AsyncIterator[asyncio.Task[int]]:
-    """Run start_streaming(engram) against ``conn`` in a task; cancel it on exit."""
-    source = MappingSource(conn.binding_env())
-    task = asyncio.create_task(start_streaming(engram, source=source, shutdown=shutdown))
-    try:
-        yield task
-    finally:
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-
-
-async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
-    """Poll an engram-side condition (the connector's wait_until only wakes on its events)."""
-    async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110 - the engram offers no event to wait on
-            await asyncio.sleep(0.005)
 
 
 async def _timed(task: asyncio.Task[int], limit: float) -> tuple[int, float]:
@@ -73,28 +38,6 @@ def _assert_clean_ends(conn: LocalConnector) -> None:
     assert (stats.data_half_closes, stats.control_half_closes) == (1, 1)
     assert (stats.data_resets, stats.control_resets) == (0, 0)
     assert (stats.data_sessions, stats.control_sessions) == (1, 1)  # no reconnect
-
-
-class Collect(StreamingEngram[dict[str, Any]]):
-    """Collects inbound messages and settles each one."""
-
-    def __init__(self) -> None:
-        self.seen: list[InboundMessage] = []
-        self.changed = asyncio.Event()
-
-    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
-        async for msg in inbound:
-            self.seen.append(msg)
-            msg.done()
-            self.changed.set()
-        return
-        yield  # pragma: no cover - makes this an async generator
-
-    async def wait_for(self, n: int, limit: float = 5.0) -> None:
-        async with asyncio.timeout(limit):
-            while len(self.seen) < n:
-                self.changed.clear()
-                await self.changed.wait()
 
 
 class SlowEcho(StreamingEngram[dict[str, Any]]):

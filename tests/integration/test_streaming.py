@@ -31,14 +31,10 @@ from bubu.errors import (
     StreamSessionError,
 )
 from bubu.testkit._connector import LocalConnector
+from tests.integration._stream_helpers import FAST, Collect, eventually, running
+from tests.integration._stream_helpers import connector as _connector
 
 pytestmark = pytest.mark.integration
-
-FAST = {
-    "BUBU_GRPC_RECONNECT_BASE_BACKOFF": "10ms",
-    "BUBU_GRPC_RECONNECT_MAX_BACKOFF": "50ms",
-    "BUBU_GRPC_MESSAGE_TIMEOUT": "2s",
-}
 
 
 class Echo(StreamingEngram[dict[str, Any]]):
@@ -58,38 +54,6 @@ class Echo(StreamingEngram[dict[str, Any]]):
             async with msg:
                 self.seen.append(msg.message)
                 yield StreamMessage.json(msg.json_data() or {"raw": True})
-
-
-def _connector(**kw: Any) -> LocalConnector:
-    env = {**FAST, **kw.pop("env", {})}
-    return LocalConnector(settings={"env": env}, **kw)
-
-
-@contextlib.asynccontextmanager
-async def running(
-    engram: Any,
-    conn: LocalConnector,
-    *,
-    shutdown: Shutdown | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> AsyncIterator[asyncio.Task[int]]:
-    """Run start_streaming(engram) against ``conn`` in a task; cancel it on exit."""
-    source = MappingSource({**conn.binding_env(), **(extra_env or {})})
-    task = asyncio.create_task(start_streaming(engram, source=source, shutdown=shutdown))
-    try:
-        yield task
-    finally:
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-
-
-async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
-    """Poll an engram-side condition (the connector's wait_until only wakes on its events)."""
-    async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110 - the engram offers no event to wait on
-            await asyncio.sleep(0.005)
 
 
 def _types(conn: LocalConnector) -> list[str]:
@@ -303,36 +267,6 @@ async def test_hub_heartbeat_is_never_delivered_but_data_is() -> None:
         await conn.send(StreamMessage.json({"n": 3}))
         assert (await conn.next_output()).json_data() == {"n": 3}
         assert [m.json_data() for m in engram.seen] == [{"n": 3}]
-
-
-class Collect(StreamingEngram[dict[str, Any]]):
-    """Collects inbound messages; ``done()`` unless ``hold`` is set."""
-
-    def __init__(self, hold: bool = False) -> None:
-        self.hold = hold
-        self.seen: list[InboundMessage] = []
-        self.streams = 0
-        self.inits = 0
-        self.changed = asyncio.Event()
-
-    async def init(self, config: dict[str, Any], secrets: Any) -> None:
-        self.inits += 1
-
-    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
-        self.streams += 1
-        async for msg in inbound:
-            self.seen.append(msg)
-            if not self.hold:
-                msg.done()
-            self.changed.set()
-        return
-        yield  # pragma: no cover - makes this an async generator
-
-    async def wait_for(self, n: int, limit: float = 5.0) -> None:
-        async with asyncio.timeout(limit):
-            while len(self.seen) < n:
-                self.changed.clear()
-                await self.changed.wait()
 
 
 async def test_raw_binary_keeps_mime_and_empty_mime_defaults() -> None:
