@@ -16,6 +16,7 @@ from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
 from bubu._streaming import start_streaming
 from bubu.engram import StreamingEngram
+from bubu.errors import ProtocolViolationError
 from bubu.testkit._connector import LocalConnector
 
 FAST = {
@@ -87,3 +88,18 @@ class Collect(StreamingEngram[dict[str, Any]]):
             while len(self.seen) < n:
                 self.changed.clear()
                 await self.changed.wait()
+
+
+class Emitter(StreamingEngram[dict[str, Any]]):
+    """Publishes a fixed list of messages and returns, recording what was thrown back at it."""
+
+    def __init__(self, messages: list[StreamMessage]) -> None:
+        self.messages = messages
+        self.rejected: list[Exception] = []
+
+    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
+        for message in self.messages:
+            try:
+                yield message
+            except ProtocolViolationError as exc:
+                self.rejected.append(exc)

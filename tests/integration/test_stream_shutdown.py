@@ -20,7 +20,7 @@ from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu.engram import StreamingEngram
 from bubu.errors import ProtocolViolationError
 from bubu.testkit._connector import LocalConnector
-from tests.integration._stream_helpers import Collect, eventually, running
+from tests.integration._stream_helpers import Collect, Emitter, eventually, running
 from tests.integration._stream_helpers import connector as _connector
 
 pytestmark = pytest.mark.integration
@@ -53,21 +53,6 @@ class SlowEcho(StreamingEngram[dict[str, Any]]):
                 self.seen.append(msg)
                 await self.release.wait()
                 yield StreamMessage.json({"echo": msg.json_data()})
-
-
-class Emitter(StreamingEngram[dict[str, Any]]):
-    """Publishes a fixed list of messages and returns, recording what was thrown back."""
-
-    def __init__(self, messages: list[StreamMessage]) -> None:
-        self.messages = messages
-        self.rejected: list[Exception] = []
-
-    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
-        for message in self.messages:
-            try:
-                yield message
-            except ProtocolViolationError as exc:
-                self.rejected.append(exc)
 
 
 # -- scenario 32 ------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from bubu.errors import (
     StreamSessionError,
 )
 from bubu.testkit._connector import LocalConnector
-from tests.integration._stream_helpers import FAST, Collect, eventually, running
+from tests.integration._stream_helpers import FAST, Collect, Emitter, eventually, running
 from tests.integration._stream_helpers import connector as _connector
 
 pytestmark = pytest.mark.integration
@@ -588,21 +588,6 @@ async def test_channel_send_timeout_drops_without_receipt_and_replay_delivers() 
 
 
 # -- C. outbound -------------------------------------------------------------------------------
-
-
-class Emitter(StreamingEngram[dict[str, Any]]):
-    """Publishes a fixed list of messages, recording what was thrown back at it."""
-
-    def __init__(self, messages: list[StreamMessage]) -> None:
-        self.messages = messages
-        self.rejected: list[Exception] = []
-
-    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
-        for message in self.messages:
-            try:
-                yield message
-            except ProtocolViolationError as exc:
-                self.rejected.append(exc)
 
 
 async def _emit_all(messages: list[StreamMessage]) -> tuple[LocalConnector, Emitter]:
