@@ -129,6 +129,51 @@ async def test_connector_graceful_stop_ends_as_soon_as_the_engram_half_closes() 
         _assert_clean_ends(conn)
 
 
+async def test_connector_graceful_stop_refuses_new_connections_and_new_streams() -> None:
+    from grpclib.client import Channel
+    from grpclib.const import Cardinality, Status
+    from grpclib.exceptions import GRPCError
+
+    from bubu._gen.transport.v1 import transport_pb2 as pb
+    from bubu._transport import channel as channel_mod
+    from bubu._transport.session import DATA_METHOD
+    from bubu._transport.settings import TransportSettings
+    from bubu.errors import ConnectorUnavailableError
+
+    engram = Collect()
+    shutdown = Shutdown(grace=5)
+    async with _connector() as conn, running(engram, conn, shutdown=shutdown):
+        await conn.wait_ready()
+        host, port = conn.address.rsplit(":", 1)
+        early = Channel(host, int(port))  # connected before the stop begins
+        await channel_mod.connect(early, 2)
+        stop = asyncio.create_task(conn.graceful_stop(timeout=3))
+        try:
+            await asyncio.sleep(0.05)
+            late = channel_mod.open_channel(conn.address, TransportSettings())
+            with pytest.raises(ConnectorUnavailableError, match="dial timed out"):
+                await channel_mod.connect(late, 0.3)  # the listener is closed: refused
+            late.close()
+            with pytest.raises(GRPCError) as refused:
+                async with early.request(
+                    DATA_METHOD,
+                    Cardinality.STREAM_STREAM,
+                    pb.DataRequest,
+                    pb.DataResponse,
+                    metadata={"bubu-transport-protocol": "1.0.0"},
+                ) as stream:
+                    await stream.send_request()
+                    await stream.recv_message()
+            assert refused.value.status is Status.UNAVAILABLE
+            assert conn.stats.refused_streams == 1
+            assert not stop.done()  # the engram's streams are still open
+        finally:
+            early.close()
+            shutdown.request("SIGTERM")
+            await asyncio.wait_for(stop, 3)
+    assert (conn.stats.data_sessions, conn.stats.control_sessions) == (1, 1)
+
+
 async def test_connector_graceful_stop_gives_up_at_its_cap_and_refuses_reconnects() -> None:
     engram = Collect()  # never told to stop: it does not half-close
     async with _connector() as conn, running(engram, conn) as task:
