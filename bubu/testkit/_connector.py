@@ -1020,7 +1020,7 @@ class LocalConnector:
             if self.heartbeat_interval is not None:
                 work.append(self._heartbeats(self.heartbeat_interval))
             await self._run_until_killed(session, stream, *work)
-        except (asyncio.CancelledError, StreamTerminatedError, ConnectionError, OSError):
+        except (asyncio.CancelledError, StreamTerminatedError, OSError):  # OSError: lost connection
             self._record_end("data", session)
             raise
         finally:
@@ -1148,7 +1148,7 @@ class LocalConnector:
                 self._control_recv(stream, session),
                 self._control_send(stream, session),
             )
-        except (asyncio.CancelledError, StreamTerminatedError, ConnectionError, OSError):
+        except (asyncio.CancelledError, StreamTerminatedError, OSError):  # OSError: lost connection
             self._record_end("control", session)
             raise
         finally:

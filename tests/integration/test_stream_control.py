@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,9 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from bubu import _telemetry
-from bubu._runtime.messages import InboundMessage, StreamMessage
-from bubu._runtime.sources import MappingSource
-from bubu._streaming import start_streaming
+from bubu._runtime.messages import StreamMessage
 from bubu._transport import session as session_mod
 from bubu._transport.session import (
     CONTROL_METHOD,
@@ -29,20 +27,12 @@ from bubu._transport.session import (
     run_with_reconnect,
 )
 from bubu._transport.settings import TransportSettings
-from bubu.engram import StreamingEngram
 from bubu.testkit._connector import LocalConnector
-from tests.integration._stream_helpers import FAST
+from tests.integration._stream_helpers import Emitter, connector, running
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB9C7C989F97918E1
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"
-
-
-class OneShot(StreamingEngram[dict[str, Any]]):
-    """Sends one message and ends its stream (so the session ends cleanly)."""
-
-    async def stream(self, inbound: AsyncIterator[InboundMessage]) -> AsyncIterator[StreamMessage]:
-        yield StreamMessage.json({"n": 1})
 
 
 @contextlib.contextmanager
@@ -55,17 +45,18 @@ def _session_span() -> Iterator[None]:
 
 
 async def _run_once(conn: LocalConnector, env: dict[str, str] | None = None) -> int:
-    source = MappingSource({**conn.binding_env(), **(env or {})})
-    # The task copies the current context, as the Go session context carries the root span.
-    task = asyncio.create_task(start_streaming(OneShot(), source=source))
-    return await asyncio.wait_for(task, 10)
+    # One message, then the stream ends (a clean session end). The engram task copies the
+    # current context, as the Go session context carries the root span.
+    engram = Emitter([StreamMessage.json({"n": 1})])
+    async with running(engram, conn, extra_env=env) as task:
+        return await asyncio.wait_for(task, 10)
 
 
 # -- otelgrpc: trace context in the call headers -------------------------------------------
 
 
 async def test_both_calls_carry_the_session_trace_context_without_a_tracer_provider() -> None:
-    async with LocalConnector(settings={"env": FAST}) as conn:
+    async with connector() as conn:
         with _session_span():
             assert await _run_once(conn) == 0
     assert conn.data_headers and conn.control_headers
@@ -75,7 +66,7 @@ async def test_both_calls_carry_the_session_trace_context_without_a_tracer_provi
 
 
 async def test_no_trace_headers_when_propagation_is_off_or_no_span_is_active() -> None:
-    async with LocalConnector(settings={"env": FAST}) as conn:
+    async with connector() as conn:
         with _session_span():
             assert await _run_once(conn, {"BUBU_TRACE_PROPAGATION": "false"}) == 0
         assert await _run_once(conn) == 0  # propagation on, but nothing to propagate
@@ -93,7 +84,7 @@ async def test_each_call_gets_a_client_span_whose_context_is_in_its_headers(
     tracer = provider.get_tracer(_telemetry.INSTRUMENTATION_NAME)
     monkeypatch.setattr(_telemetry, "tracer", lambda: tracer)
 
-    async with LocalConnector(settings={"env": FAST}) as conn:
+    async with connector() as conn:
         with tracer.start_as_current_span("session") as root:
             assert await _run_once(conn) == 0
     spans = {s.name: s for s in exporter.get_finished_spans()}
@@ -149,7 +140,7 @@ async def test_directive_replies_wait_for_room_instead_of_piling_up(
         async for _ in inbound:
             pass
 
-    async with LocalConnector(settings={"env": FAST}) as conn:
+    async with connector() as conn:
 
         def make() -> Session:
             session = Session(
