@@ -1,19 +1,23 @@
-"""Build (once) and cache the control-plane binaries: kube-apiserver and etcd.
+"""Build (once) and cache the Go programs the tests run: the control plane, the operator, peers.
 
-The Go module in ``tests/controlplane/`` pins ``k8s.io/kubernetes`` and etcd.
-Binaries are built from it with the local Go toolchain and cached outside the
-repository at::
+Each artifact is a Go module under ``tests/`` and the packages built from it:
 
-    ${BUBU_CONTROLPLANE_CACHE:-~/.cache/bubu/controlplane}/<key>/{kube-apiserver,etcd}
+- ``controlplane`` (``tests/controlplane/``): ``kube-apiserver`` and ``etcd``;
+- ``operator`` (``tests/operator/``): ``manager``, the BubuStack operator (bobrapet) as released;
+- ``interop`` (``tests/interop/``): small programs on the Go SDK's public API (peers, vectors).
 
-where ``<key>`` is the SHA-256 of ``go.mod``, ``go.sum`` and every ``*.go`` file of
-that module (plus the Go version), so a change to the pins triggers a rebuild and
-everything else is a cache hit. Concurrent builders (pytest-xdist workers, two
-terminals) serialise on a file lock; the build goes to a temporary directory
-that is renamed into place only when both binaries exist.
+Binaries are built with the local Go toolchain and cached outside the repository at::
 
-Run ``python -m tests._controlplane.build`` to build ahead of a test run; it
-prints the directory holding the binaries.
+    ${BUBU_CONTROLPLANE_CACHE:-~/.cache/bubu/controlplane}/<key>/<binary>
+
+where ``<key>`` is the SHA-256 of the module's ``go.mod``, ``go.sum`` and every ``*.go`` file
+(plus the Go version and the build flags), so a change to the pins or the programs triggers a
+rebuild and everything else is a cache hit. Concurrent builders (pytest-xdist workers, two
+terminals) serialise on one file lock; a build goes to a temporary directory that is renamed
+into place only when every binary of the artifact exists.
+
+Run ``python -m tests._controlplane.build`` to build every artifact ahead of a test run (CI
+does); ``python -m tests._controlplane.build operator`` builds one. It prints the directories.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: optional progress callback (one line per call)
@@ -35,10 +40,6 @@ Log = Callable[[str], None] | None
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GO_MODULE_DIR = REPO_ROOT / "tests" / "controlplane"
 
-BINARIES = {
-    "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
-    "etcd": "./cmd/etcd",
-}
 # The Kubernetes version pinned in go.mod; stamped into the binary so /version
 # reports it (a plain `go build` would say v0.0.0-master).
 _VERSION_PKG = "k8s.io/component-base/version"
@@ -58,8 +59,11 @@ def _kube_version(module_dir: Path = GO_MODULE_DIR) -> str:
     return "v0.0.0"
 
 
-def build_flags(module_dir: Path = GO_MODULE_DIR) -> list[str]:
-    """Flags for `go build` (part of the cache key)."""
+def _plain_flags(module_dir: Path) -> list[str]:
+    return ["-trimpath", "-buildvcs=false", "-ldflags=-s -w"]
+
+
+def _kube_flags(module_dir: Path) -> list[str]:
     v = _kube_version(module_dir)
     major, minor = v.lstrip("v").split(".")[:2]
     x = {
@@ -71,6 +75,55 @@ def build_flags(module_dir: Path = GO_MODULE_DIR) -> list[str]:
     }
     ldflags = "-s -w " + " ".join(f"-X {_VERSION_PKG}.{k}={val}" for k, val in x.items())
     return ["-trimpath", "-buildvcs=false", f"-ldflags={ldflags}"]
+
+
+@dataclass(frozen=True)
+class GoArtifact:
+    """A Go module under ``tests/`` and the binaries built from it (name -> package)."""
+
+    name: str
+    module_dir: Path
+    binaries: Mapping[str, str]
+    flags: Callable[[Path], list[str]] = _plain_flags
+    env: Mapping[str, str] = field(default_factory=lambda: {"CGO_ENABLED": "0"})
+
+    @property
+    def override_var(self) -> str:
+        """``BUBU_<NAME>_BIN_DIR``: use prebuilt binaries from there and skip Go."""
+        return f"BUBU_{self.name.upper()}_BIN_DIR"
+
+
+CONTROLPLANE = GoArtifact(
+    "controlplane",
+    GO_MODULE_DIR,
+    {"kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver", "etcd": "./cmd/etcd"},
+    flags=_kube_flags,
+)
+OPERATOR = GoArtifact(
+    "operator",
+    REPO_ROOT / "tests" / "operator",
+    {"manager": "github.com/bubustack/bobrapet/cmd"},
+)
+
+
+def _commands(module_dir: Path) -> dict[str, str]:
+    """Every ``cmd/<name>`` program of a module: adding a peer needs no change here."""
+    cmd = module_dir / "cmd"
+    if not cmd.is_dir():
+        return {}
+    return {d.name: f"./cmd/{d.name}" for d in sorted(cmd.iterdir()) if any(d.glob("*.go"))}
+
+
+INTEROP_DIR = REPO_ROOT / "tests" / "interop"
+INTEROP = GoArtifact("interop", INTEROP_DIR, _commands(INTEROP_DIR))
+#: every artifact, in build order (``python -m tests._controlplane.build`` builds them all)
+ARTIFACTS: dict[str, GoArtifact] = {a.name: a for a in (CONTROLPLANE, OPERATOR, INTEROP)}
+BINARIES = CONTROLPLANE.binaries
+
+
+def build_flags(module_dir: Path = GO_MODULE_DIR) -> list[str]:
+    """Flags for `go build` of the control plane (part of the cache key)."""
+    return _kube_flags(module_dir)
 
 
 class GoNotFoundError(RuntimeError):
@@ -108,7 +161,10 @@ def source_files(module_dir: Path = GO_MODULE_DIR) -> list[Path]:
     return files
 
 
-def cache_key(module_dir: Path = GO_MODULE_DIR, go_version: str = "") -> str:
+def cache_key(
+    module_dir: Path = GO_MODULE_DIR, go_version: str = "", artifact: GoArtifact | None = None
+) -> str:
+    art = artifact or CONTROLPLANE
     h = hashlib.sha256()
     for path in source_files(module_dir):
         rel = path.relative_to(module_dir).as_posix()
@@ -117,63 +173,79 @@ def cache_key(module_dir: Path = GO_MODULE_DIR, go_version: str = "") -> str:
         h.update(b"\0")
     if go_version:
         h.update(b"go:" + go_version.encode())
-    h.update(b"flags:" + "\0".join(build_flags(module_dir)).encode())
+    h.update(b"flags:" + "\0".join(art.flags(module_dir)).encode())
+    if art is not CONTROLPLANE:
+        # what is built is part of the key too (the control plane's keys predate this line)
+        h.update(b"bin:" + repr(sorted(art.binaries.items())).encode())
     return h.hexdigest()
 
 
-def _complete(d: Path) -> bool:
-    return all(os.access(d / name, os.X_OK) for name in BINARIES)
+def _complete(d: Path, artifact: GoArtifact = CONTROLPLANE) -> bool:
+    return all(os.access(d / name, os.X_OK) for name in artifact.binaries)
 
 
-def ensure_binaries(*, log: Log = None, force: bool = False) -> Path:
-    """Return a directory holding ``kube-apiserver`` and ``etcd``, building if needed.
+def ensure(artifact: GoArtifact, *, log: Log = None, force: bool = False) -> Path:
+    """Return a directory holding every binary of ``artifact``, building it if needed.
 
-    ``BUBU_CONTROLPLANE_BIN_DIR`` short-circuits everything (pre-built binaries).
+    ``BUBU_<NAME>_BIN_DIR`` short-circuits everything (pre-built binaries).
     Raises GoNotFoundError when a build is needed and Go is missing.
     """
-    override = os.environ.get("BUBU_CONTROLPLANE_BIN_DIR")
+    override = os.environ.get(artifact.override_var)
     if override:
         d = Path(override).expanduser()
-        if not _complete(d):
+        if not _complete(d, artifact):
             raise BuildError(
-                f"BUBU_CONTROLPLANE_BIN_DIR={d} does not contain {', '.join(BINARIES)}"
+                f"{artifact.override_var}={d} does not contain {', '.join(artifact.binaries)}"
             )
         return d
 
     go = find_go()
-    key = cache_key(GO_MODULE_DIR, _go_version(go))
+    key = cache_key(artifact.module_dir, _go_version(go), artifact)
     root = cache_root()
     target = root / key
-    if _complete(target) and not force:
+    if _complete(target, artifact) and not force:
         return target
 
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _complete(target) and not force:
+        if _complete(target, artifact) and not force:
             return target
-        _build(go, target, log=log)
+        _build(go, artifact, target, log=log)
     return target
 
 
-def _build(go: str, target: Path, *, log: Log = None) -> None:
+def ensure_binaries(*, log: Log = None, force: bool = False) -> Path:
+    """The control plane's directory (``kube-apiserver`` and ``etcd``); see ``ensure``."""
+    return ensure(CONTROLPLANE, log=log, force=force)
+
+
+def _build(go: str, artifact: GoArtifact, target: Path, *, log: Log = None) -> None:
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     log_path = target.parent / f"{target.name}.build.log"
     env = dict(os.environ)
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
-    env.setdefault("CGO_ENABLED", "0")
+    for k, v in artifact.env.items():
+        env.setdefault(k, v)
     started = time.monotonic()
     try:
         with open(log_path, "w") as logf:
-            for name, pkg in BINARIES.items():
-                say(f"bubu controlplane: building {name} ({pkg}); log: {log_path}")
-                cmd = [go, "build", *build_flags(), "-o", str(tmp / name), pkg]
-                logf.write(f"$ (cd {GO_MODULE_DIR} && {' '.join(cmd)})\n")
+            for name, pkg in artifact.binaries.items():
+                say(f"bubu {artifact.name}: building {name} ({pkg}); log: {log_path}")
+                cmd = [
+                    go,
+                    "build",
+                    *artifact.flags(artifact.module_dir),
+                    "-o",
+                    str(tmp / name),
+                    pkg,
+                ]
+                logf.write(f"$ (cd {artifact.module_dir} && {' '.join(cmd)})\n")
                 logf.flush()
                 rc = subprocess.run(
                     cmd,
-                    cwd=GO_MODULE_DIR,
+                    cwd=artifact.module_dir,
                     env=env,
                     stdout=logf,
                     stderr=subprocess.STDOUT,
@@ -185,7 +257,7 @@ def _build(go: str, target: Path, *, log: Log = None) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.rename(tmp, target)
-        say(f"bubu controlplane: built in {time.monotonic() - started:.0f}s -> {target}")
+        say(f"bubu {artifact.name}: built in {time.monotonic() - started:.0f}s -> {target}")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -195,23 +267,36 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "artifacts",
+        nargs="*",
+        metavar="ARTIFACT",
+        help=f"what to build (default: {', '.join(ARTIFACTS)})",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache is warm")
-    parser.add_argument("--print-key", action="store_true", help="print the cache key and exit")
+    parser.add_argument("--print-key", action="store_true", help="print the cache keys and exit")
     args = parser.parse_args(argv)
-    if args.print_key:
-        print(cache_key(GO_MODULE_DIR, _go_version(find_go())))
-        return 0
+    unknown = sorted(set(args.artifacts) - set(ARTIFACTS))
+    if unknown:
+        parser.error(f"unknown artifact {', '.join(unknown)} (choose from {', '.join(ARTIFACTS)})")
+    chosen = [ARTIFACTS[n] for n in (args.artifacts or ARTIFACTS)]
     try:
-        started = time.monotonic()
-        d = ensure_binaries(force=args.force)
+        go = find_go()
+        if args.print_key:
+            for art in chosen:
+                print(art.name, cache_key(art.module_dir, _go_version(go), art))
+            return 0
+        for art in chosen:
+            started = time.monotonic()
+            d = ensure(art, force=args.force)
+            print(f"{art.name}: {d}  ({time.monotonic() - started:.1f}s)", file=sys.stderr)
+            print(d)
     except GoNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{d}  ({time.monotonic() - started:.1f}s)", file=sys.stderr)
-    print(d)
     return 0
 
 

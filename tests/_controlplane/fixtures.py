@@ -41,8 +41,8 @@ from typing import Any
 
 import pytest
 
-from . import rbac
-from .build import GoNotFoundError, ensure_binaries
+from . import build, rbac
+from .build import GoNotFoundError
 from .faults import FaultProxy, proxy_for
 from .server import ControlPlane
 
@@ -57,9 +57,23 @@ def _progress(msg: str) -> None:
 
 _prebuild: dict[str, Any] = {}
 
+#: fixture name -> the Go artifacts a test using it needs (built before the first test runs)
+PREBUILD_FIXTURES: dict[str, tuple[build.GoArtifact, ...]] = {
+    "controlplane": (build.CONTROLPLANE,),
+    "operator": (build.CONTROLPLANE, build.OPERATOR),
+    "interop_bin": (build.INTEROP,),
+}
 
-def _uses_controlplane(item: pytest.Item) -> bool:
-    return "controlplane" in getattr(item, "fixturenames", ())
+
+def _go_available(artifact: build.GoArtifact) -> bool:
+    return shutil.which("go") is not None or bool(os.environ.get(artifact.override_var))
+
+
+def prebuilt(artifact: build.GoArtifact) -> Any:
+    """The binary directory built at collection, or raise the build error kept then."""
+    if f"error:{artifact.name}" in _prebuild:
+        raise _prebuild[f"error:{artifact.name}"]
+    return _prebuild.get(f"dir:{artifact.name}")
 
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection: build only if still needed
@@ -68,25 +82,29 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Build the binaries before any test runs, so a cold build (minutes) is not charged to
     the first test's pytest-timeout budget. Errors are kept and raised by the fixture."""
-    if config.option.collectonly or not any(_uses_controlplane(i) for i in items):
+    if config.option.collectonly:
         return
-    if shutil.which("go") is None and not os.environ.get("BUBU_CONTROLPLANE_BIN_DIR"):
-        return
-    try:
-        _prebuild["bin_dir"] = ensure_binaries(log=_progress)
-    except GoNotFoundError:
-        pass
-    except Exception as exc:  # surfaced by the fixture, so only integration tests fail
-        _prebuild["error"] = exc
+    needed: dict[str, build.GoArtifact] = {}
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for art in PREBUILD_FIXTURES.get(fixture, ()):
+                needed[art.name] = art
+    for art in needed.values():
+        if not _go_available(art):
+            continue
+        try:
+            _prebuild[f"dir:{art.name}"] = build.ensure(art, log=_progress)
+        except GoNotFoundError:
+            pass
+        except Exception as exc:  # surfaced by the fixture, so only the tests using it fail
+            _prebuild[f"error:{art.name}"] = exc
 
 
 @pytest.fixture(scope="session")
 def controlplane() -> Iterator[ControlPlane]:
-    if shutil.which("go") is None and not os.environ.get("BUBU_CONTROLPLANE_BIN_DIR"):
+    if not _go_available(build.CONTROLPLANE):
         pytest.skip(GO_MISSING)
-    if "error" in _prebuild:
-        raise _prebuild["error"]
-    cp = ControlPlane(bin_dir=_prebuild.get("bin_dir"), log=_progress)
+    cp = ControlPlane(bin_dir=prebuilt(build.CONTROLPLANE), log=_progress)
     try:
         cp.start()
     except GoNotFoundError:
@@ -157,6 +175,14 @@ def fault_proxy(controlplane: ControlPlane) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def interop_bin() -> Any:
+    """Directory of the Go peer programs built from ``tests/interop`` (the Go SDK's public API)."""
+    if not _go_available(build.INTEROP):
+        pytest.skip("Go interop tests need Go (go not found on PATH)")
+    return prebuilt(build.INTEROP) or build.ensure(build.INTEROP, log=_progress)
 
 
 @pytest.fixture
