@@ -145,6 +145,11 @@ class ImpulseHarness:
         assert self.client is not None
         return self.client
 
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and the end of the impulse's task."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self, reason: str = "SIGTERM") -> int:
         """Request a graceful stop (as SIGTERM does) and return the exit code."""
         if self._task is None:
