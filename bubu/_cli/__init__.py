@@ -102,10 +102,15 @@ def _parse_timeout(value: str | None) -> str | None:
     return format_go_duration(seconds)
 
 
+_LOADED: dict[Path, Any] = {}
+
+
 def _load_module(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{path}: no such file")
+    if (loaded := _LOADED.get(file.resolve())) is not None:
+        return loaded  # `bubu run` looks at the component before its runner loads it
     name = f"bubu_user_{file.stem}_{os.getpid()}"
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
@@ -118,6 +123,7 @@ def _load_module(path: str) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise UsageError(f"{path}: cannot load: {type(exc).__name__}: {exc}") from exc
+    _LOADED[file.resolve()] = module
     return module
 
 
@@ -252,11 +258,21 @@ def _run_stream(args: argparse.Namespace) -> int:
     return run_stream(args, values, engram)
 
 
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """Call ``module.name`` on first use (the subcommand modules import this package)."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+
+    return call
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "batch": _run_batch,
     "stream": _run_stream,
+    "impulse": _lazy("bubu._cli.local", "run_impulse"),
 }
-"""``bubu run`` runners by mode; ``_cmd_run`` picks ``stream`` when ``--stream`` is given."""
+"""``bubu run`` runners by mode; ``_cmd_run`` picks one from the component's kind."""
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -280,14 +296,32 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    mode = "stream" if getattr(args, "stream", False) else "batch"
-    return RUNNERS[mode](args)
+    from bubu._cli.local import choose_runner
+
+    # The runner follows the component's kind; misuse (a streaming engram without --stream,
+    # an option the mode cannot honour) is refused there with the fix.
+    return RUNNERS[choose_runner(args)](args)
 
 
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
-    "run": ("run an engram locally, without a cluster", _add_run_arguments, _cmd_run),
+    "run": ("run an engram or impulse locally, without a cluster", _add_run_arguments, _cmd_run),
+    "init": (
+        "scaffold a batch engram, streaming engram or impulse (module, test, template, Dockerfile)",
+        _lazy("bubu._cli.scaffold", "add_init_arguments"),
+        _lazy("bubu._cli.scaffold", "cmd_init"),
+    ),
+    "schema": (
+        "print the template schemas generated from a component's types",
+        _lazy("bubu._cli.template", "add_schema_arguments"),
+        _lazy("bubu._cli.template", "cmd_schema"),
+    ),
+    "check": (
+        "fail when a template YAML and the component's code disagree",
+        _lazy("bubu._cli.template", "add_check_arguments"),
+        _lazy("bubu._cli.template", "cmd_check"),
+    ),
 }
 """Subcommands: name -> (help, add_arguments, handler)."""
 
