@@ -43,7 +43,8 @@ class Component:
     @property
     def described(self) -> str:
         """``Name (a streaming engram)``."""
-        return f"{self.name} (a {KIND_NAMES[self.kind]})"
+        article = "an" if self.kind == "impulse" else "a"
+        return f"{self.name} ({article} {KIND_NAMES[self.kind]})"
 
 
 def _as_class(obj: Any) -> type | None:
@@ -70,16 +71,16 @@ def load_component(target: str) -> Component:
     for attr in ("engram", "Engram"):
         if hasattr(module, attr) and (found := _as_class(getattr(module, attr))) is not None:
             return Component(found, origin)
-    found = candidates(module)
-    if not found:
+    defined = candidates(module)
+    if not defined:
         raise UsageError(
             f"{path}: no BatchEngram, StreamingEngram or Impulse subclass found; "
             "name one with path.py:Name"
         )
-    if len(found) > 1:
-        names = ", ".join(sorted(c.__name__ for c in found))
+    if len(defined) > 1:
+        names = ", ".join(sorted(c.__name__ for c in defined))
         raise UsageError(f"{path}: several components ({names}); pick one with path.py:Name")
-    return Component(found[0], origin)
+    return Component(defined[0], origin)
 
 
 def candidates(module: Any) -> list[type]:

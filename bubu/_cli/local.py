@@ -39,10 +39,13 @@ def _kind_of(args: argparse.Namespace) -> Component | None:
     if selector is None:
         from bubu._cli.components import candidates
 
-        found = candidates(_load_module(path))
-        kinds = {Component(c, _path(path)).kind for c in found}
-        if len(kinds) != 1:
-            return None  # none or a mix: the runner names the candidates (or picks by --stream)
+        module = _load_module(path)
+        if not any(hasattr(module, attr) for attr in ("engram", "Engram")):
+            found = [Component(c, _path(path)) for c in candidates(module)]
+            if len({c.kind for c in found}) != 1:
+                return None  # none or a mix: the runner names them (or picks by --stream)
+            # Several of one kind: the kind decides the runner, which asks for a selector.
+            return found[0]
     return load_component(args.target)
 
 
@@ -83,12 +86,30 @@ def choose_runner(args: argparse.Namespace) -> str:
                 "--timeout is the batch step timeout (BUBU_STEP_TIMEOUT); a --stream run ends "
                 "when stdin ends or on Ctrl-C"
             )
+    if stream and (args.verbose or args.debug):
+        _show_sdk_logs(debug=bool(args.debug))
     if component.kind == "impulse" and args.inputs is not None:
         raise UsageError(
             "--inputs: an impulse has no inputs (it starts Stories from the events it receives); "
             "configure it with --config"
         )
     return _RUNNER[component.kind]
+
+
+def _show_sdk_logs(*, debug: bool) -> None:
+    """Send the SDK's lifecycle logs to stderr (``--verbose``; ``--debug`` adds debug logs).
+
+    The local stream runner installs no log handler of its own, and Python's last-resort
+    handler shows warnings only, so without this ``--verbose`` would change nothing.
+    """
+    logger = logging.getLogger("bubu")
+    if any(getattr(h, "_bubu_cli", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._bubu_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 class _Printer:
@@ -141,7 +162,9 @@ def run_impulse(args: argparse.Namespace) -> int:
     config = load_json_arg("--config", args.config)
     secrets = _parse_secrets(args.secret or [])
     timeout = _parse_timeout(args.timeout)
-    if not args.verbose and not args.debug:
+    if args.verbose or args.debug:
+        _show_sdk_logs(debug=bool(args.debug))
+    else:
         logging.getLogger("bubu").setLevel(logging.WARNING)
     out = Term(_stdout())
     err = Term()

@@ -122,9 +122,9 @@ class _Converter:
             target = self.defs.get(name)
             if target is None:
                 raise SchemaError(f"unresolved schema reference {ref!r}")
-            out = self.convert(target, (*stack, name))
-            out.update(annotations)
-            return out
+            resolved = self.convert(target, (*stack, name))
+            resolved.update(annotations)
+            return resolved
         branches = node.get("anyOf") or node.get("oneOf")
         if branches is not None:
             return self._union(node, branches, annotations, stack)
@@ -266,9 +266,9 @@ def secret_schema(tp: Any) -> dict[str, Any]:
     info = msgspec.inspect.type_info(tp)
     assert isinstance(info, msgspec.inspect.StructType)
     for field in info.fields:
-        keys_type = field.type
+        keys_type: msgspec.inspect.Type = field.type
         nullable = isinstance(keys_type, msgspec.inspect.UnionType)
-        if nullable:
+        if isinstance(keys_type, msgspec.inspect.UnionType):
             members = [t for t in keys_type.types if not isinstance(t, msgspec.inspect.NoneType)]
             keys_type = members[0] if len(members) == 1 else keys_type
         if not isinstance(keys_type, msgspec.inspect.StructType):

@@ -214,7 +214,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"kind: the template is an {doc.get('kind')}, but {component.described} needs an "
             f"{want_kind}"
         )
-    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    raw_spec = doc.get("spec")
+    spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
     modes = spec.get("supportedModes") or []
     allowed = _MODES[component.kind]
     wrong = [m for m in modes if m not in allowed]

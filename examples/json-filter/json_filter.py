@@ -115,18 +115,16 @@ def normalise(value: Any) -> Any:
     texts: list[str] | None = None
     if isinstance(value, dict):
         content = value.get("content")
-        if (found := _texts(value.get("data"))) is not None:
-            texts = found
-        elif (found := _texts(content)) is not None:
-            texts = found
-        elif isinstance(content, dict) and (found := _texts(content.get("data"))) is not None:
-            texts = found
-        elif isinstance(value.get("text"), str):
+        nested = content.get("data") if isinstance(content, dict) else None
+        for candidate in (value.get("data"), content, nested):
+            if (texts := _texts(candidate)) is not None:
+                break
+        if texts is None and isinstance(value.get("text"), str):
             texts = [value["text"]]
-    elif (found := _texts(value)) is not None:
-        texts = found
     elif isinstance(value, str):
         texts = [value]
+    else:
+        texts = _texts(value)
     if texts is None:
         return value
     parsed = [p for p in (_parse_text(t) for t in texts) if p is not None]
