@@ -18,17 +18,25 @@ __all__ = ["KIND_NAMES", "Component", "candidates", "load_component"]
 
 _BASES = (BatchEngram, StreamingEngram, Impulse)
 
-KIND_NAMES = {"batch": "batch engram", "streaming": "streaming engram", "impulse": "impulse"}
+KIND_NAMES = {
+    "batch": "batch engram",
+    "streaming": "streaming engram",
+    "dual": "dual-mode engram",
+    "impulse": "impulse",
+}
 """How each kind is named in messages."""
 
 
 class Component:
-    """A loaded component: its class, kind (``batch``/``streaming``/``impulse``) and file."""
+    """A loaded component: its class, kind (``batch``, ``streaming``, ``dual``, ``impulse``)
+    and file."""
 
     def __init__(self, cls: type, path: Path) -> None:
         self.cls = cls
         self.path = path
-        if issubclass(cls, BatchEngram):
+        if issubclass(cls, BatchEngram) and issubclass(cls, StreamingEngram):
+            self.kind = "dual"  # batch in a Job, streaming in a Deployment (bubu.start)
+        elif issubclass(cls, BatchEngram):
             self.kind = "batch"
         elif issubclass(cls, StreamingEngram):
             self.kind = "streaming"

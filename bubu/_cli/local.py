@@ -31,6 +31,7 @@ from bubu._cli.term import Term
 __all__ = ["choose_runner", "run_impulse"]
 
 _RUNNER = {"batch": "batch", "streaming": "stream", "impulse": "impulse"}
+"""RUNNERS key by kind; a dual-mode engram runs as batch, or as a stream with --stream."""
 
 
 def _kind_of(args: argparse.Namespace) -> Component | None:
@@ -72,6 +73,8 @@ def choose_runner(args: argparse.Namespace) -> str:
             f"(JSON lines on stdin in, its messages out), e.g.\n"
             f'  echo \'{{"text": "hi"}}\' | bubu run --stream {target}'
         )
+    if component.kind == "dual":
+        component.kind = "streaming" if stream else "batch"
     if component.kind != "streaming" and stream:
         hint = "pass its inputs with --inputs" if component.kind == "batch" else "send it events"
         raise UsageError(f"{target}: {component.described}; drop --stream and {hint}")

@@ -37,6 +37,7 @@ API_VERSION: Final = "catalog.bubustack.io/v1alpha1"
 _KIND: Final = {
     "batch": "EngramTemplate",
     "streaming": "EngramTemplate",
+    "dual": "EngramTemplate",
     "impulse": "ImpulseTemplate",
 }
 _FILE: Final = {"EngramTemplate": "Engram.yaml", "ImpulseTemplate": "Impulse.yaml"}
@@ -45,6 +46,7 @@ _FILE: Final = {"EngramTemplate": "Engram.yaml", "ImpulseTemplate": "Impulse.yam
 _MODES: Final = {
     "batch": ("job",),
     "streaming": ("deployment", "statefulset"),
+    "dual": ("job", "deployment", "statefulset"),
     "impulse": ("deployment", "statefulset"),
 }
 
@@ -72,7 +74,7 @@ def template_document(
     spec: dict[str, Any] = {
         "version": "0.1.0",
         "description": _first_line(component.cls.__doc__),
-        "supportedModes": list(_MODES[component.kind][:1]),
+        "supportedModes": list(_MODES[component.kind][: 2 if component.kind == "dual" else 1]),
         "image": image or f"registry.example.com/{name}:0.1.0",
     }
     if not spec["description"]:
