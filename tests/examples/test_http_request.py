@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -155,7 +154,11 @@ async def test_an_error_status_is_an_error_message_and_the_input_is_done(server:
 async def test_never_error_reports_the_status_as_data(server: Server) -> None:
     harness = await run({"neverError": True}, [message(url=f"{server.url}/fail")])
     doc = harness.outputs[0].json_data()
-    assert doc["error"] == {"statusCode": 500, "status": "500 Internal Server Error", "message": "kaput"}
+    assert doc["error"] == {
+        "statusCode": 500,
+        "status": "500 Internal Server Error",
+        "message": "kaput",
+    }
     assert doc["body"] == "kaput"
 
 
