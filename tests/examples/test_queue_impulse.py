@@ -15,23 +15,27 @@ import pytest
 import redis.asyncio as redis
 
 from bubu.testkit import ImpulseHarness
-from tests._redis import redis_server  # noqa: F401 - fixture
+from tests import _redis
 from tests.examples._load import load_example
 
 qi = load_example("redis-queue-impulse/queue_impulse.py")
+redis_server = _redis.redis_server
 
 
 @pytest.fixture
-async def client(redis_server: str) -> AsyncIterator[redis.Redis]:  # noqa: F811
+async def client(redis_server: str) -> AsyncIterator[redis.Redis]:
     conn = redis.Redis.from_url(redis_server, decode_responses=True)
     yield conn
     await conn.aclose()
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
+async def eventually(check: Callable[[], Any], within: float = 15) -> None:
+    """Poll ``check`` (Redis state has no change notification we could wait on)."""
+    for _ in range(int(within / 0.02)):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not true within {within} s: {check.__name__}")
 
 
 def config(url: str, **extra: Any) -> dict[str, Any]:
@@ -44,7 +48,7 @@ async def pending(conn: redis.Redis) -> int:
 
 
 async def test_each_entry_starts_one_story_run_and_is_acknowledged(
-    redis_server: str,  # noqa: F811
+    redis_server: str,
     client: redis.Redis,
 ) -> None:
     first = await client.xadd("orders", {"sku": "a", "json": json.dumps({"qty": 2})})
@@ -70,7 +74,7 @@ async def test_each_entry_starts_one_story_run_and_is_acknowledged(
 
 
 async def test_entries_another_consumer_abandoned_are_claimed(
-    redis_server: str,  # noqa: F811
+    redis_server: str,
     client: redis.Redis,
 ) -> None:
     await client.xgroup_create("orders", "g", id="0", mkstream=True)
@@ -89,7 +93,7 @@ async def test_entries_another_consumer_abandoned_are_claimed(
 
 
 async def test_rejected_and_malformed_entries_go_to_the_dead_letter_stream(
-    redis_server: str,  # noqa: F811
+    redis_server: str,
     client: redis.Redis,
 ) -> None:
     harness = ImpulseHarness(impulse=qi.QueueImpulse(), config=config(redis_server))
@@ -110,7 +114,7 @@ async def test_rejected_and_malformed_entries_go_to_the_dead_letter_stream(
 
 
 async def test_shutdown_while_waiting_for_entries_is_clean(
-    redis_server: str,  # noqa: F811
+    redis_server: str,
 ) -> None:
     cfg = config(redis_server, blockMs=60_000)
     harness = ImpulseHarness(impulse=qi.QueueImpulse(), config=cfg)
