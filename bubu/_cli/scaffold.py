@@ -44,7 +44,7 @@ import bubu
 
 
 class Config(msgspec.Struct):
-    """The step's configuration (the ``with`` block of the Engram)."""
+    """The step's configuration: the with block of the Engram."""
 
     greeting: Annotated[str, msgspec.Meta(description="How to greet")] = "Hello"
 
@@ -56,7 +56,7 @@ class Inputs(msgspec.Struct):
 
 
 class Output(msgspec.Struct):
-    """The step's output (``status.output`` of the StepRun)."""
+    """The step's output: status.output of the StepRun."""
 
     greeting: str
 
@@ -132,7 +132,7 @@ log = logging.getLogger("{module}")
 
 
 class Config(msgspec.Struct):
-    """The engram's configuration (the ``with`` block of the Engram)."""
+    """The engram's configuration: the with block of the Engram."""
 
     prefix: Annotated[str, msgspec.Meta(description="Put before every reply")] = ">"
 
@@ -236,7 +236,7 @@ import bubu
 
 
 class Config(msgspec.Struct):
-    """The impulse's configuration (the ``with`` block of the Impulse)."""
+    """The impulse's configuration: the with block of the Impulse."""
 
     interval: Annotated[float, msgspec.Meta(gt=0, description="Seconds between ticks")] = 60.0
     count: Annotated[int, msgspec.Meta(ge=0, description="Stop after this many; 0: never")] = 0
