@@ -91,6 +91,9 @@ def choose_runner(args: argparse.Namespace) -> str:
             )
     if stream and (args.verbose or args.debug):
         _show_sdk_logs(debug=bool(args.debug))
+    if component.kind != "impulse":
+        where = "an in-process connector" if stream else "an in-memory StepRun"
+        Term().progress(f"running {component.described} locally, against {where}")
     if component.kind == "impulse" and args.inputs is not None:
         raise UsageError(
             "--inputs: an impulse has no inputs (it starts Stories from the events it receives); "
