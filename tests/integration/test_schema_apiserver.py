@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from bubu._cli.schema import component_schemas
 from tests._controlplane.server import ControlPlane
-from tests.examples._load import load_example
+from tests.examples._load import EXAMPLES, load_example
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +162,40 @@ async def test_the_raw_msgspec_schema_is_refused(api: httpx.AsyncClient) -> None
     }
     r = await api.post(CRDS, json=crd)
     assert r.status_code == 422, r.text
+
+
+TEMPLATES = sorted(
+    p for p in EXAMPLES.glob("*/*.yaml") if p.name in ("Engram.yaml", "Impulse.yaml")
+)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [yaml.safe_load(p.read_text()) for p in TEMPLATES],
+    ids=[p.parent.name for p in TEMPLATES],
+)
+async def test_every_example_template_is_accepted_as_written(
+    api: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    # The whole documents `bubu schema --write` produced, against the real template CRDs.
+    doc["metadata"]["name"] = f"{doc['metadata']['name']}-{secrets.token_hex(3)}"
+    plural = "engramtemplates" if doc["kind"] == "EngramTemplate" else "impulsetemplates"
+    r = await api.post(f"/apis/catalog.bubustack.io/v1alpha1/{plural}", json=doc)
+    assert r.status_code == 201, r.text
+    assert r.json()["spec"] == doc["spec"]
+
+
+async def test_every_generated_schema_of_the_examples_is_structural(
+    api: httpx.AsyncClient,
+) -> None:
+    from bubu._cli.components import load_component
+
+    modules = sorted(p for p in EXAMPLES.glob("*/*.py") if not p.name.startswith("test_"))
+    checked = 0
+    for module in modules:
+        schemas = component_schemas(load_component(str(module)).cls)
+        for key, schema in schemas.items():
+            if key != "secretSchema":
+                await install_crd(api, schema)
+                checked += 1
+    assert checked >= 9
