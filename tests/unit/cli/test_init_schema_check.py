@@ -157,3 +157,35 @@ def test_output_is_plain_when_piped_and_coloured_on_request(tmp_path: Path) -> N
     assert "\x1b[" not in plain.stderr and plain.stderr.startswith("ok: ")
     coloured = run("-m", "bubu", "check", str(JSON_FILTER), env={"FORCE_COLOR": "1"})
     assert "\x1b[32m✓\x1b[0m" in coloured.stderr
+
+
+def test_a_terminal_gets_colour_and_progress(tmp_path: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    for name in ("FORCE_COLOR", "NO_COLOR"):
+        env.pop(name, None)
+    env["TERM"] = "xterm"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bubu", "init", "tty-demo"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=slave,
+            timeout=120, check=False,
+        )
+    finally:
+        os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    text = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "\x1b[2mscaffolding a batch component in tty-demo/\x1b[0m" in text  # progress, dimmed
+    assert "\x1b[32m✓\x1b[0m wrote tty-demo/tty_demo.py" in text
