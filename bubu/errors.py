@@ -9,9 +9,13 @@ The tree::
     │                                 is missing or invalid); names the variable
     ├── SecretExpansionError          a secret descriptor could not be expanded (fails closed)
     ├── EngramError                   raised by user code to choose the outcome (StructuredError v1)
-    │   └── SchemaValidationError     inputs, config or outputs fail decoding or a schema; .path
+    │   └── SchemaValidationError     inputs, config or outputs fail decoding or a schema; .path,
+    │                                 .violations (every schema violation with its JSON path)
+    ├── SchemaLookupError             (retryable) the template holding a schema could not be read
     ├── StepTimeoutError              BUBU_STEP_TIMEOUT reached: Timeout, exit 124, class retry
-    ├── TemplateError                 a template fails to parse or evaluate
+    ├── TemplateError                 a template fails to parse or evaluate; .position
+    │   ├── TemplateBlockedError      a template reads a step output that does not exist yet
+    │   └── OffloadedDataError        a template needs step data that is still in storage
     ├── PlatformError                 a platform service (Kubernetes, storage, transport) failed
     │   ├── KubernetesError           .status_code, .reason
     │   │   ├── NotFoundError
@@ -69,10 +73,12 @@ __all__ = [
     "InvalidTransitionError",
     "KubernetesError",
     "NotFoundError",
+    "OffloadedDataError",
     "PacketValidationError",
     "PlatformError",
     "PodFencedError",
     "ProtocolViolationError",
+    "SchemaLookupError",
     "SchemaValidationError",
     "SecretExpansionError",
     "SignalError",
@@ -82,6 +88,7 @@ __all__ = [
     "StoryRunNotFoundError",
     "StreamClosedError",
     "StreamSessionError",
+    "TemplateBlockedError",
     "TemplateError",
     "TransportError",
     "TriggerError",
@@ -185,15 +192,36 @@ class EngramError(BubuError):
 class SchemaValidationError(EngramError):
     """Inputs, config or outputs failed to decode or to match a schema.
 
-    ``path`` is the JSON path of the offending value (``$.inputs.items[0].qty``).
+    ``path`` is the JSON path of the (first) offending value (``$.inputs.items[0].qty``);
+    ``violations`` lists every schema violation as ``(json_path, message)`` pairs when the
+    error comes from a JSON Schema, in document order.
     """
 
     error_type: ClassVar[str] = "validation_error"
 
-    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        violations: tuple[tuple[str, str], ...] = (),
+        **kw: Any,
+    ) -> None:
         kw.setdefault("type", "validation_error")
         super().__init__(message, **kw)
         self.path = path
+        self.violations = violations
+
+
+class SchemaLookupError(BubuError):
+    """The Engram, StepRun or template that holds a schema could not be read.
+
+    Retryable (``execution_error``, exit class ``retry``), as Go's lookup failures are: the
+    schema exists but the API server did not answer.
+    """
+
+    retryable = True
+    exit_class = "retry"
 
 
 class StepTimeoutError(BubuError):
@@ -209,9 +237,33 @@ class StepTimeoutError(BubuError):
 
 
 class TemplateError(BubuError):
-    """A template failed to parse or to evaluate."""
+    """A template failed to parse or to evaluate.
+
+    ``position`` is ``"line:column"`` (1-based line, 0-based byte column, as Go reports it)
+    of the construct at fault when one is known.
+    """
 
     error_type: ClassVar[str] = "validation_error"
+
+    def __init__(self, message: str, *, position: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.position = position
+
+
+class TemplateBlockedError(TemplateError):
+    """A template reads ``steps.<name>...`` that is not there yet (Go ``ErrEvaluationBlocked``).
+
+    The text is Go's: ``template evaluation blocked: missing key at steps.fetch.output``.
+    """
+
+
+class OffloadedDataError(TemplateError):
+    """A template needs step data that is still offloaded to storage (Go ``ErrOffloadedDataUsage``).
+
+    Raised when a compound template (pipes, functions) touches a step output that holds a
+    ``$bubuStorageRef``; hydrate the context first or use a single path, which yields a lazy
+    storage selector instead.
+    """
 
 
 class PlatformError(BubuError):

@@ -19,6 +19,7 @@ __all__ = [
     "ENGRAM",
     "ENGRAM_TEMPLATE",
     "IMPULSE",
+    "IMPULSE_TEMPLATE",
     "SECRET",
     "STEP_RUN",
     "STORY",
@@ -97,6 +98,7 @@ STORY = Kind(_CORE, _V1A1, "stories", "Story")
 IMPULSE = Kind(_CORE, _V1A1, "impulses", "Impulse")
 ENGRAM = Kind(_CORE, _V1A1, "engrams", "Engram")
 ENGRAM_TEMPLATE = Kind(_CATALOG, _V1A1, "engramtemplates", "EngramTemplate", namespaced=False)
+IMPULSE_TEMPLATE = Kind(_CATALOG, _V1A1, "impulsetemplates", "ImpulseTemplate", namespaced=False)
 TRANSPORT_BINDING = Kind("transport.bubustack.io", _V1A1, "transportbindings", "TransportBinding")
 CONFIG_MAP = Kind("", "v1", "configmaps", "ConfigMap")
 SECRET = Kind("", "v1", "secrets", "Secret")
