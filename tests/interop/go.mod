@@ -6,6 +6,7 @@ require (
 	github.com/bubustack/bubu-sdk-go v0.1.5
 	github.com/bubustack/core v0.1.6
 	github.com/bubustack/tractatus v0.2.0
+	github.com/xeipuuv/gojsonschema v1.2.0
 )
 
 require (
@@ -78,7 +79,6 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	github.com/xeipuuv/gojsonpointer v0.0.0-20190905194746-02993c407bfb // indirect
 	github.com/xeipuuv/gojsonreference v0.0.0-20180127040603-bd5ef7bd5415 // indirect
-	github.com/xeipuuv/gojsonschema v1.2.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.68.0 // indirect
 	go.opentelemetry.io/otel v1.43.0 // indirect
