@@ -7,8 +7,8 @@ decision (Created / Reused / Rejected), and returns a ``TriggerResult``. ``stop_
 
 What this module owns:
 
-* delivery identity (modes ``none``/``token``/``key``, the key template subset documented in
-  ``render_key_template``, ``submissionId``) - c.3.1;
+* delivery identity (modes ``none``/``token``/``key``, the key template evaluated by
+  ``bubu._templating`` as Go's core/templating does, ``submissionId``) - c.3.1;
 * the StoryTrigger body: name, labels and annotations from the parent step, impulse ref,
   the input hash byte-identical to Go (``bubu._k8s.identity``) - c.3, crds.md 2.1;
 * the wait (watch first, GET polling under the Impulse Role, ``bubu._k8s.watch``), retries,
@@ -21,8 +21,8 @@ before hashing (c.3 step 4.4). The storage layer supplies it; without one, input
 inline and the operator offloads anything above its inline limit when it creates the StoryRun
 (crds.md 2.4).
 
-Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._aio``, ``bubu._scope`` and ``bubu.errors``
-only. Logger: ``bubu.trigger``.
+Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._templating``, ``bubu._aio``, ``bubu._scope``
+and ``bubu.errors`` only. Logger: ``bubu.trigger``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import dataclasses
 import hashlib
 import logging
 import random
-import re
 import time
 import uuid
 import weakref
@@ -53,6 +52,7 @@ from bubu._k8s.watch import wait_for_object
 from bubu._runtime import env, parse
 from bubu._runtime.env import TriggerSettings
 from bubu._runtime.sources import EnvSource, OsEnviron
+from bubu._templating import render_key_template
 from bubu.errors import (
     ConflictError,
     ContractError,
@@ -72,6 +72,7 @@ __all__ = [
     "StoryTriggers",
     "TargetStory",
     "TriggerResult",
+    "compute_trigger_key",
     "get_target_story",
     "load_trigger_settings",
     "operation_timeout",
@@ -96,7 +97,6 @@ _TERMINAL_PHASES = frozenset(
     {"Succeeded", "Failed", "Finished", "Canceled", "Compensated", "Timeout", "Aborted", "Skipped"}
 )
 _DEFAULT_OPERATION_TIMEOUT = 30.0
-_KEY_TEMPLATE_TIMEOUT = 0.25  # Go evaluates the key template under a 250 ms deadline (c.3.1)
 _MAX_SUBMISSION_ID = 253  # deliveryIdentity.submissionId maxLength (crds.md 1.3)
 _ADMISSION_DENIED = "denied the request"  # controller-runtime's webhook denial text
 
@@ -199,230 +199,29 @@ def trigger_token(token: str | None) -> Iterator[None]:
         _TOKEN.reset(reset)
 
 
-# --- the key template subset -------------------------------------------------------------------
-
-_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
-_TOKEN_RE = re.compile(
-    r"""\s*(?:
-        (?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)
-      | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
-      | (?P<pipe>\|)
-      | (?P<lpar>\()
-      | (?P<rpar>\))
-      | (?P<word>[.$]?[A-Za-z_][\w-]*(?:(?:\.[A-Za-z_][\w-]*)|\[[^\]]*\])*|\.)
-    )""",
-    re.VERBOSE,
-)
-_SEGMENT = re.compile(r"\.([A-Za-z_][\w-]*)|\[\s*(?:(-?\d+)|\"([^\"]*)\"|'([^']*)')\s*\]")
-_MISSING = object()
+# --- the key template (c.3.1) ------------------------------------------------------------------
 
 
-def _go_text(value: Any) -> str:
-    """Render a value as Go's ``fmt`` ``%v`` would, for text output."""
-    if value is None:
-        return "<no value>"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return identity.go_format_g(value)
-    # Go prints maps as map[k:v]; we render JSON instead (documented parity gap).
-    return identity.go_canonical_json(value)
+def compute_trigger_key(template: str, variables: Mapping[str, Any]) -> str:
+    """Go's ``computeTriggerKey``: render with core's rules, JSON a non-string, trim, sha256.
 
-
-def _lookup(root: Mapping[str, Any], word: str) -> Any:
-    path = word.removeprefix("$")
-    if path == ".":
-        return dict(root)
-    if not path.startswith("."):
-        path = "." + path  # core's normaliser allows ``inputs.x`` without the leading dot
-    value: Any = root
-    seen = ""
-    pos = 0
-    while pos < len(path):
-        m = _SEGMENT.match(path, pos)
-        if m is None:
-            raise TemplateError(f"invalid path {word!r} in trigger key template")
-        pos = m.end()
-        name, idx, dq, sq = m.groups()
-        key: Any = name if name is not None else (int(idx) if idx is not None else (dq or sq or ""))
-        seen += f".{key}" if isinstance(key, str) else f"[{key}]"
-        if isinstance(value, Mapping) and isinstance(key, str):
-            value = value.get(key, _MISSING)
-        elif (
-            isinstance(value, list | tuple)
-            and isinstance(key, int)
-            and -len(value) <= key < len(value)
-        ):
-            value = value[key]
-        else:
-            value = _MISSING
-        if value is _MISSING:
-            raise TemplateError(f"missing key at {seen.lstrip('.')}")
-    return value
-
-
-def _default(fallback: Any, value: Any = None) -> Any:
-    return fallback if value in (None, "", 0, False, [], {}) else value
-
-
-_FUNCS: dict[str, Callable[..., Any]] = {
-    "lower": lambda v: _go_text(v).lower(),
-    "upper": lambda v: _go_text(v).upper(),
-    "trim": lambda v: _go_text(v).strip(),
-    "default": _default,
-    "toJson": identity.go_canonical_json,
-    "print": lambda *vs: "".join(_go_text(v) for v in vs),
-    "index": lambda v, *keys: _index(v, keys),
-    "hash_of": lambda v: hashlib.sha256(_go_text(v).encode()).hexdigest(),
-}
-
-
-def _index(value: Any, keys: tuple[Any, ...]) -> Any:
-    for key in keys:
-        if isinstance(value, Mapping):
-            if key not in value:
-                raise TemplateError(f"missing key at {key}")
-            value = value[key]
-        elif isinstance(value, list) and isinstance(key, int) and 0 <= key < len(value):
-            value = value[key]
-        else:
-            raise TemplateError(f"cannot index {type(value).__name__} with {key!r}")
-    return value
-
-
-def _tokens(expr: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    pos = 0
-    expr = expr.rstrip()
-    while pos < len(expr):
-        m = _TOKEN_RE.match(expr, pos)
-        if m is None or m.end() == pos:
-            raise TemplateError(f"unsupported syntax in trigger key template near {expr[pos:]!r}")
-        kind = m.lastgroup or ""
-        out.append((kind, m.group(kind)))
-        pos = m.end()
-    return out
-
-
-def _eval_pipeline(expr: str, root: Mapping[str, Any]) -> Any:
-    toks = _tokens(expr)
-    if not toks:
-        raise TemplateError("empty action in trigger key template")
-    pos = 0
-
-    def operand() -> Any:
-        nonlocal pos
-        if pos >= len(toks):
-            raise TemplateError("incomplete action in trigger key template")
-        kind, text = toks[pos]
-        pos += 1
-        if kind == "str":
-            return text[1:-1] if text.startswith("`") else msgspec.json.decode(text.encode())
-        if kind == "num":
-            return float(text) if any(c in text for c in ".eE") else int(text)
-        if kind == "lpar":
-            value = pipeline()
-            if pos >= len(toks) or toks[pos][0] != "rpar":
-                raise TemplateError("unclosed parenthesis in trigger key template")
-            pos += 1
-            return value
-        if kind == "word":
-            if text in ("true", "false"):
-                return text == "true"
-            if text == "nil":
-                return None
-            return _lookup(root, text)
-        raise TemplateError(f"unexpected {text!r} in trigger key template")
-
-    def command(piped: Any) -> Any:
-        nonlocal pos
-        if pos >= len(toks):
-            raise TemplateError("missing command after '|' in trigger key template")
-        kind, text = toks[pos]
-        if kind == "word" and text in _FUNCS:
-            pos += 1
-            args: list[Any] = []
-            while pos < len(toks) and toks[pos][0] not in ("pipe", "rpar"):
-                args.append(operand())
-            if piped is not _MISSING:
-                args.append(piped)  # Go passes the piped value as the last argument
-            try:
-                return _FUNCS[text](*args)
-            except TypeError as exc:
-                raise TemplateError(f"wrong arguments for {text}: {exc}") from None
-        bare = kind == "word" and not text.startswith((".", "$"))
-        head = re.match(r"[A-Za-z_][\w-]*", text) if bare else None
-        if head and head.group(0) not in root and text not in ("true", "false", "nil"):
-            raise TemplateError(f'function "{text}" not defined')
-        if piped is not _MISSING:
-            raise TemplateError("only functions may receive a piped value")
-        value = operand()
-        if pos < len(toks) and toks[pos][0] not in ("pipe", "rpar"):
-            raise TemplateError(f"unexpected {toks[pos][1]!r} in trigger key template")
-        return value
-
-    def pipeline() -> Any:
-        nonlocal pos
-        value = command(_MISSING)
-        while pos < len(toks) and toks[pos][0] == "pipe":
-            pos += 1
-            value = command(value)
-        return value
-
-    result = pipeline()
-    if pos != len(toks):
-        raise TemplateError(f"unexpected {toks[pos][1]!r} in trigger key template")
-    return result
-
-
-def render_key_template(template: str, variables: Mapping[str, Any]) -> Any:
-    """Evaluate the dedupe key template subset (``BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE``).
-
-    The subset of Go ``text/template`` (plus core's normaliser) that dedupe keys need:
-
-    * actions ``{{ ... }}`` with ``{{-``/``-}}`` whitespace trimming, in literal text;
-    * paths ``.inputs.a.b``, ``inputs.a.b`` (leading dot optional), ``.inputs.items[0]``,
-      ``.inputs["odd key"]``, and ``.`` for the whole variable map;
-    * literals: strings (``"..."``, raw ```...```), numbers, ``true``, ``false``, ``nil``;
-    * pipelines ``a | f x`` (the piped value is the last argument) and parentheses;
-    * functions ``lower``, ``upper``, ``trim``, ``default``, ``toJson``, ``print``,
-      ``index``, ``hash_of`` (sha256 hex, as core's).
-
-    A template that is one action returns the typed value (core's fast path); otherwise the
-    parts are rendered as Go's ``%v`` would. A missing key is an error (``missing key at
-    <path>``) rather than Go's ``<no value>``; maps and lists inside multi-part text render as
-    Go-canonical JSON rather than ``map[...]``. No ``now``/random: keys must be deterministic.
+    The template runs on ``bubu._templating`` (the full Go text/template language,
+    deterministic functions only, 250 ms), so the key of a Go impulse and a bubu impulse agree
+    byte for byte: a whole number of 1e6 or more prints ``1e+06`` inside text.
 
     Raises:
-        TemplateError: a syntax error, an unknown function or a missing key.
+        TemplateError: ``resolve trigger key template: <Go's error>``.
+        TriggerError: the key renders empty.
     """
-    stripped = template.strip()
-    actions = list(_ACTION.finditer(stripped))
-    if len(actions) == 1 and actions[0].span() == (0, len(stripped)):
-        return _eval_pipeline(actions[0].group(2), variables)
-    parts: list[str] = []
-    pos = 0
-    for m in _ACTION.finditer(template):
-        text = template[pos : m.start()]
-        if m.group(1):
-            text = text.rstrip()
-        parts.append(text)
-        parts.append(_go_text(_eval_pipeline(m.group(2), variables)))
-        pos = m.end()
-        if m.group(3):
-            rest = template[pos:]
-            pos += len(rest) - len(rest.lstrip())
-    parts.append(template[pos:])
-    rendered = "".join(parts)
-    if "{{" in rendered and not actions:
-        raise TemplateError("unclosed action in trigger key template")
-    return rendered
+    try:
+        value = render_key_template(template, variables)
+    except TemplateError as exc:
+        raise TemplateError(f"resolve trigger key template: {exc}", position=exc.position) from None
+    text = value if isinstance(value, str) else identity.go_canonical_json(value)
+    text = text.strip()
+    if not text:
+        raise TriggerError("trigger key resolved to empty value")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- delivery identity (c.3.1) -----------------------------------------------------------------
@@ -455,17 +254,7 @@ def _resolve_identity(
             "story": {"name": story.name, "namespace": story.namespace},
             "impulse": {"name": impulse.name, "namespace": impulse.namespace},
         }
-        start = time.monotonic()
-        value = render_key_template(settings.dedupe_key_template, variables)
-        if time.monotonic() - start > _KEY_TEMPLATE_TIMEOUT:
-            raise TemplateError(
-                f"template evaluation timed out after {int(_KEY_TEMPLATE_TIMEOUT * 1000)}ms"
-            )
-        text = value if isinstance(value, str) else identity.go_canonical_json(value)
-        text = text.strip()
-        if not text:
-            raise TriggerError("trigger key resolved to empty value")
-        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        key = compute_trigger_key(settings.dedupe_key_template, variables)
         if token and token != key:
             raise TriggerError(
                 "trigger token mismatch: provided token does not match "

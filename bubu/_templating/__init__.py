@@ -109,13 +109,15 @@ _CACHE_TTL = 30 * 60.0
 
 class _ParseCache:
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[bytes, bool], tuple[float, Any]] = OrderedDict()
+        self._entries: OrderedDict[tuple[bytes, int], tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, text: str, names: frozenset[str], deterministic: bool) -> _parse.Tree:
-        key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), deterministic)
+    def get(self, text: str, names: frozenset[str]) -> _parse.Tree:
+        # The function set is part of the key: the same text parses differently with the
+        # builtins only (the single-action check) and with or without now/random.
+        key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), hash(names))
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(key)
@@ -173,7 +175,7 @@ def _is_single_action(trimmed: str) -> bool:
     try:
         # Go checks with a template that has only the builtins: a Sprig call such as
         # ``{{ add 1 2 }}`` is "not single-action" and its output stays a string (c.10).
-        tree = _cache.get(trimmed, BUILTIN_NAMES, deterministic=True)
+        tree = _cache.get(trimmed, BUILTIN_NAMES)
     except TemplateError:
         return False
     nodes = tree.root.nodes
@@ -192,7 +194,7 @@ def _parse_json_value(raw: str) -> tuple[bool, Any]:
 
 def _step_references(text: str, names: frozenset[str]) -> set[str]:
     try:
-        tree = _cache.get(text, names, deterministic=False)
+        tree = _cache.get(text, names)
     except TemplateError:
         return set()
     seen: set[str] = set()
@@ -263,7 +265,9 @@ def _contains_storage_ref(data: Any, visiting: set[int]) -> bool:
     return False
 
 
-def _has_storage_refs_in_steps(text: str, variables: Mapping[str, Any], names: frozenset[str]) -> bool:
+def _has_storage_refs_in_steps(
+    text: str, variables: Mapping[str, Any], names: frozenset[str]
+) -> bool:
     steps = variables.get("steps")
     if not isinstance(steps, dict):
         return False
@@ -333,7 +337,9 @@ class Evaluator:
 
     # internals -------------------------------------------------------------------------------------
 
-    def _resolve(self, value: Any, variables: dict[str, Any], visiting: set[int], depth: int) -> Any:
+    def _resolve(
+        self, value: Any, variables: dict[str, Any], visiting: set[int], depth: int
+    ) -> Any:
         if depth > MAX_RESOLVE_DEPTH:
             raise TemplateError(f"template value exceeded max resolve depth {MAX_RESOLVE_DEPTH}")
         if isinstance(value, dict):
@@ -372,7 +378,9 @@ class Evaluator:
                 merged = variables
                 if TEMPLATE_VARS_KEY in value:
                     try:
-                        extra = self._resolve(value[TEMPLATE_VARS_KEY], variables, visiting, depth + 1)
+                        extra = self._resolve(
+                            value[TEMPLATE_VARS_KEY], variables, visiting, depth + 1
+                        )
                     except TemplateError as exc:
                         raise type(exc)(f"template vars: {exc}", position=exc.position) from None
                     if extra is not None:
@@ -428,7 +436,7 @@ class Evaluator:
         return rendered
 
     def _render(self, text: str, variables: dict[str, Any]) -> str:
-        tree = _cache.get(text, self._names, self.config.deterministic)
+        tree = _cache.get(text, self._names)
         timeout = self.config.evaluation_timeout
         deadline = time.monotonic() + timeout if timeout > 0 else None
         try:
@@ -656,7 +664,9 @@ async def hydrate_config(
     try:
         resolved = await resolve_templates(hydrated, variables, storage=storage, limits=lim)
     except TemplateError as exc:
-        raise type(exc)(f"failed to resolve config templates: {exc}", position=exc.position) from None
+        raise type(exc)(
+            f"failed to resolve config templates: {exc}", position=exc.position
+        ) from None
     if resolved is None:
         return {}
     if not isinstance(resolved, dict):
@@ -704,7 +714,9 @@ async def resolve_inputs(
         try:
             resolved = await resolve_templates(hydrated, variables, storage=storage, limits=limits)
         except TemplateError as exc:
-            raise type(exc)(f"failed to resolve input templates: {exc}", position=exc.position) from None
+            raise type(exc)(
+                f"failed to resolve input templates: {exc}", position=exc.position
+            ) from None
         if resolved is None:
             resolved = {}
     if not isinstance(resolved, dict):

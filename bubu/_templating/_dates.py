@@ -245,7 +245,11 @@ def parse_layout(layout: str, text: str, loc: Any) -> GoTime | None:
         return None
     g = m.groupdict()
     try:
-        year = int(g["Y"]) if g.get("Y") else (int(g["y"]) + (1900 if int(g["y"]) >= 69 else 2000) if g.get("y") else 0)
+        year = (
+            int(g["Y"])
+            if g.get("Y")
+            else (int(g["y"]) + (1900 if int(g["y"]) >= 69 else 2000) if g.get("y") else 0)
+        )
         if g.get("B"):
             month = _MONTHS.index(g["B"]) + 1
         elif g.get("b"):
@@ -319,7 +323,16 @@ def date_in_zone(layout: str, date: Any, zone: str) -> str:
     return format_layout(_in_zone(_to_time(date), _zone(zone)), layout)
 
 
-_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "μs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_UNITS = {
+    "ns": 1,
+    "us": 1000,
+    "µs": 1000,
+    "μs": 1000,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 _DUR_RE = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
 
 
@@ -427,7 +440,9 @@ def _date_modify(fmt: str, date: GoTime) -> GoTime:
     if ns is None:
         return date
     total = date.nanos + ns
-    return GoTime(date.dt.replace(microsecond=0) + timedelta(microseconds=total // 1000), total % 10**9)
+    return GoTime(
+        date.dt.replace(microsecond=0) + timedelta(microseconds=total // 1000), total % 10**9
+    )
 
 
 def _must_date_modify(fmt: str, date: GoTime) -> GoTime:

@@ -205,8 +205,9 @@ class _State:
             try:
                 if type(value) is GoInt or type(value) is GoInt64:
                     if len(decl) > 1:
-                        self.node = node
-                        self.errorf(f"can't use {sprint(value)} to iterate over more than one variable")
+                        self.errorf(
+                            f"can't use {sprint(value)} to iterate over more than one variable"
+                        )
                     for i in range(int(value)):
                         ran = True
                         one(NOVALUE, type(value)(i), False)
@@ -223,7 +224,6 @@ class _State:
                 elif value is NOVALUE or value is None:
                     pass
                 else:
-                    self.node = node
                     self.errorf(f"range can't iterate over {sprint(value)}")
             except _Break:
                 return
@@ -445,6 +445,9 @@ class _State:
                 value = final
             return value
         argv: list[Any] = []
+        if fn.builtin and name == "call":
+            # Go passes the callee's expression text for its error message.
+            argv.append(str(args[0]) if args else sprint(final))
         for i, arg in enumerate(args):
             typ = params[i] if i < len(params) else fn.variadic
             argv.append(self.eval_arg(dot, typ, arg, dot_iface))
@@ -538,7 +541,13 @@ class _State:
 
 
 _NILABLE = frozenset(
-    {"map[string]interface {}", "[]interface {}", "[]string", "map[string]string", "*semver.Version"}
+    {
+        "map[string]interface {}",
+        "[]interface {}",
+        "[]string",
+        "map[string]string",
+        "*semver.Version",
+    }
 )
 
 
@@ -565,4 +574,3 @@ def execute(
     except RecursionError:
         raise ExecError(f"template: {P.NAME}: template nested too deeply") from None
     return "".join(writer.parts)
-

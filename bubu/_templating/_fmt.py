@@ -23,6 +23,7 @@ from bubu._templating._values import (
     GoTime,
     GoVersion,
     go_type,
+    is_int,
 )
 
 __all__ = ["FormatError", "format_float", "go_quote", "sprint", "sprintf", "sprintln"]
@@ -174,7 +175,7 @@ def _is_float(value: Any) -> bool:
 
 
 def _is_goint(value: Any) -> bool:
-    return type(value) is GoInt or type(value) is GoInt64
+    return is_int(value)
 
 
 _GO_MONTHS = (
@@ -185,7 +186,7 @@ _GO_MONTHS = (
 def time_string(t: GoTime) -> str:
     """``time.Time.String()``: ``2006-01-02 15:04:05.999999999 -0700 MST``."""
     dt = t.dt
-    text = dt.strftime("%Y-%m-%d %H:%M:%S")
+    text = f"{dt.year:04d}-" + dt.strftime("%m-%d %H:%M:%S")
     if t.nanos:
         text += "." + f"{t.nanos:09d}".rstrip("0")
     offset = dt.utcoffset()
@@ -250,7 +251,7 @@ class _Printer:
         else:
             self.bad_verb(verb, v)
 
-    def fmt_integer(self, v: int, verb: str) -> None:
+    def fmt_integer(self, v: int, verb: str, original: Any = None) -> None:
         if verb == "v":
             self.fmt_int_base(v, 10, verb, "0123456789abcdefx")
         elif verb == "d":
@@ -271,7 +272,7 @@ class _Printer:
         elif verb == "U":
             self.fmt_unicode(v)
         else:
-            self.bad_verb(verb, v)
+            self.bad_verb(verb, v if original is None else original)
 
     def fmt_int_base(self, v: int, base: int, verb: str, digits: str) -> None:
         negative = v < 0
@@ -500,7 +501,7 @@ class _Printer:
             if verb == "v" and self.sharp_v:
                 self.fmt_int_base(int(arg), 10, "d", "0123456789abcdefx")
             else:
-                self.fmt_integer(int(arg), verb)
+                self.fmt_integer(int(arg), verb, arg)
         elif _is_float(arg):
             value = float(arg)
             if self.sharp_v and verb == "v":

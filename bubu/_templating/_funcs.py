@@ -34,7 +34,10 @@ from bubu._templating._values import (
     GoInt64,
     GoStringMap,
     GoStrings,
+    GoNilSlice,
     GoTime,
+    GoUint8,
+    GoUint64,
     GoVersion,
     go_kind,
     go_type,
@@ -290,7 +293,9 @@ def _offloaded(op: str, value: Any) -> None:
     if sel is not None:
         ref, path = sel
         where = ref + _offloaded_path(path) if path else ref
-        raise OffloadedUsage(f"offloaded data usage detected: {op} requires hydrated data for {where}")
+        raise OffloadedUsage(
+            f"offloaded data usage detected: {op} requires hydrated data for {where}"
+        )
 
 
 def core_len(value: Any) -> GoInt:
@@ -353,23 +358,13 @@ def _basic_kind(value: Any) -> str:
         return "bool"
     if type(value) is GoInt or type(value) is GoInt64:
         return "int"
-    if type(value) is _GoUint:
+    if type(value) is GoUint8 or type(value) is GoUint64:
         return "uint"
     if isinstance(value, int | float):
         return "float"
     if isinstance(value, str):
         return "string"
     return "other"
-
-
-class _GoUint(int):
-    """A Go ``uint64`` (semver fields) or ``uint8`` (a byte from ``index`` on a string)."""
-
-    __slots__ = ()
-
-
-class _GoUint8(_GoUint):
-    __slots__ = ()
 
 
 def _builtin_eq(arg1: Any, *rest: Any) -> bool:
@@ -463,10 +458,11 @@ def _builtin_index(item: Any, *indexes: Any) -> Any:
             raise GoCallError("index of nil pointer")
         if isinstance(item, str):
             data = item.encode("utf-8", "surrogatepass")
+            # a Go string indexes to a byte (uint8)
             x = _index_arg(index, len(data))
             if x >= len(data):
                 raise GoCallError("reflect: string index out of range")
-            item = _GoUint8(data[x])
+            item = GoUint8(data[x])
         elif isinstance(item, list | tuple):
             x = _index_arg(index, len(item))
             if x >= len(item):
@@ -496,9 +492,14 @@ def _html_escape(s: str) -> str:
     out = []
     for ch in s:
         out.append(
-            {"\0": "\ufffd", '"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;"}.get(
-                ch, ch
-            )
+            {
+                "\0": "\ufffd",
+                '"': "&#34;",
+                "'": "&#39;",
+                "&": "&amp;",
+                "<": "&lt;",
+                ">": "&gt;",
+            }.get(ch, ch)
         )
     return "".join(out)
 
@@ -553,10 +554,11 @@ def _builtins() -> dict[str, GoFunc]:
     }
 
 
-def _call_unsupported(fn: Any, *args: Any) -> Any:
+def _call_unsupported(name: str, fn: Any, *args: Any) -> Any:
+    # Template data is JSON: it never holds a function, so ``call`` always fails, with Go's text.
     if fn is None or fn is NOVALUE:
         raise GoCallError("call of nil")
-    raise GoCallError(f"non-function of type {go_type(fn)}")
+    raise GoCallError(f"non-function {name} of type {go_type(fn)}")
 
 
 # Go's builtins: the single-action check parses with these names only (c.10).
@@ -570,9 +572,9 @@ def call_method(receiver: Any, name: str) -> GoFunc | None:
     """The Go method ``name`` on ``receiver`` (time.Time, *semver.Version), if any."""
     if isinstance(receiver, GoVersion):
         fields = {
-            "Major": lambda: _GoUint(receiver.major),
-            "Minor": lambda: _GoUint(receiver.minor),
-            "Patch": lambda: _GoUint(receiver.patch),
+            "Major": lambda: GoUint64(receiver.major),
+            "Minor": lambda: GoUint64(receiver.minor),
+            "Patch": lambda: GoUint64(receiver.patch),
             "Prerelease": lambda: receiver.pre,
             "Metadata": lambda: receiver.metadata,
             "Original": lambda: receiver.original,
@@ -610,12 +612,12 @@ def _sprig_last(v: Any) -> Any:
 
 def _sprig_rest(v: Any) -> Any:
     items = _list_of(v, "find rest")
-    return items[1:] if items else None
+    return items[1:] if items else GoNilSlice()
 
 
 def _sprig_initial(v: Any) -> Any:
     items = _list_of(v, "find initial")
-    return items[:-1] if items else None
+    return items[:-1] if items else GoNilSlice()
 
 
 def _in_list(haystack: list[Any], needle: Any) -> bool:
@@ -661,13 +663,13 @@ def _to_int(value: Any) -> int:
 
 
 def _sprig_concat(*lists: Any) -> Any:
-    out: list[Any] | None = None
+    out: list[Any] = GoNilSlice()
     for item in lists:
         if item is None:
             raise GoCallError(_RUNTIME_NIL)
         if not isinstance(item, list | tuple):
             raise GoCallError(f"Cannot concat type {_kind_of(item)} as list")
-        out = (out or []) + list(item)
+        out = [*out, *item]
     return out
 
 
@@ -1266,13 +1268,25 @@ def _sprig(deterministic: bool) -> dict[str, GoFunc]:
         "subf": f(lambda a, *v: _decimal_op(a, v, "-"), (ANY,), ANY),
         "divf": f(lambda a, *v: _decimal_op(a, v, "/"), (ANY,), ANY),
         "mulf": f(lambda a, *v: _decimal_op(a, v, "*"), (ANY,), ANY),
-        "biggest": f(lambda a, *v: GoInt64(max([to_int64(a), *(to_int64(x) for x in v)])), (ANY,), ANY),
+        "biggest": f(
+            lambda a, *v: GoInt64(max([to_int64(a), *(to_int64(x) for x in v)])), (ANY,), ANY
+        ),
         "max": f(lambda a, *v: GoInt64(max([to_int64(a), *(to_int64(x) for x in v)])), (ANY,), ANY),
         "min": f(lambda a, *v: GoInt64(min([to_int64(a), *(to_int64(x) for x in v)])), (ANY,), ANY),
         "maxf": f(lambda a, *v: _fold_float(a, v, max), (ANY,), ANY),
         "minf": f(lambda a, *v: _fold_float(a, v, min), (ANY,), ANY),
-        "ceil": f(lambda a: float(math.ceil(to_float64(a))) if math.isfinite(to_float64(a)) else to_float64(a), (ANY,)),
-        "floor": f(lambda a: float(math.floor(to_float64(a))) if math.isfinite(to_float64(a)) else to_float64(a), (ANY,)),
+        "ceil": f(
+            lambda a: (
+                float(math.ceil(to_float64(a))) if math.isfinite(to_float64(a)) else to_float64(a)
+            ),
+            (ANY,),
+        ),
+        "floor": f(
+            lambda a: (
+                float(math.floor(to_float64(a))) if math.isfinite(to_float64(a)) else to_float64(a)
+            ),
+            (ANY,),
+        ),
         "round": f(_sprig_round, (ANY, "int"), "float64"),
         # string lists
         "split": f(_sprig_split, (S, S)),
@@ -1301,7 +1315,9 @@ def _sprig(deterministic: bool) -> dict[str, GoFunc]:
         # reflection
         "typeOf": f(lambda v: go_type(v) if v is not None else "<nil>", (ANY,)),
         "typeIs": f(lambda t, v: t == (go_type(v) if v is not None else "<nil>"), (S, ANY)),
-        "typeIsLike": f(lambda t, v: go_type(v) in (t, "*" + t) if v is not None else t == "<nil>", (S, ANY)),
+        "typeIsLike": f(
+            lambda t, v: go_type(v) in (t, "*" + t) if v is not None else t == "<nil>", (S, ANY)
+        ),
         "kindOf": f(lambda v: go_kind(v), (ANY,)),
         "kindIs": f(lambda t, v: t == go_kind(v), (S, ANY)),
         "deepEqual": f(deep_equal, (ANY, ANY)),
@@ -1415,4 +1431,4 @@ def build_funcs(*, deterministic: bool) -> dict[str, GoFunc]:
 
 
 def _unused(*_: Any) -> None:
-    _ = (format_float, posixpath, Mapping, _WORD_SPLIT, _must, _GoUint8)
+    _ = (format_float, posixpath, Mapping, _WORD_SPLIT, _must)

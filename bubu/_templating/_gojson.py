@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from bubu._k8s.identity import go_float, go_json_string
-from bubu._templating._values import NOVALUE, GoInt, GoInt64, GoTime, GoVersion
+from bubu._templating._values import NOVALUE, GoNilSlice, GoTime, GoVersion, is_int
 
 __all__ = ["GoJSONError", "go_json", "go_json_decode"]
 
@@ -37,10 +37,10 @@ def _encode(value: Any, out: list[str], escape_html: bool, indent: str | None, l
         out.append("false")
     elif isinstance(value, str):
         out.append(_string(value, escape_html))
-    elif type(value) is GoInt or type(value) is GoInt64 or (
-        isinstance(value, int) and type(value).__name__ in ("_GoUint", "_GoUint8")
-    ):
+    elif is_int(value):
         out.append(str(int(value)))
+    elif type(value) is GoNilSlice and not value:
+        out.append("null")
     elif isinstance(value, int | float):
         f = float(value)
         if math.isnan(f) or math.isinf(f):
@@ -116,8 +116,26 @@ def go_json_decode(text: str) -> Any:
     try:
         value = msgspec.json.decode(stripped.encode("utf-8", "surrogatepass"))
     except msgspec.DecodeError as exc:
-        raise GoJSONError(f"invalid JSON: {exc}") from None
+        raise GoJSONError(_go_decode_error(stripped, exc)) from None
     return _floats(value)
+
+
+def _go_decode_error(text: str, exc: Exception) -> str:
+    # Go's two most common decoder messages; anything subtler keeps msgspec's description.
+    first = text[0]
+    if first not in '{["-0123456789tfn':
+        return f"invalid character {_go_char(first)} looking for beginning of value"
+    if "truncated" in str(exc):
+        return "unexpected end of JSON input"
+    return f"invalid JSON: {exc}"
+
+
+def _go_char(ch: str) -> str:
+    if ch == "'":
+        return "'\\''"
+    if ch == '"':
+        return "'\"'"
+    return f"'{ch}'" if ch.isprintable() else f"'\\x{ord(ch):02x}'"
 
 
 def _floats(value: Any) -> Any:

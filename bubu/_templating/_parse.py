@@ -270,7 +270,9 @@ class _Lexer:
             self.pos += after
             self.ignore()
             return self.lex_comment()
-        self.items.append(Item(LDELIM, self.start, self.input[self.start : self.pos], self.start_line))
+        self.items.append(
+            Item(LDELIM, self.start, self.input[self.start : self.pos], self.start_line)
+        )
         self.start = self.pos
         self.start_line = self.line
         self.pos += after
@@ -789,10 +791,10 @@ class _Parser:
                 return item
 
     def peek_non_space(self) -> Item:
-        j = self.i
-        while j < len(self.items) and self.items[j].typ == SPACE:
-            j += 1
-        return self.items[j] if j < len(self.items) else self.items[-1]
+        # As Go: the spaces are consumed, only the non-space token is put back.
+        item = self.next_non_space()
+        self.backup()
+        return item
 
     def errorf(self, message: str) -> None:
         line = self.last.line
@@ -1235,6 +1237,8 @@ def _parse_number(token: Item) -> NumberNode | str:
     value = _parse_int_literal(text)
     if value is not None and "_" in text and not _valid_underscores(text):
         value = None
+    if value is not None and not -(2**63) <= value < 2**64:
+        return f"integer overflow: {_go_quote_q(text)}"
     if value is not None:
         node.is_int = -(2**63) <= value < 2**63
         node.is_uint = 0 <= value < 2**64
@@ -1242,8 +1246,10 @@ def _parse_number(token: Item) -> NumberNode | str:
         node.is_float = True
         node.float_value = float(value)
         return node
-    if not any(c in text for c in ".eEpP") or text.lower().lstrip("+-").startswith("0x") and not any(
-        c in text for c in "pP"
+    if (
+        not any(c in text for c in ".eEpP")
+        or text.lower().lstrip("+-").startswith("0x")
+        and not any(c in text for c in "pP")
     ):
         try:
             float(text.replace("_", ""))

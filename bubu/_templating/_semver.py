@@ -31,11 +31,11 @@ def parse(text: str) -> GoVersion:
     """``semver.NewVersion``.
 
     Raises:
-        GoCallError: ``Invalid Semantic Version``.
+        GoCallError: ``invalid semantic version``.
     """
     m = _VERSION.match(text)
     if m is None:
-        raise _error("Invalid Semantic Version")
+        raise _error("invalid semantic version")
     major = int(m.group(1))
     minor = int(m.group(2)[1:]) if m.group(2) else 0
     patch = int(m.group(3)[1:]) if m.group(3) else 0

@@ -26,9 +26,12 @@ __all__ = [
     "NOVALUE",
     "GoInt",
     "GoInt64",
+    "GoNilSlice",
     "GoStringMap",
     "GoStrings",
     "GoTime",
+    "GoUint8",
+    "GoUint64",
     "GoVersion",
     "NoValue",
     "go_kind",
@@ -68,6 +71,24 @@ class GoInt(int):
 
 class GoInt64(int):
     """A Go ``int64``."""
+
+    __slots__ = ()
+
+
+class GoUint8(int):
+    """A Go ``uint8`` (a byte: ``index`` on a string)."""
+
+    __slots__ = ()
+
+
+class GoUint64(int):
+    """A Go ``uint64`` (semver version fields)."""
+
+    __slots__ = ()
+
+
+class GoNilSlice(list[Any]):
+    """A nil ``[]interface {}``: prints ``[]``, encodes as JSON ``null``."""
 
     __slots__ = ()
 
@@ -124,9 +145,12 @@ class GoVersion:
         return text
 
 
+_INT_TYPES = frozenset({GoInt, GoInt64, GoUint8, GoUint64})
+
+
 def is_int(value: Any) -> bool:
-    """True for Go integer values (``GoInt``/``GoInt64``), never for data numbers."""
-    return type(value) is GoInt or type(value) is GoInt64
+    """True for Go integer values (``GoInt``, ``GoInt64``, uints), never for data numbers."""
+    return type(value) in _INT_TYPES
 
 
 def is_number(value: Any) -> bool:
@@ -145,6 +169,10 @@ def go_type(value: Any) -> str:
         return "int"
     if t is GoInt64:
         return "int64"
+    if t is GoUint8:
+        return "uint8"
+    if t is GoUint64:
+        return "uint64"
     if isinstance(value, int | float):
         return "float64"
     if isinstance(value, str):

@@ -290,12 +290,13 @@ async def test_stop_story_missing_run(world):
         ("{{ .inputs.eventId }}", "evt-1"),
         ("{{ inputs.n }}", 3),
         ("id-{{ inputs.eventId }}-{{ inputs.n }}", "id-evt-1-3"),
-        ("{{ inputs.items[1] }}", "b"),
+        ("{{ index inputs.items 1 }}", "b"),
         ('{{ inputs["odd key"] }}', "v"),
         ("{{ inputs.eventId | upper }}", "EVT-1"),
-        ('{{ inputs.missing2 | default "x" }}', None),  # missing keys are errors, see below
+        ('{{ inputs.missing2 | default "x" }}', "x"),  # a missing key inside a pipeline is zero
+        ("{{ inputs.missing2 }}", None),  # a single path to a missing key is an error
         ("{{- inputs.eventId -}}  ", "evt-1"),
-        ("{{ story.name }}/{{ impulse.name }}", "s/i"),
+        ("{{ .story.name }}/{{ .impulse.name }}", "s/i"),  # only inputs/steps/packet drop the dot
         ("{{ inputs.f }}", 1000000.0),
         ("f={{ inputs.f }}", "f=1e+06"),
         ('{{ print "a" inputs.n }}', "a3"),
@@ -315,7 +316,11 @@ def test_key_template_subset(template, expected):
     assert render_key_template(template, variables) == expected
 
 
-@pytest.mark.parametrize("template", ["{{ nope }}", "{{ inputs.a | }}", "{{ (inputs.a }}"])
+@pytest.mark.parametrize(
+    "template",
+    # Go's parser refuses numeric subscripts ("bad character U+005B '['") and bare "story".
+    ["{{ nope }}", "{{ (inputs.a }}", "{{ story.name }}", "{{ inputs.a[0] }}"],
+)
 def test_key_template_errors_are_clear(template):
     with pytest.raises(TemplateError):
         render_key_template(template, {"inputs": {"a": 1}})

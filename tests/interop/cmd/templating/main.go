@@ -221,8 +221,10 @@ func main() {
 		var req request
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
 			_ = enc.Encode(response{Error: "bad request: " + err.Error()})
+			_ = out.Flush()
 			continue
 		}
 		_ = enc.Encode(run(req))
+		_ = out.Flush()
 	}
 }
