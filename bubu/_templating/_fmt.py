@@ -122,7 +122,57 @@ def format_float(f: float, fmt: str, prec: int) -> str:
         if exp < -4 or exp >= eprec:
             return neg + _fmt_e(digits, dp, len(digits) - 1, fmt == "G")
         return neg + _fmt_f(digits, dp if digits != "0" else 1, max(len(digits) - dp, 0))
+    if fmt in "xX":
+        return neg + _fmt_x(abs(f), prec, fmt == "X")
+    if fmt == "b":
+        return neg + _fmt_b(abs(f))
     raise FormatError(f"float format {fmt!r} is not supported")
+
+
+def _fmt_x(f: float, prec: int, upper: bool) -> str:
+    """strconv's ``'x'`` format: ``0x1.8p+01`` (shortest mantissa, two-digit exponent)."""
+    if f == 0:
+        mant, exp = 0, 0
+    else:
+        m, e = math.frexp(f)  # f = m * 2**e, 0.5 <= m < 1
+        mant = int(m * (1 << 53))  # 53-bit integer mantissa, top bit set
+        exp = e - 1
+    # mant has 53 bits: 1 leading bit + 52 fraction bits (13 hex digits).
+    frac = mant & ((1 << 52) - 1) if mant else 0
+    lead = 1 if mant else 0
+    digits = f"{frac:013x}"
+    if prec >= 0:
+        if prec < 13:
+            shift = (13 - prec) * 4
+            value = (lead << 52) | frac
+            half = 1 << (shift - 1)
+            rem = value & ((1 << shift) - 1)
+            value >>= shift
+            if rem > half or (rem == half and value & 1):
+                value += 1
+            if value >> (prec * 4) > 1:  # carried into a new leading digit
+                value >>= 1
+                exp += 1
+            lead = value >> (prec * 4)
+            digits = f"{value & ((1 << (prec * 4)) - 1):0{prec}x}" if prec else ""
+        else:
+            digits = digits + "0" * (prec - 13)
+    else:
+        digits = digits.rstrip("0")
+    text = f"0x{lead}" + (f".{digits}" if digits else "") + f"p{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+    return text.upper() if upper else text
+
+
+def _fmt_b(f: float) -> str:
+    if f == 0:
+        return "0p-1074"
+    m, e = math.frexp(f)
+    mant = int(m * (1 << 53))
+    exp = e - 53
+    if exp < -1074:  # subnormal: Go keeps the exponent at -1074
+        mant >>= -1074 - exp
+        exp = -1074
+    return f"{mant}p{'+' if exp >= 0 else '-'}{abs(exp)}"
 
 
 _QUOTE_ESC = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t"}
@@ -344,7 +394,7 @@ class _Printer:
         elif verb == "F":
             self.float_as(v, "f", 6)
         elif verb in "bxX":
-            raise FormatError(f"printf verb %{verb} for floats is not supported")
+            self.float_as(v, verb, -1)
         else:
             self.bad_verb(verb, v)
 
