@@ -101,7 +101,7 @@ def format_go_duration(seconds: float) -> str:
     return go_duration(round(seconds * 1e9))
 
 
-# --- the parse cache (c.10: 1000 entries, 30 min) -------------------------------------------------
+# --- the parse cache (c.10: 1000 entries, 30 min) ----------------------------------------------
 
 _CACHE_SIZE = 1000
 _CACHE_TTL = 30 * 60.0
@@ -160,7 +160,7 @@ def _funcs(deterministic: bool) -> tuple[dict[str, GoFunc], frozenset[str]]:
     return found
 
 
-# --- helpers ----------------------------------------------------------------------------------------
+# --- helpers -----------------------------------------------------------------------------------
 
 
 def _go_trim_space(s: str) -> str:
@@ -277,7 +277,7 @@ def _has_storage_refs_in_steps(
     return False
 
 
-# --- the evaluator ----------------------------------------------------------------------------------
+# --- the evaluator -----------------------------------------------------------------------------
 
 
 class Evaluator:
@@ -335,7 +335,7 @@ class Evaluator:
             )
         raise TemplateError(f"condition did not resolve to boolean, got {_go_type(value)}")
 
-    # internals -------------------------------------------------------------------------------------
+    # internals ----------------------------------------------------------------------------------
 
     def _resolve(
         self, value: Any, variables: dict[str, Any], visiting: set[int], depth: int
@@ -463,7 +463,7 @@ def _go_type(value: Any) -> str:
     return go_type(value)
 
 
-# --- the SDK's second pass (cel_templates.go, config_hydration.go) ---------------------------------
+# --- the SDK's second pass (cel_templates.go, config_hydration.go) -----------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,7 +651,11 @@ async def hydrate_config(
     if storage is None:
         raise TemplateError("storage manager is required to hydrate config")
     lim = limits or TemplateLimits()
-    working = msgspec.json.decode(msgspec.json.encode(config)) if _acyclic(config) else config
+    # A private deep copy: extraction swaps values in place (cyclic input stays as is so the
+    # guard can name the cycle).
+    working: dict[str, Any] = (
+        msgspec.json.decode(msgspec.json.encode(config)) if _acyclic(config) else dict(config)
+    )
     _guard(working, lim, "config rejected before hydration")
     paths = find_storage_ref_paths(working)
     hydrated = await storage.hydrate(working)
@@ -727,7 +731,7 @@ async def resolve_inputs(
     return resolved
 
 
-# --- trigger dedupe keys (c.3.1) --------------------------------------------------------------------
+# --- trigger dedupe keys (c.3.1) ---------------------------------------------------------------
 
 
 def render_key_template(template: str, variables: Mapping[str, Any]) -> Any:

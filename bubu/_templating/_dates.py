@@ -14,10 +14,13 @@ import string
 import time as _time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bubu._templating._values import GoInt, GoInt64, GoTime
+
+if TYPE_CHECKING:
+    from bubu._templating._funcs import GoFunc
 
 __all__ = ["format_layout", "go_duration", "sprig_dates", "time_method"]
 
@@ -97,7 +100,7 @@ def format_layout(t: GoTime, layout: str) -> str:
     off = int(offset.total_seconds())
     while i < len(layout):
         m = _FRAC.match(layout, i)
-        if m and (i == 0 or True):
+        if m:
             digits = len(m.group(1))
             frac = f"{t.nanos:09d}"[:digits]
             if m.group(1)[0] == "9":
@@ -470,7 +473,7 @@ def _unix(t: GoTime) -> int:
     return int(t.dt.timestamp()) if t.dt.year > 1 else -62135596800
 
 
-def time_method(t: GoTime, name: str) -> Any:
+def time_method(t: GoTime, name: str) -> GoFunc | None:
     """The Go method ``name`` of ``time.Time`` as a GoFunc, or None."""
     from bubu._templating._funcs import GoFunc
 

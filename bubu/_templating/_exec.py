@@ -356,7 +356,7 @@ class _State:
             return value, iface
         return self.eval_field_chain(dot, value, iface, var, var.ident[1:], args, final)
 
-    def eval_field_chain(
+    def eval_field_chain(  # noqa: PLR0917 - mirrors Go's evalFieldChain
         self,
         dot: Any,
         receiver: Any,
@@ -370,7 +370,7 @@ class _State:
             receiver, iface = self.eval_field(dot, name, node, [], _MISSING, receiver, iface)
         return self.eval_field(dot, ident[-1], node, args, final, receiver, iface)
 
-    def eval_field(
+    def eval_field(  # noqa: PLR0917 - mirrors Go's evalField
         self,
         dot: Any,
         name: str,
@@ -398,7 +398,7 @@ class _State:
         self.errorf(f"can't evaluate field {name} in type {static}")
         raise AssertionError
 
-    def eval_function(
+    def eval_function(  # noqa: PLR0917 - mirrors Go's evalFunction
         self,
         dot: Any,
         node: P.IdentifierNode,
@@ -414,7 +414,7 @@ class _State:
             raise AssertionError
         return self.eval_call(dot, fn, cmd, node.ident, args, final, dot_iface)
 
-    def eval_call(
+    def eval_call(  # noqa: PLR0917 - mirrors Go's evalCall
         self,
         dot: Any,
         fn: GoFunc,

@@ -16,8 +16,6 @@ from typing import Any
 
 from bubu._templating._values import (
     NOVALUE,
-    GoInt,
-    GoInt64,
     GoStringMap,
     GoStrings,
     GoTime,
@@ -33,12 +31,12 @@ class FormatError(ValueError):
     """A verb bubu does not print (``%p``, hex floats); the evaluator names it."""
 
 
-# --- strconv ------------------------------------------------------------------------------------
+# --- strconv -----------------------------------------------------------------------------------
 
 
 def _shortest_digits(f: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits and the decimal point position (``0.d1d2... x 10^dp``)."""
-    sign, digits, exponent = Decimal(repr(abs(f))).normalize().as_tuple()
+    _, digits, exponent = Decimal(repr(abs(f))).normalize().as_tuple()
     assert isinstance(exponent, int)
     text = "".join(map(str, digits)).lstrip("0") or "0"
     if text == "0":
@@ -159,7 +157,11 @@ def _fmt_x(f: float, prec: int, upper: bool) -> str:
             digits = digits + "0" * (prec - 13)
     else:
         digits = digits.rstrip("0")
-    text = f"0x{lead}" + (f".{digits}" if digits else "") + f"p{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+    text = (
+        f"0x{lead}"
+        + (f".{digits}" if digits else "")
+        + f"p{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+    )
     return text.upper() if upper else text
 
 
@@ -191,7 +193,7 @@ def go_quote(s: str, *, ascii_only: bool = False, quote: str = '"') -> str:
     out = [quote]
     for ch in s:
         code = ord(ch)
-        if ch == quote or ch == "\\":
+        if ch in (quote, "\\"):
             out.append("\\" + ch)
         elif ch in _QUOTE_ESC:
             out.append(_QUOTE_ESC[ch])
@@ -213,7 +215,7 @@ def _can_backquote(s: str) -> bool:
     return all(ch == "\t" or (ch >= " " and ch not in "`\x7f\ufeff") for ch in s)
 
 
-# --- the printer ----------------------------------------------------------------------------------
+# --- the printer -------------------------------------------------------------------------------
 
 
 def _is_string(value: Any) -> bool:
@@ -228,9 +230,20 @@ def _is_goint(value: Any) -> bool:
     return is_int(value)
 
 
-_GO_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_GO_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 def time_string(t: GoTime) -> str:
@@ -293,7 +306,7 @@ class _Printer:
             self.padding(width)
             self.buf.append(s)
 
-    # basic kinds ----------------------------------------------------------------------------------
+    # basic kinds --------------------------------------------------------------------------------
 
     def fmt_bool(self, v: bool, verb: str) -> None:
         if verb in "tv":
@@ -302,9 +315,7 @@ class _Printer:
             self.bad_verb(verb, v)
 
     def fmt_integer(self, v: int, verb: str, original: Any = None) -> None:
-        if verb == "v":
-            self.fmt_int_base(v, 10, verb, "0123456789abcdefx")
-        elif verb == "d":
+        if verb in "vd":
             self.fmt_int_base(v, 10, verb, "0123456789abcdefx")
         elif verb == "b":
             self.fmt_int_base(v, 2, verb, "0123456789abcdefx")

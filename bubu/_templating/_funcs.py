@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import math
 import posixpath
 import re
@@ -32,9 +33,9 @@ from bubu._templating._values import (
     NOVALUE,
     GoInt,
     GoInt64,
+    GoNilSlice,
     GoStringMap,
     GoStrings,
-    GoNilSlice,
     GoTime,
     GoUint8,
     GoUint64,
@@ -111,7 +112,7 @@ def assignable(value: Any, typ: str) -> bool:
     return typ == ANY or go_type(value) == typ
 
 
-# --- numbers (spf13/cast as Sprig uses it) -------------------------------------------------------
+# --- numbers (spf13/cast as Sprig uses it) -----------------------------------------------------
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DECIMAL_RE = re.compile(r"^([-+]?\d*)(\.\d*)?$")
@@ -172,7 +173,7 @@ def parse_go_float(text: str) -> float | None:
         value = float(low)
         return -value if text.startswith("-") else value
     if "_" in text:
-        return None if not low.startswith(("0x", "0b", "0o")) else None
+        return None  # ParseFloat takes "_" only in base-prefixed literals, never here
     try:
         if low.startswith("0x"):
             return float.fromhex(text)
@@ -268,7 +269,7 @@ def deep_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-# --- core's helpers (templating/helpers.go) --------------------------------------------------------
+# --- core's helpers (templating/helpers.go) ----------------------------------------------------
 
 
 def storage_selector(value: Any) -> tuple[str, str] | None:
@@ -348,7 +349,7 @@ def core_sample(value: Any) -> Any:
     return value
 
 
-# --- Go's text/template builtins --------------------------------------------------------------------
+# --- Go's text/template builtins ---------------------------------------------------------------
 
 
 def _basic_kind(value: Any) -> str:
@@ -473,10 +474,8 @@ def _builtin_index(item: Any, *indexes: Any) -> Any:
                 raise GoCallError("value is nil; should be of type string")
             if not isinstance(index, str):
                 raise GoCallError(f"value has type {go_type(index)}; should be string")
-            if index in item:
-                item = item[index]
-            else:
-                item = "" if type(item) is GoStringMap else None
+            zero = "" if type(item) is GoStringMap else None
+            item = item.get(index, zero)
         else:
             raise GoCallError(f"can't index item of type {go_type(item)}")
     return item
@@ -544,9 +543,9 @@ def _builtins() -> dict[str, GoFunc]:
         "gt": b(_builtin_gt, (ANY, ANY)),
         "ge": b(_builtin_ge, (ANY, ANY)),
         "index": b(_builtin_index, (ANY,), ANY),
-        "print": b(lambda *a: sprint(*a), (), ANY),
-        "printf": b(lambda f, *a: sprintf(f, *a), ("string",), ANY),
-        "println": b(lambda *a: sprintln(*a), (), ANY),
+        "print": b(sprint, (), ANY),
+        "printf": b(sprintf, ("string",), ANY),
+        "println": b(sprintln, (), ANY),
         "html": b(lambda *a: _html_escape(_eval_args(a)), (), ANY),
         "js": b(lambda *a: _js_escape(_eval_args(a)), (), ANY),
         "urlquery": b(lambda *a: urllib.parse.quote_plus(_eval_args(a), safe="-_.~"), (), ANY),
@@ -565,7 +564,7 @@ def _call_unsupported(name: str, fn: Any, *args: Any) -> Any:
 BUILTIN_NAMES = frozenset(_builtins()) | {"len", "slice"}
 
 
-# --- methods on time and semver values -------------------------------------------------------------
+# --- methods on time and semver values ---------------------------------------------------------
 
 
 def call_method(receiver: Any, name: str) -> GoFunc | None:
@@ -589,7 +588,7 @@ def call_method(receiver: Any, name: str) -> GoFunc | None:
     return None
 
 
-# --- Sprig ------------------------------------------------------------------------------------------
+# --- Sprig -------------------------------------------------------------------------------------
 
 
 def _list_of(value: Any, op: str) -> list[Any]:
@@ -652,7 +651,7 @@ def _sprig_slice(v: Any, *indices: Any) -> Any:
     start = _to_int(indices[0]) if indices else 0
     end = _to_int(indices[1]) if len(indices) >= 2 else len(v)
     if not 0 <= start <= end <= len(v):
-        raise GoCallError(f"reflect: slice index out of range")
+        raise GoCallError("reflect: slice index out of range")
     out = v[start:end]
     return GoStrings(out) if type(v) is GoStrings else list(out)
 
@@ -913,7 +912,7 @@ def _xstrings_words(s: str) -> list[str]:
         if not chunk:
             continue
         current = chunk[0]
-        for prev, ch in zip(chunk, chunk[1:], strict=False):
+        for prev, ch in itertools.pairwise(chunk):
             if (prev.islower() and ch.isupper()) or (prev.isalpha() != ch.isalpha()):
                 words.append(current)
                 current = ch
@@ -992,7 +991,7 @@ def _sprig_b32dec(v: str) -> str:
 def _sprig_to_decimal(v: Any) -> GoInt64:
     text = sprint(v)
     try:
-        if text.startswith(("+", "-")) and text[1:].isdigit() or text.isdigit():
+        if (text.startswith(("+", "-")) and text[1:].isdigit()) or text.isdigit():
             value = int(text, 8)
             if _INT64_MIN <= value <= _INT64_MAX:
                 return GoInt64(value)
@@ -1124,7 +1123,7 @@ def _path_ext(p: str) -> str:
 
 
 def _sprig_get(d: dict[str, Any], key: str) -> Any:
-    return d[key] if key in d else ""
+    return d.get(key, "")
 
 
 def _sprig_keys(*dicts: dict[str, Any]) -> GoStrings:
@@ -1303,9 +1302,9 @@ def _sprig(deterministic: bool) -> dict[str, GoFunc]:
         "any": f(lambda *v: any(not empty(x) for x in v), (), ANY),
         "compact": f(_sprig_compact, (ANY,)),
         "mustCompact": f(_sprig_compact, (ANY,)),
-        "fromJson": f(lambda s: _sprig_from_json(s), (S,)),
+        "fromJson": f(_sprig_from_json, (S,)),
         "mustFromJson": f(lambda s: _sprig_from_json(s, must=True), (S,)),
-        "toJson": f(lambda v: _sprig_to_json(v), (ANY,)),
+        "toJson": f(_sprig_to_json, (ANY,)),
         "mustToJson": f(lambda v: _sprig_to_json(v, must=True), (ANY,)),
         "toPrettyJson": f(lambda v: _sprig_to_json(v, pretty=True), (ANY,)),
         "mustToPrettyJson": f(lambda v: _sprig_to_json(v, must=True, pretty=True), (ANY,)),
@@ -1318,7 +1317,7 @@ def _sprig(deterministic: bool) -> dict[str, GoFunc]:
         "typeIsLike": f(
             lambda t, v: go_type(v) in (t, "*" + t) if v is not None else t == "<nil>", (S, ANY)
         ),
-        "kindOf": f(lambda v: go_kind(v), (ANY,)),
+        "kindOf": f(go_kind, (ANY,)),
         "kindIs": f(lambda t, v: t == go_kind(v), (S, ANY)),
         "deepEqual": f(deep_equal, (ANY, ANY)),
         # paths
@@ -1401,10 +1400,7 @@ def _fold_float(a: Any, rest: tuple[Any, ...], op: Callable[[float, float], floa
     acc = to_float64(a)
     for item in rest:
         b = to_float64(item)
-        if math.isnan(acc) or math.isnan(b):
-            acc = math.nan
-        else:
-            acc = op(acc, b)
+        acc = math.nan if math.isnan(acc) or math.isnan(b) else op(acc, b)
     return acc
 
 

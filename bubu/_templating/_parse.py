@@ -63,7 +63,7 @@ def location(text: str, pos: int) -> str:
     return f"{before.count(chr(10)) + 1}:{col}"
 
 
-# --- tokens -------------------------------------------------------------------------------------
+# --- tokens ------------------------------------------------------------------------------------
 
 ERROR = "error"
 BOOL = "bool"
@@ -222,15 +222,12 @@ class _Lexer:
             return True
         return self.input.startswith("}}", self.pos)
 
-    # states ----------------------------------------------------------------------------------------
+    # states -------------------------------------------------------------------------------------
 
     def run(self) -> list[Item]:
         inside = False
         while not self.done:
-            if inside:
-                inside = self.lex_inside_action()
-            else:
-                inside = self.lex_text()
+            inside = self.lex_inside_action() if inside else self.lex_text()
         return self.items
 
     def lex_text(self) -> bool:
@@ -1246,10 +1243,8 @@ def _parse_number(token: Item) -> NumberNode | str:
         node.is_float = True
         node.float_value = float(value)
         return node
-    if (
-        not any(c in text for c in ".eEpP")
-        or text.lower().lstrip("+-").startswith("0x")
-        and not any(c in text for c in "pP")
+    if not any(c in text for c in ".eEpP") or (
+        text.lower().lstrip("+-").startswith("0x") and not any(c in text for c in "pP")
     ):
         try:
             float(text.replace("_", ""))

@@ -126,7 +126,7 @@ class GoVersion:
 
     __slots__ = ("major", "metadata", "minor", "original", "patch", "pre")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the six parts of a version, in semver order
         self, major: int, minor: int, patch: int, pre: str, metadata: str, original: str
     ) -> None:
         self.major = major

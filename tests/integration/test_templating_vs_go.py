@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the corpus keeps each template on one line, as written)
 """bubu's template evaluator against Go's core/templating, case by case (go-sdk-core.md c.10).
 
 Every case runs through the Go oracle (tests/interop/cmd/templating, core v0.1.6 with Go's
