@@ -42,6 +42,7 @@ import asyncio
 import copy
 import hashlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -332,11 +333,20 @@ class CompiledSchema:
         import jsonschema_rs  # ~0.2 s to import: only when a template really has a schema
 
         self.schema = schema
-        cls = jsonschema_rs.validator_cls_for(schema) if _declares_draft(schema) else None
-        validator_cls = cls or jsonschema_rs.Draft7Validator
+        if _declares_draft(schema):
+            validator_cls = jsonschema_rs.validator_cls_for(schema)
+        elif _uses_draft4_booleans(schema):
+            # gojsonschema's "hybrid" mode (no $schema) takes draft-4 boolean
+            # exclusiveMinimum/Maximum; Draft 7 refuses them, Draft 4 reads them the same way.
+            validator_cls = jsonschema_rs.Draft4Validator
+        else:
+            validator_cls = jsonschema_rs.Draft7Validator
         try:
-            # Formats are assertions in gojsonschema; ask for the same here.
-            self._validator = validator_cls(schema, validate_formats=True)
+            # Formats are assertions in gojsonschema; ask for the same here, including the
+            # "uuid" format gojsonschema knows and Draft 7 does not.
+            self._validator = validator_cls(
+                schema, validate_formats=True, formats={"uuid": _is_uuid}
+            )
         except (ValueError, jsonschema_rs.ValidationError) as exc:
             raise SchemaValidationError(f"invalid schema: {exc}") from None
 
@@ -352,6 +362,23 @@ class CompiledSchema:
                 parts.append(prop)
             out.append((_json_path(parts), message))
         return out
+
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _is_uuid(value: str) -> bool:
+    return _UUID.match(value) is not None
+
+
+def _uses_draft4_booleans(node: Any) -> bool:
+    if isinstance(node, dict):
+        if any(isinstance(node.get(k), bool) for k in ("exclusiveMinimum", "exclusiveMaximum")):
+            return True
+        return any(_uses_draft4_booleans(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_uses_draft4_booleans(v) for v in node)
+    return False
 
 
 def _declares_draft(schema: Any) -> bool:

@@ -51,6 +51,7 @@ class GoTemplating:
     def close(self) -> None:
         self._in.close()
         self._proc.wait(timeout=10)
+        self._out.close()
 
 
 def ours(op: str, **request: Any) -> dict[str, Any]:
