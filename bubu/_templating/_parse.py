@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 NAME = "bubu"
+MAX_PAREN_DEPTH = 100
 
 
 class ParseError(Exception):
@@ -1092,7 +1093,8 @@ class _Parser:
         if typ in (CHAR_CONST, COMPLEX, NUMBER):
             return self.number(token)
         if typ == LPAREN:
-            if self.stack_depth >= 10000:
+            # Go allows 10000 nested parentheses; Python's stack allows about 100 here.
+            if self.stack_depth >= MAX_PAREN_DEPTH:
                 self.errorf("max expression depth exceeded")
             self.stack_depth += 1
             try:
@@ -1281,4 +1283,7 @@ def parse(text: str, funcs: frozenset[str] | set[str]) -> Tree:
     Raises:
         ParseError: Go's parse error text.
     """
-    return _Parser(text, funcs).parse()
+    try:
+        return _Parser(text, funcs).parse()
+    except RecursionError:
+        raise ParseError(f"template: {NAME}:1: max expression depth exceeded", 1) from None

@@ -349,3 +349,13 @@ async def test_a_slow_storage_does_not_block_other_tasks() -> None:
         )
     )
     assert [r["i"] for r in results] == [f"3-{i}" for i in range(5)]
+
+
+def test_deep_nesting_is_refused_cleanly() -> None:
+    nested = "{{ " + "(" * 400 + "1" + ")" * 400 + " }}"
+    with pytest.raises(TemplateError, match=r"^template: bubu:1: max expression depth exceeded$"):
+        resolve(nested)
+    assert resolve("{{ " + "(" * 50 + "1" + ")" * 50 + " }}") == 1
+    blocks = "{{ if true }}" * 600 + "x" + "{{ end }}" * 600
+    with pytest.raises(TemplateError, match="depth exceeded"):
+        resolve(blocks)
