@@ -589,3 +589,43 @@ def _template(draw: st.DrawFn) -> str:
 def test_generated_templates_match_go(go: GoTemplating, template: str) -> None:
     theirs, mine = _compare(go, "string", template=template, vars=VARS)
     _assert_same(theirs, mine, template)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(alphabet="abcxyz", min_size=1, max_size=3), children, max_size=3),
+    max_leaves=8,
+)
+_DATA_TEMPLATES = [
+    "x{{ .inputs.v }}",
+    "{{ .inputs.v }}",
+    "{{ toJson .inputs.v }}",
+    "{{ toPrettyJson .inputs.v }}",
+    'x{{ printf "%v|%+v|%#v|%T" .inputs.v .inputs.v .inputs.v .inputs.v }}',
+    'x{{ printf "%d|%s|%q|%x|%8.3g|%e|%t" .inputs.v .inputs.v .inputs.v .inputs.v .inputs.v .inputs.v .inputs.v }}',
+    "x{{ range $k, $e := .inputs.v }}{{ $k }}={{ $e }};{{ else }}empty{{ end }}",
+    "x{{ if .inputs.v }}T{{ else }}F{{ end }}|{{ empty .inputs.v }}|{{ type_of .inputs.v }}|{{ kindOf .inputs.v }}",
+    "x{{ len .inputs.v }}",
+    "x{{ toString .inputs.v }}|{{ quote .inputs.v }}|{{ int .inputs.v }}|{{ float64 .inputs.v }}|{{ add1 .inputs.v }}",
+    "x{{ eq .inputs.v .inputs.v }}|{{ deepEqual .inputs.v .inputs.v }}",
+    "x{{ default 7 .inputs.v }}|{{ coalesce .inputs.v 1 }}",
+]
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    database=None,
+)
+@given(value=_JSON, template=st.sampled_from(_DATA_TEMPLATES))
+def test_generated_data_prints_like_go(go: GoTemplating, value: Any, template: str) -> None:
+    # Go decodes the JSON document into float64 numbers; so does bubu's view of the data.
+    variables = {"inputs": {"v": value}}
+    theirs, mine = _compare(go, "string", template=template, vars=variables)
+    _assert_same(theirs, mine, f"{template} with {value!r}")
