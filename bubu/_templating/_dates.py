@@ -236,6 +236,11 @@ def parse_layout(layout: str, text: str, loc: Any) -> GoTime | None:
             if layout.startswith(tok, i):
                 pattern.append(_PARSE_RE[tok])
                 i += len(tok)
+                # Go accepts a fractional second right after the seconds field even when
+                # the layout does not show one.
+                has_fraction = "(?P<f>" in "".join(pattern) or _FRAC.match(layout, i)
+                if tok in ("05", "5") and not has_fraction:
+                    pattern.append(r"(?:[.,](?P<f>\d+))?")
                 break
         else:
             pattern.append(re.escape(layout[i]))

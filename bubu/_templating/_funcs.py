@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import itertools
 import math
 import posixpath
 import re
@@ -836,14 +835,16 @@ def _is_separator(ch: str) -> bool:
 
 
 def _sprig_initials(s: str) -> str:
+    # goutils walks bytes, not runes: a multi-byte first letter yields its first byte as a
+    # code point, exactly as Go writes rune(str[i]).
     out = []
-    last_space = True
-    for ch in s:
-        if _go_is_space(ch):
-            last_space = True
-        elif last_space:
-            out.append(ch)
-            last_space = False
+    gap = True
+    for b in s.encode("utf-8", "surrogatepass"):
+        if _go_is_space(chr(b)):
+            gap = True
+        elif gap:
+            out.append(chr(b))
+            gap = False
     return "".join(out)
 
 
@@ -863,7 +864,12 @@ def _sprig_untitle(s: str) -> str:
 
 
 def _sprig_nospace(s: str) -> str:
-    return "".join(ch for ch in s if not _go_is_space(ch))
+    # goutils.DeleteWhiteSpace also works byte by byte (see _sprig_initials).
+    data = s.encode("utf-8", "surrogatepass")
+    kept = [b for b in data if not _go_is_space(chr(b))]
+    if len(kept) == len(data):
+        return s
+    return "".join(chr(b) for b in kept)
 
 
 def _sprig_wrap_custom(s: str, length: int, newline: str, long_words: bool) -> str:
@@ -902,36 +908,199 @@ def _sprig_wrap_custom(s: str, length: int, newline: str, long_words: bool) -> s
     return "".join(out)
 
 
-_WORD_SPLIT = re.compile(r"[^\W_]+", re.UNICODE)
+# --- huandu/xstrings v1.5.0 case conversion (snakecase, kebabcase, camelcase) ---------------
 
 
-def _xstrings_words(s: str) -> list[str]:
-    # huandu/xstrings splits on non-alphanumerics and at lower->upper and letter<->digit edges.
-    words: list[str] = []
-    for chunk in re.split(r"[^0-9A-Za-z\u00c0-\uffff]+", s):
-        if not chunk:
-            continue
-        current = chunk[0]
-        for prev, ch in itertools.pairwise(chunk):
-            if (prev.islower() and ch.isupper()) or (prev.isalpha() != ch.isalpha()):
-                words.append(current)
-                current = ch
-            else:
-                current += ch
-        words.append(current)
-    return words
+def _is_connector(ch: str) -> bool:
+    return ch in "-_" or _go_is_space(ch)
+
+
+def _is_upper(ch: str) -> bool:
+    return unicodedata.category(ch) == "Lu"
+
+
+def _is_alphabet(ch: str) -> bool:
+    if unicodedata.category(ch)[0] != "L":
+        return False
+    code = ord(ch)
+    return not (
+        0x4E00 <= code <= 0x9FCC or 0x3400 <= code <= 0x4D85 or 0x20000 <= code <= 0x2B81D
+    )
+
+
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "P"
+
+
+def _is_number(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "N"
+
+
+_CONNECTOR, _PUNCT, _UPPER, _ALPHA, _NUMBER, _OTHER = range(1, 7)
+
+
+def _next_word(s: str) -> tuple[int, str, str]:
+    """xstrings' ``nextWord``: the type of the next word, the word and the rest."""
+    ch = s[0]
+    i = 1
+    n = len(s)
+    if _is_connector(ch):
+        while i < n and _is_connector(s[i]):
+            i += 1
+        return _CONNECTOR, s[:i], s[i:]
+    if _is_punct(ch):
+        while i < n and _is_punct(s[i]):
+            i += 1
+        return _PUNCT, s[:i], s[i:]
+    if _is_upper(ch):
+        if i < n:
+            if _is_upper(s[i]):
+                j = i
+                while j < n and _is_upper(s[j]):
+                    j += 1
+                # "HTTPServer": the last capital starts the next word.
+                i = j - 1 if j < n and _is_alphabet(s[j]) else j
+            elif _is_alphabet(s[i]):
+                while i < n and _is_alphabet(s[i]) and not _is_upper(s[i]):
+                    i += 1
+        return _UPPER, s[:i], s[i:]
+    if _is_alphabet(ch):
+        while i < n and _is_alphabet(s[i]) and not _is_upper(s[i]):
+            i += 1
+        return _ALPHA, s[:i], s[i:]
+    if _is_number(ch):
+        while i < n and _is_number(s[i]):
+            i += 1
+        return _NUMBER, s[:i], s[i:]
+    while i < n and not (
+        _is_connector(s[i]) or _is_alphabet(s[i]) or _is_number(s[i]) or _is_punct(s[i])
+    ):
+        i += 1
+    return _OTHER, s[:i], s[i:]
+
+
+def _lower_word(out: list[str], wt: int, word: str, connector: str) -> None:
+    if wt not in (_UPPER, _CONNECTOR):
+        out.append(word)
+        return
+    for ch in word:
+        if _is_connector(ch):
+            out.append(connector)
+        elif _is_upper(ch):
+            out.append(ch.lower())
+        else:
+            out.append(ch)
+
+
+def _to_lower_case(s: str, connector: str) -> str:
+    if not s:
+        return ""
+    out: list[str] = []
+    wt, word, rest = _next_word(s)
+    while rest:
+        if wt != _CONNECTOR:
+            _lower_word(out, wt, word, connector)
+        prev, last = wt, word
+        wt, word, rest = _next_word(rest)
+        if prev == _NUMBER:
+            while wt in (_ALPHA, _NUMBER):
+                _lower_word(out, wt, word, connector)
+                if not rest:
+                    wt, word = 0, ""
+                    break
+                wt, word, rest = _next_word(rest)
+            if wt not in (0, _PUNCT, _CONNECTOR):
+                out.append(connector)
+        elif prev == _CONNECTOR:
+            _lower_word(out, prev, last, connector)
+        elif prev == _PUNCT:
+            pass
+        else:
+            if wt != _NUMBER:
+                if wt not in (_CONNECTOR, _PUNCT):
+                    out.append(connector)
+                continue
+            if not rest:
+                continue
+            last = word
+            wt, word, rest = _next_word(rest)
+            if wt != _ALPHA:
+                _lower_word(out, _NUMBER, last, connector)
+                if wt not in (_CONNECTOR, _PUNCT):
+                    out.append(connector)
+                continue
+            out.append(connector)
+            _lower_word(out, _NUMBER, last, connector)
+            while wt in (_ALPHA, _NUMBER):
+                _lower_word(out, wt, word, connector)
+                if not rest:
+                    wt, word = 0, ""
+                    break
+                wt, word, rest = _next_word(rest)
+            if wt not in (0, _CONNECTOR, _PUNCT):
+                out.append(connector)
+    _lower_word(out, wt, word, connector)
+    return "".join(out)
 
 
 def _sprig_snakecase(s: str) -> str:
-    return "_".join(w.lower() for w in _xstrings_words(s))
+    return _to_lower_case(s, "_")
 
 
 def _sprig_kebabcase(s: str) -> str:
-    return "-".join(w.lower() for w in _xstrings_words(s))
+    return _to_lower_case(s, "-")
+
+
+def _go_upper(ch: str) -> str:
+    up = ch.upper()
+    return up if len(up) == 1 else ch
+
+
+def _go_lower(ch: str) -> str:
+    low = ch.lower()
+    return low if len(low) == 1 else ch
 
 
 def _sprig_camelcase(s: str) -> str:
-    return "".join(w[:1].upper() + w[1:].lower() for w in _xstrings_words(s))
+    """xstrings.ToPascalCase."""
+    if not s:
+        return ""
+    out: list[str] = []
+    i = 0
+    first_upper = False
+    r0 = ""
+    while i < len(s):
+        r0 = s[i]
+        i += 1
+        if not _is_connector(r0):
+            first_upper = _is_upper(r0)
+            r0 = _go_upper(r0)
+            break
+        out.append(r0)
+    else:
+        return "".join(out)
+    if i >= len(s):
+        out.append(r0)
+        return "".join(out)
+    while i < len(s):
+        r1 = r0
+        r0 = s[i]
+        i += 1
+        if _is_connector(r0) and _is_connector(r1):
+            out.append(r1)
+            continue
+        if _is_connector(r1):
+            first_upper = _is_upper(r0)
+            r0 = _go_upper(r0)
+        else:
+            if first_upper:
+                if _is_upper(r0):
+                    r0 = _go_lower(r0)
+                else:
+                    first_upper = False
+            out.append(r1)
+    out.append(r0)
+    return "".join(out)
 
 
 def _sprig_quote(*args: Any) -> str:
@@ -1427,4 +1596,4 @@ def build_funcs(*, deterministic: bool) -> dict[str, GoFunc]:
 
 
 def _unused(*_: Any) -> None:
-    _ = (format_float, posixpath, Mapping, _WORD_SPLIT, _must)
+    _ = (format_float, posixpath, Mapping, _must)

@@ -42,7 +42,7 @@ def parse(text: str) -> GoVersion:
     pre = m.group(5) or ""
     for part in pre.split(".") if pre else ():
         if part.isdigit() and len(part) > 1 and part.startswith("0"):
-            raise _error("Version segment starts with 0")
+            raise _error("version segment starts with 0")
     return GoVersion(major, minor, patch, pre, m.group(8) or "", text)
 
 

@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (the corpus keeps each template on one line, as written)
+# ruff: noqa: E501, UP031  (corpus templates stay one per line; %-formatting keeps the {{ }} readable)
 """bubu's template evaluator against Go's core/templating, case by case (go-sdk-core.md c.10).
 
 Every case runs through the Go oracle (tests/interop/cmd/templating, core v0.1.6 with Go's
@@ -597,8 +597,10 @@ _JSON = st.recursive(
     | st.integers(-(2**60), 2**60)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=6),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(alphabet="abcxyz", min_size=1, max_size=3), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet="abcxyz", min_size=1, max_size=3), children, max_size=3)
+    ),
     max_leaves=8,
 )
 _DATA_TEMPLATES = [
@@ -629,3 +631,125 @@ def test_generated_data_prints_like_go(go: GoTemplating, value: Any, template: s
     variables = {"inputs": {"v": value}}
     theirs, mine = _compare(go, "string", template=template, vars=variables)
     _assert_same(theirs, mine, f"{template} with {value!r}")
+
+
+# --- Sprig helpers with intricate rules (xstrings case conversion, goutils wrapping, Go time
+# layouts, durations, Masterminds semver, decimal arithmetic), each checked against Go -------
+
+words = [
+    "HelloWorld",
+    "hello_world",
+    "hello-world foo",
+    "XMLHttpRequest",
+    "already_snake_case",
+    "ID2Name",
+    "  spaced  out ",
+    "ünïcode Wörds",
+    "a1b2C3",
+    "HTTPServer",
+    "getHTTPResponseCode",
+    "foo__bar",
+    "Foo Bar-baz_qux",
+    "",
+    "x",
+]
+EXTRA: list[str] = []
+for w in words:
+    for fn in (
+        "snakecase",
+        "camelcase",
+        "kebabcase",
+        "title",
+        "untitle",
+        "initials",
+        "nospace",
+        "upper",
+        "lower",
+        "trim",
+    ):
+        EXTRA.append("{{ %s %s }}" % (fn, '"' + w + '"'))
+for n in (1, 3, 5, 10):
+    EXTRA.append('{{ wrap %d "the quick brown foxjumpedoverthelazydog and then some" }}' % n)
+    EXTRA.append('{{ wrapWith %d "|" "the quick brown foxjumpedoverthelazydog and then" }}' % n)
+    EXTRA.append('{{ abbrev %d "Now is the time for all good men" }}' % n)
+    EXTRA.append('{{ abbrevboth %d 10 "Now is the time for all good men to come" }}' % n)
+for layout in [
+    "2006-01-02",
+    "02 Jan 06 15:04 MST",
+    "Monday, 02-Jan-06 15:04:05 MST",
+    "Mon Jan _2 15:04:05 2006",
+    "3:04PM",
+    "2006-01-02T15:04:05.000Z07:00",
+    "2006-01-02T15:04:05.999999999Z07:00",
+    "Jan 2 '06",
+    "20060102150405",
+    "15h04",
+    ".000 .999",
+    "January 2, 2006 3:04:05 pm",
+    "002 __2 1 2 _2",
+]:
+    EXTRA.append(
+        '{{ date "%s" (toDate "2006-01-02T15:04:05Z07:00" "2024-03-09T08:05:07.120Z") }}' % layout
+    )
+for d in ["1h30m", "90s", "-2h", "1.5h", "300ms", "2us", "bogus", "0", "26h3m4s"]:
+    EXTRA.append('{{ durationRound "%s" }}|{{ duration "%s" }}' % (d, d))
+    EXTRA.append('{{ (dateModify "%s" (toDate "2006-01-02" "2024-05-01")).Unix }}' % d)
+for s in ["0", "59", "3600", "86399", "-5", "x", "123456789"]:
+    EXTRA.append('{{ duration "%s" }}' % s)
+for c, v in [
+    (">1.0", "1.2.3"),
+    ("<=1.2.3", "1.2.3"),
+    ("1.2.x", "1.2.9"),
+    ("*", "0.1.0"),
+    ("~1", "1.9.0"),
+    ("^0.2.3", "0.2.9"),
+    ("^0.0.3", "0.0.4"),
+    (">=1.0, <2.0", "1.5.0"),
+    ("1.0 - 2.0", "2.0.0"),
+    ("<1.0 || >2.0", "2.5.0"),
+    (">=1.0.0-0", "1.0.0-beta"),
+    ("=1.2.3", "1.2.3-beta"),
+    ("!=1.2.3", "1.2.4"),
+    (">1", "1.5.0"),
+    ("<1.2", "1.1.9"),
+    ("~1.2.3", "1.3.0"),
+    ("^1.2.3", "2.0.0"),
+]:
+    EXTRA.append('{{ semverCompare "%s" "%s" }}' % (c, v))
+for v in ["1", "v1.2", "1.2.3.4", "01.2.3", "1.2.3-01", "1.2.3-rc.1+b", "1.2.3+meta"]:
+    EXTRA.append('{{ semver "%s" }}|{{ (semver "%s").Prerelease }}' % (v, v))
+for _t in [
+    "{{ round 2.345 2 }}",
+    "{{ round -2.5 0 }}",
+    "{{ round 2.5 0 0.6 }}",
+    "{{ divf 1 3 }}",
+    "{{ divf 10 4 }}",
+    "{{ mulf 0.1 0.2 }}",
+    "{{ addf 0.1 0.2 }}",
+    "{{ subf 0.3 0.1 }}",
+    "{{ divf 1 0 }}",
+    "{{ floor -1.5 }}",
+    "{{ ceil -1.5 }}",
+    "{{ toDecimal 10 }}",
+    '{{ toDecimal "9" }}',
+    '{{ int64 "0x1F" }}',
+    '{{ int "1e3" }}',
+    '{{ int "12.9" }}',
+    '{{ int "-.5" }}',
+    '{{ float64 "1e3" }}',
+    '{{ float64 "0x1p-2" }}',
+    '{{ float64 "inf" }}',
+    '{{ atoi " 5" }}',
+    "{{ mod -7 -3 }}",
+    "{{ div 9223372036854775807 -1 }}",
+    "{{ add 9223372036854775807 1 }}",
+    "{{ max }}",
+    '{{ maxf 1 "x" }}',
+]:
+    EXTRA.append(_t)
+
+
+@pytest.mark.parametrize("template", EXTRA, ids=range(len(EXTRA)))
+def test_sprig_details_match_go(go: GoTemplating, template: str) -> None:
+    theirs, mine = _compare(go, "string", template=template, vars={})
+    _assert_same(theirs, mine, template)
