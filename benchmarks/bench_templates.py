@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 from bubu._schema import compile_schema, normalize_schema  # noqa: E402
 from bubu._templating import Evaluator, TemplateConfig  # noqa: E402
-from bubu._templating._gojson import go_json  # noqa: E402
 from tests._controlplane import build  # noqa: E402
 
 TEMPLATE_KINDS = [

@@ -923,9 +923,7 @@ def _is_alphabet(ch: str) -> bool:
     if unicodedata.category(ch)[0] != "L":
         return False
     code = ord(ch)
-    return not (
-        0x4E00 <= code <= 0x9FCC or 0x3400 <= code <= 0x4D85 or 0x20000 <= code <= 0x2B81D
-    )
+    return not (0x4E00 <= code <= 0x9FCC or 0x3400 <= code <= 0x4D85 or 0x20000 <= code <= 0x2B81D)
 
 
 def _is_punct(ch: str) -> bool:
