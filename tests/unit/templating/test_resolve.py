@@ -105,7 +105,7 @@ def test_list_errors_name_the_index() -> None:
         resolve(["ok", "{{ .inputs.missing }}"])
 
 
-# --- c.10 special cases ----------------------------------------------------------------------------
+# --- c.10 special cases --------------------------------------------------------------------------
 
 
 def test_missing_step_output_blocks() -> None:
@@ -131,7 +131,7 @@ def test_offloaded_step_output_gives_a_lazy_selector_or_fails_compound_use() -> 
         )
 
 
-# --- limits ------------------------------------------------------------------------------------------
+# --- limits --------------------------------------------------------------------------------------
 
 
 def test_output_limit_text_is_gos() -> None:
@@ -207,7 +207,7 @@ def test_conditions() -> None:
         evaluator.evaluate_condition("{{ .inputs.count }}", VARS)
 
 
-# --- the parse cache ----------------------------------------------------------------------------------
+# --- the parse cache -----------------------------------------------------------------------------
 
 
 def test_each_template_is_parsed_once() -> None:
@@ -221,7 +221,7 @@ def test_each_template_is_parsed_once() -> None:
     assert new_hits - hits >= 49
 
 
-# --- trigger keys -------------------------------------------------------------------------------------
+# --- trigger keys --------------------------------------------------------------------------------
 
 
 def test_key_templates_are_deterministic() -> None:
@@ -230,7 +230,7 @@ def test_key_templates_are_deterministic() -> None:
     assert render_key_template("{{ inputs.n }}-x", {"inputs": {"n": 1000000}}) == "1e+06-x"
 
 
-# --- the SDK's second pass (d.3) ----------------------------------------------------------------------
+# --- the SDK's second pass (d.3) -----------------------------------------------------------------
 
 
 async def test_resolve_templates_hydrates_the_context_first() -> None:
