@@ -197,6 +197,12 @@ def _step_references(text: str, names: frozenset[str]) -> set[str]:
         tree = _cache.get(text, names)
     except TemplateError:
         return set()
+    if tree.step_refs is None:
+        tree.step_refs = _collect_step_refs(tree)
+    return tree.step_refs
+
+
+def _collect_step_refs(tree: _parse.Tree) -> set[str]:
     seen: set[str] = set()
 
     def pipe(p: _parse.PipeNode | None) -> None:
@@ -275,6 +281,28 @@ def _has_storage_refs_in_steps(
         if ref in steps and _contains_storage_ref(steps[ref], set()):
             return True
     return False
+
+
+_PREPARED: OrderedDict[str, tuple[str, str, bool]] = OrderedDict()
+_PREPARED_LOCK = threading.Lock()
+
+
+def _prepare(text: str) -> tuple[str, str, bool]:
+    """Normalised text, its trimmed form and whether it is one action; memoised (the
+    normaliser is pure and, in Python, as costly as a small render)."""
+    with _PREPARED_LOCK:
+        found = _PREPARED.get(text)
+        if found is not None:
+            _PREPARED.move_to_end(text)
+            return found
+    normalized = normalize_template_roots(text)
+    trimmed = _go_trim_space(normalized)
+    prepared = (normalized, trimmed, _is_single_action(trimmed))
+    with _PREPARED_LOCK:
+        _PREPARED[text] = prepared
+        while len(_PREPARED) > _CACHE_SIZE:
+            _PREPARED.popitem(last=False)
+    return prepared
 
 
 # --- the evaluator -----------------------------------------------------------------------------
@@ -404,9 +432,7 @@ class Evaluator:
     def _string(self, value: str, variables: dict[str, Any]) -> Any:
         if "{{" not in value:
             return value
-        normalized = normalize_template_roots(value)
-        trimmed = _go_trim_space(normalized)
-        single = _is_single_action(trimmed)
+        normalized, trimmed, single = _prepare(value)
         if single:
             expr = trimmed[2:-2].strip()
             if expr:
@@ -753,6 +779,8 @@ def render_key_template(template: str, variables: Mapping[str, Any]) -> Any:
 def clear_parse_cache() -> None:
     """Forget every parsed template (tests and benchmarks)."""
     _cache.clear()
+    with _PREPARED_LOCK:
+        _PREPARED.clear()
 
 
 def parse_cache_stats() -> tuple[int, int]:

@@ -752,6 +752,7 @@ class Tree:
     text: str
     root: ListNode
     defined: dict[str, ListNode]
+    step_refs: set[str] | None = None  # filled on first use by the evaluator
 
 
 class _Parser:
