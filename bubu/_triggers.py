@@ -52,7 +52,6 @@ from bubu._k8s.watch import wait_for_object
 from bubu._runtime import env, parse
 from bubu._runtime.env import TriggerSettings
 from bubu._runtime.sources import EnvSource, OsEnviron
-from bubu._templating import render_key_template
 from bubu.errors import (
     ConflictError,
     ContractError,
@@ -76,7 +75,6 @@ __all__ = [
     "get_target_story",
     "load_trigger_settings",
     "operation_timeout",
-    "render_key_template",
     "start_story",
     "start_story_with_token",
     "stop_story",
@@ -213,6 +211,9 @@ def compute_trigger_key(template: str, variables: Mapping[str, Any]) -> str:
         TemplateError: ``resolve trigger key template: <Go's error>``.
         TriggerError: the key renders empty.
     """
+    # Loaded on first use: only impulses with BUBU_TRIGGER_DEDUPE_MODE=key need the evaluator.
+    from bubu._templating import render_key_template
+
     try:
         value = render_key_template(template, variables)
     except TemplateError as exc:

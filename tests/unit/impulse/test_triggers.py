@@ -10,7 +10,8 @@ import pytest
 from bubu import _triggers
 from bubu._k8s import identity
 from bubu._k8s.resources import STORY_RUN, STORY_TRIGGER
-from bubu._triggers import render_key_template, start_story, start_story_with_token, stop_story
+from bubu._templating import render_key_template
+from bubu._triggers import start_story, start_story_with_token, stop_story
 from bubu.errors import (
     ContractError,
     KubernetesError,
