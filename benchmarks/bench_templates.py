@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bubu._schema import compile_schema, normalize_schema  # noqa: E402
 from bubu._templating import Evaluator, TemplateConfig  # noqa: E402
+from bubu._templating._gojson import go_json  # noqa: E402
 from tests._controlplane import build  # noqa: E402
 
 TEMPLATE_KINDS = [
@@ -163,9 +164,8 @@ def main() -> int:
     for r in go_results:
         if not r["ok"]:
             raise SystemExit(f"Go side failed: {r}")
-    same = json.dumps(by_id["check"]["value"], sort_keys=True) == json.dumps(
-        resolved, sort_keys=True
-    )
+    # Compare as Go-JSON text: Go's numbers are float64 (3 and 3.0 are the same value).
+    same = go_json(json.loads(json.dumps(by_id["check"]["value"]))) == go_json(resolved)
 
     load = os.getloadavg()
     print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
