@@ -480,9 +480,7 @@ class _State:
             self.errorf(f"invalid value; expected {typ}")
         if typ is None or typ == ANY:
             return value
-        if value is None:
-            if typ in _NILABLE:
-                self.errorf(f"wrong type for value; expected {typ}; got interface {{}}")
+        if value is None:  # a nil interface{} is assignable to no concrete type
             self.errorf(f"wrong type for value; expected {typ}; got interface {{}}")
         if not assignable(value, typ):
             self.errorf(f"wrong type for value; expected {typ}; got {go_type(value)}")

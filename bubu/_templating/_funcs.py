@@ -16,17 +16,16 @@ import base64
 import binascii
 import hashlib
 import math
-import posixpath
 import re
 import unicodedata
 import urllib.parse
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bubu._templating._fmt import format_float, go_quote, sprint, sprintf, sprintln
+from bubu._templating._fmt import go_quote, sprint, sprintf, sprintln
 from bubu._templating._gojson import GoJSONError, go_json, go_json_decode
 from bubu._templating._values import (
     NOVALUE,
@@ -685,10 +684,6 @@ def _sprig_reverse(v: Any) -> list[Any]:
 
 def _sprig_compact(v: Any) -> list[Any]:
     return [item for item in _list_of(v, "compact") if not empty(item)]
-
-
-def _must(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return fn
 
 
 def strslice(value: Any) -> GoStrings:
@@ -1591,7 +1586,3 @@ def build_funcs(*, deterministic: bool) -> dict[str, GoFunc]:
     funcs["exists"] = GoFunc(lambda v: v is not None, (ANY,))
     funcs["sample"] = GoFunc(core_sample, (ANY,))
     return funcs
-
-
-def _unused(*_: Any) -> None:
-    _ = (format_float, posixpath, Mapping, _must)
