@@ -24,7 +24,14 @@ The tree::
     │   │   ├── InvalidTransitionError  a StepRun phase change the state machine refuses
     │   │   ├── PodFencedError        the StepRun belongs to another pod (zombie fencing)
     │   │   └── WatchExpiredError     a watch resourceVersion is gone (HTTP 410)
-    │   ├── StorageError
+    │   ├── StorageError              offloading, hydrating or a blob/log write failed; .ref
+    │   │   ├── StorageDisabledError  a ref or an oversized payload met disabled storage
+    │   │   ├── StorageRefError       a ref, path or selector is invalid (escapes the root or the
+    │   │   │                         namespace, selects into a non-array, is too deep or cyclic)
+    │   │   ├── StorageNotFoundError  the referenced object (or ConfigMap/Secret key) is missing
+    │   │   ├── StorageAccessError    the store or the API server refused the credentials
+    │   │   ├── StorageUnavailableError  (retryable) the store cannot be reached or failed
+    │   │   └── StorageTimeoutError   (retryable) BUBU_STORAGE_TIMEOUT reached
     │   └── TransportError
     │       ├── ConnectorUnavailableError  (retryable) the connector cannot be reached
     │       ├── StreamClosedError          the peer closed the stream
@@ -44,6 +51,8 @@ The tree::
     │   ├── EffectAlreadyRecordedError  the effect is completed or held by another process
     │   └── EffectsUnavailableError     not running inside a StepRun
     ├── SignalsUnavailableError       not running inside a StepRun
+    ├── LogsUnavailableError          logs need a StepRun and enabled storage (a soft failure)
+    ├── LogFileError                  a log file outside the allowed roots, not regular, too big
     ├── SignalError                   empty signal key, or a summary above the size limit
     └── IdempotencyUnavailableError   no StoryRun/StepRun identity to derive an idempotency key
 
@@ -72,6 +81,8 @@ __all__ = [
     "ImpulseSessionNotFoundError",
     "InvalidTransitionError",
     "KubernetesError",
+    "LogFileError",
+    "LogsUnavailableError",
     "NotFoundError",
     "OffloadedDataError",
     "PacketValidationError",
@@ -84,7 +95,13 @@ __all__ = [
     "SignalError",
     "SignalsUnavailableError",
     "StepTimeoutError",
+    "StorageAccessError",
+    "StorageDisabledError",
     "StorageError",
+    "StorageNotFoundError",
+    "StorageRefError",
+    "StorageTimeoutError",
+    "StorageUnavailableError",
     "StoryRunNotFoundError",
     "StreamClosedError",
     "StreamSessionError",
@@ -320,9 +337,52 @@ class WatchExpiredError(KubernetesError):
 
 
 class StorageError(PlatformError):
-    """Offloading or hydrating a payload failed."""
+    """Offloading or hydrating a payload, or writing a blob or log, failed.
+
+    ``ref`` names the storage path or ``ConfigMap``/``Secret`` reference involved, when there is
+    one. Messages never carry credentials or payload contents.
+    """
 
     error_type: ClassVar[str] = "storage_error"
+
+    def __init__(self, message: str, *, ref: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.ref = ref
+
+
+class StorageDisabledError(StorageError):
+    """A storage reference, or a payload above ``BUBU_MAX_INLINE_SIZE``, met disabled storage."""
+
+
+class StorageRefError(StorageError):
+    """A reference, path or selector is invalid.
+
+    An absolute path, a ``..`` segment, a cross-namespace ``ConfigMap``/``Secret`` reference,
+    a malformed selector or one that selects into the wrong type, a structure nested deeper
+    than ``BUBU_MAX_RECURSION_DEPTH`` or a cyclic one.
+    """
+
+
+class StorageNotFoundError(StorageError):
+    """The referenced object, ConfigMap, Secret or key does not exist."""
+
+
+class StorageAccessError(StorageError):
+    """The object store or the API server refused the request (credentials, permissions)."""
+
+
+class StorageUnavailableError(StorageError):
+    """The object store cannot be reached or failed (connection, 5xx); retry the step."""
+
+    retryable = True
+    exit_class = "retry"
+
+
+class StorageTimeoutError(StorageError):
+    """A storage operation ran past ``BUBU_STORAGE_TIMEOUT``; retry the step."""
+
+    retryable = True
+    exit_class = "retry"
 
 
 class TransportError(PlatformError):
@@ -467,6 +527,26 @@ class EffectsUnavailableError(EffectError):
 
 class SignalsUnavailableError(BubuError):
     """Signals need a StepRun: not running inside one."""
+
+
+class LogsUnavailableError(BubuError):
+    """Logs cannot be published: not inside a StepRun, or storage is disabled.
+
+    Go's ``ErrLogsUnavailable``; callers may treat it as a soft failure.
+    """
+
+    def __init__(
+        self,
+        message: str = (
+            "log publishing unavailable: not running inside a StepRun or storage disabled"
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
+class LogFileError(BubuError):
+    """A log file cannot be published: outside the allowed roots, not a regular file, or larger
+    than ``BUBU_LOG_FILE_MAX_BYTES``."""
 
 
 class SignalError(BubuError):

@@ -1246,6 +1246,25 @@ class RuntimeEnv(msgspec.Struct, frozen=True, kw_only=True):
         """The client namespace (``resolve_namespace``)."""
         return resolve_namespace(self)
 
+    @property
+    def workload_namespace(self) -> str:
+        """The namespace ConfigMap/Secret refs and storage keys resolve in (bob storage
+        ``defaultNamespace``): the first non-empty trimmed ``BUBU_POD_NAMESPACE``,
+        ``BUBU_STEPRUN_NAMESPACE``, ``BUBU_TARGET_STORY_NAMESPACE``, ``BUBU_IMPULSE_NAMESPACE``.
+
+        The order differs from ``namespace`` on purpose (Appendix B #19, kept as in Go).
+        """
+        for ns in (
+            self.pod_namespace,
+            self.steprun_namespace,
+            self.target_story_namespace,
+            self.impulse_namespace,
+        ):
+            trimmed = parse.go_trim_space(ns)
+            if trimmed:
+                return trimmed
+        return ""
+
 
 class TriggerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The b.6 trigger delivery policy, resolved with defaults.

@@ -3,6 +3,7 @@ module bubu.test/interop
 go 1.26.2
 
 require (
+	github.com/bubustack/bobrapet v0.1.13
 	github.com/bubustack/bubu-sdk-go v0.1.5
 	github.com/bubustack/core v0.1.6
 	github.com/bubustack/tractatus v0.2.0
@@ -37,7 +38,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.35.21 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.42.1 // indirect
 	github.com/aws/smithy-go v1.25.1 // indirect
-	github.com/bubustack/bobrapet v0.1.13 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
