@@ -1135,6 +1135,10 @@ class S3Config(msgspec.Struct, frozen=True, kw_only=True):
         tls: ``BUBU_S3_TLS`` (``None`` when unset).
         secret_access_key, session_token: never printed (``SecretValue``).
         sse: ``"AES256"``, ``"aws:kms"`` or ``None``.
+        anonymous: sign nothing: a custom endpoint, no ``BUBU_S3_*`` keys and no credentials
+            for the AWS default chain in the environment (docs/differences.md).
+        shared_credentials_file, profile: ``AWS_SHARED_CREDENTIALS_FILE`` and ``AWS_PROFILE``,
+            read by the S3 provider when nothing else supplies credentials.
     """
 
     bucket: str
@@ -1152,6 +1156,9 @@ class S3Config(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int = 5
     sse: Literal["AES256", "aws:kms"] | None = None
     sse_kms_key: str = ""
+    anonymous: bool = False
+    shared_credentials_file: str = ""
+    profile: str = ""
 
 
 class StorageConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -1544,6 +1551,22 @@ def _resolve_endpoint(raw: str, tls: bool | None) -> str:
     return parts._replace(fragment="").geturl()
 
 
+_AWS_CHAIN_VARS: Final = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+def _aws_chain_configured(source: EnvSource) -> bool:
+    # Go signs nothing with a custom endpoint and no BUBU_S3_* keys, even when the operator
+    # injected AWS_* keys from the storage secret; we use those (docs/differences.md).
+    return any(_trimmed(source, name) for name in _AWS_CHAIN_VARS)
+
+
 def _load_storage(source: EnvSource) -> StorageConfig | None:
     name = "BUBU_STORAGE_PROVIDER"
     provider = _trimmed(source, name)
@@ -1625,6 +1648,9 @@ def _load_storage(source: EnvSource) -> StorageConfig | None:
         concurrency=_positive_int_or(source, "BUBU_S3_CONCURRENCY", 5),
         sse=sse,
         sse_kms_key=_trimmed(source, "BUBU_S3_SSE_KMS_KEY") if sse == "aws:kms" else "",
+        anonymous=bool(endpoint) and not access_key and not _aws_chain_configured(source),
+        shared_credentials_file=_trimmed(source, "AWS_SHARED_CREDENTIALS_FILE"),
+        profile=_trimmed(source, "AWS_PROFILE"),
     )
     return StorageConfig(
         provider="s3",

@@ -4,7 +4,9 @@ Each artifact is a Go module under ``tests/`` and the packages built from it:
 
 - ``controlplane`` (``tests/controlplane/``): ``kube-apiserver`` and ``etcd``;
 - ``operator`` (``tests/operator/``): ``manager``, the BubuStack operator (bobrapet) as released;
-- ``interop`` (``tests/interop/``): small programs on the Go SDK's public API (peers, vectors).
+- ``interop`` (``tests/interop/``): small programs on the Go SDK's public API (peers, vectors);
+- ``s3`` (``tests/s3server/``): ``weed``, the SeaweedFS server (master, volume, filer and S3
+  gateway in one process), the real S3-compatible store of the storage tests.
 
 Binaries are built with the local Go toolchain and cached outside the repository at::
 
@@ -116,8 +118,13 @@ def _commands(module_dir: Path) -> dict[str, str]:
 
 INTEROP_DIR = REPO_ROOT / "tests" / "interop"
 INTEROP = GoArtifact("interop", INTEROP_DIR, _commands(INTEROP_DIR))
+S3 = GoArtifact(
+    "s3",
+    REPO_ROOT / "tests" / "s3server",
+    {"weed": "github.com/seaweedfs/seaweedfs/weed"},
+)
 #: every artifact, in build order (``python -m tests._controlplane.build`` builds them all)
-ARTIFACTS: dict[str, GoArtifact] = {a.name: a for a in (CONTROLPLANE, OPERATOR, INTEROP)}
+ARTIFACTS: dict[str, GoArtifact] = {a.name: a for a in (CONTROLPLANE, OPERATOR, INTEROP, S3)}
 BINARIES = CONTROLPLANE.binaries
 
 

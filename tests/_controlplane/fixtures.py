@@ -44,6 +44,7 @@ import pytest
 from . import build, rbac
 from .build import GoNotFoundError
 from .faults import FaultProxy, proxy_for
+from .s3 import S3Server
 from .server import ControlPlane
 
 GO_MISSING = "integration tests need Go (go not found on PATH) to build kube-apiserver"
@@ -62,6 +63,8 @@ PREBUILD_FIXTURES: dict[str, tuple[build.GoArtifact, ...]] = {
     "controlplane": (build.CONTROLPLANE,),
     "operator": (build.CONTROLPLANE, build.OPERATOR),
     "interop_bin": (build.INTEROP,),
+    "s3_server": (build.S3,),
+    "s3_server_factory": (build.S3,),
 }
 
 
@@ -183,6 +186,42 @@ def interop_bin() -> Any:
     if not _go_available(build.INTEROP):
         pytest.skip("Go interop tests need Go (go not found on PATH)")
     return prebuilt(build.INTEROP) or build.ensure(build.INTEROP, log=_progress)
+
+
+def _s3_bin() -> Any:
+    if not _go_available(build.S3):
+        pytest.skip("S3 tests need Go (go not found on PATH) to build the SeaweedFS server")
+    return prebuilt(build.S3) or build.ensure(build.S3, log=_progress)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on loopback for the whole session (admin and reader identities,
+    one bucket). Do not kill it: use ``s3_server_factory`` for fault tests."""
+    server = S3Server(_s3_bin())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_server_factory() -> Iterator[Callable[..., S3Server]]:
+    """Start private SeaweedFS servers (``factory(create_bucket=True)``) that a test may kill."""
+    bin_dir = _s3_bin()
+    servers: list[S3Server] = []
+
+    def factory(**kw: Any) -> S3Server:
+        server = S3Server(bin_dir)
+        servers.append(server)
+        return server.start(**kw)
+
+    try:
+        yield factory
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture

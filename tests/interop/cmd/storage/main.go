@@ -2,6 +2,8 @@
 // compare the Python storage layer with it byte for byte, and time it.
 //
 //	storage vectors < cases.json   one JSON result per case (offload refs, stored bytes, errors)
+//	storage dehydrate|hydrate      run one operation on the store the environment names:
+//	                               stdin {"data", "id"}, stdout the result as JSON
 //	storage bench <n>              ops/s of dehydrate and hydrate+decode on the store the
 //	                               BUBU_STORAGE_* environment names (file or s3), as JSON
 //
@@ -213,6 +215,37 @@ func bench(n int) {
 	})
 }
 
+func envOp(op string) {
+	var in struct {
+		Data any    `json:"data"`
+		ID   string `json:"id"`
+	}
+	raw, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		fail(err)
+	}
+	if err := json.Unmarshal(raw, &in); err != nil {
+		fail(err)
+	}
+	ctx := context.Background()
+	sm, err := storage.NewManager(ctx)
+	if err != nil {
+		fail(err)
+	}
+	var out any
+	if op == "dehydrate" {
+		out, err = sm.Dehydrate(ctx, in.Data, in.ID)
+	} else {
+		out, err = sm.Hydrate(ctx, in.Data)
+	}
+	if err != nil {
+		fail(err)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fail(err)
+	}
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fail(fmt.Errorf("usage: storage vectors|bench <n>"))
@@ -220,6 +253,8 @@ func main() {
 	switch os.Args[1] {
 	case "vectors":
 		vectors()
+	case "dehydrate", "hydrate":
+		envOp(os.Args[1])
 	case "bench":
 		n := 20
 		if len(os.Args) > 2 {
