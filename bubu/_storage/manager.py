@@ -19,7 +19,6 @@ import binascii
 import hashlib
 import logging
 import re
-from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -290,18 +289,19 @@ class StorageManager:
 
     async def _read_stored(self, store: Store, path: str) -> Any:
         key = refs.clean_path(path)
+        chunks = store.read(key).__aiter__()
         try:
-            chunks = deque([c async for c in store.read(key)])
-        except StorageError as exc:
-            exc.ref = exc.ref or path
-            raise _with_prefix(exc, f"failed to read offloaded data from '{path}'") from None
-        try:
-            raw_text = _decode_raw_streaming(chunks)
-            if raw_text is not None:
-                return raw_text
-            buf = bytearray()
-            while chunks:
-                buf += chunks.popleft()
+            try:
+                first = await anext(chunks, b"")
+                if len(first) >= READ_CHUNK and first.startswith(_RAW_PREFIX):
+                    return await _decode_raw_stream(first, chunks)
+                buf = bytearray(first)
+                del first
+                async for chunk in chunks:
+                    buf += chunk
+            except StorageError as exc:
+                exc.ref = exc.ref or path
+                raise _with_prefix(exc, f"failed to read offloaded data from '{path}'") from None
             obj = msgspec.json.decode(buf, type=_StoredObject)
             del buf
             if obj.contentType == _JSON:
@@ -314,6 +314,8 @@ class StorageManager:
                 f"{exc}",
                 ref=path,
             ) from None
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
         raise StorageError(
             f"unknown content type '{obj.contentType}' in stored object '{path}'", ref=path
         )
@@ -749,39 +751,29 @@ _RAW_SUFFIX: Final = b'"}'
 _ESCAPE: Final = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
 
 
-def _decode_raw_streaming(chunks: deque[bytes]) -> str | None:
-    """Decode a large Go-written ``raw`` object piece by piece, freeing the read chunks as it
-    goes; ``None`` when the object is small or not in Go's exact layout (then the caller
-    decodes it whole, and ``chunks`` is untouched)."""
-    total = sum(len(c) for c in chunks)
-    if total < _STREAM_THRESHOLD or not chunks[0].startswith(_RAW_PREFIX):
-        return None
-    if len(chunks[-1]) >= len(_RAW_SUFFIX):
-        tail = chunks[-1][-len(_RAW_SUFFIX) :]
-    else:
-        tail = (chunks[-2] + chunks[-1])[-len(_RAW_SUFFIX) :]
-    if tail != _RAW_SUFFIX:
-        return None
-    chunks[0] = chunks[0][len(_RAW_PREFIX) :]
-    need = len(_RAW_SUFFIX)
-    while need:
-        last = chunks.pop()
-        if len(last) > need:
-            chunks.append(last[:-need])
-            need = 0
-        else:
-            need -= len(last)
+async def _decode_raw_stream(first: bytes, rest: AsyncIterator[bytes]) -> str:
+    """Decode a large Go-written ``raw`` object while it is being read.
+
+    Each chunk is decoded and dropped as it arrives and the string grows in place (CPython
+    extends a uniquely referenced string with ``realloc``), so the cost stays close to the
+    decoded size instead of object + string.
+
+    Raises:
+        msgspec.DecodeError: the body is not one JSON string followed by ``}``.
+    """
     result = ""
-    carry = b""
-    while chunks:
-        piece = carry + chunks.popleft()
-        cut = len(piece) if not chunks else _safe_cut(piece)
+    carry = first[len(_RAW_PREFIX) :]
+    async for chunk in rest:
+        piece = carry + chunk
+        del chunk
+        cut = _safe_cut(piece)  # keeps at least 16 bytes back: the closing '"}' never leaks
         carry = piece[cut:]
-        # In-place growth: CPython extends ``result`` without copying it (bounded RSS).
         result += msgspec.json.decode(b'"' + piece[:cut] + b'"', type=str)
         del piece
-    if carry:
-        result += msgspec.json.decode(b'"' + carry + b'"', type=str)
+    tail = carry.rstrip(b" \t\r\n")
+    if not tail.endswith(_RAW_SUFFIX):
+        raise msgspec.DecodeError("raw stored object does not end with '\"}'")
+    result += msgspec.json.decode(b'"' + tail[: -len(_RAW_SUFFIX)] + b'"', type=str)
     return result
 
 

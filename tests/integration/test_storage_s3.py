@@ -83,10 +83,19 @@ async def test_round_trip_and_metadata(s3_server: S3Server) -> None:
 
 async def test_large_object_goes_multipart_and_back(s3_server: S3Server) -> None:
     m = manager_for(s3_server, BUBU_MAX_INLINE_SIZE="1024", BUBU_S3_MAX_PART_SIZE=str(5 << 20))
-    text = "0123456789abcdef\n" * (12 << 20 // 17)
+    before = await list_uploads(s3_server)
+    text = "0123456789abcdef\n" * ((12 << 20) // 17)
     out = await m.dehydrate({"big": text}, "ns/multipart")
     assert (await m.hydrate(out))["big"] == text
-    assert await list_uploads(s3_server) == []
+    assert await list_uploads(s3_server) == before
+
+
+def test_64_mib_costs_at_most_twice_its_size_on_s3(s3_server: S3Server) -> None:
+    from tests.unit.storage.test_rss import run_probe
+
+    result = run_probe(s3_server.env(BUBU_S3_MAX_PART_SIZE=str(8 << 20)))
+    for op, m in result.items():
+        assert m["cost"] <= 2 * m["size"], (op, m)
 
 
 def _go(interop_bin: Path, op: str, env: dict[str, str], body: dict[str, Any]) -> Any:
@@ -218,6 +227,7 @@ async def test_failed_and_cancelled_uploads_are_aborted(s3_server: S3Server) -> 
     m = manager_for(s3_server, BUBU_S3_MAX_PART_SIZE=str(5 << 20))
     store = m.store
     assert isinstance(store, S3Store)
+    before = await list_uploads(s3_server)
 
     async def failing() -> AsyncIterator[bytes]:
         for _ in range(3):
@@ -245,4 +255,16 @@ async def test_failed_and_cancelled_uploads_are_aborted(s3_server: S3Server) -> 
     for name in ("failed", "cancelled"):
         with pytest.raises(StorageNotFoundError):
             await m.read_blob(f"abort/{name}.bin")
-    assert await list_uploads(s3_server) == []
+    assert await list_uploads(s3_server) == before
+
+    # Control: the probe does see an upload left behind (obstore alone, cancelled).
+    started.clear()
+    raw = asyncio.ensure_future(
+        obstore.put_async(store._store, "abort/orphan.bin", stalled(), chunk_size=5 << 20)
+    )
+    await started.wait()
+    await asyncio.sleep(0.5)
+    raw.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await raw
+    assert len(await list_uploads(s3_server)) == len(before) + 1
