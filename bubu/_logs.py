@@ -97,7 +97,13 @@ def log_storage_path(
 
 
 def log_schema(
-    namespace: str, engram: str, story: str, step: str, engram_version: str, story_version: str
+    namespace: str,
+    *,
+    engram: str,
+    story: str,
+    step: str,
+    engram_version: str = "",
+    story_version: str = "",
 ) -> tuple[str, str]:
     """``(schema, version)`` of the logs ref (Go ``logSchemaMetadata``); ``("", "")`` when the
     identity is too thin to name one."""
@@ -119,11 +125,11 @@ def redact_log_payload(payload: bytes, secret_values: Iterable[str]) -> bytes:
 
     Non-UTF-8 bytes survive unchanged (``surrogateescape``).
     """
-    text = payload.decode("utf-8", "surrogateescape")
+    # Patterns first: masking values first would leave "[REDACTED" for the patterns to eat.
+    text = redact_message(payload.decode("utf-8", "surrogateescape"))
     values = tuple(secret_values)
     if values:
         text = mask_values(text, values)
-    text = redact_message(text)
     return text.encode("utf-8", "surrogateescape")
 
 
@@ -135,7 +141,7 @@ def allowed_log_roots(configured: Iterable[str] | None = None) -> list[str]:
     ``resolveAllowedLogRoots``)."""
     candidates = list(configured) if configured else None
     if not candidates:
-        candidates = ["/tmp", "/var/tmp", "/var/log", tempfile.gettempdir()]  # noqa: S108
+        candidates = ["/tmp", "/var/tmp", "/var/log", tempfile.gettempdir()]
         with contextlib.suppress(OSError):
             candidates.append(os.getcwd())
     roots: list[str] = []
@@ -275,11 +281,11 @@ class LogPublisher:
         ref = {refs.STORAGE_REF_KEY: path, refs.STORAGE_CONTENT_TYPE_KEY: ctype}
         schema, version = log_schema(
             self.namespace,
-            self.engram,
-            self.story,
-            self.step,
-            self.engram_version,
-            self.story_version,
+            engram=self.engram,
+            story=self.story,
+            step=self.step,
+            engram_version=self.engram_version,
+            story_version=self.story_version,
         )
         if schema:
             ref[refs.STORAGE_SCHEMA_KEY] = schema
@@ -369,8 +375,8 @@ class LogCapture:
     def tee_stdio(self) -> Iterator[None]:
         """Copy ``sys.stdout``/``sys.stderr`` writes into the capture for the ``with`` body."""
         saved = sys.stdout, sys.stderr
-        sys.stdout = _Tee(saved[0], self)  # type: ignore[assignment]
-        sys.stderr = _Tee(saved[1], self)  # type: ignore[assignment]
+        sys.stdout = _Tee(saved[0], self)
+        sys.stderr = _Tee(saved[1], self)
         try:
             yield
         finally:

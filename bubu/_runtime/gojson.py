@@ -117,9 +117,7 @@ class _Prep:
         try:
             plain = msgspec.to_builtins(value)
         except TypeError:
-            raise ValueError(
-                f"json: unsupported type {type(value).__name__} at {path}"
-            ) from None
+            raise ValueError(f"json: unsupported type {type(value).__name__} at {path}") from None
         return self.walk(plain, path)[0], True
 
     def _enter(self, value: Any, path: str) -> int:

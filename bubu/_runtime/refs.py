@@ -231,7 +231,9 @@ def go_type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _resolve(value: Any, tokens: tuple[SelectorToken, ...], allow_missing: bool) -> tuple[Any, bool]:
+def _resolve(
+    value: Any, tokens: tuple[SelectorToken, ...], allow_missing: bool
+) -> tuple[Any, bool]:
     for pos, token in enumerate(tokens):
         if token.kind == "field":
             if not isinstance(value, Mapping):
@@ -446,7 +448,9 @@ def decode_ref_value(raw: bytes, ref: KubeRef) -> Any:
         try:
             return msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
-            raise StorageRefError(f"failed to decode JSON from {ref}: {exc}", ref=str(ref)) from None
+            raise StorageRefError(
+                f"failed to decode JSON from {ref}: {exc}", ref=str(ref)
+            ) from None
     if fmt in ("", "auto"):
         trimmed = parse.go_trim_space(text)
         if not trimmed:

@@ -15,9 +15,10 @@ Inputs and config (hydrate)
     ``hydrate_storage_refs_only`` leaves the kube refs alone.
 
 Outputs and trigger inputs (dehydrate)
-    ``await manager.dehydrate(output, namespaced_key(ns, step_run), schema=..., schema_version=...)``
-    for a StepRun output (prefix ``outputs``); ``await manager.dehydrate_inputs(inputs,
-    namespaced_key(ns, storage_key), schema=..., schema_version=...)`` for StoryTrigger inputs
+    ``await manager.dehydrate(output, namespaced_key(ns, step_run), schema=...,
+    schema_version=...)`` for a StepRun output (prefix ``outputs``);
+    ``await manager.dehydrate_inputs(inputs, namespaced_key(ns, storage_key), schema=...,
+    schema_version=...)`` for StoryTrigger inputs
     (prefix ``inputs``, whole-input fallback ``input.json``). With storage disabled both raise
     ``StorageDisabledError`` above ``BUBU_MAX_INLINE_SIZE`` and return the data otherwise.
 

@@ -70,7 +70,7 @@ _STREAM_THRESHOLD: Final = 1 << 20
 
 
 class _StoredObject(msgspec.Struct):
-    contentType: str  # noqa: N815 - the wire name
+    contentType: str
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 
@@ -310,8 +310,7 @@ class StorageManager:
                 return msgspec.json.decode(obj.data, type=str)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise StorageError(
-                f"failed to unmarshal stored object from '{path}', content may be malformed: "
-                f"{exc}",
+                f"failed to unmarshal stored object from '{path}', content may be malformed: {exc}",
                 ref=path,
             ) from None
         finally:
@@ -467,8 +466,8 @@ class StorageManager:
                         story_run_key,
                         "input",
                         manager.input_prefix,
-                        schema,
-                        schema_version,
+                        schema=schema,
+                        schema_version=schema_version,
                     )
             return result
 
@@ -490,6 +489,7 @@ class StorageManager:
         ident: str,
         key_prefix: str,
         path_prefix: str,
+        *,
         schema: str,
         schema_version: str,
     ) -> dict[str, str]:
@@ -502,7 +502,9 @@ class StorageManager:
             raise StorageRefError(f"invalid storage path for offload: {exc}", ref=path) from None
         meta = _meta_for(payload, "application/json")
         try:
-            await store.write(path, payload.data if payload.data is not None else _aiter(payload), meta)
+            await store.write(
+                path, payload.data if payload.data is not None else _aiter(payload), meta
+            )
         except StorageError as exc:
             exc.ref = exc.ref or path
             raise _with_prefix(
@@ -622,7 +624,7 @@ class _Dehydrator:
 
     async def offload(self, payload: _Payload, key: str) -> dict[str, str]:
         return await self.m._offload(
-            payload, self.ident, key, self.prefix, self.schema, self.version
+            payload, self.ident, key, self.prefix, schema=self.schema, schema_version=self.version
         )
 
     async def value(self, orig: Any, prep: Any, key: str, depth: int) -> Any:

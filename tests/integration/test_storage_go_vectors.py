@@ -23,7 +23,7 @@ from bubu.errors import StorageDisabledError, StorageError, StorageRefError
 
 pytestmark = pytest.mark.integration
 
-ESCAPES = "quote\" backslash\\ <tag> & amp \u2028 \u2029 \x01 \x1f \x7f é 日本 😀 tab\t nl\n"
+ESCAPES = 'quote" backslash\\ <tag> & amp \u2028 \u2029 \x01 \x1f \x7f é 日本 😀 tab\t nl\n'
 
 
 def _stored(content_type: str, data: Any) -> str:
@@ -119,7 +119,10 @@ CASES: list[dict[str, Any]] = [
         },
         "data": {
             "whole": {"$bubuStorageRef": "outputs/ns/sr/out.json"},
-            "names": {"$bubuStorageRef": "outputs/ns/sr/out.json", "$bubuStoragePath": "items[*].name"},
+            "names": {
+                "$bubuStorageRef": "outputs/ns/sr/out.json",
+                "$bubuStoragePath": "items[*].name",
+            },
             "first": {"$bubuStorageRef": "outputs/ns/sr/out.json", "$bubuStoragePath": ".items[0]"},
             "k": {
                 "$bubuStorageRef": "outputs/ns/sr/out.json",
@@ -195,7 +198,7 @@ async def _py(case: dict[str, Any], root: Path) -> dict[str, Any]:
         out["error"] = str(exc)
         out["exc"] = exc
         out["result"] = None
-    for path in root.rglob("*"):
+    for path in root.rglob("*"):  # noqa: ASYNC240 - a test reading what it wrote
         rel = path.relative_to(root).as_posix()
         if path.is_file() and rel not in case.get("files", {}):
             out["files"][rel] = path.read_text()
@@ -241,7 +244,9 @@ async def test_storage_off_error_matches_go(interop_bin: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=[c["name"] for c in ERROR_CASES])
-async def test_bad_refs_fail_like_go(interop_bin: Path, tmp_path: Path, case: dict[str, Any]) -> None:
+async def test_bad_refs_fail_like_go(
+    interop_bin: Path, tmp_path: Path, case: dict[str, Any]
+) -> None:
     ref: dict[str, Any] = {"$bubuStorageRef": case["path"]}
     if "sel" in case:
         ref["$bubuStoragePath"] = case["sel"]

@@ -130,13 +130,19 @@ async def test_python_and_go_read_each_others_objects(
     store = m.store
     assert isinstance(store, S3Store)
     for name in ("text", "list", "nested.k"):
-        a = await (await obstore.get_async(store._store, f"outputs/ns/from-go/{name}.json")).bytes_async()
-        b = await (await obstore.get_async(store._store, f"outputs/ns/from-py/{name}.json")).bytes_async()
+        a = await (
+            await obstore.get_async(store._store, f"outputs/ns/from-go/{name}.json")
+        ).bytes_async()
+        b = await (
+            await obstore.get_async(store._store, f"outputs/ns/from-py/{name}.json")
+        ).bytes_async()
         assert bytes(a) == bytes(b)
 
 
 async def test_refused_credentials_are_typed_and_keep_the_secret_out(s3_server: S3Server) -> None:
-    m = manager_for(s3_server, BUBU_S3_SECRET_ACCESS_KEY="not-the-secret-xyz", BUBU_S3_MAX_RETRIES="1")
+    m = manager_for(
+        s3_server, BUBU_S3_SECRET_ACCESS_KEY="not-the-secret-xyz", BUBU_S3_MAX_RETRIES="1"
+    )
     with pytest.raises(StorageAccessError) as info:
         await m.write_blob("x/denied.bin", b"data")
     assert "not-the-secret-xyz" not in str(info.value)
@@ -192,7 +198,7 @@ async def test_a_store_that_stops_answering_times_out(s3_server_factory: Any) ->
     # Delivery is asynchronous: wait until every thread of the server is stopped.
     status = Path(f"/proc/{server.proc.pid}/status")
     for _ in range(200):
-        if "T (stopped)" in status.read_text():
+        if "T (stopped)" in status.read_text():  # noqa: ASYNC240 - /proc, instant
             break
         await asyncio.sleep(0.01)
     try:

@@ -18,10 +18,16 @@ from bubu._runtime import gojson
     ("value", "expected"),
     [
         ({"b": 1, "a": [True, None, "x"]}, b'{"a":[true,null,"x"],"b":1}'),
-        ([1.0, 1e21, 1e-7, -0.0, 0.1, 123456789.0, 1e20, 1.5e-6], b"[1,1e+21,1e-7,-0,0.1,123456789,100000000000000000000,0.0000015]"),
-        ("<a href='x'>&</a>", b'"\\u003ca href=\'x\'\\u003e\\u0026\\u003c/a\\u003e"'),
-        ("\u2028\u2029\x00\x1f\x7f\b\f\n\r\t\"\\", b'"\\u2028\\u2029\\u0000\\u001f\x7f\\b\\f\\n\\r\\t\\"\\\\"'),
-        ("é😀", "\"é😀\"".encode()),
+        (
+            [1.0, 1e21, 1e-7, -0.0, 0.1, 123456789.0, 1e20, 1.5e-6],
+            b"[1,1e+21,1e-7,-0,0.1,123456789,100000000000000000000,0.0000015]",
+        ),
+        ("<a href='x'>&</a>", b"\"\\u003ca href='x'\\u003e\\u0026\\u003c/a\\u003e\""),
+        (
+            '\u2028\u2029\x00\x1f\x7f\b\f\n\r\t"\\',
+            b'"\\u2028\\u2029\\u0000\\u001f\x7f\\b\\f\\n\\r\\t\\"\\\\"',
+        ),
+        ("é😀", '"é😀"'.encode()),
         ("\ud800x", '"\ufffdx"'.encode()),
         (12345678901234567890, b"12345678901234567890"),
     ],
@@ -31,8 +37,14 @@ def test_marshal_matches_go(value: object, expected: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

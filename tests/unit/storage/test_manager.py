@@ -57,7 +57,9 @@ def test_namespaced_key() -> None:
 
 async def test_storage_off_refuses_refs_and_large_outputs() -> None:
     m = StorageManager(None, max_inline_size=10)
-    with pytest.raises(StorageDisabledError, match="found storage reference in inputs but storage is disabled"):
+    with pytest.raises(
+        StorageDisabledError, match="found storage reference in inputs but storage is disabled"
+    ):
         await m.hydrate({"a": [{"$bubuStorageRef": "x.json"}]})
     assert await m.hydrate({"a": 1}) == {"a": 1}
     assert await m.dehydrate({"a": 1}, "ns/x") == {"a": 1}
@@ -99,13 +101,17 @@ async def test_malformed_and_unknown_stored_objects(tmp_path: Path) -> None:
     (tmp_path / "odd.json").write_text('{"contentType":"yaml","data":"x"}')
     with pytest.raises(StorageError, match="failed to unmarshal stored object from 'bad.json'"):
         await m.hydrate({"$bubuStorageRef": "bad.json"})
-    with pytest.raises(StorageError, match="unknown content type 'yaml' in stored object 'odd.json'"):
+    with pytest.raises(
+        StorageError, match="unknown content type 'yaml' in stored object 'odd.json'"
+    ):
         await m.hydrate({"$bubuStorageRef": "odd.json"})
 
 
 async def test_depth_and_cycles_fail_fast(tmp_path: Path) -> None:
     m = manager(tmp_path, max_depth=3)
-    with pytest.raises(StorageRefError, match=r"maximum recursion depth \(3\) exceeded during hydration"):
+    with pytest.raises(
+        StorageRefError, match=r"maximum recursion depth \(3\) exceeded during hydration"
+    ):
         await m.hydrate({"a": {"b": {"c": {"d": {}}}}})
     cyclic: dict[str, Any] = {}
     cyclic["me"] = cyclic
@@ -118,7 +124,9 @@ async def test_depth_and_cycles_fail_fast(tmp_path: Path) -> None:
 
 
 async def test_a_self_referencing_stored_object_stops_at_the_depth_limit(tmp_path: Path) -> None:
-    (tmp_path / "loop.json").write_text('{"contentType":"json","data":{"$bubuStorageRef":"loop.json"}}')
+    (tmp_path / "loop.json").write_text(
+        '{"contentType":"json","data":{"$bubuStorageRef":"loop.json"}}'
+    )
     with pytest.raises(StorageRefError, match="maximum recursion depth"):
         await manager(tmp_path).hydrate({"$bubuStorageRef": "loop.json"})
 
@@ -165,7 +173,7 @@ async def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
 
 
 class _HangingStore(FileStore):
@@ -176,7 +184,9 @@ class _HangingStore(FileStore):
 
 async def test_storage_timeout_bounds_every_operation(tmp_path: Path) -> None:
     m = StorageManager(_HangingStore(str(tmp_path)), timeout=0.2)
-    with pytest.raises(StorageTimeoutError, match=r"timed out after 200ms \(BUBU_STORAGE_TIMEOUT\)") as info:
+    with pytest.raises(
+        StorageTimeoutError, match=r"timed out after 200ms \(BUBU_STORAGE_TIMEOUT\)"
+    ) as info:
         await m.hydrate({"$bubuStorageRef": "x.json"})
     assert info.value.retryable and info.value.exit_class == "retry"
 
@@ -248,12 +258,14 @@ def test_streaming_decode_keeps_escaped_surrogate_pairs_whole(offset: int) -> No
 
 async def test_large_raw_objects_hydrate_through_the_stream(tmp_path: Path) -> None:
     m = manager(tmp_path)
-    text = "line with \"quotes\" and \\ and é\n" * 100_000
+    text = 'line with "quotes" and \\ and é\n' * 100_000
     ref = await m.dehydrate({"t": text}, "ns/big")
     assert (tmp_path / "outputs/ns/big/t.json").stat().st_size > 2 << 20
     assert (await m.hydrate(ref))["t"] == text
     # another writer's key order takes the whole-object path
-    (tmp_path / "other.json").write_text(json.dumps({"data": "y" * (2 << 20), "contentType": "raw"}))
+    (tmp_path / "other.json").write_text(
+        json.dumps({"data": "y" * (2 << 20), "contentType": "raw"})
+    )
     assert await m.hydrate({"$bubuStorageRef": "other.json"}) == "y" * (2 << 20)
     (tmp_path / "bad.json").write_bytes(b'{"contentType":"raw","data":"' + b"x" * (2 << 20) + b'"')
     with pytest.raises(StorageError, match="content may be malformed"):
@@ -266,7 +278,9 @@ async def test_large_raw_objects_hydrate_through_the_stream(tmp_path: Path) -> N
 class FakeKube:
     namespace = "ns1"
 
-    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]], error: Exception | None = None) -> None:
+    def __init__(
+        self, objects: dict[tuple[str, str], dict[str, Any]], error: Exception | None = None
+    ) -> None:
         self.objects = objects
         self.error = error
         self.calls: list[tuple[str, str, str | None]] = []
@@ -337,7 +351,12 @@ def test_manager_from_env_and_the_shared_cache(tmp_path: Path) -> None:
         )
     )
     m = StorageManager.from_env(env)
-    assert (m.max_inline_size, m.max_depth, m.timeout, m.workload_namespace) == (2048, 32, 45.0, "pods")
+    assert (m.max_inline_size, m.max_depth, m.timeout, m.workload_namespace) == (
+        2048,
+        32,
+        45.0,
+        "pods",
+    )
     assert isinstance(m.store, FileStore)
     shared.reset()
     assert shared.manager_for(env) is shared.manager_for(env)

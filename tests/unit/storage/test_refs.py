@@ -35,7 +35,10 @@ def test_contains_storage_ref_stops_at_the_depth_limit() -> None:
     ("path", "message"),
     [
         ("", "storage reference path is empty"),
-        ("/abs/x.json", "invalid storage reference: absolute paths not allowed (got '/abs/x.json')"),
+        (
+            "/abs/x.json",
+            "invalid storage reference: absolute paths not allowed (got '/abs/x.json')",
+        ),
         ("a/../b", "invalid storage reference: path traversal detected (got 'a/../b')"),
         ("..", "invalid storage reference: path traversal detected (got '..')"),
         ("a\\..\\b", "invalid storage reference: path traversal detected (got 'a\\..\\b')"),
@@ -88,7 +91,7 @@ def test_selectors(selector: str, expected: object) -> None:
         ('items["a"]', 'invalid index "\\"a\\""'),
         ("m[0]", "expected array for index 0, got map[string]interface {}"),
         ("m[*]", "expected array for wildcard index, got map[string]interface {}"),
-        ("items.name", "expected object for field \"name\", got []interface {}"),
+        ("items.name", 'expected object for field "name", got []interface {}'),
         ("nope", 'missing field "nope"'),
         ("items[9]", "index 9 out of bounds"),
         ("items[0].name.x", 'expected object for field "x", got string'),
@@ -116,7 +119,10 @@ def test_selector_builders_for_templates() -> None:
     [
         ("cfg:key", KubeRef("configmap", "ns1", "cfg", "key")),
         (" ns1 / cfg : key ", KubeRef("configmap", "ns1", "cfg", "key")),
-        ({"name": "cfg", "key": "k", "format": "raw"}, KubeRef("configmap", "ns1", "cfg", "k", "raw")),
+        (
+            {"name": "cfg", "key": "k", "format": "raw"},
+            KubeRef("configmap", "ns1", "cfg", "k", "raw"),
+        ),
         ({"name": "cfg", "key": "k", "namespace": "ns1"}, KubeRef("configmap", "ns1", "cfg", "k")),
         ("cfg:a:b", KubeRef("configmap", "ns1", "cfg", "a:b")),
     ],
@@ -128,9 +134,21 @@ def test_kube_ref_forms(raw: object, expected: KubeRef) -> None:
 @pytest.mark.parametrize(
     ("raw", "workload", "message"),
     [
-        ("other/cfg:key", "ns1", 'cross-namespace references are not allowed: "other" (workload namespace: "ns1")'),
-        ({"name": "c", "key": "k", "namespace": "x"}, "ns1", "cross-namespace references are not allowed"),
-        ("ns1/cfg:key", "", 'explicit namespace "ns1" is not allowed without workload namespace context'),
+        (
+            "other/cfg:key",
+            "ns1",
+            'cross-namespace references are not allowed: "other" (workload namespace: "ns1")',
+        ),
+        (
+            {"name": "c", "key": "k", "namespace": "x"},
+            "ns1",
+            "cross-namespace references are not allowed",
+        ),
+        (
+            "ns1/cfg:key",
+            "",
+            'explicit namespace "ns1" is not allowed without workload namespace context',
+        ),
         ("cfg:key", "", 'namespace is required for reference "cfg:key"'),
         ("cfg", "ns1", "expected name:key or namespace/name:key"),
         ("cfg:", "ns1", "expected name:key"),
