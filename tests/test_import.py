@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("kr8s", "grpclib", "h2", "google.protobuf", "opentelemetry", "httpx")
+HEAVY = (
+    "kr8s",
+    "grpclib",
+    "h2",
+    "google.protobuf",
+    "opentelemetry",
+    "httpx",
+    # the bubu[s3] extra: only an s3 store may load it
+    "obstore",
+    "aiobotocore",
+    "botocore",
+)
+S3_CLIENT = ("obstore", "aiobotocore", "botocore")
 
 
 def loaded_after(statement: str) -> list[str]:
@@ -56,3 +68,30 @@ def test_local_batch_run_loads_no_platform_client() -> None:
         'assert code == 0 and out.getvalue().strip() == \'{"greeting": "Hello, Ada!"}\', code'
     )
     assert loaded_after(statement) == []
+
+
+def test_storage_without_s3_loads_no_s3_client(tmp_path: Path) -> None:
+    # A batch engram with file storage (or none) hydrates and offloads without the S3 client.
+    statement = (
+        "import asyncio\n"
+        "from bubu._storage.manager import StorageManager\n"
+        "from bubu._storage.store import FileStore\n"
+        "from bubu import _logs\n"
+        f"m = StorageManager(FileStore({str(tmp_path)!r}), max_inline_size=8)\n"
+        "ref = asyncio.run(m.dehydrate({'a': 'x' * 64}, 'ns/step'))\n"
+        "assert asyncio.run(m.hydrate(ref)) == {'a': 'x' * 64}\n"
+        "asyncio.run(StorageManager(None).hydrate({'a': 1}))"
+    )
+    assert [m for m in loaded_after(statement) if m.split(".")[0] in S3_CLIENT] == []
+
+
+def test_an_s3_store_does_load_its_client() -> None:
+    pytest.importorskip("obstore")
+    statement = (
+        "from bubu._runtime.env import load_env\n"
+        "from bubu._runtime.sources import MappingSource\n"
+        "from bubu._storage.manager import StorageManager\n"
+        "StorageManager.from_env(load_env(MappingSource({'BUBU_STORAGE_PROVIDER': 's3', "
+        "'BUBU_STORAGE_S3_BUCKET': 'b', 'BUBU_STORAGE_S3_ENDPOINT': 'http://127.0.0.1:9'})))"
+    )
+    assert "obstore" in loaded_after(statement)

@@ -19,7 +19,8 @@ Outputs and trigger inputs (dehydrate)
     schema_version=...)`` for a StepRun output (prefix ``outputs``);
     ``await manager.dehydrate_inputs(inputs, namespaced_key(ns, storage_key), schema=...,
     schema_version=...)`` for StoryTrigger inputs
-    (prefix ``inputs``, whole-input fallback ``input.json``). With storage disabled both raise
+    (prefix ``inputs``, whole-input fallback ``input.json``); ``input_offload(manager)`` is the
+    ``StoryTriggers(offload=...)`` seam of ``bubu._triggers``. With storage disabled both raise
     ``StorageDisabledError`` above ``BUBU_MAX_INLINE_SIZE`` and return the data otherwise.
 
 Blobs and media
@@ -36,6 +37,6 @@ Every failure is a ``bubu.errors.StorageError`` subclass naming the ref; every p
 operation is bounded by ``BUBU_STORAGE_TIMEOUT`` (``StorageTimeoutError``).
 """
 
-from bubu._storage.manager import StorageManager, namespaced_key, open_store
+from bubu._storage.manager import StorageManager, input_offload, namespaced_key, open_store
 
-__all__ = ["StorageManager", "namespaced_key", "open_store"]
+__all__ = ["StorageManager", "input_offload", "namespaced_key", "open_store"]

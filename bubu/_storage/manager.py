@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_MAX_INLINE_SIZE",
     "DEFAULT_TIMEOUT",
     "StorageManager",
+    "input_offload",
     "namespaced_key",
     "open_store",
 ]
@@ -808,3 +809,23 @@ def _is_high_surrogate(escape: bytes) -> bool:
     if len(escape) != 6 or escape[1:2] != b"u":
         return False
     return 0xD800 <= int(escape[2:], 16) <= 0xDBFF
+
+
+def input_offload(
+    manager: StorageManager, *, schema: str = "", schema_version: str = ""
+) -> Any:
+    """The ``StoryTriggers(offload=...)`` seam of ``bubu._triggers`` backed by ``manager``.
+
+    ``await offload(inputs, storage_key)`` is ``manager.dehydrate_inputs`` (prefix ``inputs``,
+    whole-input ``input.json`` fallback); with storage disabled, inputs above
+    ``BUBU_MAX_INLINE_SIZE`` raise ``StorageDisabledError`` as Go's ``TriggerStory`` does.
+    ``schema``/``schema_version`` (``bubu://story/<ns>/<story>/inputs`` and the Story's
+    ``spec.version`` in Go) are written into the refs.
+    """
+
+    async def offload(inputs: dict[str, Any], storage_key: str) -> Any:
+        return await manager.dehydrate_inputs(
+            inputs, storage_key, schema=schema, schema_version=schema_version
+        )
+
+    return offload

@@ -361,3 +361,17 @@ def test_manager_from_env_and_the_shared_cache(tmp_path: Path) -> None:
     shared.reset()
     assert shared.manager_for(env) is shared.manager_for(env)
     assert not StorageManager.from_env(load_env(MappingSource({}))).enabled
+
+
+async def test_input_offload_fits_the_trigger_seam(tmp_path: Path) -> None:
+    from bubu._storage.manager import input_offload
+    from bubu._triggers import InputOffload
+
+    offload: InputOffload = input_offload(
+        manager(tmp_path, max_inline_size=150), schema="bubu://story/ns/s/inputs"
+    )
+    sent = await offload({"doc": "d" * 300}, "ns/run-abc-123")
+    assert sent["doc"]["$bubuStorageRef"] == "inputs/ns/run-abc-123/doc.json"
+    assert sent["doc"]["$bubuStorageSchema"] == "bubu://story/ns/s/inputs"
+    with pytest.raises(StorageDisabledError):
+        await input_offload(StorageManager(None, max_inline_size=10))({"a": "x" * 20}, "k")
