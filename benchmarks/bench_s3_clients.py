@@ -32,7 +32,7 @@ CLIENTS = {
     "aiobotocore": ("aiobotocore", "botocore", "aiohttp", "jmespath", "multidict", "yarl"),
 }
 
-WORKER = r'''
+WORKER = r"""
 import asyncio, json, os, resource, sys, time
 t0 = time.perf_counter()
 if sys.argv[1] == "obstore":
@@ -108,7 +108,8 @@ async def botocore_run():
 async def main():
     put, get, ctx = await (obstore_run() if sys.argv[1] == "obstore" else botocore_run())
     out = {"import_s": import_s}
-    for label, size, n in (("1KiB", 1 << 10, SMALL), ("1MiB", 1 << 20, MEDIUM), ("64MiB", 64 << 20, LARGE)):
+    sizes = (("1KiB", 1 << 10, SMALL), ("1MiB", 1 << 20, MEDIUM), ("64MiB", 64 << 20, LARGE))
+    for label, size, n in sizes:
         data = os.urandom(size)
         await put(f"bench/{sys.argv[1]}/warm", data[:1024])
         await get(f"bench/{sys.argv[1]}/warm")
@@ -129,7 +130,7 @@ async def main():
     print(json.dumps(out))
 
 asyncio.run(main())
-'''
+"""
 
 
 def installed_mib(dists: tuple[str, ...]) -> float:
@@ -170,7 +171,15 @@ def main() -> int:
                 print(f"{client}: not installed (pip install {client}), skipped")
                 continue
             proc = subprocess.run(
-                [sys.executable, "-c", WORKER, client, str(args.small), str(args.medium), str(args.large)],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    client,
+                    str(args.small),
+                    str(args.medium),
+                    str(args.large),
+                ],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -182,7 +191,8 @@ def main() -> int:
                 continue
             r = json.loads(proc.stdout)
             print(
-                f"{client:12s} import {r['import_s'] * 1000:6.0f} ms   peak RSS {r['peak_rss_MiB']:6.0f} MiB"
+                f"{client:12s} import {r['import_s'] * 1000:6.0f} ms"
+                f"   peak RSS {r['peak_rss_MiB']:6.0f} MiB"
                 f"   installed {installed_mib(dists):5.1f} MiB"
             )
             for label in ("1KiB", "1MiB", "64MiB"):

@@ -47,7 +47,10 @@ class BenchInputs(msgspec.Struct):
 def payload() -> dict[str, Any]:
     # The same shape as the Go program's benchPayload.
     items = [{"id": i, "name": f"item-{i}", "ok": i % 2 == 0} for i in range(1000)]
-    return {"document": ("lorem ipsum dolor sit amet " * 37000)[: (1 << 20) - 60000], "items": items}
+    return {
+        "document": ("lorem ipsum dolor sit amet " * 37000)[: (1 << 20) - 60000],
+        "items": items,
+    }
 
 
 async def python_ops(env: dict[str, str], n: int) -> tuple[float, float]:

@@ -625,8 +625,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "AWS_ACCESS_KEY_ID",
         "str",
         "",
-        "AWS default credential chain (injected by the "
-        "operator from the storage auth secret; read by the S3 client, not here)",
+        "AWS default credential chain (injected by the operator from the storage auth secret; "
+        "read by the S3 client; its presence keeps a custom endpoint from going anonymous)",
         "all",
         "b.4",
         "",
