@@ -62,6 +62,6 @@ def protos(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks in benchmarks/ and print their numbers."""
     session.install("-e", ".[dev,s3]")
-    # only for benchmarks/bench_s3_clients.py (docs/decisions/0003-s3-client.md)
+    # only for benchmarks/bench_s3_clients.py (docs/decisions/0004-s3-client.md)
     session.install("aiobotocore")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -4,7 +4,7 @@ Starts SeaweedFS on loopback (the ``s3`` test artifact), then for each client, i
 fresh process: import time, PUT+GET throughput on 1 KiB, 1 MiB and 64 MiB objects (the 64 MiB
 one as a multipart upload of 8 MiB parts and a streamed GET), and the peak RSS of that
 process. Installed size comes from the distributions' RECORD files. The decision this fed is
-docs/decisions/0003-s3-client.md.
+docs/decisions/0004-s3-client.md.
 
     python benchmarks/bench_s3_clients.py [--small 200] [--medium 20] [--large 2]
 

@@ -1,4 +1,4 @@
-"""The ``s3`` provider, on obstore (the ``bubu[s3]`` extra; docs/decisions/0003-s3-client.md).
+"""The ``s3`` provider, on obstore (the ``bubu[s3]`` extra; docs/decisions/0004-s3-client.md).
 
 Settings come from ``S3Config`` (``BUBU_STORAGE_S3_*``, ``BUBU_S3_*``): bucket, region,
 endpoint (``http://`` allowed only for an explicit http endpoint), path-style or virtual-host
