@@ -44,13 +44,14 @@ def configure(*, metrics: bool | None = None, tracing: bool | None = None) -> No
         _state["tracing"] = tracing
 
 
-def tracer() -> Any:
-    """Return the ``bubu-sdk`` tracer (a no-op tracer when tracing is disabled)."""
+def tracer(name: str = INSTRUMENTATION_NAME) -> Any:
+    """Return the ``bubu-sdk`` tracer, or the one named ``name`` (the storage layer uses Go's
+    ``github.com/bubustack/bobrapet/pkg/storage``); a no-op tracer when tracing is disabled."""
     from opentelemetry import trace
 
     if not _state["tracing"]:
         return trace.NoOpTracer()
-    return trace.get_tracer(INSTRUMENTATION_NAME)
+    return trace.get_tracer(name)
 
 
 def meter() -> Any:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -68,6 +70,61 @@ _RAW: Final = "raw"
 _REF_CONTENT_TYPE: Final = {_JSON: "application/json", _RAW: "text/plain"}
 #: below this an offloaded object is built in memory; above, it is streamed
 _STREAM_THRESHOLD: Final = 1 << 20
+
+
+_TRACER_NAME: Final = "github.com/bubustack/bobrapet/pkg/storage"
+_HYDRATION_HISTOGRAM: Final = "bobrapet.storage.hydration.size_bytes"
+_DEHYDRATION_HISTOGRAM: Final = "bobrapet.storage.dehydration.size_bytes"
+_histograms: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
+    """A span named and shaped as Go's (c.9), when OpenTelemetry is already in use.
+
+    Storage must not be what loads OpenTelemetry (a local batch run stays light,
+    tests/test_import.py): without it in ``sys.modules`` no provider was set up and a span
+    would be a no-op anyway.
+    """
+    if "opentelemetry.trace" not in sys.modules:
+        yield None
+        return
+    from opentelemetry import trace
+
+    from bubu import _telemetry
+
+    with _telemetry.tracer(_TRACER_NAME).start_as_current_span(
+        name, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            raise
+
+
+def _event(span: Any, name: str, **attributes: Any) -> None:
+    if span is not None:
+        span.add_event(name, attributes=attributes)
+
+
+def _record_size(histogram: str, value: Any, ident: str) -> int:
+    """Record the JSON size as Go's histograms do; returns it for the span event."""
+    if "opentelemetry.metrics" not in sys.modules:
+        return 0
+    try:
+        size = len(gojson.marshal(value))
+    except ValueError:
+        return 0
+    from bubu import _telemetry
+
+    instrument = _histograms.get(histogram)
+    if instrument is None:
+        instrument = _telemetry.meter().create_histogram(histogram, unit="By")
+        _histograms[histogram] = instrument
+    instrument.record(size, {"steprun_id": ident})
+    return size
 
 
 class _StoredObject(msgspec.Struct):
@@ -202,7 +259,9 @@ class StorageManager:
 
     # --- hydrate --------------------------------------------------------------------------------
 
-    async def hydrate(self, data: Any, *, allow_kube_refs: bool = True) -> Any:
+    async def hydrate(
+        self, data: Any, *, allow_kube_refs: bool = True, step_run_key: str = ""
+    ) -> Any:
         """Replace every reference in ``data`` by what it points to (Go ``Hydrate``).
 
         Storage refs are read, decoded and hydrated again (refs inside offloaded objects
@@ -218,17 +277,35 @@ class StorageManager:
             StorageAccessError, StorageUnavailableError: the store or API server failed.
             StorageTimeoutError: past ``BUBU_STORAGE_TIMEOUT``.
         """
-        if self.store is None and refs.contains_storage_ref(data, self.max_depth):
-            raise StorageDisabledError(
-                "found storage reference in inputs but storage is disabled "
-                "(set BUBU_STORAGE_PROVIDER=s3 or file)"
-            )
-        return await self._bounded(self._hydrate_value(data, 0, allow_kube_refs, frozenset()))
+        name = "storage.Hydrate" if allow_kube_refs else "storage.HydrateStorageRefsOnly"
+        attrs: dict[str, Any] = {
+            "storage.enabled": self.enabled,
+            "storage.allowKubeRefs": allow_kube_refs,
+        }
+        if step_run_key:
+            attrs["storage.stepRunID"] = step_run_key
+        with _span(name, attrs) as span:
+            try:
+                if self.store is None and refs.contains_storage_ref(data, self.max_depth):
+                    raise StorageDisabledError(
+                        "found storage reference in inputs but storage is disabled "
+                        "(set BUBU_STORAGE_PROVIDER=s3 or file)"
+                    )
+                result = await self._bounded(
+                    self._hydrate_value(data, 0, allow_kube_refs, frozenset())
+                )
+            except StorageError as exc:
+                _event(span, "hydrate.error", error=str(exc))
+                raise
+            if result is not None:
+                size = _record_size(_HYDRATION_HISTOGRAM, result, step_run_key)
+                _event(span, "hydrate.success", size_bytes=size)
+            return result
 
-    async def hydrate_storage_refs_only(self, data: Any) -> Any:
+    async def hydrate_storage_refs_only(self, data: Any, *, step_run_key: str = "") -> Any:
         """``hydrate`` leaving ConfigMap and Secret refs as they are (Go
         ``HydrateStorageRefsOnly``)."""
-        return await self.hydrate(data, allow_kube_refs=False)
+        return await self.hydrate(data, allow_kube_refs=False, step_run_key=step_run_key)
 
     async def _hydrate_value(
         self, value: Any, depth: int, kube_refs: bool, seen: frozenset[int]
@@ -406,12 +483,24 @@ class StorageManager:
             StorageRefError: the data is not JSON (NaN, a cycle...), named by JSON path.
             StorageError and subclasses: the write failed.
         """
-        if self.store is None:
-            self._disabled_size_error(data)
-            return data
-        return await self._bounded(
-            self._dehydrate_root(data, step_run_key, self.output_prefix, schema, schema_version)
-        )
+        attrs = {"storage.enabled": self.enabled, "storage.stepRunID": step_run_key}
+        with _span("storage.Dehydrate", attrs) as span:
+            try:
+                if self.store is None:
+                    self._disabled_size_error(data)
+                    return data
+                result = await self._bounded(
+                    self._dehydrate_root(
+                        data, step_run_key, self.output_prefix, schema, schema_version
+                    )
+                )
+            except StorageError as exc:
+                _event(span, "dehydrate.error", error=str(exc))
+                raise
+            if data is not None:
+                size = _record_size(_DEHYDRATION_HISTOGRAM, data, step_run_key)
+                _event(span, "dehydrate.success", size_bytes=size)
+            return result
 
     async def dehydrate_inputs(
         self,
@@ -451,6 +540,24 @@ class StorageManager:
                 workload_namespace=self.workload_namespace,
                 kube=self.kube,
             )
+        attrs = {"storage.enabled": self.enabled, "storage.storyRunID": story_run_key}
+        with _span("storage.DehydrateInputs", attrs) as span:
+            try:
+                result = await manager._dehydrate_inputs(
+                    data, story_run_key, schema, schema_version
+                )
+            except StorageError as exc:
+                _event(span, "dehydrate.inputs.error", error=str(exc))
+                raise
+            if data is not None:
+                size = _record_size(_DEHYDRATION_HISTOGRAM, data, story_run_key)
+                _event(span, "dehydrate.inputs.success", size_bytes=size)
+            return result
+
+    async def _dehydrate_inputs(
+        self, data: Any, story_run_key: str, schema: str, schema_version: str
+    ) -> Any:
+        manager = self
         if manager.store is None:
             manager._disabled_size_error(data)
             return data
@@ -811,9 +918,7 @@ def _is_high_surrogate(escape: bytes) -> bool:
     return 0xD800 <= int(escape[2:], 16) <= 0xDBFF
 
 
-def input_offload(
-    manager: StorageManager, *, schema: str = "", schema_version: str = ""
-) -> Any:
+def input_offload(manager: StorageManager, *, schema: str = "", schema_version: str = "") -> Any:
     """The ``StoryTriggers(offload=...)`` seam of ``bubu._triggers`` backed by ``manager``.
 
     ``await offload(inputs, storage_key)`` is ``manager.dehydrate_inputs`` (prefix ``inputs``,

@@ -375,3 +375,49 @@ async def test_input_offload_fits_the_trigger_seam(tmp_path: Path) -> None:
     assert sent["doc"]["$bubuStorageSchema"] == "bubu://story/ns/s/inputs"
     with pytest.raises(StorageDisabledError):
         await input_offload(StorageManager(None, max_inline_size=10))({"a": "x" * 20}, "k")
+
+
+async def test_spans_and_histograms_are_gos(tmp_path: Path) -> None:
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from bubu._storage import manager as manager_module
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    tracer = provider.get_tracer(manager_module._TRACER_NAME)
+    import unittest.mock as um
+
+    manager_module._histograms.clear()
+    with (
+        um.patch("bubu._telemetry.tracer", lambda name="": tracer),
+        um.patch("bubu._telemetry.meter", lambda: meters.get_meter("bubu-sdk")),
+    ):
+        m = manager(tmp_path, max_inline_size=8)
+        ref = await m.dehydrate({"a": "x" * 20}, "ns/sr")
+        await m.hydrate(ref, step_run_key="ns/sr")
+        with pytest.raises(StorageNotFoundError):
+            await m.hydrate({"$bubuStorageRef": "gone.json"})
+    manager_module._histograms.clear()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert {"storage.Dehydrate", "storage.Hydrate"} <= set(spans)
+    assert spans["storage.Dehydrate"].attributes["storage.stepRunID"] == "ns/sr"
+    events = [e.name for s in exporter.get_finished_spans() for e in s.events]
+    assert {"dehydrate.success", "hydrate.success", "hydrate.error"} <= set(events)
+    names = {
+        metric.name
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    assert {
+        "bobrapet.storage.hydration.size_bytes",
+        "bobrapet.storage.dehydration.size_bytes",
+    } <= names
