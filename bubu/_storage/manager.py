@@ -589,7 +589,7 @@ class StorageManager:
         except ValueError as exc:
             raise StorageRefError(f"failed to encode output: {exc}") from None
         walker = _Dehydrator(self, ident, prefix, schema, schema_version)
-        return await walker.value(data, prepared, "", 0)
+        return (await walker.value(data, prepared, "", 0))[0]
 
     async def _offload(
         self,
@@ -719,7 +719,13 @@ class StorageManager:
 
 
 class _Dehydrator:
-    """One dehydration: walks the original value and its ``gojson.prepare``d twin together."""
+    """One dehydration: walks the original value and its ``gojson.prepare``d twin together.
+
+    Each step returns ``(result, size, has_ref)``: the dehydrated value, the length of its Go
+    JSON encoding, and whether it is or holds a storage ref (Go's ``containsStorageRef`` on
+    the result). Sizes add up from the leaves, so a value is encoded only when it is written,
+    instead of once per nesting level as in Go; the decisions are the same.
+    """
 
     def __init__(
         self, manager: StorageManager, ident: str, prefix: str, schema: str, version: str
@@ -730,63 +736,85 @@ class _Dehydrator:
         self.schema = schema
         self.version = version
 
-    async def offload(self, payload: _Payload, key: str) -> dict[str, str]:
-        return await self.m._offload(
+    async def offload(self, payload: _Payload, key: str) -> tuple[Any, int, bool]:
+        ref = await self.m._offload(
             payload, self.ident, key, self.prefix, schema=self.schema, schema_version=self.version
         )
+        return ref, len(_marshal(ref)), True
 
-    async def value(self, orig: Any, prep: Any, key: str, depth: int) -> Any:
+    async def offload_json(self, prep: Any, key: str) -> tuple[Any, int, bool]:
+        return await self.offload(_Payload(_JSON, _stored(_JSON, _marshal(prep, True))), key)
+
+    async def value(self, orig: Any, prep: Any, key: str, depth: int) -> tuple[Any, int, bool]:
+        limit = self.m.max_inline_size
         if depth > self.m.max_depth:
             # Past the limit the subtree goes to storage whole (Go: graceful degradation).
-            return await self.offload(_Payload(_JSON, _stored(_JSON, _marshal(prep, True))), key)
+            return await self.offload_json(prep, key)
         if isinstance(orig, Mapping):
-            return await self.mapping(orig, prep, key, depth)
+            return await self.container(orig.items(), orig, prep, key, depth, mapping=True)
         if isinstance(orig, list | tuple):
-            return await self.sequence(orig, prep, key, depth)
+            return await self.container(enumerate(orig), orig, prep, key, depth, mapping=False)
         if isinstance(orig, str):
-            if gojson.utf8_len(orig) <= self.m.max_inline_size:
-                return orig
+            if gojson.utf8_len(orig) <= limit:
+                return orig, _string_json_len(orig), False
             return await self.offload(_string_payload(orig), key)
-        encoded = _marshal(prep, True)
-        if len(encoded) <= self.m.max_inline_size:
-            return orig
-        return await self.offload(_Payload(_JSON, _stored(_JSON, encoded)), key)
+        size = _scalar_json_len(prep)
+        if size <= limit:
+            return orig, size, False
+        return await self.offload_json(prep, key)
 
-    async def mapping(self, orig: Mapping[str, Any], prep: Any, key: str, depth: int) -> Any:
-        out: dict[str, Any] = {}
-        had_offload = False
-        prep_map: Mapping[str, Any] = prep if isinstance(prep, Mapping) else orig
-        for k, v in orig.items():
-            child_key = f"{key}.{k}" if key else k
-            dv = await self.value(v, prep_map[k], child_key, depth + 1)
-            if not had_offload and refs.contains_storage_ref(dv, self.m.max_depth):
-                had_offload = True
-            out[k] = dv
-        return await self._settle(out, prep, key, had_offload)
-
-    async def sequence(self, orig: Any, prep: Any, key: str, depth: int) -> Any:
-        out: list[Any] = []
-        had_offload = False
-        prep_seq = prep if isinstance(prep, list | tuple) else orig
-        for i, v in enumerate(orig):
-            child_key = f"{key}.{i}" if key else str(i)
-            dv = await self.value(v, prep_seq[i], child_key, depth + 1)
-            if not had_offload and refs.contains_storage_ref(dv, self.m.max_depth):
-                had_offload = True
-            out.append(dv)
-        return await self._settle(out, prep, key, had_offload)
-
-    async def _settle(self, out: Any, prep: Any, key: str, had_offload: bool) -> Any:
-        if not had_offload:
-            encoded = _marshal(prep, True)
-            if len(encoded) > self.m.max_inline_size:
-                return await self.offload(_Payload(_JSON, _stored(_JSON, encoded)), key)
-            return out
+    async def container(
+        self, items: Any, orig: Any, prep: Any, key: str, depth: int, *, mapping: bool
+    ) -> tuple[Any, int, bool]:
+        out: Any = {} if mapping else []
+        had_ref = False
+        size = 2  # the brackets
+        count = 0
+        twin = prep if isinstance(prep, Mapping if mapping else list | tuple) else orig
+        for k, v in items:
+            child_key = f"{key}.{k}" if key else str(k)
+            dv, dsize, dref = await self.value(v, twin[k], child_key, depth + 1)
+            had_ref = had_ref or dref
+            size += dsize
+            if mapping:
+                size += _string_json_len(k) + 1  # "key":
+                out[k] = dv
+            else:
+                out.append(dv)
+            count += 1
+        size += max(count - 1, 0)  # commas
+        if not had_ref:
+            if size > self.m.max_inline_size:
+                return await self.offload_json(prep, key)
+            # A ref map the caller passed through is data here, but a ref to the parent.
+            return out, size, mapping and refs.is_storage_ref(orig)
         # Children went to storage, but many small inline ones can still add up: past
         # 256 KiB the original goes to storage as one object (Go maxBulkOffloadSize).
-        if len(_marshal(out)) > BULK_OFFLOAD_SIZE:
-            return await self.offload(_Payload(_JSON, _stored(_JSON, _marshal(prep, True))), key)
-        return out
+        if size > BULK_OFFLOAD_SIZE:
+            return await self.offload_json(prep, key)
+        return out, size, True
+
+
+_NEEDS_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\<>&\x7f-\U0010ffff]')
+
+
+def _string_json_len(text: str) -> int:
+    """Length of Go's JSON encoding of ``text``, encoding only when escapes are possible."""
+    if _NEEDS_ESCAPE.search(text) is None:
+        return len(text) + 2
+    return len(gojson.marshal(text))
+
+
+def _scalar_json_len(prep: Any) -> int:
+    if prep is None or prep is True:
+        return 4
+    if prep is False:
+        return 5
+    if type(prep) is int:
+        return len(str(prep)) if -(10**18) < prep < 10**18 else len(_marshal(prep, True))
+    if isinstance(prep, msgspec.Raw):
+        return len(prep)
+    return len(_marshal(prep, True))
 
 
 def _marshal(value: Any, prepared: bool = False) -> bytes:

@@ -270,3 +270,46 @@ async def test_depth_limit_matches_go(interop_bin: Path, tmp_path: Path) -> None
     py = await _py(vec, tmp_path)
     assert isinstance(py["exc"], StorageRefError)
     assert py["error"] == go["error"] == "maximum recursion depth (2) exceeded during hydration"
+
+
+def _random_value(rng: Any, depth: int) -> Any:
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.random() < 0.5
+    if kind == 2:
+        return rng.randrange(-(10**6), 10**6)
+    if kind == 3:
+        return rng.choice([0.5, 1e21, 1e-7, 123.0, -2.25, 1e300])
+    if kind in (4, 5):
+        alphabet = "ab <>&\"\\\n\té日😀\u2028"
+        return "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 3, 20, 90, 400])))
+    if kind in (6, 7):
+        return {f"k{i}": _random_value(rng, depth + 1) for i in range(rng.randrange(6))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randrange(6))]
+
+
+async def test_random_payloads_offload_like_go(interop_bin: Path, tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(20261206)
+    cases = [
+        {
+            "name": f"random-{i}",
+            "op": rng.choice(["dehydrate", "dehydrate_inputs"]),
+            "maxInline": rng.choice([0, 8, 40, 150, 1024]),
+            "maxDepth": rng.choice([2, 3, 10]),
+            "id": f"ns/r{i}",
+            "data": {f"f{j}": _random_value(rng, 1) for j in range(rng.randrange(1, 6))},
+        }
+        for i in range(60)
+    ]
+    written = 0
+    for i, (case, go) in enumerate(zip(cases, _go(interop_bin, cases), strict=True)):
+        py = await _py(case, tmp_path / str(i))
+        assert py["error"] == go.get("error", ""), case["name"]
+        assert py["result"] == go["result"], case["name"]
+        assert py["files"] == go["files"], case["name"]
+        written += len(py["files"])
+    assert written > 100  # the cases do offload, at many depths
