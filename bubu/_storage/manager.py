@@ -588,7 +588,9 @@ class StorageManager:
             prepared = gojson.prepare(data)
         except ValueError as exc:
             raise StorageRefError(f"failed to encode output: {exc}") from None
-        walker = _Dehydrator(self, ident, prefix, schema, schema_version)
+        info: dict[int, tuple[int, bool, int]] = {}
+        _measure(prepared, self.max_inline_size, info)
+        walker = _Dehydrator(self, ident, prefix, schema, schema_version, info)
         return (await walker.value(data, prepared, "", 0))[0]
 
     async def _offload(
@@ -728,13 +730,20 @@ class _Dehydrator:
     """
 
     def __init__(
-        self, manager: StorageManager, ident: str, prefix: str, schema: str, version: str
+        self,
+        manager: StorageManager,
+        ident: str,
+        prefix: str,
+        schema: str,
+        version: str,
+        info: dict[int, tuple[int, bool, int]],
     ) -> None:
         self.m = manager
         self.ident = ident
         self.prefix = prefix
         self.schema = schema
         self.version = version
+        self.info = info
 
     async def offload(self, payload: _Payload, key: str) -> tuple[Any, int, bool]:
         ref = await self.m._offload(
@@ -766,6 +775,13 @@ class _Dehydrator:
     async def container(
         self, items: Any, orig: Any, prep: Any, key: str, depth: int, *, mapping: bool
     ) -> tuple[Any, int, bool]:
+        info = self.info.get(id(prep))
+        if info is not None and depth + info[2] <= self.m.max_depth:
+            size, holds_ref, _ = info
+            # No depth boundary below and no ref inside: when the whole container fits, none
+            # of its children can go to storage, and Go keeps it as it is.
+            if size <= self.m.max_inline_size and not holds_ref:
+                return orig, size, False
         out: Any = {} if mapping else []
         had_ref = False
         size = 2  # the brackets
@@ -795,14 +811,63 @@ class _Dehydrator:
         return out, size, True
 
 
-_NEEDS_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\<>&\x7f-\U0010ffff]')
+_PLAIN_ENCODER: Final = msgspec.json.Encoder()
+#: Go escapes these and msgspec does not: extra bytes per occurrence
+_HTML_EXTRA: Final = (("<", 5), (">", 5), ("&", 5), ("\u2028", 3), ("\u2029", 3))
+
+
+def _measure(
+    value: Any, limit: int, info: dict[int, tuple[int, bool, int]]
+) -> tuple[int, bool, int]:
+    """Go JSON size, "holds a storage ref" and nesting height of a prepared value; containers
+    are recorded in ``info`` by ``id`` (the tree is acyclic: ``prepare`` checked).
+
+    A string longer than ``limit`` gets a lower bound (it goes to storage whatever its exact
+    size, and encoding a huge one here would cost its size in memory).
+    """
+    kind = type(value)
+    if kind is str:
+        return (len(value) + 2 if len(value) > limit else _string_json_len(value)), False, 0
+    if kind is dict:
+        # {"k":v,"k":v}: braces, a colon per entry, commas between entries
+        size, ref, height = 2 + len(value) + (len(value) - 1 if value else 0), False, 0
+        for k, v in value.items():
+            vs, vr, vh = _measure(v, limit, info)
+            size += vs + _string_json_len(k)
+            if vr:
+                ref = True
+            if vh > height:
+                height = vh
+        if not ref and refs.is_storage_ref(value):
+            ref = True
+        result = (size, ref, height + 1)
+        info[id(value)] = result
+        return result
+    if kind is list or kind is tuple:
+        size, ref, height = 2 + (len(value) - 1 if value else 0), False, 0
+        for v in value:
+            vs, vr, vh = _measure(v, limit, info)
+            size += vs
+            if vr:
+                ref = True
+            if vh > height:
+                height = vh
+        result = (size, ref, height + 1)
+        info[id(value)] = result
+        return result
+    return _scalar_json_len(value), False, 0
 
 
 def _string_json_len(text: str) -> int:
-    """Length of Go's JSON encoding of ``text``, encoding only when escapes are possible."""
-    if _NEEDS_ESCAPE.search(text) is None:
-        return len(text) + 2
-    return len(gojson.marshal(text))
+    """Length of Go's JSON encoding of ``text`` (msgspec's, plus Go's HTML escapes)."""
+    try:
+        size = len(_PLAIN_ENCODER.encode(text))
+    except UnicodeEncodeError:
+        return len(gojson.marshal(text))
+    for ch, extra in _HTML_EXTRA:
+        if ch in text:
+            size += extra * text.count(ch)
+    return size
 
 
 def _scalar_json_len(prep: Any) -> int:
