@@ -836,8 +836,7 @@ def _measure(
             size += vs + _string_json_len(k)
             if vr:
                 ref = True
-            if vh > height:
-                height = vh
+            height = max(height, vh)
         if not ref and refs.is_storage_ref(value):
             ref = True
         result = (size, ref, height + 1)
@@ -850,8 +849,7 @@ def _measure(
             size += vs
             if vr:
                 ref = True
-            if vh > height:
-                height = vh
+            height = max(height, vh)
         result = (size, ref, height + 1)
         info[id(value)] = result
         return result
