@@ -590,7 +590,7 @@ class StorageManager:
             raise StorageRefError(f"failed to encode output: {exc}") from None
         info: dict[int, tuple[int, bool, int]] = {}
         _measure(prepared, self.max_inline_size, info)
-        walker = _Dehydrator(self, ident, prefix, schema, schema_version, info)
+        walker = _Dehydrator(self, ident, prefix, schema=schema, version=schema_version, info=info)
         return (await walker.value(data, prepared, "", 0))[0]
 
     async def _offload(
@@ -734,6 +734,7 @@ class _Dehydrator:
         manager: StorageManager,
         ident: str,
         prefix: str,
+        *,
         schema: str,
         version: str,
         info: dict[int, tuple[int, bool, int]],
