@@ -1,14 +1,23 @@
 """``start_batch``: the batch lifecycle (go-sdk-core.md c.1), returning the exit code.
 
-Order of a run::
+Stages of a run (each a function below, so storage, templates and schema validation plug in
+at a named place; docs/architecture.md "Batch stages")::
 
     engram types from BatchEngram[Config, Inputs]   (before any I/O; TypeError if wrong)
-    load the run context                           (ContractError -> Failed status, exit 1)
+    start-up: guard, load env (bubu._startup)       (ContractError -> Failed status, exit 1)
     open the status sink                           (the StepRun via KubeClient; memory locally)
     --- under asyncio.timeout(BUBU_STEP_TIMEOUT) ---
-    decode config -> expand secrets -> init -> prepare inputs -> process
+    decode_config -> expand secrets -> init
+    prepare_inputs   [hydrate -> resolve templates -> validate] -> decode
+    process
+    --- when process returned ---
+    prepare_output   [validate -> dehydrate] -> status.output
     --- always, shielded, under its own BUBU_K8S_OPERATION_TIMEOUT ---
     terminal status: Succeeded/0, Failed/1, Timeout/124, or interrupted (SIGTERM/SIGINT)
+
+A blocking call that runs past the deadline (the timer cannot fire while the loop is blocked) is
+a timeout too, not a success. A second SIGTERM/SIGINT stops waiting for the engram and still
+writes the terminal status before the cancellation goes on.
 
 Departures from Go, listed in docs/differences.md: a run context that cannot be loaded still
 writes a Failed status when the StepRun is known (Go returns without one); a deadline hit during
@@ -18,7 +27,7 @@ that does not encode to a JSON object fails the step with a clear message instea
 
 Output is written inline as a JSON object (``status.output``); offloading large outputs to
 storage above ``BUBU_MAX_INLINE_SIZE`` arrives with the storage issue, at the
-``_output_for_status`` seam.
+``prepare_output`` seam.
 
 Never calls ``sys.exit``: ``bubu.run`` owns the process.
 """
@@ -26,30 +35,26 @@ Never calls ``sys.exit``: ``bubu.run`` owns the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 
-from bubu import _logging, _telemetry
-from bubu._aio import shutdown as _shutdown
+from bubu import _startup
 from bubu._aio.shutdown import Shutdown
+from bubu._k8s.api import KubeAPI
 from bubu._k8s.status import KubeStatusSink, MemoryStatusSink, StatusSink, merge_status
 from bubu._runtime import outcome as _outcome
-from bubu._runtime.context import RunContext, load_run_context
-from bubu._runtime.env import debug_enabled, resolve_namespace
+from bubu._runtime.context import RunContext
+from bubu._runtime.env import RuntimeEnv, load_identity
 from bubu._runtime.parse import format_go_duration
-from bubu._runtime.redact import redact_known_values
 from bubu._runtime.result import Result
-from bubu._runtime.secrets import Secrets, expand_secrets
-from bubu._runtime.sources import EnvSource, OsEnviron
-from bubu._scope import RunScope, activate
+from bubu._runtime.secrets import Secrets
+from bubu._runtime.sources import EnvSource
 from bubu.engram import BatchEngram, engram_types
 from bubu.errors import (
     BubuError,
@@ -62,7 +67,15 @@ from bubu.errors import (
     StepTimeoutError,
 )
 
-__all__ = ["BatchReport", "EngramInitError", "prepare_inputs", "run_batch", "start_batch"]
+__all__ = [
+    "BatchReport",
+    "EngramInitError",
+    "decode_config",
+    "prepare_inputs",
+    "prepare_output",
+    "run_batch",
+    "start_batch",
+]
 
 _log = logging.getLogger("bubu.batch")
 
@@ -72,7 +85,7 @@ EXIT_TIMEOUT: Final = _outcome.EXIT_TIMEOUT
 
 # Exit codes for a step stopped by a signal: 128 + signal number, as shells and Kubernetes
 # report a process killed by that signal.
-_SIGNAL_EXIT: Final = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
+_SIGNAL_EXIT: Final = _startup.SIGNAL_EXIT
 
 
 @dataclass
@@ -87,6 +100,8 @@ class BatchReport:
         status: the StepRun status after the terminal write (None if it could not be written).
         status_error: why the terminal status write failed, if it did.
         interrupted: the shutdown reason (``SIGTERM``) if a stop request ended the step.
+        output: ``status.output`` as written.
+        run: the run context the start-up loaded (None when the environment was unusable).
     """
 
     exit_code: int
@@ -97,6 +112,7 @@ class BatchReport:
     status_error: BaseException | None = None
     interrupted: str | None = None
     output: dict[str, Any] | None = field(default=None, repr=False)
+    run: RunContext | None = field(default=None, repr=False)
 
 
 async def start_batch(
@@ -104,7 +120,7 @@ async def start_batch(
     *,
     source: EnvSource | None = None,
     shutdown: Shutdown | None = None,
-    client: Any = None,
+    client: KubeAPI | None = None,
     status_sink: StatusSink | None = None,
 ) -> int:
     """Run a batch engram once and return the exit code (``bubu.start_batch``).
@@ -133,8 +149,20 @@ async def start_batch(
     return report.exit_code
 
 
+def decode_config(run: RunContext, config_type: Any) -> Any:
+    """Stage *decode*: the step config into the engram's ``Config`` type.
+
+    Config hydration (storage references, ``BUBU_CONFIG_HYDRATION_MAX_*``) slots in here, before
+    the decode.
+
+    Raises:
+        SchemaValidationError: the config does not decode; ``path`` names the value.
+    """
+    return _decode(run.config, config_type, strict=run.env.strict_unmarshal, what="config")
+
+
 async def prepare_inputs(run: RunContext, inputs_type: Any, *, strict: bool) -> Any:
-    """Turn the step's raw inputs into the engram's ``Inputs`` value.
+    """Stage *inputs*: turn the step's raw inputs into the engram's ``Inputs`` value.
 
     This is the seam for the input pipeline of c.1 step 8. Today it decodes
     ``BUBU_TRIGGER_DATA`` into ``inputs_type`` with Go's weak typing (errors name the JSON
@@ -146,6 +174,18 @@ async def prepare_inputs(run: RunContext, inputs_type: Any, *, strict: bool) -> 
         SchemaValidationError: the inputs do not decode; ``path`` names the value.
     """
     return _decode(run.inputs, inputs_type, strict=strict, what="inputs")
+
+
+async def prepare_output(result: Result | None, env: RuntimeEnv) -> dict[str, Any]:
+    """Stage *output*: what ``process`` returned as ``status.output``.
+
+    Output-schema validation and storage offload above ``BUBU_MAX_INLINE_SIZE`` (dehydration)
+    slot in here, in that order, after the JSON-object check.
+
+    Raises:
+        EngramError: the data has no JSON form, or is not a JSON object.
+    """
+    return _output_for_status(result)
 
 
 def _decode(data: Any, type_: Any, *, strict: bool, what: str) -> Any:
@@ -168,8 +208,6 @@ def _rfc3339(when: datetime) -> str:
 
 def _output_for_status(result: Result | None) -> dict[str, Any]:
     """Return ``status.output``: the result as a JSON object (``{}`` without data).
-
-    Storage offload above ``BUBU_MAX_INLINE_SIZE`` arrives with the storage issue, here.
 
     Raises:
         EngramError: the data has no JSON form, or is not a JSON object (the CRD declares
@@ -201,52 +239,8 @@ class EngramInitError(BubuError):
     """
 
 
-class _SecretFilter(logging.Filter):
-    """Masks known secret values in records of the SDK's own loggers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: tuple[str, ...] = ()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.values:
-            return True
-        message = record.getMessage()
-        masked = _logging.mask_values(message, self.values)
-        if masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = _logging.mask_values(text, self.values)
-            record.exc_info = None
-        return True
-
-
-def _logging_for(
-    enabled: bool, *, debug: bool, stream: Any, values: tuple[str, ...]
-) -> contextlib.AbstractContextManager[_logging.JsonFormatter | None]:
-    if not enabled:
-        return contextlib.nullcontext(None)
-    return _logging.install(debug=debug, stream=stream, secret_values=values)
-
-
 # Phases before Running from which Go's state machine refuses Succeeded (c.2).
 _EARLY: Final = frozenset({"Pending", "Blocked", "Scheduling"})
-
-_FILTERED_LOGGERS: Final = ("bubu.batch", "bubu.engram", "bubu.k8s")
-
-
-@contextlib.contextmanager
-def _secret_filter() -> Iterator[_SecretFilter]:
-    flt = _SecretFilter()
-    loggers = [logging.getLogger(name) for name in _FILTERED_LOGGERS]
-    for lg in loggers:
-        lg.addFilter(flt)
-    try:
-        yield flt
-    finally:
-        for lg in loggers:
-            lg.removeFilter(flt)
 
 
 class _Run:
@@ -258,46 +252,30 @@ class _Run:
         *,
         config_type: Any,
         inputs_type: Any,
-        run_ctx: RunContext,
-        source: EnvSource,
+        startup: _startup.Startup,
         sink: StatusSink,
-        shutdown: Shutdown | None,
+        secrets_override: Secrets | None,
     ) -> None:
         self.engram = engram
         self.config_type = config_type
         self.inputs_type = inputs_type
-        self.ctx = run_ctx
-        self.env = run_ctx.env
-        self.source = source
+        self.startup = startup
+        self.ctx = startup.run
+        self.env = startup.run.env
         self.sink = sink
-        self.shutdown = shutdown
-        self.secrets: Secrets | None = None
-        self.secrets_override: Secrets | None = None
-        self.secret_values: tuple[str, ...] = ()
-        self.on_secrets: list[Callable[[tuple[str, ...]], None]] = []
-
-    def _learn_secrets(self, secrets: Secrets) -> None:
-        self.secrets = secrets
-        self.secret_values = tuple(secrets.get_all().values())
-        for hook in self.on_secrets:
-            hook(self.secret_values)
+        self.shutdown = startup.shutdown
+        self.secrets_override = secrets_override
+        self.finished_at: float | None = None
 
     async def _work(self) -> Result:
-        """Decode config, expand secrets, init, prepare inputs, process (under the deadline)."""
+        """The stages under the deadline: decode, secrets, init, inputs, process."""
         env = self.env
-        config = _decode(
-            self.ctx.config, self.config_type, strict=env.strict_unmarshal, what="config"
-        )
+        config = decode_config(self.ctx, self.config_type)
         try:
-            secrets = (
-                self.secrets_override
-                if self.secrets_override is not None
-                else expand_secrets(self.ctx.secret_descriptors, self.source)
-            )
+            secrets = self.startup.expand_secrets(self.secrets_override)
         except SecretExpansionError as exc:
             # Fail closed (c.12); the message names the secret, never a path or a value.
             raise SecretExpansionError(f"failed to expand secrets: {exc}") from exc
-        self._learn_secrets(secrets)
         try:
             await self.engram.init(config, secrets)
         except (BubuError, asyncio.CancelledError):
@@ -325,18 +303,22 @@ class _Run:
         exc: BaseException | None = None
         timed_out = False
         interrupted: str | None = None
+        loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(env.step_timeout)
 
         async def guarded() -> Result:
-            async with deadline:
-                return await self._work()
+            try:
+                async with deadline:
+                    return await self._work()
+            finally:
+                # When the work ended, by the loop's clock: a blocking call can run past the
+                # deadline without the timer ever firing (it needs the loop).
+                self.finished_at = loop.time()
 
-        work = asyncio.get_running_loop().create_task(guarded(), name="bubu.batch.work")
+        work = loop.create_task(guarded(), name="bubu.batch.work")
         stop_wait: asyncio.Task[str] | None = None
         if self.shutdown is not None:
-            stop_wait = asyncio.get_running_loop().create_task(
-                self.shutdown.wait(), name="bubu.batch.shutdown"
-            )
+            stop_wait = loop.create_task(self.shutdown.wait(), name="bubu.batch.shutdown")
         try:
             waiters: set[asyncio.Task[Any]] = {work} | ({stop_wait} if stop_wait else set())
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -347,10 +329,15 @@ class _Run:
                 _log.warning("stop requested (%s): cancelling the step", interrupted)
                 work.cancel(f"bubu: stop requested ({interrupted})")
                 await asyncio.wait({work}, timeout=max(0.0, self.shutdown.grace / 2))
-        except BaseException:
-            # Our caller cancelled us (a second signal, a parent task group): the engram's
-            # work must not outlive the run.
+        except asyncio.CancelledError:
+            # Our caller cancelled us: the engram's work must not outlive the run. After a stop
+            # request this is the second signal: stop waiting for the engram, but still write
+            # the terminal status (the cleanup of this cancellation), then let it go on.
             work.cancel()
+            if self.shutdown is not None and self.shutdown.requested:
+                reason = self.shutdown.reason or "shutdown"
+                _log.warning("second stop request (%s): ending the step now", reason)
+                await self._finish(result=None, exc=None, timed_out=False, interrupted=reason)
             raise
         finally:
             if stop_wait is not None:
@@ -365,9 +352,22 @@ class _Run:
                 interrupted = None  # it finished anyway
             else:
                 exc = error
-        if deadline.expired():
+        overran = (
+            work.done()
+            and not deadline.expired()
+            and self.finished_at is not None
+            and (when := deadline.when()) is not None
+            and self.finished_at > when
+        )
+        if deadline.expired() or overran:
+            if overran:
+                _log.warning(
+                    "the engram blocked the event loop past the step deadline; "
+                    "use asyncio.to_thread for blocking calls"
+                )
             timed_out = True
             interrupted = None
+            result = None
             exc = StepTimeoutError(
                 "batch execution timed out after "
                 f"{format_go_duration(env.step_timeout)}: context deadline exceeded",
@@ -378,9 +378,7 @@ class _Run:
         )
 
     def _redact(self, text: str | None) -> str | None:
-        if text is None or not self.secret_values:
-            return text
-        return redact_known_values(text, self.secret_values, min_length=4)
+        return None if text is None else self.startup.mask(text)
 
     async def _finish(
         self,
@@ -393,7 +391,7 @@ class _Run:
         output: dict[str, Any] | None = None
         if exc is None and interrupted is None:
             try:
-                output = _output_for_status(result)
+                output = await prepare_output(result, self.env)
             except EngramError as err:
                 exc = err
         if interrupted is not None:
@@ -439,6 +437,7 @@ class _Run:
             status_error=status_error,
             interrupted=interrupted,
             output=output,
+            run=self.ctx,
         )
 
     async def _write_terminal(
@@ -508,11 +507,10 @@ def _interrupted_outcome(reason: str) -> _outcome.Outcome:
 
 
 async def _open_sink(
-    run_ctx: RunContext | None,
-    source: EnvSource,
-    client: Any,
+    env: RuntimeEnv,
+    client: KubeAPI | None,
     status_sink: StatusSink | None,
-) -> tuple[StatusSink, Any, Any]:
+) -> tuple[StatusSink, KubeAPI | None, KubeAPI | None]:
     """Pick the status sink: explicit, the StepRun (connecting a client), or memory.
 
     Returns:
@@ -523,45 +521,39 @@ async def _open_sink(
     """
     if status_sink is not None:
         return status_sink, client, None
-    if run_ctx is not None:
-        env = run_ctx.env
-        name, namespace = env.steprun_name, env.namespace
-        pod, retries = env.pod_name, env.k8s_patch_max_retries
-        op_timeout = env.k8s_operation_timeout
-        ua, http_timeout, kubeconfig = env.k8s_user_agent, env.k8s_timeout, env.kubeconfig
-    else:
-        name = (source.get("BUBU_STEPRUN_NAME") or "").strip()
-        namespace = resolve_namespace(source)
-        pod = (source.get("BUBU_POD_NAME") or "").strip()
-        retries, op_timeout = 5, 30.0
-        ua, http_timeout, kubeconfig = "bubu-sdk-python", 30.0, source.get("KUBECONFIG")
-    if not name:
+    if not env.steprun_name:
         return MemoryStatusSink(), client, None
-    owned = None
+    owned: KubeAPI | None = None
     if client is None:
         from bubu._k8s.client import KubeClient
 
         client = owned = await KubeClient.connect(
-            namespace=namespace or None,
-            user_agent=ua,
-            timeout=http_timeout,
-            kubeconfig_fallback=kubeconfig,
+            namespace=env.namespace or None,
+            user_agent=env.k8s_user_agent,
+            timeout=env.k8s_timeout,
+            kubeconfig_fallback=env.kubeconfig,
         )
     sink = KubeStatusSink(
         client,
-        name,
+        env.steprun_name,
         None,  # Go patches in the client namespace (c.2)
-        pod_name=pod or None,
-        max_retries=retries,
-        operation_timeout=op_timeout,
+        pod_name=env.pod_name or None,
+        max_retries=env.k8s_patch_max_retries,
+        operation_timeout=env.k8s_operation_timeout,
     )
     return sink, client, owned
+
+
+async def _close(client: KubeAPI | None) -> None:
+    aclose = getattr(client, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _bootstrap_failure(
     exc: ContractError,
     source: EnvSource,
-    client: Any,
+    client: KubeAPI | None,
     status_sink: StatusSink | None,
 ) -> BatchReport:
     """Report an unusable runtime environment: log it, write Failed if we can, exit 1."""
@@ -578,16 +570,15 @@ async def _bootstrap_failure(
         update["error"] = out.error.to_dict()
     status: dict[str, Any] | None = None
     status_error: BaseException | None = None
-    owned = None
+    owned: KubeAPI | None = None
     try:
-        sink, _, owned = await _open_sink(None, source, client, status_sink)
+        sink, _, owned = await _open_sink(load_identity(source), client, status_sink)
         status = await asyncio.shield(sink.write(update))
     except (KubernetesError, ValueError) as err:
         _log.error("could not report the failure on the StepRun: %s", err)
         status_error = err
     finally:
-        if owned is not None:
-            await owned.aclose()
+        await _close(owned)
     return BatchReport(
         exit_code=EXIT_FAILURE,
         phase="Failed",
@@ -602,7 +593,7 @@ async def run_batch(
     *,
     source: EnvSource | None = None,
     shutdown: Shutdown | None = None,
-    client: Any = None,
+    client: KubeAPI | None = None,
     status_sink: StatusSink | None = None,
     log_stream: Any = None,
     extra_secret_values: Iterable[str] = (),
@@ -615,65 +606,49 @@ async def run_batch(
         log_stream: where the JSON log handler writes (standard output by default).
         extra_secret_values: values to mask in logs and status from the start.
         secrets: use these secrets instead of expanding ``BUBU_SECRET_*`` (harnesses).
-        install_logging: attach the JSON log handler when nobody configured logging
-            (harnesses pass False: a library should not configure logging).
+        install_logging: attach the JSON log handler when nobody configured logging and mask
+            standard output (harnesses pass False: a library does not configure logging; the
+            secret mask still goes on the existing handlers).
     """
     if isinstance(engram, type):
         raise TypeError(f"start_batch needs an engram instance, got the class {engram.__name__}")
     config_type, inputs_type = engram_types(engram, BatchEngram)
-    src: EnvSource = source if source is not None else OsEnviron()
-    if shutdown is None:
-        shutdown = _shutdown.current()
-    with _secret_filter() as flt:
-        flt.values = tuple(extra_secret_values)
-        # Logging first: loading the environment warns about ignored invalid values, and
-        # those lines must be JSON (naming the variable) like every other one.
-        with _logging_for(
-            install_logging, debug=debug_enabled(src), stream=log_stream, values=flt.values
-        ) as formatter:
-            try:
-                run_ctx = load_run_context(src)
-            except ContractError as exc:
-                return await _bootstrap_failure(exc, src, client, status_sink)
-            try:
-                sink, scope_client, owned = await _open_sink(run_ctx, src, client, status_sink)
-            except KubernetesError as exc:
-                _log.error("cannot reach the Kubernetes API to report status: %s", exc)
-                return BatchReport(
-                    exit_code=EXIT_FAILURE, phase="Failed", exception=exc, status_error=exc
-                )
-            _telemetry.configure(
-                metrics=run_ctx.env.metrics_enabled, tracing=run_ctx.env.tracing_enabled
+    with _startup.begin(
+        "batch",
+        source=source,
+        shutdown=shutdown,
+        log_stream=log_stream,
+        secret_values=extra_secret_values,
+        install_logging=install_logging,
+        capture_output=install_logging,
+    ) as st:
+        try:
+            run_ctx = st.load()
+        except ContractError as exc:
+            return await _bootstrap_failure(exc, st.source, client, status_sink)
+        try:
+            sink, scope_client, owned = await _open_sink(run_ctx.env, client, status_sink)
+        except KubernetesError as exc:
+            _log.error("cannot reach the Kubernetes API to report status: %s", exc)
+            return BatchReport(
+                exit_code=EXIT_FAILURE,
+                phase="Failed",
+                exception=exc,
+                status_error=exc,
+                run=run_ctx,
             )
-            run = _Run(
-                engram,
-                config_type=config_type,
-                inputs_type=inputs_type,
-                run_ctx=run_ctx,
-                source=src,
-                sink=sink,
-                shutdown=shutdown,
-            )
-
-            def learn(values: tuple[str, ...]) -> None:
-                flt.values = (*flt.values, *values)
-                if formatter is not None:
-                    formatter.add_secret_values(values)
-
-            run.on_secrets.append(learn)
-            run.secrets_override = secrets
-            run.secret_values = flt.values
-            scope = RunScope(
-                source=src,
-                env=run_ctx.env,
-                story_info=run_ctx.story_info,
-                kube=scope_client,
-                status=sink,
-                shutdown=shutdown,
-            )
-            try:
-                with activate(scope):
-                    return await run.execute()
-            finally:
-                if owned is not None:
-                    await owned.aclose()
+        st.scope.kube = scope_client
+        st.scope.status = sink
+        run = _Run(
+            engram,
+            config_type=config_type,
+            inputs_type=inputs_type,
+            startup=st,
+            sink=sink,
+            secrets_override=secrets,
+        )
+        try:
+            with st.activate():
+                return await run.execute()
+        finally:
+            await _close(owned)

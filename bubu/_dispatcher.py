@@ -103,13 +103,11 @@ class StoryDispatcher:
         if self._triggers is not None:
             return self._triggers
         scope = _scope.current()
-        engine = getattr(scope, "triggers", None) if scope is not None else None
-        if isinstance(engine, StoryTriggers):
+        engine = scope.find(StoryTriggers) if scope is not None else None
+        if engine is not None:
             return engine
         if scope is not None and scope.kube is not None:
-            engine = StoryTriggers(scope.kube, scope.source)
-            scope.triggers = engine
-            return engine
+            return scope.provide(StoryTriggers(scope.kube, scope.source))
         raise TriggerError(
             "StoryDispatcher needs a Kubernetes client: use it inside run_impulse or an "
             "ImpulseHarness, or pass triggers="
@@ -119,8 +117,7 @@ class StoryDispatcher:
         if self._stats is not None:
             return self._stats
         scope = _scope.current()
-        stats = scope.extras.get("bubu.impulse_stats") if scope is not None else None
-        return stats if isinstance(stats, ImpulseStats) else None
+        return scope.find(ImpulseStats) if scope is not None else None
 
     async def trigger(
         self,

@@ -55,7 +55,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
 from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status
-from bubu._runtime import parse
+from bubu._runtime.env import RuntimeEnv
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import (
     ConflictError,
@@ -79,9 +79,7 @@ _log = logging.getLogger("bubu.effects")
 T = TypeVar("T")
 
 DEFAULT_LEASE_DURATION = 600.0  # Go's defaultEffectLeaseDuration: 10 minutes (c.5)
-_DEFAULT_MAX_DETAILS = 8192  # BUBU_EFFECT_MAX_DETAILS_BYTES (b.7)
 _OP_TIMEOUT = 3.0  # Go's effectPatchTimeout: bounds claim reads and the release
-_DEFAULT_LEDGER_TIMEOUT = 30.0  # BUBU_K8S_OPERATION_TIMEOUT: bounds one batched ledger write
 _MAX_HOLDER = 253  # spec.holderIdentity maxLength (crds.md 1.6)
 _TAKEOVER_ATTEMPTS = 3
 
@@ -106,8 +104,7 @@ def lease_duration(source: EnvSource) -> float:
     Go hard-codes 10 minutes; the variable exists so that tests of lease expiry do not wait
     that long. An invalid or non-positive value warns and gives the default (Go ``envDur``).
     """
-    raw = source.get("BUBU_EFFECT_LEASE_DURATION")
-    return parse.env_dur("BUBU_EFFECT_LEASE_DURATION", raw, DEFAULT_LEASE_DURATION)
+    return _scope.env_of(None, source).effect_lease_duration
 
 
 def renew_interval(lease: float) -> float:
@@ -210,18 +207,24 @@ class Effects:
         step_run: str,
         namespace: str,
         source: EnvSource | None = None,
+        *,
+        env: RuntimeEnv | None = None,
     ) -> None:
         self.kube = kube
         self.status = status
         self.step_run = step_run
         self.namespace = namespace
         self.source: EnvSource = source or OsEnviron()
+        self.env = env
         self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
+    def _settings(self) -> RuntimeEnv:
+        # The run's environment when the engine belongs to a run; else read from its source.
+        return self.env if self.env is not None else _scope.env_of(None, self.source)
+
     def _max_details(self) -> int:
-        raw = self.source.get("BUBU_EFFECT_MAX_DETAILS_BYTES")
-        return parse.env_int("BUBU_EFFECT_MAX_DETAILS_BYTES", raw, _DEFAULT_MAX_DETAILS)
+        return self._settings().effect_max_details_bytes
 
     # -- ledger ----------------------------------------------------------------------------
 
@@ -247,8 +250,7 @@ class Effects:
         await self._append(entry)
 
     def _ledger_timeout(self) -> float:
-        raw = self.source.get("BUBU_K8S_OPERATION_TIMEOUT")
-        return parse.env_dur("BUBU_K8S_OPERATION_TIMEOUT", raw, _DEFAULT_LEDGER_TIMEOUT)
+        return self._settings().k8s_operation_timeout
 
     async def _append(self, entry: dict[str, Any]) -> None:
         """Queue a ledger entry; one writer sends everything queued in one status write.
@@ -373,7 +375,7 @@ class Effects:
         holder = self._holder(key)
         now = datetime.now(UTC)
         name = self._claim_name(key)
-        lease = max(1, math.ceil(lease_duration(self.source)))
+        lease = max(1, math.ceil(self._settings().effect_lease_duration))
         spec: dict[str, Any] = {
             "stepRunRef": {"name": self.step_run, **({"uid": uid} if uid else {})},
             "effectKey": key,
@@ -626,13 +628,15 @@ def _already(key: str, details: Any, *, in_progress: bool = False) -> EffectAlre
 
 def _effects() -> Effects:
     scope = _scope.current()
+    if scope is not None:
+        return scope.engine(Effects, lambda: _make_effects(scope))
+    return _make_effects(None)
+
+
+def _make_effects(scope: _scope.RunScope | None) -> Effects:
     source: EnvSource = scope.source if scope is not None else OsEnviron()
-    cached = scope.extras.get("bubu.effects") if scope is not None else None
-    if isinstance(cached, Effects):
-        return cached
-    name = (scope.step_run_name if scope is not None else "") or (
-        source.get("BUBU_STEPRUN_NAME") or ""
-    ).strip()
+    env = _scope.env_of(scope, source)
+    name = (scope.step_run_name if scope is not None else "") or env.steprun_name.strip()
     kube = scope.kube if scope is not None else None
     if not name and scope is not None and scope.status is not None and kube is None:
         # A local run (``bubu run``, BatchHarness): the in-memory status is the StepRun, and
@@ -644,7 +648,7 @@ def _effects() -> Effects:
         )
     namespace = (
         (scope.step_run_namespace if scope is not None else "")
-        or (source.get("BUBU_STEPRUN_NAMESPACE") or "").strip()
+        or env.steprun_namespace.strip()
         or (kube.namespace if kube is not None else "")
     )
     status = scope.status if scope is not None else None
@@ -655,10 +659,7 @@ def _effects() -> Effects:
                 "start_batch/start_streaming/run_impulse or a testkit harness)"
             )
         status = KubeStatusSink(kube, name, namespace or None)
-    engine = Effects(kube, status, name, namespace, source)
-    if scope is not None:
-        scope.extras["bubu.effects"] = engine
-    return engine
+    return Effects(kube, status, name, namespace, source, env=env)
 
 
 async def record_effect(key: str, status: str, details: Any = None) -> None:

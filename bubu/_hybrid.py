@@ -87,29 +87,32 @@ def build_bridge_message(output: Any, run: RunContext | None) -> StreamMessage:
     return StreamMessage(**fields)
 
 
-async def bridge_output(output: Any, *, source: EnvSource, run: RunContext | None) -> bool:
+async def bridge_output(output: Any, *, source: EnvSource, run: RunContext) -> bool:
     """Forward ``output`` through the binding's connector; best effort.
+
+    Args:
+        output: the step output (a JSON object).
+        source: the environment, for the binding's transport knobs.
+        run: the run context the batch loaded (binding, bridge timeout, identity).
 
     Returns:
         True when the message was handed to the connector, False when skipped or failed (the
         reason is logged).
     """
-    from bubu._runtime.env import resolve_namespace
-    from bubu._runtime.parse import env_dur
     from bubu._transport import channel as channel_mod
     from bubu._transport import wire
-    from bubu._transport.binding import BINDING_ENV, EnvResolver, parse_binding
+    from bubu._transport.binding import EnvResolver, parse_binding
     from bubu._transport.session import DATA_METHOD, PROTOCOL_HEADER, PROTOCOL_VERSION
     from bubu._transport.settings import resolve_settings
 
-    raw = source.get(BINDING_ENV)
-    if raw is None or not raw.strip():
+    env = run.env
+    if env.transport_binding is None:
         logger.debug("no transport binding provided; skipping hybrid bridge delivery")
         return False
-    timeout = env_dur("BUBU_HYBRID_BRIDGE_TIMEOUT", source.get("BUBU_HYBRID_BRIDGE_TIMEOUT"), 15.0)
+    timeout = env.hybrid_bridge_timeout
     try:
         async with asyncio.timeout(timeout):
-            binding = parse_binding(raw).with_namespace(resolve_namespace(source))
+            binding = parse_binding(env.transport_binding).with_namespace(env.namespace)
             settings = resolve_settings(EnvResolver(binding.env_overrides, source))
             request = wire.encode_outbound(build_bridge_message(output, run), settings)
             chan = channel_mod.open_channel(binding.endpoint, settings)
@@ -172,28 +175,30 @@ async def start_hybrid(
     Returns:
         The batch exit code; the bridge never changes it.
     """
+    from bubu import _startup
     from bubu._batch import run_batch
-    from bubu._runtime.context import load_run_context
-    from bubu._runtime.parse import is_bridge_enabled
-    from bubu._runtime.sources import OsEnviron
 
-    src: EnvSource = source if source is not None else OsEnviron()
-    report = await run_batch(engram, source=src, shutdown=shutdown, **kwargs)
-    if not _bridge_wanted(report):
+    # One start-up for the whole hybrid run: the batch lifecycle nests in this guard (its
+    # log lines say mode "hybrid"), and the bridge's lines are masked and JSON too.
+    install = bool(kwargs.get("install_logging", True))
+    with _startup.begin(
+        "hybrid",
+        source=source,
+        shutdown=shutdown,
+        install_logging=install,
+        capture_output=install,
+    ) as st:
+        report = await run_batch(engram, source=st.source, shutdown=st.shutdown, **kwargs)
+        if not _bridge_wanted(report) or report.run is None:
+            return report.exit_code
+        if not report.run.env.hybrid_bridge:
+            logger.debug("hybrid bridge disabled by BUBU_HYBRID_BRIDGE")
+            return report.exit_code
+        output: Any = report.output
+        if output is None and report.result is not None:
+            output = msgspec.to_builtins(report.result.data)
+        if output is None:
+            # Go: an empty payload has nothing to forward.
+            return report.exit_code
+        await bridge_output(output, source=st.source, run=report.run)
         return report.exit_code
-    if not is_bridge_enabled(src.get("BUBU_HYBRID_BRIDGE")):
-        logger.debug("hybrid bridge disabled by BUBU_HYBRID_BRIDGE")
-        return report.exit_code
-    output: Any = report.output
-    if output is None and report.result is not None:
-        output = msgspec.to_builtins(report.result.data)
-    if output is None:
-        # Go: an empty payload has nothing to forward.
-        return report.exit_code
-    try:
-        run = load_run_context(src)
-    except Exception as exc:  # the batch already reported; the bridge stays best effort
-        logger.warning("hybrid bridge skipped: run context unavailable: %s", exc)
-        return report.exit_code
-    await bridge_output(output, source=src, run=run)
-    return report.exit_code

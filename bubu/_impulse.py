@@ -26,15 +26,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bubu import _startup
 from bubu._aio import shutdown as _shutdown
 from bubu._dispatcher import StoryDispatcher
 from bubu._k8s.api import KubeAPI
 from bubu._runtime import decode as _decode
-from bubu._runtime.context import load_run_context
+from bubu._runtime.env import RuntimeEnv, load_identity
 from bubu._runtime.outcome import outcome_for
-from bubu._runtime.secrets import Secrets, expand_secrets
-from bubu._runtime.sources import EnvSource, OsEnviron
-from bubu._scope import RunScope, activate
+from bubu._runtime.secrets import Secrets
+from bubu._runtime.sources import EnvSource
 from bubu._triggers import (
     ImpulseStats,
     StoryTriggers,
@@ -78,9 +78,12 @@ class ImpulseClient:
         self.shutdown = shutdown
         self.stats = stats
         self.dispatcher = dispatcher or StoryDispatcher(triggers=triggers, stats=stats)
-        name = (triggers.source.get("BUBU_TARGET_STORY_NAME") or "").strip()
-        ns = (triggers.source.get("BUBU_TARGET_STORY_NAMESPACE") or "").strip()
-        self.target: TargetStory | None = TargetStory(name, ns) if name else None
+        who = load_identity(triggers.source)
+        self.target: TargetStory | None = (
+            TargetStory(who.target_story_name, who.target_story_namespace)
+            if who.target_story_name
+            else None
+        )
 
     @property
     def namespace(self) -> str:
@@ -129,7 +132,7 @@ class ImpulseClient:
         return f"ImpulseClient(namespace={self.namespace!r}, target={self.target!r})"
 
 
-async def _connect(source: EnvSource, env: Any) -> KubeAPI:
+async def _connect(env: RuntimeEnv) -> KubeAPI:
     from bubu._k8s.client import KubeClient
 
     try:
@@ -158,6 +161,7 @@ async def run_impulse(
     stats_interval: float = DEFAULT_STATS_INTERVAL,
     secrets: Secrets | None = None,
     on_start: Callable[[ImpulseClient], None] | None = None,
+    install_logging: bool = True,
 ) -> int:
     """Run an Impulse until its ``run`` returns or a stop is requested.
 
@@ -170,66 +174,71 @@ async def run_impulse(
         stats_interval: seconds between two Impulse status patches.
         secrets: use these secrets instead of expanding ``BUBU_SECRET_*`` (harnesses).
         on_start: called with the ``ImpulseClient`` just before ``run`` starts (harnesses).
+        install_logging: install the JSON log handler and mask standard output (harnesses
+            pass False; the secret mask still goes on the existing handlers).
 
     Returns:
         0 after ``run`` returned or a clean shutdown; otherwise the exit code of the error
         (1 for most; errors are logged with Go's wrapping, e.g. ``impulse execution failed``).
     """
     config_type, _ = engram_types(impulse, Impulse)
-    src: EnvSource = source if source is not None else OsEnviron()
-    stop = shutdown or _shutdown.current() or _shutdown.Shutdown()
     owned: KubeAPI | None = None
     stats: ImpulseStats | None = None
     stage = "failed to load execution context"
-    try:
-        run_ctx = load_run_context(src)
-        env = run_ctx.env
-        stage = "failed to unmarshal config"
+    with _startup.begin(
+        "impulse",
+        source=source,
+        shutdown=shutdown,
+        install_logging=install_logging,
+        capture_output=install_logging,
+    ) as st:
+        stop = st.shutdown or _shutdown.Shutdown()
+        st.scope.shutdown = stop
         try:
-            config = _decode.decode(run_ctx.config, config_type, strict=env.strict_unmarshal)
-        except SchemaValidationError as exc:
-            raise SchemaValidationError(f"config: {exc}", path=exc.path) from exc
-        stage = "failed to expand secrets"
-        if secrets is None:
-            secrets = expand_secrets(run_ctx.secret_descriptors, src)
-        stage = "impulse initialization failed"
-        await impulse.init(config, secrets)
-        stage = "failed to create k8s client"
-        kube = client
-        if kube is None:
-            kube = owned = await _connect(src, env)
-        if env.impulse_name:
-            stats = ImpulseStats(
-                kube, env.impulse_name, env.impulse_namespace or None, interval=stats_interval
-            )
-        triggers = StoryTriggers(kube, src, stats=stats)
-        facade = ImpulseClient(kube, triggers, shutdown=stop, stats=stats)
-        scope = RunScope(
-            source=src,
-            env=env,
-            story_info=run_ctx.story_info,
-            kube=kube,
-            shutdown=stop,
-            triggers=triggers,
-            extras={"bubu.impulse_stats": stats, "bubu.dispatcher": facade.dispatcher},
-        )
-        stage = "impulse execution failed"
-        if on_start is not None:
-            on_start(facade)
-        with activate(scope):
-            await _serve(impulse, facade, stop)
-        return 0
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        outcome = outcome_for(exc)
-        _log.error("%s: %s", stage, exc, exc_info=not isinstance(exc, BubuError))
-        return int(outcome.exit_code) or 1
-    finally:
-        if stats is not None:
-            await stats.aclose()
-        if owned is not None:
-            await _close(owned)
+            run_ctx = st.load()
+            env = run_ctx.env
+            stage = "failed to unmarshal config"
+            try:
+                config = _decode.decode(run_ctx.config, config_type, strict=env.strict_unmarshal)
+            except SchemaValidationError as exc:
+                raise SchemaValidationError(f"config: {exc}", path=exc.path) from exc
+            stage = "failed to expand secrets"
+            run_secrets = st.expand_secrets(secrets)
+            stage = "impulse initialization failed"
+            await impulse.init(config, run_secrets)
+            stage = "failed to create k8s client"
+            kube = client
+            if kube is None:
+                kube = owned = await _connect(env)
+            if env.impulse_name:
+                stats = ImpulseStats(
+                    kube, env.impulse_name, env.impulse_namespace or None, interval=stats_interval
+                )
+            triggers = StoryTriggers(kube, st.source, stats=stats)
+            facade = ImpulseClient(kube, triggers, shutdown=stop, stats=stats)
+            st.scope.kube = kube
+            st.scope.provide(triggers)
+            st.scope.provide(facade.dispatcher)
+            if stats is not None:
+                st.scope.provide(stats)
+            stage = "impulse execution failed"
+            if on_start is not None:
+                on_start(facade)
+            with st.activate():
+                await _serve(impulse, facade, stop)
+            return 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = outcome_for(exc)
+            # Inside the guard: the line (and a traceback for non-SDK errors) is masked.
+            _log.error("%s: %s", stage, exc, exc_info=not isinstance(exc, BubuError))
+            return int(outcome.exit_code) or 1
+        finally:
+            if stats is not None:
+                await stats.aclose()
+            if owned is not None:
+                await _close(owned)
 
 
 async def _serve(impulse: Impulse[Any], client: ImpulseClient, stop: _shutdown.Shutdown) -> None:

@@ -30,7 +30,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import STEP_RUN
 from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status, truncate_utf8
-from bubu._runtime import parse
+from bubu._runtime.env import RuntimeEnv
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import SignalError, SignalsUnavailableError
 
@@ -44,7 +44,6 @@ __all__ = [
     "replay_signals",
 ]
 
-_DEFAULT_MAX_PAYLOAD = 8192  # BUBU_SIGNAL_MAX_PAYLOAD_BYTES (b.7)
 _DEFAULT_SAMPLE = 2048  # EmitTextSignal's default sample size (c.6)
 _OP_TIMEOUT = 3.0  # Go's signal patch timeout
 
@@ -146,13 +145,16 @@ class Signals:
         source: where ``BUBU_SIGNAL_*`` values are read.
     """
 
-    def __init__(self, status: StatusSink, source: EnvSource | None = None) -> None:
+    def __init__(
+        self, status: StatusSink, source: EnvSource | None = None, env: RuntimeEnv | None = None
+    ) -> None:
         self.status = status
         self.source: EnvSource = source or OsEnviron()
+        self.env = env
 
     def _limit(self) -> int:
-        raw = self.source.get("BUBU_SIGNAL_MAX_PAYLOAD_BYTES")
-        return parse.env_int("BUBU_SIGNAL_MAX_PAYLOAD_BYTES", raw, _DEFAULT_MAX_PAYLOAD)
+        env = self.env if self.env is not None else _scope.env_of(None, self.source)
+        return env.signal_max_payload_bytes
 
     async def emit(self, key: str, value: Any, *, seq: int | None = None) -> int:
         """Emit a signal and return its sequence number; see ``emit_signal``."""
@@ -205,23 +207,25 @@ def _events(status: Mapping[str, Any], since_seq: int) -> list[SignalEvent]:
     return out
 
 
-def _step_run(scope: _scope.RunScope | None, source: EnvSource) -> tuple[str, str]:
-    name = (scope.step_run_name if scope is not None else "") or (
-        source.get("BUBU_STEPRUN_NAME") or ""
-    ).strip()
-    namespace = (scope.step_run_namespace if scope is not None else "") or (
-        source.get("BUBU_STEPRUN_NAMESPACE") or ""
-    ).strip()
+def _step_run(scope: _scope.RunScope | None, env: RuntimeEnv) -> tuple[str, str]:
+    name = (scope.step_run_name if scope is not None else "") or env.steprun_name.strip()
+    namespace = (
+        scope.step_run_namespace if scope is not None else ""
+    ) or env.steprun_namespace.strip()
     return name, namespace
 
 
 def _signals() -> Signals:
     scope = _scope.current()
+    if scope is not None:
+        return scope.engine(Signals, lambda: _make_signals(scope))
+    return _make_signals(None)
+
+
+def _make_signals(scope: _scope.RunScope | None) -> Signals:
     source: EnvSource = scope.source if scope is not None else OsEnviron()
-    cached = scope.extras.get("bubu.signals") if scope is not None else None
-    if isinstance(cached, Signals):
-        return cached
-    name, namespace = _step_run(scope, source)
+    env = _scope.env_of(scope, source)
+    name, namespace = _step_run(scope, env)
     if not name and scope is not None and scope.status is not None and scope.kube is None:
         name = "local"  # a local run: the in-memory status stands for the StepRun
     if not name:
@@ -237,10 +241,7 @@ def _signals() -> Signals:
                 "start_batch/start_streaming/run_impulse or a testkit harness)"
             )
         status = KubeStatusSink(kube, name, namespace or None)
-    engine = Signals(status, source)
-    if scope is not None:
-        scope.extras["bubu.signals"] = engine
-    return engine
+    return Signals(status, source, env)
 
 
 async def emit_signal(key: str, payload: Any, *, seq: int | None = None) -> int:

@@ -1,8 +1,10 @@
 """``bubu.run`` owns the process; ``bubu.start`` picks the entry point for the execution mode.
 
-``run`` is the one place that turns an outcome into a process exit code (style.md 6.6): it makes
-a new event loop, installs the two-stage SIGTERM/SIGINT handlers (first signal: graceful stop
-through ``Shutdown``; second: cancel), runs the entry point and calls ``sys.exit``.
+``run`` is the one place that turns an outcome into a process exit code (style.md 6.6): it hands
+the entry point to ``bubu._startup.run_process`` (new event loop, two-stage SIGTERM/SIGINT
+handlers - first signal: graceful stop through ``Shutdown``; second: cancel, still without a
+traceback - and the output guard that masks secrets for the whole process) and calls
+``sys.exit``.
 
 ``start`` dispatches on ``BUBU_EXECUTION_MODE`` exactly as Go's ``sdk.Start``: ``""``, ``batch``
 and ``job`` run batch; anything else (``streaming``, ``hybrid``...) runs streaming
@@ -11,30 +13,22 @@ and ``job`` run batch; anything else (``streaming``, ``hybrid``...) runs streami
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import logging
 import sys
-import threading
-from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from bubu._aio import shutdown as _shutdown
-from bubu._runtime.sources import EnvSource, OsEnviron
+from bubu._runtime.env import execution_mode as _execution_mode
+from bubu._runtime.sources import EnvSource
+from bubu._startup import Main, run_process
 
 __all__ = ["BATCH_MODES", "execution_mode", "run", "start"]
 
-_log = logging.getLogger("bubu.start")
-
 BATCH_MODES = frozenset({"", "batch", "job"})
-
-_SIGNAL_CODES = {"SIGTERM": 143, "SIGINT": 130}
 
 
 def execution_mode(source: EnvSource | None = None) -> str:
     """Return ``BUBU_EXECUTION_MODE`` trimmed and lower-cased (``batch`` when empty)."""
-    src = source if source is not None else OsEnviron()
-    return (src.get("BUBU_EXECUTION_MODE") or "").strip().lower() or "batch"
+    return _execution_mode(source)
 
 
 async def start(engram: Any, *, source: EnvSource | None = None, **kwargs: Any) -> int:
@@ -71,42 +65,6 @@ async def start(engram: Any, *, source: EnvSource | None = None, **kwargs: Any) 
     return int(code or 0)
 
 
-Main = Awaitable[Any] | Callable[[], Awaitable[Any]]
-
-
-async def _amain(main: Main, grace: float) -> int:
-    shutdown = _shutdown.Shutdown(grace=grace)
-    _shutdown.set_current(shutdown)
-    task = asyncio.current_task()
-    assert task is not None
-    remove: Callable[[], None] = lambda: None  # noqa: E731 - replaced when handlers install
-    if threading.current_thread() is threading.main_thread():
-        remove = _shutdown.install_signal_handlers(shutdown, task)
-    awaitable: Awaitable[Any] | None = None
-    try:
-        awaitable = main() if callable(main) else main
-        result = await awaitable
-    except asyncio.CancelledError:
-        # Only a second signal cancels the main task; report it like the shell would.
-        return _SIGNAL_CODES.get(shutdown.reason or "", 1)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except Exception:
-        _log.exception("unhandled error in the entry point")
-        return 1
-    finally:
-        remove()
-        if inspect.iscoroutine(main) and awaitable is None:
-            main.close()
-    if result is None or result is True:
-        return 0
-    if isinstance(result, bool):
-        return 1
-    if isinstance(result, int):
-        return result
-    return 0
-
-
 def run(main: Main, *, grace: float = _shutdown.DEFAULT_GRACE) -> NoReturn:
     """Run an entry point on a new event loop and exit the process with its code.
 
@@ -120,5 +78,4 @@ def run(main: Main, *, grace: float = _shutdown.DEFAULT_GRACE) -> NoReturn:
             returns one. An ``int`` result is the exit code; ``None`` is 0.
         grace: seconds the entry point may take to finish after SIGTERM.
     """
-    code = asyncio.run(_amain(main, grace))
-    sys.exit(code)
+    sys.exit(run_process(main, grace=grace))

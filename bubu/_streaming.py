@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -31,22 +32,33 @@ import msgspec
 
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._transport.control import default_control_reply
-from bubu.errors import ProtocolViolationError
+from bubu.errors import (
+    BubuError,
+    ConnectorUnavailableError,
+    ProtocolViolationError,
+    StreamSessionError,
+)
 
 if TYPE_CHECKING:
     from bubu._aio.shutdown import Shutdown
     from bubu._runtime.sources import EnvSource
+    from bubu._transport.session import Session
     from bubu._transport.settings import TransportSettings
     from bubu.engram import StreamingEngram
 
 __all__ = [
     "ControlDirective",
     "Emit",
+    "OnEngramError",
     "Sender",
+    "classify_engram_error",
     "concurrently",
     "engram_runner",
+    "jitter_delay",
+    "run_with_reconnect",
     "serve",
     "start_streaming",
+    "supervise",
     "trace_context",
 ]
 
@@ -287,6 +299,197 @@ def _control_hook(engram: Any) -> Callable[[str, dict[str, str]], Awaitable[Any]
     return handle
 
 
+OnEngramError: TypeAlias = Callable[[BaseException, list[InboundMessage]], None]
+"""Local runs: called with the engram's exception and the messages it held (handed out, not
+``done()``); those are then settled and ``stream()`` is invoked again on the same session."""
+
+
+class _Held(AsyncIterator[InboundMessage]):
+    """The inbound iterator of a local run: remembers what the engram holds (not ``done()``)."""
+
+    __slots__ = ("_inbound", "held")
+
+    def __init__(self, inbound: AsyncIterator[InboundMessage]) -> None:
+        self._inbound = inbound
+        self.held: list[InboundMessage] = []
+
+    def __aiter__(self) -> _Held:
+        return self
+
+    async def __anext__(self) -> InboundMessage:
+        message = await self._inbound.__anext__()
+        self.held = [m for m in self.held if not m.is_done]
+        self.held.append(message)
+        return message
+
+    def pending(self) -> list[InboundMessage]:
+        return [m for m in self.held if not m.is_done]
+
+
+def classify_engram_error(exc: BaseException) -> BaseException:
+    """What an exception from the engram's stream means for the session (streaming.md 2.4).
+
+    Go treats an error from ``Stream`` as a session error: the session reconnects and the
+    stream is invoked again, so the messages that were not ``done()`` are redelivered (the
+    connector owns the retry). SDK errors keep their own ``retryable``.
+    """
+    if isinstance(exc, ProtocolViolationError):
+        # Go: one invalid outbound message is a session error; reconnect, Stream again.
+        return StreamSessionError(f"engram stream failed: {exc}")
+    if isinstance(exc, BubuError):
+        return exc
+    return StreamSessionError(f"engram stream failed: {exc!r}")
+
+
+async def _run_stream_once(
+    session: Session, runner: _StreamRunner, inbound: AsyncIterator[InboundMessage]
+) -> None:
+    """Run ``stream()`` until it returns; on a drain give it the grace, then cancel it."""
+    engram = asyncio.create_task(runner(inbound, session.emit), name="bubu.streaming.engram")
+    drain = asyncio.create_task(session.wait_drain(), name="bubu.streaming.drain")
+    try:
+        await asyncio.wait({engram, drain}, return_when=asyncio.FIRST_COMPLETED)
+        if not engram.done():
+            # Draining (style.md 6.6): inbound is stopped; in-flight work gets the grace.
+            grace = session.drain_grace
+            done, _ = await asyncio.wait({engram}, timeout=grace)
+            if not done:
+                logger.warning(
+                    "engram stream did not finish within the %.1fs drain grace; cancelling", grace
+                )
+                engram.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await engram
+                return
+        engram.result()
+    except asyncio.CancelledError:
+        engram.cancel()
+        raise
+    finally:
+        drain.cancel()
+
+
+def supervise(
+    runner: _StreamRunner, *, on_error: OnEngramError | None = None
+) -> Callable[[Session], Coroutine[Any, Any, None]]:
+    """The body a session runs once its handshake is complete: the engram, supervised.
+
+    In a pod (``on_error`` None) an engram error ends the session as a classified session error
+    (:func:`classify_engram_error`) and the reconnect loop takes over. In a local run
+    (``bubu run --stream``) the failure is reported at once through ``on_error`` with the
+    messages the engram held, those are settled (the run reported them; redelivering would
+    only fail again), and ``stream()`` is invoked again on the same session.
+    """
+
+    async def body(session: Session) -> None:
+        while True:
+            inbound: AsyncIterator[InboundMessage] = session.inbound
+            held = _Held(inbound) if on_error is not None else None
+            try:
+                await _run_stream_once(session, runner, held or inbound)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if on_error is None or held is None:
+                    raise classify_engram_error(exc) from exc
+                pending = held.pending()
+                on_error(exc, pending)
+                for message in pending:
+                    message.done()
+                if session.inbound.closed:
+                    return
+
+    return body
+
+
+def jitter_delay(backoff: float, maximum: float, rng: random.Random | None = None) -> float:
+    """Go ``jitterReconnectDelay``: ``backoff * U[0.8, 1.2)`` clamped to ``maximum``."""
+    draw = (rng or random).random()
+    return min(maximum, backoff * (0.8 + 0.4 * draw))
+
+
+async def run_with_reconnect(
+    make_session: Callable[[], Session],
+    settings: TransportSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    delay: Callable[[float, float], float] = jitter_delay,
+) -> int:
+    """Run sessions until one ends cleanly, retrying retriable failures (streaming.md 2.4).
+
+    Backoff starts at ``BUBU_GRPC_RECONNECT_BASE_BACKOFF``, doubles up to the max, with
+    ``U[0.8, 1.2)`` jitter. ``BUBU_GRPC_RECONNECT_MAX_RETRIES`` counts retries over the process
+    lifetime, as Go does (negative is unlimited).
+
+    Args:
+        make_session: builds a fresh session per attempt (fresh queues, shared book).
+        settings: the knobs.
+        stop: when set, no further attempt is started.
+        sleep: replaceable for tests.
+        delay: replaceable for tests.
+
+    Returns:
+        The number of retries used.
+
+    Raises:
+        BaseException: the last error when it is not retriable or retries are exhausted.
+    """
+    from bubu._transport.session import is_retriable
+
+    backoff = settings.reconnect_base_backoff if settings.reconnect_base_backoff > 0 else 1.0
+    remaining = settings.reconnect_max_retries
+    retries = 0
+    while True:
+        session = make_session()
+        try:
+            await session.run()
+            return retries
+        except asyncio.CancelledError:
+            raise
+        except BaseException as caught:
+            exc = _primary(caught)
+            if isinstance(exc, asyncio.CancelledError):
+                raise exc from None
+        if stop is not None and stop.is_set():
+            if isinstance(exc, StreamSessionError | ConnectorUnavailableError):
+                return retries
+            raise exc
+        if not is_retriable(exc):
+            raise exc
+        if remaining >= 0:
+            remaining -= 1
+            if remaining < 0:
+                raise StreamSessionError(f"transport connector retries exhausted: {exc}") from exc
+        wait = delay(backoff, settings.reconnect_max_backoff)
+        logger.warning("transport connector session ended; retrying in %.2fs: %s", wait, exc)
+        await sleep(wait)
+        if stop is not None and stop.is_set():
+            # A stop request arrived while waiting: nothing is in flight, so nothing to drain.
+            return retries
+        backoff = min(backoff * 2, settings.reconnect_max_backoff)
+        retries += 1
+
+
+def _primary(group: BaseException) -> BaseException:
+    """Pick the error that explains a session's end from a TaskGroup's exceptions."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for leaf in leaves:
+        if not isinstance(leaf, asyncio.CancelledError):
+            return leaf
+    return leaves[0]
+
+
 async def serve(
     engram: Any,
     *,
@@ -294,7 +497,8 @@ async def serve(
     binding_reference: str,
     settings: TransportSettings,
     shutdown: Shutdown | None = None,
-    on_session: Callable[[Any], None] | None = None,
+    on_session: Callable[[Session], None] | None = None,
+    on_engram_error: OnEngramError | None = None,
 ) -> int:
     """Run an initialised engram against a connector until it ends; return the exit code.
 
@@ -307,6 +511,8 @@ async def serve(
         settings: the transport knobs.
         shutdown: the stop request to watch; a request drains the current session.
         on_session: called with each new session (tests use it to observe).
+        on_engram_error: local runs only: report engram failures instead of reconnecting
+            (see :func:`supervise`).
 
     Returns:
         0 when the engram's stream ended or a drain finished.
@@ -314,10 +520,10 @@ async def serve(
     Raises:
         BubuError: a non-retriable session error, or retries exhausted.
     """
-    from bubu._transport.session import DeliveryBook, Session, run_with_reconnect
+    from bubu._transport.session import DeliveryBook, Session
 
     book = DeliveryBook()
-    runner = engram_runner(engram)
+    body = supervise(engram_runner(engram), on_error=on_engram_error)
     control = _control_hook(engram)
     stopping = asyncio.Event()
     current: list[Session] = []
@@ -328,7 +534,7 @@ async def serve(
             binding_reference=binding_reference,
             settings=settings,
             book=book,
-            engram=runner,
+            body=body,
             control_handler=control,
         )
         current[:] = [session]
@@ -361,6 +567,8 @@ async def start_streaming(
     *,
     source: EnvSource | None = None,
     shutdown: Shutdown | None = None,
+    install_logging: bool = True,
+    on_engram_error: OnEngramError | None = None,
 ) -> int:
     """Run a streaming engram in its pod: init once, then stream through the connector sidecar.
 
@@ -368,6 +576,10 @@ async def start_streaming(
         engram: the engram instance.
         source: where ``BUBU_*`` values come from (``os.environ`` when ``None``).
         shutdown: the stop request to watch (``bubu.run`` passes the SIGTERM one).
+        install_logging: install the JSON log handler and mask standard output (harnesses
+            pass False; the secret mask still goes on the existing handlers).
+        on_engram_error: local runs only (``bubu run --stream``): report an engram failure at
+            once instead of reconnecting (see :func:`supervise`).
 
     Returns:
         The process exit code: 0 when the stream ended or a stop request drained it.
@@ -377,40 +589,37 @@ async def start_streaming(
             no endpoint), or an invalid ``BUBU_TRANSPORT_SECURITY_MODE``.
         BubuError: a non-retriable session error, or reconnect retries exhausted.
     """
-    from bubu._aio import shutdown as _shutdown
-    from bubu._runtime.context import load_run_context
+    from bubu import _startup
     from bubu._runtime.decode import decode
-    from bubu._runtime.env import resolve_namespace
-    from bubu._runtime.secrets import expand_secrets
-    from bubu._runtime.sources import OsEnviron
-    from bubu._scope import RunScope, activate
-    from bubu._transport.binding import BINDING_ENV, EnvResolver, parse_binding
+    from bubu._transport.binding import EnvResolver, parse_binding
     from bubu._transport.channel import check_security_mode, parse_endpoint
     from bubu._transport.settings import resolve_settings
     from bubu.engram import engram_types
 
-    src: EnvSource = source if source is not None else OsEnviron()
-    if shutdown is None:
-        # The stop request bubu.run installed for SIGTERM/SIGINT, if any (as start_batch does).
-        shutdown = _shutdown.current()
     config_type, _ = engram_types(engram)
-    run = load_run_context(src)
-    # Checked before any network call and before init: a bad binding is a contract error.
-    binding = parse_binding(src.get(BINDING_ENV)).with_namespace(resolve_namespace(src))
-    resolver = EnvResolver(binding.env_overrides, src)
-    settings = resolve_settings(resolver)
-    check_security_mode(settings.security_mode)
-    parse_endpoint(binding.endpoint)
-    config = decode(run.config, config_type, path="$.config")
-    secrets = expand_secrets(run.secret_descriptors, src)
-    # The helpers (emit_signal, start_story...) find the run here; tasks inherit it.
-    scope = RunScope(source=src, env=run.env, story_info=run.story_info, shutdown=shutdown)
-    with activate(scope):
-        await engram.init(config, secrets)
-        return await serve(
-            engram,
-            endpoint=binding.endpoint,
-            binding_reference=binding.reference,
-            settings=settings,
-            shutdown=shutdown,
-        )
+    with _startup.begin(
+        "streaming",
+        source=source,
+        shutdown=shutdown,
+        install_logging=install_logging,
+        capture_output=install_logging,
+    ) as st:
+        run = st.load()
+        # Checked before any network call and before init: a bad binding is a contract error.
+        binding = parse_binding(run.env.transport_binding).with_namespace(run.env.namespace)
+        settings = resolve_settings(EnvResolver(binding.env_overrides, st.source))
+        check_security_mode(settings.security_mode)
+        parse_endpoint(binding.endpoint)
+        config = decode(run.config, config_type, path="$.config")
+        secrets = st.expand_secrets()
+        # The helpers (emit_signal, start_story...) find the run here; tasks inherit it.
+        with st.activate():
+            await engram.init(config, secrets)
+            return await serve(
+                engram,
+                endpoint=binding.endpoint,
+                binding_reference=binding.reference,
+                settings=settings,
+                shutdown=st.shutdown,
+                on_engram_error=on_engram_error,
+            )

@@ -6,7 +6,9 @@ import time, which would cost every ``import bubu`` (style.md 6.3). Names match 
 ``bubu.k8s.operation.duration_seconds`` with ``operation`` and ``success`` attributes.
 
 ``configure(metrics=..., tracing=...)`` applies ``BUBU_SDK_METRICS_ENABLED`` /
-``BUBU_SDK_TRACING_ENABLED``; when disabled the helpers are no-ops.
+``BUBU_SDK_TRACING_ENABLED``; when disabled the helpers are no-ops. The start-up sequence
+(``bubu._startup``) applies them for every mode with ``configured()``, which restores the previous
+switches when the run ends.
 
 Imports nothing from ``bubu``.
 """
@@ -20,6 +22,7 @@ from typing import Any, Final
 __all__ = [
     "INSTRUMENTATION_NAME",
     "configure",
+    "configured",
     "extract",
     "extract_w3c",
     "inject",
@@ -42,6 +45,17 @@ def configure(*, metrics: bool | None = None, tracing: bool | None = None) -> No
         _state["metrics"] = metrics
     if tracing is not None:
         _state["tracing"] = tracing
+
+
+@contextlib.contextmanager
+def configured(*, metrics: bool, tracing: bool) -> Iterator[None]:
+    """Apply the switches for the duration of a run, then restore the previous ones."""
+    previous = (_state["metrics"], _state["tracing"])
+    configure(metrics=metrics, tracing=tracing)
+    try:
+        yield
+    finally:
+        configure(metrics=previous[0], tracing=previous[1])
 
 
 def tracer(name: str = INSTRUMENTATION_NAME) -> Any:

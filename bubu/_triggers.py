@@ -40,7 +40,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -49,7 +49,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
 from bubu._k8s.watch import wait_for_object
-from bubu._runtime import env, parse
+from bubu._runtime import env
 from bubu._runtime.env import TriggerSettings
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import (
@@ -65,6 +65,9 @@ from bubu.errors import (
     TriggerPendingError,
     TriggerRejectedError,
 )
+
+if TYPE_CHECKING:
+    from bubu import _scope
 
 __all__ = [
     "ImpulseStats",
@@ -94,7 +97,6 @@ _DECISIONS = ("Created", "Reused", "Rejected")
 _TERMINAL_PHASES = frozenset(
     {"Succeeded", "Failed", "Finished", "Canceled", "Compensated", "Timeout", "Aborted", "Skipped"}
 )
-_DEFAULT_OPERATION_TIMEOUT = 30.0
 _MAX_SUBMISSION_ID = 253  # deliveryIdentity.submissionId maxLength (crds.md 1.3)
 _ADMISSION_DENIED = "denied the request"  # controller-runtime's webhook denial text
 
@@ -116,8 +118,7 @@ def load_trigger_settings(source: EnvSource) -> TriggerSettings:
 
 def operation_timeout(source: EnvSource) -> float:
     """Return ``BUBU_K8S_OPERATION_TIMEOUT`` in seconds: the bound of the decision wait."""
-    raw = source.get("BUBU_K8S_OPERATION_TIMEOUT")
-    return parse.env_dur("BUBU_K8S_OPERATION_TIMEOUT", raw, _DEFAULT_OPERATION_TIMEOUT)
+    return env.load_identity(source).k8s_operation_timeout
 
 
 # --- results and small public types ------------------------------------------------------------
@@ -166,14 +167,13 @@ def get_target_story(source: EnvSource | None = None) -> TargetStory:
     Raises:
         ContractError: ``BUBU_TARGET_STORY_NAME`` is not set.
     """
-    src = source or _scope_source()
-    name = (src.get("BUBU_TARGET_STORY_NAME") or "").strip()
-    if not name:
+    ident = env.load_identity(source or _scope_source())
+    if not ident.target_story_name:
         raise ContractError(
             "target story not configured: BUBU_TARGET_STORY_NAME environment variable is not set",
             variable="BUBU_TARGET_STORY_NAME",
         )
-    return TargetStory(name=name, namespace=(src.get("BUBU_TARGET_STORY_NAMESPACE") or "").strip())
+    return TargetStory(name=ident.target_story_name, namespace=ident.target_story_namespace)
 
 
 _TOKEN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -618,29 +618,22 @@ class StoryTriggers:
 
     # -- namespaces and env ------------------------------------------------------------------
 
-    def _env(self, name: str) -> str:
-        return (self.source.get(name) or "").strip()
+    def _identity(self) -> env.RuntimeEnv:
+        # Re-read on every call, as the BUBU_TRIGGER_* policy is.
+        return env.load_identity(self.source)
 
     def client_namespace(self) -> str:
         """The namespace triggers are created in (Go ``getPodNamespace``, crds.md 2.1)."""
-        for name in (
-            "BUBU_TARGET_STORY_NAMESPACE",
-            "BUBU_IMPULSE_NAMESPACE",
-            "BUBU_STEPRUN_NAMESPACE",
-            "BUBU_POD_NAMESPACE",
-        ):
-            value = self._env(name)
-            if value:
-                return value
-        return self.kube.namespace
+        return env.resolve_namespace(self._identity()).strip() or self.kube.namespace
 
     def _parent_metadata(self) -> tuple[dict[str, str], dict[str, str]]:
         labels: dict[str, str] = {}
         annotations: dict[str, str] = {}
+        ident = self._identity()
         run, step, step_run = (
-            self._env("BUBU_STORYRUN_ID"),
-            self._env("BUBU_STEP_NAME"),
-            self._env("BUBU_STEPRUN_NAME"),
+            ident.storyrun_id.strip(),
+            ident.step_name.strip(),
+            ident.steprun_name.strip(),
         )
         if run:
             labels[LABEL_PARENT_STORYRUN] = identity.safe_label_value(run)
@@ -710,9 +703,10 @@ class StoryTriggers:
         explicit_ns = (namespace or "").strip()
         story_ns = explicit_ns or client_ns
         raw_inputs = _builtins(inputs)
-        resolved_token = (token or "").strip() or _TOKEN.get() or self._env("BUBU_TRIGGER_TOKEN")
-        impulse_name = self._env("BUBU_IMPULSE_NAME")
-        impulse_ns = self._env("BUBU_IMPULSE_NAMESPACE")
+        who = self._identity()
+        resolved_token = (token or "").strip() or _TOKEN.get() or who.trigger_token
+        impulse_name = who.impulse_name
+        impulse_ns = who.impulse_namespace
         ident = _resolve_identity(
             settings,
             resolved_token,
@@ -948,17 +942,14 @@ async def _triggers() -> AsyncIterator[StoryTriggers]:
         yield StoryTriggers(kube, OsEnviron())
 
 
-def _scope_engine(scope: Any) -> StoryTriggers | None:
-    engine = getattr(scope, "triggers", None)
-    if isinstance(engine, StoryTriggers):
+def _scope_engine(scope: _scope.RunScope) -> StoryTriggers | None:
+    engine = scope.find(StoryTriggers)
+    if engine is not None:
         return engine
-    kube = getattr(scope, "kube", None)
+    kube = scope.kube
     if kube is None:
         return None
-    engine = StoryTriggers(kube, scope.source)
-    with contextlib.suppress(AttributeError):
-        scope.triggers = engine
-    return engine
+    return scope.provide(StoryTriggers(kube, scope.source))
 
 
 async def start_story(

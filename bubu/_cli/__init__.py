@@ -16,7 +16,6 @@ flag).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import inspect
 import json
@@ -202,6 +201,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from bubu._batch import BatchReport, run_batch
     from bubu._k8s.status import MemoryStatusSink
     from bubu._runtime.sources import MappingSource
+    from bubu._startup import run_process
     from bubu.engram import BatchEngram
     from bubu.errors import ContractError, SchemaValidationError, SecretExpansionError
 
@@ -209,31 +209,39 @@ def _run_batch(args: argparse.Namespace) -> int:
     values = _source_for(args)
     engram = find_engram(_load_module(path), selector, BatchEngram)
     secret_values = [v for k, v in values.items() if k.startswith("BUBU_SECRET_")]
-    if not args.verbose and not args.debug:
-        # The CLI reports the outcome itself in one line; keep the SDK's lifecycle logs quiet.
-        logging.getLogger("bubu.batch").setLevel(logging.CRITICAL)
+    quiet = not args.verbose and not args.debug
     sink = MemoryStatusSink()
+    reports: list[BatchReport] = []
 
-    async def go() -> BatchReport:
-        from bubu._aio.shutdown import Shutdown, install_signal_handlers
+    async def go() -> int:
+        if quiet:
+            # The CLI reports the outcome itself in one line; keep the lifecycle logs quiet.
+            logging.getLogger("bubu.batch").setLevel(logging.CRITICAL)
+        report = await run_batch(
+            engram,
+            source=MappingSource(values),
+            status_sink=sink,
+            log_stream=sys.stderr,
+            extra_secret_values=secret_values,
+        )
+        reports.append(report)
+        return report.exit_code
 
-        shutdown = Shutdown()
-        task = asyncio.current_task()
-        assert task is not None
-        remove = install_signal_handlers(shutdown, task)
-        try:
-            return await run_batch(
-                engram,
-                source=MappingSource(values),
-                status_sink=sink,
-                shutdown=shutdown,
-                log_stream=sys.stderr,
-                extra_secret_values=secret_values,
-            )
-        finally:
-            remove()
-
-    report = asyncio.run(go())
+    # The same process start-up as bubu.run: signals (first Ctrl-C stops the step, a second
+    # one ends it without a traceback), JSON logs on stderr, secrets masked everywhere.
+    code = run_process(
+        go,
+        debug=bool(args.debug),
+        log_stream=sys.stderr,
+        secret_values=secret_values,
+        log_level=logging.WARNING if quiet else None,
+    )
+    if not reports:
+        # A second signal: the terminal status was written while the step unwound.
+        message = sink.status.get("lastFailureMsg") or "step interrupted"
+        print(f"bubu: step failed: {message}", file=sys.stderr)
+        return code
+    report = reports[0]
     if report.exit_code == 0:
         print(json.dumps(report.output if report.output is not None else {}, ensure_ascii=False))
         return 0

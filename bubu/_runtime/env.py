@@ -39,7 +39,9 @@ __all__ = [
     "TriggerSettings",
     "Variable",
     "debug_enabled",
+    "execution_mode",
     "load_env",
+    "load_identity",
     "load_trigger_settings",
     "resolve_namespace",
 ]
@@ -1230,6 +1232,7 @@ class RuntimeEnv(msgspec.Struct, frozen=True, kw_only=True):
     kubeconfig: str | None = None
     # b.7
     effect_max_details_bytes: int = 8192
+    effect_lease_duration: float = 600.0
     signal_max_payload_bytes: int = 8192
     log_allowed_roots: tuple[str, ...] | None = None
     log_file_max_bytes: int = 5 * 1024 * 1024
@@ -1814,6 +1817,9 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
         effect_max_details_bytes=parse.env_int(
             "BUBU_EFFECT_MAX_DETAILS_BYTES", src.get("BUBU_EFFECT_MAX_DETAILS_BYTES"), 8192
         ),
+        effect_lease_duration=parse.env_dur(
+            "BUBU_EFFECT_LEASE_DURATION", src.get("BUBU_EFFECT_LEASE_DURATION"), 600.0
+        ),
         signal_max_payload_bytes=parse.env_int(
             "BUBU_SIGNAL_MAX_PAYLOAD_BYTES", src.get("BUBU_SIGNAL_MAX_PAYLOAD_BYTES"), 8192
         ),
@@ -1825,6 +1831,47 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
         tracing_enabled=_obs_bool(src, "BUBU_SDK_TRACING_ENABLED", True),
         trace_propagation=_obs_bool(src, "BUBU_TRACE_PROPAGATION", True),
     )
+
+
+def load_identity(source: EnvSource | None = None) -> RuntimeEnv:
+    """Load only the run's identity and Kubernetes settings, which never fail to load.
+
+    What an entry point needs to report an unusable environment (``load_env`` raised a
+    ``ContractError``) on its StepRun, and what the trigger helpers read on every call (the
+    target story, the trigger token, the namespaces); every other field keeps its default.
+    """
+    src: EnvSource = source if source is not None else OsEnviron()
+    return RuntimeEnv(
+        story_name=_raw(src, "BUBU_STORY_NAME"),
+        storyrun_id=_raw(src, "BUBU_STORYRUN_ID"),
+        step_name=_raw(src, "BUBU_STEP_NAME"),
+        steprun_name=_raw(src, "BUBU_STEPRUN_NAME"),
+        steprun_namespace=_raw(src, "BUBU_STEPRUN_NAMESPACE"),
+        pod_name=_trimmed(src, "BUBU_POD_NAME"),
+        pod_namespace=_raw(src, "BUBU_POD_NAMESPACE"),
+        impulse_name=_trimmed(src, "BUBU_IMPULSE_NAME"),
+        impulse_namespace=_trimmed(src, "BUBU_IMPULSE_NAMESPACE"),
+        target_story_name=_trimmed(src, "BUBU_TARGET_STORY_NAME"),
+        target_story_namespace=_trimmed(src, "BUBU_TARGET_STORY_NAMESPACE"),
+        trigger_token=_trimmed(src, "BUBU_TRIGGER_TOKEN"),
+        debug=debug_enabled(src),
+        k8s_user_agent=src.get("BUBU_K8S_USER_AGENT") or DEFAULT_USER_AGENT,
+        k8s_timeout=parse.env_dur("BUBU_K8S_TIMEOUT", src.get("BUBU_K8S_TIMEOUT"), 30.0),
+        k8s_operation_timeout=parse.env_dur(
+            "BUBU_K8S_OPERATION_TIMEOUT", src.get("BUBU_K8S_OPERATION_TIMEOUT"), 30.0
+        ),
+        k8s_patch_max_retries=_patch_max_retries(src),
+        kubeconfig=src.get("KUBECONFIG") or None,
+    )
+
+
+def execution_mode(source: EnvSource | None = None) -> str:
+    """Return ``BUBU_EXECUTION_MODE`` exactly as ``RuntimeEnv.execution_mode`` reads it.
+
+    ``bubu.start`` dispatches on it before the chosen entry point loads (and reports) the rest.
+    """
+    src: EnvSource = source if source is not None else OsEnviron()
+    return parse.go_trim_space(_raw(src, "BUBU_EXECUTION_MODE")).lower() or "batch"
 
 
 def debug_enabled(source: EnvSource | None = None) -> bool:

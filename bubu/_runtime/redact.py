@@ -2,13 +2,18 @@
 
 Every message written to ``status.lastFailureMsg`` and ``status.error.message`` passes through
 ``sanitize_message``: two regexes mask credentials, then the text is cut to 8192 bytes on a UTF-8
-boundary. ``redact_known_values`` additionally masks the step's own secret values. Pure functions;
-imports nothing from ``bubu`` except ``_runtime.secrets`` for typing.
+boundary. ``redact_known_values`` additionally masks the step's own secret values, and
+:class:`SecretMask` masks them in every form they are printed in (raw, JSON-escaped, JSON embedded
+in a JSON string, inside a Python ``repr``, percent-encoded): the start-up installs one on every
+log handler, on standard output and error and on uncaught exceptions (docs/architecture.md
+"Start-up"). Pure functions; imports nothing from ``bubu`` except ``_runtime.secrets`` for typing.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 from collections.abc import Iterable
 from typing import Final
 
@@ -17,9 +22,11 @@ from bubu._runtime.secrets import Secrets
 __all__ = [
     "MAX_ERROR_MESSAGE_BYTES",
     "REDACTED",
+    "SecretMask",
     "redact_known_values",
     "redact_message",
     "sanitize_message",
+    "secret_forms",
     "truncate_utf8",
 ]
 
@@ -83,3 +90,95 @@ def redact_known_values(text: str, secrets: Secrets | Iterable[str], *, min_leng
     for value in sorted({v for v in values if len(v) >= max(min_length, 1)}, key=len, reverse=True):
         text = text.replace(value, REDACTED)
     return text
+
+
+def _repr_forms(value: str) -> set[str]:
+    """The ways ``value`` appears inside the ``repr`` of a string or bytes that contains it.
+
+    ``repr`` picks its quote character from the *whole* string, so inside a larger repr the
+    value's own quotes may or may not be escaped: every combination is a form.
+    """
+    core = repr(value)[1:-1].replace("\\'", "'").replace('\\"', '"')
+    forms = {core, core.replace("'", "\\'"), core.replace('"', '\\"')}
+    forms.add(core.replace("'", "\\'").replace('"', '\\"'))
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return forms
+    byte_core = repr(encoded)[2:-1].replace("\\'", "'").replace('\\"', '"')
+    forms |= {byte_core, byte_core.replace("'", "\\'"), byte_core.replace('"', '\\"')}
+    return forms
+
+
+def secret_forms(value: str) -> set[str]:
+    """Every printed form of ``value`` that :class:`SecretMask` masks.
+
+    The raw text; JSON-escaped with and without ``\\uXXXX`` for non-ASCII; JSON-escaped twice
+    (a JSON document carried in a JSON string, as a log line that logs a payload); the forms
+    inside a Python ``repr`` of a ``str`` or ``bytes`` (escaped quotes, backslashes, ``\\xNN``);
+    and percent-encoding (a secret in a URL).
+    """
+    forms = {value}
+    for ascii_only in (True, False):
+        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        forms.add(once)
+        forms.add(json.dumps(once, ensure_ascii=ascii_only)[1:-1])
+    forms |= _repr_forms(value)
+    forms.add(urllib.parse.quote(value, safe=""))
+    forms.add(urllib.parse.quote_plus(value, safe=""))
+    forms.discard("")
+    return forms
+
+
+class SecretMask:
+    """Masks known secret values, in every form :func:`secret_forms` lists, with ``[REDACTED]``.
+
+    Call it on text (``mask(line)``). Values can be added while a run goes on (secrets are
+    expanded after logging starts); the pattern is rebuilt on the next call. Longer forms are
+    matched first, so a secret that contains another is masked whole.
+
+    Args:
+        values: the secret values known so far.
+        min_length: values shorter than this are left alone: masking ``"a"`` everywhere would
+            destroy the text without protecting anything (4 by default, as Go's log masking).
+    """
+
+    __slots__ = ("_min_length", "_pattern", "_values")
+
+    def __init__(self, values: Iterable[str] = (), *, min_length: int = 4) -> None:
+        self._min_length = max(min_length, 1)
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(values)
+
+    @property
+    def values(self) -> frozenset[str]:
+        """The values masked (those long enough)."""
+        return frozenset(self._values)
+
+    def add(self, values: Iterable[str]) -> None:
+        """Mask these values too."""
+        new = {v for v in values if isinstance(v, str) and len(v) >= self._min_length}
+        if not new <= self._values:
+            self._values |= new
+            self._pattern = None
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __call__(self, text: str) -> str:
+        """Return ``text`` with every form of every known value replaced by ``[REDACTED]``."""
+        if not self._values or not text:
+            return text
+        pattern = self._pattern
+        if pattern is None:
+            forms: set[str] = set()
+            for value in self._values:
+                forms |= secret_forms(value)
+            ordered = sorted(forms, key=len, reverse=True)
+            pattern = self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
+        return pattern.sub(REDACTED, text)
+
+    def __repr__(self) -> str:
+        # Never the values themselves.
+        return f"SecretMask({len(self._values)} values)"

@@ -10,6 +10,13 @@ streaming.md 2.3 and 2.4. The engram only dials (the connector sidecar listens o
 grpclib has no max-message-size setting, so :class:`CappedProtoCodec` enforces the caps when it
 encodes and decodes. grpclib keepalive stays disabled (its client default): a Go connector
 answers pings more frequent than 5 min with GOAWAY ``too_many_pings`` (streaming.md 2.4).
+
+HTTP/2 flow control: grpclib returns window to the peer only as the application reads a stream,
+and the engram reads nothing on Data until the handshake on Control is complete. With equal
+connection and stream windows (grpclib's default, 4 MiB each), a large message the connector
+sends before the handshake fills the *connection* window and ``connector.ready`` can never
+arrive. :func:`flow_config` makes the connection window three stream windows, so unread Data
+can never hold more than a third of it and Control always has room: Data never starves Control.
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.encoding.proto import ProtoCodec
-from h2.frame_buffer import FrameBuffer
-from hyperframe.frame import DataFrame
 
+from bubu._transport import _fastpath
 from bubu._transport.settings import TransportSettings
 from bubu.errors import ConnectorUnavailableError, ContractError, StreamSessionError
 
@@ -35,17 +42,31 @@ __all__ = [
     "Endpoint",
     "MessageTooLargeError",
     "connect",
+    "flow_config",
     "open_channel",
     "parse_endpoint",
 ]
 
 
 class MessageTooLargeError(StreamSessionError):
-    """A message exceeds the 10 MiB cap (``BUBU_GRPC_CLIENT_MAX_*``).
+    """A message exceeds the 10 MiB cap (``BUBU_GRPC_CLIENT_MAX_*``); the text names the size,
+    the limit and the variable that sets it.
 
     Inbound, Go's gRPC client fails the call with RESOURCE_EXHAUSTED and the session reconnects;
     this error does the same. Outbound, the runner raises it before the wire.
     """
+
+
+STREAM_WINDOW = 4 * 1024 * 1024
+"""Receive window of one HTTP/2 stream (grpclib's default)."""
+
+
+def flow_config() -> Configuration:
+    """grpclib settings whose connection window is three stream windows (see the module doc)."""
+    return Configuration(
+        http2_stream_window_size=STREAM_WINDOW,
+        http2_connection_window_size=3 * STREAM_WINDOW,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +184,12 @@ class CappedProtoCodec(ProtoCodec):
         """
 
     def encode(self, message: Any, message_type: Any) -> bytes:
-        """Serialize ``message``; refuse it when it is over the send cap."""
-        data: bytes = message.SerializeToString()
+        """Serialize ``message`` (``bytes`` are encoded already); refuse it over the send cap."""
+        data: bytes = message if type(message) is bytes else message.SerializeToString()
         if len(data) > self.max_send:
             raise MessageTooLargeError(
-                f"trying to send message larger than max ({len(data)} vs. {self.max_send})"
+                f"trying to send message larger than max ({len(data)} vs. {self.max_send} "
+                "bytes, BUBU_GRPC_CLIENT_MAX_SEND_BYTES)"
             )
         return data
 
@@ -175,7 +197,8 @@ class CappedProtoCodec(ProtoCodec):
         """Parse ``data``; refuse it when it is over the receive cap."""
         if len(data) > self.max_recv:
             raise MessageTooLargeError(
-                f"received message larger than max ({len(data)} vs. {self.max_recv})"
+                f"received message larger than max ({len(data)} vs. {self.max_recv} bytes, "
+                "BUBU_GRPC_CLIENT_MAX_RECV_BYTES)"
             )
         self.decoded_size = len(data)
         return message_type.FromString(data)
@@ -191,9 +214,9 @@ def open_channel(endpoint: str, settings: TransportSettings) -> Channel:
     ep = parse_endpoint(endpoint)
     codec = CappedProtoCodec(settings.max_send_bytes, settings.max_recv_bytes)
     if ep.path is not None:
-        return Channel(path=ep.path, codec=codec)
+        return Channel(path=ep.path, codec=codec, config=flow_config())
     context = None if ep.plaintext else tls_context()
-    return Channel(ep.host, ep.port, codec=codec, ssl=context)
+    return Channel(ep.host, ep.port, codec=codec, ssl=context, config=flow_config())
 
 
 # grpc-go's default connection backoff (grpc/doc/connection-backoff.md, backoff.DefaultConfig).
@@ -265,40 +288,4 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
         raise ConnectorUnavailableError(
             f"transport connector dial timed out after {dial_timeout:g}s{detail}"
         ) from last
-    _quiet_frame_trace(protocol)
-
-
-class _TracedDataFrame(DataFrame):
-    """A received DATA frame whose ``repr`` is cheap (see :func:`_quiet_frame_trace`)."""
-
-    def __repr__(self) -> str:
-        return f"DataFrame(stream_id={self.stream_id}): {len(self.data)} bytes"
-
-
-class _QuietFrameBuffer(FrameBuffer):
-    def __next__(self) -> Any:
-        frame = FrameBuffer.__next__(self)
-        if type(frame) is DataFrame:
-            frame.__class__ = _TracedDataFrame
-        return frame
-
-
-def _quiet_frame_trace(protocol: Any) -> None:
-    """Make the ``repr`` of received DATA frames cheap on this connection only.
-
-    h2 (4.x) formats every received frame for its trace log before calling the logger, and
-    grpclib gives it a no-op logger: for a DATA frame that is a copy of the body plus a hex dump,
-    ~7% of a streaming engram's CPU (one frame per packet). The frames keep their type for every
-    ``isinstance`` check and are dispatched like DataFrame; nothing else reads the repr. Left
-    alone if grpclib/h2 internals are not the expected ones.
-    """
-    try:
-        h2 = protocol.connection._connection
-        buffer = h2.incoming_buffer
-        table = h2._frame_dispatch_table
-    except AttributeError:
-        return
-    if type(buffer) is not FrameBuffer or DataFrame not in table:
-        return
-    table[_TracedDataFrame] = table[DataFrame]
-    buffer.__class__ = _QuietFrameBuffer
+    _fastpath.quiet_frame_trace(protocol)

@@ -12,10 +12,13 @@ then ``connector.capabilities`` when required) and only then starts the engram. 
   ``downstream.delivered`` receipts;
 * the hang watcher (``BUBU_GRPC_HANG_TIMEOUT``).
 
-The session is policy-free about the engram: the runner (``bubu._streaming``) passes a callable
-that consumes an :class:`~bubu._transport.queues.Inbound` and an ``emit`` coroutine. This module
-is the only one that talks grpclib for streaming; errors leave it as ``bubu.errors`` types, with
-``retryable`` deciding the reconnect (streaming.md 2.4 "Non-retriable errors").
+The session knows nothing about the engram: it exposes the inbound messages
+(:attr:`Session.inbound`), :meth:`Session.emit` and the receipts (:attr:`Session.book`), and once
+the handshake is complete it awaits the *body* the streaming lifecycle handed it
+(``bubu._streaming``: running the engram, the drain grace, classifying engram errors, and the
+reconnect loop around sessions live there). Errors leave this module as ``bubu.errors`` types,
+with ``retryable`` deciding the reconnect (streaming.md 2.4 "Non-retriable errors"). grpclib and
+h2 internals are touched only through :mod:`bubu._transport._fastpath`.
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import grpclib.const
@@ -38,8 +40,8 @@ from grpclib.client import Channel, Stream
 from bubu import _telemetry
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._transport import _fastpath, errors, wire
 from bubu._transport import channel as channel_mod
-from bubu._transport import errors, wire
 from bubu._transport.chunks import ChunkReassembler
 from bubu._transport.control import ControlReply, default_control_reply
 from bubu._transport.dedupe import DEFAULT_MAX_ENTRIES, Outcome, PacketDeduper, dedupe_key
@@ -47,7 +49,6 @@ from bubu._transport.queues import Inbound
 from bubu._transport.settings import TransportSettings
 from bubu.errors import (
     BubuError,
-    ConnectorUnavailableError,
     HandshakeTimeoutError,
     ProtocolViolationError,
     StreamSessionError,
@@ -61,14 +62,12 @@ __all__ = [
     "PROTOCOL_HEADER",
     "ControlHandler",
     "DeliveryBook",
-    "EngramRunner",
     "HangTimeoutError",
     "Receipt",
     "Session",
+    "SessionBody",
     "default_control_reply",
     "is_retriable",
-    "jitter_delay",
-    "run_with_reconnect",
 ]
 
 logger = logging.getLogger("bubu.transport")
@@ -86,10 +85,9 @@ MESSAGE_ID_KEY: Final = "bubu.envelope.message_id"
 
 #: The engram's control hook, adapted by the runner: (type, metadata) -> reply.
 ControlHandler = Callable[[str, dict[str, str]], Awaitable[ControlReply]]
-#: Runs the engram for one session: consumes ``inbound``, publishes with ``emit``.
-EngramRunner = Callable[
-    [Inbound, Callable[[StreamMessage], Awaitable[None]]], Coroutine[Any, Any, None]
-]
+#: What runs once the handshake is complete (the streaming lifecycle's engram supervisor);
+#: it returns when the engram's stream ended or a drain finished.
+SessionBody = Callable[["Session"], Awaitable[None]]
 
 
 class HangTimeoutError(TransportError):
@@ -185,28 +183,6 @@ def is_retriable(exc: BaseException) -> bool:
     return True
 
 
-def jitter_delay(backoff: float, maximum: float, rng: random.Random | None = None) -> float:
-    """Go ``jitterReconnectDelay``: ``backoff * U[0.8, 1.2)`` clamped to ``maximum``."""
-    draw = (rng or random).random()
-    return min(maximum, backoff * (0.8 + 0.4 * draw))
-
-
-def _status_of(stream: Stream[Any, Any], exc: BaseException) -> BaseException:
-    """Prefer the gRPC status the peer sent over the reset that followed it.
-
-    grpclib reports a trailers-only error answer followed by RST_STREAM as
-    ``StreamTerminatedError``; its own ``__aexit__`` recovers the status the same way.
-    """
-    if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
-        try:
-            stream._maybe_raise()
-        except grpclib.exceptions.GRPCError as status_error:
-            return status_error
-        except Exception:
-            return exc
-    return exc
-
-
 class _Hang:
     __slots__ = ("last",)
 
@@ -228,7 +204,7 @@ class Session:
         binding_reference: ``ns/name`` for the Control header, or ``""`` to omit it.
         settings: the resolved knobs.
         book: the process-wide deduper and receipt outbox.
-        engram: runs the engram for this session.
+        body: runs the engram once the handshake is complete.
         control_handler: the engram's directive hook, or ``None`` for Go's default replies.
         protocol_header: the protocol version header value (tests omit it with ``None``).
     """
@@ -240,7 +216,7 @@ class Session:
         binding_reference: str,
         settings: TransportSettings,
         book: DeliveryBook,
-        engram: EngramRunner,
+        body: SessionBody,
         control_handler: ControlHandler | None = None,
         protocol_header: str | None = PROTOCOL_VERSION,
     ) -> None:
@@ -248,7 +224,7 @@ class Session:
         self._binding_reference = binding_reference
         self._s = settings
         self._book = book
-        self._engram = engram
+        self._body = body
         self._handler = control_handler
         self._protocol_header = protocol_header
         self._generation = 0
@@ -278,8 +254,22 @@ class Session:
 
     @property
     def inbound(self) -> Inbound:
-        """The inbound queue handed to the engram."""
+        """The inbound messages for the engram (receipts are sent when they are ``done()``)."""
         return self._inbound
+
+    @property
+    def book(self) -> DeliveryBook:
+        """The deduper and the receipt outbox, shared with the other sessions of the process."""
+        return self._book
+
+    @property
+    def drain_grace(self) -> float:
+        """Seconds in-flight work may take once :meth:`drain` was called."""
+        return self._drain_grace
+
+    async def wait_drain(self) -> None:
+        """Return once :meth:`drain` was called."""
+        await self._drain_requested.wait()
 
     def drain(self, grace: float) -> None:
         """Stop handing inbound messages to the engram; the session then winds down (6.6).
@@ -382,7 +372,7 @@ class Session:
             send = tg.create_task(
                 self._data_send_loop(data, control), name="bubu.transport.data-send"
             )
-            await self._run_engram()
+            await self._body(self)
             # The stream ended cleanly: flush outbound, half-close Data, flush receipts and
             # replies, half-close Control, then stop reading (3.10; Go may discard the queue,
             # a flush is wire-neutral and recommended there).
@@ -468,7 +458,7 @@ class Session:
                 if self._draining:
                     return
                 raise errors.translate_error(
-                    _status_of(control, exc), op="control stream recv"
+                    _fastpath.status_of(control, exc), op="control stream recv"
                 ) from None
             if response is None:
                 if self._draining:
@@ -515,7 +505,7 @@ class Session:
                 # Everything queued goes out in one write (see _send_batch): replies first,
                 # then receipts in done() order.
                 replies = list(queue)
-                receipts = list(itertools.islice(outbox, _MAX_BATCH))
+                receipts = list(itertools.islice(outbox, _fastpath.MAX_BATCH))
                 try:
                     for reply in replies:
                         wire.validate_control_request(reply)
@@ -526,7 +516,7 @@ class Session:
                 requests = replies + [r.encoded() for r in receipts]
                 self._control_busy = True
                 try:
-                    await self._guard(_send_batch(control, requests), "control send")
+                    await self._guard(_fastpath.send_batch(control, requests), "control send")
                 finally:
                     self._control_busy = False
                 for _ in replies:
@@ -588,7 +578,7 @@ class Session:
             if not end:
                 batch.append(item)
                 # Take whatever else is already queued: one write for the lot (_send_batch).
-                while len(batch) < _MAX_BATCH:
+                while len(batch) < _fastpath.MAX_BATCH:
                     try:
                         item = queue.get_nowait()
                     except asyncio.QueueEmpty:
@@ -608,7 +598,7 @@ class Session:
                 ):
                     staged = self._piggyback_receipts(control, data)
                 try:
-                    await self._guard(_send_batch(data, batch), "data send")
+                    await self._guard(_fastpath.send_batch(data, batch), "data send")
                 except BaseException:
                     if staged:
                         # Not known to be on the wire: back to the outbox (a receipt sent twice
@@ -634,15 +624,20 @@ class Session:
         them as before).
         """
         outbox = self._book.outbox
-        receipts = list(itertools.islice(outbox, _MAX_BATCH))
+        receipts = list(itertools.islice(outbox, _fastpath.MAX_BATCH))
         bodies = [r.encoded() for r in receipts]
-        if not _stage_messages(control, bodies, data):
+        if not _fastpath.stage_messages(control, bodies, data):
             return []
         for _ in receipts:
             outbox.popleft()
         return receipts
 
-    async def _emit(self, message: StreamMessage) -> None:
+    async def emit(self, message: StreamMessage) -> None:
+        """Validate, encode and queue an outbound message; waits while the queue is full.
+
+        Raises:
+            ProtocolViolationError: the message is invalid or over the send cap (nothing sent).
+        """
         if self._s.trace_propagation:
             # W3C context of the engram's current span into packet metadata (3.11); this runs
             # in the engram's task, so a span the engram opened around its yield is seen.
@@ -657,40 +652,6 @@ class Session:
         except asyncio.QueueFull:
             await out.put(request)
 
-    async def _run_engram(self) -> None:
-        engram = asyncio.create_task(
-            self._engram(self._inbound, self._emit), name="bubu.streaming.engram"
-        )
-        drain = asyncio.create_task(self._drain_requested.wait(), name="bubu.streaming.drain")
-        try:
-            await asyncio.wait({engram, drain}, return_when=asyncio.FIRST_COMPLETED)
-            if not engram.done():
-                # Draining (6.6): inbound is stopped; give in-flight work the grace period.
-                done, _ = await asyncio.wait({engram}, timeout=self._drain_grace)
-                if not done:
-                    logger.warning(
-                        "engram stream did not finish within the %.1fs drain grace; cancelling",
-                        self._drain_grace,
-                    )
-                    engram.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await engram
-                    return
-            engram.result()
-        except asyncio.CancelledError:
-            engram.cancel()
-            raise
-        except ProtocolViolationError as exc:
-            # Go: one invalid outbound message is a session error; reconnect, Stream again.
-            raise StreamSessionError(f"engram stream failed: {exc}") from exc
-        except BubuError:
-            raise
-        except Exception as exc:
-            # Go: an error from Stream is a session error and the stream is invoked again.
-            raise StreamSessionError(f"engram stream failed: {exc!r}") from exc
-        finally:
-            drain.cancel()
-
     async def _data_recv_loop(self, data: Stream[Any, Any]) -> None:
         book = self._book
         deduper = book.deduper
@@ -698,7 +659,7 @@ class Session:
         send_timeout = self._s.channel_send_timeout
         generation = self._generation
         hang = self._hang
-        codec: Any = data._codec
+        codec: Any = _fastpath.codec_of(data)
         sized = type(codec) is channel_mod.CappedProtoCodec
         while True:
             try:
@@ -709,7 +670,9 @@ class Session:
             except Exception as exc:
                 if self._draining:
                     return
-                raise errors.translate_error(_status_of(data, exc), op="data stream recv") from None
+                raise errors.translate_error(
+                    _fastpath.status_of(data, exc), op="data stream recv"
+                ) from None
             if packet is None:
                 if self._draining:
                     return
@@ -810,101 +773,8 @@ class Session:
             await asyncio.sleep(remaining)
 
 
-_MAX_BATCH: Final = 64
 _CLOSE_WAIT: Final = 1.0
 """Seconds to wait for the connector to end its side after a graceful half-close."""
-_PREFIX_CACHE: Final = b"\x00"
-
-
-async def _send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
-    """Send several gRPC messages on ``stream`` with one HTTP/2 write.
-
-    gRPC length-prefixes every message, and a DATA frame may carry several of them: the peer
-    sees exactly the same message sequence as with one ``send_message`` per message (any gRPC
-    implementation parses the byte stream, not the frames), but the pure-Python HTTP/2 stack
-    and the socket are entered once per batch instead of once per message, which is where
-    stack-ceiling.md measured ~90% of the per-message cost. grpclib has no public API for this,
-    so this mirrors ``Stream.send_message`` on its internals (grpclib 0.4.x).
-    """
-    if len(messages) == 1 and type(messages[0]) is not bytes:
-        await stream.send_message(messages[0])
-        return
-    if not stream._send_request_done:
-        await stream.send_request()
-    parts: list[bytes] = []
-    codec = stream._codec
-    send_type = stream._send_type
-    for message in messages:
-        # Pre-encoded messages (outbound packets, receipts) were validated and size-checked
-        # when they were built.
-        body = message if type(message) is bytes else codec.encode(message, send_type)
-        parts.append(_PREFIX_CACHE + len(body).to_bytes(4, "big"))
-        parts.append(body)
-    with stream._wrapper:
-        await stream._stream.send_data(b"".join(parts), end_stream=False)
-    count = len(messages)
-    stream._send_message_done = True
-    stream._messages_sent += count
-    connection = stream._stream.connection
-    connection.messages_sent += count
-    connection.last_message_sent = time.monotonic()
-
-
-def _stage_messages(
-    stream: Stream[Any, Any], bodies: list[bytes], carrier: Stream[Any, Any]
-) -> bool:
-    """Put encoded gRPC messages for ``stream`` into the HTTP/2 send buffer, without writing.
-
-    ``carrier`` is the stream whose write follows at once (grpclib writes the connection's whole
-    HTTP/2 buffer on every send). Only done when nothing can wait in between: both streams open
-    for sending, the connection writable, the carrier's flow-control window open, and the
-    messages fit one DATA frame and ``stream``'s window; and never while another send on
-    ``stream`` is in progress (the caller checks). Mirrors ``_send_batch`` on grpclib internals.
-
-    Returns:
-        Whether the messages were staged.
-    """
-    h2s = getattr(stream, "_stream", None)
-    carrier_h2s = getattr(carrier, "_stream", None)
-    if (
-        h2s is None
-        or carrier_h2s is None
-        or not stream._send_request_done
-        or stream._end_done
-        or stream._wrapper._error is not None
-    ):
-        return False
-    connection = h2s.connection
-    if not connection.write_ready.is_set() or h2s.id is None or carrier_h2s.id is None:
-        return False
-    h2 = h2s._h2_connection
-    parts: list[bytes] = []
-    for body in bodies:
-        parts.append(_PREFIX_CACHE + len(body).to_bytes(4, "big"))
-        parts.append(body)
-    payload = b"".join(parts)
-    try:
-        if (
-            h2s.id not in h2.streams
-            or carrier_h2s.id not in h2.streams
-            # The carrier must still be able to send after the connection-level window shrinks
-            # by `payload`, or its write would wait with the staged frame unflushed.
-            or h2.local_flow_control_window(carrier_h2s.id) <= len(payload)
-            or len(payload) > min(h2.local_flow_control_window(h2s.id), h2.max_outbound_frame_size)
-        ):
-            return False
-        h2.send_data(h2s.id, payload)
-    except Exception:  # any h2 state problem: leave it to the control task
-        return False
-    count = len(bodies)
-    h2s.data_sent += len(payload)
-    connection.data_sent += len(payload)
-    connection.data_send_process()
-    stream._send_message_done = True
-    stream._messages_sent += count
-    connection.messages_sent += count
-    connection.last_message_sent = time.monotonic()
-    return True
 
 
 def _receipt(packet: Any, size: int = -1) -> Receipt:
@@ -934,82 +804,3 @@ def _settler(
             deduper.complete(key)
 
     return settle
-
-
-async def run_with_reconnect(
-    make_session: Callable[[], Session],
-    settings: TransportSettings,
-    *,
-    stop: asyncio.Event | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    delay: Callable[[float, float], float] = jitter_delay,
-) -> int:
-    """Run sessions until one ends cleanly, retrying retriable failures (streaming.md 2.4).
-
-    Backoff starts at ``BUBU_GRPC_RECONNECT_BASE_BACKOFF``, doubles up to the max, with
-    ``U[0.8, 1.2)`` jitter. ``BUBU_GRPC_RECONNECT_MAX_RETRIES`` counts retries over the process
-    lifetime, as Go does (negative is unlimited).
-
-    Args:
-        make_session: builds a fresh session per attempt (fresh queues, shared book).
-        settings: the knobs.
-        stop: when set, no further attempt is started.
-        sleep: replaceable for tests.
-        delay: replaceable for tests.
-
-    Returns:
-        The number of retries used.
-
-    Raises:
-        BaseException: the last error when it is not retriable or retries are exhausted.
-    """
-    backoff = settings.reconnect_base_backoff if settings.reconnect_base_backoff > 0 else 1.0
-    remaining = settings.reconnect_max_retries
-    retries = 0
-    while True:
-        session = make_session()
-        try:
-            await session.run()
-            return retries
-        except asyncio.CancelledError:
-            raise
-        except BaseException as caught:
-            exc = _primary(caught)
-            if isinstance(exc, asyncio.CancelledError):
-                raise exc from None
-        if stop is not None and stop.is_set():
-            if isinstance(exc, StreamSessionError | ConnectorUnavailableError):
-                return retries
-            raise exc
-        if not is_retriable(exc):
-            raise exc
-        if remaining >= 0:
-            remaining -= 1
-            if remaining < 0:
-                raise StreamSessionError(f"transport connector retries exhausted: {exc}") from exc
-        wait = delay(backoff, settings.reconnect_max_backoff)
-        logger.warning("transport connector session ended; retrying in %.2fs: %s", wait, exc)
-        await sleep(wait)
-        if stop is not None and stop.is_set():
-            # A stop request arrived while waiting: nothing is in flight, so nothing to drain.
-            return retries
-        backoff = min(backoff * 2, settings.reconnect_max_backoff)
-        retries += 1
-
-
-def _primary(group: BaseException) -> BaseException:
-    """Pick the error that explains a session's end from a TaskGroup's exceptions."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for leaf in leaves:
-        if not isinstance(leaf, asyncio.CancelledError):
-            return leaf
-    return leaves[0]

@@ -66,7 +66,7 @@ from grpclib.server import Server, Stream
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
 from bubu._runtime.parse import parse_go_duration
-from bubu._transport import codec, validate
+from bubu._transport import channel, codec, validate
 from bubu._transport.session import (
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
@@ -526,7 +526,10 @@ class LocalConnector:
 
     async def start(self) -> None:
         """Start listening (``async with`` does this)."""
-        server = Server([self], codec=_CappedCodec(self._max_message_bytes))
+        # The engram's flow-control rule on this side too: Data never starves Control.
+        server = Server(
+            [self], codec=_CappedCodec(self._max_message_bytes), config=channel.flow_config()
+        )
         if self._unix_path is not None:
             await server.start(path=self._unix_path)
             self._address = f"unix://{self._unix_path}"

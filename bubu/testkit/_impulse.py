@@ -133,6 +133,7 @@ class ImpulseHarness:
                 stats_interval=self.stats_interval,
                 secrets=self._secrets,
                 on_start=self._on_start,
+                install_logging=False,
             ),
             name="bubu.testkit.impulse",
         )
@@ -188,13 +189,12 @@ class ImpulseHarness:
 
         The module-level helpers (``bubu.start_story``...) then find the fake cluster.
         """
-        scope = RunScope(
-            source=self.source,
-            kube=self.cluster,
-            shutdown=self.shutdown,
-            triggers=self.client.triggers if self.client is not None else None,
-            extras={"bubu.impulse_stats": self.client.stats if self.client is not None else None},
-        )
+        scope = RunScope(source=self.source, kube=self.cluster, shutdown=self.shutdown)
+        if self.client is not None:
+            scope.provide(self.client.triggers)
+            scope.provide(self.client.dispatcher)
+            if self.client.stats is not None:
+                scope.provide(self.client.stats)
         with activate(scope):
             return await fn(*args, **kwargs)
 

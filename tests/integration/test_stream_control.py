@@ -19,13 +19,9 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from bubu import _telemetry
 from bubu._runtime.messages import StreamMessage
-from bubu._transport import session as session_mod
-from bubu._transport.session import (
-    CONTROL_METHOD,
-    DeliveryBook,
-    Session,
-    run_with_reconnect,
-)
+from bubu._streaming import run_with_reconnect, supervise
+from bubu._transport import _fastpath
+from bubu._transport.session import CONTROL_METHOD, DeliveryBook, Session
 from bubu._transport.settings import TransportSettings
 from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import Emitter, connector, running
@@ -115,14 +111,14 @@ async def test_directive_replies_wait_for_room_instead_of_piling_up(
     # reader handles one more directive (its reply waits for room) and then stops reading.
     gate = asyncio.Event()
     gate.set()
-    original = session_mod._send_batch
+    original = _fastpath.send_batch
 
     async def gated_send(stream: Any, messages: list[Any]) -> None:
         if stream._method_name == CONTROL_METHOD:
             await gate.wait()
         await original(stream, messages)
 
-    monkeypatch.setattr(session_mod, "_send_batch", gated_send)
+    monkeypatch.setattr(_fastpath, "send_batch", gated_send)
     handled: list[str] = []
 
     async def handler(directive: str, metadata: dict[str, str]) -> Any:
@@ -148,7 +144,7 @@ async def test_directive_replies_wait_for_room_instead_of_piling_up(
                 binding_reference="",
                 settings=settings,
                 book=DeliveryBook(),
-                engram=idle,
+                body=supervise(idle),
                 control_handler=handler,
             )
             sessions.append(session)

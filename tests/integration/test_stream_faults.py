@@ -24,9 +24,9 @@ import pytest
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
-from bubu._streaming import start_streaming
+from bubu._streaming import run_with_reconnect, start_streaming, supervise
 from bubu._transport.dedupe import PacketDeduper
-from bubu._transport.session import DeliveryBook, HangTimeoutError, Session, run_with_reconnect
+from bubu._transport.session import DeliveryBook, HangTimeoutError, Session
 from bubu._transport.settings import TransportSettings
 from bubu.engram import StreamingEngram
 from bubu.errors import ContractError, StreamSessionError
@@ -170,7 +170,7 @@ async def test_dedupe_overflow_is_a_session_error_then_reconnect() -> None:
                 binding_reference="",
                 settings=settings,
                 book=book,
-                engram=hold_all,
+                body=supervise(hold_all),
             )
             sessions.append(session)
             return session
@@ -386,7 +386,7 @@ async def test_connector_refusing_every_stream_is_retried_until_exhausted() -> N
                 binding_reference="",
                 settings=settings,
                 book=DeliveryBook(),
-                engram=engram,
+                body=supervise(engram),
             )
 
         task = asyncio.create_task(run_with_reconnect(make, settings))

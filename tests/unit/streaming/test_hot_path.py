@@ -7,7 +7,8 @@ from typing import Any
 from bubu import _telemetry
 from bubu._runtime.messages import BinaryFrame, InboundMessage, StreamEnvelope, StreamMessage
 from bubu._transport import wire
-from bubu._transport.session import Receipt, _stage_messages
+from bubu._transport._fastpath import stage_messages
+from bubu._transport.session import Receipt
 
 
 def test_inbound_message_forwards_every_message_field() -> None:
@@ -54,7 +55,7 @@ class _Unopened:
 
 
 def test_receipts_are_not_staged_on_a_stream_that_is_not_open() -> None:
-    assert not _stage_messages(_Unopened(), [b"x"], _Unopened())  # type: ignore[arg-type]
+    assert not stage_messages(_Unopened(), [b"x"], _Unopened())  # type: ignore[arg-type]
 
 
 def test_outbound_bytes_of_a_forwarded_json_message_parse_to_the_request() -> None:

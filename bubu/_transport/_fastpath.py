@@ -1,0 +1,293 @@
+"""Everything that touches grpclib or h2 internals, in one place, with a public-API fallback.
+
+The streaming hot path does three things grpclib has no public API for (docs/decisions and
+stack-ceiling.md measured ~90% of the per-message cost in the pure-Python HTTP/2 stack):
+
+* :func:`send_batch` writes several gRPC messages of one stream with one HTTP/2 write;
+* :func:`stage_messages` puts Control messages (receipts) into the connection's send buffer so
+  they leave with the Data write that follows;
+* :func:`quiet_frame_trace` makes the ``repr`` of received DATA frames cheap (h2 formats every
+  frame for a trace log nobody reads).
+
+Plus two small reads: :func:`status_of` (the gRPC status a peer sent before resetting the
+stream) and :func:`codec_of` (the codec that knows the size of the message just decoded).
+
+They were written for the versions in :data:`WRITTEN_FOR` (pinned in pyproject.toml). At import,
+:func:`check` verifies the installed versions and every attribute used; when anything differs,
+or after :func:`disable` (CI runs the streaming tests once that way: ``pytest
+--transport-fast-path=off``), each function falls back to grpclib's public API: one
+``send_message`` per message, nothing staged, frames left alone. Wire bytes are the same either
+way; only the number of writes differs.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+from typing import Any, Final
+
+from grpclib.client import Stream
+from h2.connection import H2Connection
+from h2.frame_buffer import FrameBuffer
+from hyperframe.frame import DataFrame
+
+__all__ = [
+    "MAX_BATCH",
+    "WRITTEN_FOR",
+    "check",
+    "codec_of",
+    "disable",
+    "enable",
+    "enabled",
+    "quiet_frame_trace",
+    "send_batch",
+    "stage_messages",
+    "status_of",
+]
+
+logger = logging.getLogger("bubu.transport")
+
+WRITTEN_FOR: Final = {
+    "grpclib": ("0.4.", "0.4.9"),
+    "h2": ("4.", "4.1"),
+    "hyperframe": ("6.", "6.0"),
+}
+"""Package -> (required version prefix, oldest version checked): the internals used here."""
+
+MAX_BATCH: Final = 64
+"""Most messages one write carries."""
+
+_PREFIX: Final = b"\x00"  # gRPC message prefix: not compressed, then a 4-byte length
+
+# Attributes of a grpclib client Stream the fast path reads or writes (grpclib 0.4.x).
+_STREAM_ATTRS: Final = (
+    "_send_request_done",
+    "_end_done",
+    "_wrapper",
+    "_stream",
+    "_codec",
+    "_send_type",
+    "_send_message_done",
+    "_messages_sent",
+    "_maybe_raise",
+)
+_H2_ATTRS: Final = ("local_flow_control_window", "max_outbound_frame_size", "send_data", "streams")
+
+
+def _version_ok(package: str, prefix: str) -> bool:
+    try:
+        return importlib.metadata.version(package).startswith(prefix)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def check() -> str | None:
+    """Return why the fast path cannot be used with the installed packages, or None."""
+    for package, (prefix, _oldest) in WRITTEN_FOR.items():
+        if not _version_ok(package, prefix):
+            return f"{package} is not {prefix}x"
+    missing = [name for name in _STREAM_ATTRS if not hasattr(Stream, name)]
+    # Instance attributes set in __init__ are not on the class; these are class defaults.
+    missing = [m for m in missing if m not in ("_wrapper", "_stream", "_codec", "_send_type")]
+    if missing:
+        return f"grpclib Stream lacks {', '.join(missing)}"
+    h2_missing = [name for name in _H2_ATTRS if not hasattr(H2Connection, name)]
+    h2_missing = [m for m in h2_missing if m != "streams"]
+    if h2_missing:
+        return f"h2 H2Connection lacks {', '.join(h2_missing)}"
+    if not hasattr(FrameBuffer, "__next__"):
+        return "h2 FrameBuffer is not an iterator"
+    return None
+
+
+_REASON: str | None = check()
+_enabled: bool = _REASON is None
+if _REASON is not None:
+    logger.debug("streaming fast path off: %s; using grpclib's public API", _REASON)
+
+
+def enabled() -> bool:
+    """Whether the fast path is in use."""
+    return _enabled
+
+
+def disable() -> None:
+    """Use grpclib's public API only (tests, CI, and a way out if an upgrade breaks it)."""
+    global _enabled
+    _enabled = False
+
+
+def enable() -> None:
+    """Use the fast path again, if :func:`check` allows it."""
+    global _enabled
+    _enabled = _REASON is None
+
+
+def _usable(stream: Any) -> bool:
+    # Per stream: the instance attributes exist only on a real grpclib client stream.
+    return (
+        _enabled
+        and type(stream) is Stream
+        and hasattr(stream, "_stream")
+        and hasattr(stream, "_codec")
+        and hasattr(stream, "_wrapper")
+    )
+
+
+async def send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
+    """Send several gRPC messages on ``stream``, with one HTTP/2 write when possible.
+
+    gRPC length-prefixes every message and a DATA frame may carry several of them: the peer sees
+    exactly the same message sequence as with one ``send_message`` per message (any gRPC
+    implementation parses the byte stream, not the frames), but the HTTP/2 stack and the socket
+    are entered once per batch. ``bytes`` items are messages encoded already (outbound packets,
+    receipts: validated and size-checked when they were built).
+    """
+    if len(messages) == 1 and type(messages[0]) is not bytes:
+        await stream.send_message(messages[0])
+        return
+    if not _usable(stream):
+        # Public API: the codec passes pre-encoded bytes through (CappedProtoCodec).
+        for message in messages:
+            await stream.send_message(message)
+        return
+    if not stream._send_request_done:
+        await stream.send_request()
+    parts: list[bytes] = []
+    codec = stream._codec
+    send_type = stream._send_type
+    for message in messages:
+        body = message if type(message) is bytes else codec.encode(message, send_type)
+        parts.append(_PREFIX + len(body).to_bytes(4, "big"))
+        parts.append(body)
+    with stream._wrapper:
+        await stream._stream.send_data(b"".join(parts), end_stream=False)
+    count = len(messages)
+    stream._send_message_done = True
+    stream._messages_sent += count
+    connection = stream._stream.connection
+    connection.messages_sent += count
+    connection.last_message_sent = time.monotonic()
+
+
+def stage_messages(
+    stream: Stream[Any, Any], bodies: list[bytes], carrier: Stream[Any, Any]
+) -> bool:
+    """Put encoded gRPC messages for ``stream`` into the HTTP/2 send buffer, without writing.
+
+    ``carrier`` is the stream whose write follows at once (grpclib writes the connection's whole
+    HTTP/2 buffer on every send). Only done when nothing can wait in between: both streams open
+    for sending, the connection writable, the carrier's flow-control window open, and the
+    messages fit one DATA frame and ``stream``'s window; and never while another send on
+    ``stream`` is in progress (the caller checks).
+
+    Returns:
+        Whether the messages were staged (never, on the public-API fallback).
+    """
+    if not (_usable(stream) and _usable(carrier)):
+        return False
+    h2s = getattr(stream, "_stream", None)
+    carrier_h2s = getattr(carrier, "_stream", None)
+    if (
+        h2s is None
+        or carrier_h2s is None
+        or not stream._send_request_done
+        or stream._end_done
+        or stream._wrapper._error is not None
+    ):
+        return False
+    connection = h2s.connection
+    if not connection.write_ready.is_set() or h2s.id is None or carrier_h2s.id is None:
+        return False
+    h2 = h2s._h2_connection
+    parts: list[bytes] = []
+    for body in bodies:
+        parts.append(_PREFIX + len(body).to_bytes(4, "big"))
+        parts.append(body)
+    payload = b"".join(parts)
+    try:
+        if (
+            h2s.id not in h2.streams
+            or carrier_h2s.id not in h2.streams
+            # The carrier must still be able to send after the connection-level window shrinks
+            # by `payload`, or its write would wait with the staged frame unflushed.
+            or h2.local_flow_control_window(carrier_h2s.id) <= len(payload)
+            or len(payload) > min(h2.local_flow_control_window(h2s.id), h2.max_outbound_frame_size)
+        ):
+            return False
+        h2.send_data(h2s.id, payload)
+    except Exception:  # any h2 state problem: leave it to the control task
+        return False
+    count = len(bodies)
+    h2s.data_sent += len(payload)
+    connection.data_sent += len(payload)
+    connection.data_send_process()
+    stream._send_message_done = True
+    stream._messages_sent += count
+    connection.messages_sent += count
+    connection.last_message_sent = time.monotonic()
+    return True
+
+
+def status_of(stream: Stream[Any, Any], exc: BaseException) -> BaseException:
+    """Prefer the gRPC status the peer sent over the reset that followed it.
+
+    grpclib reports a trailers-only error answer followed by RST_STREAM as
+    ``StreamTerminatedError``; its own ``__aexit__`` recovers the status the same way. This is
+    about which error is reported, not speed, so it does not depend on :func:`disable`; when the
+    internal is missing, the reset itself is reported.
+    """
+    from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+    if isinstance(exc, StreamTerminatedError) and callable(getattr(stream, "_maybe_raise", None)):
+        try:
+            stream._maybe_raise()
+        except GRPCError as status_error:
+            return status_error
+        except Exception:
+            return exc
+    return exc
+
+
+def codec_of(stream: Stream[Any, Any]) -> Any:
+    """The codec ``stream`` decodes with (it records the size of the last message), or None."""
+    return getattr(stream, "_codec", None) if _enabled else None
+
+
+class _TracedDataFrame(DataFrame):
+    """A received DATA frame whose ``repr`` is cheap (see :func:`quiet_frame_trace`)."""
+
+    def __repr__(self) -> str:
+        return f"DataFrame(stream_id={self.stream_id}): {len(self.data)} bytes"
+
+
+class _QuietFrameBuffer(FrameBuffer):
+    def __next__(self) -> Any:
+        frame = FrameBuffer.__next__(self)
+        if type(frame) is DataFrame:
+            frame.__class__ = _TracedDataFrame
+        return frame
+
+
+def quiet_frame_trace(protocol: Any) -> None:
+    """Make the ``repr`` of received DATA frames cheap on this connection only.
+
+    h2 (4.x) formats every received frame for its trace log before calling the logger, and
+    grpclib gives it a no-op logger: for a DATA frame that is a copy of the body plus a hex dump,
+    ~7% of a streaming engram's CPU (one frame per packet). The frames keep their type for every
+    ``isinstance`` check and are dispatched like DataFrame; nothing else reads the repr. Left
+    alone on the fallback or if the internals are not the expected ones.
+    """
+    if not _enabled:
+        return
+    try:
+        h2 = protocol.connection._connection
+        buffer = h2.incoming_buffer
+        table = h2._frame_dispatch_table
+    except AttributeError:
+        return
+    if type(buffer) is not FrameBuffer or DataFrame not in table:
+        return
+    table[_TracedDataFrame] = table[DataFrame]
+    buffer.__class__ = _QuietFrameBuffer
