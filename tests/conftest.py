@@ -17,6 +17,23 @@ _SCRUB_PREFIXES = ("BUBU_",)
 _SCRUB_NAMES = ("KUBECONFIG", "OTEL_TRACES_EXPORTER")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--transport-fast-path",
+        choices=("on", "off"),
+        default="on",
+        help="off: the streaming transport uses grpclib's public API only (bubu/_transport/"
+        "_fastpath.py); CI runs the streaming tests once this way",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--transport-fast-path") == "off":
+        from bubu._transport import _fastpath
+
+        _fastpath.disable()
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):

@@ -72,7 +72,14 @@ _STREAM_ATTRS: Final = (
     "_messages_sent",
     "_maybe_raise",
 )
-_H2_ATTRS: Final = ("local_flow_control_window", "max_outbound_frame_size", "send_data", "streams")
+_H2_ATTRS: Final = (
+    "local_flow_control_window",
+    "max_outbound_frame_size",
+    "send_data",
+    "streams",
+    "incoming_buffer",
+    "_frame_dispatch_table",
+)
 
 
 def _version_ok(package: str, prefix: str) -> bool:
@@ -92,8 +99,10 @@ def check() -> str | None:
     missing = [m for m in missing if m not in ("_wrapper", "_stream", "_codec", "_send_type")]
     if missing:
         return f"grpclib Stream lacks {', '.join(missing)}"
-    h2_missing = [name for name in _H2_ATTRS if not hasattr(H2Connection, name)]
-    h2_missing = [m for m in h2_missing if m != "streams"]
+    from h2.config import H2Configuration
+
+    probe = H2Connection(H2Configuration(client_side=True))
+    h2_missing = [name for name in _H2_ATTRS if not hasattr(probe, name)]
     if h2_missing:
         return f"h2 H2Connection lacks {', '.join(h2_missing)}"
     if not hasattr(FrameBuffer, "__next__"):

@@ -50,11 +50,26 @@ __all__ = [
 
 class MessageTooLargeError(StreamSessionError):
     """A message exceeds the 10 MiB cap (``BUBU_GRPC_CLIENT_MAX_*``); the text names the size,
-    the limit and the variable that sets it.
+    the limit, the variable that sets it and, inbound, the message (stream id and sequence).
 
-    Inbound, Go's gRPC client fails the call with RESOURCE_EXHAUSTED and the session reconnects;
-    this error does the same. Outbound, the runner raises it before the wire.
+    Outbound, the runner raises it before the wire (thrown back at the engram's ``yield``).
+    Inbound it is not retried: Go's client fails the call with RESOURCE_EXHAUSTED and
+    reconnects, and the connector then redelivers the same message, in a loop that ends only
+    when the retries are exhausted, with a misleading error. Here the run stops with this one
+    (docs/differences.md).
     """
+
+
+def _describe(data: bytes, message_type: Any) -> str:
+    """Name an inbound message that is refused for its size: its type and envelope position."""
+    name = getattr(message_type, "__name__", "message")
+    try:
+        envelope = message_type.FromString(data).envelope
+    except Exception:  # not even parseable: its type and size are all there is
+        return name
+    if envelope.stream_id or envelope.sequence:
+        return f"{name} stream_id={envelope.stream_id!r} sequence={envelope.sequence}"
+    return name
 
 
 STREAM_WINDOW = 4 * 1024 * 1024
@@ -194,11 +209,13 @@ class CappedProtoCodec(ProtoCodec):
         return data
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        """Parse ``data``; refuse it when it is over the receive cap."""
+        """Parse ``data``; refuse it when it is over the receive cap (not retried)."""
         if len(data) > self.max_recv:
             raise MessageTooLargeError(
                 f"received message larger than max ({len(data)} vs. {self.max_recv} bytes, "
-                "BUBU_GRPC_CLIENT_MAX_RECV_BYTES)"
+                f"BUBU_GRPC_CLIENT_MAX_RECV_BYTES): {_describe(data, message_type)}; not "
+                "retried, the connector would redeliver it",
+                retryable=False,
             )
         self.decoded_size = len(data)
         return message_type.FromString(data)

@@ -25,6 +25,7 @@ from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
 from bubu._streaming import run_with_reconnect, start_streaming, supervise
+from bubu._transport.channel import MessageTooLargeError
 from bubu._transport.dedupe import PacketDeduper
 from bubu._transport.session import DeliveryBook, HangTimeoutError, Session
 from bubu._transport.settings import TransportSettings
@@ -137,19 +138,20 @@ async def test_invalid_envelope_json_is_a_retryable_session_error() -> None:
         assert (await conn.next_output()).json_data() == {"after": 2}
 
 
-async def test_oversized_inbound_frame_is_refused_and_the_session_reconnects() -> None:
+async def test_oversized_inbound_frame_is_one_error_naming_it_and_no_reconnect_loop() -> None:
+    # Go reconnects, and the connector redelivers the same message until the retries run out
+    # (issue 12 item 4); here the run stops with one error naming the limit and the message.
     engram = Ledger()
-    conn = LocalConnector(settings={"env": FAST}, sequenced=False)
-    async with conn, running(engram, conn):
+    conn = LocalConnector(settings={"env": FAST})
+    async with conn, running(engram, conn) as task:
         await conn.wait_ready()
-        packet = pb.DataResponse()
-        packet.binary.payload = b"x" * (10 * 1024 * 1024 + 10)
-        await conn.send_packet(packet)
-        await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=10)
-        await conn.wait_ready()
-        await conn.send(StreamMessage.json({"after": 3}))
-        assert (await conn.next_output()).json_data() == {"after": 3}
-    assert engram.deliveries == {0: 1}
+        await conn.send(StreamMessage.from_bytes(b"x" * (10 * 1024 * 1024 + 10), "a/b"))
+        with pytest.raises(MessageTooLargeError) as info:
+            await asyncio.wait_for(task, 10)
+    text = str(info.value)
+    assert "vs. 10485760 bytes, BUBU_GRPC_CLIENT_MAX_RECV_BYTES" in text
+    assert "stream_id='default/local-run/local-step' sequence=1" in text
+    assert conn.stats.data_sessions == 1 and engram.deliveries == {}
 
 
 async def test_dedupe_overflow_is_a_session_error_then_reconnect() -> None:

@@ -35,7 +35,7 @@ def bubu(
 
 
 ENGRAMS = textwrap.dedent("""
-    import asyncio, msgspec, bubu
+    import asyncio, json, time, msgspec, bubu
     from bubu.errors import EngramError
 
     class Inputs(msgspec.Struct):
@@ -53,6 +53,22 @@ ENGRAMS = textwrap.dedent("""
                 await asyncio.sleep(30)
             if inputs.mode == "log":
                 ctx.logger.warning("token is %s", self.secrets.get("api"))
+            if inputs.mode == "block":
+                time.sleep(1.5)   # blocking code: the deadline timer cannot fire meanwhile
+                return bubu.Result({"finished": True})
+            if inputs.mode == "stubborn":
+                print("READY", flush=True)
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    print("IGNORING", flush=True)
+                    await asyncio.sleep(30)   # ignores the first stop request
+            if inputs.mode == "escaped":
+                token = self.secrets.get("api")
+                ctx.logger.warning("request %s", json.dumps({"body": json.dumps({"auth": token})}))
+                ctx.logger.warning("secrets %r", {"api": token})
+                print("headers:", repr({"Authorization": token}), flush=True)
+                raise RuntimeError(f"refused {[token]!r}")
             return bubu.Result({"secret_len": len(self.secrets.get("api") or "")})
 
     class Other(Tool):
@@ -233,3 +249,70 @@ def test_unusable_env_value_is_one_line_naming_the_variable() -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bubu: invalid BUBU_MAX_INLINE_SIZE 'big'")
+
+
+def test_blocking_call_past_the_deadline_is_a_timeout(engrams: Path) -> None:
+    # issue 12 item 5: time.sleep(1.5) under a 0.5 s timeout was reported as success, exit 0.
+    proc = bubu("run", f"{engrams}:Tool", "--inputs", '{"mode": "block"}', "--timeout", "500ms")
+    assert proc.returncode == 124, proc.stderr
+    assert "bubu: timed out: batch execution timed out after 500ms" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_second_sigint_ends_without_a_traceback_and_reports_the_terminal_status(
+    engrams: Path,
+) -> None:
+    # issue 12 item 6: a second Ctrl-C printed a traceback, exited 1 and wrote no status.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bubu", "run", f"{engrams}:Tool", "--inputs", '{"mode":"stubborn"}'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline().strip() == "IGNORING"  # the first stop request was seen
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "bubu: step failed: step interrupted by SIGINT before it finished" in err
+
+
+SPECIAL = 'p@ss"w\\ord-ünï-42'
+"""A secret whose escaped forms differ from its raw form (quote, backslash, non-ASCII)."""
+
+
+def test_escaped_and_embedded_secret_forms_never_printed(engrams: Path) -> None:
+    # issue 12 item 7: a secret inside a repr or JSON-escaped was printed in clear.
+    proc = bubu(
+        "run",
+        f"{engrams}:Tool",
+        "--inputs",
+        '{"mode": "escaped"}',
+        "--secret",
+        f"api={SPECIAL}",
+        "--verbose",
+    )
+    assert proc.returncode == 1, proc.stderr
+    forms = {
+        SPECIAL,
+        json.dumps(SPECIAL)[1:-1],
+        json.dumps(json.dumps(SPECIAL)[1:-1])[1:-1],
+        repr(SPECIAL)[1:-1],
+    }
+    for where, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        for form in forms:
+            assert form not in text, (where, form)
+        assert "ord-" not in text, where
+    assert "headers: {'Authorization': '[REDACTED]'}" in proc.stdout
+    assert proc.stderr.count("[REDACTED]") >= 3

@@ -66,3 +66,33 @@ def test_outbound_bytes_of_a_forwarded_json_message_parse_to_the_request() -> No
     msg = StreamMessage(payload=raw, binary=BinaryFrame(payload=raw, mime_type="application/json"))
     data = wire.encode_outbound_bytes(msg, TransportSettings())
     assert pb.DataRequest.FromString(data) == wire.encode_outbound(msg, TransportSettings())
+
+
+def test_fast_path_feature_check_passes_on_the_pinned_versions() -> None:
+    from bubu._transport import _fastpath
+
+    assert _fastpath.check() is None
+    assert set(_fastpath.WRITTEN_FOR) == {"grpclib", "h2", "hyperframe"}
+
+
+async def test_disabled_fast_path_uses_the_public_api_one_message_at_a_time() -> None:
+    from bubu._transport import _fastpath
+
+    class PublicOnly:
+        def __init__(self) -> None:
+            self.sent: list[object] = []
+
+        async def send_message(self, message: object) -> None:
+            self.sent.append(message)
+
+    was = _fastpath.enabled()
+    _fastpath.disable()
+    try:
+        stream = PublicOnly()
+        await _fastpath.send_batch(stream, [b"a", b"b"])  # type: ignore[arg-type]
+        assert stream.sent == [b"a", b"b"]
+        assert not _fastpath.stage_messages(stream, [b"x"], stream)  # type: ignore[arg-type]
+        assert _fastpath.codec_of(stream) is None  # type: ignore[arg-type]
+    finally:
+        if was:
+            _fastpath.enable()

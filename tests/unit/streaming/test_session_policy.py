@@ -219,8 +219,11 @@ def test_capped_codec_enforces_both_caps() -> None:
     big = pb.DataRequest(metadata={"a": "b" * 20})
     with pytest.raises(MessageTooLargeError, match="larger than max"):
         codec.encode(big, pb.DataRequest)
-    with pytest.raises(MessageTooLargeError, match="received message larger"):
+    with pytest.raises(MessageTooLargeError, match="received message larger") as info:
         codec.decode(big.SerializeToString(), pb.DataRequest)
+    # Inbound: named (size, limit, variable, message) and not retried (no redelivery loop).
+    assert "BUBU_GRPC_CLIENT_MAX_RECV_BYTES" in str(info.value) and "DataRequest" in str(info.value)
+    assert not info.value.retryable and not is_retriable(info.value)
     assert MessageTooLargeError("x").retryable
 
 
