@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from bubu import _telemetry
 from bubu._runtime.messages import StreamMessage, TransportConfig, TransportDescriptor
 
 if TYPE_CHECKING:
@@ -118,27 +119,15 @@ async def bridge_output(output: Any, *, source: EnvSource, run: RunContext) -> b
             chan = channel_mod.open_channel(binding.endpoint, settings)
             try:
                 await channel_mod.connect(chan, settings.dial_timeout)
-                from grpclib.const import Cardinality
-
-                from bubu._gen.transport.v1 import transport_pb2 as pb
-
-                async with chan.request(
-                    DATA_METHOD,
-                    Cardinality.STREAM_STREAM,
-                    pb.DataRequest,
-                    pb.DataResponse,
-                    metadata={PROTOCOL_HEADER: PROTOCOL_VERSION},
-                ) as stream:
-                    await stream.send_message(request)
-                    await stream.end()
-                    # Let the connector take the message and end its side before the channel
-                    # closes (closing at once can reset the stream before it is read).
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(_CLOSE_WAIT):
-                            while await stream.recv_message() is not None:
-                                pass
-                            await stream.recv_trailing_metadata()
-                    await stream.cancel()
+                headers = {PROTOCOL_HEADER: PROTOCOL_VERSION}
+                # Go's otelgrpc client handler instruments the bridge's call like any other.
+                span = (
+                    _telemetry.rpc_span(DATA_METHOD, headers)
+                    if settings.trace_propagation
+                    else contextlib.nullcontext()
+                )
+                with span:
+                    await _send_one(chan, headers, request)
             finally:
                 chan.close()
     except asyncio.CancelledError:
@@ -151,6 +140,28 @@ async def bridge_output(output: Any, *, source: EnvSource, run: RunContext) -> b
         return False
     logger.debug("hybrid payload delivered to %s", binding.endpoint)
     return True
+
+
+async def _send_one(chan: Any, headers: dict[str, str], request: Any) -> None:
+    """One DataRequest on a Data stream, a half-close, then wait briefly for the peer's end."""
+    from grpclib.const import Cardinality
+
+    from bubu._gen.transport.v1 import transport_pb2 as pb
+    from bubu._transport.session import DATA_METHOD
+
+    async with chan.request(
+        DATA_METHOD, Cardinality.STREAM_STREAM, pb.DataRequest, pb.DataResponse, metadata=headers
+    ) as stream:
+        await stream.send_message(request)
+        await stream.end()
+        # Let the connector take the message and end its side before the channel closes
+        # (closing at once can reset the stream before it is read).
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CLOSE_WAIT):
+                while await stream.recv_message() is not None:
+                    pass
+                await stream.recv_trailing_metadata()
+        await stream.cancel()
 
 
 def _bridge_wanted(report: BatchReport) -> bool:

@@ -274,6 +274,8 @@ def begin(
         capture_output=capture_output,
         secret_values=secret_values,
     ) as g:
+        # The outermost entry point names the mode (hybrid around batch stays "hybrid").
+        g.fields.fields.setdefault("mode", kind)
         startup = Startup(kind, src, stop, g)
         try:
             yield startup

@@ -110,20 +110,31 @@ def _repr_forms(value: str) -> set[str]:
     return forms
 
 
+_ESCAPE_DEPTH: Final = 3
+"""Escaping levels covered: a ``repr`` of an exception whose message holds a ``repr``, written
+into a JSON document, is three."""
+
+
+def _escapes(text: str) -> set[str]:
+    """One level of escaping: how ``text`` appears inside a JSON string or a Python repr."""
+    forms = {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+    return forms | _repr_forms(text)
+
+
 def secret_forms(value: str) -> set[str]:
     """Every printed form of ``value`` that :class:`SecretMask` masks.
 
-    The raw text; JSON-escaped with and without ``\\uXXXX`` for non-ASCII; JSON-escaped twice
-    (a JSON document carried in a JSON string, as a log line that logs a payload); the forms
-    inside a Python ``repr`` of a ``str`` or ``bytes`` (escaped quotes, backslashes, ``\\xNN``);
-    and percent-encoding (a secret in a URL).
+    The raw text; every form after up to three levels of escaping, where a level is a JSON
+    string (with or without ``\\uXXXX`` for non-ASCII) or a Python ``repr`` of a ``str`` or
+    ``bytes`` (escaped quotes, backslashes, ``\\xNN``): a payload logged as JSON inside a JSON
+    log line, the ``repr`` of an exception whose message holds a ``repr`` (``RuntimeError("bad
+    'tok'")`` in a retry message). And percent-encoding (a secret in a URL).
     """
     forms = {value}
-    for ascii_only in (True, False):
-        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
-        forms.add(once)
-        forms.add(json.dumps(once, ensure_ascii=ascii_only)[1:-1])
-    forms |= _repr_forms(value)
+    level = {value}
+    for _ in range(_ESCAPE_DEPTH):
+        level = {escaped for text in level for escaped in _escapes(text)} - forms
+        forms |= level
     forms.add(urllib.parse.quote(value, safe=""))
     forms.add(urllib.parse.quote_plus(value, safe=""))
     forms.discard("")
