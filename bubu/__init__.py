@@ -54,12 +54,17 @@ _LAZY: dict[str, str] = {
     "BinaryFrame": "bubu._runtime.messages",
     "AudioFrame": "bubu._runtime.messages",
     "VideoFrame": "bubu._runtime.messages",
+    # what the entry points and harnesses take: the stop request and where BUBU_* is read
+    "Shutdown": "bubu._aio.shutdown",
+    "EnvSource": "bubu._runtime.sources",
+    "MappingSource": "bubu._runtime.sources",
     "BatchEngram": "bubu.engram",
     "StreamingEngram": "bubu.engram",
     "Impulse": "bubu.engram",
 }
 
 if TYPE_CHECKING:
+    from bubu._aio.shutdown import Shutdown
     from bubu._batch import start_batch
     from bubu._dispatcher import DispatchResult, StoryDispatcher, StorySession
     from bubu._effects import execute_effect_once, has_effect, record_effect
@@ -76,6 +81,7 @@ if TYPE_CHECKING:
     )
     from bubu._runtime.result import Result
     from bubu._runtime.secrets import Secrets
+    from bubu._runtime.sources import EnvSource, MappingSource
     from bubu._signals import (
         SignalEnvelope,
         SignalEvent,
@@ -117,12 +123,15 @@ __all__ = [
     "BinaryFrame",
     "DispatchResult",
     "Drop",
+    "EnvSource",
     "ExecutionContext",
     "Impulse",
     "ImpulseClient",
     "InboundMessage",
+    "MappingSource",
     "Result",
     "Secrets",
+    "Shutdown",
     "SignalEnvelope",
     "SignalEvent",
     "SignalMeta",

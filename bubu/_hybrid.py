@@ -100,11 +100,11 @@ async def bridge_output(output: Any, *, source: EnvSource, run: RunContext) -> b
         True when the message was handed to the connector, False when skipped or failed (the
         reason is logged).
     """
+    from bubu._runtime.binding import EnvResolver, parse_binding
+    from bubu._runtime.transport import resolve_settings
     from bubu._transport import channel as channel_mod
     from bubu._transport import wire
-    from bubu._transport.binding import EnvResolver, parse_binding
     from bubu._transport.session import DATA_METHOD, PROTOCOL_HEADER, PROTOCOL_VERSION
-    from bubu._transport.settings import resolve_settings
 
     env = run.env
     if env.transport_binding is None:

@@ -42,8 +42,8 @@ from bubu.errors import (
 if TYPE_CHECKING:
     from bubu._aio.shutdown import Shutdown
     from bubu._runtime.sources import EnvSource
+    from bubu._runtime.transport import TransportSettings
     from bubu._transport.session import Session
-    from bubu._transport.settings import TransportSettings
     from bubu.engram import StreamingEngram
 
 __all__ = [
@@ -590,10 +590,10 @@ async def start_streaming(
         BubuError: a non-retriable session error, or reconnect retries exhausted.
     """
     from bubu import _startup
+    from bubu._runtime.binding import EnvResolver, parse_binding
     from bubu._runtime.decode import decode
-    from bubu._transport.binding import EnvResolver, parse_binding
+    from bubu._runtime.transport import resolve_settings
     from bubu._transport.channel import check_security_mode, parse_endpoint
-    from bubu._transport.settings import resolve_settings
     from bubu.engram import engram_types
 
     config_type, _ = engram_types(engram)

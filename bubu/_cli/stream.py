@@ -162,13 +162,13 @@ async def _first(*aws: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
 
 async def _main(values: dict[str, str], engram: Any) -> int:
     from bubu._aio import shutdown as _shutdown
+    from bubu._runtime.binding import EnvResolver
     from bubu._runtime.messages import StreamMessage
     from bubu._runtime.sources import MappingSource
+    from bubu._runtime.transport import CLIENT_MAX_RECV_BYTES, resolve_settings
     from bubu._startup import SIGNAL_EXIT
     from bubu._streaming import start_streaming
     from bubu._transport import codec
-    from bubu._transport.binding import EnvResolver
-    from bubu._transport.settings import CLIENT_MAX_RECV_BYTES, resolve_settings
     from bubu.errors import BubuError
     from bubu.testkit._connector import LocalConnector
 

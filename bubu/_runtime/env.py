@@ -3,7 +3,7 @@
 This is the only module that reads ``BUBU_*`` values, always through an ``EnvSource``
 (``os.environ`` by default). ``VARIABLES`` lists every variable of go-sdk-core.md section (b)
 (b.1-b.7 read, b.8 test-only or ignored) and the streaming variables of streaming.md 2.2 (parsed
-by ``bubu._transport.settings`` with the helpers in ``parse.py``). ``scripts/gen_docs.py`` renders
+by ``bubu._runtime.transport`` with the helpers in ``parse.py``). ``scripts/gen_docs.py`` renders
 it to ``docs/reference/environment.md``.
 
 ``load_env`` follows the load order of c.0 and raises ``ContractError(variable=NAME)`` for every
@@ -63,7 +63,7 @@ class Variable(msgspec.Struct, frozen=True, kw_only=True):
         entry_points: which entry points read it (``batch``, ``impulse``, ``streaming``...).
         section: the spec section that defines it (``b.1`` ... ``b.8``, ``streaming 2.2``).
         parse: the exact parse rule, including the fallback on bad input.
-        status: ``read`` by this module, ``streaming`` (read by ``_transport.settings``),
+        status: ``read`` by this module, ``streaming`` (read by ``_runtime.transport``),
             ``ignored`` (documented by Go but not read) or ``test-only``.
     """
 
@@ -450,7 +450,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "json_object",
         "",
         "transport binding envelope (bridge and "
-        "streaming); kept raw here, parsed by _transport.binding",
+        "streaming); kept raw here, parsed by _runtime.binding",
         "batch, streaming",
         "b.3",
         "raw",
@@ -821,7 +821,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "b.7",
         _OBS_BOOL,
     ),
-    # streaming.md 2.2 (parsed by bubu._transport.settings with parse.env_dur / env_int)
+    # streaming.md 2.2 (parsed by bubu._runtime.transport with parse.env_dur / env_int)
     _v(
         "BUBU_TRANSPORT_SECURITY_MODE",
         "enum",

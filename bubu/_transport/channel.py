@@ -33,8 +33,8 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.encoding.proto import ProtoCodec
 
+from bubu._runtime.transport import TransportSettings
 from bubu._transport import _fastpath
-from bubu._transport.settings import TransportSettings
 from bubu.errors import ConnectorUnavailableError, ContractError, StreamSessionError
 
 __all__ = [

@@ -40,13 +40,13 @@ from grpclib.client import Channel, Stream
 from bubu import _telemetry
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._runtime.transport import TransportSettings
 from bubu._transport import _fastpath, errors, wire
 from bubu._transport import channel as channel_mod
 from bubu._transport.chunks import ChunkReassembler
 from bubu._transport.control import ControlReply, default_control_reply
 from bubu._transport.dedupe import DEFAULT_MAX_ENTRIES, Outcome, PacketDeduper, dedupe_key
 from bubu._transport.queues import Inbound
-from bubu._transport.settings import TransportSettings
 from bubu.errors import (
     BubuError,
     HandshakeTimeoutError,

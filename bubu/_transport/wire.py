@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import KIND_HEARTBEAT, KIND_NOOP, StreamMessage
+from bubu._runtime.transport import TransportSettings
 from bubu._transport import codec, validate
 from bubu._transport.channel import MessageTooLargeError
-from bubu._transport.settings import TransportSettings
 
 __all__ = [
     "MessageTooLargeError",

@@ -99,6 +99,7 @@ class ImpulseHarness:
                 raise TypeError(f"ImpulseHarness config is not JSON-serialisable: {exc}") from exc
         values.update(env or {})
         self.source = MappingSource(values)
+        self.impulse_name = impulse_name
         self._secrets = Secrets(dict(secrets or {}))
         self.shutdown = Shutdown(grace=grace)
         self.stats_interval = stats_interval
@@ -220,7 +221,7 @@ class ImpulseHarness:
     @property
     def impulse_status(self) -> dict[str, Any]:
         """The Impulse's status (the trigger counters)."""
-        obj = self.cluster.peek(IMPULSE, self.source.get("BUBU_IMPULSE_NAME") or "", self.namespace)
+        obj = self.cluster.peek(IMPULSE, self.impulse_name, self.namespace)
         return dict((obj or {}).get("status") or {})
 
     async def flush_stats(self) -> None:

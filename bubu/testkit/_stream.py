@@ -16,10 +16,10 @@ from typing import Any, Generic, TypeVar
 from bubu._runtime.decode import decode
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.secrets import Secrets
+from bubu._runtime.transport import TransportSettings
 from bubu._streaming import engram_runner
 from bubu._transport import wire
 from bubu._transport.queues import Inbound
-from bubu._transport.settings import TransportSettings
 from bubu.engram import StreamingEngram, engram_types
 
 __all__ = ["StreamHarness"]

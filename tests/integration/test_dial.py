@@ -18,9 +18,9 @@ import pytest
 
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
+from bubu._runtime.transport import TransportSettings
 from bubu._streaming import start_streaming
 from bubu._transport import channel as channel_mod
-from bubu._transport.settings import TransportSettings
 from bubu.engram import StreamingEngram
 from bubu.errors import ConnectorUnavailableError, StreamSessionError
 from tests.integration._stream_helpers import connector as _connector

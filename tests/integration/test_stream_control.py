@@ -19,10 +19,10 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from bubu import _telemetry
 from bubu._runtime.messages import StreamMessage
+from bubu._runtime.transport import TransportSettings
 from bubu._streaming import run_with_reconnect, supervise
 from bubu._transport import _fastpath
 from bubu._transport.session import CONTROL_METHOD, DeliveryBook, Session
-from bubu._transport.settings import TransportSettings
 from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import Emitter, connector, running
 

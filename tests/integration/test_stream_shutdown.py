@@ -135,9 +135,9 @@ async def test_connector_graceful_stop_refuses_new_connections_and_new_streams()
     from grpclib.exceptions import GRPCError
 
     from bubu._gen.transport.v1 import transport_pb2 as pb
+    from bubu._runtime.transport import TransportSettings
     from bubu._transport import channel as channel_mod
     from bubu._transport.session import DATA_METHOD
-    from bubu._transport.settings import TransportSettings
     from bubu.errors import ConnectorUnavailableError
 
     engram = Collect()

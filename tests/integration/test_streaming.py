@@ -100,9 +100,9 @@ async def test_stream_never_starts_without_ready_and_handshake_timeout_is_fatal(
 
 
 async def test_missing_protocol_header_is_failed_precondition_and_not_retried() -> None:
+    from bubu._runtime.transport import TransportSettings
     from bubu._streaming import run_with_reconnect, supervise
     from bubu._transport.session import DeliveryBook, Session
-    from bubu._transport.settings import TransportSettings
 
     settings = TransportSettings(reconnect_base_backoff=0.01)
     started: list[int] = []

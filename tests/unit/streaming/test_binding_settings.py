@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from bubu._runtime.binding import EnvResolver, go_sprint, parse_binding
 from bubu._runtime.sources import MappingSource
-from bubu._transport.binding import EnvResolver, go_sprint, parse_binding
-from bubu._transport.settings import TransportSettings, resolve_settings
+from bubu._runtime.transport import TransportSettings, resolve_settings
 from bubu.errors import ContractError
 
 

@@ -60,7 +60,7 @@ def test_receipts_are_not_staged_on_a_stream_that_is_not_open() -> None:
 
 def test_outbound_bytes_of_a_forwarded_json_message_parse_to_the_request() -> None:
     from bubu._gen.transport.v1 import transport_pb2 as pb
-    from bubu._transport.settings import TransportSettings
+    from bubu._runtime.transport import TransportSettings
 
     raw = b'{"b": [1, 2, {"c": null}], "a": "x y"}'
     msg = StreamMessage(payload=raw, binary=BinaryFrame(payload=raw, mime_type="application/json"))

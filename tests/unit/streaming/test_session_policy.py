@@ -11,6 +11,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
+from bubu._runtime.transport import TransportSettings
 from bubu._streaming import jitter_delay, run_with_reconnect
 from bubu._transport.channel import (
     CappedProtoCodec,
@@ -26,7 +27,6 @@ from bubu._transport.session import (
     default_control_reply,
     is_retriable,
 )
-from bubu._transport.settings import TransportSettings
 from bubu.errors import (
     ContractError,
     HandshakeTimeoutError,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
+from bubu._runtime.transport import TransportSettings
 from bubu._transport import validate, wire
-from bubu._transport.settings import TransportSettings
 
 
 def _around(limit: int) -> st.SearchStrategy[int]:

@@ -1,6 +1,6 @@
 """Every ``BUBU_GRPC_*`` / ``BUBU_TRANSPORT_*`` knob of streaming.md 2.2, with Go defaults.
 
-Values are read through an :class:`~bubu._transport.binding.EnvResolver` (binding ``payload.env``
+Values are read through an :class:`~bubu._runtime.binding.EnvResolver` (binding ``payload.env``
 first, then the process environment) and parsed with the Go rules of
 :mod:`bubu._runtime.parse`: durations use ``time.ParseDuration`` syntax, and a non-positive or
 invalid value falls back to the default. Pure: no I/O.
