@@ -349,3 +349,25 @@ def test_secret_never_leaves_the_pod(
         assert secret not in text, where
     assert "calling with [REDACTED]" in out.stdout and "Traceback" in out.stdout
     assert obj["status"]["phase"] == "Failed" and "[REDACTED]" in obj["status"]["lastFailureMsg"]
+
+
+async def test_throttled_status_patch_is_retried_after_retry_after(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+) -> None:
+    # A 429 on the terminal status PATCH itself (not on the GET before it): the lifecycle
+    # waits the Retry-After, patches again and still exits 0 with the output written.
+    import time
+
+    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
+    fault_proxy.throttle("PATCH", r"/stepruns/s1/status$", retry_after=0.4, times=2)
+    kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
+    started = time.monotonic()
+    code = await bubu.start_batch(
+        Greeter(), source=MappingSource(env_for(k8s_namespace, kubeconfig))
+    )
+    assert code == 0
+    assert time.monotonic() - started >= 0.8  # both Retry-After waits honoured
+    patches = [r.status for r in fault_proxy.requests if r.method == "PATCH"]
+    assert patches == [429, 429, 200]
+    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    assert st["phase"] == "Succeeded" and st["output"] == {"greeting": "Hello, Ada!"}
