@@ -173,3 +173,22 @@ async def test_directive_replies_wait_for_room_instead_of_piling_up(
     assert probes == [str(n) for n in range(10)]  # none lost, in order
     assert handled == probes
     assert len(sessions) == 1
+
+
+async def test_sdk_tracing_disabled_is_honoured_in_streaming_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 12 item 1: only batch applied BUBU_SDK_TRACING_ENABLED; streaming made spans anyway.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer", lambda *a, **k: provider.get_tracer("t"))
+
+    async with connector() as conn:
+        assert await _run_once(conn, {"BUBU_SDK_TRACING_ENABLED": "false"}) == 0
+        assert exporter.get_finished_spans() == ()
+        assert await _run_once(conn) == 0  # the switch was restored when the run ended
+    assert {s.name for s in exporter.get_finished_spans()} == {
+        "transport.v1.TransportConnectorService/Data",
+        "transport.v1.TransportConnectorService/Control",
+    }
