@@ -153,6 +153,10 @@ class MaskingStream:
         """The wrapped stream."""
         return self._inner
 
+    def replace_inner(self, inner: IO[str]) -> None:
+        """Wrap ``inner`` instead (a wrapper below this one is being removed)."""
+        self._inner = inner
+
     def write(self, text: str) -> int:
         """Write ``text`` with secrets masked; returns ``len(text)`` as callers expect."""
         self._inner.write(self._mask(text))

@@ -80,10 +80,9 @@ def current_guard() -> Guard | None:
 @contextlib.contextmanager
 def _capture_output(mask: SecretMask) -> Iterator[None]:
     """Mask ``sys.stdout``/``sys.stderr`` and uncaught exceptions (main and other threads)."""
-    saved_out, saved_err = sys.stdout, sys.stderr
     saved_hook, saved_thread_hook = sys.excepthook, threading.excepthook
-    out = _logging.MaskingStream(saved_out, mask)
-    err = _logging.MaskingStream(saved_err, mask)
+    out = _logging.MaskingStream(sys.stdout, mask)
+    err = _logging.MaskingStream(sys.stderr, mask)
     sys.stdout, sys.stderr = out, err
     sys.excepthook = _logging.masking_excepthook(mask)
     print_masked = _logging.masking_excepthook(mask)
@@ -97,13 +96,27 @@ def _capture_output(mask: SecretMask) -> Iterator[None]:
     try:
         yield
     finally:
-        # Put back only what is still ours (a test framework may have swapped them meanwhile).
-        if sys.stdout is out:
-            sys.stdout = saved_out
-        if sys.stderr is err:
-            sys.stderr = saved_err
+        # Take our wrapper out of whatever is installed now: another run may have wrapped it
+        # meanwhile (two runs in one process), or a test framework swapped the stream.
+        sys.stdout = _unwrap(sys.stdout, out)
+        sys.stderr = _unwrap(sys.stderr, err)
         sys.excepthook = saved_hook
         threading.excepthook = saved_thread_hook
+
+
+def _unwrap(current: Any, ours: _logging.MaskingStream) -> Any:
+    """``current`` without the wrapper ``ours``."""
+    inner = ours.inner
+    if current is ours:
+        return inner
+    node: Any = current
+    while isinstance(node, _logging.MaskingStream):
+        below: Any = node.inner
+        if below is ours:
+            node.replace_inner(inner)
+            break
+        node = below
+    return current
 
 
 @contextlib.contextmanager

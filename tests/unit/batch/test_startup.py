@@ -102,3 +102,26 @@ def test_json_lines_with_context_fields_when_nobody_configured_logging() -> None
     entry = json.loads(stream.getvalue().splitlines()[-1])
     assert entry["msg"] == "token '[REDACTED]'" and entry["mode"] == "impulse"
     assert entry["stepRun"] == "s1" and entry["level"] == "WARNING"
+
+
+def test_two_runs_ending_out_of_order_leave_no_wrapper_behind() -> None:
+    original = sys.stdout
+    a = _startup.guard(secret_values=["aaaa-secret"], install_logging=False)
+    b_cm: Any = None
+    a.__enter__()
+    try:
+        # A second run in another context (its own guard), entered after and left before A.
+        import contextvars
+
+        def enter_b() -> None:
+            nonlocal b_cm
+            _startup._guard.set(None)
+            b_cm = _startup.guard(secret_values=["bbbb-secret"], install_logging=False)
+            b_cm.__enter__()
+
+        ctx = contextvars.copy_context()
+        ctx.run(enter_b)
+    finally:
+        a.__exit__(None, None, None)
+    ctx.run(lambda: b_cm.__exit__(None, None, None))
+    assert sys.stdout is original
