@@ -1,6 +1,8 @@
 """``run_impulse``: the Impulse lifecycle (go-sdk-core.md a "Impulse entry point", style.md 6.6).
 
-Load the run context -> decode ``BUBU_STEP_CONFIG`` into the Impulse's config type -> expand
+The start-up every entry point shares (``bubu._startup``: JSON logs with the secret mask on
+every handler, standard output and uncaught exceptions; telemetry switches; the run scope) ->
+load the run context -> decode ``BUBU_STEP_CONFIG`` into the Impulse's config type -> expand
 secrets (fails closed) -> ``init(config, secrets)`` -> build the Kubernetes client ->
 ``run(client)`` until it returns or a stop is requested.
 
@@ -14,8 +16,8 @@ and gets the grace period to finish (close its server; in-flight ``start_story``
 idempotent by name, so a redelivered event after a restart is safe) - then the impulse counters
 are flushed. A clean stop returns 0. Go installs no signal handler for impulses (c.1 "SIGTERM").
 
-Imports ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._k8s``, ``bubu._runtime``,
-``bubu._aio``, ``bubu._scope``, ``bubu.engram`` and ``bubu.errors``. Logger: ``bubu.impulse``.
+Imports ``bubu._startup``, ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._k8s``,
+``bubu._runtime``, ``bubu._aio``, ``bubu.engram`` and ``bubu.errors``. Logger: ``bubu.impulse``.
 """
 
 from __future__ import annotations

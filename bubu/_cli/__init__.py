@@ -3,14 +3,15 @@
 ``bubu run path/to/engram.py[:Name] --inputs JSON|@file --config JSON|@file --secret k=v``
 loads the module, finds the engram, runs ``start_batch`` with an in-memory StepRun (no
 cluster), prints ``status.output`` as JSON on stdout and exits with the production exit code
-(0 success, 1 failure, 124 timeout). Logs go to stderr, so stdout stays machine-readable.
+(0 success, 1 failure, 124 timeout, 130 after Ctrl-C). It owns the process exactly as
+``bubu.run`` does (``bubu._startup.run_process``: signals, JSON logs, secrets masked in logs,
+stdout, stderr and tracebacks), except that logs go to stderr, so stdout stays machine-readable.
 
 Bad input is one line on stderr (``bubu: --inputs: invalid JSON at line 1 column 5: ...``) and
 exit code 2; nothing prints a traceback unless ``--debug``.
 
 Subcommands live in ``COMMANDS`` (name -> (add_arguments, handler)); ``bubu run`` picks its
-runner from ``RUNNERS`` (``"batch"`` today; streaming adds ``"stream"`` with a ``--stream``
-flag).
+runner from ``RUNNERS`` (``"batch"``, and ``"stream"`` with ``--stream``, in ``stream.py``).
 """
 
 from __future__ import annotations
