@@ -1,11 +1,17 @@
 """``start_streaming``: run a :class:`~bubu.engram.StreamingEngram` against the connector sidecar.
 
-The policy layer over :mod:`bubu._transport.session` (streaming.md 2-3, style.md 6.6):
+The policy layer over :mod:`bubu._transport.session` (streaming.md 2-3, style.md 6.6). The
+session only speaks the protocol; this module owns the engram and the retries:
 
-* load the run context once, parse ``BUBU_TRANSPORT_BINDING`` and the transport knobs (binding
+* the start-up every entry point shares (``bubu._startup``: guard, environment loaded once,
+  telemetry, the run scope), then parse ``BUBU_TRANSPORT_BINDING`` and the transport knobs (binding
   ``payload.env`` first), decode the config, expand the secrets, and call ``init`` **once**;
-* run sessions with the reconnect loop; each session calls ``stream`` again (as Go re-invokes
-  ``Stream``), with the same deduper so that a replay of a ``done()`` packet is suppressed;
+* run sessions with the reconnect loop (:func:`run_with_reconnect`); each session runs the body
+  :func:`supervise` builds, which calls ``stream`` again (as Go re-invokes ``Stream``), with the
+  same deduper so that a replay of a ``done()`` packet is suppressed;
+* an exception from ``stream`` is classified (:func:`classify_engram_error`): in a pod it ends
+  the session and the connector redelivers; under ``bubu run --stream`` it is reported at once
+  with the messages the engram held, and ``stream`` goes on with the next ones;
 * the engram is an async generator of :class:`~bubu.StreamMessage`, resumed only once its last
   output is queued (backpressure), or an ``async def stream(self, inbound, out)`` that publishes
   with ``await out.send(msg)``;

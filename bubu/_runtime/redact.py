@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from collections.abc import Iterable
 from typing import Final
 
@@ -135,6 +134,8 @@ def secret_forms(value: str) -> set[str]:
     for _ in range(_ESCAPE_DEPTH):
         level = {escaped for text in level for escaped in _escapes(text)} - forms
         forms |= level
+    import urllib.parse  # only when a run has secrets: keeps it out of `import bubu`
+
     forms.add(urllib.parse.quote(value, safe=""))
     forms.add(urllib.parse.quote_plus(value, safe=""))
     forms.discard("")

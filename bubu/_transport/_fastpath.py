@@ -9,8 +9,10 @@ stack-ceiling.md measured ~90% of the per-message cost in the pure-Python HTTP/2
 * :func:`quiet_frame_trace` makes the ``repr`` of received DATA frames cheap (h2 formats every
   frame for a trace log nobody reads).
 
-Plus two small reads: :func:`status_of` (the gRPC status a peer sent before resetting the
-stream) and :func:`codec_of` (the codec that knows the size of the message just decoded).
+Plus three small ones: :func:`open_connection` (dial now, so a refused dial can be retried the way
+grpc-go's WaitForReady does, instead of on the first request), :func:`status_of` (the gRPC status
+a peer sent before resetting the stream) and :func:`codec_of` (the codec that knows the size of
+the message just decoded).
 
 They were written for the versions in :data:`WRITTEN_FOR` (pinned in pyproject.toml). At import,
 :func:`check` verifies the installed versions and every attribute used; when anything differs,
@@ -40,6 +42,7 @@ __all__ = [
     "disable",
     "enable",
     "enabled",
+    "open_connection",
     "quiet_frame_trace",
     "send_batch",
     "stage_messages",
@@ -237,6 +240,19 @@ def stage_messages(
     connection.messages_sent += count
     connection.last_message_sent = time.monotonic()
     return True
+
+
+async def open_connection(channel: Any) -> Any:
+    """Open the channel's HTTP/2 connection now; returns its protocol, or None when grpclib has
+    no such entry point (then the first request connects, and a refused dial is not retried).
+
+    A failed attempt leaves nothing behind (grpclib stores the protocol only on success), so
+    calling this again dials afresh.
+    """
+    connect = getattr(channel, "__connect__", None)
+    if connect is None:
+        return None
+    return await connect()
 
 
 def status_of(stream: Stream[Any, Any], exc: BaseException) -> BaseException:

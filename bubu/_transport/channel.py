@@ -283,10 +283,9 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
         async with asyncio.timeout_at(deadline):
             retries = 0
             while True:
-                # Retrying on the same Channel is safe: a failed __connect__ leaves no protocol
-                # behind (grpclib only stores it on success), so the next call dials afresh.
+                # Retrying on the same Channel is safe: a failed attempt leaves nothing behind.
                 try:
-                    protocol = await channel.__connect__()
+                    protocol = await _fastpath.open_connection(channel)
                 except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
                     # Something listens but the TLS handshake failed (asyncio reports a peer that
                     # drops it as a bare ConnectionResetError); a redial will not fix that, so
@@ -305,4 +304,5 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
         raise ConnectorUnavailableError(
             f"transport connector dial timed out after {dial_timeout:g}s{detail}"
         ) from last
-    _fastpath.quiet_frame_trace(protocol)
+    if protocol is not None:
+        _fastpath.quiet_frame_trace(protocol)
