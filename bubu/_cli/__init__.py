@@ -27,7 +27,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-__all__ = ["COMMANDS", "RUNNERS", "UsageError", "find_engram", "load_json_arg", "main"]
+__all__ = [
+    "COMMANDS",
+    "RUNNERS",
+    "UsageError",
+    "find_engram",
+    "keep_engram_logs",
+    "load_json_arg",
+    "main",
+]
 
 EXIT_USAGE: Final = 2
 
@@ -218,6 +226,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         if quiet:
             # The CLI reports the outcome itself in one line; keep the lifecycle logs quiet.
             logging.getLogger("bubu.batch").setLevel(logging.CRITICAL)
+        keep_engram_logs(args)
         report = await run_batch(
             engram,
             source=MappingSource(values),
@@ -255,6 +264,11 @@ def _run_batch(args: argparse.Namespace) -> int:
     else:
         print(f"bubu: step failed: {message}", file=sys.stderr)
     return report.exit_code
+
+
+def keep_engram_logs(args: argparse.Namespace) -> None:
+    """Let the engram's own lines (``bubu.engram``) show while the SDK's lifecycle is quiet."""
+    logging.getLogger("bubu.engram").setLevel(logging.DEBUG if args.debug else logging.INFO)
 
 
 def _run_stream(args: argparse.Namespace) -> int:

@@ -124,8 +124,10 @@ def run_stream(args: argparse.Namespace, values: dict[str, str], engram: Any) ->
         values: the engram's environment (config, secrets) built by the CLI.
         engram: the streaming engram instance.
     """
+    from bubu._cli import keep_engram_logs
     from bubu._startup import run_process
 
+    keep_engram_logs(args)
     quiet = not args.verbose and not args.debug
     secret_values = [v for k, v in values.items() if k.startswith("BUBU_SECRET_")]
     return run_process(

@@ -196,8 +196,11 @@ async def test_webhook_example_process_refuses_to_start_without_a_secret(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
-    assert b"WEBHOOK_SECRET is not configured" in stderr
+    # Logged as every run logs, in every mode: one JSON line on stdout (Go's slog default).
+    lines = [json.loads(line) for line in stdout.decode().splitlines() if line.startswith("{")]
+    failure = [e for e in lines if "WEBHOOK_SECRET is not configured" in e["msg"]]
+    assert failure and failure[0]["mode"] == "impulse" and failure[0]["level"] == "ERROR"
     with pytest.raises(OSError):  # it never listened
         await asyncio.open_connection("127.0.0.1", port)

@@ -87,6 +87,9 @@ def test_run_hello_prints_json_and_exits_0() -> None:
     proc = bubu("run", str(HELLO), "--inputs", '{"name": "Ada"}')
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"greeting": "Hello, Ada!"}
+    # The engram's own log line shows (JSON, on stderr); the SDK's lifecycle lines do not.
+    logs = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(e["logger"], e["msg"]) for e in logs] == [("bubu.engram", "greeting Ada")]
 
 
 def test_run_with_config_file(tmp_path: Path) -> None:
