@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +90,6 @@ def choose_runner(args: argparse.Namespace) -> str:
                 "--timeout is the batch step timeout (BUBU_STEP_TIMEOUT); a --stream run ends "
                 "when stdin ends or on Ctrl-C"
             )
-    if stream and (args.verbose or args.debug):
-        _show_sdk_logs(debug=bool(args.debug))
     if component.kind != "impulse":
         where = "an in-process connector" if stream else "an in-memory StepRun"
         Term().progress(f"running {component.described} locally, against {where}")
@@ -100,22 +99,6 @@ def choose_runner(args: argparse.Namespace) -> str:
             "configure it with --config"
         )
     return _RUNNER[component.kind]
-
-
-def _show_sdk_logs(*, debug: bool) -> None:
-    """Send the SDK's lifecycle logs to stderr (``--verbose``; ``--debug`` adds debug logs).
-
-    The local stream runner installs no log handler of its own, and Python's last-resort
-    handler shows warnings only, so without this ``--verbose`` would change nothing.
-    """
-    logger = logging.getLogger("bubu")
-    if any(getattr(h, "_bubu_cli", False) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler._bubu_cli = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 class _Printer:
@@ -162,17 +145,14 @@ class _Printer:
 
 def run_impulse(args: argparse.Namespace) -> int:
     """Run an impulse against the in-memory cluster; return its exit code."""
-    from bubu._cli import _parse_secrets
+    from bubu._cli import _parse_secrets, keep_engram_logs
+    from bubu._startup import run_process
 
     component = load_component(args.target)
     config = load_json_arg("--config", args.config)
     secrets = _parse_secrets(args.secret or [])
     timeout = _parse_timeout(args.timeout)
-    if args.verbose or args.debug:
-        _show_sdk_logs(debug=bool(args.debug))
-    else:
-        logging.getLogger("bubu").setLevel(logging.WARNING)
-    out = Term(_stdout())
+    keep_engram_logs(args)
     err = Term()
     try:
         impulse = component.cls()
@@ -184,12 +164,19 @@ def run_impulse(args: argparse.Namespace) -> int:
         "Ctrl-C stops it"
     )
     options = _Options(config=config, secrets=secrets, deadline=timeout, story=story)
-    return asyncio.run(_run(impulse, options, out, err))
+    # The start-up every run shares (bubu._startup): JSON logs on stderr (the SDK's only with
+    # --verbose), secrets masked in logs, stdout, stderr and tracebacks.
+    return run_process(
+        # stdout is read inside the start-up's guard, so the trigger lines are masked too.
+        lambda: _run(impulse, options, Term(_stdout()), err),
+        debug=bool(args.debug),
+        log_stream=sys.stderr,
+        secret_values=secrets.values(),
+        log_level=None if (args.verbose or args.debug) else logging.WARNING,
+    )
 
 
 def _stdout() -> Any:
-    import sys
-
     return sys.stdout
 
 

@@ -319,3 +319,38 @@ def test_escaped_and_embedded_secret_forms_never_printed(engrams: Path) -> None:
         assert "ord-" not in text, where
     assert "headers: {'Authorization': '[REDACTED]'}" in proc.stdout
     assert proc.stderr.count("[REDACTED]") >= 3
+
+
+IMPULSE = textwrap.dedent("""
+    import logging, bubu
+
+    class Leaky(bubu.Impulse[dict]):
+        async def init(self, config, secrets):
+            self.token = secrets.get("api")
+
+        async def run(self, client):
+            logging.getLogger("leaky").warning("token %r", self.token)
+            print("token:", self.token, flush=True)
+            await client.start_story(inputs={"auth": self.token})
+            raise RuntimeError(f"listener failed: {self.token!r}")
+""")
+
+
+def test_local_impulse_run_masks_secrets_in_logs_output_and_errors(tmp_path: Path) -> None:
+    # bubu run for impulses goes through the same start-up as every other mode.
+    path = tmp_path / "leaky_impulse.py"
+    path.write_text(IMPULSE)
+    proc = bubu(
+        "run",
+        f"{path}:Leaky",
+        "--secret",
+        f"api={SPECIAL}",
+        env={"BUBU_TARGET_STORY_NAME": "deploy"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    for where, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        assert "ord-" not in text, (where, text)
+    assert "token: [REDACTED]" in proc.stdout
+    assert '{"auth": "[REDACTED]"}' in proc.stdout  # the StoryTrigger line
+    logs = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
+    assert any(e["msg"] == "token '[REDACTED]'" and e["mode"] == "impulse" for e in logs)
