@@ -158,7 +158,9 @@ def run_impulse(args: argparse.Namespace) -> int:
         impulse = component.cls()
     except TypeError as exc:
         raise UsageError(f"cannot create {component.name}(): {exc}") from None
-    story = os.environ.get("BUBU_TARGET_STORY_NAME") or "story"
+    from bubu._runtime.env import load_identity
+
+    story = load_identity().target_story_name or "story"
     err.progress(
         f"running {component.described} against an in-memory cluster (target Story {story!r}); "
         "Ctrl-C stops it"
