@@ -19,8 +19,8 @@ entry points start it when storage is enabled and ``BUBU_STEPRUN_NAME`` is set, 
 Go's capture publishes.
 
 ``publish_logs`` / ``publish_log_file`` are the helpers user code calls inside a run: they find
-the run's environment, status sink and secret values in the ``RunScope``
-(``scope.extras["bubu.secret_values"]``, set by the entry point) and raise
+the run's environment, status sink and secret values in the ``RunScope`` (``scope.mask``, which
+the start-up fills, ``bubu._startup``) and raise
 ``LogsUnavailableError`` outside a StepRun or with storage disabled.
 """
 
@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from bubu import _scope
-from bubu._logging import JsonFormatter, mask_values
+from bubu._logging import JsonFormatter
 from bubu._runtime import parse, refs
-from bubu._runtime.redact import redact_message
+from bubu._runtime.redact import SecretMask, redact_message
 from bubu._storage import shared
 from bubu._storage.manager import StorageManager, namespaced_key
 from bubu.errors import LogFileError, LogsUnavailableError, StorageError
@@ -76,7 +76,6 @@ LOG_PATCH_TIMEOUT: Final = 5.0
 CAPTURE_BYTES: Final = 1024 * 1024
 DEFAULT_LOG_FILE_MAX_BYTES: Final = 5 * 1024 * 1024
 _SEGMENT: Final = re.compile(r"[^a-zA-Z0-9._-]+")
-SECRET_VALUES_KEY: Final = "bubu.secret_values"
 
 
 def _segment(raw: str) -> str:
@@ -121,15 +120,15 @@ def log_schema(
 
 
 def redact_log_payload(payload: bytes, secret_values: Iterable[str]) -> bytes:
-    """Mask known secret values (raw and JSON-escaped) and credential patterns in ``payload``.
+    """Mask known secret values (every printed form, ``SecretMask``) and credential patterns.
 
     Non-UTF-8 bytes survive unchanged (``surrogateescape``).
     """
     # Patterns first: masking values first would leave "[REDACTED" for the patterns to eat.
     text = redact_message(payload.decode("utf-8", "surrogateescape"))
-    values = tuple(secret_values)
-    if values:
-        text = mask_values(text, values)
+    mask = SecretMask(secret_values)
+    if mask:
+        text = mask(text)
     return text.encode("utf-8", "surrogateescape")
 
 
@@ -368,7 +367,7 @@ class LogCapture:
                     self.handleError(record)
 
         h = _Handler()
-        h.setFormatter(JsonFormatter(secret_values))
+        h.setFormatter(JsonFormatter(SecretMask(secret_values)))
         return h
 
     @contextlib.contextmanager
@@ -431,7 +430,7 @@ def _publisher_from_scope() -> LogPublisher:
     if env.storage is None:
         raise LogsUnavailableError()
     manager = shared.manager_for(env, kube=scope.kube)
-    values = tuple(scope.extras.get(SECRET_VALUES_KEY, ()))
+    values = tuple(scope.mask.values)
     return LogPublisher.from_env(env, manager, scope.status, values)
 
 

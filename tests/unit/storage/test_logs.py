@@ -12,6 +12,7 @@ import pytest
 from bubu import _logs, _scope
 from bubu._k8s.status import MemoryStatusSink
 from bubu._runtime.env import load_env
+from bubu._runtime.redact import SecretMask
 from bubu._runtime.sources import MappingSource
 from bubu._storage import shared
 from bubu._storage.manager import StorageManager
@@ -184,7 +185,7 @@ async def test_helpers_use_the_run_scope(tmp_path: Path) -> None:
         )
     )
     sink = MemoryStatusSink()
-    scope = _scope.RunScope(env=env, status=sink, extras={_logs.SECRET_VALUES_KEY: ("pw-123456",)})
+    scope = _scope.RunScope(env=env, status=sink, mask=SecretMask(["pw-123456"]))
     with pytest.raises(LogsUnavailableError):
         await _logs.publish_logs("outside a run")
     with _scope.activate(scope):
