@@ -920,26 +920,39 @@ def _scope_source() -> EnvSource:
     return scope.source if scope is not None else OsEnviron()
 
 
-@contextlib.asynccontextmanager
-async def _triggers() -> AsyncIterator[StoryTriggers]:
-    """The run's StoryTriggers (from the RunScope), or a one-off one with its own client."""
+# Outside any run scope: one engine per event loop over the loop's shared client.
+_UNSCOPED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StoryTriggers] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _triggers() -> StoryTriggers:
+    """The run's StoryTriggers (from the RunScope), or the one over the shared client.
+
+    Outside a run scope every call uses the process's shared client (one per event loop,
+    created on first use and closed when the loop shuts down: ``bubu._k8s.shared``), as Go's
+    ``StartStory`` uses ``k8s.SharedClient``; no call builds a client of its own.
+    """
     from bubu import _scope
 
     scope = _scope.current()
     if scope is not None:
         engine = _scope_engine(scope)
         if engine is not None:
-            yield engine
-            return
+            return engine
         # A run without a cluster (``bubu run``, BatchHarness): never reach for a real one.
         raise TriggerError(
             "start_story/stop_story need a Kubernetes client, and this run has none (a local "
             "run); in tests use bubu.testkit.ImpulseHarness or a FakeCluster scope"
         )
-    from bubu._k8s.client import KubeClient
+    from bubu._k8s.shared import shared_client
 
-    async with await KubeClient.connect() as kube:
-        yield StoryTriggers(kube, OsEnviron())
+    kube = await shared_client()
+    loop = asyncio.get_running_loop()
+    engine = _UNSCOPED.get(loop)
+    if engine is None or engine.kube is not kube:
+        engine = _UNSCOPED[loop] = StoryTriggers(kube, OsEnviron())
+    return engine
 
 
 def _scope_engine(scope: _scope.RunScope) -> StoryTriggers | None:
@@ -987,8 +1000,8 @@ async def start_story(
         TriggerError: bad inputs or delivery policy.
         KubernetesError: the API server refused the write.
     """
-    async with _triggers() as engine:
-        return await engine.start(story_name, inputs, namespace)
+    engine = await _triggers()
+    return await engine.start(story_name, inputs, namespace)
 
 
 async def start_story_with_token(
@@ -1008,8 +1021,8 @@ async def start_story_with_token(
     """
     if not token or not token.strip():
         raise TriggerError("trigger token must not be empty")
-    async with _triggers() as engine:
-        return await engine.start(story_name, inputs, namespace, token=token)
+    engine = await _triggers()
+    return await engine.start(story_name, inputs, namespace, token=token)
 
 
 async def stop_story(story_run_name: str, namespace: str | None = None) -> bool:
@@ -1023,5 +1036,5 @@ async def stop_story(story_run_name: str, namespace: str | None = None) -> bool:
     Raises:
         StoryRunNotFoundError: the StoryRun does not exist.
     """
-    async with _triggers() as engine:
-        return await engine.stop(story_run_name, namespace)
+    engine = await _triggers()
+    return await engine.stop(story_run_name, namespace)

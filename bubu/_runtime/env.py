@@ -31,6 +31,7 @@ __all__ = [
     "CONFIG_PREFIX",
     "SECRET_PREFIX",
     "VARIABLES",
+    "ClientSettings",
     "RuntimeEnv",
     "S3Config",
     "StorageConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "Variable",
     "debug_enabled",
     "execution_mode",
+    "load_client_settings",
     "load_env",
     "load_identity",
     "load_trigger_settings",
@@ -48,7 +50,9 @@ __all__ = [
 
 logger = logging.getLogger("bubu.runtime")
 
-Kind = Literal["str", "int", "duration", "bool", "json_object", "json_array", "enum", "prefix"]
+Kind = Literal[
+    "str", "int", "float", "duration", "bool", "json_object", "json_array", "enum", "prefix"
+]
 Status = Literal["read", "streaming", "ignored", "test-only"]
 
 
@@ -654,6 +658,26 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "all",
         "b.5",
         _ENVDUR,
+    ),
+    _v(
+        "BUBU_K8S_QPS",
+        "float",
+        "0",
+        "client-side requests/s limit of the SDK's Kubernetes client (SDK-local; 0 means none: "
+        "the API server's own limits apply). Go's client is fixed at 20: set 20 and a burst "
+        "of 40 to match it",
+        "all",
+        "b.5",
+        "trimmed float >= 0; invalid warns and gives 0",
+    ),
+    _v(
+        "BUBU_K8S_BURST",
+        "int",
+        "0",
+        "burst of BUBU_K8S_QPS (SDK-local; 0 means the rate rounded down, at least 1)",
+        "all",
+        "b.5",
+        "trimmed Atoi >= 0; invalid warns and gives 0",
     ),
     _v(
         "BUBU_K8S_PATCH_MAX_RETRIES",
@@ -2004,4 +2028,62 @@ def load_trigger_settings(source: EnvSource | None = None) -> TriggerSettings:
         throttle_rate_per_second=rate or 0,
         throttle_burst=burst or 0,
         throttle_max_in_flight=in_flight or 0,
+    )
+
+
+class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What building a Kubernetes client reads from the environment (b.5, c.14).
+
+    Attributes:
+        namespace: the client namespace (``resolve_namespace``); ``""`` lets the client decide
+            (service account, kubeconfig context, ``default``).
+        user_agent: ``BUBU_K8S_USER_AGENT``.
+        timeout: ``BUBU_K8S_TIMEOUT`` in seconds.
+        kubeconfig: ``KUBECONFIG`` (out of cluster).
+        qps: ``BUBU_K8S_QPS``; 0: no client-side rate limit.
+        burst: ``BUBU_K8S_BURST``; 0: derived from ``qps``.
+    """
+
+    namespace: str = ""
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout: float = 30.0
+    kubeconfig: str = ""
+    qps: float = 0.0
+    burst: int = 0
+
+
+def load_client_settings(source: EnvSource | None = None) -> ClientSettings:
+    """Read the Kubernetes client variables only (a bad value elsewhere does not matter here).
+
+    Args:
+        source: where to read; the live ``os.environ`` when ``None``.
+    """
+    src: EnvSource = source if source is not None else OsEnviron()
+    qps = 0.0
+    raw_qps = _trimmed(src, "BUBU_K8S_QPS")
+    if raw_qps:
+        try:
+            qps = float(raw_qps)
+        except ValueError:
+            qps = -1.0
+        if not qps >= 0 or qps == float("inf"):  # NaN, negative, infinite
+            _warn_invalid("BUBU_K8S_QPS", raw_qps, "a number >= 0")
+            qps = 0.0
+    burst = 0
+    raw_burst = _trimmed(src, "BUBU_K8S_BURST")
+    if raw_burst:
+        try:
+            burst = parse.parse_atoi(raw_burst)
+        except parse.GoParseError:
+            burst = -1
+        if burst < 0:
+            _warn_invalid("BUBU_K8S_BURST", raw_burst, "an integer >= 0")
+            burst = 0
+    return ClientSettings(
+        namespace=resolve_namespace(src),
+        user_agent=src.get("BUBU_K8S_USER_AGENT") or DEFAULT_USER_AGENT,
+        timeout=parse.env_dur("BUBU_K8S_TIMEOUT", src.get("BUBU_K8S_TIMEOUT"), 30.0),
+        kubeconfig=src.get("KUBECONFIG") or "",
+        qps=qps,
+        burst=burst,
     )
