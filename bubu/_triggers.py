@@ -761,10 +761,13 @@ class StoryTriggers:
     async def _story_version(self, story_name: str, story_ns: str) -> str:
         # Go reads Story.spec.version and ignores every error; the Impulse Role has no
         # ``stories get`` so this is usually a 403 (crds.md 2.1). Remember the 403 per client.
+        # Go GETs the Story on every call; where the client can watch it, one watch keeps the
+        # version current and the GET is made once (docs/differences.md).
         if _version_forbidden(self.kube):
             return ""
+        get = getattr(self.kube, "get_live", None) or self.kube.get
         try:
-            story = await self.kube.get(STORY, story_name, story_ns)
+            story = await get(STORY, story_name, story_ns)
         except ForbiddenError:
             _remember_version_forbidden(self.kube)
             return ""

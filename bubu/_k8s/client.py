@@ -29,7 +29,7 @@ import os
 import time
 import urllib.parse
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import kr8s.asyncio
 
     from bubu._k8s.transport import H2Transport
+    from bubu._k8s.watch import LiveObjects
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -162,6 +163,7 @@ class KubeClient:
         self._h2 = transport
         self._rate_limit = rate_limit
         self._closed = False
+        self._live: LiveObjects | None = None
         self._token: str | None = None
         self._h2_headers: list[tuple[bytes, bytes]] = []
         self._refresh_h2_headers()
@@ -305,6 +307,8 @@ class KubeClient:
         if self._closed:
             return
         self._closed = True
+        if self._live is not None:
+            await self._live.aclose()
         if self._h2 is not None:
             await self._h2.aclose()
         await _close_session(self._api)
@@ -314,6 +318,24 @@ class KubeClient:
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
         """GET one object directly (never a LIST; the runner Role has no ``list``)."""
         return await self._request("GET", kind, name=name, namespace=namespace)
+
+    async def get_live(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """GET an object this client reads again and again; later reads come from a watch.
+
+        The first call GETs and starts a watch on the object (``LiveObjects`` in
+        ``bubu._k8s.watch``); while that watch is established, calls return the last state it
+        delivered without a request. Over the HTTP/1.1 fallback a watch would hold a connection
+        of its own, so there every call is a GET. The object returned from memory is shared
+        between callers: read it, do not change it.
+        """
+        if self._h2 is None:
+            return await self.get(kind, name, namespace)
+        self._check_open()
+        if self._live is None:
+            from bubu._k8s.watch import LiveObjects
+
+            self._live = LiveObjects(self)
+        return await self._live.get(kind, name, namespace)
 
     async def create(
         self, kind: Kind, body: Mapping[str, Any], namespace: str | None = None
@@ -377,6 +399,8 @@ class KubeClient:
         namespace: str | None = None,
         resource_version: str | None = None,
         timeout_seconds: int | None = None,
+        *,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Watch one object and yield ``(event_type, object)`` pairs.
 
@@ -384,7 +408,8 @@ class KubeClient:
         ``watch`` verb (crds.md 7.4). The iterator ends when the server closes the stream
         (``timeout_seconds`` bounds that on the server side); BOOKMARK events are skipped.
         Over HTTP/2 the watch is one more stream on the client's connection, and closing the
-        iterator early resets just that stream.
+        iterator early resets just that stream. ``on_open`` is called once the server has
+        accepted the watch (from then on every change after ``resource_version`` arrives here).
 
         Raises:
             WatchExpiredError: an ERROR event with 410 Gone: GET the object and watch again
@@ -402,9 +427,9 @@ class KubeClient:
         if self._rate_limit is not None:
             await self._rate_limit.wait()
         lines = (
-            self._watch_h2(kind, ns, params, operation)
+            self._watch_h2(kind, ns, params, operation, on_open)
             if self._h2 is not None
-            else self._watch_httpx(kind, ns, params, operation)
+            else self._watch_httpx(kind, ns, params, operation, on_open)
         )
         try:
             async for line in lines:
@@ -447,7 +472,12 @@ class KubeClient:
             await lines.aclose()
 
     async def _watch_h2(
-        self, kind: Kind, ns: str | None, params: Mapping[str, str], operation: str
+        self,
+        kind: Kind,
+        ns: str | None,
+        params: Mapping[str, str],
+        operation: str,
+        on_open: Callable[[], None] | None,
     ) -> AsyncGenerator[bytes]:
         assert self._h2 is not None
         target = f"{_path(kind, ns, None, None)}?{urllib.parse.urlencode(params)}".encode()
@@ -461,6 +491,8 @@ class KubeClient:
                     operation=operation,
                     retry_after=response.header(b"retry-after"),
                 )
+            if on_open is not None:
+                on_open()
             pending = b""
             async for chunk in response.chunks():
                 pending += chunk
@@ -473,7 +505,12 @@ class KubeClient:
                 yield pending
 
     async def _watch_httpx(
-        self, kind: Kind, ns: str | None, params: Mapping[str, str], operation: str
+        self,
+        kind: Kind,
+        ns: str | None,
+        params: Mapping[str, str],
+        operation: str,
+        on_open: Callable[[], None] | None,
     ) -> AsyncGenerator[bytes]:
         import httpx
 
@@ -498,6 +535,8 @@ class KubeClient:
                     operation=operation,
                     retry_after=response.headers.get("Retry-After"),
                 )
+            if on_open is not None:
+                on_open()
             async for line in response.aiter_lines():
                 yield line.encode()
 

@@ -8,6 +8,9 @@ first 403 is remembered per client and kind, and from then on we poll with a sho
 watch that breaks for any other reason (410 Gone, a dropped connection, a server-side timeout)
 is followed by one GET and a new watch from that GET's resourceVersion.
 
+``LiveObjects`` keeps single objects current through a watch each, for reads that would
+otherwise GET the same object on every call (the Story version of every trigger, c.3 step 4.2).
+
 Imports only ``bubu._k8s`` siblings, ``bubu._aio`` and ``bubu.errors``.
 """
 
@@ -17,15 +20,15 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 from bubu._aio.backoff import Backoff
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import Kind
 from bubu.errors import ForbiddenError, KubernetesError, NotFoundError, WatchExpiredError
 
-__all__ = ["POLL_BACKOFF", "wait_for_object", "watch_forbidden"]
+__all__ = ["POLL_BACKOFF", "LiveObjects", "wait_for_object", "watch_forbidden"]
 
 _log = logging.getLogger("bubu.k8s")
 
@@ -206,3 +209,136 @@ async def _poll_until(
         if obj is not None and done(obj):
             return obj
         await asyncio.sleep(next(delays))
+
+
+# --- objects kept current by a watch ------------------------------------------------------------
+
+#: After a watch that broke, GET-only for this long before watching that object again.
+_REWATCH_DELAY = 1.0
+
+
+class _Watchable(Protocol):
+    """What ``LiveObjects`` needs: ``KubeClient``'s get, and a watch that reports its opening."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]: ...
+
+    def watch(
+        self,
+        kind: Kind,
+        name: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int | None = None,
+        *,
+        on_open: Callable[[], None] | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+
+
+class _Live:
+    __slots__ = ("deleted", "live", "obj", "retry_at", "task")
+
+    def __init__(self) -> None:
+        self.obj: dict[str, Any] = {}
+        self.deleted = False
+        self.live = False  # a watch from a known state is established: ``obj`` is current
+        self.task: asyncio.Task[None] | None = None
+        self.retry_at = 0.0
+
+
+class LiveObjects:
+    """Single objects kept current by one watch each: a GET answered from memory when possible.
+
+    ``get`` GETs the object while no watch on it is established (the first call, after a watch
+    broke, when watching it is not allowed) and starts a background watch from that GET's
+    resourceVersion. Once the server has accepted the watch, every change after the GET arrives
+    on it, so later calls return the last seen state without a request: as fresh as a GET made
+    at the same moment, give or take the watch's delivery delay. A watch the server ends is
+    resumed from the last resourceVersion seen; a refused watch (403) makes that kind GET-only;
+    any other failure makes the object GET-only for a second, then it is watched again.
+
+    Args:
+        kube: the client (its watch must accept ``on_open``).
+    """
+
+    def __init__(self, kube: _Watchable) -> None:
+        self._kube = kube
+        self._entries: dict[tuple[str, str, str], _Live] = {}
+        self._forbidden: set[str] = set()
+        self._closed = False
+
+    def is_live(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
+        """True when ``get`` would answer from memory."""
+        entry = self._entries.get((kind.plural, namespace or self._kube.namespace, name))
+        return entry is not None and entry.live
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The object, from memory while its watch is established, else with a GET.
+
+        Raises:
+            NotFoundError: the object does not exist (or its watch saw it deleted).
+            KubernetesError: the GET failed.
+        """
+        ns = namespace or self._kube.namespace
+        key = (kind.plural, ns, name)
+        entry = self._entries.get(key)
+        if entry is not None and entry.live:
+            if entry.deleted:
+                raise NotFoundError(
+                    f"GET {kind.plural}/{name} in namespace {ns}: not found (deleted)",
+                    reason="NotFound",
+                    status_code=404,
+                )
+            return entry.obj
+        obj = await self._kube.get(kind, name, ns)
+        if self._closed or kind.plural in self._forbidden:
+            return obj
+        if entry is None:
+            entry = self._entries[key] = _Live()
+        loop = asyncio.get_running_loop()
+        if entry.task is None and loop.time() >= entry.retry_at:
+            entry.obj, entry.deleted = obj, False
+            entry.task = loop.create_task(
+                self._follow(entry, kind, name, ns, _rv(obj)), name=f"bubu.k8s.live-{name}"
+            )
+        return obj
+
+    async def _follow(
+        self, entry: _Live, kind: Kind, name: str, namespace: str, rv: str | None
+    ) -> None:
+        def opened() -> None:
+            entry.live = True
+
+        try:
+            while not self._closed:
+                async for etype, obj in self._kube.watch(
+                    kind, name, namespace, resource_version=rv, on_open=opened
+                ):
+                    entry.obj, entry.deleted = obj, etype == "DELETED"
+                    rv = _rv(obj) or rv
+                # The server ended the watch (its request timeout): resume from the last state.
+                entry.live = False
+        except asyncio.CancelledError:
+            raise
+        except ForbiddenError:
+            self._forbidden.add(kind.plural)
+            _log.debug("watch on %s refused (403); reading them with GET", kind.plural)
+        except Exception as exc:  # a broken watch only costs GETs; never an unhandled task error
+            entry.retry_at = asyncio.get_running_loop().time() + _REWATCH_DELAY
+            _log.debug("watch on %s/%s ended (%s); reading it with GET", kind.plural, name, exc)
+        finally:
+            entry.live = False
+            entry.task = None
+
+    async def aclose(self) -> None:
+        """Stop every watch (the client calls this when it closes)."""
+        self._closed = True
+        tasks = [e.task for e in self._entries.values() if e.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._entries.clear()

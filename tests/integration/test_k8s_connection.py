@@ -21,18 +21,22 @@ import tests.conftest as _root_conftest
 from bubu import _scope
 from bubu._k8s import client as client_module
 from bubu._k8s.client import KubeClient
-from bubu._k8s.resources import CONFIG_MAP, Kind
+from bubu._k8s.resources import CONFIG_MAP, STORY, STORY_TRIGGER, Kind
 from bubu._k8s.shared import aclose_shared_client, shared_client
 from bubu._k8s.transport import H2Transport
 from bubu._runtime.sources import MappingSource
 from bubu._triggers import start_story, start_story_with_token
-from bubu.errors import KubernetesError
+from bubu.errors import KubernetesError, NotFoundError
 from tests._controlplane.tcp_proxy import TcpProxy
 from tests._standins import fixtures as _fixtures
 from tests._standins.fixtures import seed_story
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
-    from tests._controlplane.fixtures import controlplane, k8s_namespace  # noqa: F401
+    from tests._controlplane.fixtures import (  # noqa: F401
+        controlplane,
+        k8s_namespace,
+        make_identity,
+    )
 
 pytestmark = pytest.mark.integration
 
@@ -275,3 +279,121 @@ async def test_http1_fallback_still_works(relayed_kubeconfig: Path) -> None:
     async with await KubeClient.connect(kubeconfig=str(relayed_kubeconfig), http2=False) as kube:
         assert kube.http_version == "HTTP/1.1" and kube.connections_opened is None
         assert (await kube.get(NAMESPACE, "default"))["metadata"]["name"] == "default"
+
+
+# --- objects kept current by a watch (the Story version of every trigger) ---------------------
+
+
+async def wait_until(predicate: Any, seconds: float = 10.0) -> None:
+    """Wait for a watch to deliver: checks the client's memory (no request) every 20 ms."""
+    for _ in range(int(seconds / 0.02)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not true after {seconds}s: {predicate}")
+
+
+async def test_get_live_reads_once_then_follows_changes_on_the_watch(
+    admin_kube: KubeClient, relayed_kubeconfig: Path, relay: TcpProxy
+) -> None:
+    await seed_story(admin_kube, "followed", version="v1")
+    async with await KubeClient.connect(kubeconfig=str(relayed_kubeconfig)) as kube:
+        gets = 0
+        real_get = kube.get
+
+        async def counting_get(*args: Any, **kw: Any) -> dict[str, Any]:
+            nonlocal gets
+            gets += 1
+            return await real_get(*args, **kw)
+
+        kube.get = counting_get  # type: ignore[method-assign]
+        first = await kube.get_live(STORY, "followed")
+        assert first["spec"]["version"] == "v1" and gets == 1
+        await wait_until(lambda: _live(kube, "followed"))
+        for _ in range(20):
+            assert (await kube.get_live(STORY, "followed"))["spec"]["version"] == "v1"
+        assert gets == 1  # answered from the watched copy
+
+        await admin_kube.merge_patch(STORY, "followed", {"spec": {"version": "v2"}})
+
+        async def sees_v2() -> bool:
+            return (await kube.get_live(STORY, "followed"))["spec"]["version"] == "v2"
+
+        await wait_until(sees_v2)
+        assert gets == 1
+        await admin_kube.delete(STORY, "followed")
+
+        async def sees_deleted() -> bool:
+            try:
+                await kube.get_live(STORY, "followed")
+            except NotFoundError:
+                return True
+            return False
+
+        await wait_until(sees_deleted)
+        assert kube.connections_opened == 1
+    assert relay.accepted == 1
+
+
+async def test_get_live_without_watch_permission_gets_every_time(
+    admin_kube: KubeClient, controlplane: Any, k8s_namespace: str, make_identity: Any
+) -> None:
+    await seed_story(admin_kube, "unwatched", version="v1")
+    reader = make_identity(
+        [{"apiGroups": ["bubustack.io"], "resources": ["stories"], "verbs": ["get"]}],
+        name="story-reader",
+    )
+    async with await KubeClient.connect(kubeconfig=str(reader.kubeconfig_path)) as kube:
+        for _ in range(3):
+            assert (await kube.get_live(STORY, "unwatched"))["spec"]["version"] == "v1"
+        assert not _live_sync(kube, "unwatched")  # a refused watch never answers for a GET
+        await admin_kube.merge_patch(STORY, "unwatched", {"spec": {"version": "v2"}})
+        assert (await kube.get_live(STORY, "unwatched"))["spec"]["version"] == "v2"
+
+
+async def test_story_version_is_read_once_per_client_and_stays_current(
+    standins: Any,
+    admin_kube: KubeClient,
+    relayed_kubeconfig: Path,
+    k8s_namespace: str,
+) -> None:
+    await seed_story(admin_kube, version="v1")
+    async with await KubeClient.connect(kubeconfig=str(relayed_kubeconfig)) as kube:
+        story_gets = 0
+        real_get = kube.get
+
+        async def counting_get(kind: Kind, *args: Any, **kw: Any) -> dict[str, Any]:
+            nonlocal story_gets
+            story_gets += kind is STORY
+            return await real_get(kind, *args, **kw)
+
+        kube.get = counting_get  # type: ignore[method-assign]
+        scope = _scope.RunScope(source=MappingSource(trigger_env(k8s_namespace)), kube=kube)
+        with _scope.activate(scope):
+            first = await start_story("story", {"n": 1})
+            await wait_until(lambda: _live(kube, "story"))
+            second = await start_story("story", {"n": 2})
+            assert story_gets == 1
+            await admin_kube.merge_patch(STORY, "story", {"spec": {"version": "v2"}})
+
+            async def sees_v2() -> bool:
+                return (await kube.get_live(STORY, "story"))["spec"]["version"] == "v2"
+
+            await wait_until(sees_v2)
+            third = await start_story("story", {"n": 3})
+    versions = []
+    for result in (first, second, third):
+        trigger = await admin_kube.get(STORY_TRIGGER, result.trigger)
+        versions.append(trigger["spec"]["storyRef"].get("version"))
+    assert versions == ["v1", "v1", "v2"]
+    assert story_gets == 1
+    assert third.decision == "Created"
+
+
+async def _live(kube: KubeClient, name: str) -> bool:
+    return _live_sync(kube, name)
+
+
+def _live_sync(kube: KubeClient, name: str) -> bool:
+    live = kube._live  # the client's LiveObjects (private: tests only)
+    return live is not None and live.is_live(STORY, name)
