@@ -343,3 +343,33 @@ async def test_unanswered_ping_closes_the_connection(serve: Any, tmp_path: Path)
     finally:
         await transport.aclose()
         await server.__aexit__(None, None, None)
+
+
+def test_request_header_encoding_decodes_back_exactly() -> None:
+    import hpack
+
+    from bubu._k8s.transport import _LiteralEncoder
+
+    encoder, decoder = _LiteralEncoder(), hpack.Decoder()
+    blocks = [
+        [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"127.0.0.1:6443"),
+            (b":path", b"/apis/x/" + b"p" * 300),  # a length past the 7-bit prefix
+            (b"user-agent", b"bubu-sdk-python"),  # a name index past the 4-bit prefix
+            (b"authorization", b"Bearer " + b"t" * 1200),
+        ],
+        [(b":method", b"PATCH"), (b"content-type", b"application/merge-patch+json")],
+        [("x-custom", "v"), (b":method", b"POST")],  # a name outside the static table
+    ]
+    for block in blocks:
+        decoded = decoder.decode(encoder.encode(block), raw=True)
+        assert decoded == [
+            (
+                bytes(n, "ascii") if isinstance(n, str) else n,
+                bytes(v, "ascii") if isinstance(v, str) else v,
+            )
+            for n, v in block
+        ]
+    assert len(decoder.header_table.dynamic_entries) == 0  # nothing was indexed
