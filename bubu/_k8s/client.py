@@ -37,6 +37,8 @@ import msgspec
 
 from bubu._k8s import errors as k8s_errors
 from bubu._k8s.resources import Kind
+from bubu._runtime import env
+from bubu._runtime.sources import EnvSource
 from bubu.errors import KubernetesError
 
 if TYPE_CHECKING:
@@ -181,6 +183,7 @@ class KubeClient:
         kubeconfig_fallback: str | None = None,
         rate_limit: RateLimit | None = None,
         http2: bool = True,
+        env_source: EnvSource | None = None,
     ) -> KubeClient:
         """Load configuration, authenticate and check that the server answers.
 
@@ -195,14 +198,21 @@ class KubeClient:
             kubeconfig_fallback: the kubeconfig to use when not in a cluster, instead of
                 ``$KUBECONFIG`` / ``~/.kube/config`` (a ``KUBECONFIG`` read through an
                 ``EnvSource``).
-            rate_limit: a client-side request rate limit (``BUBU_K8S_QPS``); None: none.
+            rate_limit: a client-side request rate limit; None: ``BUBU_K8S_QPS`` and
+                ``BUBU_K8S_BURST`` from ``env_source`` decide (no limit when unset).
             http2: False forces kr8s's HTTP/1.1 session (tests of the fallback).
+            env_source: where ``BUBU_K8S_QPS``/``BUBU_K8S_BURST`` are read (``os.environ``
+                when None).
 
         Raises:
             KubernetesError: no usable configuration, or the server cannot be reached.
         """
         import kr8s.asyncio
 
+        if rate_limit is None:
+            settings = env.load_client_settings(env_source)
+            if settings.qps > 0:
+                rate_limit = RateLimit(settings.qps, settings.burst)
         kwargs: dict[str, Any] = {"namespace": namespace, "url": url}
         if kubeconfig:
             kwargs["kubeconfig"] = kubeconfig
@@ -277,6 +287,11 @@ class KubeClient:
     def closed(self) -> bool:
         """True once ``aclose()`` ran."""
         return self._closed
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The client-side request rate limit, if any (``BUBU_K8S_QPS``)."""
+        return self._rate_limit
 
     @property
     def http_version(self) -> str:

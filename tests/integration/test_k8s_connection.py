@@ -397,3 +397,16 @@ async def _live(kube: KubeClient, name: str) -> bool:
 def _live_sync(kube: KubeClient, name: str) -> bool:
     live = kube._live  # the client's LiveObjects (private: tests only)
     return live is not None and live.is_live(STORY, name)
+
+
+async def test_client_rate_limit_comes_from_the_environment(relayed_kubeconfig: Path) -> None:
+    go_like = MappingSource({"BUBU_K8S_QPS": "20", "BUBU_K8S_BURST": "40"})
+    async with await KubeClient.connect(
+        kubeconfig=str(relayed_kubeconfig), env_source=go_like
+    ) as kube:
+        assert kube.rate_limit is not None
+        assert (kube.rate_limit.qps, kube.rate_limit.burst) == (20.0, 40)
+    async with await KubeClient.connect(
+        kubeconfig=str(relayed_kubeconfig), env_source=MappingSource({})
+    ) as kube:
+        assert kube.rate_limit is None  # by default only the API server limits the client
