@@ -487,7 +487,12 @@ class _Connection(asyncio.Protocol):
             if h2c.open_outbound_streams < h2c.remote_settings.max_concurrent_streams:
                 break
             await self._capacity()  # the server's limit on streams in flight
-        sid = h2c.get_next_available_stream_id()
+        try:
+            sid = h2c.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            # 2**30 requests on one connection: retire it (its streams finish), use a new one.
+            self._goaway_last = 2**31 - 1
+            raise _UnprocessedError("this connection has used all its stream ids") from None
         stream = _Stream(sid, buffered)
         self._streams[sid] = stream
         try:

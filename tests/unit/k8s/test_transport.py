@@ -373,3 +373,14 @@ def test_request_header_encoding_decodes_back_exactly() -> None:
             for n, v in block
         ]
     assert len(decoder.header_table.dynamic_entries) == 0  # nothing was indexed
+
+
+async def test_a_connection_out_of_stream_ids_is_replaced(serve: Any) -> None:
+    server, transport = await serve()
+    assert (await get(transport, "/one")).status == 200
+    conn = transport._conn  # private: jump to the end of the stream id space
+    assert conn is not None
+    conn._h2.highest_outbound_stream_id = 2**31 - 1
+    assert (await get(transport, "/two")).status == 200
+    assert [(r.conn, r.path) for r in server.requests] == [(1, "/one"), (2, "/two")]
+    await transport.aclose()
