@@ -10,8 +10,9 @@ that loop, and closed when the loop shuts down.
 The close rides on the loop's async-generator shutdown: the first use starts a small async
 generator that holds the client, and ``asyncio.run`` (like every ``asyncio.Runner``, uvloop's
 included) closes the live async generators of the loop before closing it, which closes the
-client with a proper TLS shutdown. ``aclose_shared_client()`` closes it earlier. A failed
-creation is not remembered: the next call tries again, as Go's ``SharedClient`` does.
+client with a proper TLS shutdown. ``aclose_shared_client()`` closes it earlier; a loop closed
+without ``shutdown_asyncgens()`` leaves the socket to the garbage collector. A failed creation
+is not remembered: the next call tries again, as Go's ``SharedClient`` does.
 
 Imports ``bubu._k8s.client`` (lazily), ``bubu._runtime`` and the standard library.
 """
@@ -19,6 +20,7 @@ Imports ``bubu._k8s.client`` (lazily), ``bubu._runtime`` and the standard librar
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -44,6 +46,7 @@ class _Slot:
 
 
 _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slot] = weakref.WeakKeyDictionary()
+_SLOTS_LOCK = threading.Lock()
 
 
 async def _hold(client: KubeClient) -> AsyncGenerator[None]:
@@ -68,7 +71,10 @@ async def shared_client(source: EnvSource | None = None) -> KubeClient:
     loop = asyncio.get_running_loop()
     slot = _SLOTS.get(loop)
     if slot is None:
-        slot = _SLOTS[loop] = _Slot()
+        with _SLOTS_LOCK:  # loops of other threads may be creating theirs
+            slot = _SLOTS.get(loop)
+            if slot is None:
+                slot = _SLOTS[loop] = _Slot()
     client = slot.client
     if client is not None and not client.closed:
         return client
