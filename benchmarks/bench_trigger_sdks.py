@@ -36,9 +36,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -214,6 +216,33 @@ def run_variant(
     )
 
 
+def self_contained_kubeconfig(source: Path, target: Path) -> Path:
+    """The admin kubeconfig with its CA, certificate and key inlined (``*-data``).
+
+    The callers then depend on this one file only, which the benchmark owns: a long run should
+    not fail because a file of the control plane's work directory went away.
+    """
+    import base64
+
+    import yaml
+
+    doc = yaml.safe_load(source.read_text())
+
+    def inline(entry: dict[str, Any], key: str) -> None:
+        if key in entry:
+            data = Path(entry.pop(key)).read_bytes()
+            entry[f"{key}-data"] = base64.b64encode(data).decode()
+
+    for cluster in doc["clusters"]:
+        inline(cluster["cluster"], "certificate-authority")
+    for user in doc["users"]:
+        inline(user["user"], "client-certificate")
+        inline(user["user"], "client-key")
+    target.write_text(yaml.safe_dump(doc))
+    target.chmod(0o600)
+    return target
+
+
 def cleanup(cp: Any, ns: str) -> None:
     with cp.client(timeout=120) as c:
         for plural in ("storytriggers", "storyruns"):
@@ -249,8 +278,10 @@ def main() -> int:
     if any(v.startswith("go-") for v in variants):
         build.ensure(build.INTEROP, log=lambda m: print(m, file=sys.stderr, flush=True))
     cp = ControlPlane(log=lambda m: print(m, file=sys.stderr, flush=True)).start()
+    own_dir = tempfile.mkdtemp(prefix="bubu-bench-")
     ns = f"bench-{os.getpid()}"
     results: dict[tuple[str, bool], list[Run]] = {}
+    failures: list[str] = []
     try:
         with cp.client() as c:
             c.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
@@ -263,9 +294,12 @@ def main() -> int:
                     "spec": {"steps": [{"name": "start", "type": "condition"}]},
                 },
             ).raise_for_status()
+        kubeconfig = self_contained_kubeconfig(
+            Path(cp.admin_kubeconfig), Path(own_dir) / "admin.kubeconfig"
+        )
         env = {
             **os.environ,
-            "KUBECONFIG": str(cp.admin_kubeconfig),
+            "KUBECONFIG": str(kubeconfig),
             "BUBU_TARGET_STORY_NAMESPACE": ns,
             "BUBU_K8S_OPERATION_TIMEOUT": "120s",
         }
@@ -286,7 +320,13 @@ def main() -> int:
                 for variant, tokens in order:
                     settle(pids)
                     prefix = f"r{rnd}-{variant}-{'t' if tokens else 'n'}"
-                    run = run_variant(variant, tokens, prefix, args, env)
+                    try:
+                        run = run_variant(variant, tokens, prefix, args, env)
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                        # One broken run costs its sample, not the other rounds' numbers.
+                        failures.append(f"round {rnd + 1} {variant} {prefix}: {exc}")
+                        print(f"  round {rnd + 1} {variant}: FAILED ({exc})"[:600], flush=True)
+                        continue
                     results.setdefault((variant, tokens), []).append(run)
                     print(
                         f"  round {rnd + 1} {variant:<15} {'token' if tokens else 'none':<5} "
@@ -297,7 +337,13 @@ def main() -> int:
                     cleanup(cp, ns)
     finally:
         cp.stop()
-    return report(results, variants, modes, args)
+        shutil.rmtree(own_dir, ignore_errors=True)
+    code = report(results, variants, modes, args)
+    if failures:
+        print(f"{len(failures)} run(s) failed and are not in the medians:")
+        for line in failures:
+            print(f"  {line[:300]}")
+    return code
 
 
 def report(
@@ -308,6 +354,10 @@ def report(
 ) -> int:
     def med(runs: list[Run], attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in runs)
+
+    short = [f"{v} ({'token' if t else 'none'}): {len(r)}" for (v, t), r in results.items()]
+    if any(len(r) < args.rounds for r in results.values()):
+        print("rounds measured per caller: " + ", ".join(short))
 
     print(
         f"\nmedians of {args.rounds} interleaved rounds, {args.calls} triggers, "
