@@ -532,6 +532,8 @@ async def _open_sink(
             user_agent=env.k8s_user_agent,
             timeout=env.k8s_timeout,
             kubeconfig_fallback=env.kubeconfig,
+            qps=env.k8s_qps,
+            burst=env.k8s_burst,
         )
     sink = KubeStatusSink(
         client,

@@ -143,6 +143,8 @@ async def _connect(env: RuntimeEnv) -> KubeAPI:
             user_agent=env.k8s_user_agent,
             timeout=env.k8s_timeout,
             kubeconfig_fallback=env.kubeconfig,
+            qps=env.k8s_qps,
+            burst=env.k8s_burst,
         )
     except BubuError as exc:
         raise type(exc)(f"failed to create k8s client: {exc}") from exc

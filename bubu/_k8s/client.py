@@ -184,6 +184,8 @@ class KubeClient:
         rate_limit: RateLimit | None = None,
         http2: bool = True,
         env_source: EnvSource | None = None,
+        qps: float | None = None,
+        burst: int = 0,
     ) -> KubeClient:
         """Load configuration, authenticate and check that the server answers.
 
@@ -203,6 +205,9 @@ class KubeClient:
             http2: False forces kr8s's HTTP/1.1 session (tests of the fallback).
             env_source: where ``BUBU_K8S_QPS``/``BUBU_K8S_BURST`` are read (``os.environ``
                 when None).
+            qps: the already-loaded ``BUBU_K8S_QPS`` (``RuntimeEnv.k8s_qps``; 0: no limit);
+                when given, the environment is not read again.
+            burst: the already-loaded ``BUBU_K8S_BURST``, used with ``qps``.
 
         Raises:
             KubernetesError: no usable configuration, or the server cannot be reached.
@@ -210,9 +215,11 @@ class KubeClient:
         import kr8s.asyncio
 
         if rate_limit is None:
-            settings = env.load_client_settings(env_source)
-            if settings.qps > 0:
-                rate_limit = RateLimit(settings.qps, settings.burst)
+            if qps is None:
+                settings = env.load_client_settings(env_source)
+                qps, burst = settings.qps, settings.burst
+            if qps > 0:
+                rate_limit = RateLimit(qps, burst)
         kwargs: dict[str, Any] = {"namespace": namespace, "url": url}
         if kubeconfig:
             kwargs["kubeconfig"] = kubeconfig

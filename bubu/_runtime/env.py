@@ -1253,6 +1253,8 @@ class RuntimeEnv(msgspec.Struct, frozen=True, kw_only=True):
     k8s_timeout: float = 30.0
     k8s_operation_timeout: float = 30.0
     k8s_patch_max_retries: int = 5
+    k8s_qps: float = 0.0
+    k8s_burst: int = 0
     kubeconfig: str | None = None
     # b.7
     effect_max_details_bytes: int = 8192
@@ -1764,6 +1766,7 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
             ``BUBU_MAX_INLINE_SIZE``, or a storage configuration the storage manager refuses.
     """
     src: EnvSource = source if source is not None else OsEnviron()
+    k8s_qps, k8s_burst = _k8s_rate(src)
     # c.0 load order: story info, mode, startedAt, inputs, config, template context, transports,
     # BUBU_CONFIG_* / BUBU_SECRET_* scan, execution settings, storage.
     inputs = parse.parse_json_object("BUBU_TRIGGER_DATA", src.get("BUBU_TRIGGER_DATA")) or {}
@@ -1837,6 +1840,8 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
             "BUBU_K8S_OPERATION_TIMEOUT", src.get("BUBU_K8S_OPERATION_TIMEOUT"), 30.0
         ),
         k8s_patch_max_retries=_patch_max_retries(src),
+        k8s_qps=k8s_qps,
+        k8s_burst=k8s_burst,
         kubeconfig=src.get("KUBECONFIG") or None,
         effect_max_details_bytes=parse.env_int(
             "BUBU_EFFECT_MAX_DETAILS_BYTES", src.get("BUBU_EFFECT_MAX_DETAILS_BYTES"), 8192
@@ -1865,6 +1870,7 @@ def load_identity(source: EnvSource | None = None) -> RuntimeEnv:
     target story, the trigger token, the namespaces); every other field keeps its default.
     """
     src: EnvSource = source if source is not None else OsEnviron()
+    k8s_qps, k8s_burst = _k8s_rate(src)
     return RuntimeEnv(
         story_name=_raw(src, "BUBU_STORY_NAME"),
         storyrun_id=_raw(src, "BUBU_STORYRUN_ID"),
@@ -1885,6 +1891,8 @@ def load_identity(source: EnvSource | None = None) -> RuntimeEnv:
             "BUBU_K8S_OPERATION_TIMEOUT", src.get("BUBU_K8S_OPERATION_TIMEOUT"), 30.0
         ),
         k8s_patch_max_retries=_patch_max_retries(src),
+        k8s_qps=k8s_qps,
+        k8s_burst=k8s_burst,
         kubeconfig=src.get("KUBECONFIG") or None,
     )
 
@@ -2052,13 +2060,8 @@ class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
     burst: int = 0
 
 
-def load_client_settings(source: EnvSource | None = None) -> ClientSettings:
-    """Read the Kubernetes client variables only (a bad value elsewhere does not matter here).
-
-    Args:
-        source: where to read; the live ``os.environ`` when ``None``.
-    """
-    src: EnvSource = source if source is not None else OsEnviron()
+def _k8s_rate(src: EnvSource) -> tuple[float, int]:
+    """``BUBU_K8S_QPS`` / ``BUBU_K8S_BURST``; an invalid value warns and means "no limit"."""
     qps = 0.0
     raw_qps = _trimmed(src, "BUBU_K8S_QPS")
     if raw_qps:
@@ -2079,6 +2082,17 @@ def load_client_settings(source: EnvSource | None = None) -> ClientSettings:
         if burst < 0:
             _warn_invalid("BUBU_K8S_BURST", raw_burst, "an integer >= 0")
             burst = 0
+    return qps, burst
+
+
+def load_client_settings(source: EnvSource | None = None) -> ClientSettings:
+    """Read the Kubernetes client variables only (a bad value elsewhere does not matter here).
+
+    Args:
+        source: where to read; the live ``os.environ`` when ``None``.
+    """
+    src: EnvSource = source if source is not None else OsEnviron()
+    qps, burst = _k8s_rate(src)
     return ClientSettings(
         namespace=resolve_namespace(src),
         user_agent=src.get("BUBU_K8S_USER_AGENT") or DEFAULT_USER_AGENT,

@@ -141,3 +141,36 @@ async def test_shared_client_takes_its_settings_from_the_environment(
     assert (seen["kubeconfig_fallback"], seen["namespace"]) == ("/cfg", "p")
     await shared.aclose_shared_client()
     assert made.closed
+
+
+def test_runtime_env_carries_the_client_rate_limit() -> None:
+    from bubu._runtime.env import load_env, load_identity
+
+    src = MappingSource({"BUBU_K8S_QPS": "20", "BUBU_K8S_BURST": "40"})
+    for loaded in (load_env(src), load_identity(src)):
+        assert (loaded.k8s_qps, loaded.k8s_burst) == (20.0, 40)
+    assert (load_env(MappingSource({})).k8s_qps, load_env(MappingSource({})).k8s_burst) == (0.0, 0)
+
+
+async def test_batch_and_impulse_clients_use_the_run_env_not_os_environ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The lifecycles pass the loaded env's limit; a BUBU_K8S_QPS in os.environ that the run's
+    # source does not carry must not leak in (only _runtime reads BUBU_* variables).
+    from bubu import _batch, _impulse
+    from bubu._runtime.env import load_env
+
+    monkeypatch.setenv("BUBU_K8S_QPS", "1")
+    seen: list[dict[str, Any]] = []
+
+    async def connect(**kw: Any) -> Any:
+        seen.append(kw)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(KubeClient, "connect", connect)
+    env = load_env(MappingSource({"BUBU_K8S_QPS": "7", "BUBU_STEPRUN_NAME": "s"}))
+    with pytest.raises(RuntimeError, match="stop here"):
+        await _impulse._connect(env)
+    with pytest.raises(RuntimeError, match="stop here"):
+        await _batch._open_sink(env, None, None)
+    assert [(kw["qps"], kw["burst"]) for kw in seen] == [(7.0, 0), (7.0, 0)]
