@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -88,6 +89,9 @@ class GoArtifact:
     binaries: Mapping[str, str]
     flags: Callable[[Path], list[str]] = _plain_flags
     env: Mapping[str, str] = field(default_factory=lambda: {"CGO_ENABLED": "0"})
+    #: files of ours added to a dependency at build time (see ``_overlay_workspace``):
+    #: ``(module path, file path inside that module) -> file relative to module_dir``
+    overlay: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def override_var(self) -> str:
@@ -105,6 +109,13 @@ OPERATOR = GoArtifact(
     "operator",
     REPO_ROOT / "tests" / "operator",
     {"manager": "github.com/bubustack/bobrapet/cmd"},
+    # The one addition to the released manager: its webhook port from BUBU_TEST_WEBHOOK_PORT
+    # (main.go has no flag for it and every test session on a machine runs its own operator).
+    overlay={
+        ("github.com/bubustack/bobrapet", "cmd/zz_bubu_test_webhook_port.go"): (
+            "_overlay/webhook_port.go"
+        )
+    },
 )
 
 
@@ -184,6 +195,8 @@ def cache_key(
     if art is not CONTROLPLANE:
         # what is built is part of the key too (the control plane's keys predate this line)
         h.update(b"bin:" + repr(sorted(art.binaries.items())).encode())
+    if art.overlay:
+        h.update(b"overlay:" + repr(sorted(art.overlay.items())).encode())
     return h.hexdigest()
 
 
@@ -227,6 +240,55 @@ def ensure_binaries(*, log: Log = None, force: bool = False) -> Path:
     return ensure(CONTROLPLANE, log=log, force=force)
 
 
+def module_dir_of(go: str, module: str, cwd: Path, env: Mapping[str, str] | None = None) -> Path:
+    """Where the Go module cache holds ``module`` at the version ``cwd``'s go.mod requires."""
+    out = subprocess.run(
+        [go, "mod", "download", "-json", module],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        info = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        info = {}
+    if out.returncode != 0 or not info.get("Dir"):
+        raise BuildError(
+            f"go mod download {module} (in {cwd}) failed: {info.get('Error') or out.stderr.strip()}"
+        )
+    return Path(info["Dir"])
+
+
+def _overlay_workspace(go: str, artifact: GoArtifact, env: Mapping[str, str], tmp: Path) -> Path:
+    """A throw-away copy of the artifact's module in which each overlaid dependency is
+    ``replace``d by a copy of itself plus our files, and the directory to build in.
+
+    (``go build -overlay`` would be simpler, but Go refuses to overlay files in the module
+    cache.) Only the copied modules' packages compile again; the rest comes from GOCACHE.
+    """
+    workspace = tmp / ".src"
+    main = workspace / "main"
+    shutil.copytree(artifact.module_dir, main)
+    replaced: dict[str, Path] = {}
+    for module, _ in artifact.overlay:
+        if module in replaced:
+            continue
+        copy = workspace / "replaced" / module.replace("/", "_")
+        shutil.copytree(module_dir_of(go, module, artifact.module_dir, env), copy)
+        for d, _dirs, _files in os.walk(copy):  # the module cache is read-only
+            os.chmod(d, 0o755)
+        replaced[module] = copy
+    for (module, rel), ours in artifact.overlay.items():
+        target = replaced[module] / rel
+        shutil.copyfile(artifact.module_dir / ours, target)
+    with open(main / "go.mod", "a") as f:
+        for module, copy in replaced.items():
+            f.write(f"\nreplace {module} => {copy}\n")
+    return main
+
+
 def _build(go: str, artifact: GoArtifact, target: Path, *, log: Log = None) -> None:
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
@@ -237,6 +299,9 @@ def _build(go: str, artifact: GoArtifact, target: Path, *, log: Log = None) -> N
         env.setdefault(k, v)
     started = time.monotonic()
     try:
+        workdir = artifact.module_dir
+        if artifact.overlay:
+            workdir = _overlay_workspace(go, artifact, env, tmp)
         with open(log_path, "w") as logf:
             for name, pkg in artifact.binaries.items():
                 say(f"bubu {artifact.name}: building {name} ({pkg}); log: {log_path}")
@@ -248,11 +313,11 @@ def _build(go: str, artifact: GoArtifact, target: Path, *, log: Log = None) -> N
                     str(tmp / name),
                     pkg,
                 ]
-                logf.write(f"$ (cd {artifact.module_dir} && {' '.join(cmd)})\n")
+                logf.write(f"$ (cd {workdir} && {' '.join(cmd)})\n")
                 logf.flush()
                 rc = subprocess.run(
                     cmd,
-                    cwd=artifact.module_dir,
+                    cwd=workdir,
                     env=env,
                     stdout=logf,
                     stderr=subprocess.STDOUT,
@@ -261,6 +326,7 @@ def _build(go: str, artifact: GoArtifact, target: Path, *, log: Log = None) -> N
                 if rc != 0:
                     raise BuildError(f"building {name} failed (exit {rc}); see {log_path}")
             logf.write(f"built in {time.monotonic() - started:.1f}s\n")
+        shutil.rmtree(tmp / ".src", ignore_errors=True)
         if target.exists():
             shutil.rmtree(target)
         os.rename(tmp, target)

@@ -27,6 +27,11 @@ Fixtures
     ``.kubeconfig(token=None, namespace=None)``, ``.url``.
 ``admin_kubeconfig_env`` (function)
     Sets ``KUBECONFIG`` to the admin kubeconfig for the test and returns its path.
+``operator`` (session)
+    The real BubuStack operator (``operator.Operator``) running against ``controlplane`` with
+    its webhooks registered. Tests that use it run after every test that does not (see
+    ``pytest_collection_modifyitems``), so a test without it never meets its controllers or
+    webhooks. A failing test that used it gets the operator's log lines written while it ran.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import pytest
 from . import build, rbac
 from .build import GoNotFoundError
 from .faults import FaultProxy, proxy_for
+from .operator import Operator
 from .s3 import S3Server
 from .server import ControlPlane
 
@@ -85,6 +91,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Build the binaries before any test runs, so a cold build (minutes) is not charged to
     the first test's pytest-timeout budget. Errors are kept and raised by the fixture."""
+    _operator_tests_last(items)
     if config.option.collectonly:
         return
     needed: dict[str, build.GoArtifact] = {}
@@ -101,6 +108,43 @@ def pytest_collection_modifyitems(
             pass
         except Exception as exc:  # surfaced by the fixture, so only the tests using it fail
             _prebuild[f"error:{art.name}"] = exc
+
+
+def _operator_tests_last(items: list[pytest.Item]) -> None:
+    """Once started, the operator's controllers and webhooks act on every namespace for the
+    rest of the session. Running the tests that use it last (stable order otherwise) keeps the
+    others independent of whether, and when, it started."""
+    without = [i for i in items if "operator" not in getattr(i, "fixturenames", ())]
+    with_op = [i for i in items if "operator" in getattr(i, "fixturenames", ())]
+    items[:] = without + with_op
+
+
+_running: dict[str, Operator] = {}
+_LOG_OFFSET = pytest.StashKey[int]()
+_LOG_LINES = 300
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    op = _running.get("operator")
+    item.stash[_LOG_OFFSET] = op.log_size() if op is not None else 0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    op = _running.get("operator")
+    if not report.failed or op is None or "operator" not in getattr(item, "fixturenames", ()):
+        return
+    lines = op.read_log(item.stash.get(_LOG_OFFSET, 0)).splitlines()
+    cut = f"[{len(lines) - _LOG_LINES} earlier lines cut]\n" if len(lines) > _LOG_LINES else ""
+    report.sections.append(
+        (
+            f"operator log since this test started ({op.log_path})",
+            cut + "\n".join(lines[-_LOG_LINES:]),
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -229,3 +273,19 @@ def admin_kubeconfig_env(controlplane: ControlPlane, monkeypatch: pytest.MonkeyP
     path = str(controlplane.admin_kubeconfig)
     monkeypatch.setenv("KUBECONFIG", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def operator(controlplane: ControlPlane) -> Iterator[Operator]:
+    """The real operator (bobrapet's manager) with webhooks, on the session's control plane."""
+    if not _go_available(build.OPERATOR):
+        pytest.skip("operator tests need Go (go not found on PATH) to build bobrapet's manager")
+    op = Operator(controlplane, bin_dir=prebuilt(build.OPERATOR), log=_progress)
+    op.start()
+    _progress(f"bubu operator: ready in {op.startup_seconds:.1f}s; log: {op.log_path}")
+    _running["operator"] = op
+    try:
+        yield op
+    finally:
+        _running.pop("operator", None)
+        op.stop()
