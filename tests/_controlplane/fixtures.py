@@ -13,14 +13,17 @@ Fixtures
     Skips when Go is missing and no prebuilt binaries are configured.
 ``k8s_namespace`` (function)
     Name of a fresh, uniquely named namespace (deleted afterwards, best effort).
-``engram_runner_identity`` / ``impulse_identity`` (function)
-    ``rbac.Identity`` for a ServiceAccount in ``k8s_namespace`` bound to exactly the
-    operator's engram-runner Role (crds.md 7.3) / Impulse Role (7.2):
-    ``.kubeconfig_path`` (TokenRequest token, context namespace = ``k8s_namespace``),
-    ``.username``, ``.namespace``, ``.service_account``, ``.token``.
+``engram_runner_identity`` / ``impulse_identity`` (function, start the ``operator``)
+    ``rbac.Identity`` for a ServiceAccount the real operator made in ``k8s_namespace``, bound to
+    the Role the operator generated (``workloads``): ``run-1-engram-runner`` for StoryRun
+    ``run-1`` of Story ``story`` (one step ``step-a`` running Engram ``engram`` as a Job; its
+    StepRun ``run-1-step-a`` exists and is Running) / ``hook-impulse-runner`` for Impulse
+    ``hook`` targeting ``story``. ``.kubeconfig_path`` (TokenRequest token, context namespace =
+    ``k8s_namespace``), ``.username``, ``.namespace``, ``.service_account``, ``.token``,
+    ``.rules`` (read back from the operator's Role).
 ``make_identity`` (function)
-    Factory ``make_identity(rules, name=None, namespace=None) -> Identity`` for other rule sets
-    (e.g. ``rbac.engram_runner_rules(rbac.START_STORY_RULES)``).
+    Factory ``make_identity(rules, name=None, namespace=None) -> Identity`` for rule sets that
+    are not the operator's (e.g. a user's own ServiceAccount).
 ``fault_proxy`` (function)
     A started ``FaultProxy`` in front of the API server: ``.fail()``, ``.conflict()``,
     ``.throttle()``, ``.server_error()``, ``.delay()``, ``.disconnect()``, ``.requests``,
@@ -46,7 +49,7 @@ from typing import Any
 
 import pytest
 
-from . import build, rbac
+from . import build, rbac, workloads
 from .build import GoNotFoundError
 from .faults import FaultProxy, proxy_for
 from .operator import Operator
@@ -138,10 +141,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not report.failed or op is None or "operator" not in getattr(item, "fixturenames", ()):
         return
     lines = op.read_log(item.stash.get(_LOG_OFFSET, 0)).splitlines()
+    # The operator serves every test's namespace at once: keep this test's lines and the
+    # ones that name no namespace (webhook calls, cluster-scoped objects).
+    namespace = getattr(item, "funcargs", {}).get("k8s_namespace")
+    if namespace:
+        lines = [line for line in lines if namespace in line or '"namespace"' not in line]
     cut = f"[{len(lines) - _LOG_LINES} earlier lines cut]\n" if len(lines) > _LOG_LINES else ""
     report.sections.append(
         (
-            f"operator log since this test started ({op.log_path})",
+            f"operator log since this test started ({op.log_path}"
+            + (f", lines of namespace {namespace} and cluster-wide ones" if namespace else "")
+            + ")",
             cut + "\n".join(lines[-_LOG_LINES:]),
         )
     )
@@ -206,13 +216,25 @@ def make_identity(controlplane: ControlPlane, k8s_namespace: str) -> Callable[..
 
 
 @pytest.fixture
-def engram_runner_identity(controlplane: ControlPlane, k8s_namespace: str) -> rbac.Identity:
-    return rbac.engram_runner_identity(controlplane, k8s_namespace)
+def engram_runner_identity(
+    controlplane: ControlPlane, operator: Operator, k8s_namespace: str
+) -> rbac.Identity:
+    ns = k8s_namespace
+    workloads.seed(
+        controlplane, ns, workloads.engram(), workloads.story(), workloads.story_run("run-1")
+    )
+    ident = workloads.engram_runner(controlplane, ns, "run-1")
+    workloads.step_run(controlplane, ns, "run-1-step-a")
+    return ident
 
 
 @pytest.fixture
-def impulse_identity(controlplane: ControlPlane, k8s_namespace: str) -> rbac.Identity:
-    return rbac.impulse_identity(controlplane, k8s_namespace)
+def impulse_identity(
+    controlplane: ControlPlane, operator: Operator, k8s_namespace: str
+) -> rbac.Identity:
+    ns = k8s_namespace
+    workloads.seed(controlplane, ns, workloads.engram(), workloads.story(), workloads.impulse())
+    return workloads.impulse_runner(controlplane, ns, "hook")
 
 
 @pytest.fixture

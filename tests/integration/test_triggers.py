@@ -1,11 +1,15 @@
-"""start_story / stop_story / the dispatcher against the real API server (crds.md 2, 5, 6, 9.2).
+"""start_story / stop_story / the dispatcher against the real operator (crds.md 2, 5, 6, 9.2).
 
-Acts as the operator's Impulse ServiceAccount (crds.md 7.2: storytriggers create/get - no
-watch, so the SDK falls back to GET polling; storyruns get/list/patch; impulses get,
-impulses/status patch). The StoryTrigger controller is the stand-in of ``tests._standins``.
-The decision-wait tests go through the fault proxy, which records every request: with the
-``watch`` rule users add through ``execution.rbac.rules`` the decision arrives on the watch
-with no GET of the trigger; a broken watch (410, a dropped connection) is followed by a GET.
+Everything runs against the real operator (``operator`` fixture): its StoryTrigger webhook
+admits or denies each request, its StoryTrigger controller decides it and creates the StoryRun,
+its StoryRun controller handles ``cancelRequested``. The SDK acts as the ServiceAccount the
+operator made for Impulse ``hook`` (``impulse_identity``), bound to the Role the operator
+generated (storytriggers create/get - no watch, so the SDK falls back to GET polling; storyruns
+get/list/patch; impulses get, impulses/status patch). The decision-wait tests go through the
+fault proxy, which records every request: with the ``watch`` rule users add through the
+Impulse's ``execution.rbac.rules`` (merged into that Role by the operator) the decision arrives
+on the watch with no GET of the trigger; a broken watch (410, a dropped connection) is followed
+by a GET.
 """
 
 from __future__ import annotations
@@ -14,10 +18,9 @@ import asyncio
 
 import pytest
 
-import tests.conftest as _root_conftest
 from bubu._dispatcher import StoryDispatcher
 from bubu._k8s import identity
-from bubu._k8s.resources import IMPULSE, STORY_RUN, STORY_TRIGGER
+from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
 from bubu._triggers import ImpulseStats, start_story, start_story_with_token, stop_story
 from bubu.errors import (
     StoryRunNotFoundError,
@@ -26,26 +29,14 @@ from bubu.errors import (
     TriggerRejectedError,
 )
 from bubu.testkit._fakes import story_trigger_violations
-from tests._controlplane import rbac
+from tests._controlplane import workloads
 from tests._controlplane.faults import Fault
 from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_impulse, seed_story, seed_story_run
-
-if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
-    from tests._controlplane.fixtures import (  # noqa: F401
-        controlplane,
-        fault_proxy,
-        impulse_identity,
-        k8s_namespace,
-        make_identity,
-    )
 
 pytestmark = pytest.mark.integration
 
-# Fixtures shared with the other stand-in tests (not yet registered project-wide).
 admin_kube = _fixtures.admin_kube
 as_identity = _fixtures.as_identity
-standins = _fixtures.standins
 
 
 def env(ns: str, **extra: str) -> dict[str, str]:
@@ -60,13 +51,25 @@ def env(ns: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def story(admin_kube):
-    await seed_story(admin_kube)
-    await seed_impulse(admin_kube, "hook")
+def story(controlplane, operator, k8s_namespace):
+    """Story ``story`` (one engram step: a Job that never runs, so its runs stay Running) and
+    Story ``quick`` (one condition step: the operator finishes its runs by itself)."""
+    quick = workloads.story("quick", steps=[{"name": "check", "type": "condition"}])
+    workloads.seed(controlplane, k8s_namespace, workloads.engram(), workloads.story(), quick)
+
+
+async def story_run_when(cp, ns, name, predicate, what=""):
+    return await workloads.await_object(
+        cp, workloads.collection("storyruns", ns), name, predicate, timeout=60, what=what or name
+    )
+
+
+def phase(obj):
+    return (obj.get("status") or {}).get("phase")
 
 
 async def test_first_submission_is_created(
-    standins, story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube
 ):
     async with as_identity(impulse_identity, env(k8s_namespace)):
         result = await start_story_with_token("story", "order-42", {"total": 12.5, "note": "<&>"})
@@ -83,7 +86,7 @@ async def test_first_submission_is_created(
 
 
 async def test_same_token_same_inputs_one_trigger_one_run(
-    standins, story, as_identity, impulse_identity, k8s_namespace, controlplane
+    story, as_identity, impulse_identity, k8s_namespace, controlplane
 ):
     async with as_identity(impulse_identity, env(k8s_namespace)):
         a = await start_story_with_token("story", "tok", {"x": 1})
@@ -96,7 +99,7 @@ async def test_same_token_same_inputs_one_trigger_one_run(
 
 
 async def test_token_reused_with_different_inputs_is_rejected(
-    standins, story, as_identity, impulse_identity, k8s_namespace
+    story, as_identity, impulse_identity, k8s_namespace
 ):
     async with as_identity(impulse_identity, env(k8s_namespace)):
         await start_story_with_token("story", "tok", {"x": 1})
@@ -107,20 +110,20 @@ async def test_token_reused_with_different_inputs_is_rejected(
 
 
 async def test_preexisting_matching_run_is_reused(
-    standins, story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube
 ):
     name = identity.derive_story_run_name(k8s_namespace, "story", "ext")
-    await seed_story_run(admin_kube, name, phase="", inputs={"k": "v"})
+    await admin_kube.create(STORY_RUN, workloads.story_run(name, inputs={"k": "v"}))
     async with as_identity(impulse_identity, env(k8s_namespace, BUBU_IMPULSE_NAME="")):
         result = await start_story_with_token("story", "ext", {"k": "v"})
     assert result.decision == "Reused" and result.story_run == name
 
 
 async def test_preexisting_different_run_is_rejected(
-    standins, story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube
 ):
     name = identity.derive_story_run_name(k8s_namespace, "story", "ext")
-    await seed_story_run(admin_kube, name, phase="", inputs={"k": "other"})
+    await admin_kube.create(STORY_RUN, workloads.story_run(name, inputs={"k": "other"}))
     async with as_identity(impulse_identity, env(k8s_namespace, BUBU_IMPULSE_NAME="")):
         with pytest.raises(
             TriggerRejectedError, match="does not match StoryTrigger storyRef and inputs"
@@ -129,12 +132,20 @@ async def test_preexisting_different_run_is_rejected(
     assert info.value.reason == "StoryRunConflict"
 
 
-async def test_without_resolver_pending_is_retryable_and_undecided(
-    story, as_identity, impulse_identity, k8s_namespace, admin_kube
+async def test_without_an_operator_pending_is_retryable_and_undecided(
+    controlplane, as_identity, make_identity, k8s_namespace, admin_kube
 ):
-    async with as_identity(
-        impulse_identity, env(k8s_namespace, BUBU_K8S_OPERATION_TIMEOUT="150ms")
-    ):
+    # No operator in this test (it runs before the operator starts): nobody decides the trigger.
+    await admin_kube.create(STORY, workloads.story())
+    rules = [
+        {
+            "apiGroups": ["runs.bubustack.io"],
+            "resources": ["storytriggers"],
+            "verbs": ["create", "get"],
+        }
+    ]
+    ident = make_identity(rules, name="no-operator")
+    async with as_identity(ident, env(k8s_namespace, BUBU_K8S_OPERATION_TIMEOUT="150ms")):
         with pytest.raises(TriggerPendingError, match="still pending") as info:
             await start_story_with_token("story", "lonely", {})
     assert info.value.retryable
@@ -142,15 +153,23 @@ async def test_without_resolver_pending_is_retryable_and_undecided(
     assert not ((await admin_kube.get(STORY_TRIGGER, name)).get("status") or {}).get("decision")
 
 
-async def test_missing_story_is_rejected(standins, as_identity, impulse_identity, k8s_namespace):
+async def test_missing_story_is_refused_by_the_webhook(
+    operator, as_identity, impulse_identity, k8s_namespace, controlplane
+):
+    # The operator's StoryTrigger webhook looks the Story up: no trigger is ever created, so
+    # there is no decision to wait for (not a "Rejected/StoryNotFound" status).
     async with as_identity(impulse_identity, env(k8s_namespace, BUBU_IMPULSE_NAME="")):
         with pytest.raises(TriggerRejectedError) as info:
             await start_story("nope", {})
-    assert info.value.reason == "StoryNotFound"
+    assert info.value.reason == "AdmissionDenied"
+    assert f"referenced story '{k8s_namespace}/nope' not found" in str(info.value)
+    async with controlplane.async_client() as http:
+        triggers = (await http.get(STORY_TRIGGER.path(namespace=k8s_namespace))).json()["items"]
+    assert triggers == []
 
 
 async def test_admin_identity_resolves_through_the_watch(
-    standins, story, as_identity, controlplane, k8s_namespace, make_identity
+    story, as_identity, controlplane, k8s_namespace, make_identity
 ):
     rules = [
         {
@@ -167,11 +186,19 @@ async def test_admin_identity_resolves_through_the_watch(
 
 
 async def test_stop_story(
-    standins, story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube, controlplane
 ):
-    await seed_story_run(admin_kube, "run-x", phase="Running")
-    await seed_story_run(admin_kube, "run-done", phase="Succeeded")
-    async with as_identity(impulse_identity, env(k8s_namespace)):
+    ns = k8s_namespace
+    # The operator drains a canceled run's steps for the Story's gracefulShutdownTimeout (the
+    # operator default is 20 s): it annotates each running StepRun so its pod can finish, then
+    # deletes the StepRuns left and finishes the run. No pod runs here, so it waits it out.
+    stoppable = workloads.story("stoppable", policy={"timeouts": {"gracefulShutdownTimeout": "5s"}})
+    workloads.seed(controlplane, ns, stoppable)
+    await admin_kube.create(STORY_RUN, workloads.story_run("run-x", story="stoppable"))
+    await admin_kube.create(STORY_RUN, workloads.story_run("run-done", story="quick"))
+    await story_run_when(controlplane, ns, "run-x", lambda r: phase(r) == "Running")
+    await story_run_when(controlplane, ns, "run-done", lambda r: phase(r) == "Succeeded")
+    async with as_identity(impulse_identity, env(ns)):
         assert await stop_story("run-x") is True
         assert await stop_story("run-x") is False
         assert await stop_story("run-done") is False
@@ -179,17 +206,24 @@ async def test_stop_story(
             await stop_story("ghost")
     run = await admin_kube.get(STORY_RUN, "run-x")
     assert run["spec"]["cancelRequested"] is True
-    for _ in range(500):  # the stand-in finishes it
-        run = await admin_kube.get(STORY_RUN, "run-x")
-        if (run.get("status") or {}).get("phase") == "Finished":
-            break
-        await asyncio.sleep(0.02)
-    assert run["status"]["phase"] == "Finished"
+    step = await workloads.await_object(
+        controlplane,
+        workloads.collection("stepruns", ns),
+        "run-x-step-a",
+        lambda s: "bubustack.io/cancel-requested" in (s["metadata"].get("annotations") or {}),
+        what="the cancel-requested annotation on the running step",
+    )
+    assert step["metadata"]["annotations"]["bubustack.io/cancel-requested"] == "true"
+    run = await story_run_when(
+        controlplane, ns, "run-x", lambda r: phase(r) not in (None, "Running"), "run-x stopped"
+    )
+    assert phase(run) == "Finished", run["status"]
+    assert run["status"]["message"] == "StoryRun gracefully canceled"
     assert "cancelRequested" not in (await admin_kube.get(STORY_RUN, "run-done"))["spec"]
 
 
 async def test_dispatcher_counts_land_in_the_impulse_status_coalesced(
-    standins, story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube
 ):
     async with as_identity(impulse_identity, env(k8s_namespace)) as kube:
         stats = ImpulseStats(kube, "hook", k8s_namespace, interval=5)
@@ -202,9 +236,7 @@ async def test_dispatcher_counts_land_in_the_impulse_status_coalesced(
     assert status["failedTriggers"] == 0 and stats.patches <= 2  # first record + final flush
 
 
-async def test_key_mode_dedupes_by_template(
-    standins, story, as_identity, impulse_identity, k8s_namespace
-):
+async def test_key_mode_dedupes_by_template(story, as_identity, impulse_identity, k8s_namespace):
     extra = {
         "BUBU_TRIGGER_DEDUPE_MODE": "key",
         "BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE": "{{ inputs.eventId }}",
@@ -212,8 +244,7 @@ async def test_key_mode_dedupes_by_template(
     async with as_identity(impulse_identity, env(k8s_namespace, **extra)):
         a = await start_story("story", {"eventId": "evt-1", "n": 1})
         b = await start_story("story", {"eventId": "evt-1", "n": 1})
-    assert a.story_run == b.story_run
-    assert standins.resolver.errors == []
+    assert a.story_run == b.story_run and b.deduplicated
 
 
 # --- the decision wait: watch when the Role allows it, GET after a broken watch ----------------
@@ -225,6 +256,14 @@ WATCH_RULE = {
     "resources": ["storytriggers"],
     "verbs": ["watch"],
 }
+
+
+def watching_impulse_identity(cp, ns):
+    """The operator's identity for an Impulse whose ``execution.rbac.rules`` add the watch."""
+    workloads.seed(cp, ns, workloads.impulse(rbac_rules=[WATCH_RULE]))
+    ident = workloads.impulse_runner(cp, ns, "hook")
+    assert WATCH_RULE in ident.rules, ident.rules  # merged into the generated Role
+    return ident
 
 
 class _ViaProxy:
@@ -249,11 +288,9 @@ def trigger_traffic(proxy, ns):
 
 
 async def test_watch_rule_waits_on_the_watch_without_get_polling(
-    standins, story, as_identity, controlplane, k8s_namespace, fault_proxy
+    story, as_identity, controlplane, k8s_namespace, fault_proxy
 ):
-    ident = rbac.impulse_identity(
-        controlplane, k8s_namespace, impulse="hook", extra_rules=[WATCH_RULE]
-    )
+    ident = watching_impulse_identity(controlplane, k8s_namespace)
     async with as_identity(_ViaProxy(fault_proxy, ident), env(k8s_namespace)):
         results = [await start_story("story", {"n": i}) for i in range(5)]
     assert [r.decision for r in results] == ["Created"] * 5
@@ -265,7 +302,7 @@ async def test_watch_rule_waits_on_the_watch_without_get_polling(
 
 
 async def test_generated_role_forbids_the_watch_once_then_polls_with_get(
-    standins, story, as_identity, impulse_identity, k8s_namespace, fault_proxy
+    story, as_identity, impulse_identity, k8s_namespace, fault_proxy
 ):
     async with as_identity(_ViaProxy(fault_proxy, impulse_identity), env(k8s_namespace)):
         first = await start_story("story", {"n": 1})
@@ -281,11 +318,9 @@ async def test_generated_role_forbids_the_watch_once_then_polls_with_get(
 
 @pytest.mark.parametrize("fault", ["410", "disconnect", "always-disconnect"])
 async def test_broken_watch_falls_back_to_get_and_still_gets_the_decision(
-    standins, story, as_identity, controlplane, k8s_namespace, fault_proxy, fault
+    story, as_identity, controlplane, k8s_namespace, fault_proxy, fault
 ):
-    ident = rbac.impulse_identity(
-        controlplane, k8s_namespace, impulse="hook", extra_rules=[WATCH_RULE]
-    )
+    ident = watching_impulse_identity(controlplane, k8s_namespace)
     collection = f"{STORY_TRIGGER.path(namespace=k8s_namespace)}$"
     if fault == "410":
         fault_proxy.fail("GET", collection, 410, query="watch=1")

@@ -1,0 +1,360 @@
+"""What the real operator makes of BubuStack objects: workloads, their identities and env.
+
+The operator (``operator.Operator``) turns a StoryRun into StepRuns, a Job per engram step and
+a ``<storyRun>-engram-runner`` ServiceAccount bound to a Role it generates; an Impulse into a
+Deployment and a ``<impulse>-impulse-runner`` ServiceAccount with its Role. Without a kubelet
+or scheduler those Jobs and Deployments never get pods, so the test process plays the pod: it
+authenticates as the operator-made ServiceAccount (``operator_identity``: a TokenRequest token
+for it, the rules read back from the operator's Role) and can read the env the operator put in
+the pod template (``pod_env``).
+
+``seed(...)`` creates the cluster-scoped templates once per control plane, then the namespaced
+Engram / Story / Impulse / StoryRun the tests name. Every wait is a watch, not a sleep loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import rbac
+
+if TYPE_CHECKING:
+    from .server import ControlPlane
+
+RUNS = "/apis/runs.bubustack.io/v1alpha1"
+CORE = "/apis/bubustack.io/v1alpha1"
+CATALOG = "/apis/catalog.bubustack.io/v1alpha1"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+#: cluster-scoped templates shared by every test of a session (never changed once made)
+ENGRAM_TEMPLATE = "bubu-test-engram"
+STREAMING_TEMPLATE = "bubu-test-streaming-engram"
+IMPULSE_TEMPLATE = "bubu-test-impulse"
+#: an image reference that is never pulled (nothing runs pods here)
+IMAGE = "example.invalid/bubu-test:0"
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def _ok(r: httpx.Response, what: str) -> dict[str, Any]:
+    if r.status_code >= 300:
+        raise RuntimeError(f"{what}: HTTP {r.status_code}: {r.text[:1000]}")
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _create(c: httpx.Client, collection: str, body: dict[str, Any], *, exist_ok: bool) -> None:
+    r = c.post(collection, json=body)
+    if r.status_code == 409 and exist_ok:
+        return
+    _ok(r, f"creating {body['kind']} {body['metadata']['name']}")
+
+
+def ensure_templates(c: httpx.Client) -> None:
+    """The EngramTemplates (a batch one and a streaming one) and the ImpulseTemplate."""
+    for name, modes in ((ENGRAM_TEMPLATE, ["job"]), (STREAMING_TEMPLATE, ["deployment"])):
+        body = {
+            "apiVersion": "catalog.bubustack.io/v1alpha1",
+            "kind": "EngramTemplate",
+            "metadata": {"name": name},
+            "spec": {"version": "1.0.0", "supportedModes": modes, "image": IMAGE},
+        }
+        _create(c, f"{CATALOG}/engramtemplates", body, exist_ok=True)
+    body = {
+        "apiVersion": "catalog.bubustack.io/v1alpha1",
+        "kind": "ImpulseTemplate",
+        "metadata": {"name": IMPULSE_TEMPLATE},
+        "spec": {"version": "1.0.0", "supportedModes": ["deployment"], "image": IMAGE},
+    }
+    _create(c, f"{CATALOG}/impulsetemplates", body, exist_ok=True)
+
+
+def engram(
+    name: str = "engram",
+    *,
+    template: str = ENGRAM_TEMPLATE,
+    mode: str | None = None,
+    rbac_rules: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"templateRef": {"name": template}}
+    if mode:
+        spec["mode"] = mode
+    if rbac_rules:
+        spec["overrides"] = {"rbac": {"rules": rbac_rules}}
+    return {
+        "apiVersion": "bubustack.io/v1alpha1",
+        "kind": "Engram",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def story(
+    name: str = "story", steps: list[dict[str, Any]] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A Story; by default one engram step ``step-a`` running Engram ``engram`` as a Job."""
+    return {
+        "apiVersion": "bubustack.io/v1alpha1",
+        "kind": "Story",
+        "metadata": {"name": name},
+        "spec": {"steps": steps or [{"name": "step-a", "ref": {"name": "engram"}}], **spec},
+    }
+
+
+def impulse(
+    name: str = "hook", story: str = "story", *, rbac_rules: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"templateRef": {"name": IMPULSE_TEMPLATE}, "storyRef": {"name": story}}
+    if rbac_rules:
+        spec["execution"] = {"rbac": {"rules": rbac_rules}}
+    return {
+        "apiVersion": "bubustack.io/v1alpha1",
+        "kind": "Impulse",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def story_run(name: str, story: str = "story", inputs: Any = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"storyRef": {"name": story}}
+    if inputs is not None:
+        spec["inputs"] = inputs
+    return {
+        "apiVersion": "runs.bubustack.io/v1alpha1",
+        "kind": "StoryRun",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+_COLLECTIONS = {
+    "Engram": CORE + "/namespaces/{ns}/engrams",
+    "Story": CORE + "/namespaces/{ns}/stories",
+    "Impulse": CORE + "/namespaces/{ns}/impulses",
+    "StoryRun": RUNS + "/namespaces/{ns}/storyruns",
+}
+
+
+def seed(cp: ControlPlane, namespace: str, *objects: dict[str, Any]) -> None:
+    """Create the templates (once) and ``objects`` in ``namespace`` as admin; an object that
+    already exists is left as it is (fixtures and tests may seed the same Story)."""
+    with cp.client() as c:
+        ensure_templates(c)
+        for obj in objects:
+            _create(c, _COLLECTIONS[obj["kind"]].format(ns=namespace), obj, exist_ok=True)
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_object(
+    c: httpx.Client,
+    collection: str,
+    name: str,
+    predicate: Predicate = lambda obj: True,
+    *,
+    timeout: float = 30.0,
+    what: str = "",
+) -> dict[str, Any]:
+    """Read ``collection/name`` until ``predicate`` holds, waiting on a watch between reads."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    selector = f"metadata.name={name}"
+    while True:
+        # A LIST by name is one consistent snapshot: the object (or its absence) and the
+        # resourceVersion to watch from, so nothing created in between is missed.
+        listing = _ok(c.get(collection, params={"fieldSelector": selector}), f"LIST {collection}")
+        items = listing.get("items") or []
+        if items:
+            last = dict(items[0])
+            if predicate(last):
+                return last
+        rv = listing["metadata"]["resourceVersion"]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what or name}; last seen: "
+                f"{json.dumps(last)[:1500] if last else 'not found'}"
+            )
+        params = {
+            "watch": "1",
+            "fieldSelector": selector,
+            "resourceVersion": rv,
+            "timeoutSeconds": str(max(1, int(left))),
+        }
+        with c.stream("GET", collection, params=params, timeout=left + 5) as w:
+            for line in w.iter_lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    last = dict(event["object"])
+                    if predicate(last):
+                        return last
+                elif event.get("type") in ("DELETED", "ERROR"):
+                    break  # list again
+
+
+async def await_object(
+    cp: ControlPlane,
+    collection: str,
+    name: str,
+    predicate: Predicate = lambda obj: True,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109 - the deadline of a watch, not a cancel scope
+    what: str = "",
+) -> dict[str, Any]:
+    """``wait_object`` for async tests (admin client, same watch-between-reads loop)."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    selector = f"metadata.name={name}"
+    async with cp.async_client() as c:
+        while True:
+            r = await c.get(collection, params={"fieldSelector": selector})
+            listing = _ok(r, f"LIST {collection}")
+            items = listing.get("items") or []
+            if items:
+                last = dict(items[0])
+                if predicate(last):
+                    return last
+            rv = listing["metadata"]["resourceVersion"]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"timed out after {timeout:.0f}s waiting for {what or name}; last seen: "
+                    f"{json.dumps(last)[:1500] if last else 'not found'}"
+                )
+            params = {
+                "watch": "1",
+                "fieldSelector": selector,
+                "resourceVersion": rv,
+                "timeoutSeconds": str(max(1, int(left))),
+            }
+            async with c.stream("GET", collection, params=params, timeout=left + 5) as w:
+                async for line in w.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        last = dict(event["object"])
+                        if predicate(last):
+                            return last
+                    elif event.get("type") in ("DELETED", "ERROR"):
+                        break
+
+
+def collection(kind: str, namespace: str) -> str:
+    """The API path of a namespaced BubuStack collection, e.g. ``collection("storyruns", ns)``."""
+    group = {
+        "storyruns": RUNS,
+        "stepruns": RUNS,
+        "storytriggers": RUNS,
+        "effectclaims": RUNS,
+        "stories": CORE,
+        "engrams": CORE,
+        "impulses": CORE,
+    }[kind]
+    return f"{group}/namespaces/{namespace}/{kind}"
+
+
+def operator_identity(
+    cp: ControlPlane, namespace: str, service_account: str, *, timeout: float = 60.0
+) -> rbac.Identity:
+    """Act as a ServiceAccount the operator made: wait for its Role and RoleBinding, then mint
+    a token for it. ``rules`` are read back from the operator's Role."""
+    with cp.client() as c:
+        wait_object(
+            c,
+            f"/api/v1/namespaces/{namespace}/serviceaccounts",
+            service_account,
+            timeout=timeout,
+            what=f"the operator's ServiceAccount {namespace}/{service_account}",
+        )
+        role = wait_object(
+            c,
+            f"{RBAC}/namespaces/{namespace}/roles",
+            service_account,
+            timeout=timeout,
+            what=f"the operator's Role {namespace}/{service_account}",
+        )
+        wait_object(
+            c,
+            f"{RBAC}/namespaces/{namespace}/rolebindings",
+            service_account,
+            lambda rb: any(s.get("name") == service_account for s in rb.get("subjects") or []),
+            timeout=timeout,
+            what=f"the operator's RoleBinding {namespace}/{service_account}",
+        )
+        token = rbac.issue_token(c, namespace, service_account)
+    assert cp.workdir is not None
+    directory = cp.workdir / "kubeconfigs"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = cp.write_kubeconfig(
+        directory / f"{namespace}.{service_account}.kubeconfig", token=token, namespace=namespace
+    )
+    return rbac.Identity(
+        namespace, service_account, service_account, path, token, tuple(role["rules"])
+    )
+
+
+def engram_runner(cp: ControlPlane, namespace: str, story_run: str) -> rbac.Identity:
+    """The identity the operator gives the engram pods of ``story_run``."""
+    return operator_identity(cp, namespace, f"{story_run}-engram-runner")
+
+
+def impulse_runner(cp: ControlPlane, namespace: str, impulse: str) -> rbac.Identity:
+    """The identity the operator gives the pods of Impulse ``impulse``."""
+    return operator_identity(cp, namespace, f"{impulse}-impulse-runner")
+
+
+def step_run(
+    cp: ControlPlane,
+    namespace: str,
+    name: str,
+    predicate: Predicate = lambda obj: bool((obj.get("status") or {}).get("phase")),
+    *,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """The StepRun ``name`` once the operator made it (and gave it a phase, by default)."""
+    with cp.client() as c:
+        return wait_object(
+            c,
+            f"{RUNS}/namespaces/{namespace}/stepruns",
+            name,
+            predicate,
+            timeout=timeout,
+            what=f"StepRun {namespace}/{name}",
+        )
+
+
+def pod_env(
+    cp: ControlPlane, namespace: str, workload: str, *, kind: str = "Job", pod_name: str = ""
+) -> dict[str, str]:
+    """The env the operator put in ``workload``'s pod template, with the downward-API fields
+    a kubelet would fill in (pod name, namespace, service account). Secret references are
+    left out: the test passes secrets itself."""
+    path = {
+        "Job": f"/apis/batch/v1/namespaces/{namespace}/jobs",
+        "Deployment": f"/apis/apps/v1/namespaces/{namespace}/deployments",
+    }[kind]
+    with cp.client() as c:
+        obj = wait_object(c, path, workload, timeout=60, what=f"{kind} {namespace}/{workload}")
+    pod = obj["spec"]["template"]["spec"]
+    fields = {
+        "metadata.name": pod_name or f"{workload}-pod",
+        "metadata.namespace": namespace,
+        "spec.serviceAccountName": pod.get("serviceAccountName", ""),
+    }
+    env: dict[str, str] = {}
+    for var in pod["containers"][0].get("env") or []:
+        source = var.get("valueFrom")
+        if source is None:
+            env[var["name"]] = var.get("value", "")
+        elif "fieldRef" in source:
+            env[var["name"]] = fields[source["fieldRef"]["fieldPath"]]
+    return env
