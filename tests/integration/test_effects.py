@@ -1,8 +1,12 @@
-"""execute_effect_once on real EffectClaims, acting as the engram-runner ServiceAccount.
+"""execute_effect_once on real EffectClaims, against the real operator.
 
-The Role (crds.md 7.3) grants effectclaims get/create/update (no patch, no delete) and
-stepruns get + stepruns/status patch. The stand-in derives claim phases and records every
-claim write the operator's webhook would have rejected (crds.md 9.4, 9.5).
+The SDK acts as the engram-runner ServiceAccount the operator made for StoryRun ``run-1``, on
+the StepRun ``run-1-step-a`` the operator created for it (its Job never runs: the test process
+is the pod). The operator's Role grants effectclaims get/create/update (no patch, no delete)
+and stepruns get + stepruns/status patch. Every claim write (acquire, renew, complete,
+release, takeover) goes through the operator's EffectClaim webhook, which would answer 403 to
+an invalid one, and its EffectClaim controller derives ``status.phase``. The testkit's own
+admission check (``effect_claim_violations``) must agree that every claim is valid.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from bubu._effects import execute_effect_once, has_effect, record_effect
 from bubu._k8s import identity
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
 from bubu.errors import EffectAlreadyRecordedError
+from bubu.testkit._fakes import effect_claim_violations
 from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_step_run
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -36,10 +40,8 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-# Fixtures shared with the other stand-in tests (not yet registered project-wide).
 admin_kube = _fixtures.admin_kube
 as_identity = _fixtures.as_identity
-standins = _fixtures.standins
 
 SR = "run-1-step-a"
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +52,17 @@ def env(ns: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def step(admin_kube):
-    return await seed_step_run(admin_kube, SR)
+async def step(engram_runner_identity, admin_kube):
+    """The StepRun the operator made for step ``step-a`` of StoryRun ``run-1`` (Running)."""
+    return await admin_kube.get(STEP_RUN, SR)
+
+
+async def claims_valid(kube, names):
+    """The testkit's webhook model accepts what the real webhook accepted."""
+    step_uid = (await kube.get(STEP_RUN, SR))["metadata"]["uid"]
+    for name in names:
+        claim = await kube.get(EFFECT_CLAIM, name)
+        assert effect_claim_violations(claim, step_run_uid=step_uid) == [], claim
 
 
 async def wait_phase(kube, name: str, phase: str) -> dict:
@@ -64,7 +75,7 @@ async def wait_phase(kube, name: str, phase: str) -> dict:
 
 
 async def test_runs_once_records_and_is_webhook_valid(
-    standins, step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
 ):
     calls = []
 
@@ -86,11 +97,11 @@ async def test_runs_once_records_and_is_webhook_valid(
     assert claim["metadata"]["ownerReferences"][0]["uid"] == step["metadata"]["uid"]
     effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
     assert [e["key"] for e in effects] == ["charge:42", "audit"]
-    assert standins.claims.violations == []
+    await claims_valid(admin_kube, [name])
 
 
 async def test_failure_releases_and_retry_reruns(
-    standins, step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
 ):
     attempts = 0
 
@@ -110,7 +121,8 @@ async def test_failure_releases_and_retry_reruns(
         assert "completionStatus" not in released["spec"]  # option (a), crds.md 4.5
         assert await execute_effect_once("pay", flaky) == "ok"
     assert attempts == 2
-    assert standins.claims.violations == []
+    await wait_phase(admin_kube, name, "Completed")
+    await claims_valid(admin_kube, [name])
 
 
 def worker(
@@ -138,7 +150,7 @@ def worker(
 
 
 async def test_two_processes_race_100_keys_each_body_runs_once(
-    standins, step, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
+    step, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
 ):
     out = tmp_path / "side-effects.log"
     # Same key order and a common start instant (after both interpreters have started), so the
@@ -165,11 +177,14 @@ async def test_two_processes_race_100_keys_each_body_runs_once(
     assert all(c["ran"] > 0 for c in counts), counts
     effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
     assert len({e["key"] for e in effects}) == 100 == len(effects)
-    assert standins.claims.violations == []
+    names = [
+        identity.derive_effect_claim_name(k8s_namespace, SR, f"effect-{i}") for i in range(100)
+    ]
+    await claims_valid(admin_kube, names)
 
 
 async def test_holder_killed_mid_effect_is_taken_over_after_expiry(
-    standins, step, as_identity, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
 ):
     out = tmp_path / "side-effects.log"
     holder = worker(
@@ -212,4 +227,4 @@ async def test_holder_killed_mid_effect_is_taken_over_after_expiry(
     assert claim["spec"]["leaseTransitions"] == 1
     effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
     assert [e["key"] for e in effects] == ["k"]
-    assert standins.claims.violations == []
+    await claims_valid(admin_kube, [name])
