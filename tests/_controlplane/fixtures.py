@@ -224,7 +224,13 @@ def engram_runner_identity(
         controlplane, ns, workloads.engram(), workloads.story(), workloads.story_run("run-1")
     )
     ident = workloads.engram_runner(controlplane, ns, "run-1")
-    workloads.step_run(controlplane, ns, "run-1-step-a")
+    # Running once its Job exists (the Job's pod never starts: the test is the pod)
+    workloads.step_run(
+        controlplane,
+        ns,
+        "run-1-step-a",
+        lambda obj: (obj.get("status") or {}).get("phase") == "Running",
+    )
     return ident
 
 

@@ -332,6 +332,21 @@ def step_run(
         )
 
 
+def wait_storyrun(
+    cp: ControlPlane, namespace: str, name: str, phase: str, *, timeout: float = 60.0
+) -> dict[str, Any]:
+    """StoryRun ``name`` once the operator gave it ``phase``."""
+    with cp.client() as c:
+        return wait_object(
+            c,
+            f"{RUNS}/namespaces/{namespace}/storyruns",
+            name,
+            lambda obj: (obj.get("status") or {}).get("phase") == phase,
+            timeout=timeout,
+            what=f"StoryRun {namespace}/{name} in phase {phase}",
+        )
+
+
 def pod_env(
     cp: ControlPlane, namespace: str, workload: str, *, kind: str = "Job", pod_name: str = ""
 ) -> dict[str, str]:

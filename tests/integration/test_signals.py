@@ -1,4 +1,9 @@
-"""Signals on a real StepRun as the engram-runner ServiceAccount (c.6)."""
+"""Signals on the operator's StepRun, as the engram-runner ServiceAccount it made (c.6).
+
+``engram_runner_identity`` starts StoryRun ``run-1``; the operator creates StepRun
+``run-1-step-a`` (Running, its Job never runs) and the ServiceAccount whose Role the calls
+use, and keeps reconciling that StepRun while the SDK writes its status.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from bubu._k8s.resources import STEP_RUN
 from bubu._signals import emit_signal, emit_text_signal, replay_signals
 from bubu.errors import SignalError
 from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_step_run
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -34,7 +38,6 @@ def env(ns: str, **extra: str) -> dict[str, str]:
 async def test_signals_are_summarised_sequenced_and_survive_a_restart(
     admin_kube, as_identity, engram_runner_identity, k8s_namespace
 ):
-    await seed_step_run(admin_kube, SR)
     async with as_identity(engram_runner_identity, env(k8s_namespace)):
         assert await emit_signal("state", {"token": "sk-live-secret", "n": 1}) == 1
         assert await emit_signal("state", {"n": 2}) == 2
@@ -59,7 +62,6 @@ async def test_concurrent_processes_never_lose_or_reuse_a_seq(
     from bubu import _scope
     from bubu._runtime.sources import MappingSource
 
-    await seed_step_run(admin_kube, SR)
 
     async def emitter(tag: str) -> list[int]:
         async with await KubeClient.connect(
@@ -79,7 +81,6 @@ async def test_concurrent_processes_never_lose_or_reuse_a_seq(
 async def test_oversized_summary_is_refused(
     admin_kube, as_identity, engram_runner_identity, k8s_namespace
 ):
-    await seed_step_run(admin_kube, SR)
     async with as_identity(
         engram_runner_identity, env(k8s_namespace, BUBU_SIGNAL_MAX_PAYLOAD_BYTES="40")
     ):

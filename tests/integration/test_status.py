@@ -1,7 +1,11 @@
-"""StepRun status protocol against the real kube-apiserver with the BubuStack CRDs.
+"""StepRun status protocol against the real kube-apiserver, the CRDs and the real operator.
 
-Acts as the operator's engram-runner ServiceAccount (crds.md 7.3: stepruns get/watch,
-stepruns/status patch/update; no list) unless a test says otherwise.
+Most tests write the status of the StepRun the operator made (``run-1-step-a`` of StoryRun
+``run-1``, Running, its Job never runs) while the operator's controllers reconcile it, as the
+engram-runner ServiceAccount the operator made, bound to the Role it generated (stepruns
+get/watch, stepruns/status patch/update; no list). The few that need a StepRun state the
+operator never leaves a pod in (no status at all, ``Pending``) run before the operator starts,
+seed that state themselves and use their own ServiceAccount (``OWN_RUNNER_RULES``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from bubu.errors import (
     KubernetesError,
     PodFencedError,
 )
+from tests._controlplane import workloads
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     # Until the lead registers the control-plane plugin in tests/conftest.py.
@@ -67,6 +72,17 @@ def seed_step_run(cp: Any, ns: str, name: str, status_: dict[str, Any] | None = 
             assert r.status_code == 200, r.text
 
 
+def record_pod(cp: Any, ns: str, name: str, pod: str) -> None:
+    """Record ``pod`` as the StepRun's pod (``status.podName``), as the admin."""
+    with cp.client() as c:
+        r = c.patch(
+            f"{RUNS}/namespaces/{ns}/stepruns/{name}/status",
+            json={"status": {"podName": pod}},
+            headers=MERGE,
+        )
+        assert r.status_code == 200, r.text
+
+
 def read_step_run(cp: Any, ns: str, name: str) -> dict[str, Any]:
     with cp.client() as c:
         r = c.get(f"{RUNS}/namespaces/{ns}/stepruns/{name}")
@@ -76,6 +92,15 @@ def read_step_run(cp: Any, ns: str, name: str) -> dict[str, Any]:
 
 RUNNING = {"retries": 0, "phase": "Running", "startedAt": "2026-01-01T00:00:00Z"}
 
+#: the operator's StepRun for step ``step-a`` of StoryRun ``run-1`` (``engram_runner_identity``)
+SR = "run-1-step-a"
+
+#: what the seeded-state tests grant their own ServiceAccount: a test's Role, not the operator's
+OWN_RUNNER_RULES = [
+    {"apiGroups": ["runs.bubustack.io"], "resources": ["stepruns"], "verbs": ["get", "watch"]},
+    {"apiGroups": ["runs.bubustack.io"], "resources": ["stepruns/status"], "verbs": ["patch"]},
+]
+
 
 async def runner_client(identity: Any) -> KubeClient:
     return await KubeClient.connect(kubeconfig=str(identity.kubeconfig_path))
@@ -84,12 +109,13 @@ async def runner_client(identity: Any) -> KubeClient:
 async def test_patch_succeeded_as_engram_runner(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
+    started = read_step_run(controlplane, k8s_namespace, SR)["status"]
+    assert started["phase"] == "Running" and started["retries"] == 0  # the operator's
     async with await runner_client(engram_runner_identity) as kube:
         assert kube.namespace == k8s_namespace
         await status.patch_step_run_status(
             kube,
-            "s1",
+            SR,
             None,
             StepRunStatus(
                 phase="Succeeded",
@@ -99,16 +125,19 @@ async def test_patch_succeeded_as_engram_runner(
                 duration="1.5s",
             ),
         )
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Succeeded" and st["output"] == {"a": [1, 2]}
-    assert st["startedAt"] == RUNNING["startedAt"] and st["retries"] == 0
+    assert st["startedAt"] == started["startedAt"] and st["retries"] == 0
+    # The operator takes the pod's terminal status: the run's only step succeeded, so does it.
+    run = workloads.wait_storyrun(controlplane, k8s_namespace, "run-1", "Succeeded")
+    assert run["status"]["stepStates"]["step-a"]["phase"] == "Succeeded"
 
 
 async def test_first_write_carries_required_retries(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, make_identity: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1")  # no status yet
-    async with await runner_client(engram_runner_identity) as kube:
+    seed_step_run(controlplane, k8s_namespace, "s1")  # no status yet (the operator always sets it)
+    async with await runner_client(make_identity(OWN_RUNNER_RULES)) as kube:
         # Without retries the CRD rejects the write (crds.md 0.1) ...
         with pytest.raises(KubernetesError) as info:
             await kube.merge_patch(
@@ -123,10 +152,10 @@ async def test_first_write_carries_required_retries(
 
 
 async def test_phase_machine_refuses_pending_to_succeeded(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, make_identity: Any
 ) -> None:
     seed_step_run(controlplane, k8s_namespace, "s1", {"retries": 0, "phase": "Pending"})
-    async with await runner_client(engram_runner_identity) as kube:
+    async with await runner_client(make_identity(OWN_RUNNER_RULES)) as kube:
         with pytest.raises(InvalidTransitionError, match="Pending"):
             await status.patch_step_run_status(kube, "s1", None, {"phase": "Succeeded"})
         await status.patch_step_run_status(kube, "s1", None, {"phase": "Timeout"})
@@ -138,43 +167,45 @@ async def test_phase_machine_refuses_pending_to_succeeded(
 async def test_fencing_with_mismatched_pod(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", {**RUNNING, "podName": "pod-a"})
+    # Neither the operator nor the Go SDK ever writes status.podName (checked against bobrapet
+    # v0.1.13): fencing acts only on a podName some writer recorded. The admin records one here.
+    record_pod(controlplane, k8s_namespace, SR, "pod-a")
     async with await runner_client(engram_runner_identity) as kube:
         with pytest.raises(PodFencedError, match="pod-b"):
             await status.patch_step_run_status(
-                kube, "s1", None, {"phase": "Failed"}, pod_name="pod-b"
+                kube, SR, None, {"phase": "Failed"}, pod_name="pod-b"
             )
-        await status.patch_step_run_status(kube, "s1", None, {"phase": "Failed"}, pod_name="pod-a")
-    assert read_step_run(controlplane, k8s_namespace, "s1")["status"]["phase"] == "Failed"
+        await status.patch_step_run_status(kube, SR, None, {"phase": "Failed"}, pod_name="pod-a")
+    assert read_step_run(controlplane, k8s_namespace, SR)["status"]["phase"] == "Failed"
+    run = workloads.wait_storyrun(controlplane, k8s_namespace, "run-1", "Failed")
+    assert run["status"]["stepStates"]["step-a"]["phase"] == "Failed"
 
 
 async def test_conflicts_and_throttling_are_retried_through_proxy(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    fault_proxy.conflict("PATCH", r"/stepruns/s1/status$", times=2)
-    fault_proxy.throttle("GET", r"/stepruns/s1$", retry_after=0.2, times=1)
-    fault_proxy.server_error("PATCH", r"/stepruns/s1/status$", status=503, times=1)
+    fault_proxy.conflict("PATCH", rf"/stepruns/{SR}/status$", times=2)
+    fault_proxy.throttle("GET", rf"/stepruns/{SR}$", retry_after=0.2, times=1)
+    fault_proxy.server_error("PATCH", rf"/stepruns/{SR}/status$", status=503, times=1)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
     async with await KubeClient.connect(kubeconfig=str(kubeconfig)) as kube:
         started = asyncio.get_running_loop().time()
-        await status.patch_step_run_status(kube, "s1", None, {"phase": "Succeeded"}, backoff=FAST)
+        await status.patch_step_run_status(kube, SR, None, {"phase": "Succeeded"}, backoff=FAST)
         assert asyncio.get_running_loop().time() - started >= 0.2  # Retry-After honoured
     patches = [r for r in fault_proxy.requests if r.method == "PATCH"]
     assert [p.status for p in patches] == [409, 409, 503, 200]
-    assert read_step_run(controlplane, k8s_namespace, "s1")["status"]["phase"] == "Succeeded"
+    assert read_step_run(controlplane, k8s_namespace, SR)["status"]["phase"] == "Succeeded"
 
 
 async def test_retries_exhausted_raise_retryable_error(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    fault_proxy.server_error("PATCH", r"/stepruns/s1/status$", status=500, times=None)
+    fault_proxy.server_error("PATCH", rf"/stepruns/{SR}/status$", status=500, times=None)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
     async with await KubeClient.connect(kubeconfig=str(kubeconfig)) as kube:
         with pytest.raises(KubernetesError) as info:
             await status.patch_step_run_status(
-                kube, "s1", None, {"phase": "Failed"}, max_retries=2, backoff=FAST
+                kube, SR, None, {"phase": "Failed"}, max_retries=2, backoff=FAST
             )
     assert info.value.retryable and info.value.status_code == 500
     assert len([r for r in fault_proxy.requests if r.method == "PATCH"]) == 3
@@ -183,16 +214,15 @@ async def test_retries_exhausted_raise_retryable_error(
 async def test_least_privilege_role_needs_no_list(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
     async with await KubeClient.connect(kubeconfig=str(kubeconfig)) as kube:
-        obj = await kube.get(STEP_RUN, "s1")
+        obj = await kube.get(STEP_RUN, SR)
         events: list[str] = []
 
         async def watch() -> None:
             rv = obj["metadata"]["resourceVersion"]
             async for etype, item in kube.watch(
-                STEP_RUN, "s1", resource_version=rv, timeout_seconds=10
+                STEP_RUN, SR, resource_version=rv, timeout_seconds=10
             ):
                 events.append(etype)
                 if item.get("status", {}).get("signals"):
@@ -200,7 +230,7 @@ async def test_least_privilege_role_needs_no_list(
 
         task = asyncio.create_task(watch())
         await asyncio.sleep(0.2)
-        await status.patch_step_run_status(kube, "s1", None, {"signals": {"progress": {"pct": 50}}})
+        await status.patch_step_run_status(kube, SR, None, {"signals": {"progress": {"pct": 50}}})
         await asyncio.wait_for(task, 10)
         assert "MODIFIED" in events
         # The Role really has no list: a collection GET without watch is forbidden.
@@ -217,13 +247,12 @@ async def test_least_privilege_role_needs_no_list(
 async def test_optimistic_appends_survive_concurrent_writers(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     async with await runner_client(engram_runner_identity) as kube:
         await asyncio.gather(
             *(
                 status.patch_step_run_status(
                     kube,
-                    "s1",
+                    SR,
                     None,
                     {
                         "effects": [
@@ -237,7 +266,7 @@ async def test_optimistic_appends_survive_concurrent_writers(
                 for i in range(5)
             )
         )
-    effects = read_step_run(controlplane, k8s_namespace, "s1")["status"]["effects"]
+    effects = read_step_run(controlplane, k8s_namespace, SR)["status"]["effects"]
     assert sorted(e["key"] for e in effects) == [f"k{i}" for i in range(5)]
     assert sorted(e["seq"] for e in effects) == [1, 2, 3, 4, 5]
 
@@ -252,7 +281,6 @@ async def test_in_cluster_config_wins_over_kubeconfig(
     # Go order (c.14): the pod's service account first, even when KUBECONFIG is set.
     from urllib.parse import urlsplit
 
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     sa = tmp_path / "sa"
     sa.mkdir()
     (sa / "token").write_text(engram_runner_identity.token)
@@ -264,5 +292,5 @@ async def test_in_cluster_config_wins_over_kubeconfig(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "does-not-exist"))
     async with await KubeClient.connect(service_account_dir=str(sa)) as kube:
         assert kube.namespace == k8s_namespace
-        obj = await kube.get(STEP_RUN, "s1")
-    assert obj["metadata"]["name"] == "s1"
+        obj = await kube.get(STEP_RUN, SR)
+    assert obj["metadata"]["name"] == SR
