@@ -1,4 +1,13 @@
-"""start_batch end to end against the real API server, as the engram-runner ServiceAccount."""
+"""start_batch end to end against the real operator, as the pod of the Job it made.
+
+``runner_env`` is the env the operator put in the Job of step ``step-a`` of StoryRun ``run-1``
+(``workloads.pod_env``; the Job's pod never starts, the test process is that pod), plus
+``KUBECONFIG`` for the engram-runner ServiceAccount the operator made and the step's input
+(``BUBU_TRIGGER_DATA``). The SDK writes the status of the operator's StepRun while the operator
+reconciles it, and the operator takes the result into the StoryRun. One test needs a
+``Pending`` StepRun, which the operator never leaves a pod on: it runs before the operator
+starts and seeds that state with its own Role.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +27,14 @@ import tests.conftest as _root_conftest
 from bubu._batch import run_batch
 from bubu._runtime.sources import MappingSource
 from bubu.errors import PodFencedError
-from tests.integration.test_status import RUNNING, read_step_run, seed_step_run
+from tests._controlplane import workloads
+from tests.integration.test_status import (
+    OWN_RUNNER_RULES,
+    SR,
+    read_step_run,
+    record_pod,
+    seed_step_run,
+)
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -47,29 +63,37 @@ class Greeter(bubu.BatchEngram[dict, Inputs]):
         return bubu.Result({"greeting": f"Hello, {inputs.name}!"})
 
 
-def env_for(ns: str, kubeconfig: Any, **extra: str) -> dict[str, str]:
-    values = {
-        "BUBU_STEPRUN_NAME": "s1",
-        "BUBU_STEPRUN_NAMESPACE": ns,
-        "BUBU_STORYRUN_ID": "run-1",
-        "BUBU_STEP_NAME": "step-a",
-        "KUBECONFIG": str(kubeconfig),
-        "BUBU_TRIGGER_DATA": '{"name": "Ada"}',
-    }
-    values.update(extra)
-    return values
+@pytest.fixture
+def runner_env(controlplane: Any, k8s_namespace: str, engram_runner_identity: Any) -> Any:
+    """``env_for(kubeconfig, **extra)``: the operator's Job env for ``run-1-step-a`` and more."""
+    job = workloads.pod_env(controlplane, k8s_namespace, SR, pod_name=f"{SR}-pod")
+    assert job["BUBU_STEPRUN_NAME"] == SR and job["BUBU_STEPRUN_NAMESPACE"] == k8s_namespace
+
+    def env_for(kubeconfig: Any, **extra: str) -> dict[str, str]:
+        values = {**job, "KUBECONFIG": str(kubeconfig), "BUBU_TRIGGER_DATA": '{"name": "Ada"}'}
+        values.update(extra)
+        return values
+
+    return env_for
+
+
+def succeeded_run(controlplane: Any, ns: str) -> None:
+    """The operator took the pod's result: the StoryRun's only step, and the run, succeeded."""
+    run = workloads.wait_storyrun(controlplane, ns, "run-1", "Succeeded")
+    assert run["status"]["stepStates"]["step-a"]["phase"] == "Succeeded"
 
 
 async def test_batch_success_writes_succeeded_with_output(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    runner_env: Any,
+    fault_proxy: Any,
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
-    code = await bubu.start_batch(
-        Greeter(), source=MappingSource(env_for(k8s_namespace, kubeconfig))
-    )
+    code = await bubu.start_batch(Greeter(), source=MappingSource(runner_env(kubeconfig)))
     assert code == 0
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Succeeded" and st["exitClass"] == "success"
     assert st["output"] == {"greeting": "Hello, Ada!"} and st["retries"] == 0
     # Least privilege: the whole run needed only object GETs and status PATCHes.
@@ -78,53 +102,49 @@ async def test_batch_success_writes_succeeded_with_output(
         for r in fault_proxy.requests
         if "/stepruns" in r.path
     }
-    assert calls <= {("GET", "obj"), ("PATCH", "s1")}
+    assert calls <= {("GET", "obj"), ("PATCH", SR)}
     assert all(r.status < 400 for r in fault_proxy.requests)
+    succeeded_run(controlplane, k8s_namespace)
 
 
 async def test_batch_timeout_writes_timeout_and_124(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    env = env_for(
-        k8s_namespace,
+    env = runner_env(
         engram_runner_identity.kubeconfig_path,
         BUBU_TRIGGER_DATA='{"name": "A", "sleep": 30}',
         BUBU_STEP_TIMEOUT="300ms",
     )
     report = await run_batch(Greeter(), source=MappingSource(env))
     assert report.exit_code == 124
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Timeout" and st["exitCode"] == 124 and st["exitClass"] == "retry"
     assert st["error"]["type"] == "timeout"
 
 
 async def test_malformed_environment_fails_steprun_naming_variable(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    env = env_for(k8s_namespace, engram_runner_identity.kubeconfig_path, BUBU_TRIGGER_DATA="[1]")
+    env = runner_env(engram_runner_identity.kubeconfig_path, BUBU_TRIGGER_DATA="[1]")
     code = await bubu.start_batch(Greeter(), source=MappingSource(env))
     assert code == 1
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Failed" and st["exitCode"] == 1
     assert "BUBU_TRIGGER_DATA" in st["lastFailureMsg"]
     assert st["error"]["version"] == "v1"
 
 
 async def test_engram_exception_fails_steprun_with_structured_error(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    env = env_for(
-        k8s_namespace,
+    env = runner_env(
         engram_runner_identity.kubeconfig_path,
         BUBU_TRIGGER_DATA='{"name": []}',
         BUBU_SECRET_api="tok-abcdef-123",
     )
     code = await bubu.start_batch(Greeter(), source=MappingSource(env))
     assert code == 1
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Failed" and st["error"]["type"] == "validation_error"
     assert st["lastFailureMsg"].startswith("inputs: $.name:")
 
@@ -143,13 +163,16 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_sigterm_subprocess_ends_with_terminal_status(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    runner_env: Any,
+    tmp_path: Path,
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     script = tmp_path / "slow.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
-    env.update(env_for(k8s_namespace, engram_runner_identity.kubeconfig_path))
+    env.update(runner_env(engram_runner_identity.kubeconfig_path))
     proc = subprocess.Popen(
         [sys.executable, str(script)],
         stdout=subprocess.PIPE,
@@ -163,16 +186,23 @@ def test_sigterm_subprocess_ends_with_terminal_status(
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Failed" and st["exitClass"] == "retry" and st["exitCode"] == 143
     assert st["error"]["code"] == "Interrupted"
 
 
 async def test_fast_pod_on_pending_steprun_keeps_output(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, make_identity: Any
 ) -> None:
+    # The operator marks the StepRun Running as it creates the Job; a pod this fast is a race
+    # the test seeds (no operator here), with a Role of its own.
     seed_step_run(controlplane, k8s_namespace, "s1", {"retries": 0, "phase": "Pending"})
-    env = env_for(k8s_namespace, engram_runner_identity.kubeconfig_path)
+    env = {
+        "BUBU_STEPRUN_NAME": "s1",
+        "BUBU_STEPRUN_NAMESPACE": k8s_namespace,
+        "KUBECONFIG": str(make_identity(OWN_RUNNER_RULES).kubeconfig_path),
+        "BUBU_TRIGGER_DATA": '{"name": "Ada"}',
+    }
     assert await bubu.start_batch(Greeter(), source=MappingSource(env)) == 0
     st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
     assert st["phase"] == "Pending" and st["output"] == {"greeting": "Hello, Ada!"}
@@ -214,6 +244,7 @@ def test_engram_process_exit_code_and_steprun(
     controlplane: Any,
     k8s_namespace: str,
     engram_runner_identity: Any,
+    runner_env: Any,
     tmp_path: Path,
     extra: dict[str, str],
     exit_code: int,
@@ -222,11 +253,10 @@ def test_engram_process_exit_code_and_steprun(
 ) -> None:
     # The pod's view: `python engram.py` under `bubu.run`, as the engram-runner
     # ServiceAccount, with the operator's environment (go-sdk-core.md c.1).
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     script = tmp_path / "engram.py"
     script.write_text(ENGRAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
-    env.update(env_for(k8s_namespace, engram_runner_identity.kubeconfig_path, **extra))
+    env.update(runner_env(engram_runner_identity.kubeconfig_path, **extra))
     out = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
@@ -238,10 +268,11 @@ def test_engram_process_exit_code_and_steprun(
     )
     assert out.returncode == exit_code, out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == phase and st["retries"] == 0
     if exit_code == 0:
         assert st["output"] == {"greeting": "Hello, Ada!"} and st["exitClass"] == "success"
+        succeeded_run(controlplane, k8s_namespace)
         return
     assert st["exitCode"] == exit_code and st["error"]["version"] == "v1"
     if named is not None:
@@ -254,48 +285,55 @@ def test_engram_process_exit_code_and_steprun(
 
 
 async def test_batch_status_write_rides_out_conflicts_and_5xx(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    runner_env: Any,
+    fault_proxy: Any,
 ) -> None:
     # The terminal write of a whole run retries 409 and 503 (c.2 step 4) within
     # BUBU_K8S_PATCH_MAX_RETRIES and still reports Succeeded with the output.
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    fault_proxy.conflict("PATCH", r"/stepruns/s1/status$", times=2)
-    fault_proxy.server_error("PATCH", r"/stepruns/s1/status$", status=503, times=1)
+    fault_proxy.conflict("PATCH", rf"/stepruns/{SR}/status$", times=2)
+    fault_proxy.server_error("PATCH", rf"/stepruns/{SR}/status$", status=503, times=1)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
-    env = env_for(k8s_namespace, kubeconfig, BUBU_K8S_PATCH_MAX_RETRIES="3")
+    env = runner_env(kubeconfig, BUBU_K8S_PATCH_MAX_RETRIES="3")
     assert await bubu.start_batch(Greeter(), source=MappingSource(env)) == 0
     patches = [r.status for r in fault_proxy.requests if r.method == "PATCH"]
     assert patches == [409, 409, 503, 200]
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Succeeded" and st["output"] == {"greeting": "Hello, Ada!"}
 
 
 async def test_batch_retries_exhausted_exit_1(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    runner_env: Any,
+    fault_proxy: Any,
 ) -> None:
     # Go: "engram completed successfully but status patch failed" -> exit 1; the attempts are
     # 1 + BUBU_K8S_PATCH_MAX_RETRIES.
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    fault_proxy.server_error("PATCH", r"/stepruns/s1/status$", status=500, times=None)
+    fault_proxy.server_error("PATCH", rf"/stepruns/{SR}/status$", status=500, times=None)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
-    env = env_for(k8s_namespace, kubeconfig, BUBU_K8S_PATCH_MAX_RETRIES="1")
+    env = runner_env(kubeconfig, BUBU_K8S_PATCH_MAX_RETRIES="1")
     report = await run_batch(Greeter(), source=MappingSource(env))
     assert report.exit_code == 1 and report.phase == "Succeeded"
     assert report.status_error is not None and report.status_error.retryable  # type: ignore[attr-defined]
     assert [r.status for r in fault_proxy.requests if r.method == "PATCH"] == [500, 500]
-    assert read_step_run(controlplane, k8s_namespace, "s1")["status"]["phase"] == "Running"
+    assert read_step_run(controlplane, k8s_namespace, SR)["status"]["phase"] == "Running"
 
 
 async def test_batch_zombie_pod_is_fenced(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
 ) -> None:
-    # BUBU_POD_NAME fencing (c.2): a pod that no longer owns the StepRun writes nothing.
-    seed_step_run(controlplane, k8s_namespace, "s1", {**RUNNING, "podName": "pod-new"})
-    env = env_for(k8s_namespace, engram_runner_identity.kubeconfig_path, BUBU_POD_NAME="pod-old")
+    # BUBU_POD_NAME fencing (c.2): a pod that no longer owns the StepRun writes nothing. (The
+    # operator never records status.podName; the admin plays the writer that did.)
+    record_pod(controlplane, k8s_namespace, SR, "pod-new")
+    env = runner_env(engram_runner_identity.kubeconfig_path, BUBU_POD_NAME="pod-old")
     report = await run_batch(Greeter(), source=MappingSource(env))
     assert report.exit_code == 1
     assert isinstance(report.status_error, PodFencedError)
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Running" and "output" not in st
 
 
@@ -317,17 +355,19 @@ LEAKY = textwrap.dedent("""
 
 
 def test_secret_never_leaves_the_pod(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    runner_env: Any,
+    tmp_path: Path,
 ) -> None:
     # Scan everything the process printed (stdout, stderr) and wrote (the whole StepRun).
     secret = "tok-7Hq2-secret-value"
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     script = tmp_path / "leaky.py"
     script.write_text(LEAKY)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     env.update(
-        env_for(
-            k8s_namespace,
+        runner_env(
             engram_runner_identity.kubeconfig_path,
             BUBU_SECRET_api=secret,
             BUBU_DEBUG="true",  # tracebacks in the logs too
@@ -343,7 +383,7 @@ def test_secret_never_leaves_the_pod(
         check=False,
     )
     assert out.returncode == 1
-    obj = read_step_run(controlplane, k8s_namespace, "s1")
+    obj = read_step_run(controlplane, k8s_namespace, SR)
     written = msgspec.json.encode(obj).decode()
     for where, text in (("stdout", out.stdout), ("stderr", out.stderr), ("StepRun", written)):
         assert secret not in text, where
