@@ -342,13 +342,19 @@ def _throttle_for(settings: TriggerSettings) -> _Throttle | None:
 
 
 class ImpulseStats:
-    """Impulse trigger counters, coalesced into at most one status patch per interval.
+    """Impulse trigger counters: the SDK-owned ones written, all of them counted in memory.
 
-    The Go SDK patches ``impulses/<name>/status`` after every trigger, without a
-    resourceVersion, so concurrent increments can be lost (crds.md 6). Here deltas accumulate in
-    memory and one background flush per ``interval`` writes them: GET, add, advance the
-    timestamps only forward (whole seconds, UTC), merge-patch ``/status`` carrying the
-    resourceVersion, and retry on 409. ``aclose()`` flushes what is left.
+    The operator recomputes ``triggersReceived``, ``storiesLaunched``, ``failedTriggers``,
+    ``lastTrigger`` and ``lastSuccess`` from the StoryRuns that name the Impulse, and overwrites
+    them on every StoryRun change (crds.md 6). The Go SDK also adds its deltas to those fields
+    after every trigger, so the status shows a mix of both counts until the next recompute (the
+    real operator showed 10 received for 8 triggers). Here only what the operator never writes,
+    ``throttledTriggers`` and ``lastThrottled``, goes to the cluster (docs/differences.md);
+    ``totals`` keeps every count for the process itself.
+
+    Writes are coalesced: deltas accumulate in memory and one background flush per ``interval``
+    writes them: GET, add, advance the timestamp only forward (whole seconds, UTC), merge-patch
+    ``/status`` carrying the resourceVersion, and retry on 409. ``aclose()`` flushes what is left.
 
     Args:
         kube: the client (needs ``impulses get`` and ``impulses/status patch``).
@@ -356,6 +362,9 @@ class ImpulseStats:
         namespace: its namespace (None: the client namespace).
         interval: the minimum seconds between two patches.
     """
+
+    #: the status fields the SDK writes; the operator owns the others (crds.md 6)
+    WRITTEN = ("throttledTriggers", "lastThrottled")
 
     def __init__(
         self, kube: KubeAPI, name: str, namespace: str | None = None, *, interval: float = 1.0
@@ -375,6 +384,10 @@ class ImpulseStats:
         self._lock = asyncio.Lock()
         self._closed = False
         self.patches = 0  # number of status writes made (observability and tests)
+        #: every count this process recorded, written or not
+        self.totals: dict[str, int] = dict.fromkeys(
+            ("triggersReceived", "storiesLaunched", "failedTriggers", "throttledTriggers"), 0
+        )
 
     def record(
         self,
@@ -385,30 +398,27 @@ class ImpulseStats:
         throttled: int = 0,
         at: datetime | None = None,
     ) -> None:
-        """Add a delta; the write happens later, coalesced with others.
+        """Add a delta to ``totals``; a throttle is also written later, coalesced with others.
 
         Raises:
             ValueError: a negative delta (Go refuses them too).
         """
         if min(received, launched, failed, throttled) < 0:
             raise ValueError("impulse trigger stats deltas must be non-negative")
-        moment = (at or datetime.now(UTC)).astimezone(UTC)
         for name, delta in (
             ("triggersReceived", received),
             ("storiesLaunched", launched),
             ("failedTriggers", failed),
             ("throttledTriggers", throttled),
         ):
-            if delta:
-                self._pending[name] = self._pending.get(name, 0) + delta
-        for stamp, flag in (
-            ("lastTrigger", received),
-            ("lastSuccess", launched),
-            ("lastThrottled", throttled),
-        ):
-            if flag and (stamp not in self._times or moment > self._times[stamp]):
-                self._times[stamp] = moment
-        if self._pending and not self._closed:
+            self.totals[name] += delta
+        if not throttled:
+            return
+        moment = (at or datetime.now(UTC)).astimezone(UTC)
+        self._pending["throttledTriggers"] = self._pending.get("throttledTriggers", 0) + throttled
+        if "lastThrottled" not in self._times or moment > self._times["lastThrottled"]:
+            self._times["lastThrottled"] = moment
+        if not self._closed:
             self._schedule()
 
     @property
@@ -433,7 +443,7 @@ class ImpulseStats:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # Stats are advisory (the operator recomputes most of them); never fail a trigger.
+            # Stats are advisory; never fail a trigger.
             _log.warning("failed to update impulse trigger stats: %s", exc)
 
     async def flush(self) -> None:
@@ -461,17 +471,9 @@ class ImpulseStats:
             status = impulse.get("status") or {}
             meta = impulse.get("metadata") or {}
             patch_status: dict[str, Any] = {}
-            if meta.get("generation") is not None:
-                patch_status["observedGeneration"] = meta["generation"]
-            for name in (
-                "triggersReceived",
-                "storiesLaunched",
-                "failedTriggers",
-                "throttledTriggers",
-            ):
+            for name, delta in counters.items():
                 current = status.get(name)
-                base = current if isinstance(current, int) else 0
-                patch_status[name] = base + counters.get(name, 0)
+                patch_status[name] = (current if isinstance(current, int) else 0) + delta
             for name, moment in times.items():
                 existing = identity.parse_time(status.get(name))
                 if existing is None or moment.replace(microsecond=0) > existing:

@@ -220,12 +220,14 @@ class ImpulseHarness:
 
     @property
     def impulse_status(self) -> dict[str, Any]:
-        """The Impulse's status (the trigger counters)."""
+        """The Impulse's status as written: the SDK writes only ``throttledTriggers`` and
+        ``lastThrottled`` (the operator owns the other counters); every count the impulse
+        recorded is in ``client.stats.totals``."""
         obj = self.cluster.peek(IMPULSE, self.impulse_name, self.namespace)
         return dict((obj or {}).get("status") or {})
 
     async def flush_stats(self) -> None:
-        """Write pending Impulse counters now instead of waiting for the interval."""
+        """Write pending Impulse counters (throttles) now instead of waiting for the interval."""
         if self.client is not None and self.client.stats is not None:
             with contextlib.suppress(Exception):
                 await self.client.stats.flush()

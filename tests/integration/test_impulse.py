@@ -1,7 +1,11 @@
-"""run_impulse against the real API server as the Impulse ServiceAccount (crds.md 7.2).
+"""run_impulse against the real operator, as the pod of the Deployment it made for an Impulse.
 
-The last test runs ``examples/webhook_impulse.py`` as a real process: signed deliveries over
-loopback HTTP, a redelivery deduplicated, then SIGTERM and a clean exit 0.
+``impulse_identity`` creates Impulse ``hook`` (targeting Story ``story``); the operator makes
+its Deployment (whose pod never starts: the test process is that pod), the
+``hook-impulse-runner`` ServiceAccount and its Role. ``impulse_env`` is that Deployment's env.
+The operator's webhook admits each StoryTrigger and its controller decides it. The
+webhook-example test runs ``examples/webhook_impulse.py`` as a real process: signed deliveries
+over loopback HTTP, a redelivery deduplicated, then SIGTERM and a clean exit 0.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import tests.conftest as _root_conftest
 from bubu._aio.shutdown import Shutdown
 from bubu._impulse import run_impulse
 from bubu._k8s.client import KubeClient
-from bubu._k8s.resources import IMPULSE, STORY_RUN, STORY_TRIGGER
+from bubu._k8s.resources import STORY_RUN, STORY_TRIGGER
 from bubu._runtime.sources import MappingSource
+from tests._controlplane import workloads
 from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_impulse, seed_story
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -39,20 +43,21 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 pytestmark = pytest.mark.integration
 
 admin_kube = _fixtures.admin_kube
-standins = _fixtures.standins
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "integration-secret"
 
 
-def env(ns: str) -> dict[str, str]:
-    return {
-        "BUBU_IMPULSE_NAME": "hook",
-        "BUBU_IMPULSE_NAMESPACE": ns,
-        "BUBU_TARGET_STORY_NAME": "story",
-        "BUBU_TARGET_STORY_NAMESPACE": ns,
-        "BUBU_STEP_CONFIG": json.dumps({"events": 3}),
-    }
+#: the Deployment the operator makes for Impulse ``hook`` of ImpulseTemplate ``IMPULSE_TEMPLATE``
+DEPLOYMENT = f"hook-{workloads.IMPULSE_TEMPLATE}-impulse"
+
+
+@pytest.fixture
+def impulse_env(controlplane, k8s_namespace, impulse_identity) -> dict[str, str]:
+    """The operator's pod env for Impulse ``hook``, plus the impulse's config."""
+    env = workloads.pod_env(controlplane, k8s_namespace, DEPLOYMENT, kind="Deployment")
+    assert env["BUBU_IMPULSE_NAME"] == "hook" and env["BUBU_TARGET_STORY_NAME"] == "story"
+    return {**env, "BUBU_STEP_CONFIG": json.dumps({"events": 3})}
 
 
 class Three(bubu.Impulse[dict]):
@@ -63,6 +68,7 @@ class Three(bubu.Impulse[dict]):
         self.done = asyncio.Event()
 
     async def run(self, client) -> None:
+        self.stats = client.stats
         for i in range(3):
             out = await client.dispatcher.trigger(f"k{i}", inputs={"i": i}, token=f"evt-{i}")
             self.runs.append(out.story_run)
@@ -70,14 +76,8 @@ class Three(bubu.Impulse[dict]):
         await client.shutdown.wait()
 
 
-@pytest.fixture
-async def seeded(admin_kube):
-    await seed_story(admin_kube)
-    await seed_impulse(admin_kube, "hook")
-
-
-async def test_run_impulse_starts_stories_and_flushes_counters_on_shutdown(
-    standins, seeded, impulse_identity, k8s_namespace, admin_kube
+async def test_run_impulse_starts_stories_and_leaves_the_counters_to_the_operator(
+    impulse_env, impulse_identity, k8s_namespace, admin_kube, controlplane
 ):
     impulse = Three()
     stop = Shutdown(grace=5)
@@ -87,7 +87,7 @@ async def test_run_impulse_starts_stories_and_flushes_counters_on_shutdown(
         task = asyncio.ensure_future(
             run_impulse(
                 impulse,
-                source=MappingSource(env(k8s_namespace)),
+                source=MappingSource(impulse_env),
                 shutdown=stop,
                 client=kube,
                 stats_interval=30,
@@ -96,11 +96,30 @@ async def test_run_impulse_starts_stories_and_flushes_counters_on_shutdown(
         await asyncio.wait_for(impulse.done.wait(), 30)
         stop.request("SIGTERM")
         assert await task == 0
-    status = (await admin_kube.get(IMPULSE, "hook"))["status"]
-    assert status["triggersReceived"] == 3 and status["storiesLaunched"] == 3
+    # The SDK counted three launches; the status holds the operator's own count (three runs
+    # started, none succeeded: their Jobs never run), and nothing the SDK added on top.
+    assert impulse.stats.totals["triggersReceived"] == 3
+    assert impulse.stats.totals["storiesLaunched"] == 3
+    await operator_counts(controlplane, k8s_namespace, received=3, launched=0)
     for name in impulse.runs:
         run = await admin_kube.get(STORY_RUN, name)
         assert run["spec"]["impulseRef"]["name"] == "hook"
+
+
+async def operator_counts(cp, ns, *, received, launched):
+    """The Impulse status once the operator's counts are ``received``/``launched``."""
+
+    def settled(obj):
+        st = obj.get("status") or {}
+        return (st.get("triggersReceived"), st.get("storiesLaunched")) == (received, launched)
+
+    impulse = await workloads.await_object(
+        cp, workloads.collection("impulses", ns), "hook", settled
+    )
+    assert (
+        "throttledTriggers" not in impulse["status"] or impulse["status"]["throttledTriggers"] == 0
+    )
+    return impulse
 
 
 def free_port() -> int:
@@ -126,11 +145,11 @@ async def post(port: int, body: bytes, delivery: str) -> tuple[int, dict]:
 
 
 async def test_webhook_example_process_end_to_end_and_sigterm_exits_zero(
-    standins, seeded, impulse_identity, k8s_namespace, admin_kube, controlplane
+    impulse_env, impulse_identity, k8s_namespace, admin_kube, controlplane
 ):
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
-    environ.update(env(k8s_namespace))
+    environ.update(impulse_env)
     environ.update(
         {
             "KUBECONFIG": str(impulse_identity.kubeconfig_path),
@@ -172,16 +191,15 @@ async def test_webhook_example_process_end_to_end_and_sigterm_exits_zero(
     async with controlplane.async_client() as http:
         triggers = (await http.get(STORY_TRIGGER.path(namespace=k8s_namespace))).json()["items"]
     assert len(triggers) == 1
-    status = (await admin_kube.get(IMPULSE, "hook"))["status"]
-    assert status["triggersReceived"] == 2 and status["storiesLaunched"] == 2
+    await operator_counts(controlplane, k8s_namespace, received=1, launched=0)  # one run
 
 
 async def test_webhook_example_process_refuses_to_start_without_a_secret(
-    seeded, impulse_identity, k8s_namespace
+    impulse_env, impulse_identity, k8s_namespace
 ):
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
-    environ.update(env(k8s_namespace))
+    environ.update(impulse_env)
     environ.update(
         {
             "KUBECONFIG": str(impulse_identity.kubeconfig_path),

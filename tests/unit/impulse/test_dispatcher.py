@@ -80,7 +80,9 @@ async def test_forget_and_session_copies(world, stats):
     assert d.forget("k").key == "k" and d.session("k") is None
 
 
-async def test_counters_are_coalesced_into_few_patches(world):
+async def test_counts_stay_in_memory_and_operator_owned_counters_are_not_written(world):
+    # The operator recomputes received/launched/failed from StoryRuns (crds.md 6); the real
+    # operator showed a mix of both counts when the SDK also wrote them (docs/differences.md).
     world.cluster.seed_impulse("hook", NS)
     stats = ImpulseStats(world.cluster, "hook", NS, interval=5)
     d = StoryDispatcher(stats=stats)
@@ -89,14 +91,28 @@ async def test_counters_are_coalesced_into_few_patches(world):
     with pytest.raises(TriggerRejectedError):
         await d.trigger(story_name="story")
     await stats.aclose()
+    assert stats.totals == {
+        "triggersReceived": 21,
+        "storiesLaunched": 20,
+        "failedTriggers": 1,
+        "throttledTriggers": 0,
+    }
+    assert stats.patches == 0
+    assert "status" not in world.cluster.peek(IMPULSE, "hook", NS)
+
+
+async def test_throttles_are_coalesced_into_few_patches(world):
+    world.cluster.seed_impulse("hook", NS)
+    stats = ImpulseStats(world.cluster, "hook", NS, interval=5)
+    for _ in range(20):
+        stats.record(received=1, throttled=1)
+        await asyncio.sleep(0)
+    await stats.aclose()
     status = world.cluster.peek(IMPULSE, "hook", NS)["status"]
-    assert status["triggersReceived"] == 21
-    assert status["storiesLaunched"] == 20
-    assert status["failedTriggers"] == 1
-    assert status["throttledTriggers"] == 0
-    assert status["observedGeneration"] == 1
-    assert stats.patches <= 2  # the first record, then the flush on close; Go sends 21
-    assert status["lastTrigger"].endswith("Z") and "." not in status["lastTrigger"]
+    assert set(status) == {"throttledTriggers", "lastThrottled"}
+    assert status["throttledTriggers"] == 20
+    assert stats.patches <= 2  # the first record, then the flush on close; Go sends 20
+    assert status["lastThrottled"].endswith("Z") and "." not in status["lastThrottled"]
 
 
 async def test_retryable_errors_count_as_received_only(world, scoped, stats):
@@ -106,19 +122,18 @@ async def test_retryable_errors_count_as_received_only(world, scoped, stats):
         with pytest.raises(Exception):
             await d.trigger(story_name="story")
     await stats.aclose()
-    status = world.cluster.peek(IMPULSE, "hook", NS)["status"]
-    assert status["triggersReceived"] == 1 and status["failedTriggers"] == 0
+    assert stats.totals["triggersReceived"] == 1 and stats.totals["failedTriggers"] == 0
 
 
 async def test_timestamps_only_move_forward(world, stats):
     future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     obj = world.cluster.peek(IMPULSE, "hook", NS)
-    obj["status"] = {"lastTrigger": future, "triggersReceived": 5}
+    obj["status"] = {"lastThrottled": future, "throttledTriggers": 5}
     world.cluster.put(IMPULSE, obj)
-    stats.record(received=1)
+    stats.record(throttled=1)
     await stats.aclose()
     status = world.cluster.peek(IMPULSE, "hook", NS)["status"]
-    assert status["lastTrigger"] == future and status["triggersReceived"] == 6
+    assert status["lastThrottled"] == future and status["throttledTriggers"] == 6
 
 
 async def test_conflicting_writer_does_not_lose_increments(world, stats):
@@ -131,14 +146,14 @@ async def test_conflicting_writer_does_not_lose_increments(world, stats):
         if kind == IMPULSE and not raced:
             raced = True  # another writer bumps the counter between our GET and PATCH
             other = await original(kind, name, namespace)
-            other["status"] = {"triggersReceived": 100}
+            other["status"] = {"throttledTriggers": 100}
             world.cluster.put(IMPULSE, other)
         return obj
 
     world.cluster.get = racing_get
-    stats.record(received=2)
+    stats.record(throttled=2)
     await stats.aclose()
-    assert world.cluster.peek(IMPULSE, "hook", NS)["status"]["triggersReceived"] == 102
+    assert world.cluster.peek(IMPULSE, "hook", NS)["status"]["throttledTriggers"] == 102
 
 
 def test_negative_deltas_are_refused(world):
