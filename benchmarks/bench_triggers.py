@@ -1,14 +1,15 @@
-"""Benchmark: ``start_story`` against the real API server with the StoryTrigger stand-in.
+"""Benchmark: ``start_story`` against the real API server and the real operator.
 
-Starts the test control plane (etcd + kube-apiserver with the CRDs), a namespace with a Story
-and an Impulse, the stand-in controllers in their own process (``python -m tests._standins``,
-standing in for the operator), then submits ``--calls`` StoryTriggers with ``--parallel`` in
-flight, acting as the operator's Impulse ServiceAccount (crds.md 7.2: no ``watch`` on
-storytriggers, so every decision is awaited by GET polling; ``--watch`` adds the rule users
-add through ``execution.rbac.rules``). Prints triggers/s, the decision latency (create ->
+Starts the test control plane (etcd + kube-apiserver with the CRDs) and the real operator
+(bobrapet's manager with its webhooks, ``tests._controlplane.operator``), a namespace with a
+Story (one condition step, so the operator runs each StoryRun to the end) and an Impulse, then
+submits ``--calls`` StoryTriggers with ``--parallel`` in flight, acting as the ServiceAccount the
+operator made for the Impulse, under the Role it generated (no ``watch`` on storytriggers, so
+every decision is awaited by GET polling; ``--watch`` adds the rule users add through the
+Impulse's ``execution.rbac.rules``). Prints triggers/s, the decision latency (create ->
 Created, including the StoryRun GET) p50/p90/p99, the API requests the SDK made per trigger,
-and where the CPU went per trigger (SDK process, stand-in resolver, kube-apiserver, etcd) so a
-slow number can be pinned on the SDK or on the control plane it shares the machine with.
+and where the CPU went per trigger (SDK process, operator, kube-apiserver, etcd) so a slow
+number can be pinned on the SDK or on the control plane it shares the machine with.
 
     python benchmarks/bench_triggers.py [--calls 500] [--parallel 16] [--tokens] [--watch]
 """
@@ -19,7 +20,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,12 +34,13 @@ sys.path.insert(0, str(ROOT))
 from bubu import _scope  # noqa: E402
 from bubu._k8s import identity  # noqa: E402
 from bubu._k8s.client import KubeClient  # noqa: E402
-from bubu._k8s.resources import IMPULSE, STORY, STORY_TRIGGER, Kind  # noqa: E402
+from bubu._k8s.resources import STORY_TRIGGER, Kind  # noqa: E402
 from bubu._runtime.sources import MappingSource  # noqa: E402
 from bubu._triggers import start_story, start_story_with_token  # noqa: E402
-from tests._controlplane import rbac  # noqa: E402
+from tests._controlplane import workloads  # noqa: E402
+from tests._controlplane.operator import Operator  # noqa: E402
 from tests._controlplane.server import ControlPlane  # noqa: E402
-from tests._standins.controllers import watch_collection  # noqa: E402
+from tests._controlplane.workloads import watch_collection  # noqa: E402
 
 
 class CountingKube:
@@ -93,7 +94,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def baseline(cp: ControlPlane, admin: KubeClient, ns: str, calls: int, parallel: int) -> None:
     """The ceiling without the SDK: raw admin POSTs of valid StoryTriggers (no decision wait),
-    timed until the stand-in resolver has decided them all. The SDK run below cannot beat it on
+    timed until the operator has decided them all. The SDK run below cannot beat it on
     the same machine, so the gap between the two is what the SDK costs."""
     label = {"bench": "baseline"}
     sem = asyncio.Semaphore(parallel)
@@ -136,12 +137,13 @@ async def baseline(cp: ControlPlane, admin: KubeClient, ns: str, calls: int, par
         await asyncio.gather(watcher, return_exceptions=True)
     print(
         f"baseline (no SDK): {calls} raw POSTs with {parallel} in flight in {posted:.2f} s, all "
-        f"decided by the resolver after {elapsed:.2f} s: {calls / elapsed:.1f} triggers/s"
+        f"decided by the operator after {elapsed:.2f} s: {calls / elapsed:.1f} triggers/s"
     )
 
 
 async def bench(
     cp: ControlPlane,
+    op: Operator,
     ns: str,
     calls: int,
     parallel: int,
@@ -150,38 +152,17 @@ async def bench(
     with_baseline: bool,
 ) -> None:
     admin_cfg = str(cp.admin_kubeconfig)
-    async with await KubeClient.connect(kubeconfig=admin_cfg, namespace=ns) as admin:
-        await admin.create(
-            STORY,
-            {
-                "metadata": {"name": "story"},
-                "spec": {"steps": [{"name": "start", "type": "condition"}]},
-            },
-        )
-        await admin.create(
-            IMPULSE,
-            {
-                "metadata": {"name": "bench"},
-                "spec": {"templateRef": {"name": "t"}, "storyRef": {"name": "story"}},
-            },
-        )
-    # The operator's Impulse Role has no watch on storytriggers (crds.md 7.2); --watch adds it
-    # to compare the watch-based wait with GET polling.
+    # The operator's Impulse Role has no watch on storytriggers; --watch adds it through the
+    # Impulse's execution.rbac.rules to compare the watch-based wait with GET polling.
     extra = (
         [{"apiGroups": ["runs.bubustack.io"], "resources": ["storytriggers"], "verbs": ["watch"]}]
         if watch
         else None
     )
-    ident = rbac.impulse_identity(cp, ns, impulse="bench", extra_rules=extra)
-    standins = subprocess.Popen(  # noqa: ASYNC220 - starts at once, before the timed part
-        [sys.executable, "-m", "tests._standins", "--kubeconfig", admin_cfg, "--namespace", ns],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    story = workloads.story(steps=[{"name": "start", "type": "condition"}])
+    workloads.seed(cp, ns, story, workloads.impulse("bench", rbac_rules=extra))
+    ident = workloads.impulse_runner(cp, ns, "bench")
     try:
-        assert standins.stdout is not None
-        standins.stdout.readline()  # "stand-ins running ..."
         if with_baseline:
             async with await KubeClient.connect(kubeconfig=admin_cfg, namespace=ns) as admin:
                 await baseline(cp, admin, ns, calls, parallel)
@@ -213,7 +194,7 @@ async def bench(
                         latencies.append(time.perf_counter() - t0)
                         assert result.decision == "Created", result
 
-                procs = {"resolver": standins.pid}
+                procs = {"operator": op.pid}
                 procs.update({k: p.pid for k, p in pids.items() if p is not None})
                 cpu0 = {k: cpu_seconds(pid) for k, pid in procs.items()}
                 sdk0 = time.process_time()
@@ -222,9 +203,9 @@ async def bench(
                 elapsed = time.perf_counter() - started
                 cpu = {"sdk": time.process_time() - sdk0}
                 cpu.update({k: cpu_seconds(pid) - cpu0[k] for k, pid in procs.items()})
-    finally:
-        standins.terminate()
-        standins.wait(timeout=10)
+    except BaseException:
+        print(f"operator log: {op.log_path}", file=sys.stderr)
+        raise
     ms = [x * 1000 for x in latencies]
     wait = "watch" if watch else "GET polling"
     print(
@@ -254,8 +235,15 @@ def main() -> int:
         "--no-baseline", action="store_true", help="skip the raw-POST run without the SDK"
     )
     args = parser.parse_args()
-    cp = ControlPlane(log=lambda m: print(m, file=sys.stderr, flush=True)).start()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    cp = ControlPlane(log=log).start()
+    op = Operator(cp, log=log)
     try:
+        op.start()
+        log(f"operator ready in {op.startup_seconds:.1f}s; log: {op.log_path}")
         ns = f"bench-{os.getpid()}"
         with cp.client() as c:
             r = c.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
@@ -264,6 +252,7 @@ def main() -> int:
             asyncio.run(
                 bench(
                     cp,
+                    op,
                     ns,
                     args.calls,
                     args.parallel,
@@ -273,6 +262,7 @@ def main() -> int:
                 )
             )
     finally:
+        op.stop()
         cp.stop()
     return 0
 

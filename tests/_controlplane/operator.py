@@ -223,6 +223,11 @@ class Operator:
         self.stop()
 
     @property
+    def pid(self) -> int:
+        """The manager's process id (0 before ``start``)."""
+        return self._proc.pid if self._proc is not None else 0
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

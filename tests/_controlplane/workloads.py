@@ -14,9 +14,10 @@ Engram / Story / Impulse / StoryRun the tests name. Every wait is a watch, not a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -260,6 +261,37 @@ def collection(kind: str, namespace: str) -> str:
         "impulses": CORE,
     }[kind]
     return f"{group}/namespaces/{namespace}/{kind}"
+
+
+async def watch_collection(
+    http: httpx.AsyncClient, kind: Any, namespace: str, *, poll_interval: float = 0.02
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(type, object)`` for every change in a collection (``kind`` is a
+    ``bubu._k8s.resources.Kind``): LIST first, then watch; LIST again when a watch ends."""
+    path = kind.path(namespace=namespace)
+    while True:
+        r = await http.get(path)
+        r.raise_for_status()
+        listing = r.json()
+        for item in listing.get("items") or []:
+            yield "ADDED", item
+        rv = (listing.get("metadata") or {}).get("resourceVersion")
+        params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        try:
+            async with http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30, read=None)
+            ) as resp:
+                async for line in resp.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        break
+                    if event.get("type") != "BOOKMARK":
+                        yield event["type"], event["object"]
+        except (httpx.TransportError, httpx.HTTPStatusError):
+            pass  # the watch ended: list again
+        await asyncio.sleep(poll_interval)
 
 
 def operator_identity(

@@ -2,7 +2,7 @@
 
 They pin what the SDK's Kubernetes tests rely on: every custom kind can be
 created, status is a subresource guarded by the CRD schema and CEL rules,
-watches deliver changes, the operator's least-privilege Roles deny what they
+watches deliver changes, the Roles the real operator generates deny what they
 should, and the fault proxy injects errors and then gets out of the way.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bubu._k8s import identity
 from tests._controlplane import rbac
 from tests._controlplane.faults import FaultProxy
 from tests._controlplane.server import ControlPlane
@@ -372,16 +373,36 @@ def test_cel_rules_reject_bad_status_and_spec(
 # --------------------------------------------------------------------------- least privilege
 
 
-def test_engram_runner_identity_has_exactly_the_runner_role(
+def _owner_kinds(obj: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["name"]) for o in obj["metadata"].get("ownerReferences") or []}
+
+
+def test_engram_runner_identity_has_exactly_the_operators_runner_role(
     controlplane: ControlPlane, k8s_namespace: str, engram_runner_identity: rbac.Identity
 ) -> None:
+    # Everything here is the operator's output for StoryRun run-1: the ServiceAccount, the
+    # Role it generated and the binding (no copy of the rules in this repository).
     ns = k8s_namespace
     me = engram_runner_identity
-    assert me.username == f"system:serviceaccount:{ns}:test-run-engram-runner"
+    sr = "run-1-step-a"
+    assert me.username == f"system:serviceaccount:{ns}:run-1-engram-runner"
     with controlplane.client() as admin:
-        make_steprun(admin, ns)
-        role = ok(admin.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{me.role}"))
-        assert role["rules"] == rbac.ENGRAM_RUNNER_RULES
+        rbac_api = "/apis/rbac.authorization.k8s.io/v1"
+        role = ok(admin.get(f"{rbac_api}/namespaces/{ns}/roles/{me.role}"))
+        binding = ok(admin.get(f"{rbac_api}/namespaces/{ns}/rolebindings/{me.role}"))
+        assert ("StoryRun", "run-1") in _owner_kinds(role)
+        assert binding["roleRef"]["name"] == me.role
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": me.service_account, "namespace": ns}
+        ]
+        step_uid = ok(admin.get(ns_path(RUNS, ns, "stepruns", sr)))["metadata"]["uid"]
+    verbs = {
+        (r.get("apiGroups", [""])[0], res, verb)
+        for r in role["rules"]
+        for res in r["resources"]
+        for verb in r["verbs"]
+    }
+    assert ("runs.bubustack.io", "stepruns", "list") not in verbs
     with controlplane.client(token=me.token) as c:
         review = ok(
             c.post(
@@ -391,29 +412,31 @@ def test_engram_runner_identity_has_exactly_the_runner_role(
         )
         assert review["status"]["userInfo"]["username"] == me.username
         # allowed
-        ok(c.get(ns_path(RUNS, ns, "stepruns", "run-a-start")))
+        ok(c.get(ns_path(RUNS, ns, "stepruns", sr)))
         ok(
             c.patch(
-                ns_path(RUNS, ns, "stepruns", "run-a-start", "status"),
+                ns_path(RUNS, ns, "stepruns", sr, "status"),
                 headers=MERGE,
-                json={"status": {"retries": 0, "phase": "Running", "signals": {"s": {"v": 1}}}},
+                json={"status": {"signals": {"s": {"v": 1}}}},
             )
         )
+        name = identity.derive_effect_claim_name(ns, sr, "k")
         claim = {
             "apiVersion": "runs.bubustack.io/v1alpha1",
             "kind": "EffectClaim",
-            "metadata": {"name": "c1"},
-            "spec": {"stepRunRef": {"name": "run-a-start"}, "effectKey": "k"},
+            "metadata": {"name": name},
+            "spec": {"stepRunRef": {"name": sr, "uid": step_uid}, "effectKey": "k"},
         }
         created = ok(c.post(ns_path(RUNS, ns, "effectclaims"), json=claim))
         created["spec"]["holderIdentity"] = "pod-1"
-        ok(c.put(ns_path(RUNS, ns, "effectclaims", "c1"), json=created))
+        created["spec"]["acquireTime"] = micro_now()
+        ok(c.put(ns_path(RUNS, ns, "effectclaims", name), json=created))
         with c.stream(
             "GET",
             ns_path(RUNS, ns, "stepruns"),
             params={
                 "watch": "1",
-                "fieldSelector": "metadata.name=run-a-start",
+                "fieldSelector": f"metadata.name={sr}",
                 "timeoutSeconds": "1",
             },
         ) as w:
@@ -421,22 +444,22 @@ def test_engram_runner_identity_has_exactly_the_runner_role(
         # denied: verbs and resources outside the Role
         denied = [
             c.get(ns_path(RUNS, ns, "stepruns")),  # list
-            c.delete(ns_path(RUNS, ns, "stepruns", "run-a-start")),  # delete
+            c.delete(ns_path(RUNS, ns, "stepruns", sr)),  # delete
             c.patch(
-                ns_path(RUNS, ns, "stepruns", "run-a-start"),
+                ns_path(RUNS, ns, "stepruns", sr),
                 headers=MERGE,  # spec patch
                 json={"spec": {"timeout": "1m"}},
             ),
             c.patch(
-                ns_path(RUNS, ns, "effectclaims", "c1"),
+                ns_path(RUNS, ns, "effectclaims", name),
                 headers=MERGE,  # no patch on claims
                 json={"spec": {"holderIdentity": "x"}},
             ),
-            c.delete(ns_path(RUNS, ns, "effectclaims", "c1")),
+            c.delete(ns_path(RUNS, ns, "effectclaims", name)),
             c.get(ns_path(RUNS, ns, "effectclaims")),
             c.post(ns_path(RUNS, ns, "storytriggers"), json={}),  # StartStory needs extra rules
-            c.get(ns_path(CORE, ns, "stories", "story-a")),  # no stories get
-            c.get(ns_path(RUNS, "default", "stepruns", "run-a-start")),  # other namespace
+            c.get(ns_path(CORE, ns, "stories", "story")),  # no stories get
+            c.get(ns_path(RUNS, "default", "stepruns", sr)),  # other namespace
         ]
     for r in denied:
         assert r.status_code == 403, (
@@ -449,22 +472,15 @@ def test_engram_runner_identity_has_exactly_the_runner_role(
         assert me.username in r.json()["message"]
 
 
-def test_impulse_identity_has_exactly_the_impulse_role(
+def test_impulse_identity_has_exactly_the_operators_impulse_role(
     controlplane: ControlPlane, k8s_namespace: str, impulse_identity: rbac.Identity
 ) -> None:
     ns = k8s_namespace
+    me = impulse_identity
+    assert me.username == f"system:serviceaccount:{ns}:hook-impulse-runner"
     with controlplane.client() as admin:
-        create(
-            admin,
-            ns,
-            CORE,
-            "impulses",
-            {
-                "kind": "Impulse",
-                "metadata": {"name": "imp"},
-                "spec": {"templateRef": {"name": "any"}, "storyRef": {"name": "s"}},
-            },
-        )
+        role = ok(admin.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{me.role}"))
+        assert ("Impulse", "hook") in _owner_kinds(role)
         create(
             admin,
             ns,
@@ -473,21 +489,22 @@ def test_impulse_identity_has_exactly_the_impulse_role(
             {
                 "kind": "StoryRun",
                 "metadata": {"name": "run-a"},
-                "spec": {"storyRef": {"name": "s"}},
+                "spec": {"storyRef": {"name": "story"}},
             },
         )
-    with controlplane.client(token=impulse_identity.token) as c:
+    with controlplane.client(token=me.token) as c:
+        name = identity.derive_story_trigger_name(ns, "story", "", "x")
         trig = {
             "apiVersion": "runs.bubustack.io/v1alpha1",
             "kind": "StoryTrigger",
-            "metadata": {"name": "t1"},
+            "metadata": {"name": name},
             "spec": {
-                "storyRef": {"name": "s"},
+                "storyRef": {"name": "story"},
                 "deliveryIdentity": {"mode": "none", "submissionId": "x"},
             },
         }
         ok(c.post(ns_path(RUNS, ns, "storytriggers"), json=trig))
-        ok(c.get(ns_path(RUNS, ns, "storytriggers", "t1")))
+        ok(c.get(ns_path(RUNS, ns, "storytriggers", name)))
         ok(c.get(ns_path(RUNS, ns, "storyruns")))
         ok(
             c.patch(
@@ -498,27 +515,38 @@ def test_impulse_identity_has_exactly_the_impulse_role(
         )
         ok(
             c.patch(
-                ns_path(CORE, ns, "impulses", "imp", "status"),
+                ns_path(CORE, ns, "impulses", "hook", "status"),
                 headers=MERGE,
-                json={"status": {"triggersReceived": 1}},
+                json={"status": {"throttledTriggers": 1}},
             )
         )
         denied = [
             c.get(ns_path(RUNS, ns, "storytriggers")),
-            c.delete(ns_path(RUNS, ns, "storytriggers", "t1")),
+            c.delete(ns_path(RUNS, ns, "storytriggers", name)),
             c.post(ns_path(RUNS, ns, "storyruns"), json={}),
             c.patch(
-                ns_path(CORE, ns, "impulses", "imp"), headers=MERGE, json={"spec": {"version": "2"}}
+                ns_path(CORE, ns, "impulses", "hook"),
+                headers=MERGE,
+                json={"spec": {"version": "2"}},
             ),
             c.get(ns_path(CORE, ns, "impulses")),
             c.get(ns_path(RUNS, ns, "stepruns", "x")),
         ]
     for r in denied:
         assert r.status_code == 403, (r.request.method, r.request.url.path, r.status_code)
+        assert me.username in r.json()["message"]
+
+
+#: the plumbing tests' own Role (tokens, kubeconfigs, the proxy), not the operator's: they run
+#: before the operator starts, on StepRuns they make themselves
+OWN_RULES = [
+    {"apiGroups": ["runs.bubustack.io"], "resources": ["stepruns"], "verbs": ["get", "watch"]},
+    {"apiGroups": ["runs.bubustack.io"], "resources": ["stepruns/status"], "verbs": ["patch"]},
+]
 
 
 async def test_kr8s_reads_the_generated_kubeconfigs(
-    controlplane: ControlPlane, k8s_namespace: str, engram_runner_identity: rbac.Identity
+    controlplane: ControlPlane, k8s_namespace: str, make_identity: Callable[..., rbac.Identity]
 ) -> None:
     import kr8s
     from kr8s.asyncio.objects import new_class
@@ -533,7 +561,7 @@ async def test_kr8s_reads_the_generated_kubeconfigs(
         names = [n.name async for n in admin_api.get("namespaces")]
         assert k8s_namespace in names
 
-    async with kr8s_api(engram_runner_identity.kubeconfig_path) as sa_api:
+    async with kr8s_api(make_identity(OWN_RULES).kubeconfig_path) as sa_api:
         assert sa_api.namespace == k8s_namespace
         # kr8s's StepRun.get(name) is a LIST call, which the runner Role does not allow;
         # refresh() is a plain GET.
@@ -660,12 +688,12 @@ async def test_fault_proxy_forwards_tokens_and_watches(
     controlplane: ControlPlane,
     k8s_namespace: str,
     fault_proxy: FaultProxy,
-    engram_runner_identity: rbac.Identity,
+    make_identity: Callable[..., rbac.Identity],
 ) -> None:
     ns = k8s_namespace
     with controlplane.client() as admin:
         obj = make_steprun(admin, ns)
-    headers = {"Authorization": f"Bearer {engram_runner_identity.token}"}
+    headers = {"Authorization": f"Bearer {make_identity(OWN_RULES).token}"}
     async with httpx.AsyncClient(base_url=fault_proxy.url, headers=headers, timeout=10) as c:
         # RBAC still applies through the proxy (the token is forwarded, not the admin cert)
         assert (await c.get(ns_path(RUNS, ns, "stepruns"))).status_code == 403
@@ -695,7 +723,7 @@ async def test_kr8s_through_the_fault_proxy(
     controlplane: ControlPlane,
     k8s_namespace: str,
     fault_proxy: FaultProxy,
-    engram_runner_identity: rbac.Identity,
+    make_identity: Callable[..., rbac.Identity],
 ) -> None:
     import kr8s
     from kr8s.asyncio.objects import new_class
@@ -703,7 +731,8 @@ async def test_kr8s_through_the_fault_proxy(
     StepRun = new_class(kind="StepRun", version="runs.bubustack.io/v1alpha1", namespaced=True)
     with controlplane.client() as admin:
         make_steprun(admin, k8s_namespace)
-    kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
+    token = make_identity(OWN_RULES).token
+    kubeconfig = fault_proxy.kubeconfig(token=token, namespace=k8s_namespace)
     async with kr8s_api(kubeconfig) as api:
         fault_proxy.conflict("PATCH", r"/stepruns/run-a-start/status$")
         sr = StepRun({"metadata": {"name": "run-a-start", "namespace": k8s_namespace}}, api=api)
