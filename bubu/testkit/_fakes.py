@@ -91,9 +91,11 @@ def _merge(target: Any, patch: Any) -> Any:
 
 
 def story_trigger_violations(trigger: Mapping[str, Any]) -> list[str]:
-    """Return the webhook/controller identity errors of a StoryTrigger (crds.md 2.3 steps 1-3).
+    """Return the StoryTrigger webhook's identity errors, in the order it checks them.
 
-    An empty list means the trigger is valid.
+    The webhook answers with the first one (crds.md 2.3 steps 1-3; wording as bobrapet
+    v0.1.13 words it). The referenced Story is checked by ``FakeCluster`` admission, which can
+    look it up. An empty list means the trigger is valid.
     """
     meta = trigger.get("metadata") or {}
     spec = trigger.get("spec") or {}
@@ -107,12 +109,15 @@ def story_trigger_violations(trigger: Mapping[str, Any]) -> list[str]:
         errors.append("spec.deliveryIdentity.submissionId is required")
     mode = ident.get("mode") or "none"
     key = (ident.get("key") or "").strip()
+    when = f'when spec.deliveryIdentity.mode="{mode}"'
     if mode == "none" and key:
-        errors.append("spec.deliveryIdentity.key must be empty when mode is none")
+        errors.append(f"spec.deliveryIdentity.key must be empty {when}")
     if mode in ("token", "key") and not key:
-        errors.append(f"spec.deliveryIdentity.key is required when mode is {mode}")
-    if key and not ident.get("inputHash"):
-        errors.append("spec.deliveryIdentity.inputHash is required when key is set")
+        errors.append(f"spec.deliveryIdentity.key is required {when}")
+    if key and not (ident.get("inputHash") or "").strip():
+        errors.append(
+            "spec.deliveryIdentity.inputHash is required when spec.deliveryIdentity.key is set"
+        )
     if ident.get("inputHash"):
         try:
             actual = identity.compute_trigger_input_hash(spec.get("inputs"))
@@ -121,18 +126,21 @@ def story_trigger_violations(trigger: Mapping[str, Any]) -> list[str]:
         else:
             if actual != ident.get("inputHash"):
                 errors.append("spec.deliveryIdentity.inputHash does not match spec.inputs")
+    if not (meta.get("name") or "").strip():
+        errors.append("metadata.name is required for StoryTrigger")
+    if meta.get("generateName"):
+        errors.append("metadata.generateName must be empty for StoryTrigger")
     story_ns = story.get("namespace") or meta.get("namespace") or ""
     expected = identity.derive_story_trigger_name(
         story_ns, story.get("name") or "", key, submission
     )
-    if meta.get("generateName"):
-        errors.append("metadata.generateName must be empty for StoryTrigger")
-    if meta.get("name") != expected:
+    if meta.get("name") and meta.get("name") != expected:
         errors.append(
             f'metadata.name must be "{expected}" for StoryTrigger (got "{meta.get("name")}")'
         )
     if story.get("namespace") and story.get("namespace") != meta.get("namespace"):
-        errors.append("cross-namespace storyRef is not allowed")
+        # the operator's default reference policy ("deny")
+        errors.append("cross-namespace StoryRef references are not allowed")
     return errors
 
 
@@ -434,10 +442,13 @@ class FakeCluster:
         self, kind: Kind, new: dict[str, Any], old: dict[str, Any] | None, operation: str
     ) -> None:
         if kind == STORY_TRIGGER:
-            errors = story_trigger_violations(new)
+            errors = story_trigger_violations(new) or self._story_ref_errors(new)
             if old is not None and old.get("spec") != new.get("spec"):
-                errors.append("spec is immutable for StoryTrigger")
-            self._deny(operation, kind, errors)
+                errors.append(
+                    "spec is immutable for StoryTrigger; "
+                    "create a new StoryTrigger for updated trigger requests"
+                )
+            self._deny(operation, kind, errors[:1])  # the webhook stops at its first error
         elif kind == EFFECT_CLAIM:
             ref = (new.get("spec") or {}).get("stepRunRef") or {}
             step = self._objects.get(
@@ -456,6 +467,22 @@ class FakeCluster:
             now = bool(nspec.pop("cancelRequested", False))
             if ospec != nspec or (was and not now):
                 self._deny(operation, kind, ["spec is immutable"])
+
+    def _story_ref_errors(self, trigger: Mapping[str, Any]) -> list[str]:
+        """The StoryTrigger webhook's last check: the referenced Story exists (and has the
+        requested version). The real operator refuses the request here, so no trigger exists
+        and nothing is ever decided."""
+        ref = (trigger.get("spec") or {}).get("storyRef") or {}
+        key = f"{ref.get('namespace') or trigger['metadata']['namespace']}/{ref.get('name')}"
+        ns, name = key.split("/", 1)
+        story = self._objects.get((STORY.plural, ns, name))
+        if story is None:
+            return [f"referenced story '{key}' not found"]
+        want = (ref.get("version") or "").strip()
+        have = ((story.get("spec") or {}).get("version") or "").strip()
+        if want and want != have:
+            return [f"referenced story '{key}' has version '{have}', expected '{want}'"]
+        return []
 
     def _write(
         self,
@@ -753,7 +780,7 @@ async def resolve_story_trigger(
         if validate:
             errors = story_trigger_violations(trigger)
             if errors:
-                return "Rejected", "ValidationFailed", "; ".join(errors)
+                return "Rejected", "ValidationFailed", errors[0]  # the controller's first error
         try:
             story_obj = await kube.get(STORY, story.get("name", ""), story_ns)
         except NotFoundError:

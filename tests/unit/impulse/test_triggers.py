@@ -98,12 +98,14 @@ async def test_without_a_resolver_the_call_is_pending_and_retryable(world, scope
     assert not (trigger.get("status") or {}).get("decision")
 
 
-async def test_missing_story_is_rejected_with_reason(world):
-    with pytest.raises(
-        TriggerRejectedError, match='referenced Story "team-a/nope" was not found'
-    ) as info:
+async def test_missing_story_is_refused_at_admission(world):
+    # As the operator's StoryTrigger webhook does: no trigger is created, nothing is decided
+    # (tests/integration/test_testkit_twin.py runs the same call against the real operator).
+    missing = "referenced story 'team-a/nope' not found"
+    with pytest.raises(TriggerRejectedError, match=missing) as info:
         await start_story("nope", {})
-    assert info.value.reason == "StoryNotFound"
+    assert info.value.reason == "AdmissionDenied"
+    assert world.cluster.objects(STORY_TRIGGER) == []
 
 
 async def test_rejection_message_is_status_message(world):
@@ -378,7 +380,9 @@ async def test_rate_limit_waits_and_counts_throttled(world, scoped):
 
 async def test_webhook_denial_is_a_rejection_not_a_permission_error(world):
     # A cross-namespace storyRef is denied by the StoryTrigger webhook (403, crds.md 2.3).
-    with pytest.raises(TriggerRejectedError, match="cross-namespace storyRef") as info:
+    with pytest.raises(
+        TriggerRejectedError, match="cross-namespace StoryRef references are not allowed"
+    ) as info:
         await start_story("story", {}, namespace="elsewhere")
     assert info.value.reason == "AdmissionDenied" and not info.value.retryable
     assert world.cluster.denials
