@@ -173,3 +173,85 @@ async def admin_kube(controlplane, k8s_namespace) -> AsyncIterator[KubeClient]:
         kubeconfig=str(controlplane.admin_kubeconfig), namespace=k8s_namespace
     ) as kube:
         yield kube
+
+
+# --- effects: the claims the SDK writes and the status the EffectClaim controller derives ------
+
+SR = "run-1-step-a"
+
+
+def step_env(ns: str) -> dict[str, str]:
+    return {"BUBU_STEPRUN_NAME": SR, "BUBU_STEPRUN_NAMESPACE": ns, "BUBU_POD_NAME": "pod-1"}
+
+
+def claim_view(claim: dict[str, Any]) -> tuple[Any, ...]:
+    """What the SDK and its users read from a claim: the spec's lease and completion fields and
+    the status the controller derived (timestamps aside)."""
+    spec, status = claim.get("spec") or {}, claim.get("status") or {}
+    conditions = sorted(
+        (c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []
+    )
+    holder = spec.get("holderIdentity") or ""
+    return (
+        holder.rsplit(":", 1)[0] if holder.count(":") >= 3 else holder,  # without the process id
+        spec.get("completionStatus"),
+        spec.get("leaseTransitions"),
+        status.get("phase"),
+        tuple(conditions),
+    )
+
+
+async def effects_scenario() -> list[tuple[Any, ...]]:
+    from bubu._effects import execute_effect_once
+
+    async def ok() -> dict[str, str]:
+        return {"id": "1"}
+
+    async def boom() -> None:
+        raise RuntimeError("declined")
+
+    return [
+        await outcome_of(execute_effect_once("charge", ok)),
+        await outcome_of(execute_effect_once("charge", ok)),
+        await outcome_of(execute_effect_once("refund", boom)),
+    ]
+
+
+async def outcome_of(call: Awaitable[Any]) -> tuple[Any, ...]:
+    try:
+        return ("value", await call)
+    except Exception as exc:
+        return ("error", type(exc).__name__, str(exc))
+
+
+async def test_effect_claims_agree(
+    controlplane, k8s_namespace, engram_runner_identity, admin_kube
+) -> None:
+    from bubu._k8s.resources import EFFECT_CLAIM
+    from bubu.testkit._fakes import EffectClaimPhases
+
+    ns = k8s_namespace
+    names = [identity.derive_effect_claim_name(ns, SR, key) for key in ("charge", "refund")]
+
+    cluster = FakeCluster(ns)
+    EffectClaimPhases(cluster)
+    cluster.seed_step_run(SR, ns, story_run="run-1", step_id="step-a")
+    with _scope.activate(_scope.RunScope(source=MappingSource(step_env(ns)), kube=cluster)):
+        expected = await effects_scenario()
+    expected_claims = [claim_view(cluster.peek(EFFECT_CLAIM, n, ns) or {}) for n in names]
+
+    async with await KubeClient.connect(
+        kubeconfig=str(engram_runner_identity.kubeconfig_path), namespace=ns
+    ) as kube:
+        with _scope.activate(_scope.RunScope(source=MappingSource(step_env(ns)), kube=kube)):
+            observed = await effects_scenario()
+    assert expected == observed
+    collection = workloads.collection("effectclaims", ns)
+    observed_claims = []
+    for name, want in zip(names, expected_claims, strict=True):
+        # the controller derives the status asynchronously: wait until it says the same phase
+        claim = await workloads.await_object(
+            controlplane, collection, name, lambda c, w=want: claim_view(c)[3] == w[3]
+        )
+        observed_claims.append(claim_view(claim))
+    assert expected_claims == observed_claims
