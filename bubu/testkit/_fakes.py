@@ -16,8 +16,8 @@ The fake controllers run inside the cluster as write hooks:
 * ``StopStoryController``: finishes a StoryRun whose ``spec.cancelRequested`` is set (9.3).
 
 ``resolve_story_trigger`` and ``effect_claim_violations`` are plain functions over
-``KubeAPI``/dicts, so the stand-in controllers of the project's integration tests run the very
-same logic against a real API server.
+``KubeAPI``/dicts. The project's integration tests run the same SDK calls on these fakes and
+against the real operator (bobrapet v0.1.13) and require the same outcomes.
 """
 
 from __future__ import annotations
@@ -757,9 +757,8 @@ async def resolve_story_trigger(
 ) -> dict[str, Any]:
     """Decide one StoryTrigger as the operator does, create its StoryRun, write its status.
 
-    Works on any ``KubeAPI`` (the in-memory cluster or an admin ``KubeClient``), so the fakes
-    and the integration stand-in share it. Steps follow crds.md 9.2 (including the
-    validation the Go emulator skips).
+    Works on any ``KubeAPI`` (the in-memory cluster or an admin ``KubeClient``). Steps follow
+    crds.md 9.2 (including the validation the Go emulator skips).
 
     Returns:
         The status written (``decision``, ``reason``, ``message``, ``storyRunRef``...).

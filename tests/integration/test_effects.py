@@ -29,7 +29,6 @@ from bubu._k8s import identity
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
 from bubu.errors import EffectAlreadyRecordedError
 from bubu.testkit._fakes import effect_claim_violations
-from tests._standins import fixtures as _fixtures
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -40,8 +39,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-admin_kube = _fixtures.admin_kube
-as_identity = _fixtures.as_identity
 
 SR = "run-1-step-a"
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +132,7 @@ def worker(
         [
             sys.executable,
             "-m",
-            "tests._standins.effect_worker",
+            "tests.integration.effect_worker",
             "--kubeconfig",
             str(kubeconfig),
             "--out",

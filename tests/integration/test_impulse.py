@@ -31,7 +31,6 @@ from bubu._k8s.client import KubeClient
 from bubu._k8s.resources import STORY_RUN, STORY_TRIGGER
 from bubu._runtime.sources import MappingSource
 from tests._controlplane import workloads
-from tests._standins import fixtures as _fixtures
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -42,7 +41,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-admin_kube = _fixtures.admin_kube
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "integration-secret"

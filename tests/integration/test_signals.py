@@ -14,7 +14,6 @@ from bubu._k8s.client import KubeClient
 from bubu._k8s.resources import STEP_RUN
 from bubu._signals import emit_signal, emit_text_signal, replay_signals
 from bubu.errors import SignalError
-from tests._standins import fixtures as _fixtures
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -25,8 +24,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-admin_kube = _fixtures.admin_kube
-as_identity = _fixtures.as_identity
 
 SR = "run-1-step-a"
 
@@ -61,7 +58,6 @@ async def test_concurrent_processes_never_lose_or_reuse_a_seq(
 
     from bubu import _scope
     from bubu._runtime.sources import MappingSource
-
 
     async def emitter(tag: str) -> list[int]:
         async with await KubeClient.connect(

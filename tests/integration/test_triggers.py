@@ -31,12 +31,8 @@ from bubu.errors import (
 from bubu.testkit._fakes import story_trigger_violations
 from tests._controlplane import workloads
 from tests._controlplane.faults import Fault
-from tests._standins import fixtures as _fixtures
 
 pytestmark = pytest.mark.integration
-
-admin_kube = _fixtures.admin_kube
-as_identity = _fixtures.as_identity
 
 
 def env(ns: str, **extra: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
-"""A separate process that runs ``execute_effect_once`` the way an engram would (effects tests).
+"""A separate process that runs ``execute_effect_once`` as an engram pod would (effects tests).
 
-    python -m tests._standins.effect_worker --kubeconfig K --out FILE race --keys 100 \
+    python -m tests.integration.effect_worker --kubeconfig K --out FILE race --keys 100 \
         [--seed 7 --start-at <epoch seconds>]
-    python -m tests._standins.effect_worker --kubeconfig K --out FILE hold --key k
+    python -m tests.integration.effect_worker --kubeconfig K --out FILE hold --key k
 
 The StepRun identity comes from ``BUBU_STEPRUN_NAME``/``BUBU_STEPRUN_NAMESPACE`` (and the lease
 from ``BUBU_EFFECT_LEASE_DURATION``). Every execution of an effect body appends one line
@@ -72,7 +72,7 @@ async def hold(key: str, out: str) -> dict[str, int]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests._standins.effect_worker")
+    parser = argparse.ArgumentParser(prog="python -m tests.integration.effect_worker")
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--out", required=True)
     sub = parser.add_subparsers(dest="mode", required=True)
