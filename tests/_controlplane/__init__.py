@@ -19,9 +19,7 @@ _EXPORTS = {
     "Fault": "faults",
     "FaultProxy": "faults",
     "status_body": "faults",
-    "ENGRAM_RUNNER_RULES": "rbac",
-    "IMPULSE_RULES": "rbac",
-    "START_STORY_RULES": "rbac",
+    "Operator": "operator",
     "Identity": "rbac",
     "create_identity": "rbac",
 }
@@ -34,9 +32,7 @@ __all__ = [  # noqa: RUF022 - same order as _EXPORTS
     "Fault",
     "FaultProxy",
     "status_body",
-    "ENGRAM_RUNNER_RULES",
-    "IMPULSE_RULES",
-    "START_STORY_RULES",
+    "Operator",
     "Identity",
     "create_identity",
 ]

@@ -1,11 +1,11 @@
-"""Least-privilege identities: the operator-generated Roles, bound to test ServiceAccounts.
+"""ServiceAccount identities: a token and a kubeconfig that authenticate as the account.
 
-The rules are copied from ``shared/spec/crds.md`` section 7 (the operator's
-``reconcileRole`` for engram runners and ``ensureImpulseRBAC`` for impulses),
-nothing more. ``create_identity`` makes a ServiceAccount, a Role with the given
-rules and a RoleBinding, mints a token through the TokenRequest API and writes a
-kubeconfig that authenticates as that ServiceAccount, so SDK code run with
-``KUBECONFIG=<path>`` has exactly the permissions a real pod would have.
+The identities the operator makes for engram runners and Impulses come from the operator
+itself (``workloads.operator_identity``: its ServiceAccount, its generated Role); this
+module keeps no copy of those rules. ``create_identity`` makes a ServiceAccount with a Role of
+the caller's own rules (a test's or a user's ServiceAccount, not the operator's), and
+``issue_token`` mints a TokenRequest token for any ServiceAccount, so SDK code run with
+``KUBECONFIG=<path>`` has exactly that account's permissions.
 """
 
 from __future__ import annotations
@@ -19,50 +19,6 @@ import httpx
 
 if TYPE_CHECKING:
     from .server import ControlPlane
-
-RUNS = "runs.bubustack.io"
-CORE = "bubustack.io"
-TRANSPORT = "transport.bubustack.io"
-
-#: crds.md 7.3, ``[op] internal/controller/runs/rbac.go reconcileRole``
-ENGRAM_RUNNER_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [RUNS], "resources": ["stepruns"], "verbs": ["get", "watch"]},
-    {"apiGroups": [RUNS], "resources": ["stepruns/status"], "verbs": ["patch", "update"]},
-    {"apiGroups": [RUNS], "resources": ["effectclaims"], "verbs": ["get", "create", "update"]},
-    {
-        "apiGroups": [TRANSPORT],
-        "resources": ["transportbindings"],
-        "verbs": ["get", "list", "watch"],
-    },
-    {
-        "apiGroups": [TRANSPORT],
-        "resources": ["transportbindings/status"],
-        "verbs": ["get", "patch", "update"],
-    },
-]
-
-#: crds.md 7.2, ``[op] internal/controller/impulse_controller.go ensureImpulseRBAC``
-IMPULSE_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [RUNS], "resources": ["storytriggers"], "verbs": ["create", "get"]},
-    {"apiGroups": [RUNS], "resources": ["storyruns"], "verbs": ["get", "list", "patch"]},
-    {"apiGroups": [RUNS], "resources": ["storyruns/status"], "verbs": ["patch"]},
-    {"apiGroups": [CORE], "resources": ["impulses"], "verbs": ["get"]},
-    {"apiGroups": [CORE], "resources": ["impulses/status"], "verbs": ["patch"]},
-]
-
-#: crds.md 7.4: what an engram calling StartStory needs on top of the runner Role
-START_STORY_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [RUNS], "resources": ["storytriggers"], "verbs": ["create", "get"]},
-    {"apiGroups": [RUNS], "resources": ["storyruns"], "verbs": ["get"]},
-]
-
-
-def engram_runner_rules(extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    return copy.deepcopy(ENGRAM_RUNNER_RULES) + copy.deepcopy(extra or [])
-
-
-def impulse_rules(extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    return copy.deepcopy(IMPULSE_RULES) + copy.deepcopy(extra or [])
 
 
 @dataclass(frozen=True)
@@ -169,27 +125,3 @@ def create_identity(
         server=server,
     )
     return Identity(namespace, name, name, path, token, tuple(copy.deepcopy(rules)))
-
-
-def engram_runner_identity(
-    cp: ControlPlane,
-    namespace: str,
-    *,
-    story_run: str = "test-run",
-    extra_rules: list[dict[str, Any]] | None = None,
-) -> Identity:
-    """The ``<storyRun>-engram-runner`` identity the operator creates per StoryRun."""
-    return create_identity(
-        cp, namespace, f"{story_run}-engram-runner", engram_runner_rules(extra_rules)
-    )
-
-
-def impulse_identity(
-    cp: ControlPlane,
-    namespace: str,
-    *,
-    impulse: str = "test-impulse",
-    extra_rules: list[dict[str, Any]] | None = None,
-) -> Identity:
-    """The ``<impulse>-impulse-runner`` identity the operator creates per Impulse."""
-    return create_identity(cp, namespace, f"{impulse}-impulse-runner", impulse_rules(extra_rules))

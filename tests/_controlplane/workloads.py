@@ -27,7 +27,8 @@ from . import rbac
 if TYPE_CHECKING:
     from .server import ControlPlane
 
-RUNS = "/apis/runs.bubustack.io/v1alpha1"
+RUNS_GROUP = "runs.bubustack.io"
+RUNS = f"/apis/{RUNS_GROUP}/v1alpha1"
 CORE = "/apis/bubustack.io/v1alpha1"
 CATALOG = "/apis/catalog.bubustack.io/v1alpha1"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
@@ -36,6 +37,14 @@ RBAC = "/apis/rbac.authorization.k8s.io/v1"
 ENGRAM_TEMPLATE = "bubu-test-engram"
 STREAMING_TEMPLATE = "bubu-test-streaming-engram"
 IMPULSE_TEMPLATE = "bubu-test-impulse"
+#: an EngramTemplate whose engrams start Stories: it declares the rules for that, which the
+#: operator merges into each engram-runner Role it generates (the rules are the template
+#: author's input, as a user would write them; the Role is the operator's output)
+STARTER_TEMPLATE = "bubu-test-starter-engram"
+STARTER_RULES = [
+    {"apiGroups": [RUNS_GROUP], "resources": ["storytriggers"], "verbs": ["create", "get"]},
+    {"apiGroups": [RUNS_GROUP], "resources": ["storyruns"], "verbs": ["get"]},
+]
 #: an image reference that is never pulled (nothing runs pods here)
 IMAGE = "example.invalid/bubu-test:0"
 
@@ -58,12 +67,19 @@ def _create(c: httpx.Client, collection: str, body: dict[str, Any], *, exist_ok:
 
 def ensure_templates(c: httpx.Client) -> None:
     """The EngramTemplates (a batch one and a streaming one) and the ImpulseTemplate."""
-    for name, modes in ((ENGRAM_TEMPLATE, ["job"]), (STREAMING_TEMPLATE, ["deployment"])):
+    for name, modes, rules in (
+        (ENGRAM_TEMPLATE, ["job"], None),
+        (STREAMING_TEMPLATE, ["deployment"], None),
+        (STARTER_TEMPLATE, ["job"], STARTER_RULES),
+    ):
+        spec: dict[str, Any] = {"version": "1.0.0", "supportedModes": modes, "image": IMAGE}
+        if rules:
+            spec["execution"] = {"rbac": {"rules": rules}}
         body = {
             "apiVersion": "catalog.bubustack.io/v1alpha1",
             "kind": "EngramTemplate",
             "metadata": {"name": name},
-            "spec": {"version": "1.0.0", "supportedModes": modes, "image": IMAGE},
+            "spec": spec,
         }
         _create(c, f"{CATALOG}/engramtemplates", body, exist_ok=True)
     body = {

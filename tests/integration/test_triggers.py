@@ -164,6 +164,26 @@ async def test_missing_story_is_refused_by_the_webhook(
     assert triggers == []
 
 
+async def test_an_engram_starts_a_story_under_the_role_the_operator_generates(
+    story, controlplane, k8s_namespace, as_identity, admin_kube
+):
+    # The engram's template declares what starting a Story needs; the operator merges that into
+    # the engram-runner Role of each StoryRun. The SDK call runs as that pod, with its env.
+    ns = k8s_namespace
+    parent = workloads.story("parent", steps=[{"name": "step-a", "ref": {"name": "starter"}}])
+    starter = workloads.engram("starter", template=workloads.STARTER_TEMPLATE)
+    workloads.seed(controlplane, ns, starter, parent, workloads.story_run("p-1", "parent"))
+    runner = workloads.engram_runner(controlplane, ns, "p-1")
+    for rule in workloads.STARTER_RULES:
+        assert rule in runner.rules, runner.rules
+    pod = workloads.pod_env(controlplane, ns, "p-1-step-a")
+    async with as_identity(runner, pod):
+        result = await start_story("quick", {"from": "engram"})
+    assert result.decision == "Created"
+    child = await admin_kube.get(STORY_RUN, result.story_run)
+    assert child["spec"]["inputs"] == {"from": "engram"}
+
+
 async def test_admin_identity_resolves_through_the_watch(
     story, as_identity, controlplane, k8s_namespace, make_identity
 ):
