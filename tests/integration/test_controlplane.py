@@ -427,10 +427,17 @@ def test_engram_runner_identity_has_exactly_the_operators_runner_role(
             "metadata": {"name": name},
             "spec": {"stepRunRef": {"name": sr, "uid": step_uid}, "effectKey": "k"},
         }
-        created = ok(c.post(ns_path(RUNS, ns, "effectclaims"), json=claim))
-        created["spec"]["holderIdentity"] = "pod-1"
-        created["spec"]["acquireTime"] = micro_now()
-        ok(c.put(ns_path(RUNS, ns, "effectclaims", name), json=created))
+        ok(c.post(ns_path(RUNS, ns, "effectclaims"), json=claim))
+        # The operator's EffectClaim controller writes the claim's status right after the
+        # create, so a PUT from an older read gets 409: read again and retry, as the SDK does.
+        for _ in range(10):
+            current = ok(c.get(ns_path(RUNS, ns, "effectclaims", name)))
+            current["spec"]["holderIdentity"] = "pod-1"
+            current["spec"]["acquireTime"] = micro_now()
+            r = c.put(ns_path(RUNS, ns, "effectclaims", name), json=current)
+            if r.status_code != 409:
+                break
+        ok(r)
         with c.stream(
             "GET",
             ns_path(RUNS, ns, "stepruns"),
