@@ -122,6 +122,31 @@ async def test_failure_releases_and_retry_reruns(
     await claims_valid(admin_kube, [name])
 
 
+async def test_long_effect_renews_its_lease_through_the_webhook(
+    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+):
+    # A 1 s lease renews every ~333 ms (Go's clamp(lease/3, 100 ms, 30 s)); each renewal and
+    # the completion are PUTs the operator's webhook checks (renewTime >= acquireTime,
+    # completedAt >= renewTime although metav1.Time keeps whole seconds).
+    async def slow():
+        await asyncio.sleep(1.6)
+        return "done"
+
+    lease = env(k8s_namespace, BUBU_EFFECT_LEASE_DURATION="1s")
+    async with as_identity(engram_runner_identity, lease):
+        assert await execute_effect_once("slow", slow) == "done"
+    name = identity.derive_effect_claim_name(k8s_namespace, SR, "slow")
+    claim = await wait_phase(admin_kube, name, "Completed")
+    spec = claim["spec"]
+    acquired, renewed = (
+        identity.parse_time(spec["acquireTime"]),
+        identity.parse_time(spec["renewTime"]),
+    )
+    assert renewed > acquired  # renewed at least once while the body ran
+    assert identity.parse_time(spec["completedAt"]) >= renewed.replace(microsecond=0)
+    await claims_valid(admin_kube, [name])
+
+
 def worker(
     kubeconfig: Path, out: Path, ns: str, *args: str, lease: str = "10m"
 ) -> subprocess.Popen:
