@@ -1,11 +1,11 @@
 """The queue impulse killed between admission and acknowledgement, for real.
 
-``examples/redis-queue-impulse/queue_impulse.py`` runs as a process with the Impulse
-ServiceAccount against the real kube-apiserver (the stand-in controllers decide its
-StoryTriggers) and a real redis-server. The first process is SIGKILLed after its first entry
-was admitted and before ``XACK``; the second process, with the same consumer name, must
-re-submit that entry (same token: no second StoryRun), then handle the rest, and acknowledge
-everything: three entries, three StoryRuns, nothing pending.
+``examples/redis-queue-impulse/queue_impulse.py`` runs as a process with the ServiceAccount the
+real operator made for Impulse ``queue`` (the operator's webhook admits and its controller
+decides its StoryTriggers) and a real redis-server. The first process is SIGKILLed after its
+first entry was admitted and before ``XACK``; the second process, with the same consumer name,
+must re-submit that entry (same token: no second StoryRun), then handle the rest, and
+acknowledge everything: three entries, three StoryRuns, nothing pending.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import redis.asyncio as redis
 import tests.conftest as _root_conftest
 from bubu._k8s.resources import STORY_RUN, STORY_TRIGGER
 from tests import _redis
-from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_impulse, seed_story
+from tests._controlplane import workloads
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -37,8 +36,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-admin_kube = _fixtures.admin_kube
-standins = _fixtures.standins
 redis_server = _redis.redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +43,12 @@ EXAMPLE = ROOT / "examples" / "redis-queue-impulse" / "queue_impulse.py"
 
 
 @pytest.fixture
-async def seeded(admin_kube):
-    await seed_story(admin_kube)
-    await seed_impulse(admin_kube, "queue")
+def queue_identity(controlplane, operator, k8s_namespace):
+    """The operator's identity for Impulse ``queue`` (targeting Story ``story``)."""
+    ns = k8s_namespace
+    impulse = workloads.impulse("queue")
+    workloads.seed(controlplane, ns, workloads.engram(), workloads.story(), impulse)
+    return workloads.impulse_runner(controlplane, ns, "queue")
 
 
 def start(url: str, ns: str, kubeconfig: str, *, pause: bool) -> subprocess.Popen[bytes]:
@@ -100,16 +100,14 @@ async def read_line(proc: subprocess.Popen[bytes], prefix: bytes, within: float 
 
 
 async def test_a_kill_between_admission_and_ack_loses_nothing_and_duplicates_nothing(
-    standins,
-    seeded,
     redis_server,
-    impulse_identity,
+    queue_identity,
     k8s_namespace,
     controlplane,
 ) -> None:
     conn = redis.Redis.from_url(redis_server, decode_responses=True)
     ids = [await conn.xadd("orders", {"n": str(i)}) for i in range(3)]
-    kubeconfig = str(impulse_identity.kubeconfig_path)
+    kubeconfig = str(queue_identity.kubeconfig_path)
 
     async def listed(kind: Any) -> list[dict[str, Any]]:
         async with controlplane.async_client() as http:
