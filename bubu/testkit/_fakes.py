@@ -1041,14 +1041,18 @@ class StopStoryController:
 
 
 def story_run_canceled_status(now: datetime | None = None) -> dict[str, Any]:
-    """The status the StoryRun controller writes after a graceful cancel (crds.md 9.3)."""
+    """The status the StoryRun controller writes after a graceful cancel (crds.md 9.3): phase
+    ``Finished`` and Ready, Progressing and Degraded all ``False`` with reason ``Canceled``."""
     stamp = identity.utc_seconds(now or _now())
     message = "StoryRun gracefully canceled"
-    ready = {
-        "type": "Ready",
-        "status": "False",
-        "reason": "Canceled",
-        "message": message,
-        "lastTransitionTime": stamp,
-    }
-    return {"phase": "Finished", "message": message, "finishedAt": stamp, "conditions": [ready]}
+    conditions = [
+        {
+            "type": ctype,
+            "status": "False",
+            "reason": "Canceled",
+            "message": message,
+            "lastTransitionTime": stamp,
+        }
+        for ctype in ("Ready", "Progressing", "Degraded")
+    ]
+    return {"phase": "Finished", "message": message, "finishedAt": stamp, "conditions": conditions}

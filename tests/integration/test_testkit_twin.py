@@ -152,6 +152,47 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def canceled_view(run: dict[str, Any]) -> tuple[Any, ...]:
+    status = run.get("status") or {}
+    conditions = sorted(
+        (c["type"], c["status"], c["reason"], c.get("message"))
+        for c in status.get("conditions") or []
+    )
+    return (status.get("phase"), status.get("message"), tuple(conditions))
+
+
+async def test_a_canceled_run_finishes_the_same_way(
+    controlplane, operator, k8s_namespace, impulse_identity, admin_kube
+) -> None:
+    ns = k8s_namespace
+    # a short drain window: the operator waits it out for the step's pod, which never runs
+    stoppable = workloads.story("stoppable", policy={"timeouts": {"gracefulShutdownTimeout": "2s"}})
+    workloads.seed(controlplane, ns, stoppable)
+    fake = Fake(ns)
+    fake.cluster.seed_story("stoppable", ns)
+    async with fake.acting():
+        run = await start_story_with_token("stoppable", "t", {})
+        assert await stop_story(run.story_run) is True
+    expected = canceled_view(fake.cluster.peek(STORY_RUN, run.story_run, ns) or {})
+    real = Real(ns, impulse_identity, admin_kube)
+    async with real.acting():
+        run = await start_story_with_token("stoppable", "t", {})
+        await workloads.await_object(
+            controlplane,
+            workloads.collection("storyruns", ns),
+            run.story_run,
+            lambda r: (r.get("status") or {}).get("phase") == "Running",
+        )
+        assert await stop_story(run.story_run) is True
+    finished = await workloads.await_object(
+        controlplane,
+        workloads.collection("storyruns", ns),
+        run.story_run,
+        lambda r: (r.get("status") or {}).get("phase") == "Finished",
+    )
+    assert expected == canceled_view(finished)
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_testkit_and_operator_agree(
     name: str, controlplane, operator, k8s_namespace, impulse_identity, admin_kube
