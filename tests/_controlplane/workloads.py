@@ -65,6 +65,15 @@ def _create(c: httpx.Client, collection: str, body: dict[str, Any], *, exist_ok:
     _ok(r, f"creating {body['kind']} {body['metadata']['name']}")
 
 
+def _brief(obj: dict[str, Any] | None) -> str:
+    """An object for an error message: status first, no managedFields, cut at 3000 chars."""
+    if obj is None:
+        return "not found"
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    shown = {"status": obj.get("status"), "spec": obj.get("spec"), "metadata": meta}
+    return json.dumps(shown)[:3000]
+
+
 def ensure_templates(c: httpx.Client) -> None:
     """The EngramTemplates (a batch one and a streaming one) and the ImpulseTemplate."""
     for name, modes, rules in (
@@ -196,7 +205,7 @@ def wait_object(
         if left <= 0:
             raise AssertionError(
                 f"timed out after {timeout:.0f}s waiting for {what or name}; last seen: "
-                f"{json.dumps(last)[:1500] if last else 'not found'}"
+                f"{_brief(last)}"
             )
         params = {
             "watch": "1",
@@ -244,7 +253,7 @@ async def await_object(
             if left <= 0:
                 raise AssertionError(
                     f"timed out after {timeout:.0f}s waiting for {what or name}; last seen: "
-                    f"{json.dumps(last)[:1500] if last else 'not found'}"
+                    f"{_brief(last)}"
                 )
             params = {
                 "watch": "1",
@@ -393,6 +402,14 @@ def wait_storyrun(
             timeout=timeout,
             what=f"StoryRun {namespace}/{name} in phase {phase}",
         )
+
+
+def job_uid(cp: ControlPlane, namespace: str, name: str) -> str:
+    """The uid of Job ``name`` (once it exists)."""
+    with cp.client() as c:
+        jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        job = wait_object(c, jobs, name, what=f"Job {namespace}/{name}")
+    return str(job["metadata"]["uid"])
 
 
 def pod_env(

@@ -284,6 +284,97 @@ def test_engram_process_exit_code_and_steprun(
         assert st["exitClass"] == "retry" and st["error"]["type"] == "timeout"
 
 
+def fail_job(controlplane: Any, ns: str, job: str) -> None:
+    """Mark the operator's Job failed, as the Job controller would once its pod exited non-zero
+    (there is no kubelet or Job controller here: the admin plays them)."""
+    path = f"/apis/batch/v1/namespaces/{ns}/jobs/{job}/status"
+    now_ = workloads_now()
+    status = {
+        "startTime": now_,
+        "failed": 1,
+        "conditions": [
+            {
+                "type": t,
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "pod failed",
+                "lastProbeTime": now_,
+                "lastTransitionTime": now_,
+            }
+            for t in ("FailureTarget", "Failed")
+        ],
+    }
+    with controlplane.client() as c:
+        r = c.patch(
+            path, json={"status": status}, headers={"Content-Type": "application/merge-patch+json"}
+        )
+        assert r.status_code == 200, r.text
+
+
+def collect_deleted_job(controlplane: Any, ns: str, job: str) -> None:
+    """Finish the deletion of a Job the operator deleted, as the garbage collector would (a Job
+    is deleted with the ``orphan`` finalizer, which kube-controller-manager removes)."""
+    path = f"/apis/batch/v1/namespaces/{ns}/jobs"
+    with controlplane.client() as c:
+        workloads.wait_object(
+            c, path, job, lambda o: bool(o["metadata"].get("deletionTimestamp")), timeout=60
+        )
+        r = c.patch(
+            f"{path}/{job}",
+            json={"metadata": {"finalizers": None}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert r.status_code in (200, 404), r.text
+
+
+def workloads_now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_a_failure_the_pod_reports_is_final_whatever_its_exit_class(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
+) -> None:
+    # The operator (v0.1.13) looks at the SDK's exitClass only for a Job that failed while its
+    # StepRun was not terminal; once the pod wrote Timeout/Failed the StepRun is final, even
+    # with exitClass "retry" and retries left (operator default: 3).
+    ns = k8s_namespace
+    env = runner_env(
+        engram_runner_identity.kubeconfig_path,
+        BUBU_TRIGGER_DATA='{"name": "A", "sleep": 30}',
+        BUBU_STEP_TIMEOUT="300ms",
+    )
+    assert (await run_batch(Greeter(), source=MappingSource(env))).exit_code == 124
+    fail_job(controlplane, ns, SR)  # the pod exited 124
+    run = workloads.wait_storyrun(controlplane, ns, "run-1", "Failed")
+    assert run["status"]["stepStates"]["step-a"]["phase"] == "Timeout"
+    st = read_step_run(controlplane, ns, SR)["status"]
+    assert (st["phase"], st["exitClass"], st["retries"]) == ("Timeout", "retry", 0)
+
+
+async def test_a_pod_that_died_without_a_status_is_retried_and_the_next_pod_succeeds(
+    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
+) -> None:
+    # A pod killed before it wrote anything: the Job fails, the operator schedules a retry
+    # (Pending, retries+1, a new Job), and the SDK in the next pod writes on top of that.
+    ns = k8s_namespace
+    first_job = workloads.job_uid(controlplane, ns, SR)
+    fail_job(controlplane, ns, SR)
+    workloads.step_run(controlplane, ns, SR, lambda o: (o.get("status") or {}).get("retries") == 1)
+    collect_deleted_job(controlplane, ns, SR)  # the operator deleted the failed Job
+    workloads.step_run(
+        controlplane, ns, SR, lambda o: (o.get("status") or {}).get("phase") == "Running"
+    )
+    assert workloads.job_uid(controlplane, ns, SR) != first_job  # the operator made a new Job
+    env = runner_env(engram_runner_identity.kubeconfig_path)
+    assert await bubu.start_batch(Greeter(), source=MappingSource(env)) == 0
+    st = read_step_run(controlplane, ns, SR)["status"]
+    assert st["phase"] == "Succeeded" and st["retries"] == 1
+    assert st["output"] == {"greeting": "Hello, Ada!"}
+    succeeded_run(controlplane, ns)
+
+
 async def test_batch_status_write_rides_out_conflicts_and_5xx(
     controlplane: Any,
     k8s_namespace: str,
