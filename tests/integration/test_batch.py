@@ -489,22 +489,21 @@ def test_secret_never_leaves_the_pod(
 
 
 async def test_throttled_status_patch_is_retried_after_retry_after(
-    controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, fault_proxy: Any
+    controlplane: Any,
+    k8s_namespace: str,
+    engram_runner_identity: Any,
+    fault_proxy: Any,
+    runner_env: Any,
 ) -> None:
     # A 429 on the terminal status PATCH itself (not on the GET before it): the lifecycle
     # waits the Retry-After, patches again and still exits 0 with the output written.
-    import time
-
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    fault_proxy.throttle("PATCH", r"/stepruns/s1/status$", retry_after=0.4, times=2)
+    fault_proxy.throttle("PATCH", rf"/stepruns/{SR}/status$", retry_after=0.4, times=2)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
     started = time.monotonic()
-    code = await bubu.start_batch(
-        Greeter(), source=MappingSource(env_for(k8s_namespace, kubeconfig))
-    )
+    code = await bubu.start_batch(Greeter(), source=MappingSource(runner_env(kubeconfig)))
     assert code == 0
     assert time.monotonic() - started >= 0.8  # both Retry-After waits honoured
     patches = [r.status for r in fault_proxy.requests if r.method == "PATCH"]
     assert patches == [429, 429, 200]
-    st = read_step_run(controlplane, k8s_namespace, "s1")["status"]
+    st = read_step_run(controlplane, k8s_namespace, SR)["status"]
     assert st["phase"] == "Succeeded" and st["output"] == {"greeting": "Hello, Ada!"}

@@ -1,7 +1,8 @@
 """A secret never leaves the process, in any mode (issue 12 item 1, deliverable 6).
 
 Each test runs an engram or impulse as a real process started the way a pod starts it
-(``bubu.run(...)``, the operator's environment, a real kube-apiserver, a loopback connector),
+(``bubu.run(...)``, the env the real operator wrote into the pod template, the ServiceAccount it
+made, its StepRun or Impulse, a real kube-apiserver, a loopback connector),
 with an OpenTelemetry SDK exporting every span to a file. The code logs the secret (raw, in a
 ``repr``, inside JSON inside JSON), prints it, and puts it in an exception. Then everything the
 process produced is scanned for every form of the secret: stdout, stderr, the status it wrote
@@ -27,10 +28,9 @@ import pytest
 
 import tests.conftest as _root_conftest
 from bubu._runtime.messages import StreamMessage
-from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_impulse
+from tests._controlplane import workloads
 from tests.integration._stream_helpers import connector
-from tests.integration.test_status import RUNNING, read_step_run, seed_step_run
+from tests.integration.test_status import SR, read_step_run
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -42,7 +42,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-admin_kube = _fixtures.admin_kube
 ROOT = Path(__file__).resolve().parents[2]
 
 SECRET = 'tok-"9Zq"\\leak-ünï-7'
@@ -185,15 +184,10 @@ def scan(tmp_path: Path, mode: str, **texts: str) -> str:
     return texts["spans"]
 
 
-def pod_env(ns: str, kubeconfig: Any, **extra: str) -> dict[str, str]:
-    values = {
-        "BUBU_STEPRUN_NAME": "s1",
-        "BUBU_STEPRUN_NAMESPACE": ns,
-        "BUBU_STORYRUN_ID": "run-1",
-        "BUBU_STEP_NAME": "step-a",
-        "KUBECONFIG": str(kubeconfig),
-        "BUBU_TRIGGER_DATA": "{}",
-    }
+def pod_env(cp: Any, ns: str, kubeconfig: Any, **extra: str) -> dict[str, str]:
+    """The operator's Job env for ``run-1-step-a`` (``engram_runner_identity``), and more."""
+    values = workloads.pod_env(cp, ns, SR)
+    values.update({"KUBECONFIG": str(kubeconfig), "BUBU_TRIGGER_DATA": "{}"})
     values.update(extra)
     return values
 
@@ -201,10 +195,9 @@ def pod_env(ns: str, kubeconfig: Any, **extra: str) -> dict[str, str]:
 async def test_batch_mode(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
-    env = pod_env(k8s_namespace, engram_runner_identity.kubeconfig_path)
+    env = pod_env(controlplane, k8s_namespace, engram_runner_identity.kubeconfig_path)
     out, err = await finish(await start(BATCH, tmp_path, env))
-    obj = read_step_run(controlplane, k8s_namespace, "s1")
+    obj = read_step_run(controlplane, k8s_namespace, SR)
     scan(tmp_path, "batch", stdout=out, stderr=err, status=msgspec.json.encode(obj).decode())
     assert obj["status"]["phase"] == "Failed"
     assert "'[REDACTED]'" in obj["status"]["lastFailureMsg"]
@@ -214,20 +207,21 @@ async def test_batch_mode(
 async def test_dual_mode_batch_then_bridge(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
 ) -> None:
-    seed_step_run(controlplane, k8s_namespace, "s1", RUNNING)
     conn = connector()
     async with conn:
         env = pod_env(
+            controlplane,
             k8s_namespace,
             engram_runner_identity.kubeconfig_path,
-            **{**conn.binding_env(), "BUBU_EXECUTION_MODE": "hybrid"},
+            # what the operator writes for a step with a streaming successor
+            **{**conn.binding_env(), "BUBU_EXECUTION_MODE": "hybrid", "BUBU_HYBRID_BRIDGE": "true"},
         )
         proc = await start(DUAL, tmp_path, env)
         forwarded = await conn.next_output(timeout=60)
         out, err = await finish(proc)
     assert proc.returncode == 0, err
     assert forwarded.json_data() == {"ok": True}
-    obj = read_step_run(controlplane, k8s_namespace, "s1")
+    obj = read_step_run(controlplane, k8s_namespace, SR)
     spans = scan(tmp_path, "hybrid", stdout=out, stderr=err, status=json.dumps(obj))
     assert obj["status"]["phase"] == "Succeeded"
     assert "TransportConnectorService/Data" in spans  # the bridge's client span was exported
@@ -261,7 +255,6 @@ async def test_streaming_mode(tmp_path: Path, fail_init: bool) -> None:
 async def test_impulse_mode(
     controlplane: Any, k8s_namespace: str, impulse_identity: Any, admin_kube: Any, tmp_path: Path
 ) -> None:
-    await seed_impulse(admin_kube, "hook")
     env = {
         "BUBU_IMPULSE_NAME": "hook",
         "BUBU_IMPULSE_NAMESPACE": k8s_namespace,
