@@ -100,6 +100,22 @@ def ensure_templates(c: httpx.Client) -> None:
     _create(c, f"{CATALOG}/impulsetemplates", body, exist_ok=True)
 
 
+def engram_template(
+    name: str, *, rbac_rules: list[dict[str, Any]] | None = None, modes: tuple[str, ...] = ("job",)
+) -> dict[str, Any]:
+    """A cluster-scoped EngramTemplate; ``rbac_rules`` go to ``execution.rbac.rules``, which the
+    operator merges into the engram-runner Role of every StoryRun that uses the template."""
+    spec: dict[str, Any] = {"version": "1.0.0", "supportedModes": list(modes), "image": IMAGE}
+    if rbac_rules:
+        spec["execution"] = {"rbac": {"rules": rbac_rules}}
+    return {
+        "apiVersion": "catalog.bubustack.io/v1alpha1",
+        "kind": "EngramTemplate",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
 def engram(
     name: str = "engram",
     *,
@@ -159,6 +175,7 @@ def story_run(name: str, story: str = "story", inputs: Any = None) -> dict[str, 
 
 
 _COLLECTIONS = {
+    "EngramTemplate": CATALOG + "/engramtemplates",
     "Engram": CORE + "/namespaces/{ns}/engrams",
     "Story": CORE + "/namespaces/{ns}/stories",
     "Impulse": CORE + "/namespaces/{ns}/impulses",

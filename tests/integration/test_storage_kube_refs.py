@@ -1,15 +1,15 @@
 """``$bubuConfigMapRef`` / ``$bubuSecretRef`` against the real kube-apiserver.
 
-Under the engram-runner Role the operator creates (crds.md 7.3) the reads are refused: the Role
-has no ``get`` on ``configmaps`` or ``secrets``, so a step whose inputs use such refs needs an
-extra Role rule. The test says so by asserting the typed error, then grants exactly
-``get configmaps, secrets`` on top of the runner rules and resolves every accepted form.
+Under the engram-runner Role the real operator creates (crds.md 7.3) the reads are refused: the
+Role has no ``get`` on ``configmaps`` or ``secrets``, so a step whose inputs use such refs needs
+an extra Role rule. The test says so by asserting the typed error, then declares exactly
+``get configmaps, secrets`` in the EngramTemplate's ``execution.rbac`` (the operator merges it
+into the runner Role it generates) and resolves every accepted form under that Role.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ import pytest
 from bubu._k8s.client import KubeClient
 from bubu._storage.manager import StorageManager
 from bubu.errors import StorageAccessError, StorageNotFoundError, StorageRefError
-from tests._controlplane import rbac
+from tests._controlplane import rbac, workloads
 from tests._controlplane.server import ControlPlane
 
 pytestmark = pytest.mark.integration
@@ -75,12 +75,20 @@ async def test_the_runner_role_cannot_read_refs(
 
 
 async def test_refs_resolve_with_get_on_configmaps_and_secrets(
-    controlplane: ControlPlane,
-    k8s_namespace: str,
-    make_identity: Callable[..., rbac.Identity],
+    controlplane: ControlPlane, operator: Any, k8s_namespace: str
 ) -> None:
     _seed(controlplane, k8s_namespace)
-    identity = make_identity(rbac.engram_runner_rules(KUBE_REF_RULES))
+    template = f"kube-refs-{k8s_namespace}"[:63]
+    workloads.seed(
+        controlplane,
+        k8s_namespace,
+        workloads.engram_template(template, rbac_rules=KUBE_REF_RULES),
+        workloads.engram("reader", template=template),
+        workloads.story("refs", steps=[{"name": "read", "ref": {"name": "reader"}}]),
+        workloads.story_run("refs-run", story="refs"),
+    )
+    identity = workloads.engram_runner(controlplane, k8s_namespace, "refs-run")
+    assert KUBE_REF_RULES[0] in identity.rules, identity.rules
     async with await KubeClient.connect(
         kubeconfig=str(identity.kubeconfig_path), namespace=k8s_namespace
     ) as kube:
