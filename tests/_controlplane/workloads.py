@@ -407,17 +407,32 @@ def step_run(
 
 
 def wait_storyrun(
-    cp: ControlPlane, namespace: str, name: str, phase: str, *, timeout: float = 60.0
+    cp: ControlPlane,
+    namespace: str,
+    name: str,
+    phase: str,
+    *,
+    steps: dict[str, str] | None = None,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """StoryRun ``name`` once the operator gave it ``phase``."""
+    """StoryRun ``name`` once the operator gave it ``phase`` and, per step in ``steps``, that
+    step's phase in ``status.stepStates`` (the operator may set the run's phase first)."""
+
+    def done(obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        states = status.get("stepStates") or {}
+        return status.get("phase") == phase and all(
+            (states.get(step) or {}).get("phase") == want for step, want in (steps or {}).items()
+        )
+
     with cp.client() as c:
         return wait_object(
             c,
             f"{RUNS}/namespaces/{namespace}/storyruns",
             name,
-            lambda obj: (obj.get("status") or {}).get("phase") == phase,
+            done,
             timeout=timeout,
-            what=f"StoryRun {namespace}/{name} in phase {phase}",
+            what=f"StoryRun {namespace}/{name} in phase {phase} (steps {steps or {}})",
         )
 
 
