@@ -3,7 +3,7 @@
 A loopback TCP relay (``tests/_controlplane/tcp_proxy.py``) sits between the SDK and the
 kube-apiserver and counts the connections it accepts. TLS goes through it untouched, so one
 accepted connection is one TCP connect and one TLS handshake. The StoryTrigger decisions come
-from the stand-in resolver (``tests._standins``); the identity is the admin, which may watch, so
+from the real operator (``operator`` fixture); the identity is the admin, which may watch, so
 every decision wait is a watch stream on the same connection.
 """
 
@@ -27,9 +27,8 @@ from bubu._k8s.transport import H2Transport
 from bubu._runtime.sources import MappingSource
 from bubu._triggers import start_story, start_story_with_token
 from bubu.errors import KubernetesError, NotFoundError
+from tests._controlplane import workloads
 from tests._controlplane.tcp_proxy import TcpProxy
-from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_story
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -40,8 +39,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
 
 pytestmark = pytest.mark.integration
 
-admin_kube = _fixtures.admin_kube
-standins = _fixtures.standins
 
 NAMESPACE = Kind("", "v1", "namespaces", "Namespace", namespaced=False)
 TRIGGERS = 300
@@ -66,9 +63,18 @@ def relayed_kubeconfig(
     return path
 
 
+async def seed_story(admin: KubeClient, name: str = "story", version: str = "") -> None:
+    """A Story with one condition step (the operator, when running, finishes its runs)."""
+    extra = {"version": version} if version else {}
+    steps = [{"name": "start", "type": "condition"}]
+    await admin.create(STORY, workloads.story(name, steps=steps, **extra))
+
+
 @pytest.fixture
-async def story(admin_kube: KubeClient) -> None:
-    await seed_story(admin_kube)
+def story(controlplane: Any, operator: Any, k8s_namespace: str) -> None:
+    """Story ``story``: one condition step, so the operator runs each StoryRun to the end."""
+    quick = workloads.story(steps=[{"name": "start", "type": "condition"}])
+    workloads.seed(controlplane, k8s_namespace, quick)
 
 
 class CountingKube:
@@ -109,7 +115,7 @@ def trigger_env(ns: str) -> dict[str, str]:
 
 
 async def test_300_triggers_in_a_run_scope_use_one_tls_connection(
-    standins: Any, story: None, relay: TcpProxy, relayed_kubeconfig: Path, k8s_namespace: str
+    story: None, relay: TcpProxy, relayed_kubeconfig: Path, k8s_namespace: str
 ) -> None:
     async with await KubeClient.connect(kubeconfig=str(relayed_kubeconfig)) as kube:
         counting = CountingKube(kube)
@@ -123,7 +129,6 @@ async def test_300_triggers_in_a_run_scope_use_one_tls_connection(
 
 
 async def test_300_triggers_outside_a_run_scope_share_one_client(
-    standins: Any,
     story: None,
     relay: TcpProxy,
     relayed_kubeconfig: Path,
@@ -352,7 +357,7 @@ async def test_get_live_without_watch_permission_gets_every_time(
 
 
 async def test_story_version_is_read_once_per_client_and_stays_current(
-    standins: Any,
+    operator: Any,
     admin_kube: KubeClient,
     relayed_kubeconfig: Path,
     k8s_namespace: str,

@@ -3,8 +3,9 @@
 ``tests/interop/cmd/triggerbench`` (used by ``benchmarks/bench_trigger_sdks.py``) calls the Go
 SDK's public API only. Here it runs as shipped and with its client rate limit lifted
 (``k8s.GetConfig()`` with ``QPS = -1``, ``k8s.NewClientForConfig``), with and without tokens,
-against the stand-in StoryTrigger resolver; the StoryTriggers it wrote must be the ones bubu
-writes for the same call (same name for a token, same delivery identity).
+against the real operator (its webhook admits them, its controller decides them); the
+StoryTriggers it wrote must be the ones bubu writes for the same call (same name for a token,
+same delivery identity).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import tests.conftest as _root_conftest
 from bubu._k8s import identity
 from bubu._k8s.client import KubeClient
 from bubu._k8s.resources import STORY_TRIGGER
-from tests._standins import fixtures as _fixtures
-from tests._standins.fixtures import seed_story
+from tests._controlplane import workloads
 
 if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins", ()):
     from tests._controlplane.fixtures import (  # noqa: F401
@@ -31,9 +31,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
     )
 
 pytestmark = pytest.mark.integration
-
-admin_kube = _fixtures.admin_kube
-standins = _fixtures.standins
 
 
 async def run_triggerbench(bin_dir: Any, kubeconfig: str, ns: str, *args: str) -> dict[str, Any]:
@@ -65,7 +62,7 @@ async def run_triggerbench(bin_dir: Any, kubeconfig: str, ns: str, *args: str) -
 @pytest.mark.parametrize("unthrottled", [False, True], ids=["shipped", "unthrottled"])
 @pytest.mark.parametrize("tokens", [False, True], ids=["none", "token"])
 async def test_go_sdk_starts_stories_like_bubu(
-    standins: Any,
+    operator: Any,
     admin_kube: KubeClient,
     controlplane: Any,
     interop_bin: Any,
@@ -73,7 +70,8 @@ async def test_go_sdk_starts_stories_like_bubu(
     unthrottled: bool,
     tokens: bool,
 ) -> None:
-    await seed_story(admin_kube)
+    quick = workloads.story(steps=[{"name": "start", "type": "condition"}])
+    workloads.seed(controlplane, k8s_namespace, quick)
     args = ["-token-prefix", "go"]
     if tokens:
         args.append("-tokens")
