@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests._controlplane.fixtures"]
+pytest_plugins = ["tests._controlplane.fixtures", "tests._goref"]
 
 _SCRUB_PREFIXES = ("BUBU_",)
 _SCRUB_NAMES = ("KUBECONFIG", "OTEL_TRACES_EXPORTER")
@@ -40,3 +40,39 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(_SCRUB_PREFIXES) or name in _SCRUB_NAMES:
             monkeypatch.delenv(name, raising=False)
     yield
+
+
+# --- honest markers ------------------------------------------------------------------------------
+# ``integration`` means "needs the real control plane" and nothing else, so ``-m "not
+# integration"`` runs every test that needs no Go toolchain... except ``interop`` tests, which run
+# Go programs. A marker that lies is a test failure, named with what is wrong.
+
+_MARKER_FIXTURES = {"integration": "controlplane", "interop": "interop_bin"}
+
+
+def _marker_problem(item: pytest.Item) -> str | None:
+    used = set(getattr(item, "fixturenames", ()))
+    for marker, fixture in _MARKER_FIXTURES.items():
+        marked = item.get_closest_marker(marker) is not None
+        if marked and fixture not in used:
+            return f"marked {marker!r} but does not use the {fixture!r} fixture"
+        if fixture in used and not marked:
+            return f"uses the {fixture!r} fixture but is not marked {marker!r}"
+    if "/tests/integration/" in str(item.path).replace("\\", "/") and not any(
+        item.get_closest_marker(m) for m in ("integration", "interop", "loopback")
+    ):
+        return "lives in tests/integration but is marked none of integration, interop, loopback"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail (only) the tests whose markers do not say what they need."""
+    for item in items:
+        problem = _marker_problem(item)
+        if problem is None:
+            continue
+
+        def fail(problem: str = problem) -> None:
+            pytest.fail(f"dishonest test markers: {problem} (see tests/conftest.py)", pytrace=False)
+
+        item.runtest = fail  # type: ignore[method-assign]

@@ -24,6 +24,8 @@ from bubu._runtime.messages import StreamMessage
 from bubu._transport import codec
 from bubu.testkit._connector import LocalConnector
 
+pytestmark = pytest.mark.loopback
+
 SERVICE = "/transport.v1.TransportConnectorService"
 PROTO = {"bubu-transport-protocol": "1.0.0"}
 

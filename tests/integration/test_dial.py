@@ -25,7 +25,7 @@ from bubu.engram import StreamingEngram
 from bubu.errors import ConnectorUnavailableError, StreamSessionError
 from tests.integration._stream_helpers import connector as _connector
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.loopback
 
 
 class Echo(StreamingEngram[dict[str, Any]]):

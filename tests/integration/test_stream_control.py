@@ -26,6 +26,8 @@ from bubu._transport.session import CONTROL_METHOD, DeliveryBook, Session
 from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import Emitter, connector, running
 
+pytestmark = pytest.mark.loopback
+
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB9C7C989F97918E1
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"

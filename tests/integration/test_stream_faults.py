@@ -34,7 +34,7 @@ from bubu.errors import ContractError, StreamSessionError
 from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import running
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.loopback
 
 # Unlimited retries and short backoffs: these tests kill sessions on purpose.
 FAST = {

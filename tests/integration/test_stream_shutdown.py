@@ -23,7 +23,7 @@ from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import Collect, Emitter, eventually, running
 from tests.integration._stream_helpers import connector as _connector
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.loopback
 
 
 async def _timed(task: asyncio.Task[int], limit: float) -> tuple[int, float]:

@@ -34,7 +34,7 @@ from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import FAST, Collect, Emitter, eventually, running
 from tests.integration._stream_helpers import connector as _connector
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.loopback
 
 
 class Echo(StreamingEngram[dict[str, Any]]):
