@@ -1,0 +1,240 @@
+// Command vectors answers questions about Go-visible values by running the Go code that produces
+// them: the operator's identity package (names, hashes), the Go SDK (label and DNS names, the
+// StepRun status merge through PatchStepRunStatus), core's template evaluator (trigger keys),
+// encoding/json, fmt, strconv, strings and time.
+//
+// Protocol: one JSON request per line on stdin, {"op": "<name>", "args": [...]}; one JSON reply
+// per line on stdout, {"ok": <value>} or {"err": "<Go error text>"}. Floats travel as their IEEE
+// 754 bits (a decimal string of the uint64) so no JSON parser rounds them on the way.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	runsv1alpha1 "github.com/bubustack/bobrapet/api/runs/v1alpha1"
+	"github.com/bubustack/bobrapet/pkg/runs/identity"
+	"github.com/bubustack/bubu-sdk-go/k8s"
+	coreidentity "github.com/bubustack/core/runtime/identity"
+	"github.com/bubustack/core/templating"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+)
+
+type request struct {
+	Op   string            `json:"op"`
+	Args []json.RawMessage `json:"args"`
+}
+
+
+func str(raw json.RawMessage) string {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		panic(fmt.Sprintf("argument %s is not a string: %v", raw, err))
+	}
+	return s
+}
+
+func bits(raw json.RawMessage) float64 {
+	u, err := strconv.ParseUint(str(raw), 10, 64)
+	if err != nil {
+		panic(err)
+	}
+	return math.Float64frombits(u)
+}
+
+var statusScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := runsv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// mergeStatus runs the Go SDK's PatchStepRunStatus against an in-memory API (controller-runtime's
+// fake client) holding a StepRun whose status is existing, then reads the stored status back.
+func mergeStatus(existing, update json.RawMessage, podName string) (any, error) {
+	var before, patch runsv1alpha1.StepRunStatus
+	if err := json.Unmarshal(existing, &before); err != nil {
+		return nil, fmt.Errorf("existing status: %w", err)
+	}
+	if err := json.Unmarshal(update, &patch); err != nil {
+		return nil, fmt.Errorf("update status: %w", err)
+	}
+	sr := &runsv1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: "sr"}, Status: before}
+	fc := fake.NewClientBuilder().
+		WithScheme(statusScheme).
+		WithObjects(sr).
+		WithStatusSubresource(&runsv1alpha1.StepRun{}).
+		Build()
+	if podName != "" {
+		_ = os.Setenv("BUBU_POD_NAME", podName)
+	} else {
+		_ = os.Unsetenv("BUBU_POD_NAME")
+	}
+	_ = os.Setenv("BUBU_K8S_PATCH_MAX_RETRIES", "0")
+	c := &k8s.Client{Client: fc}
+	if err := c.PatchStepRunStatus(context.Background(), "sr", patch); err != nil {
+		return nil, err
+	}
+	var got runsv1alpha1.StepRun
+	if err := fc.Get(context.Background(), client.ObjectKey{Name: "sr"}, &got); err != nil {
+		return nil, err
+	}
+	var out any
+	raw, err := json.Marshal(got.Status)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// triggerKey resolves a dedupe key template the way the Go SDK does (core's deterministic
+// evaluator over {inputs, story, impulse}; a non-string result is JSON-encoded; trimmed; sha256).
+func triggerKey(template string, inputsRaw json.RawMessage, storyName, storyNS, impulseName, impulseNS string) (any, error) {
+	var inputs map[string]any
+	if err := json.Unmarshal(inputsRaw, &inputs); err != nil {
+		return nil, err
+	}
+	eval, err := templating.New(templating.Config{Deterministic: true, EvaluationTimeout: 250 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	defer eval.Close()
+	vars := map[string]any{
+		"inputs":  inputs,
+		"story":   map[string]any{"name": storyName, "namespace": storyNS},
+		"impulse": map[string]any{"name": impulseName, "namespace": impulseNS},
+	}
+	resolved, err := eval.ResolveTemplateString(context.Background(), template, vars)
+	if err != nil {
+		return nil, err
+	}
+	text, ok := resolved.(string)
+	if !ok {
+		encoded, err := json.Marshal(resolved)
+		if err != nil {
+			return nil, err
+		}
+		text = string(encoded)
+	}
+	return map[string]any{"rendered": text, "key": strings.TrimSpace(text)}, nil
+}
+
+func answer(req request) (result any, err error) {
+	a := req.Args
+	switch req.Op {
+	case "trigger_name":
+		return identity.DeriveStoryTriggerName(str(a[0]), str(a[1]), str(a[2]), str(a[3])), nil
+	case "run_name":
+		return identity.DeriveStoryRunName(str(a[0]), str(a[1]), str(a[2])), nil
+	case "claim_name":
+		return identity.DeriveEffectClaimName(str(a[0]), str(a[1]), str(a[2])), nil
+	case "idempotency_key":
+		return identity.StepRunIdempotencyKey(str(a[0]), str(a[1]), str(a[2])), nil
+	case "input_hash":
+		return identity.ComputeTriggerInputHash([]byte(str(a[0])))
+	case "canonical_json":
+		// json.Marshal(json.Unmarshal(raw)): what the input hash is taken over.
+		var v any
+		if err := json.Unmarshal([]byte(str(a[0])), &v); err != nil {
+			return nil, err
+		}
+		out, err := json.Marshal(v)
+		return string(out), err
+	case "marshal_number_literals":
+		// json.Marshal of a value decoded with UseNumber: keys sorted, HTML-safe escapes,
+		// numbers exactly as written (what a Go caller's ints and strings marshal to).
+		dec := json.NewDecoder(strings.NewReader(str(a[0])))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out, err := json.Marshal(v)
+		return string(out), err
+	case "safe_label":
+		return coreidentity.SafeLabelValue(str(a[0])), nil
+	case "dns1123":
+		parts := make([]string, len(a))
+		for i := range a {
+			parts[i] = str(a[i])
+		}
+		return k8s.ComposeDNS1123Name(parts...), nil
+	case "json_float":
+		out, err := json.Marshal(bits(a[0]))
+		return string(out), err
+	case "sprint_float":
+		return fmt.Sprint(bits(a[0])), nil
+	case "parse_duration":
+		d, err := time.ParseDuration(str(a[0]))
+		if err != nil {
+			return nil, err
+		}
+		return strconv.FormatInt(int64(d), 10), nil
+	case "duration_string":
+		ns, err := strconv.ParseInt(str(a[0]), 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		return time.Duration(ns).String(), nil
+	case "atoi":
+		n, err := strconv.Atoi(str(a[0]))
+		if err != nil {
+			return nil, err
+		}
+		return strconv.Itoa(n), nil
+	case "parse_bool":
+		return strconv.ParseBool(str(a[0]))
+	case "trim_space":
+		return strings.TrimSpace(str(a[0])), nil
+	case "merge_status":
+		return mergeStatus(a[0], a[1], str(a[2]))
+	case "trigger_key":
+		return triggerKey(str(a[0]), a[1], str(a[2]), str(a[3]), str(a[4]), str(a[5]))
+	}
+	return nil, errors.New("unknown op " + strconv.Quote(req.Op))
+}
+
+func main() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 64<<20)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		var req request
+		rep := map[string]any{}
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			rep["err"] = "bad request: " + err.Error()
+		} else {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						rep["err"] = fmt.Sprint("panic: ", r)
+					}
+				}()
+				result, err := answer(req)
+				if err != nil {
+					rep["err"] = err.Error()
+				} else {
+					rep["ok"] = result
+				}
+			}()
+		}
+		if err := out.Encode(rep); err != nil {
+			os.Exit(1)
+		}
+	}
+}
