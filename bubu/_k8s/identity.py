@@ -7,8 +7,9 @@ go-sdk-core.md c.3.2 and Appendix A). A name or hash that differs from Go's by o
 webhook or the controller reject the object, so tests pin these functions to vectors produced
 by the Go code (crds.md 2.2).
 
-It is pure: no I/O, and it imports nothing from ``bubu`` except ``errors``. The in-memory fakes of
-``bubu.testkit`` use the same functions, so the fakes and the cluster agree on identity.
+It is pure: no I/O, and it imports nothing from ``bubu`` except ``errors`` and the Go parse
+rules (``strings.TrimSpace``). The in-memory fakes of ``bubu.testkit`` use the same functions, so
+the fakes and the cluster agree on identity.
 
 It also holds the two small wire formats every durable helper shares (RFC 3339 times of the
 CRDs, and the Go type names in signal and effect summaries), so triggers, effects, signals and
@@ -23,6 +24,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from bubu._runtime.parse import go_trim_space
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -82,12 +85,26 @@ def _sanitize(value: str) -> str:
     return "".join(out).strip("-")
 
 
+def _blen(text: str) -> int:
+    # Go's len() counts UTF-8 bytes, and the operator compares names with Go's lengths.
+    return len(text.encode("utf-8"))
+
+
+def _bcut(text: str, size: int) -> str:
+    # Go slices bytes; a cut inside a character leaves invalid UTF-8 there (never a valid
+    # Kubernetes name either way), which we drop instead.
+    return text.encode("utf-8")[:size].decode("utf-8", "ignore")
+
+
 def _limited(prefix: str, infix: str, digest: str) -> str:
     base = f"{prefix}{infix}{digest}"
-    if len(base) <= MAX_NAME_LENGTH:
+    if _blen(base) <= MAX_NAME_LENGTH:
         return base
     keep = max(MAX_NAME_LENGTH - len(infix) - len(digest), 1)
-    head = prefix[:keep].rstrip("-") or "s"
+    # Go cuts (and then trims) only a prefix that is itself too long; a short one is kept as is.
+    head = prefix
+    if _blen(head) > keep:
+        head = _bcut(head, keep).rstrip("-") or "s"
     return f"{head}{infix}{digest}"
 
 
@@ -149,9 +166,12 @@ def derive_story_run_name(story_namespace: str, story_name: str, token: str) -> 
     if needs_hash:
         segment = f"{segment}-{digest}"
     base = f"{story_name}-{segment}"
-    if len(base) <= MAX_NAME_LENGTH:
+    if _blen(base) <= MAX_NAME_LENGTH:
         return base
-    head = story_name[: max(MAX_NAME_LENGTH - 1 - len(digest), 1)].strip("-") or "s"
+    keep = max(MAX_NAME_LENGTH - 1 - len(digest), 1)
+    head = story_name
+    if _blen(head) > keep:
+        head = _bcut(head, keep).strip("-") or "s"
     return f"{head}-{digest}"
 
 
@@ -166,10 +186,10 @@ def step_run_idempotency_key(namespace: str, story_run: str, step_id: str) -> st
     Returns:
         ``ns/<ns>/storyrun/<run>/step/<id>``, or ``sha256:<hex>`` above 256 characters.
     """
-    base = f"storyrun/{story_run.strip()}/step/{step_id.strip()}"
-    if namespace.strip():
-        base = f"ns/{namespace.strip()}/{base}"
-    if len(base) <= _MAX_IDEMPOTENCY_KEY:
+    base = f"storyrun/{go_trim_space(story_run)}/step/{go_trim_space(step_id)}"
+    if go_trim_space(namespace):
+        base = f"ns/{go_trim_space(namespace)}/{base}"
+    if _blen(base) <= _MAX_IDEMPOTENCY_KEY:
         return base
     return "sha256:" + hashlib.sha256(base.encode("utf-8")).hexdigest()
 
