@@ -115,6 +115,22 @@ def go_quote(value: str) -> str:
 
 # --- durations (Appendix A.3) ----------------------------------------------------------------
 
+
+def _time_quote(value: str) -> str:
+    # The time package quotes with its own rule, not strconv's: every byte of a non-ASCII or
+    # control character becomes \xNN, and only '"' and '\\' get a backslash.
+    out = ['"']
+    for ch in value:
+        if ord(ch) >= 0x80 or ch < " ":
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+        elif ch in ('"', "\\"):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
 _UNITS: Final[dict[str, int]] = {
     "ns": 1,
     "us": 1_000,
@@ -149,12 +165,12 @@ def parse_go_duration_ns(value: str) -> int:
     if s == "0":
         return 0
     if s == "":
-        raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+        raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
     total = 0
     while s:
         # The next character must be [0-9.]
         if not (s[0] == "." or "0" <= s[0] <= "9"):
-            raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+            raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
         # Leading integer part.
         i = 0
         while i < len(s) and "0" <= s[i] <= "9":
@@ -162,7 +178,7 @@ def parse_go_duration_ns(value: str) -> int:
         pre = i != 0
         whole = int(s[:i]) if pre else 0
         if whole > 1 << 63:  # Go leadingInt overflow
-            raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+            raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
         s = s[i:]
         # Fraction: Go keeps digits while they fit and ignores the rest (leadingFraction).
         frac = 0
@@ -185,35 +201,35 @@ def parse_go_duration_ns(value: str) -> int:
             s = s[j:]
         if not pre and not post:
             # no digits (e.g. ".s" or "-.")
-            raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+            raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
         # Unit.
         k = 0
         while k < len(s) and not (s[k] == "." or "0" <= s[k] <= "9"):
             k += 1
         if k == 0:
-            raise GoParseError(f"time: missing unit in duration {go_quote(orig)}")
+            raise GoParseError(f"time: missing unit in duration {_time_quote(orig)}")
         unit_text = s[:k]
         s = s[k:]
         unit = _UNITS.get(unit_text)
         if unit is None:
             raise GoParseError(
-                f"time: unknown unit {go_quote(unit_text)} in duration {go_quote(orig)}"
+                f"time: unknown unit {_time_quote(unit_text)} in duration {_time_quote(orig)}"
             )
         if whole > (1 << 63) // unit:
-            raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+            raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
         v = whole * unit
         if frac > 0:
             # Go: v += int64(float64(f) * (float64(unit) / scale)); float64 on purpose.
             v += int(float(frac) * (float(unit) / float(scale)))
             if v > 1 << 63:
-                raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+                raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
         total += v
         if total > 1 << 63:
-            raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+            raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
     if neg:
         return -total
     if total > _INT64_MAX:
-        raise GoParseError(f"time: invalid duration {go_quote(orig)}")
+        raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
     return total
 
 

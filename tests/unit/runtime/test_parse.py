@@ -76,7 +76,7 @@ def test_parse_go_duration_accepts_go_syntax(text: str, ns: int) -> None:
         ("1e3s", 'time: unknown unit "e" in duration "1e3s"'),
         ("9223372036854775808ns", 'time: invalid duration "9223372036854775808ns"'),
         ("2562047h47m16.854775808s", 'time: invalid duration "2562047h47m16.854775808s"'),
-        ("1h\n", 'time: unknown unit "h\\n" in duration "1h\\n"'),
+        ("1h\n", 'time: unknown unit "h\\x0a" in duration "1h\\x0a"'),
     ],
 )
 def test_parse_go_duration_rejects_with_go_message(text: str, message: str) -> None:
