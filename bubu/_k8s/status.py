@@ -34,6 +34,7 @@ from bubu import _telemetry
 from bubu._aio.backoff import Backoff
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import STEP_RUN, StepRunStatus
+from bubu._runtime.parse import go_trim_space
 from bubu.errors import InvalidTransitionError, KubernetesError, PodFencedError
 
 __all__ = [
@@ -125,6 +126,14 @@ def _bounded_error(error: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _newest(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Go keeps the append order and sorts by seq only to drop the oldest past the CRD limit.
+    if len(entries) <= LIST_LIMIT:
+        return entries
+    entries.sort(key=lambda e: int(e.get("seq", 0)))
+    return entries[-LIST_LIMIT:]
+
+
 def _append_signal_events(
     existing: list[dict[str, Any]], incoming: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -141,8 +150,13 @@ def _append_signal_events(
             continue
         seqs.add(seq)
         merged.append(entry)
-    merged.sort(key=lambda e: int(e.get("seq", 0)))
-    return merged[-LIST_LIMIT:]
+    return _newest(merged)
+
+
+def _effect_key(entry: Mapping[str, Any]) -> str:
+    # Go compares effect keys trimmed (strings.TrimSpace); an empty key never dedupes.
+    key = entry.get("key")
+    return go_trim_space(key) if isinstance(key, str) else ""
 
 
 def _append_effects(
@@ -152,22 +166,23 @@ def _append_effects(
     # seq 0 otherwise gets max+1, a duplicate seq is dropped, keep the newest 256.
     merged = [dict(e) for e in existing]
     seqs = {int(e.get("seq", 0)) for e in merged}
-    keys = {e.get("key") for e in merged}
+    keys = {k for k in map(_effect_key, merged) if k}
     for effect in incoming:
         entry = dict(effect)
+        key = _effect_key(entry)
         seq = int(entry.get("seq") or 0)
         if seq == 0:
-            if entry.get("key") in keys:
+            if key and key in keys:
                 continue
             seq = max(seqs, default=0) + 1
             entry["seq"] = seq
         elif seq in seqs:
             continue
         seqs.add(seq)
-        keys.add(entry.get("key"))
+        if key:
+            keys.add(key)
         merged.append(entry)
-    merged.sort(key=lambda e: int(e.get("seq", 0)))
-    return merged[-LIST_LIMIT:]
+    return _newest(merged)
 
 
 def merge_status(
@@ -218,12 +233,15 @@ def merge_status(
     if inc.get("error") is not None:
         current["error"] = _bounded_error(inc["error"])
     if inc.get("needs") is not None:
-        current["needs"] = list(inc["needs"])  # an explicit [] clears it
+        # An explicit [] clears it; Go's omitempty then leaves no field at all.
+        current["needs"] = list(inc["needs"])
+        if not current["needs"]:
+            del current["needs"]
     signals = inc.get("signals")
     if signals:
         merged_signals = dict(current.get("signals") or {})
         for key, value in signals.items():
-            if not value:  # empty value deletes the key (c.2)
+            if value is None:  # an absent value deletes the key; {} is a value (c.2)
                 merged_signals.pop(key, None)
                 continue
             if not isinstance(value, Mapping):

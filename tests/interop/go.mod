@@ -7,6 +7,7 @@ require (
 	github.com/bubustack/bubu-sdk-go v0.1.5
 	github.com/bubustack/core v0.1.6
 	github.com/bubustack/tractatus v0.2.0
+	github.com/evanphx/json-patch/v5 v5.9.11
 	github.com/xeipuuv/gojsonschema v1.2.0
 	k8s.io/apimachinery v0.36.0
 	sigs.k8s.io/controller-runtime v0.24.0
@@ -43,7 +44,6 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
-	github.com/evanphx/json-patch/v5 v5.9.11 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect

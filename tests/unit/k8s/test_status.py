@@ -97,7 +97,8 @@ def test_merge_keeps_existing_fields_and_go_zero_rules() -> None:
 
 
 def test_merge_explicit_empty_needs_clears() -> None:
-    assert status.merge_status({"needs": ["a"], "retries": 0}, {"needs": []})["needs"] == []
+    # Go stores nothing for an empty list (omitempty), so the field goes away.
+    assert status.merge_status({"needs": ["a"], "retries": 0}, {"needs": []}) == {"retries": 0}
 
 
 def test_merge_bounds_messages_to_8kib_on_utf8_boundary() -> None:
@@ -117,12 +118,13 @@ def test_merge_rejects_scalar_output() -> None:
         status.merge_status(None, {"output": [1, 2]})
 
 
-def test_merge_signals_by_key_and_empty_deletes() -> None:
+def test_merge_signals_by_key_and_none_deletes() -> None:
     merged = status.merge_status(
-        {"retries": 0, "signals": {"a": {"v": 1}, "b": {"v": 2}}},
-        {"signals": {"a": {}, "c": {"v": 3}}},
+        {"retries": 0, "signals": {"a": {"v": 1}, "b": {"v": 2}, "d": {"v": 4}}},
+        {"signals": {"a": None, "c": {"v": 3}, "d": {}}},
     )
-    assert merged["signals"] == {"b": {"v": 2}, "c": {"v": 3}}
+    # Go deletes a key only for an absent value; an empty object is a value.
+    assert merged["signals"] == {"b": {"v": 2}, "c": {"v": 3}, "d": {}}
 
 
 def test_merge_signal_events_seq_rules_and_cap() -> None:

@@ -20,22 +20,21 @@ import (
 	"strings"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
 	runsv1alpha1 "github.com/bubustack/bobrapet/api/runs/v1alpha1"
 	"github.com/bubustack/bobrapet/pkg/runs/identity"
 	"github.com/bubustack/bubu-sdk-go/k8s"
 	coreidentity "github.com/bubustack/core/runtime/identity"
 	"github.com/bubustack/core/templating"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 type request struct {
 	Op   string            `json:"op"`
 	Args []json.RawMessage `json:"args"`
 }
-
 
 func str(raw json.RawMessage) string {
 	var s string
@@ -53,16 +52,40 @@ func bits(raw json.RawMessage) float64 {
 	return math.Float64frombits(u)
 }
 
-var statusScheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := runsv1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}()
+// memClient is the smallest API the Go SDK's PatchStepRunStatus needs (Get, then a merge patch
+// on the status subresource), over one StepRun held as JSON. The patch bytes are the ones the SDK
+// would send; they are applied with RFC 7386 as the API server does.
+type memClient struct {
+	client.Client // nil: any other call panics, which the reply reports
+	stored        []byte
+}
 
-// mergeStatus runs the Go SDK's PatchStepRunStatus against an in-memory API (controller-runtime's
-// fake client) holding a StepRun whose status is existing, then reads the stored status back.
+func (m *memClient) Get(_ context.Context, _ client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	return json.Unmarshal(m.stored, obj)
+}
+
+func (m *memClient) Status() client.SubResourceWriter { return &memStatus{m: m} }
+
+type memStatus struct {
+	client.SubResourceWriter
+	m *memClient
+}
+
+func (s *memStatus) Patch(_ context.Context, obj client.Object, patch client.Patch, _ ...client.SubResourcePatchOption) error {
+	data, err := patch.Data(obj)
+	if err != nil {
+		return err
+	}
+	merged, err := jsonpatch.MergePatch(s.m.stored, data)
+	if err != nil {
+		return err
+	}
+	s.m.stored = merged
+	return nil
+}
+
+// mergeStatus runs the Go SDK's PatchStepRunStatus on a StepRun whose status is existing and
+// returns the status stored afterwards.
 func mergeStatus(existing, update json.RawMessage, podName string) (any, error) {
 	var before, patch runsv1alpha1.StepRunStatus
 	if err := json.Unmarshal(existing, &before); err != nil {
@@ -71,24 +94,23 @@ func mergeStatus(existing, update json.RawMessage, podName string) (any, error) 
 	if err := json.Unmarshal(update, &patch); err != nil {
 		return nil, fmt.Errorf("update status: %w", err)
 	}
-	sr := &runsv1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: "sr"}, Status: before}
-	fc := fake.NewClientBuilder().
-		WithScheme(statusScheme).
-		WithObjects(sr).
-		WithStatusSubresource(&runsv1alpha1.StepRun{}).
-		Build()
+	stored, err := json.Marshal(&runsv1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: "sr"}, Status: before})
+	if err != nil {
+		return nil, err
+	}
 	if podName != "" {
 		_ = os.Setenv("BUBU_POD_NAME", podName)
 	} else {
 		_ = os.Unsetenv("BUBU_POD_NAME")
 	}
 	_ = os.Setenv("BUBU_K8S_PATCH_MAX_RETRIES", "0")
-	c := &k8s.Client{Client: fc}
+	mem := &memClient{stored: stored}
+	c := &k8s.Client{Client: mem}
 	if err := c.PatchStepRunStatus(context.Background(), "sr", patch); err != nil {
 		return nil, err
 	}
 	var got runsv1alpha1.StepRun
-	if err := fc.Get(context.Background(), client.ObjectKey{Name: "sr"}, &got); err != nil {
+	if err := json.Unmarshal(mem.stored, &got); err != nil {
 		return nil, err
 	}
 	var out any
