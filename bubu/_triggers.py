@@ -219,7 +219,7 @@ def compute_trigger_key(template: str, variables: Mapping[str, Any]) -> str:
     except TemplateError as exc:
         raise TemplateError(f"resolve trigger key template: {exc}", position=exc.position) from None
     text = value if isinstance(value, str) else identity.go_canonical_json(value)
-    text = text.strip()
+    text = parse.go_trim_space(text)  # strings.TrimSpace: U+001C..U+001F stay
     if not text:
         raise TriggerError("trigger key resolved to empty value")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
