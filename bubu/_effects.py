@@ -124,9 +124,10 @@ def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
-        plain = msgspec.to_builtins(value, str_keys=True)
-        raw = msgspec.json.encode(plain)
-    except (TypeError, msgspec.EncodeError) as exc:
+        # Measured and hashed over Go's json.Marshal bytes, so the summary is the one Go writes.
+        plain = msgspec.to_builtins(value, str_keys=True, order="deterministic")
+        raw = identity.go_json(plain, sort_keys=False)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise EffectError(f"effect details are not JSON-serialisable: {exc}") from exc
     if len(raw) <= limit:
         return plain if isinstance(plain, dict) else {"value": plain}
@@ -134,11 +135,11 @@ def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
         "truncated": True,
         "sizeBytes": len(raw),
         "sha256": hashlib.sha256(raw).hexdigest(),
-        "type": identity.go_type_name(plain),
+        "type": identity.go_type_name(value),
     }
-    if isinstance(plain, dict | list):
+    if summary["type"] in ("map", "array"):
         summary["details"] = {"len": len(plain)}
-    elif isinstance(plain, str):
+    elif summary["type"] == "string":
         summary["details"] = {"len": len(plain.encode("utf-8"))}
     if len(msgspec.json.encode(summary)) > limit:
         raise EffectError(f"truncated effect details exceed {limit} bytes")

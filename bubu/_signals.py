@@ -84,15 +84,18 @@ class SignalEvent(msgspec.Struct, frozen=True):
     payload: dict[str, Any] | None = None
 
 
-def _summary(raw: bytes, plain: Any, *, redacted: bool) -> dict[str, Any]:
-    # Keys of maps are never included: they can be as sensitive as the values (c.6).
+def _summary(raw: bytes, value: Any, plain: Any, *, redacted: bool) -> dict[str, Any]:
+    # Keys of maps are never included: they can be as sensitive as the values (c.6). ``raw`` is
+    # Go's json.Marshal of the value, so size and hash are the ones Go reports; the type is the
+    # value's own (a Struct is a Go struct: no length).
     out: dict[str, Any] = {"sizeBytes": len(raw)}
     if raw:
         out["sha256"] = hashlib.sha256(raw).hexdigest()
-    out["type"] = identity.go_type_name(plain)
-    if isinstance(plain, dict | list):
+    kind = identity.go_type_name(value)
+    out["type"] = kind
+    if kind in ("map", "array"):
         out["details"] = {"len": len(plain)}
-    elif isinstance(plain, str):
+    elif kind == "string":
         out["details"] = {"len": len(plain.encode("utf-8"))}  # Go len() counts bytes
     if redacted:
         out["redacted"] = True
@@ -110,17 +113,18 @@ def build_signal_values(
     if value is None:
         return None, None
     try:
-        plain = msgspec.to_builtins(value, str_keys=True)
-        raw = msgspec.json.encode(plain, order=None if _is_envelope(value) else "sorted")
-    except (TypeError, msgspec.EncodeError) as exc:
+        # Maps sorted, Struct fields in declaration order: as Go's json.Marshal writes them.
+        plain = msgspec.to_builtins(value, str_keys=True, order="deterministic")
+        raw = identity.go_json(plain, sort_keys=False)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise SignalError(f"signal {key!r} value is not JSON-serialisable: {exc}") from exc
     if _is_envelope(value) and len(raw) <= limit:
         stored: dict[str, Any] = plain
     else:
-        stored = _summary(raw, plain, redacted=True)
+        stored = _summary(raw, value, plain, redacted=True)
     if len(msgspec.json.encode(stored)) > limit:
         raise SignalError(f"signal summary for {key} exceeds {limit} bytes")
-    return stored, _summary(raw, plain, redacted=False)
+    return stored, _summary(raw, value, plain, redacted=False)
 
 
 def _is_envelope(value: Any) -> bool:

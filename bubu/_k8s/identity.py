@@ -37,6 +37,7 @@ __all__ = [
     "go_canonical_json",
     "go_float",
     "go_format_g",
+    "go_json",
     "go_json_string",
     "go_type_name",
     "parse_time",
@@ -314,7 +315,9 @@ def go_format_g(value: float) -> str:
     return f"{neg}{text_digits[:point]}.{text_digits[point:]}"
 
 
-def _encode(value: Any, out: list[str], path: str) -> None:
+def _encode(
+    value: Any, out: list[str], path: str, exact_ints: bool = False, sort_keys: bool = True
+) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -323,6 +326,8 @@ def _encode(value: Any, out: list[str], path: str) -> None:
         out.append("false")
     elif isinstance(value, str):
         out.append(go_json_string(value))
+    elif isinstance(value, int) and exact_ints:
+        out.append(str(value))
     elif isinstance(value, int | float):
         # Go decodes every JSON number into float64 before re-encoding (c.3.2), so integers
         # above 2**53 lose precision exactly as they do in Go.
@@ -337,7 +342,7 @@ def _encode(value: Any, out: list[str], path: str) -> None:
     elif isinstance(value, dict):
         out.append("{")
         first = True
-        for key in sorted(value):
+        for key in sorted(value) if sort_keys else value:
             if not isinstance(key, str):
                 raise ValueError(f"object key {key!r} at {path} is not a string")
             if not first:
@@ -345,14 +350,14 @@ def _encode(value: Any, out: list[str], path: str) -> None:
             first = False
             out.append(go_json_string(key))
             out.append(":")
-            _encode(value[key], out, f"{path}.{key}")
+            _encode(value[key], out, f"{path}.{key}", exact_ints, sort_keys)
         out.append("}")
     elif isinstance(value, list | tuple):
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _encode(item, out, f"{path}[{i}]")
+            _encode(item, out, f"{path}[{i}]", exact_ints, sort_keys)
         out.append("]")
     else:
         raise ValueError(
@@ -374,6 +379,23 @@ def go_canonical_json(value: Any) -> str:
     out: list[str] = []
     _encode(value, out, "$")
     return "".join(out)
+
+
+def go_json(value: Any, *, sort_keys: bool = True) -> bytes:
+    """Return Go's ``json.Marshal`` of a typed value: as ``go_canonical_json``, but an ``int``
+    stays an integer (a Go ``int`` field), only ``float`` goes through float64 formatting.
+
+    With ``sort_keys=False`` objects keep their order: pass
+    ``msgspec.to_builtins(v, order="deterministic")`` (maps sorted, Struct fields in declaration
+    order, as Go writes a struct). Signal and effect summaries hash these bytes, so the same
+    value gives Go's hash (c.6, c.7).
+
+    Raises:
+        ValueError: as ``go_canonical_json``.
+    """
+    out: list[str] = []
+    _encode(value, out, "$", exact_ints=True, sort_keys=sort_keys)
+    return "".join(out).encode("utf-8")
 
 
 def compute_trigger_input_hash(inputs: Any) -> str:

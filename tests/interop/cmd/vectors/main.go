@@ -156,6 +156,26 @@ func triggerKey(template string, inputsRaw json.RawMessage, storyName, storyNS, 
 	return map[string]any{"rendered": text, "key": strings.TrimSpace(text)}, nil
 }
 
+func typed(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, item := range x {
+			x[k] = typed(item)
+		}
+	case []any:
+		for i, item := range x {
+			x[i] = typed(item)
+		}
+	}
+	return v
+}
+
 func answer(req request) (result any, err error) {
 	a := req.Args
 	switch req.Op {
@@ -187,6 +207,22 @@ func answer(req request) (result any, err error) {
 			return nil, err
 		}
 		out, err := json.Marshal(v)
+		return string(out), err
+	case "marshal_typed":
+		// json.Marshal of the value a Go caller would hold: integers as int64, other numbers
+		// as float64 (keys sorted, HTML-safe escapes): the bytes signal summaries hash.
+		dec := json.NewDecoder(strings.NewReader(str(a[0])))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out, err := json.Marshal(typed(v))
+		return string(out), err
+	case "marshal_raw":
+		// json.Marshal of a json.RawMessage: compacted and HTML-escaped, order kept (how a Go
+		// struct's fields come out when the text lists them in declaration order).
+		out, err := json.Marshal(json.RawMessage(str(a[0])))
 		return string(out), err
 	case "safe_label":
 		return coreidentity.SafeLabelValue(str(a[0])), nil
