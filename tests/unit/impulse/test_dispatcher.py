@@ -14,6 +14,7 @@ from bubu.errors import (
     ImpulseSessionExistsError,
     ImpulseSessionNotFoundError,
     StoryRunNotFoundError,
+    TriggerPendingError,
     TriggerRejectedError,
 )
 
@@ -119,8 +120,9 @@ async def test_retryable_errors_count_as_received_only(world, scoped, stats):
     world.resolver.pending = True
     d = StoryDispatcher(stats=stats)
     with scoped(world, BUBU_K8S_OPERATION_TIMEOUT="50ms"):
-        with pytest.raises(Exception):
+        with pytest.raises(TriggerPendingError, match="is still pending") as caught:
             await d.trigger(story_name="story")
+    assert caught.value.retryable  # a pending decision is worth retrying: not a failure
     await stats.aclose()
     assert stats.totals["triggersReceived"] == 1 and stats.totals["failedTriggers"] == 0
 

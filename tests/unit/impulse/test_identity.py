@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -185,17 +186,23 @@ def test_canonical_json_is_valid_json_of_the_same_value(value):
     text = identity.go_canonical_json(value)
     assert "<" not in text and ">" not in text and "&" not in text
 
-    def as_floats(v):
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            return v
+    def tagged(v):
+        # Type-tagged, so False, 0 and 0.0 never compare equal (Go's JSON keeps them apart;
+        # every number is a float64 there, so 1 and 1.0 are the same value).
+        if v is None:
+            return ("null",)
+        if isinstance(v, bool):
+            return ("bool", v)
         if isinstance(v, int | float):
-            return float(v)
+            return ("number", float(v))
+        if isinstance(v, str):
+            return ("string", v)
         if isinstance(v, list):
-            return [as_floats(x) for x in v]
-        return {k: as_floats(x) for k, x in v.items()}
+            return ("array", [tagged(x) for x in v])
+        return ("object", {k: tagged(x) for k, x in v.items()})
 
     # hypothesis text() never yields lone surrogates, so the value survives unchanged
-    assert as_floats(json.loads(text)) == as_floats(value)
+    assert tagged(json.loads(text)) == tagged(value)
 
 
 def test_canonical_json_is_independent_of_key_order():
@@ -204,12 +211,26 @@ def test_canonical_json_is_independent_of_key_order():
     assert identity.compute_trigger_input_hash(a) == identity.compute_trigger_input_hash(b)
 
 
-@pytest.mark.parametrize("story_len", [230, 250, 260])
-def test_long_names_stay_within_253(story_len):
-    story = "s" * story_len
-    assert len(identity.derive_story_trigger_name("ns", story, "k", "k")) <= 253
-    assert len(identity.derive_story_run_name("ns", story, "t" * 300)) <= 253
-    assert len(identity.derive_effect_claim_name("ns", story, "k")) <= 253
+def _sha1_16(seed: str) -> str:
+    return hashlib.sha1(seed.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("story_len", [228, 229, 230, 250, 260])
+def test_long_names_are_cut_to_253_keeping_the_hash(story_len):
+    # Go: "<story cut to 253 - len(infix) - 16>-trigger-<sha1/8 bytes hex>", the cut trimmed of
+    # trailing '-' (test_identity_go.py checks the same against the Go code itself).
+    story = ("s" * 227 + "-" + "x" * 40)[:story_len]
+    trigger = identity.derive_story_trigger_name("ns", story, "k", "k")
+    head = story if len(story) <= 228 else story[:228].rstrip("-")
+    assert trigger == f"{head}-trigger-{_sha1_16(f'ns/{story}/k')}"
+    claim = identity.derive_effect_claim_name("ns", story, "k")
+    head = story if len(story) <= 229 else story[:229].rstrip("-")
+    assert claim == f"{head}-effect-{_sha1_16(f'ns/{story}/k')}"
+    token = "t" * 300
+    run = identity.derive_story_run_name("ns", story, token)
+    head = story if len(story) <= 236 else story[:236].strip("-")
+    assert run == f"{head}-{_sha1_16(f'ns/{story}/{token}')}"
+    assert max(len(trigger), len(claim), len(run)) <= 253
 
 
 def test_story_run_name_token_case_only_difference_gets_hash():

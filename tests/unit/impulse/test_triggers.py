@@ -470,9 +470,13 @@ async def test_retries_exhausted_on_get_after_already_exists_is_an_error(world, 
     world.cluster.fail(
         "get", STORY_TRIGGER, KubernetesError("reset", status_code=503, retryable=True), times=3
     )
+    gets = world.cluster.count("get", STORY_TRIGGER)
     with scoped(world, BUBU_TRIGGER_RETRY_MAX_ATTEMPTS="2", BUBU_TRIGGER_RETRY_BASE_DELAY="1ms"):
-        with pytest.raises(KubernetesError, match="reset"):
+        with pytest.raises(KubernetesError, match="reset") as caught:
             await start_story_with_token("story", "exists", {"a": 1})
+    # Both attempts read the existing trigger, and no third one was made.
+    assert world.cluster.count("get", STORY_TRIGGER) - gets == 2
+    assert caught.value.retryable
 
 
 @pytest.mark.parametrize("token", [None, "with-token"])

@@ -119,11 +119,21 @@ def test_validate_names_the_field(msg: StreamMessage, field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "mime",
-    ["text/plain", "application/json; charset=utf-8", 'a/b; x="quoted value"', "text", "A/B;"],
+    ("mime", "parsed"),
+    [
+        ("text/plain", ("text/plain", {})),
+        ("application/json; charset=utf-8", ("application/json", {"charset": "utf-8"})),
+        ('a/b; x="quoted value"', ("a/b", {"x": "quoted value"})),
+        ("text", ("text", {})),
+        ("A/B;", ("a/b", {})),
+        ("Text/HTML; Charset=UTF-8", ("text/html", {"charset": "UTF-8"})),
+    ],
 )
-def test_media_type_parsing_accepts_go_valid_values(mime: str) -> None:
-    parse_media_type(mime)
+def test_media_type_parsing_accepts_go_valid_values(
+    mime: str, parsed: tuple[str, dict[str, str]]
+) -> None:
+    # mime.ParseMediaType: type and parameter names lower-cased, values kept, quotes removed.
+    assert parse_media_type(mime) == parsed
 
 
 @pytest.mark.parametrize("mime", ["not a mime type", "/x", "a/", "a/b c", "a/b; x", "a/b; =1"])
