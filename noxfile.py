@@ -65,3 +65,14 @@ def bench(session: nox.Session) -> None:
     # only for benchmarks/bench_s3_clients.py (docs/decisions/0004-s3-client.md)
     session.install("aiobotocore")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PY)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the contract modules; prints each module's score (floor 90 %).
+
+    Not part of the default run (tens of minutes on two cores). Needs Go (the Go-pinned tests).
+    Pass options through: ``nox -s mutants -- -m identity --keep`` (see scripts/mutants.py).
+    """
+    session.install("-e", ".[dev]", "mutmut==3.8.1")
+    session.run("python", "scripts/mutants.py", *session.posargs)

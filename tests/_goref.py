@@ -13,6 +13,7 @@ A test that uses ``go_ref`` needs Go and is marked ``interop`` (the marker guard
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import threading
@@ -21,6 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+
+def go_settings(max_examples: int) -> settings:
+    """Hypothesis settings for a property checked against ``go_ref`` (one Go call per example).
+
+    Under mutation testing (``BUBU_MUTANTS=1``, set by scripts/mutants.py) the examples are
+    fewer and derandomized, so each mutant's verdict is reproducible.
+    """
+    if os.environ.get("BUBU_MUTANTS"):
+        max_examples = min(max_examples, 40)
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
 
 
 class GoError(Exception):

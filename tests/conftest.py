@@ -10,6 +10,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# Under mutation testing (scripts/mutants.py) every property runs derandomized and without the
+# example database, so a mutant's verdict does not depend on luck or on an earlier run.
+settings.register_profile("mutants", derandomize=True, database=None, deadline=None)
+if os.environ.get("BUBU_MUTANTS"):
+    settings.load_profile("mutants")
 
 pytest_plugins = ["tests._controlplane.fixtures", "tests._goref"]
 

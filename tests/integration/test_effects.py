@@ -71,8 +71,9 @@ async def wait_phase(kube, name: str, phase: str) -> dict:
     raise AssertionError(f"claim {name} never reached {phase}: {claim.get('status')}")
 
 
+@pytest.mark.interop
 async def test_runs_once_records_and_is_webhook_valid(
-    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube, go_ref
 ):
     calls = []
 
@@ -88,7 +89,7 @@ async def test_runs_once_records_and_is_webhook_valid(
         assert await has_effect("charge:42")
         await record_effect("audit", "succeeded", {"n": 1})
     assert calls == [1]
-    name = identity.derive_effect_claim_name(k8s_namespace, SR, "charge:42")
+    name = go_ref.call("claim_name", k8s_namespace, SR, "charge:42")
     claim = await wait_phase(admin_kube, name, "Completed")
     assert claim["spec"]["completionStatus"] == "completed"
     assert claim["metadata"]["ownerReferences"][0]["uid"] == step["metadata"]["uid"]
@@ -97,8 +98,9 @@ async def test_runs_once_records_and_is_webhook_valid(
     await claims_valid(admin_kube, [name])
 
 
+@pytest.mark.interop
 async def test_failure_releases_and_retry_reruns(
-    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube, go_ref
 ):
     attempts = 0
 
@@ -112,7 +114,7 @@ async def test_failure_releases_and_retry_reruns(
     async with as_identity(engram_runner_identity, env(k8s_namespace)):
         with pytest.raises(RuntimeError):
             await execute_effect_once("pay", flaky)
-        name = identity.derive_effect_claim_name(k8s_namespace, SR, "pay")
+        name = go_ref.call("claim_name", k8s_namespace, SR, "pay")
         released = await admin_kube.get(EFFECT_CLAIM, name)
         assert released["spec"]["holderIdentity"] == ""
         assert "completionStatus" not in released["spec"]  # option (a), crds.md 4.5
@@ -122,8 +124,9 @@ async def test_failure_releases_and_retry_reruns(
     await claims_valid(admin_kube, [name])
 
 
+@pytest.mark.interop
 async def test_long_effect_renews_its_lease_through_the_webhook(
-    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, admin_kube, go_ref
 ):
     # A 1 s lease renews every ~333 ms (Go's clamp(lease/3, 100 ms, 30 s)); each renewal and
     # the completion are PUTs the operator's webhook checks (renewTime >= acquireTime,
@@ -135,7 +138,7 @@ async def test_long_effect_renews_its_lease_through_the_webhook(
     lease = env(k8s_namespace, BUBU_EFFECT_LEASE_DURATION="1s")
     async with as_identity(engram_runner_identity, lease):
         assert await execute_effect_once("slow", slow) == "done"
-    name = identity.derive_effect_claim_name(k8s_namespace, SR, "slow")
+    name = go_ref.call("claim_name", k8s_namespace, SR, "slow")
     claim = await wait_phase(admin_kube, name, "Completed")
     spec = claim["spec"]
     acquired, renewed = (
@@ -171,8 +174,9 @@ def worker(
     )
 
 
+@pytest.mark.interop
 async def test_two_processes_race_100_keys_each_body_runs_once(
-    step, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
+    step, engram_runner_identity, k8s_namespace, tmp_path, admin_kube, go_ref
 ):
     out = tmp_path / "side-effects.log"
     # Same key order and a common start instant (after both interpreters have started), so the
@@ -199,14 +203,13 @@ async def test_two_processes_race_100_keys_each_body_runs_once(
     assert all(c["ran"] > 0 for c in counts), counts
     effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]
     assert len({e["key"] for e in effects}) == 100 == len(effects)
-    names = [
-        identity.derive_effect_claim_name(k8s_namespace, SR, f"effect-{i}") for i in range(100)
-    ]
+    names = [go_ref.call("claim_name", k8s_namespace, SR, f"effect-{i}") for i in range(100)]
     await claims_valid(admin_kube, names)
 
 
+@pytest.mark.interop
 async def test_holder_killed_mid_effect_is_taken_over_after_expiry(
-    step, as_identity, engram_runner_identity, k8s_namespace, tmp_path, admin_kube
+    step, as_identity, engram_runner_identity, k8s_namespace, tmp_path, admin_kube, go_ref
 ):
     out = tmp_path / "side-effects.log"
     holder = worker(
@@ -244,7 +247,7 @@ async def test_holder_killed_mid_effect_is_taken_over_after_expiry(
                 assert exc.in_progress
                 await asyncio.sleep(0.1)
     assert result == "recovered" and calls == [1]
-    name = identity.derive_effect_claim_name(k8s_namespace, SR, "k")
+    name = go_ref.call("claim_name", k8s_namespace, SR, "k")
     claim = await wait_phase(admin_kube, name, "Completed")
     assert claim["spec"]["leaseTransitions"] == 1
     effects = (await admin_kube.get(STEP_RUN, SR))["status"]["effects"]

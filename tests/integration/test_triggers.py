@@ -15,11 +15,11 @@ by a GET.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from bubu._dispatcher import StoryDispatcher
-from bubu._k8s import identity
 from bubu._k8s.resources import STORY, STORY_RUN, STORY_TRIGGER
 from bubu._triggers import ImpulseStats, start_story, start_story_with_token, stop_story
 from bubu.errors import (
@@ -64,21 +64,22 @@ def phase(obj):
     return (obj.get("status") or {}).get("phase")
 
 
+@pytest.mark.interop
 async def test_first_submission_is_created(
-    story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube, go_ref
 ):
     async with as_identity(impulse_identity, env(k8s_namespace)):
         result = await start_story_with_token("story", "order-42", {"total": 12.5, "note": "<&>"})
     assert result.decision == "Created" and not result.reused
-    assert result.story_run == identity.derive_story_run_name(k8s_namespace, "story", "order-42")
+    assert result.story_run == go_ref.call("run_name", k8s_namespace, "story", "order-42")
     trigger = await admin_kube.get(STORY_TRIGGER, result.trigger)
     assert story_trigger_violations(trigger) == []  # what the webhook would check
     assert trigger["spec"]["impulseRef"] == {"name": "hook", "namespace": k8s_namespace}
     run = await admin_kube.get(STORY_RUN, result.story_run)
     annotations = run["metadata"]["annotations"]
-    assert annotations[
-        "storyrun.bubustack.io/trigger-input-hash"
-    ] == identity.compute_trigger_input_hash({"total": 12.5, "note": "<&>"})
+    assert annotations["storyrun.bubustack.io/trigger-input-hash"] == go_ref.call(
+        "input_hash", json.dumps({"total": 12.5, "note": "<&>"})
+    )
 
 
 async def test_same_token_same_inputs_one_trigger_one_run(
@@ -105,20 +106,22 @@ async def test_token_reused_with_different_inputs_is_rejected(
             await start_story_with_token("story", "tok", {"x": 2})
 
 
+@pytest.mark.interop
 async def test_preexisting_matching_run_is_reused(
-    story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube, go_ref
 ):
-    name = identity.derive_story_run_name(k8s_namespace, "story", "ext")
+    name = go_ref.call("run_name", k8s_namespace, "story", "ext")
     await admin_kube.create(STORY_RUN, workloads.story_run(name, inputs={"k": "v"}))
     async with as_identity(impulse_identity, env(k8s_namespace, BUBU_IMPULSE_NAME="")):
         result = await start_story_with_token("story", "ext", {"k": "v"})
     assert result.decision == "Reused" and result.story_run == name
 
 
+@pytest.mark.interop
 async def test_preexisting_different_run_is_rejected(
-    story, as_identity, impulse_identity, k8s_namespace, admin_kube
+    story, as_identity, impulse_identity, k8s_namespace, admin_kube, go_ref
 ):
-    name = identity.derive_story_run_name(k8s_namespace, "story", "ext")
+    name = go_ref.call("run_name", k8s_namespace, "story", "ext")
     await admin_kube.create(STORY_RUN, workloads.story_run(name, inputs={"k": "other"}))
     async with as_identity(impulse_identity, env(k8s_namespace, BUBU_IMPULSE_NAME="")):
         with pytest.raises(
@@ -128,8 +131,9 @@ async def test_preexisting_different_run_is_rejected(
     assert info.value.reason == "StoryRunConflict"
 
 
+@pytest.mark.interop
 async def test_without_an_operator_pending_is_retryable_and_undecided(
-    controlplane, as_identity, make_identity, k8s_namespace, admin_kube
+    controlplane, as_identity, make_identity, k8s_namespace, admin_kube, go_ref
 ):
     # No operator in this test (it runs before the operator starts): nobody decides the trigger.
     await admin_kube.create(STORY, workloads.story())
@@ -145,7 +149,7 @@ async def test_without_an_operator_pending_is_retryable_and_undecided(
         with pytest.raises(TriggerPendingError, match="still pending") as info:
             await start_story_with_token("story", "lonely", {})
     assert info.value.retryable
-    name = identity.derive_story_trigger_name(k8s_namespace, "story", "lonely", "lonely")
+    name = go_ref.call("trigger_name", k8s_namespace, "story", "lonely", "lonely")
     assert not ((await admin_kube.get(STORY_TRIGGER, name)).get("status") or {}).get("decision")
 
 

@@ -12,17 +12,15 @@ import json
 import math
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bubu._k8s import identity
-from tests._goref import GoRef
+from tests._goref import GoRef, go_settings
 
 pytestmark = pytest.mark.interop
 
-_SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+_SETTINGS = go_settings(150)
 
 # Every ASCII printable character (so each neighbour of [a-z0-9] is tried), the two non-ASCII
 # characters Go lower-cases into ASCII, and a few other letters.

@@ -13,12 +13,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bubu._effects import bounded_details
 from bubu._signals import build_signal_values
-from tests._goref import GoRef
+from tests._goref import GoRef, go_settings
 
 pytestmark = pytest.mark.interop
 
@@ -40,9 +40,7 @@ values = st.recursive(
 ).filter(lambda v: v is not None)
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@go_settings(150)
 @given(value=values)
 @example(value={"html": "<b>&</b>", "n": 1, "f": 1e-7, "g": 1e21, "z": False})
 @example(value=[0.5, 1.0, -0.0, 2**53 + 1])

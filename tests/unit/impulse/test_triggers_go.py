@@ -12,12 +12,12 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bubu._runtime.env import TriggerSettings
 from bubu._triggers import TargetStory, _resolve_identity
-from tests._goref import GoRef
+from tests._goref import GoRef, go_settings
 
 pytestmark = pytest.mark.interop
 
@@ -98,9 +98,7 @@ def test_key_matches_go(go_ref: GoRef, template: str) -> None:
     assert _python_key(template, INPUTS) == _go_key(go_ref, template, INPUTS)
 
 
-@settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@go_settings(100)
 @given(
     value=st.floats(allow_nan=False, allow_infinity=False)
     | st.integers(min_value=-(2**53), max_value=2**53)

@@ -11,18 +11,16 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bubu._k8s import status
 from bubu.errors import InvalidTransitionError
-from tests._goref import GoError, GoRef
+from tests._goref import GoError, GoRef, go_settings
 
 pytestmark = pytest.mark.interop
 
-_SETTINGS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+_SETTINGS = go_settings(200)
 
 PHASES = [
     "",

@@ -6,17 +6,15 @@ Expected values and error texts come from ``go_ref`` (tests/_goref.py), which ru
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bubu._runtime import parse
-from tests._goref import GoRef
+from tests._goref import GoRef, go_settings
 
 pytestmark = pytest.mark.interop
 
-_SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+_SETTINGS = go_settings(300)
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
 
