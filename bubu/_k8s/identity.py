@@ -271,16 +271,10 @@ def go_float(value: float) -> str:
     magnitude = abs(value)
     text = repr(value)  # shortest round-trip digits, as Go's strconv with precision -1
     if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        # repr is already in exponent form here (it switches below 1e-4 and from 1e16 on); Go
+        # writes the exponent without padding: 1e-07 becomes 1e-7, 1e+21 stays.
         mantissa, _, exp = text.partition("e")
-        if not exp:  # repr chose positional notation; force scientific
-            mantissa, _, exp = f"{value:e}".partition("e")
-            mantissa = repr(float(mantissa))
-        mantissa = mantissa.removesuffix(".0")
-        sign = "-" if exp.startswith("-") else "+"
-        digits = exp.lstrip("+-").lstrip("0") or "0"
-        if sign == "+" and len(digits) < 2:
-            digits = digits.rjust(2, "0")
-        return f"{mantissa}e{sign}{digits}"
+        return f"{mantissa}e{exp[0]}{exp[1:].lstrip('0')}"
     return format(Decimal(text).normalize(), "f")
 
 

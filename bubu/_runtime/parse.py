@@ -87,28 +87,44 @@ def go_trim_space(value: str) -> str:
     return value.strip(_GO_SPACE)
 
 
+def _go_bytes(ch: str) -> bytes:
+    # The bytes Go holds for one character: os.environ turns an invalid byte into a lone
+    # surrogate (surrogateescape), which maps back to that byte.
+    try:
+        return ch.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return ch.encode("utf-8", "surrogatepass")
+
+
+_GO_ESCAPES: Final = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
 def go_quote(value: str) -> str:
-    """Quote ``value`` like Go's ``%q`` verb for the characters that matter in error texts."""
+    """Quote ``value`` like Go's ``strconv.Quote`` (the ``%q`` verb) for error texts."""
     out = ['"']
     for ch in value:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif not ch.isprintable():
-            code = ord(ch)
-            if code < 0x80:
-                out.append(f"\\x{code:02x}")
-            elif code <= 0xFFFF:
-                out.append(f"\\u{code:04x}")
-            else:
-                out.append(f"\\U{code:08x}")
-        else:
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
             out.append(ch)
+        elif code < 0x80 or 0xD800 <= code <= 0xDFFF:
+            # ASCII controls and DEL, and the bytes of invalid UTF-8 (lone surrogates here).
+            out.extend(f"\\x{b:02x}" for b in _go_bytes(ch))
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
     out.append('"')
     return "".join(out)
 
@@ -122,7 +138,7 @@ def _time_quote(value: str) -> str:
     out = ['"']
     for ch in value:
         if ord(ch) >= 0x80 or ch < " ":
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+            out.extend(f"\\x{b:02x}" for b in _go_bytes(ch))
         elif ch in ('"', "\\"):
             out.append("\\" + ch)
         else:
@@ -190,8 +206,10 @@ def parse_go_duration_ns(value: str) -> int:
             overflow = False
             while j < len(s) and "0" <= s[j] <= "9":
                 if not overflow:
+                    # Go also stops at frac > MaxInt64/10 to keep uint64 from wrapping; with
+                    # Python ints the candidate test alone gives the same answer.
                     candidate = frac * 10 + int(s[j])
-                    if frac > _INT64_MAX // 10 or candidate > 1 << 63:
+                    if candidate > 1 << 63:
                         overflow = True
                     else:
                         frac = candidate
@@ -215,15 +233,10 @@ def parse_go_duration_ns(value: str) -> int:
             raise GoParseError(
                 f"time: unknown unit {_time_quote(unit_text)} in duration {_time_quote(orig)}"
             )
-        if whole > (1 << 63) // unit:
-            raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
-        v = whole * unit
-        if frac > 0:
-            # Go: v += int64(float64(f) * (float64(unit) / scale)); float64 on purpose.
-            v += int(float(frac) * (float(unit) / float(scale)))
-            if v > 1 << 63:
-                raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
-        total += v
+        # Go: v += int64(float64(f) * (float64(unit) / scale)); float64 on purpose. Go checks
+        # whole*unit and v for overflow on their own before adding; every term is >= 0 and the
+        # error is the same, so checking the running total after each component is enough.
+        total += whole * unit + int(float(frac) * (float(unit) / float(scale)))
         if total > 1 << 63:
             raise GoParseError(f"time: invalid duration {_time_quote(orig)}")
     if neg:

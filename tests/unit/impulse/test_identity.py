@@ -274,3 +274,123 @@ def test_go_format_g_matches_fmt_sprint():
         "1e-05",
         "0.0001",
     ]
+
+
+# --- edges the mutation run showed untested ----------------------------------------------------
+
+
+def test_a_cut_inside_a_character_drops_the_partial_character():
+    # Go slices bytes; the cut character is dropped rather than left as invalid UTF-8.
+    story = "é" * 130  # 260 bytes
+    trigger = identity.derive_story_trigger_name("ns", story, "k", "k")
+    assert trigger == "é" * 114 + f"-trigger-{_sha1_16(f'ns/{story}/k')}"  # 228 bytes = 114 é
+    run = identity.derive_story_run_name("ns", story, "t" * 300)
+    assert run == "é" * 118 + f"-{_sha1_16(f'ns/{story}/' + 't' * 300)}"  # 236 bytes
+
+
+@pytest.mark.parametrize("edge", ["X", "-"])
+def test_a_cut_prefix_is_trimmed_of_dashes_only(edge):
+    story = edge + "a" * 226 + "-" + edge + "b" * 40
+    trigger = identity.derive_story_trigger_name("ns", story, "k", "k")
+    assert trigger.startswith(edge + "a" * 226 + "-trigger-")  # Go trims trailing '-' only
+    story = edge + "a" * 234 + "-" + edge + "b" * 40
+    run = identity.derive_story_run_name("ns", story, "t" * 300)
+    assert run.startswith((edge + "a" * 234).strip("-") + "-") and run.count("-") == 1
+
+
+def test_an_all_dash_prefix_becomes_s():
+    story = "-" * 260
+    assert identity.derive_story_trigger_name("", story, "k", "k").startswith("s-trigger-")
+    assert identity.derive_effect_claim_name("", story, "k").startswith("s-effect-")
+    assert identity.derive_story_run_name("", story, "k" * 300).startswith("s-")
+    assert len(identity.derive_story_run_name("", story, "k" * 300)) == 18
+
+
+def test_a_short_prefix_is_kept_as_is_even_with_a_long_token():
+    story = "a" * 235 + "-"  # 236 characters: not cut, so not trimmed (Go)
+    run = identity.derive_story_run_name("", story, "t" * 300)
+    assert run == f"{story}-{_sha1_16(f'/{story}/' + 't' * 300)}"
+
+
+def test_go_json_keeps_ints_and_sorts_unless_told():
+    value = {"b": 1, "a": {"d": 2**60, "c": [1.0, 0.5, 1e-7]}}
+    assert identity.go_json(value) == b'{"a":{"c":[1,0.5,1e-7],"d":1152921504606846976},"b":1}'
+    assert identity.go_json(value, sort_keys=False) == (
+        b'{"b":1,"a":{"d":1152921504606846976,"c":[1,0.5,1e-7]}}'
+    )
+    assert identity.go_json({"<": "\u2028&"}) == b'{"\\u003c":"\\u2028\\u0026"}'
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"a": [1, float("nan")]}, r"^unsupported JSON number nan: NaN and Inf cannot be encoded "),
+        ({"a": {1: 2}}, r"^object key 1 at \$\.a is not a string$"),
+        ([10**400], r"^number at \$\[0\] is out of float64 range$"),
+        (
+            {"x": {"y": b"raw"}},
+            r"^value at \$\.x\.y of type bytes is not JSON \(convert it with msgspec"
+            r"\.to_builtins first\)$",
+        ),
+    ],
+)
+def test_encoding_errors_name_the_path(bad, message):
+    with pytest.raises(ValueError, match=message):
+        identity.go_canonical_json(bad)
+    if bad != [10**400]:  # go_json keeps ints exact
+        with pytest.raises(ValueError, match=message):
+            identity.go_json(bad)
+
+
+def test_only_surrogates_become_replacement_characters():
+    assert identity.go_canonical_json("\ud800\udfff\ue000\ud7ff") == '"\ufffd\ufffd\ue000\ud7ff"'
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        (None, "null"),
+        (True, "bool"),
+        (0, "int"),
+        (0.0, "float"),
+        ("", "string"),
+        ([], "array"),
+        ((1,), "array"),
+        ({}, "map"),
+        (object(), "struct"),
+    ],
+)
+def test_go_type_names(value, name):
+    # Go's signalTypeSummary names for the reflect kind of the value.
+    assert identity.go_type_name(value) == name
+
+
+def test_utc_seconds_is_whole_second_utc():
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime(2024, 1, 2, 5, 4, 5, 999999, tzinfo=timezone(timedelta(hours=2)))
+    assert identity.utc_seconds(moment) == "2024-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("2024-01-02T03:04:05Z", (2024, 1, 2, 3, 4, 5, 0)),
+        ("2024-01-02T03:04:05.5+02:00", (2024, 1, 2, 1, 4, 5, 500000)),
+        ("", None),
+        (None, None),
+        (17, None),
+        ("yesterday", None),
+        ("2024-01-02T03:04:05z", None),
+    ],
+)
+def test_parse_time(text, parsed):
+    from datetime import UTC
+
+    got = identity.parse_time(text)
+    if parsed is None:
+        assert got is None
+    else:
+        assert got is not None and got.utcoffset() is not None
+        at = got.astimezone(UTC)
+        assert (at.year, at.month, at.day, at.hour, at.minute, at.second, at.microsecond) == parsed

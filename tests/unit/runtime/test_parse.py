@@ -305,3 +305,78 @@ def test_parse_json_array_rules() -> None:
     assert parse_json_array("BUBU_TRANSPORTS", "[]") == []
     with pytest.raises(ContractError, match="expected a JSON array, got object"):
         parse_json_array("BUBU_TRANSPORTS", "{}")
+
+
+# --- edges the mutation run showed untested ----------------------------------------------------
+
+
+def test_env_int_and_env_dur_accept_the_smallest_positive_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bubu.runtime"):
+        assert env_int("BUBU_X", "1", 7) == 1
+        assert env_dur("BUBU_Y", "1ns", 5.0) == 1e-9
+        assert env_int("BUBU_X", None, 7) == 7
+        assert env_dur("BUBU_Y", None, 5.0) == 5.0
+    assert caplog.records == []  # neither a valid value nor an unset one is worth a warning
+
+
+def test_invalid_values_log_the_variable_the_value_and_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bubu.runtime"):
+        assert env_int("BUBU_X", " zero ", 7) == 7
+        assert env_dur("BUBU_Y", "-1s", 90.0) == 90.0
+    fields = [(r.env, r.value, r.default) for r in caplog.records]  # type: ignore[attr-defined]
+    assert fields == [("BUBU_X", "zero", 7), ("BUBU_Y", "-1s", "1m30s")]
+    assert caplog.records[1].getMessage() == (
+        "ignoring invalid env var duration BUBU_Y='-1s', using default 1m30s"
+    )
+
+
+def test_format_go_duration_refuses_non_finite_naming_the_value() -> None:
+    with pytest.raises(ValueError, match=r"^cannot format non-finite duration nan$"):
+        format_go_duration(float("nan"))
+    with pytest.raises(ValueError, match=r"^cannot format non-finite duration -inf$"):
+        format_go_duration(float("-inf"))
+
+
+def test_bytes_from_os_environ_are_quoted_as_go_sees_them() -> None:
+    # os.environ holds an invalid byte as a lone surrogate; Go quotes the byte itself.
+    with pytest.raises(parse.GoParseError) as info:
+        parse_go_duration_ns("1\udcffs")
+    assert str(info.value) == 'time: unknown unit "\\xffs" in duration "1\\xffs"'
+    with pytest.raises(parse.GoParseError) as info:
+        parse_atoi("1\udcff")
+    assert str(info.value) == 'strconv.Atoi: parsing "1\\xff": invalid syntax'
+    assert parse.go_quote("\ud800") == '"\\xed\\xa0\\x80"'
+
+
+def test_parse_json_array_errors_name_the_variable() -> None:
+    with pytest.raises(ContractError) as info:
+        parse_json_array("BUBU_TRANSPORTS", ' {"a": 1} ')
+    assert str(info.value) == (
+        "failed to unmarshal BUBU_TRANSPORTS: expected a JSON array, got object"
+    )
+    assert info.value.variable == "BUBU_TRANSPORTS"
+    with pytest.raises(ContractError) as info:
+        parse_json_array("BUBU_TRANSPORTS", "[")
+    assert str(info.value).startswith("failed to unmarshal BUBU_TRANSPORTS: ")
+    assert info.value.variable == "BUBU_TRANSPORTS"
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1", True), (" TRUE ", True), ("t", True), ("On", True), ("y", True), ("yes", True)]
+    + [("0", False), ("false", False), ("F", False), (" off\n", False), ("N", False)]
+    + [("no", False)],
+)
+def test_parse_bool_set(raw: str, value: bool) -> None:
+    assert parse.parse_bool_set(raw) is value
+
+
+@pytest.mark.parametrize("raw", ["", "2", "enabled", "tru", "nope"])
+def test_parse_bool_set_rejects_with_the_value(raw: str) -> None:
+    with pytest.raises(parse.GoParseError) as info:
+        parse.parse_bool_set(raw)
+    assert str(info.value) == f"invalid boolean value {parse.go_quote(raw)}"

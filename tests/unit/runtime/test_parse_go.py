@@ -88,7 +88,7 @@ def test_parse_duration_matches_go_edge_cases(go_ref: GoRef, text: str) -> None:
     assert _py_duration(text) == _go_duration(go_ref, text)
 
 
-_DURATION_TEXT = st.text(st.sampled_from(list("0123456789.+-nsuµμmhd x")), max_size=14)
+_DURATION_TEXT = st.text(st.sampled_from(list('0123456789.+-nsuµμmhd x:A"\\')), max_size=14)
 _DURATION_WORDS = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=10**20).map(str),
@@ -171,6 +171,23 @@ EDGE_ATOI = [
     "99999999999999999999999",
     "++1",
     "1e3",
+    "1:",
+    ":",
+    "A",
+    'a"b',
+    "a\\b",
+    "\n",
+    "\t",
+    "\r",
+    "\x07",
+    "\x7f",
+    "\x80",
+    "\u00ad",
+    "\u2028",
+    "\uffff",
+    "\U0001f600",
+    "\U000e0001",
+    "é",
 ]
 
 
@@ -191,7 +208,7 @@ def test_atoi_matches_go_edge_cases(go_ref: GoRef, text: str) -> None:
 
 
 @_SETTINGS
-@given(text=st.text(st.sampled_from(list("+-0123456789 x")), max_size=21))
+@given(text=st.text(st.sampled_from(list("+-0123456789 x:A")), max_size=21))
 @example(text="9" * 19)
 def test_atoi_matches_go(go_ref: GoRef, text: str) -> None:
     py, go = _atoi_both(go_ref, text)
