@@ -365,5 +365,6 @@ async def test_cancellation_aborts_the_retry_backoff() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 1.0
+    # Relative to the 30 s backoff, so a loaded machine cannot make it flake.
+    assert time.monotonic() - started < slow.base / 2
     assert len(kube.patches) == 1
