@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from bubu._runtime.env import TriggerSettings
 from bubu._triggers import TargetStory, _resolve_identity
+from bubu.errors import TemplateError
 from tests._goref import GoRef, go_settings
 
 pytestmark = pytest.mark.interop
@@ -62,6 +63,11 @@ INPUTS = {
     "html": "<a&b>",
     "items": ["a", 2, False],
     "obj": {"b": [1, 0.5], "a": {"z": None, "y": False}},
+    "odd key": "v",
+    "empty": "",
+    "nothing": [],
+    "hollow": {},
+    "fzero": 0.0,
 }
 
 TEMPLATES = [
@@ -90,6 +96,58 @@ TEMPLATES = [
     "{{ .inputs.items | toJson }}",
     '{{ index .inputs "id" }}',
     "  {{- .inputs.id -}}  ",
+    "a  {{- .inputs.id }} b",
+    "a {{ .inputs.id -}}   b",
+    "a {{- .inputs.id -}} b {{ .inputs.n }}",
+    "{{ .inputs.id }}{{ .inputs.n }}",
+    '{{ "lit" }}',
+    '{{ "q\\"uote" }}',
+    "{{ `raw` }}",
+    "{{ 42 }}",
+    "{{ -1.5 }}",
+    "{{ 1e3 }}",
+    "{{ 2.5E-3 }}",
+    "n={{ 7 }}",
+    "{{ true }}",
+    "{{ false }}",
+    "{{ (.inputs.id) }}",
+    "{{ (lower .inputs.html) | upper }}",
+    '{{ default "x" .inputs.zero }}',
+    '{{ default "x" .inputs.id }}',
+    '{{ default "x" .inputs.empty }}',
+    '{{ default "x" .inputs.nothing }}',
+    '{{ default "x" .inputs.hollow }}',
+    '{{ default "x" .inputs.fzero }}',
+    '{{ default "x" .inputs.no }}',
+    '{{ default "x" .inputs.none }}',
+    '{{ .inputs.no | default "d" }}',
+    "{{ index .inputs.items 1 }}",
+    "{{ index .inputs.obj.b 0 }}",
+    "{{ hash_of .inputs.id }}",
+    "{{ toJson .inputs.obj }}",
+    "{{ .inputs.obj | toJson }}",
+    "{{ trim .inputs.spaced }}",
+    '{{ print "a" 1 true .inputs.half }}',
+    "{{ $.inputs.id }}",
+    '{{ .inputs["odd key"] }}',
+    "{{ .inputs.obj.a.y }}",
+    "{{ $.story.name }}-{{ $.inputs.n }}",
+    '{{ print 1 2 "x" 3 true }}',
+]
+# Not compared: a map or list printed by a function or as "." renders as Go's map[...] / [a b]
+# text there and as JSON here, and ".x[0]" is an error in Go (docs/differences.md).
+
+BAD_TEMPLATES = [
+    "{{ nope }}",
+    "{{ (.inputs.id }}",
+    "{{ }}",
+    "{{ .inputs.id .inputs.n }}",
+    '{{ "a" | "b" }}',
+    "{{ .inputs.id ) }}",
+    "{{ index .inputs.items 9 }}",
+    '{{ index .inputs.id "x" }}',
+    "{{ lower }}",
+    "{{ .inputs.missing.deeper }}",
 ]
 
 
@@ -113,6 +171,14 @@ def test_key_of_any_scalar_matches_go(go_ref: GoRef, value: Any) -> None:
         if not rendered["key"]:
             continue  # Go refuses an empty key; covered below
         assert _python_key(template, inputs) == _go_key(go_ref, template, inputs)
+
+
+@pytest.mark.parametrize("template", BAD_TEMPLATES)
+def test_templates_go_refuses_are_refused(go_ref: GoRef, template: str) -> None:
+    go = go_ref.err("trigger_key", template, INPUTS, "s", "n", "i", "n")
+    assert go is not None, f"Go accepts {template!r}"
+    with pytest.raises(TemplateError):
+        _python_key(template, INPUTS)
 
 
 def test_token_must_equal_the_key(go_ref: GoRef) -> None:
