@@ -152,3 +152,73 @@ async def test_replay_without_a_step_run_is_unavailable():
     with _scope.activate(_scope.RunScope(source=MappingSource({}))):
         with pytest.raises(SignalsUnavailableError):
             await replay_signals()
+
+
+# --- edges the mutation run showed untested ----------------------------------------------------
+
+
+def test_summary_of_a_map_with_non_string_keys_uses_their_text() -> None:
+    # Go's json.Marshal writes map[int]T keys as strings, sorted.
+    import hashlib
+
+    from bubu._signals import build_signal_values
+
+    _stored, payload = build_signal_values("k", {2: "b", 1: "a"}, 8192)
+    raw = b'{"1":"a","2":"b"}'
+    assert payload == {
+        "sizeBytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "type": "map",
+        "details": {"len": 2},
+    }
+
+
+def test_non_json_signal_values_are_refused_naming_the_key() -> None:
+    from bubu._signals import build_signal_values
+
+    with pytest.raises(SignalError, match=r"^signal 'k' value is not JSON-serialisable: "):
+        build_signal_values("k", {"a": float("nan")}, 8192)
+    with pytest.raises(SignalError, match=r"^signal 'k' value is not JSON-serialisable: "):
+        build_signal_values("k", object(), 8192)
+
+
+def test_envelope_and_summary_limits_are_inclusive() -> None:
+    import msgspec
+
+    from bubu._signals import build_signal_values
+
+    env = SignalEnvelope(meta=SignalMeta(format="json"), sample={"t": "hi"})
+    size = len(msgspec.json.encode(env))
+    stored, _ = build_signal_values("k", env, size)
+    assert stored == {"meta": {"format": "json"}, "sample": {"t": "hi"}}  # fits exactly: kept
+    stored, _ = build_signal_values("k", env, size + 200)
+    assert "meta" in stored
+    summary, _ = build_signal_values("k", "x" * 50, 10_000)
+    limit = len(msgspec.json.encode(summary))
+    assert build_signal_values("k", "x" * 50, limit)[0] == summary  # exactly at the limit
+    with pytest.raises(SignalError, match=f"signal summary for k exceeds {limit - 1} bytes"):
+        build_signal_values("k", "x" * 50, limit - 1)
+
+
+def test_replayed_events_skip_junk_and_keep_their_fields() -> None:
+    from bubu._signals import SignalEvent, _events, _max_events_seq
+
+    stored = {
+        "signalEvents": [
+            "junk",
+            {"seq": 3, "key": "c", "emittedAt": "2024-01-01T00:00:03Z", "payload": {"n": 3}},
+            {"seq": 1, "key": "a", "payload": "not an object"},
+            {"key": "no-seq"},
+            {"seq": 2},
+        ]
+    }
+    assert _events(stored, 0) == [
+        SignalEvent(seq=1, key="a", emitted_at=None, payload=None),
+        SignalEvent(seq=2, key="", emitted_at=None, payload=None),
+        SignalEvent(seq=3, key="c", emitted_at="2024-01-01T00:00:03Z", payload={"n": 3}),
+    ]
+    assert [e.seq for e in _events(stored, 2)] == [3]
+    assert _max_events_seq(stored) == 3
+    assert _max_events_seq({"signalEvents": [{"key": "x"}, "junk"]}) == 0
+    assert _max_events_seq({}) == 0
+    assert _max_events_seq({"signalEvents": "junk"}) == 0

@@ -368,3 +368,52 @@ async def test_cancellation_aborts_the_retry_backoff() -> None:
     # Relative to the 30 s backoff, so a loaded machine cannot make it flake.
     assert time.monotonic() - started < slow.base / 2
     assert len(kube.patches) == 1
+
+
+# --- edges the mutation run showed untested ----------------------------------------------------
+
+
+def test_refused_transition_carries_its_reason() -> None:
+    with pytest.raises(InvalidTransitionError) as info:
+        status.check_transition("Succeeded", "Running")
+    assert info.value.reason == "InvalidTransition"
+    assert str(info.value) == (
+        "invalid phase transition: Succeeded \u2192 Running (not allowed by state machine)"
+    )
+
+
+def test_truncate_utf8_limits() -> None:
+    assert status.truncate_utf8("ab", 1) == "a"
+    assert status.truncate_utf8("ab", 2) == "ab"
+    assert status.truncate_utf8("é", 1) == ""
+    assert status.truncate_utf8("ab", 0) == "ab"
+    assert status.truncate_utf8("ab", -1) == "ab"
+
+
+def test_merge_result_shares_nothing_with_its_inputs() -> None:
+    existing = {"retries": 0, "output": {"a": {"b": 1}}, "signals": {"s": {"v": {"w": 1}}}}
+    update = {"logs": {"l": {"m": 1}}, "signals": {"t": {"v": {"w": 2}}}}
+    merged = status.merge_status(existing, update)
+    merged["output"]["a"]["b"] = 9
+    merged["signals"]["s"]["v"]["w"] = 9
+    merged["signals"]["t"]["v"]["w"] = 9
+    merged["logs"]["l"]["m"] = 9
+    assert existing == {"retries": 0, "output": {"a": {"b": 1}}, "signals": {"s": {"v": {"w": 1}}}}
+    assert update == {"logs": {"l": {"m": 1}}, "signals": {"t": {"v": {"w": 2}}}}
+
+
+def test_deleting_an_absent_signal_is_a_no_op() -> None:
+    existing = {"retries": 0, "signals": {"a": {"v": 1}}}
+    merged = status.merge_status(existing, {"signals": {"b": None}})
+    assert merged == {"retries": 0, "signals": {"a": {"v": 1}}}
+
+
+def test_a_scalar_signal_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError) as info:
+        status.merge_status(None, {"signals": {"k": 3}})
+    assert str(info.value) == "status.signals['k'] must be a JSON object (crds.md 0.2)"
+
+
+def test_effects_without_a_key_never_dedupe() -> None:
+    merged = status.merge_status(None, {"effects": [{"seq": 0}, {"seq": 0, "key": None}]})
+    assert merged["effects"] == [{"seq": 1}, {"seq": 2, "key": None}]

@@ -166,6 +166,54 @@ def _as_stored(existing: dict[str, Any]) -> dict[str, Any]:
     existing={"retries": 0, "needs": ["a"], "signals": {"s1": {"a": 1}, "s2": {"b": 1}}},
     update={"retries": 0, "needs": [], "signals": {"s1": {}}},
 )
+@example(
+    existing={"retries": 0},
+    update={"retries": 0, "signalEvents": [{"seq": 0, "key": "a"}, {"seq": 0, "key": "b"}]},
+)
+@example(
+    existing={"retries": 0},
+    update={
+        "retries": 0,
+        "effects": [
+            {"seq": 0, "key": "e1"},
+            {"seq": 0, "key": "e1"},
+            {"seq": 0, "key": ""},
+            {"seq": 0, "key": ""},
+            {"seq": 7, "key": "x"},
+            {"seq": 7, "key": "y"},
+        ],
+    },
+)
+@example(
+    existing={"retries": 0, "signalEvents": [{"seq": 1, "key": "a"}, {"seq": 2, "key": "b"}]},
+    update={
+        "retries": 0,
+        "signalEvents": [{"seq": 2, "key": "dup"}, {"seq": 0, "key": "n"}, {"seq": 9, "key": "m"}]
+        + [{"seq": 9, "key": "m2"}],
+    },
+)
+@example(
+    existing={"retries": 0, "effects": [{"seq": 1, "key": "e1"}]},
+    update={"retries": 0, "effects": [{"seq": 0, "key": "e1"}, {"seq": 0, "key": "e2"}]},
+)
+@example(
+    # Past the CRD's 256: Go sorts by seq and keeps the newest (stored out of order here).
+    existing={"retries": 0, "signalEvents": [{"seq": n, "key": "k"} for n in range(256, 0, -1)]},
+    update={"retries": 0, "signalEvents": [{"seq": 0, "key": "new"}]},
+)
+@example(
+    existing={"retries": 0, "effects": [{"seq": n, "key": f"e{n}"} for n in range(256, 0, -1)]},
+    update={"retries": 0, "effects": [{"seq": 0, "key": "new"}]},
+)
+@example(
+    # Exactly 256: no sort, Go keeps the append order.
+    existing={"retries": 0, "signalEvents": [{"seq": n, "key": "k"} for n in range(255, 0, -1)]},
+    update={"retries": 0, "signalEvents": [{"seq": 0, "key": "new"}]},
+)
+@example(
+    existing={"retries": 0, "effects": [{"seq": n, "key": f"e{n}"} for n in range(255, 0, -1)]},
+    update={"retries": 0, "effects": [{"seq": 0, "key": "new"}]},
+)
 def test_merge_matches_go(go_ref: GoRef, existing: dict[str, Any], update: dict[str, Any]) -> None:
     go = _go(go_ref, existing, update)
     py = _py(existing, update)
