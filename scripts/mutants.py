@@ -88,6 +88,15 @@ def _show(mutant: str) -> str:
     return done.stdout
 
 
+def _mutation(mutant: str) -> tuple[str, str]:
+    """(function, the mutated line(s)) of a mutant: how equivalents are recognised."""
+    function = mutant.rsplit(".", 1)[-1].split("__mutmut_", maxsplit=1)[0].removeprefix("x_")
+    function = function.replace("x\u01c1", "", 1).replace("\u01c1", ".")
+    diff = _show(mutant).splitlines()
+    added = [ln[1:].strip() for ln in diff if ln.startswith("+") and not ln.startswith("+++")]
+    return function, " | ".join(added)
+
+
 def _run_mutmut(patterns: list[str], children: int) -> int:
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *patterns]
     print(f"$ mutmut run --max-children {children} <{len(patterns)} patterns>  (log: {LOG})")
@@ -133,8 +142,8 @@ def main() -> int:
             return code
 
     codes = _exit_codes()
-    equivalents = {e["mutant"]: e for e in config.get("equivalent", [])}
-    stale: list[str] = []
+    equivalents = {(e["function"], e["mutated"].strip()): e for e in config.get("equivalent", [])}
+    used: set[tuple[str, str]] = set()
     scores: list[Score] = []
     for name in chosen:
         score = Score(name)
@@ -145,20 +154,25 @@ def main() -> int:
             score.mutants += 1
             if code in KILLED:
                 score.killed += 1
-            elif mutant in equivalents:
-                entry = equivalents[mutant]
-                if entry["line"].strip() not in _show(mutant):
-                    stale.append(f"{mutant}: mutated line is no longer {entry['line']!r}")
-                    score.survivors.append(mutant)
-                else:
-                    score.equivalent += 1
-            elif code in NO_TESTS:
-                score.untested.append(mutant)
-            elif code in SURVIVED:
-                score.survivors.append(mutant)
-            else:
+                continue
+            if code is None:
                 score.unchecked += 1
+                continue
+            key = _mutation(mutant)
+            if key in equivalents and equivalents[key]["module"] == name:
+                used.add(key)
+                score.equivalent += 1
+            elif code in NO_TESTS:
+                score.untested.append(f"{mutant}  [{key[1]}]")
+            else:
+                score.survivors.append(f"{mutant}  [{key[1]}]")
         scores.append(score)
+    # An equivalent entry no surviving mutant matched has gone stale (the code moved on).
+    stale = [
+        f"{e['module']}.{e['function']}: {e['mutated']!r}"
+        for key, e in equivalents.items()
+        if key not in used and e["module"] in chosen and not any(s.unchecked for s in scores)
+    ]
 
     width = max(len(s.name) for s in scores)
     print()
@@ -177,7 +191,7 @@ def main() -> int:
         for mutant in s.survivors + s.untested:
             print(f"  survived: {mutant}")
     for line in stale:
-        print(f"  stale equivalent: {line}")
+        print(f"  stale equivalent (no surviving mutant matches it): {line}")
     if not args.report:
         print(f"\nmutation run took {time.monotonic() - started:.0f}s")
     return 1 if failed or stale else 0
