@@ -281,11 +281,18 @@ def test_go_format_g_matches_fmt_sprint():
 
 def test_a_cut_inside_a_character_drops_the_partial_character():
     # Go slices bytes; the cut character is dropped rather than left as invalid UTF-8.
-    story = "é" * 130  # 260 bytes
+    story = "a" + "é" * 130  # 261 bytes: byte 228 and byte 236 fall inside an "é"
     trigger = identity.derive_story_trigger_name("ns", story, "k", "k")
-    assert trigger == "é" * 114 + f"-trigger-{_sha1_16(f'ns/{story}/k')}"  # 228 bytes = 114 é
+    assert trigger == "a" + "é" * 113 + f"-trigger-{_sha1_16(f'ns/{story}/k')}"
     run = identity.derive_story_run_name("ns", story, "t" * 300)
-    assert run == "é" * 118 + f"-{_sha1_16(f'ns/{story}/' + 't' * 300)}"  # 236 bytes
+    assert run == "a" + "é" * 117 + f"-{_sha1_16(f'ns/{story}/' + 't' * 300)}"
+
+
+def test_a_cut_prefix_loses_trailing_dashes_and_nothing_else():
+    story = "a" * 226 + "X-" + "b" * 40  # cut at 228: "...aX-"
+    assert identity.derive_story_trigger_name("", story, "k", "k").startswith(
+        "a" * 226 + "X-trigger-"
+    )
 
 
 @pytest.mark.parametrize("edge", ["X", "-"])
@@ -319,6 +326,7 @@ def test_go_json_keeps_ints_and_sorts_unless_told():
         b'{"b":1,"a":{"d":1152921504606846976,"c":[1,0.5,1e-7]}}'
     )
     assert identity.go_json({"<": "\u2028&"}) == b'{"\\u003c":"\\u2028\\u0026"}'
+    assert identity.go_json([{"b": 1, "a": 2}], sort_keys=False) == b'[{"b":1,"a":2}]'
 
 
 @pytest.mark.parametrize(
@@ -363,6 +371,20 @@ def test_only_surrogates_become_replacement_characters():
 def test_go_type_names(value, name):
     # Go's signalTypeSummary names for the reflect kind of the value.
     assert identity.go_type_name(value) == name
+
+
+def test_utc_seconds_is_utc_whatever_the_local_zone(monkeypatch):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        moment = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5)))
+        assert identity.utc_seconds(moment) == "2024-01-02T08:04:05Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_utc_seconds_is_whole_second_utc():

@@ -350,6 +350,8 @@ def test_bytes_from_os_environ_are_quoted_as_go_sees_them() -> None:
         parse_atoi("1\udcff")
     assert str(info.value) == 'strconv.Atoi: parsing "1\\xff": invalid syntax'
     assert parse.go_quote("\ud800") == '"\\xed\\xa0\\x80"'
+    assert parse.go_quote("\udfff") == '"\\xed\\xbf\\xbf"'
+    assert parse.go_quote("\ue000") == '"\\ue000"'  # private use: not printable, valid
 
 
 def test_parse_json_array_errors_name_the_variable() -> None:
@@ -359,6 +361,8 @@ def test_parse_json_array_errors_name_the_variable() -> None:
         "failed to unmarshal BUBU_TRANSPORTS: expected a JSON array, got object"
     )
     assert info.value.variable == "BUBU_TRANSPORTS"
+    with pytest.raises(ContractError, match="expected a JSON array, got number$"):
+        parse_json_array("BUBU_TRANSPORTS", "5")
     with pytest.raises(ContractError) as info:
         parse_json_array("BUBU_TRANSPORTS", "[")
     assert str(info.value).startswith("failed to unmarshal BUBU_TRANSPORTS: ")
