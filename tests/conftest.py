@@ -50,21 +50,30 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # --- honest markers ------------------------------------------------------------------------------
-# ``integration`` means "needs the real control plane" and nothing else, so ``-m "not
-# integration"`` runs every test that needs no Go toolchain... except ``interop`` tests, which run
-# Go programs. A marker that lies is a test failure, named with what is wrong.
+# ``integration`` means "needs the real control plane" and nothing else; ``interop`` means "runs
+# other Go programs the test fixtures build" (Go peers, the S3 server). So ``-m "not integration
+# and not interop"`` runs every test that needs no Go toolchain. A marker that lies is a test
+# failure, named with what is wrong.
 
-_MARKER_FIXTURES = {"integration": "controlplane", "interop": "interop_bin"}
+
+def _go_fixtures() -> frozenset[str]:
+    from tests._controlplane.fixtures import PREBUILD_FIXTURES
+
+    return frozenset(PREBUILD_FIXTURES) - {"controlplane", "operator"}
 
 
 def _marker_problem(item: pytest.Item) -> str | None:
     used = set(getattr(item, "fixturenames", ()))
-    for marker, fixture in _MARKER_FIXTURES.items():
+    go = sorted(used & _go_fixtures())
+    needs = {"integration": "controlplane" in used, "interop": bool(go)}
+    what = {"integration": "the 'controlplane' fixture", "interop": "a Go program fixture"}
+    for marker, needed in needs.items():
         marked = item.get_closest_marker(marker) is not None
-        if marked and fixture not in used:
-            return f"marked {marker!r} but does not use the {fixture!r} fixture"
-        if fixture in used and not marked:
-            return f"uses the {fixture!r} fixture but is not marked {marker!r}"
+        if marked and not needed:
+            return f"marked {marker!r} but does not use {what[marker]}"
+        if needed and not marked:
+            shown = f"the {go[0]!r} fixture" if marker == "interop" else what[marker]
+            return f"uses {shown} but is not marked {marker!r}"
     if "/tests/integration/" in str(item.path).replace("\\", "/") and not any(
         item.get_closest_marker(m) for m in ("integration", "interop", "loopback")
     ):

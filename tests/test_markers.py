@@ -27,9 +27,22 @@ class _Item:
         ("/r/tests/integration/t.py", ("interop_bin", "go_ref"), ("interop",), None),
         ("/r/tests/integration/t.py", (), ("loopback",), None),
         ("/r/tests/integration/t.py", (), ("integration",), "does not use the 'controlplane'"),
+        (
+            "/r/tests/integration/t.py",
+            ("controlplane", "go_ref", "interop_bin"),
+            ("integration",),
+            "'interop_bin' fixture but is not marked 'interop'",
+        ),
         ("/r/tests/unit/t.py", ("k8s_namespace", "controlplane"), (), "not marked 'integration'"),
         ("/r/tests/unit/t.py", ("interop_bin",), (), "not marked 'interop'"),
-        ("/r/tests/unit/t.py", (), ("interop",), "does not use the 'interop_bin'"),
+        ("/r/tests/unit/t.py", (), ("interop",), "does not use a Go program fixture"),
+        (
+            "/r/tests/unit/t.py",
+            ("s3_server",),
+            (),
+            "'s3_server' fixture but is not marked 'interop'",
+        ),
+        ("/r/tests/integration/t.py", ("s3_server",), ("interop",), None),
         ("/r/tests/integration/t.py", (), (), "marked none of integration, interop, loopback"),
     ],
 )

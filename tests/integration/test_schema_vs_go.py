@@ -20,7 +20,7 @@ from bubu._schema import compile_schema, normalize_schema
 from bubu.errors import SchemaValidationError
 from tests.integration._gotemplating import GoTemplating
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.interop
 
 CASES: list[tuple[dict[str, Any], list[Any]]] = [
     ({"type": "integer"}, [1, 1.0, 1.5, "1", 10**20]),

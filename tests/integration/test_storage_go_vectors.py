@@ -21,7 +21,7 @@ from bubu._storage.manager import StorageManager
 from bubu._storage.store import FileStore
 from bubu.errors import StorageDisabledError, StorageError, StorageRefError
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.interop
 
 ESCAPES = 'quote" backslash\\ <tag> & amp \u2028 \u2029 \x01 \x1f \x7f é 日本 😀 tab\t nl\n'
 

@@ -32,7 +32,7 @@ from bubu.errors import (
 )
 from tests._controlplane.s3 import READER_ACCESS_KEY, READER_SECRET_KEY, S3Server
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.interop
 
 obstore = pytest.importorskip("obstore", reason="the s3 provider needs the bubu[s3] extra")
 

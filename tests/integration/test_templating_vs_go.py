@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.integration._gotemplating import GoTemplating, ours, same_value
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.interop
 
 VARS: dict[str, Any] = {
     "inputs": {
