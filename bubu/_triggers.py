@@ -244,7 +244,6 @@ def _resolve_identity(
     impulse: TargetStory,
 ) -> _Identity:
     mode = settings.dedupe_mode
-    key = ""
     if mode == "token" and not token:
         raise TriggerError("trigger token required by BUBU_TRIGGER_DEDUPE_MODE=token")
     if mode == "key":

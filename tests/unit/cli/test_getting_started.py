@@ -57,13 +57,23 @@ def test_the_getting_started_page_runs_as_written(tmp_path: Path) -> None:
             module.write_text(source[:start] + edit.group(1).rstrip() + source[end:])
             check = subprocess.run(
                 [sys.executable, "-m", "bubu", "check", "hello_world.py"],
-                cwd=cwd, env=env, capture_output=True, text=True, check=False,
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             assert check.returncode == 1
             assert "spec.inputSchema.properties.excited: in the code, missing" in check.stderr
         proc = subprocess.run(
-            command, shell=True, cwd=cwd, env=env, capture_output=True, text=True,
-            timeout=240, check=False,
+            command,
+            shell=True,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
         )
         output = proc.stdout + proc.stderr
         for line in expected:

@@ -170,8 +170,12 @@ def test_a_terminal_gets_colour_and_progress(tmp_path: Path) -> None:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "bubu", "init", "tty-demo"],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=slave,
-            timeout=120, check=False,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+            timeout=120,
+            check=False,
         )
     finally:
         os.close(slave)

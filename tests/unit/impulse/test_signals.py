@@ -221,4 +221,6 @@ def test_replayed_events_skip_junk_and_keep_their_fields() -> None:
     assert _max_events_seq(stored) == 3
     assert _max_events_seq({"signalEvents": [{"key": "x"}, "junk"]}) == 0
     assert _max_events_seq({}) == 0
+    assert _max_events_seq({"signalEvents": ["junk"]}) == 0
+    assert _max_events_seq({"signalEvents": []}) == 0
     assert _max_events_seq({"signalEvents": "junk"}) == 0

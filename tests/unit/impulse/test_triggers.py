@@ -10,6 +10,7 @@ import pytest
 from bubu import _triggers
 from bubu._k8s import identity
 from bubu._k8s.resources import STORY_RUN, STORY_TRIGGER
+from bubu._runtime import env as _env
 from bubu._templating import render_key_template
 from bubu._triggers import start_story, start_story_with_token, stop_story
 from bubu.errors import (
@@ -561,3 +562,60 @@ async def test_offload_key_is_stable_and_independent_of_key_order(world):
     assert keys[0] == keys[1] != keys[2]
     run = identity.derive_story_run_name(NS, "story", "tok")
     assert keys[0].startswith(f"{NS}/{run}-")
+
+
+# --- identity resolution: exact errors (the keys themselves are checked against Go in
+# test_triggers_go.py) ---------------------------------------------------------------------------
+
+_INPUTS = {"id": "evt-1", "empty": ""}
+_STORY = _triggers.TargetStory(name="orders", namespace="team-a")
+
+
+def _resolve(mode, template, token):
+    settings = _env.TriggerSettings(dedupe_mode=mode, dedupe_key_template=template)
+    return _triggers._resolve_identity(
+        settings, token, inputs=_INPUTS, story=_STORY, impulse=_STORY
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "template", "token", "error", "message"),
+    [
+        ("token", "", "", TriggerError, "trigger token required by BUBU_TRIGGER_DEDUPE_MODE=token"),
+        (
+            "key",
+            "",
+            "",
+            TriggerError,
+            "trigger key template required by BUBU_TRIGGER_DEDUPE_MODE=key",
+        ),
+        (
+            "key",
+            "{{ .inputs.id }}",
+            "other",
+            TriggerError,
+            "trigger token mismatch: provided token does not match "
+            "BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE output",
+        ),
+        ("key", "{{ .inputs.empty }}", "", TriggerError, "trigger key resolved to empty value"),
+        ("key", "  ", "", TriggerError, "trigger key resolved to empty value"),
+        (None, "", "t" * 254, TriggerError, "trigger token is 254 characters; at most 253 allowed"),
+    ],
+)
+def test_identity_errors_say_what_is_wrong(mode, template, token, error, message) -> None:
+    with pytest.raises(error) as info:
+        _resolve(mode, template, token)
+    assert str(info.value) == message
+
+
+def test_template_errors_keep_go_text_and_position() -> None:
+    with pytest.raises(TemplateError) as info:
+        _resolve("key", "{{ .inputs.id", "")
+    assert str(info.value).startswith("resolve trigger key template: ")
+    assert info.value.position is not None
+
+
+def test_identity_without_a_key() -> None:
+    assert _resolve(None, "", "t" * 253) == _triggers._Identity("token", "t" * 253, "t" * 253)
+    plain = _resolve("none", "", "")
+    assert plain.mode == "none" and plain.key == "" and len(plain.submission_id) == 36

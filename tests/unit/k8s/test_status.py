@@ -417,3 +417,19 @@ def test_a_scalar_signal_is_refused_naming_the_key() -> None:
 def test_effects_without_a_key_never_dedupe() -> None:
     merged = status.merge_status(None, {"effects": [{"seq": 0}, {"seq": 0, "key": None}]})
     assert merged["effects"] == [{"seq": 1}, {"seq": 2, "key": None}]
+
+
+def test_merge_patch_diff_edges() -> None:
+    assert status.merge_patch_diff({}, {"a": None}) == {"a": None}  # a new null is sent
+    assert status.merge_patch_diff({"a": None}, {"a": None}) == {}
+    assert status.merge_patch_diff({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
+    assert status.merge_patch_diff({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
+    after = {"a": {"b": [1]}, "c": [{"d": 1}]}
+    patch = status.merge_patch_diff({"c": []}, after)
+    patch["a"]["b"].append(2)
+    patch["c"][0]["d"] = 9
+    assert after == {"a": {"b": [1]}, "c": [{"d": 1}]}  # the patch shares nothing with after
+
+
+def test_deleting_the_last_signal_of_none_leaves_no_field() -> None:
+    assert status.merge_status({"retries": 0}, {"signals": {"x": None}}) == {"retries": 0}

@@ -181,6 +181,7 @@ def _as_stored(existing: dict[str, Any]) -> dict[str, Any]:
             {"seq": 0, "key": ""},
             {"seq": 7, "key": "x"},
             {"seq": 7, "key": "y"},
+            {"seq": 0, "key": "z"},
         ],
     },
 )

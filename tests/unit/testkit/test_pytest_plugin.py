@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-COMPONENTS = textwrap.dedent('''
+COMPONENTS = textwrap.dedent("""
     from collections.abc import AsyncIterator
 
     import msgspec
@@ -38,9 +38,9 @@ COMPONENTS = textwrap.dedent('''
     class Once(bubu.Impulse[dict]):
         async def run(self, client):
             await bubu.start_story_with_token("story", token="evt-1", inputs={"n": 1})
-''')
+""")
 
-TESTS = textwrap.dedent('''
+TESTS = textwrap.dedent("""
     import asyncio
     import os
 
@@ -98,7 +98,7 @@ TESTS = textwrap.dedent('''
     def test_env(bubu_env):
         bubu_env(step_timeout="5s")
         assert os.environ["BUBU_STEP_TIMEOUT"] == "5s"
-''')
+""")
 
 
 def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
