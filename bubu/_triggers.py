@@ -49,7 +49,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
 from bubu._k8s.watch import wait_for_object
-from bubu._runtime import env
+from bubu._runtime import env, parse
 from bubu._runtime.env import TriggerSettings
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import (
