@@ -40,7 +40,6 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
         k8s_namespace,
     )
 
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,6 +191,7 @@ def pod_env(cp: Any, ns: str, kubeconfig: Any, **extra: str) -> dict[str, str]:
     return values
 
 
+@pytest.mark.integration
 async def test_batch_mode(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
 ) -> None:
@@ -204,6 +204,7 @@ async def test_batch_mode(
     assert "Traceback" in out  # BUBU_DEBUG: the traceback is logged, masked
 
 
+@pytest.mark.integration
 async def test_dual_mode_batch_then_bridge(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, tmp_path: Path
 ) -> None:
@@ -227,6 +228,7 @@ async def test_dual_mode_batch_then_bridge(
     assert "TransportConnectorService/Data" in spans  # the bridge's client span was exported
 
 
+@pytest.mark.loopback
 @pytest.mark.parametrize("fail_init", [False, True], ids=["stream", "init"])
 async def test_streaming_mode(tmp_path: Path, fail_init: bool) -> None:
     conn = connector()
@@ -252,6 +254,7 @@ async def test_streaming_mode(tmp_path: Path, fail_init: bool) -> None:
         assert "TransportConnectorService/Control" in spans
 
 
+@pytest.mark.integration
 async def test_impulse_mode(
     controlplane: Any, k8s_namespace: str, impulse_identity: Any, admin_kube: Any, tmp_path: Path
 ) -> None:

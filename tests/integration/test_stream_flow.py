@@ -20,7 +20,7 @@ from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu.engram import StreamingEngram
 from tests.integration._stream_helpers import connector, running
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.loopback
 
 MB = 1_000_000
 SIZES = (2 * MB, 5 * MB, 9 * MB)

@@ -30,7 +30,7 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
         k8s_namespace,
     )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 
 async def run_triggerbench(bin_dir: Any, kubeconfig: str, ns: str, *args: str) -> dict[str, Any]:
