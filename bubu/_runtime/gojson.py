@@ -26,6 +26,7 @@ __all__ = [
     "encode_string_chunks",
     "escape_html",
     "go_float",
+    "go_json_string",
     "marshal",
     "prepare",
     "utf8_len",
@@ -175,35 +176,51 @@ def prepare(value: Any, *, fix_strings: bool = False) -> Any:
         raise ValueError("json: value is nested too deeply to encode") from None
 
 
-def escape_html(data: bytes) -> bytes:
-    """Add Go's HTML-safe escapes to msgspec output (they can only be inside strings)."""
-    for raw, esc in _HTML:
+def escape_html(data: bytes, *, html: bool = True) -> bytes:
+    """Add Go's escapes to msgspec output (they can only be inside strings).
+
+    ``html=False`` is Go's ``SetEscapeHTML(false)``: ``< > &`` stay as they are, U+2028 and
+    U+2029 are still escaped (Go always escapes those two).
+    """
+    for raw, esc in _HTML if html else _HTML[3:]:
         if raw in data:
             data = data.replace(raw, esc)
     return data
 
 
-def _encode_prepared(prepared: Any) -> bytes:
-    return escape_html(_ENCODER.encode(prepared))
+def _encode_prepared(prepared: Any, html: bool) -> bytes:
+    return escape_html(_ENCODER.encode(prepared), html=html)
 
 
-def marshal(value: Any, *, prepared: bool = False) -> bytes:
+def marshal(value: Any, *, prepared: bool = False, html: bool = True) -> bytes:
     """Return Go's ``json.Marshal`` bytes for ``value``.
 
     Args:
         value: plain JSON data (msgspec Structs and dataclasses are converted first).
         prepared: ``value`` already went through ``prepare`` (skip the walk).
+        html: escape ``< > &`` (Go's default); False is an encoder with
+            ``SetEscapeHTML(false)`` (Sprig's ``toRawJson``).
 
     Raises:
         ValueError: as ``prepare``.
     """
     data = value if prepared else prepare(value)
     try:
-        return _encode_prepared(data)
+        return _encode_prepared(data, html)
     except UnicodeEncodeError:
-        return _encode_prepared(prepare(value, fix_strings=True))
+        return _encode_prepared(prepare(value, fix_strings=True), html)
     except RecursionError:
         raise ValueError("json: value is nested too deeply to encode") from None
+
+
+def go_json_string(text: str, *, html: bool = True) -> str:
+    """One string as Go's ``encoding/json`` writes it (quotes included; HTML-safe escapes,
+    raw UTF-8, a lone surrogate as U+FFFD)."""
+    try:
+        encoded = _ENCODER.encode(text)
+    except UnicodeEncodeError:
+        encoded = _ENCODER.encode(_fix_surrogates(text))
+    return escape_html(encoded, html=html).decode("utf-8")
 
 
 def utf8_len(text: str) -> int:

@@ -15,9 +15,10 @@ v0.1.13, go-sdk-core.md c.9):
   of an array); fields are separated by ``.``.
 * A **storage path** is relative, and has no ``..`` segment, also with ``\\`` read as ``/``.
 
-The API the template evaluator uses: ``is_storage_ref``, ``storage_ref_selector``,
-``selector_path`` and ``make_selector`` (build the lazy ``{"$bubuStorageRef", "$bubuStoragePath"}``
-value), ``resolve_selector`` and ``contains_storage_ref``.
+The API the template evaluator uses: ``template_selector`` (core templating's looser reading of
+a ref), ``mentions_storage_ref``, ``storage_ref_paths``, ``selector_path`` and ``make_selector``
+(build the lazy ``{"$bubuStorageRef", "$bubuStoragePath"}`` value). The storage manager uses
+``storage_ref_selector``, ``kube_ref_of``, ``resolve_selector`` and ``contains_storage_ref``.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ __all__ = [
     "is_storage_ref",
     "kube_ref_of",
     "make_selector",
+    "mentions_storage_ref",
     "parse_kube_ref",
     "parse_selector",
     "resolve_selector",
     "selector_path",
+    "storage_ref_paths",
     "storage_ref_selector",
+    "template_selector",
     "validate_storage_path",
 ]
 
@@ -130,6 +134,68 @@ def contains_storage_ref(value: Any, max_depth: int) -> bool:
         elif isinstance(item, list | tuple):
             stack.extend((v, depth + 1) for v in item)
     return False
+
+
+def template_selector(value: Any) -> tuple[str, str] | None:
+    """``(ref, selector)`` as core's templating reads a storage ref: any map whose
+    ``$bubuStorageRef`` is a non-blank string, whatever other keys it has.
+
+    Looser than ``storage_ref_selector`` (the storage package's rule) on purpose: the template
+    functions refuse to look inside anything that points at offloaded data (c.10).
+    """
+    if not isinstance(value, Mapping):
+        return None
+    ref = value.get(STORAGE_REF_KEY)
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    selector = value.get(STORAGE_PATH_KEY)
+    return ref, selector if isinstance(selector, str) else ""
+
+
+def mentions_storage_ref(value: Any) -> bool:
+    """Whether any map inside ``value`` has a ``$bubuStorageRef`` key (core templating's
+    ``containsStorageRef``: the key alone counts; cycles are not followed)."""
+    visiting: set[int] = set()
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, Mapping | list | tuple):
+            if id(node) in visiting:
+                return False
+            visiting.add(id(node))
+            try:
+                if isinstance(node, Mapping):
+                    return STORAGE_REF_KEY in node or any(walk(v) for v in node.values())
+                return any(walk(v) for v in node)
+            finally:
+                visiting.discard(id(node))
+        return False
+
+    return walk(value)
+
+
+RefPath = tuple[str | int, ...]
+
+
+def storage_ref_paths(value: Mapping[str, Any] | None) -> list[RefPath]:
+    """Paths of every map holding a ``$bubuStorageRef`` key (not looking inside one), in
+    document order (the SDK's ``findStorageRefPaths``: what hydration will replace by user
+    data that templates must not evaluate, d.3)."""
+    found: list[RefPath] = []
+
+    def walk(node: Any, path: RefPath) -> None:
+        if isinstance(node, dict):
+            if STORAGE_REF_KEY in node:
+                found.append(path)
+                return
+            for key, item in node.items():
+                walk(item, (*path, key))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, (*path, i))
+
+    for key, item in (value or {}).items():
+        walk(item, (key,))
+    return found
 
 
 def validate_storage_path(path: str) -> None:

@@ -28,7 +28,8 @@ selectors), ``$bubuConfigMapRef`` and ``$bubuSecretRef`` values with their conte
 evaluator itself never reads storage: a single-path template into an offloaded step output
 returns a lazy selector, and a compound one fails with ``OffloadedDataError`` (c.10).
 
-Imports ``bubu._k8s.identity`` (Go JSON encoding) and ``bubu.errors`` only.
+Imports ``bubu._runtime`` (Go JSON encoding ``gojson``, storage-ref helpers ``refs``) and
+``bubu.errors`` only.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from bubu._runtime import refs
 from bubu._templating import _parse
 from bubu._templating._exec import ExecError, LimitError, execute
 from bubu._templating._funcs import BUILTIN_NAMES, GoFunc, build_funcs, storage_selector
@@ -72,7 +74,6 @@ __all__ = [
 
 TEMPLATE_KEY = "$bubuTemplate"
 TEMPLATE_VARS_KEY = "$bubuTemplateVars"
-STORAGE_REF = "$bubuStorageRef"
 MAX_RESOLVE_DEPTH = 128
 KEY_TEMPLATE_TIMEOUT = 0.25  # c.3.1: Go evaluates dedupe keys under a 250 ms deadline
 
@@ -255,22 +256,6 @@ def _collect_step_refs(tree: _parse.Tree) -> set[str]:
     return seen
 
 
-def _contains_storage_ref(data: Any, visiting: set[int]) -> bool:
-    if isinstance(data, dict | list):
-        if id(data) in visiting:
-            return False
-        visiting.add(id(data))
-        try:
-            if isinstance(data, dict):
-                if STORAGE_REF in data:
-                    return True
-                return any(_contains_storage_ref(v, visiting) for v in data.values())
-            return any(_contains_storage_ref(v, visiting) for v in data)
-        finally:
-            visiting.discard(id(data))
-    return False
-
-
 def _has_storage_refs_in_steps(
     text: str, variables: Mapping[str, Any], names: frozenset[str]
 ) -> bool:
@@ -278,7 +263,7 @@ def _has_storage_refs_in_steps(
     if not isinstance(steps, dict):
         return False
     for ref in _step_references(text, names):
-        if ref in steps and _contains_storage_ref(steps[ref], set()):
+        if ref in steps and refs.mentions_storage_ref(steps[ref]):
             return True
     return False
 
@@ -571,27 +556,12 @@ async def resolve_templates(
     return evaluator.resolve_value(payload, context)
 
 
-Path = tuple[str | int, ...]
+Path = refs.RefPath
 
 
 def find_storage_ref_paths(value: Mapping[str, Any] | None) -> list[Path]:
     """Paths of every ``$bubuStorageRef`` map (not descending into one), in document order."""
-    found: list[Path] = []
-
-    def walk(node: Any, path: Path) -> None:
-        if isinstance(node, dict):
-            if STORAGE_REF in node:
-                found.append(path)
-                return
-            for key, item in node.items():
-                walk(item, (*path, key))
-        elif isinstance(node, list):
-            for i, item in enumerate(node):
-                walk(item, (*path, i))
-
-    for key, item in (value or {}).items():
-        walk(item, (key,))
-    return found
+    return refs.storage_ref_paths(value)
 
 
 def _swap(root: dict[str, Any], path: Path, replacement: Any) -> tuple[bool, Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from bubu._runtime import refs
 from bubu._templating._fmt import go_quote, sprint, sprintf, sprintln
 from bubu._templating._gojson import GoJSONError, go_json, go_json_decode
 from bubu._templating._values import (
@@ -61,8 +62,6 @@ ANY = "interface {}"
 MAP = "map[string]interface {}"
 LIST = "[]interface {}"
 _RUNTIME_NIL = "runtime error: invalid memory address or nil pointer dereference"
-_STORAGE_REF = "$bubuStorageRef"
-_STORAGE_PATH = "$bubuStoragePath"
 
 
 class GoCallError(Exception):
@@ -270,15 +269,7 @@ def deep_equal(a: Any, b: Any) -> bool:
 # --- core's helpers (templating/helpers.go) ----------------------------------------------------
 
 
-def storage_selector(value: Any) -> tuple[str, str] | None:
-    """``(ref, path)`` when ``value`` is a storage reference or selector map."""
-    if not isinstance(value, dict) or _STORAGE_REF not in value:
-        return None
-    ref = value[_STORAGE_REF]
-    if not isinstance(ref, str) or not ref.strip():
-        return None
-    path = value.get(_STORAGE_PATH)
-    return ref, path if isinstance(path, str) else ""
+storage_selector = refs.template_selector
 
 
 def _offloaded_path(path: str) -> str:

@@ -1,7 +1,10 @@
 """Go ``encoding/json`` for template values (``toJson`` and friends, non-string key results).
 
-Keys sort, ``< > &`` escape unless ``escape_html=False`` (``toRawJson``), integers made by the
-template print as integers and data numbers as float64 (``1e+21`` style above 1e21).
+The encoding itself is the SDK's one Go encoder (``bubu._runtime.gojson``: sorted keys, Go's
+float text, ``< > &`` escaped unless ``escape_html=False`` as ``toRawJson``). This module only
+maps the template's Go values onto it: integers made by the template print as integers, data
+numbers as float64 (``1e+21`` style above 1e21), ``time.Time`` as RFC 3339 with nanoseconds,
+a nil slice and "no value" as ``null``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from bubu._k8s.identity import go_float, go_json_string
+from bubu._runtime import gojson
 from bubu._templating._values import NOVALUE, GoNilSlice, GoTime, GoVersion, is_int
 
 __all__ = ["GoJSONError", "go_json", "go_json_decode"]
@@ -21,69 +24,37 @@ class GoJSONError(ValueError):
     """A value Go's encoder refuses (NaN, Inf) or text its decoder refuses."""
 
 
-def _string(s: str, escape_html: bool) -> str:
-    text = go_json_string(s)
-    if not escape_html:
-        text = text.replace("\\u003c", "<").replace("\\u003e", ">").replace("\\u0026", "&")
-    return text
-
-
-def _encode(value: Any, out: list[str], escape_html: bool, indent: str | None, level: int) -> None:
+def _plain(value: Any) -> Any:
+    """The template value as data the Go encoder takes (numbers already in Go's text)."""
     if value is None or value is NOVALUE:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(_string(value, escape_html))
-    elif is_int(value):
-        out.append(str(int(value)))
-    elif type(value) is GoNilSlice and not value:
-        out.append("null")
-    elif isinstance(value, int | float):
-        f = float(value)
+        return None
+    if value is True or value is False or type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if is_int(value):
+        return int(value)
+    if type(value) is GoNilSlice and not value:
+        return None
+    if isinstance(value, int | float):
+        try:
+            f = float(value)
+        except OverflowError:
+            raise GoJSONError("json: unsupported value: +Inf") from None
         if math.isnan(f) or math.isinf(f):
             raise GoJSONError(f"json: unsupported value: {_go_special(f)}")
-        out.append(go_float(f))
-    elif isinstance(value, dict):
-        if not value:
-            out.append("{}")
-            return
-        out.append("{")
-        for i, key in enumerate(sorted(value)):
-            if i:
-                out.append(",")
-            if indent is not None:
-                out.append("\n" + indent * (level + 1))
-            out.append(_string(str(key), escape_html))
-            out.append(": " if indent is not None else ":")
-            _encode(value[key], out, escape_html, indent, level + 1)
-        if indent is not None:
-            out.append("\n" + indent * level)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        if not value:
-            out.append("[]")
-            return
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            if indent is not None:
-                out.append("\n" + indent * (level + 1))
-            _encode(item, out, escape_html, indent, level + 1)
-        if indent is not None:
-            out.append("\n" + indent * level)
-        out.append("]")
-    elif isinstance(value, GoTime):
+        return msgspec.Raw(gojson.go_float(f).encode())
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, GoTime):
         from bubu._templating._dates import format_layout
 
-        out.append('"' + format_layout(value, "2006-01-02T15:04:05.999999999Z07:00") + '"')
-    elif isinstance(value, GoVersion):
-        out.append(_string(str(value), escape_html))
-    else:
-        raise GoJSONError(f"json: unsupported type: {type(value).__name__}")
+        return format_layout(value, "2006-01-02T15:04:05.999999999Z07:00")
+    if isinstance(value, GoVersion):
+        return str(value)
+    raise GoJSONError(f"json: unsupported type: {type(value).__name__}")
 
 
 def _go_special(f: float) -> str:
@@ -99,9 +70,16 @@ def go_json(value: Any, *, indent: str | None = None, escape_html: bool = True) 
     Raises:
         GoJSONError: NaN or infinity, or a value with no JSON form.
     """
-    out: list[str] = []
-    _encode(value, out, escape_html, indent, 0)
-    return "".join(out)
+    try:
+        plain = _plain(value)
+        data = gojson.marshal(plain, prepared=True, html=escape_html)
+    except RecursionError:
+        raise GoJSONError("json: value is nested too deeply to encode") from None
+    except ValueError as exc:
+        raise GoJSONError(str(exc)) from None
+    if indent is not None:
+        data = msgspec.json.format(data, indent=len(indent))
+    return data.decode("utf-8")
 
 
 def go_json_decode(text: str) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bubu._runtime import refs
 from bubu._templating._values import go_type
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
 ]
 
 ROOTS = frozenset({"inputs", "steps", "packet"})
-STORAGE_REF = "$bubuStorageRef"
-STORAGE_PATH = "$bubuStoragePath"
 
 
 class PathError(Exception):
@@ -390,18 +389,13 @@ def _storage_selector(root: str, segments: list[Segment], variables: dict[str, A
         return None
     if not isinstance(value, dict):
         return None
-    ref = value.get(STORAGE_REF)
+    ref = value.get(refs.STORAGE_REF_KEY)
     if not isinstance(ref, str) or not ref.strip():
         return None
-    path = ""
-    for seg in segments[output_idx + 1 :]:
-        if isinstance(seg, int):
-            path += f"[{seg}]"
-        else:
-            path += ("." if path else "") + seg
+    path = refs.selector_path(segments[output_idx + 1 :])
     if not path:
         return None
-    return {STORAGE_REF: ref, STORAGE_PATH: path}
+    return refs.make_selector(ref, path)
 
 
 def _resolve(root: str, segments: list[Segment], variables: dict[str, Any]) -> Any:
