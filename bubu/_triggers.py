@@ -15,14 +15,15 @@ What this module owns:
   throttling, and the impulse trigger counters coalesced into one status patch per interval
   (``ImpulseStats``; crds.md 6).
 
-Input offload seam: ``StoryTriggers(offload=...)`` takes an async callable
-``(inputs, storage_key) -> inputs`` that may replace large values with storage references
-before hashing (c.3 step 4.4). The storage layer supplies it; without one, inputs are sent
-inline and the operator offloads anything above its inline limit when it creates the StoryRun
-(crds.md 2.4).
+Input offload (c.3 step 4.4): with storage enabled (``BUBU_STORAGE_PROVIDER``), inputs above
+``BUBU_MAX_INLINE_SIZE`` are offloaded before hashing by ``bubu._storage``'s
+``dehydrate_inputs``, under Go's storage key (``storage_input_key``) and with the story's
+input schema id; ``StoryTriggers(offload=...)`` replaces that with any async callable
+``(inputs, storage_key) -> inputs``. With storage disabled, inputs are sent inline and the
+operator offloads anything above its inline limit when it creates the StoryRun (crds.md 2.4).
 
-Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._templating``, ``bubu._aio``, ``bubu._scope``
-and ``bubu.errors`` only. Logger: ``bubu.trigger``.
+Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._templating``, ``bubu._storage`` (only with
+storage enabled), ``bubu._aio``, ``bubu._scope`` and ``bubu.errors`` only. Logger: ``bubu.trigger``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 
@@ -49,7 +50,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import IMPULSE, STORY, STORY_RUN, STORY_TRIGGER
 from bubu._k8s.watch import wait_for_object
-from bubu._runtime import env, parse
+from bubu._runtime import env, gojson, parse
 from bubu._runtime.env import TriggerSettings
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import (
@@ -532,6 +533,38 @@ def _is_retryable(exc: BaseException) -> bool:
     )
 
 
+def story_input_schema(namespace: str, story_name: str) -> str:
+    """``$bubuStorageSchema`` of offloaded trigger inputs (Go ``storyInputSchemaID``)."""
+    name = story_name.strip()
+    if not name:
+        return ""
+    ns = namespace.strip()
+    return f"bubu://story/{ns}/{name}/inputs" if ns else f"bubu://story/{name}/inputs"
+
+
+def storage_input_key(story_ns: str, story_name: str, token: str, inputs: Mapping[str, Any]) -> str:
+    """Where offloaded trigger inputs go under the client namespace (Go
+    ``deriveStorageInputKey``): the StoryRun name the trigger will get, plus the first 12 hex
+    digits of the SHA-256 of the inputs' Go JSON, so a retry with other inputs under the same
+    token never overwrites the first ones. Byte-identical to Go
+    (tests/integration/test_trigger_offload.py).
+    """
+    if not token:
+        return str(uuid.uuid4())
+    base = identity.derive_story_run_name(story_ns, story_name, token)
+    if not inputs:
+        return base
+    try:
+        fingerprint = hashlib.sha256(gojson.marshal(inputs)).hexdigest()[:12]
+    except ValueError:
+        return base  # Go: a payload json.Marshal refuses has no fingerprint
+    joined = f"{base}-{fingerprint}"
+    if len(joined) <= identity.MAX_NAME_LENGTH:
+        return joined
+    prefix = base[: max(identity.MAX_NAME_LENGTH - 1 - len(fingerprint), 1)].strip("-")
+    return f"{prefix or fingerprint[:1]}-{fingerprint}"
+
+
 def _builtins(inputs: Any) -> dict[str, Any]:
     if inputs is None:
         return {}
@@ -612,6 +645,7 @@ class StoryTriggers:
         self.stats = stats
         self.offload = offload
         self.use_watch = use_watch
+        self._storage_env: env.RuntimeEnv | None = None
         # Smoothed time from create to decision. When the decision has to be polled (the
         # Impulse Role has no watch), the first GET waits for ~70 % of it: under load every
         # skipped "not yet" GET is load taken off the API server (Go polls every 50 ms).
@@ -717,14 +751,16 @@ class StoryTriggers:
         )
         version = await self._story_version(story_name, story_ns)
         sent_inputs = raw_inputs
-        if self.offload is not None:
-            run_name = identity.derive_story_run_name(
-                story_ns, story_name, ident.key or ident.submission_id
+        offload = (
+            self.offload
+            if self.offload is not None
+            else self._storage_offload(story_ns, story_name, version)
+        )
+        if offload is not None:
+            storage_key = storage_input_key(
+                story_ns, story_name, ident.key or ident.submission_id, raw_inputs
             )
-            fingerprint = hashlib.sha256(
-                msgspec.json.encode(raw_inputs, order="sorted")
-            ).hexdigest()[:12]
-            sent_inputs = await self.offload(raw_inputs, f"{client_ns}/{run_name}-{fingerprint}")
+            sent_inputs = await offload(raw_inputs, f"{client_ns}/{storage_key}")
         try:
             input_hash = identity.compute_trigger_input_hash(sent_inputs)
         except ValueError as exc:
@@ -758,6 +794,30 @@ class StoryTriggers:
         if annotations:
             metadata["annotations"] = annotations
         return {"metadata": metadata, "spec": spec}, client_ns
+
+    def _storage_offload(self, story_ns: str, story_name: str, version: str) -> InputOffload | None:
+        """The run's storage (``BUBU_STORAGE_*``) as the offload, when storage is enabled.
+
+        Go offloads through the process's shared storage manager (c.3 step 4.4); with storage
+        disabled bubu sends the inputs inline and the operator offloads them when it creates
+        the StoryRun (docs/differences.md).
+        """
+        if self._storage_env is None:
+            self._storage_env = env.load_env(self.source)
+        if self._storage_env.storage is None:
+            return None
+        from bubu._storage import shared
+        from bubu._storage.manager import input_offload
+
+        manager = shared.manager_for(self._storage_env, kube=self.kube)
+        return cast(
+            InputOffload,
+            input_offload(
+                manager,
+                schema=story_input_schema(story_ns, story_name),
+                schema_version=version,
+            ),
+        )
 
     async def _story_version(self, story_name: str, story_ns: str) -> str:
         # Go reads Story.spec.version and ignores every error; the Impulse Role has no

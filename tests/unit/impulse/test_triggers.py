@@ -619,3 +619,48 @@ def test_identity_without_a_key() -> None:
     assert _resolve(None, "", "t" * 253) == _triggers._Identity("token", "t" * 253, "t" * 253)
     plain = _resolve("none", "", "")
     assert plain.mode == "none" and plain.key == "" and len(plain.submission_id) == 36
+
+
+def test_storage_input_key_follows_go_rules():
+    # Empty inputs: the StoryRun name alone; otherwise its name plus 12 hex digits of the
+    # SHA-256 of the Go JSON (floats and <>& as Go writes them), cut to 253 characters.
+    run = identity.derive_story_run_name(NS, "story", "tok")
+    assert _triggers.storage_input_key(NS, "story", "tok", {}) == run
+    inputs = {"x": 1e21, "t": "<&>", "f": 0.1}
+    go_json = b'{"f":0.1,"t":"\\u003c\\u0026\\u003e","x":1e+21}'
+    digest = hashlib.sha256(go_json).hexdigest()[:12]
+    assert _triggers.storage_input_key(NS, "story", "tok", inputs) == f"{run}-{digest}"
+    long_story = "s" * 240
+    key = _triggers.storage_input_key(NS, long_story, "tok", inputs)
+    assert len(key) == 253 and key.endswith(f"-{digest}")
+    assert _triggers.story_input_schema(NS, "story") == f"bubu://story/{NS}/story/inputs"
+    assert _triggers.story_input_schema("", "story") == "bubu://story/story/inputs"
+
+
+async def test_storage_settings_offload_trigger_inputs(world, tmp_path):
+    # With BUBU_STORAGE_PROVIDER the engine offloads by itself (Go's shared manager), for
+    # start_story and the dispatcher alike; refs carry the story's input schema id.
+    from bubu._dispatcher import StoryDispatcher
+    from bubu._runtime.sources import MappingSource
+
+    env = dict(world.env)
+    env.update(
+        {
+            "BUBU_STORAGE_PROVIDER": "file",
+            "BUBU_STORAGE_PATH": str(tmp_path),
+            "BUBU_MAX_INLINE_SIZE": "300",
+        }
+    )
+    engine = _triggers.StoryTriggers(world.cluster, MappingSource(env))
+    result = await engine.start("story", {"doc": "d" * 500, "n": 1}, token="tok")
+    dispatched = await StoryDispatcher(triggers=engine).trigger(
+        "session-1", story_name="story", inputs={"doc": "e" * 500}
+    )
+    other = world.cluster.peek(STORY_TRIGGER, dispatched.result.trigger, NS)
+    assert "$bubuStorageRef" in other["spec"]["inputs"]["doc"]
+    trigger = world.cluster.peek(STORY_TRIGGER, result.trigger, NS)
+    sent = trigger["spec"]["inputs"]
+    assert sent["n"] == 1 and set(sent["doc"]) >= {"$bubuStorageRef", "$bubuStorageSchema"}
+    assert sent["doc"]["$bubuStorageSchema"] == f"bubu://story/{NS}/story/inputs"
+    stored = tmp_path / sent["doc"]["$bubuStorageRef"]
+    assert stored.is_file() and b"d" * 500 in stored.read_bytes()
