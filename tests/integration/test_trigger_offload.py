@@ -13,6 +13,7 @@ No StoryTrigger controller runs, so both sides end with the decision pending.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -84,7 +85,8 @@ async def test_offloaded_trigger_inputs_match_go_byte_for_byte(
     py_store.mkdir()
     go_env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
     go_env.update(_env(k8s_namespace, impulse_identity, go_store))
-    out = subprocess.run(
+    out = await asyncio.to_thread(
+        subprocess.run,
         [str(interop_bin / "trigger")],
         input=json.dumps({"story": "story", "token": TOKEN, "inputs": INPUTS}),
         capture_output=True,
