@@ -7,13 +7,18 @@ at a named place; docs/architecture.md "Batch stages")::
     start-up: guard, load env (bubu._startup)       (ContractError -> Failed status, exit 1)
     open the status sink                           (the StepRun via KubeClient; memory locally)
     --- under asyncio.timeout(BUBU_STEP_TIMEOUT) ---
-    decode_config -> expand secrets -> init
+    decode_config    [hydrate config: guard, refs, templates] -> decode -> expand secrets -> init
     prepare_inputs   [hydrate -> resolve templates -> validate] -> decode
     process
     --- when process returned ---
-    prepare_output   [validate -> dehydrate] -> status.output
+    prepare_output   [validate -> offload above BUBU_MAX_INLINE_SIZE] -> status.output
     --- always, shielded, under its own BUBU_K8S_OPERATION_TIMEOUT ---
     terminal status: Succeeded/0, Failed/1, Timeout/124, or interrupted (SIGTERM/SIGINT)
+    captured logs published (storage enabled and a StepRun named: Go's capture)
+
+The bracketed work is ``bubu._payloads`` (references, templates, schemas, offload); a step
+whose payloads hold no reference and no template skips it without importing the storage or
+template packages.
 
 A blocking call that runs past the deadline (the timer cannot fire while the loop is blocked) is
 a timeout too, not a success. A second SIGTERM/SIGINT stops waiting for the engram and still
@@ -23,11 +28,9 @@ Departures from Go, listed in docs/differences.md: a run context that cannot be 
 writes a Failed status when the StepRun is known (Go returns without one); a deadline hit during
 ``init`` is a Timeout (Go reports Failed/1); SIGTERM/SIGINT end the step with a terminal status
 (Go has no handler); known secret values are masked in persisted messages and SDK logs; output
-that does not encode to a JSON object fails the step with a clear message instead of a 422.
-
-Output is written inline as a JSON object (``status.output``); offloading large outputs to
-storage above ``BUBU_MAX_INLINE_SIZE`` arrives with the storage issue, at the
-``prepare_output`` seam.
+that does not encode to a JSON object fails the step with a clear message instead of a 422;
+the output schema is checked on what ``process`` returned, before offload (Go checks the
+offloaded refs); only a store that is unavailable is tried three times.
 
 Never calls ``sys.exit``: ``bubu.run`` owns the process.
 """
@@ -48,6 +51,7 @@ from bubu import _startup
 from bubu._aio.shutdown import Shutdown
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.status import KubeStatusSink, MemoryStatusSink, StatusSink, merge_status
+from bubu._payloads import Payloads
 from bubu._runtime import outcome as _outcome
 from bubu._runtime.context import RunContext
 from bubu._runtime.env import RuntimeEnv, load_identity
@@ -149,43 +153,54 @@ async def start_batch(
     return report.exit_code
 
 
-def decode_config(run: RunContext, config_type: Any) -> Any:
-    """Stage *decode*: the step config into the engram's ``Config`` type.
-
-    Config hydration (storage references, ``BUBU_CONFIG_HYDRATION_MAX_*``) slots in here, before
-    the decode.
+async def decode_config(run: RunContext, config_type: Any, payloads: Payloads) -> Any:
+    """Stage *config*: the step config, hydrated (Go ``hydrateConfig``), into ``Config``.
 
     Raises:
+        StorageError, TemplateError: hydration failed (``failed to hydrate config: ...``).
         SchemaValidationError: the config does not decode; ``path`` names the value.
     """
-    return _decode(run.config, config_type, strict=run.env.strict_unmarshal, what="config")
+    config = await payloads.config(run.config)
+    return _decode(config or {}, config_type, strict=run.env.strict_unmarshal, what="config")
 
 
-async def prepare_inputs(run: RunContext, inputs_type: Any, *, strict: bool) -> Any:
-    """Stage *inputs*: turn the step's raw inputs into the engram's ``Inputs`` value.
+async def prepare_inputs(
+    run: RunContext, inputs_type: Any, *, strict: bool, payloads: Payloads
+) -> Any:
+    """Stage *inputs*: the step's raw inputs into the engram's ``Inputs`` value (c.1 step 8).
 
-    This is the seam for the input pipeline of c.1 step 8. Today it decodes
-    ``BUBU_TRIGGER_DATA`` into ``inputs_type`` with Go's weak typing (errors name the JSON
-    path). Storage-reference hydration, template resolution (unless
-    ``BUBU_SKIP_INPUT_TEMPLATING``) and JSON-Schema validation against the EngramTemplate's
-    ``inputSchema`` slot in here, in that order, before the decode.
+    References are hydrated, templates resolved (unless ``BUBU_SKIP_INPUT_TEMPLATING``; data
+    that came out of storage is never evaluated), the result checked against the
+    EngramTemplate's ``inputSchema``, then decoded with Go's weak typing.
 
     Raises:
-        SchemaValidationError: the inputs do not decode; ``path`` names the value.
+        StorageError: ``failed to hydrate inputs: ...`` (the ref is named).
+        TemplateError: ``failed to resolve input templates: ...``.
+        SchemaLookupError: the schema could not be read (retryable).
+        SchemaValidationError: the inputs break the schema, or do not decode (``path``).
     """
-    return _decode(run.inputs, inputs_type, strict=strict, what="inputs")
+    inputs = await payloads.inputs(run.inputs)
+    await payloads.validate_inputs(inputs)
+    return _decode(inputs, inputs_type, strict=strict, what="inputs")
 
 
-async def prepare_output(result: Result | None, env: RuntimeEnv) -> dict[str, Any]:
+async def prepare_output(result: Result | None, payloads: Payloads) -> dict[str, Any]:
     """Stage *output*: what ``process`` returned as ``status.output``.
 
-    Output-schema validation and storage offload above ``BUBU_MAX_INLINE_SIZE`` (dehydration)
-    slot in here, in that order, after the JSON-object check.
+    The JSON object is checked against the EngramTemplate's ``outputSchema`` (``{}`` without
+    data, as Go), then anything above ``BUBU_MAX_INLINE_SIZE`` is offloaded to storage.
 
     Raises:
         EngramError: the data has no JSON form, or is not a JSON object.
+        SchemaLookupError, SchemaValidationError: the output schema check.
+        StorageError: offload failed, or storage is off and the output is too large.
     """
-    return _output_for_status(result)
+    output = _output_for_status(result)
+    await payloads.validate_output(output)
+    if not output:
+        return output
+    offloaded: dict[str, Any] = await payloads.output(output)
+    return offloaded
 
 
 def _decode(data: Any, type_: Any, *, strict: bool, what: str) -> Any:
@@ -255,6 +270,7 @@ class _Run:
         startup: _startup.Startup,
         sink: StatusSink,
         secrets_override: Secrets | None,
+        kube: KubeAPI | None,
     ) -> None:
         self.engram = engram
         self.config_type = config_type
@@ -266,11 +282,12 @@ class _Run:
         self.shutdown = startup.shutdown
         self.secrets_override = secrets_override
         self.finished_at: float | None = None
+        self.payloads = Payloads(startup.run, kube=kube)
 
     async def _work(self) -> Result:
         """The stages under the deadline: decode, secrets, init, inputs, process."""
         env = self.env
-        config = decode_config(self.ctx, self.config_type)
+        config = await decode_config(self.ctx, self.config_type, self.payloads)
         try:
             secrets = self.startup.expand_secrets(self.secrets_override)
         except SecretExpansionError as exc:
@@ -283,7 +300,9 @@ class _Run:
             raise
         except Exception as exc:
             raise EngramInitError(f"engram initialization failed: {_outcome_message(exc)}") from exc
-        inputs = await prepare_inputs(self.ctx, self.inputs_type, strict=env.strict_unmarshal)
+        inputs = await prepare_inputs(
+            self.ctx, self.inputs_type, strict=env.strict_unmarshal, payloads=self.payloads
+        )
         exec_ctx = self.ctx.execution_context()
         result = await self.engram.process(exec_ctx, inputs)
         if result is None:
@@ -391,8 +410,8 @@ class _Run:
         output: dict[str, Any] | None = None
         if exc is None and interrupted is None:
             try:
-                output = await prepare_output(result, self.env)
-            except EngramError as err:
+                output = await prepare_output(result, self.payloads)
+            except Exception as err:  # the step fails with it; CancelledError passes
                 exc = err
         if interrupted is not None:
             out = _interrupted_outcome(interrupted)
@@ -590,6 +609,16 @@ async def _bootstrap_failure(
     )
 
 
+def _start_capture(env: RuntimeEnv, st: _startup.Startup) -> Any:
+    """Go's log capture: with storage enabled and a StepRun named, the step's log lines and
+    standard streams are kept (the last 1 MiB) and published to ``status.logs`` at the end."""
+    if env.storage is None or not env.steprun_name.strip():
+        return None
+    from bubu import _logs
+
+    return _logs.RunCapture.start(env, st.guard.mask, st.guard.fields)
+
+
 async def run_batch(
     engram: BatchEngram[Any, Any],
     *,
@@ -648,9 +677,16 @@ async def run_batch(
             startup=st,
             sink=sink,
             secrets_override=secrets,
+            kube=scope_client,
         )
+        capture = _start_capture(run_ctx.env, st)
         try:
             with st.activate():
-                return await run.execute()
+                report = await run.execute()
+            if capture is not None:
+                await capture.publish(scope_client, sink)
+            return report
         finally:
+            if capture is not None:
+                capture.close()
             await _close(owned)

@@ -2,9 +2,12 @@
 
 The start-up every entry point shares (``bubu._startup``: JSON logs with the secret mask on
 every handler, standard output and uncaught exceptions; telemetry switches; the run scope) ->
-load the run context -> decode ``BUBU_STEP_CONFIG`` into the Impulse's config type -> expand
-secrets (fails closed) -> ``init(config, secrets)`` -> build the Kubernetes client ->
-``run(client)`` until it returns or a stop is requested.
+load the run context -> build the Kubernetes client -> hydrate ``BUBU_STEP_CONFIG`` (storage,
+ConfigMap and Secret refs, templates: ``bubu._payloads``) -> check it against the
+ImpulseTemplate's ``configSchema`` when the Role can read it -> decode it into the Impulse's
+config type -> expand secrets (fails closed) -> ``init(config, secrets)`` -> ``run(client)``
+until it returns or a stop is requested. ``start_story`` offloads large inputs when storage is
+enabled (``bubu._triggers``).
 
 ``client`` is an ``ImpulseClient``: the run's Kubernetes client (``.kube``, what Go passes as
 ``*k8s.Client``) plus the trigger helpers bound to it (``start_story``, ``stop_story``,
@@ -16,8 +19,9 @@ and gets the grace period to finish (close its server; in-flight ``start_story``
 idempotent by name, so a redelivered event after a restart is safe) - then the impulse counters
 are flushed. A clean stop returns 0. Go installs no signal handler for impulses (c.1 "SIGTERM").
 
-Imports ``bubu._startup``, ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._k8s``,
-``bubu._runtime``, ``bubu._aio``, ``bubu.engram`` and ``bubu.errors``. Logger: ``bubu.impulse``.
+Imports ``bubu._startup``, ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._payloads``,
+``bubu._schema`` (on use), ``bubu._k8s``, ``bubu._runtime``, ``bubu._aio``, ``bubu.engram`` and
+``bubu.errors``. Logger: ``bubu.impulse``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from bubu import _startup
 from bubu._aio import shutdown as _shutdown
 from bubu._dispatcher import StoryDispatcher
 from bubu._k8s.api import KubeAPI
+from bubu._payloads import Payloads
 from bubu._runtime import decode as _decode
 from bubu._runtime.env import RuntimeEnv, load_identity
 from bubu._runtime.outcome import outcome_for
@@ -156,6 +161,26 @@ async def _close(kube: Any) -> None:
         await aclose()
 
 
+async def _validate_config(kube: KubeAPI, env: RuntimeEnv, config: dict[str, Any]) -> None:
+    """Check the hydrated config against the ImpulseTemplate's ``configSchema`` (c.11).
+
+    The Go SDK leaves this to the operator's admission webhook; bubu checks it when the
+    Impulse's Role can read the template (an ImpulseTemplate is cluster-scoped, so the
+    operator's Role cannot: one debug line, as for engrams; docs/templates.md).
+    """
+    if not env.impulse_name.strip():
+        return
+    from bubu._schema import TemplateSchemas
+
+    schemas = TemplateSchemas.for_impulse(
+        kube,
+        namespace=env.impulse_namespace.strip() or env.namespace,
+        impulse_name=env.impulse_name,
+        timeout=env.k8s_operation_timeout,
+    )
+    await schemas.validate_config(config)
+
+
 async def run_impulse(
     impulse: Impulse[Any],
     *,
@@ -201,19 +226,25 @@ async def run_impulse(
         try:
             run_ctx = st.load()
             env = run_ctx.env
+            # The client comes first (Go creates it after init): ConfigMap/Secret refs in the
+            # config and the ImpulseTemplate's configSchema are read through it.
+            stage = "failed to create k8s client"
+            kube = client
+            if kube is None:
+                kube = owned = await _connect(env)
+            stage = "failed to hydrate config"
+            hydrated = await Payloads(run_ctx, kube=kube).config(run_ctx.config) or {}
+            stage = "config schema validation failed"
+            await _validate_config(kube, env, hydrated)
             stage = "failed to unmarshal config"
             try:
-                config = _decode.decode(run_ctx.config, config_type, strict=env.strict_unmarshal)
+                config = _decode.decode(hydrated, config_type, strict=env.strict_unmarshal)
             except SchemaValidationError as exc:
                 raise SchemaValidationError(f"config: {exc}", path=exc.path) from exc
             stage = "failed to expand secrets"
             run_secrets = st.expand_secrets(secrets)
             stage = "impulse initialization failed"
             await impulse.init(config, run_secrets)
-            stage = "failed to create k8s client"
-            kube = client
-            if kube is None:
-                kube = owned = await _connect(env)
             if env.impulse_name:
                 stats = ImpulseStats(
                     kube, env.impulse_name, env.impulse_namespace or None, interval=stats_interval

@@ -45,7 +45,7 @@ from bubu._runtime import parse, refs
 from bubu._runtime.redact import SecretMask, redact_message
 from bubu._storage import shared
 from bubu._storage.manager import StorageManager, namespaced_key
-from bubu.errors import LogFileError, LogsUnavailableError, StorageError
+from bubu.errors import KubernetesError, LogFileError, LogsUnavailableError, StorageError
 
 if TYPE_CHECKING:
     from bubu._k8s.status import StatusSink
@@ -57,6 +57,7 @@ __all__ = [
     "LOG_PATCH_TIMEOUT",
     "LogCapture",
     "LogPublisher",
+    "RunCapture",
     "allowed_log_roots",
     "log_schema",
     "log_storage_path",
@@ -348,6 +349,11 @@ class LogCapture:
                 self._data += data
         return len(data)
 
+    def size(self) -> int:
+        """How many bytes are held."""
+        with self._lock:
+            return len(self._data)
+
     def drain(self) -> bytes:
         """Return and clear what was captured."""
         with self._lock:
@@ -417,6 +423,84 @@ class _Tee(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._target, "encoding", "utf-8")
+
+
+class RunCapture:
+    """A run's log capture, started by the lifecycle (Go ``withDefaultLogger`` +
+    ``publishCapturedLogs``): log records (masked, with the run's context fields) and the
+    standard streams go into a ``LogCapture`` until ``publish``.
+
+    Build with ``start``; ``close`` stops capturing (idempotent); ``publish`` closes, then
+    writes what was captured as ``application/x-ndjson`` and points ``status.logs`` at it.
+    Publishing failures are logged, never raised.
+    """
+
+    def __init__(self, env: RuntimeEnv, capture: LogCapture, mask: SecretMask) -> None:
+        self.env = env
+        self.capture = capture
+        self.mask = mask
+        self._stack = contextlib.ExitStack()
+
+    @classmethod
+    def start(
+        cls, env: RuntimeEnv, mask: SecretMask, fields: logging.Filter | None = None
+    ) -> RunCapture:
+        """Start capturing: a handler on the root logger and a tee on stdout/stderr."""
+        run = cls(env, LogCapture(), mask)
+        handler = run.capture.handler()
+        handler.setFormatter(JsonFormatter(mask))
+        if fields is not None:
+            handler.addFilter(fields)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        run._stack.callback(root.removeHandler, handler)
+        run._stack.enter_context(run.capture.tee_stdio())
+        return run
+
+    def close(self) -> None:
+        """Stop capturing."""
+        self._stack.close()
+
+    async def publish(self, kube: Any, sink: StatusSink | None) -> dict[str, str] | None:
+        """Stop capturing and publish what was captured (``status.logs``)."""
+        self.close()
+        try:
+            manager = shared.manager_for(self.env, kube=kube)
+        except StorageError as exc:
+            _log.warning("Failed to publish captured logs", extra={"error": str(exc)})
+            return None
+        publisher = LogPublisher.from_env(self.env, manager, sink, tuple(self.mask.values))
+        return await self.capture.publish_captured(publisher)
+
+    async def publish_to_step_run(self) -> dict[str, str] | None:
+        """``publish`` through a client of its own and the StepRun's status (lifecycles that
+        keep no client: streaming, impulse). Failures are logged, never raised."""
+        self.close()
+        if not self.capture.size():
+            return None
+        from bubu._k8s.client import KubeClient
+        from bubu._k8s.status import KubeStatusSink
+
+        env = self.env
+        try:
+            kube = await KubeClient.connect(
+                namespace=env.namespace or None,
+                user_agent=env.k8s_user_agent,
+                timeout=env.k8s_timeout,
+                kubeconfig_fallback=env.kubeconfig,
+            )
+        except KubernetesError as exc:
+            _log.warning("Failed to publish captured logs", extra={"error": str(exc)})
+            return None
+        async with kube:
+            sink = KubeStatusSink(
+                kube,
+                env.steprun_name,
+                None,
+                max_retries=env.k8s_patch_max_retries,
+                operation_timeout=env.k8s_operation_timeout,
+            )
+            return await self.publish(kube, sink)
 
 
 # --- helpers for user code -----------------------------------------------------------------------

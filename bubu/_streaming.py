@@ -47,6 +47,7 @@ from bubu.errors import (
 
 if TYPE_CHECKING:
     from bubu._aio.shutdown import Shutdown
+    from bubu._runtime.context import RunContext
     from bubu._runtime.sources import EnvSource
     from bubu._runtime.transport import TransportSettings
     from bubu._transport.session import Session
@@ -568,6 +569,19 @@ async def serve(
     return 0
 
 
+async def _hydrated_config(run: RunContext) -> dict[str, Any]:
+    """The config after Go's ``hydrateConfig`` (references, templates), as
+    ``loadStreamingExecutionContext`` does before decoding; packets are passed on as they
+    arrive (Go resolves no template and hydrates no reference per packet)."""
+    from bubu._payloads import Payloads
+
+    payloads = Payloads(run, kube=None, connect=True)
+    try:
+        return await payloads.config(run.config) or {}
+    finally:
+        await payloads.aclose()
+
+
 async def start_streaming(
     engram: StreamingEngram[Any],
     *,
@@ -616,16 +630,26 @@ async def start_streaming(
         settings = resolve_settings(EnvResolver(binding.env_overrides, st.source))
         check_security_mode(settings.security_mode)
         parse_endpoint(binding.endpoint)
-        config = decode(run.config, config_type, path="$.config")
-        secrets = st.expand_secrets()
-        # The helpers (emit_signal, start_story...) find the run here; tasks inherit it.
-        with st.activate():
-            await engram.init(config, secrets)
-            return await serve(
-                engram,
-                endpoint=binding.endpoint,
-                binding_reference=binding.reference,
-                settings=settings,
-                shutdown=st.shutdown,
-                on_engram_error=on_engram_error,
-            )
+        capture = None
+        if run.env.storage is not None and run.env.steprun_name.strip():
+            from bubu._logs import RunCapture
+
+            capture = RunCapture.start(run.env, st.guard.mask, st.guard.fields)
+        try:
+            config = decode(await _hydrated_config(run), config_type, path="$.config")
+            secrets = st.expand_secrets()
+            # The helpers (emit_signal, start_story...) find the run here; tasks inherit it.
+            with st.activate():
+                await engram.init(config, secrets)
+                return await serve(
+                    engram,
+                    endpoint=binding.endpoint,
+                    binding_reference=binding.reference,
+                    settings=settings,
+                    shutdown=st.shutdown,
+                    on_engram_error=on_engram_error,
+                )
+        finally:
+            if capture is not None:
+                # Go defers publishCapturedLogs in RunStreaming too.
+                await capture.publish_to_step_run()

@@ -237,6 +237,7 @@ class SchemaLookupError(BubuError):
     schema exists but the API server did not answer.
     """
 
+    error_type: ClassVar[str] = "execution_error"
     retryable = True
     exit_class = "retry"
 

@@ -95,3 +95,36 @@ def test_an_s3_store_does_load_its_client() -> None:
         "'BUBU_STORAGE_S3_BUCKET': 'b', 'BUBU_STORAGE_S3_ENDPOINT': 'http://127.0.0.1:9'})))"
     )
     assert "obstore" in loaded_after(statement)
+
+
+PAYLOAD_LAYERS = ("bubu._storage", "bubu._templating", "bubu._schema", "jsonschema_rs", "obstore")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"BUBU_STORAGE_PROVIDER": "file", "BUBU_STORAGE_PATH": "{tmp}"}],
+    ids=["storage-off", "file-storage"],
+)
+def test_batch_without_refs_or_templates_loads_no_payload_layer(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # A step whose inputs, config and output hold no reference and no template pays for
+    # neither storage nor templates nor schemas: not even their imports (bubu._payloads).
+    hello = Path(__file__).resolve().parents[1] / "examples" / "hello.py"
+    values = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    code = (
+        "import contextlib, io, json, os, sys\n"
+        f"os.environ.update({values!r})\n"
+        "from bubu._cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['run', {str(hello)!r}, '--inputs', '{{\"name\": \"Ada\"}}'])\n"
+        "assert code == 0, code\n"
+        f"layers = {PAYLOAD_LAYERS!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if any(m == h or m.startswith(h + '.') for h in layers))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -161,6 +161,17 @@ def _safe_details(details: Any) -> dict[str, Any] | None:
     return value
 
 
+def _declared_type(exc: BubuError) -> str | None:
+    # A class that declares error_type chose the status type (SchemaLookupError declares
+    # execution_error even though its message says "schema", as Go's NewStructuredError does).
+    for cls in type(exc).__mro__:
+        if cls is BubuError:
+            return None
+        if "error_type" in vars(cls):
+            return str(vars(cls)["error_type"])
+    return None
+
+
 def outcome_for(exc: BaseException | None, *, timed_out: bool = False) -> Outcome:
     """Map how a step ended to its phase, exit code and StructuredError v1.
 
@@ -200,8 +211,8 @@ def outcome_for(exc: BaseException | None, *, timed_out: bool = False) -> Outcom
             # The user chose the type (NewStructuredError always sets one).
             err_type = exc.type or err_type
             details = _safe_details(exc.details)
-        elif type(exc).error_type != BubuError.error_type:
-            err_type = type(exc).error_type
+        elif (declared := _declared_type(exc)) is not None:
+            err_type = declared
 
     if timed_out:
         phase: Phase = "Timeout"

@@ -42,7 +42,9 @@ __all__ = [
     "STORAGE_REF_KEY",
     "STORAGE_SCHEMA_KEY",
     "STORAGE_SCHEMA_VERSION_KEY",
+    "TEMPLATE_KEY",
     "KubeRef",
+    "Scan",
     "SelectorToken",
     "clean_path",
     "contains_storage_ref",
@@ -55,6 +57,7 @@ __all__ = [
     "parse_kube_ref",
     "parse_selector",
     "resolve_selector",
+    "scan",
     "selector_path",
     "storage_ref_paths",
     "storage_ref_selector",
@@ -196,6 +199,66 @@ def storage_ref_paths(value: Mapping[str, Any] | None) -> list[RefPath]:
     for key, item in (value or {}).items():
         walk(item, (key,))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What one walk over a decoded JSON value found (``scan``).
+
+    Attributes:
+        depth: the deepest level of any value (the root is 0; each map or list adds 1, scalars
+            included), as the storage package and the config guard count it; a walk stops
+            descending below ``limit + 1``.
+        nodes: the values visited (the config guard's node count).
+        refs: a map with a ``$bubuStorageRef``, ``$bubuConfigMapRef`` or ``$bubuSecretRef`` key.
+        kube_refs: a map with a ``$bubuConfigMapRef`` or ``$bubuSecretRef`` key.
+        templates: a string holding ``{{`` or a map with a ``$bubuTemplate`` key.
+    """
+
+    depth: int
+    nodes: int
+    refs: bool
+    kube_refs: bool
+    templates: bool
+
+
+TEMPLATE_KEY: Final = "$bubuTemplate"
+
+
+def scan(value: Any, *, limit: int) -> Scan:
+    """Walk ``value`` once: how deep and large it is, and whether hydration or the template
+    pass would change anything.
+
+    The lifecycles use it to skip both passes (and the imports behind them) for payloads that
+    hold neither references nor templates, while still enforcing the depth limits Go enforces
+    on every payload (docs/architecture.md "Batch stages").
+    """
+    depth = nodes = 0
+    found_refs = found_kube = found_templates = False
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        nodes += 1
+        depth = max(depth, level)
+        if level > limit:
+            continue
+        kind = type(item)
+        if kind is str:
+            if not found_templates and "{{" in item:
+                found_templates = True
+        elif kind is dict or isinstance(item, Mapping):
+            if not found_kube and (CONFIG_MAP_REF_KEY in item or SECRET_REF_KEY in item):
+                found_kube = found_refs = True
+            if not found_refs and STORAGE_REF_KEY in item:
+                found_refs = True
+            if not found_templates and TEMPLATE_KEY in item:
+                found_templates = True
+            stack.extend((v, level + 1) for v in item.values())
+        elif kind is list or isinstance(item, list | tuple):
+            stack.extend((v, level + 1) for v in item)
+    return Scan(
+        depth=depth, nodes=nodes, refs=found_refs, kube_refs=found_kube, templates=found_templates
+    )
 
 
 def validate_storage_path(path: str) -> None:

@@ -37,7 +37,9 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import (
     EFFECT_CLAIM,
+    ENGRAM_TEMPLATE,
     IMPULSE,
+    IMPULSE_TEMPLATE,
     STEP_RUN,
     STORY,
     STORY_RUN,
@@ -259,6 +261,9 @@ class FakeCluster:
         webhooks: emulate the operator's admission checks (StoryTrigger, EffectClaim,
             StoryRun spec immutability) and answer violations with 403 as the real webhooks do.
 
+    Like the operator's Roles, ``get`` on EngramTemplates and ImpulseTemplates is refused (403):
+    schema validation is skipped unless a test calls ``allow("get", ENGRAM_TEMPLATE)``.
+
     Attributes:
         requests: every call as ``(verb, plural, name, subresource)``, for assertions.
         denials: admission messages that were returned as 403.
@@ -273,7 +278,12 @@ class FakeCluster:
         self._changed = asyncio.Condition() if _has_loop() else None
         self._hooks: list[Hook] = []
         self._faults: dict[tuple[str, str], list[BaseException]] = defaultdict(list)
-        self._forbidden: set[tuple[str, str]] = set()
+        # The operator's Roles are namespaced, and the templates cluster-scoped: a pod can never
+        # read its EngramTemplate or ImpulseTemplate (docs/templates.md), so neither can we.
+        self._forbidden: set[tuple[str, str]] = {
+            ("get", ENGRAM_TEMPLATE.plural),
+            ("get", IMPULSE_TEMPLATE.plural),
+        }
         self.requests: list[tuple[str, str, str, str | None]] = []
         self.denials: list[str] = []
 
@@ -295,6 +305,11 @@ class FakeCluster:
     def forbid(self, verb: str, kind: Kind) -> None:
         """Answer every ``verb`` on ``kind`` with 403, as a Role without that verb would."""
         self._forbidden.add((verb, kind.plural))
+
+    def allow(self, verb: str, kind: Kind) -> None:
+        """Lift a 403 of ``forbid`` (or the default one on the cluster-scoped templates, as a
+        ClusterRole granting ``get`` on them would)."""
+        self._forbidden.discard((verb, kind.plural))
 
     def count(self, verb: str, kind: Kind, *, subresource: str | None = None) -> int:
         """Return how many ``verb`` calls on ``kind`` (and subresource) were made."""
