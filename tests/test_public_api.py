@@ -66,6 +66,7 @@ TESTKIT_ALL = {
     "FakeCluster",
     "ImpulseHarness",
     "LocalConnector",
+    "LocalStorage",
     "MemoryStatusSink",
     "StopStoryController",
     "StreamHarness",

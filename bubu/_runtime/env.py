@@ -46,6 +46,7 @@ __all__ = [
     "load_identity",
     "load_trigger_settings",
     "resolve_namespace",
+    "storage_named",
 ]
 
 logger = logging.getLogger("bubu.runtime")
@@ -1594,6 +1595,12 @@ def _aws_chain_configured(source: EnvSource) -> bool:
     # Go signs nothing with a custom endpoint and no BUBU_S3_* keys, even when the operator
     # injected AWS_* keys from the storage secret; we use those (docs/differences.md).
     return any(_trimmed(source, name) for name in _AWS_CHAIN_VARS)
+
+
+def storage_named(source: EnvSource) -> bool:
+    """Whether ``BUBU_STORAGE_PROVIDER`` names a provider (not blank, not ``none``); the value
+    is not validated here (``load_env`` does)."""
+    return _trimmed(source, "BUBU_STORAGE_PROVIDER") not in ("", "none")
 
 
 def _load_storage(source: EnvSource) -> StorageConfig | None:

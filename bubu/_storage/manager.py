@@ -593,6 +593,45 @@ class StorageManager:
         walker = _Dehydrator(self, ident, prefix, schema=schema, version=schema_version, info=info)
         return (await walker.value(data, prepared, "", 0))[0]
 
+    async def offload_value(
+        self,
+        value: Any,
+        ident: str,
+        key: str = "",
+        *,
+        prefix: str | None = None,
+        schema: str = "",
+        schema_version: str = "",
+    ) -> dict[str, str]:
+        """Store ``value`` whole as one object and return its storage ref.
+
+        The object is what dehydration writes for a value above the limit: a string as
+        ``raw``, anything else as ``json``, at ``<prefix>/<ident>/<key>.json``
+        (``output.json`` without a key; ``prefix`` defaults to the output prefix). Tests and
+        local runs use it to stand in for an earlier step's offloaded output.
+
+        Raises:
+            StorageDisabledError: storage is disabled.
+            StorageRefError: the value is not JSON, or the path is invalid.
+            StorageError and subclasses: the write failed.
+        """
+        if isinstance(value, str):
+            payload = _string_payload(value)
+        else:
+            payload = _Payload(_JSON, _stored(_JSON, _marshal(value)))
+        return dict(
+            await self._bounded(
+                self._offload(
+                    payload,
+                    ident,
+                    key,
+                    self.output_prefix if prefix is None else prefix,
+                    schema=schema,
+                    schema_version=schema_version,
+                )
+            )
+        )
+
     async def _offload(
         self,
         payload: _Payload,

@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "validate_stream_error_message": "bubu.testkit._conformance",
     "validate_structured_error": "bubu.testkit._conformance",
     "LocalConnector": "bubu.testkit._connector",
+    "LocalStorage": "bubu.testkit._storage",
 }
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         TriggerResolver,
     )
     from bubu.testkit._impulse import ImpulseHarness
+    from bubu.testkit._storage import LocalStorage
     from bubu.testkit._stream import StreamHarness
 
 
@@ -74,6 +76,7 @@ __all__ = [
     "FakeCluster",
     "ImpulseHarness",
     "LocalConnector",
+    "LocalStorage",
     "MemoryStatusSink",
     "StopStoryController",
     "StreamHarness",

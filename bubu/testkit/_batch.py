@@ -1,8 +1,10 @@
 """``BatchHarness``: run a batch engram through the real lifecycle, without Kubernetes.
 
 The harness feeds config, inputs, secrets and identity through the same ``run_batch`` code a
-pod runs (decode with Go weak typing, ``init``, ``process``, status merge), with the StepRun
-status kept in memory. ``run()`` returns the engram's ``Result`` or raises its exception, so
+pod runs (storage refs hydrated, templates resolved, decode with Go weak typing, ``init``,
+``process``, offload of large outputs, status merge), with the StepRun status kept in memory
+and a file store in a temporary directory (``LocalStorage``) standing in for the cluster's.
+``run()`` returns the engram's ``Result`` or raises its exception, so
 tests read like calls to the engram; ``status`` shows what the StepRun would hold.
 """
 
@@ -23,6 +25,7 @@ from bubu._runtime.result import Result
 from bubu._runtime.secrets import Secrets
 from bubu._runtime.sources import MappingSource
 from bubu.engram import BatchEngram
+from bubu.testkit._storage import StorageOption, storage_env
 
 __all__ = ["BatchHarness"]
 
@@ -47,6 +50,11 @@ class BatchHarness:
         timeout: the step timeout in seconds (``BUBU_STEP_TIMEOUT``).
         env: extra ``BUBU_*`` variables.
         shutdown: a stop request the test can trigger (``shutdown.request("SIGTERM")``).
+        storage: where storage refs resolve and large outputs go, as in a cluster with
+            storage enabled: a ``LocalStorage`` (``storage.put(value)`` makes an offloaded
+            input), a mapping of ``BUBU_STORAGE_*`` values (an S3 bucket), or ``False`` for
+            a cluster without storage. By default a new ``LocalStorage`` in a temporary
+            directory (``harness.storage``), unless ``env`` names a provider.
 
     Example::
 
@@ -66,6 +74,7 @@ class BatchHarness:
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         shutdown: Shutdown | None = None,
+        storage: StorageOption = None,
     ) -> None:
         self.engram = engram
         self.shutdown = shutdown
@@ -93,11 +102,13 @@ class BatchHarness:
                     "BUBU_STEPRUN_NAMESPACE": story_info.step_run_namespace,
                 }
             )
+        self.storage, values = storage_env(storage, values)
         self._source = MappingSource(values)
 
     @property
     def status(self) -> dict[str, Any]:
-        """The StepRun status the run would have written."""
+        """The StepRun status the run would have written (``output`` as written: large
+        values are storage refs; ``await harness.storage.hydrate(...)`` reads them)."""
         return self.sink.status
 
     async def run(self) -> Result:

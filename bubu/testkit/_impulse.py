@@ -32,6 +32,7 @@ from bubu.testkit._fakes import (
     StopStoryController,
     TriggerResolver,
 )
+from bubu.testkit._storage import StorageOption, storage_env
 
 __all__ = ["ImpulseHarness"]
 
@@ -52,6 +53,10 @@ class ImpulseHarness:
         cluster: a prepared ``FakeCluster`` (a fresh one by default).
         stats_interval: seconds between Impulse status patches (short, so tests see them).
         grace: the shutdown grace in seconds.
+        storage: where config refs resolve and large trigger inputs are offloaded (Go's
+            ``DehydrateInputs``): a ``LocalStorage``, a mapping of ``BUBU_STORAGE_*`` values,
+            or ``False`` (inputs sent inline). By default a new ``LocalStorage`` in a
+            temporary directory (``harness.storage``), unless ``env`` names a provider.
 
     Example::
 
@@ -73,6 +78,7 @@ class ImpulseHarness:
         cluster: FakeCluster | None = None,
         stats_interval: float = 0.05,
         grace: float = 5.0,
+        storage: StorageOption = None,
     ) -> None:
         self.impulse = impulse
         self.namespace = namespace
@@ -98,6 +104,7 @@ class ImpulseHarness:
             except TypeError as exc:
                 raise TypeError(f"ImpulseHarness config is not JSON-serialisable: {exc}") from exc
         values.update(env or {})
+        self.storage, values = storage_env(storage, values)
         self.source = MappingSource(values)
         self.impulse_name = impulse_name
         self._secrets = Secrets(dict(secrets or {}))

@@ -13,18 +13,32 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
+from bubu._payloads import Payloads
+from bubu._runtime.context import load_run_context
 from bubu._runtime.decode import decode
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.secrets import Secrets
+from bubu._runtime.sources import MappingSource
 from bubu._runtime.transport import TransportSettings
+from bubu._scope import RunScope, activate
 from bubu._streaming import engram_runner
 from bubu._transport import wire
 from bubu._transport.queues import Inbound
 from bubu.engram import StreamingEngram, engram_types
+from bubu.testkit._storage import StorageOption, storage_env
 
 __all__ = ["StreamHarness"]
 
 ConfigT = TypeVar("ConfigT")
+
+
+def _json(value: Any, what: str) -> str:
+    try:
+        return msgspec.json.encode(msgspec.to_builtins(value)).decode()
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"StreamHarness {what}: not JSON-serialisable: {exc}") from None
 
 
 class StreamHarness(Generic[ConfigT]):
@@ -39,6 +53,16 @@ class StreamHarness(Generic[ConfigT]):
         on_input_processed: called with each input when the engram calls ``done()`` on it
             (Go ``OnInputProcessed``).
         timeout: seconds before the run is cancelled (``None``: no limit).
+        storage: where storage refs in a mapping ``config`` resolve, as in a pod: a
+            ``LocalStorage`` (``storage.put(value)`` makes a ref), a mapping of
+            ``BUBU_STORAGE_*`` values, or ``False``. By default a new ``LocalStorage`` in a
+            temporary directory (``harness.storage``), unless ``env`` names a provider.
+        template_context: ``BUBU_TEMPLATE_CONTEXT`` for templates in a mapping ``config``.
+        env: extra ``BUBU_*`` variables (the run scope the engram's helpers see).
+
+    A mapping ``config`` goes through the pod's config hydration (storage, ConfigMap and Secret
+    refs, templates; Go's ``hydrateConfig``) before it is decoded; packets are delivered as
+    given (Go resolves no template and hydrates no reference per packet).
 
     After :meth:`run`, ``done_count`` is the number of inputs marked done and ``undone`` lists
     the inputs that were not.
@@ -53,6 +77,9 @@ class StreamHarness(Generic[ConfigT]):
         secrets: Mapping[str, str] | Secrets | None = None,
         on_input_processed: Callable[[StreamMessage], None] | None = None,
         timeout: float | None = 60.0,
+        storage: StorageOption = None,
+        template_context: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if engram is None:
             raise ValueError("StreamHarness needs an engram")
@@ -65,15 +92,27 @@ class StreamHarness(Generic[ConfigT]):
         self.secrets = secrets
         self.on_input_processed = on_input_processed
         self.timeout = timeout
+        self.template_context = template_context
+        self.storage, self._env = storage_env(storage, env or {})
         self.outputs: list[StreamMessage] = []
         self.done_count = 0
         self.undone: list[StreamMessage] = []
 
-    def _config(self) -> Any:
-        config_type, _ = engram_types(self.engram)
+    def _source(self) -> MappingSource:
+        values = dict(self._env)
         if self.config is None or isinstance(self.config, Mapping):
-            return decode(dict(self.config or {}), config_type, path="$.config")
-        return self.config
+            values["BUBU_STEP_CONFIG"] = _json(dict(self.config or {}), "config")
+        if self.template_context is not None:
+            values["BUBU_TEMPLATE_CONTEXT"] = _json(dict(self.template_context), "context")
+        return MappingSource(values)
+
+    async def _config(self, source: MappingSource) -> Any:
+        config_type, _ = engram_types(self.engram)
+        if self.config is not None and not isinstance(self.config, Mapping):
+            return self.config
+        run = load_run_context(source)
+        hydrated = await Payloads(run, kube=None).config(run.config)
+        return decode(hydrated or {}, config_type, path="$.config")
 
     async def run(self) -> list[StreamMessage]:
         """Init the engram, stream the inputs through it and return its outputs.
@@ -82,8 +121,13 @@ class StreamHarness(Generic[ConfigT]):
             ProtocolViolationError: an output is invalid and the engram did not handle it.
             Exception: whatever ``init`` or ``stream`` raised, unchanged.
         """
+        source = self._source()
+        with activate(RunScope(source=source, mode="streaming")):
+            return await self._run(source)
+
+    async def _run(self, source: MappingSource) -> list[StreamMessage]:
         secrets = self.secrets if isinstance(self.secrets, Secrets) else Secrets(self.secrets)
-        await self.engram.init(self._config(), secrets)
+        await self.engram.init(await self._config(source), secrets)
         settings = TransportSettings()
         inbound = Inbound(maxsize=len(self.inputs) + 1)
         settled: list[bool] = [False] * len(self.inputs)

@@ -250,5 +250,3 @@ def test_custom_header_auth_needs_a_header_name() -> None:
     config = hr.Config(auth=hr.Auth(type="customHeader"))
     with pytest.raises(EngramError, match="requires 'headerName'"):
         asyncio.run(engram.init(config, bubu.Secrets({})))
-
-

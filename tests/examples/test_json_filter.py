@@ -18,9 +18,7 @@ MCP_INPUT = {
     "data": [
         {
             "type": "text",
-            "text": json.dumps(
-                {"ok": True, "channels": [{"id": "C123", "name": "daily-digest"}]}
-            ),
+            "text": json.dumps({"ok": True, "channels": [{"id": "C123", "name": "daily-digest"}]}),
         }
     ],
 }
@@ -110,3 +108,46 @@ async def test_bad_input_is_a_terminal_validation_error(inputs: Any, message: st
     assert error["exitClass"] == "terminal" and error["retryable"] is False
     assert harness.status["phase"] == "Failed"
 
+
+async def test_an_offloaded_input_is_read_from_storage() -> None:
+    # In a cluster the upstream step's large output reaches this step as a storage ref; the
+    # harness's file store plays the cluster's, and the same lifecycle hydrates it.
+    from bubu.testkit import LocalStorage
+
+    channels = [{"id": f"C{i:04d}", "name": f"channel-{i}"} for i in range(200)]
+    storage = LocalStorage()
+    ref = await storage.put({"ok": True, "channels": channels}, name="list-channels")
+    assert ref["$bubuStorageRef"] == "outputs/testkit/list-channels.json"
+    harness = BatchHarness(
+        engram=jf.JSONFilter(),
+        inputs={
+            "input": ref,
+            "select": {
+                "itemsPath": "channels",
+                "matchField": "name",
+                "matchValue": "channel-137",
+                "valuePath": "id",
+                "outputKey": "channelId",
+            },
+        },
+        storage=storage,
+    )
+    await harness.run()
+    assert harness.status["output"] == {"resultSelected": {"channelId": "C0137"}}
+
+
+async def test_a_selected_part_of_an_offloaded_input() -> None:
+    # $bubuStoragePath selects inside the stored object before the engram sees it.
+    harness = BatchHarness(engram=jf.JSONFilter(), inputs={})
+    assert harness.storage is not None
+    ref = await harness.storage.put({"page": {"items": [{"id": "7", "name": "x"}]}})
+    harness = BatchHarness(
+        engram=jf.JSONFilter(),
+        inputs={
+            "input": {**ref, "$bubuStoragePath": "page.items"},
+            "select": {"matchField": "name", "matchValue": "x", "valuePath": "id"},
+        },
+        storage=harness.storage,
+    )
+    await harness.run()
+    assert harness.status["output"] == {"resultSelected": {"value": "7"}}

@@ -10,8 +10,9 @@ import pytest
 from tests.examples._load import EXAMPLES
 
 TEMPLATED = sorted(
-    p for p in EXAMPLES.glob("*/*.py") if (p.parent / "Engram.yaml").exists()
-    or (p.parent / "Impulse.yaml").exists()
+    p
+    for p in EXAMPLES.glob("*/*.py")
+    if (p.parent / "Engram.yaml").exists() or (p.parent / "Impulse.yaml").exists()
 )
 
 

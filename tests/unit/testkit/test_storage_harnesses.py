@@ -1,0 +1,126 @@
+"""The harnesses use a file store by default, so offloaded payloads are testable locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import bubu
+from bubu.errors import StorageDisabledError
+from bubu.testkit import BatchHarness, ImpulseHarness, LocalStorage, StreamHarness
+
+
+class Doc(msgspec.Struct):
+    title: str
+    body: str
+
+
+class Inputs(msgspec.Struct):
+    doc: Doc
+    words: int = 0
+
+
+class Summarise(bubu.BatchEngram[dict, Inputs]):
+    async def process(self, ctx: bubu.ExecutionContext, inputs: Inputs) -> bubu.Result:
+        return bubu.Result(
+            {"title": inputs.doc.title.upper(), "echo": inputs.doc.body, "words": inputs.words}
+        )
+
+
+async def test_batch_harness_hydrates_refs_and_offloads_large_output() -> None:
+    storage = LocalStorage()
+    body = "lorem ipsum " * 200
+    ref = await storage.put({"title": "t", "body": body}, name="doc")
+    harness = BatchHarness(engram=Summarise(), inputs={"doc": ref, "words": 400}, storage=storage)
+    result = await harness.run()
+    assert result.data["title"] == "T"
+    output = harness.status["output"]
+    assert output["title"] == "T" and output["words"] == 400
+    assert output["echo"]["$bubuStorageRef"] == "outputs/echo.json"  # no StepRun: Go's path
+    assert await storage.hydrate(output) == {"title": "T", "echo": body, "words": 400}
+    assert "outputs/echo.json" in storage.files()
+
+
+async def test_batch_harness_default_store_is_a_temporary_directory() -> None:
+    harness = BatchHarness(engram=Summarise(), inputs={"doc": {"title": "a", "body": "b"}})
+    assert isinstance(harness.storage, LocalStorage)
+    root = harness.storage.root
+    assert root.is_dir()
+    await harness.run()
+    harness.storage.cleanup()
+    assert not root.exists()
+
+
+async def test_batch_harness_without_storage_behaves_like_a_cluster_without_it() -> None:
+    harness = BatchHarness(
+        engram=Summarise(),
+        inputs={"doc": {"title": "t", "body": "x" * 5000}},
+        storage=False,
+    )
+    assert harness.storage is None
+    with pytest.raises(StorageDisabledError, match="exceeds inline limit 1024"):
+        await harness.run()
+    assert harness.status["phase"] == "Failed"
+    assert harness.status["error"]["type"] == "storage_error"
+
+
+async def test_batch_harness_keeps_a_provider_named_in_env(tmp_path: Path) -> None:
+    env = {"BUBU_STORAGE_PROVIDER": "file", "BUBU_STORAGE_PATH": str(tmp_path)}
+    harness = BatchHarness(
+        engram=Summarise(), inputs={"doc": {"title": "t", "body": "y" * 3000}}, env=env
+    )
+    assert harness.storage is None
+    await harness.run()
+    assert (tmp_path / "outputs/echo.json").is_file()
+
+
+class Banner(msgspec.Struct):
+    text: str
+    url: str = ""
+
+
+class Shout(bubu.StreamingEngram[Banner]):
+    async def init(self, config: Banner, secrets: bubu.Secrets) -> None:
+        self.config = config
+
+    async def stream(self, inbound: Any) -> Any:
+        async for message in inbound:
+            payload = {"text": self.config.text, "url": self.config.url}
+            yield bubu.StreamMessage(kind="data", payload=msgspec.json.encode(payload))
+            message.done()
+
+
+async def test_stream_harness_hydrates_config_refs_and_templates() -> None:
+    storage = LocalStorage()
+    ref = await storage.put("Welcome {{ not a template }} " * 10)
+    harness = StreamHarness(
+        engram=Shout(),
+        config={"text": ref, "url": "https://{{ .inputs.host }}/feed"},
+        template_context={"inputs": {"host": "example.com"}},
+        inputs=[bubu.StreamMessage(kind="data", payload=b"{}")],
+        storage=storage,
+    )
+    (out,) = await harness.run()
+    assert msgspec.json.decode(out.payload) == {
+        "text": "Welcome {{ not a template }} " * 10,
+        "url": "https://example.com/feed",
+    }
+
+
+class Forward(bubu.Impulse[dict]):
+    async def run(self, client: bubu.ImpulseClient) -> None:
+        await client.start_story_with_token("tok-1", {"report": "z" * 3000, "n": 1})
+
+
+async def test_impulse_harness_offloads_large_trigger_inputs() -> None:
+    harness = ImpulseHarness(impulse=Forward())
+    assert await harness.run() == 0
+    assert harness.storage is not None
+    (trigger,) = harness.triggers
+    inputs = trigger["spec"]["inputs"]
+    assert inputs["n"] == 1
+    assert inputs["report"]["$bubuStorageSchema"] == "bubu://story/default/story/inputs"
+    assert await harness.storage.hydrate(inputs) == {"report": "z" * 3000, "n": 1}
