@@ -35,6 +35,8 @@ __all__ = [
     "keep_engram_logs",
     "load_json_arg",
     "main",
+    "report_storage",
+    "storage_settings",
 ]
 
 EXIT_USAGE: Final = 2
@@ -206,6 +208,50 @@ def _source_for(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def storage_settings(args: argparse.Namespace, values: dict[str, str]) -> Path | None:
+    """Apply ``--storage-path``/``--no-storage``/``--max-inline-size`` to ``values``.
+
+    Without either storage option and without a ``BUBU_STORAGE_PROVIDER`` in the environment,
+    a local run gets the ``file`` provider in a new temporary directory, so storage refs in
+    ``--inputs`` resolve and large outputs are offloaded as in a cluster with storage.
+
+    Returns:
+        The temporary directory made here (``report_storage`` removes it when unused).
+    """
+    from bubu._runtime.env import storage_named
+    from bubu._runtime.sources import MappingSource
+
+    made: Path | None = None
+    if getattr(args, "no_storage", False):
+        for key in [k for k in values if k.startswith("BUBU_STORAGE_")]:
+            del values[key]
+    elif getattr(args, "storage_path", None):
+        root = Path(args.storage_path).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        values.update({"BUBU_STORAGE_PROVIDER": "file", "BUBU_STORAGE_PATH": str(root)})
+    elif not storage_named(MappingSource(values)):
+        import tempfile
+
+        made = Path(tempfile.mkdtemp(prefix="bubu-run-"))
+        values.update({"BUBU_STORAGE_PROVIDER": "file", "BUBU_STORAGE_PATH": str(made)})
+    limit = getattr(args, "max_inline_size", None)
+    if limit is not None:
+        values["BUBU_MAX_INLINE_SIZE"] = str(limit)
+    return made
+
+
+def report_storage(made: Path | None) -> None:
+    """Remove the temporary store when nothing was written; else say where it is."""
+    if made is None:
+        return
+    if any(p.is_file() for p in made.rglob("*")):
+        print(f"bubu: offloaded data is in {made}", file=sys.stderr)
+        return
+    import shutil
+
+    shutil.rmtree(made, ignore_errors=True)
+
+
 def _run_batch(args: argparse.Namespace) -> int:
     from bubu._batch import BatchReport, run_batch
     from bubu._k8s.status import MemoryStatusSink
@@ -217,6 +263,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     path, selector = _split_target(args.target)
     values = _source_for(args)
     engram = find_engram(_load_module(path), selector, BatchEngram)
+    made = storage_settings(args, values)
     secret_values = [v for k, v in values.items() if k.startswith("BUBU_SECRET_")]
     quiet = not args.verbose and not args.debug
     sink = MemoryStatusSink()
@@ -239,13 +286,16 @@ def _run_batch(args: argparse.Namespace) -> int:
 
     # The same process start-up as bubu.run: signals (first Ctrl-C stops the step, a second
     # one ends it without a traceback), JSON logs on stderr, secrets masked everywhere.
-    code = run_process(
-        go,
-        debug=bool(args.debug),
-        log_stream=sys.stderr,
-        secret_values=secret_values,
-        log_level=logging.WARNING if quiet else None,
-    )
+    try:
+        code = run_process(
+            go,
+            debug=bool(args.debug),
+            log_stream=sys.stderr,
+            secret_values=secret_values,
+            log_level=logging.WARNING if quiet else None,
+        )
+    finally:
+        report_storage(made)
     if not reports:
         # A second signal: the terminal status was written while the step unwound.
         message = sink.status.get("lastFailureMsg") or "step interrupted"
@@ -278,7 +328,11 @@ def _run_stream(args: argparse.Namespace) -> int:
     path, selector = _split_target(args.target)
     values = _source_for(args)
     engram = find_engram(_load_module(path), selector, StreamingEngram)
-    return run_stream(args, values, engram)
+    made = storage_settings(args, values)
+    try:
+        return run_stream(args, values, engram)
+    finally:
+        report_storage(made)
 
 
 def _lazy(module: str, name: str) -> Callable[..., Any]:
@@ -298,6 +352,16 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
 """``bubu run`` runners by mode; ``_cmd_run`` picks one from the component's kind."""
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="path/to/engram.py, or path/to/engram.py:Name")
     parser.add_argument("--inputs", help="step inputs: a JSON object, or @file.json")
@@ -313,6 +377,23 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream",
         action="store_true",
         help="run a streaming engram: JSON lines on stdin in, published messages out",
+    )
+    storage = parser.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--storage-path",
+        metavar="DIR",
+        help="file store for storage refs and offloaded data (default: a temporary directory)",
+    )
+    storage.add_argument(
+        "--no-storage",
+        action="store_true",
+        help="run as in a cluster without storage (refs fail, large outputs are refused)",
+    )
+    parser.add_argument(
+        "--max-inline-size",
+        type=_non_negative,
+        metavar="BYTES",
+        help="offload values above this size (BUBU_MAX_INLINE_SIZE, default 1024)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the SDK's lifecycle logs")
     parser.add_argument("--debug", action="store_true", help="BUBU_DEBUG: debug logs, tracebacks")

@@ -165,17 +165,30 @@ def run_impulse(args: argparse.Namespace) -> int:
         f"running {component.described} against an in-memory cluster (target Story {story!r}); "
         "Ctrl-C stops it"
     )
-    options = _Options(config=config, secrets=secrets, deadline=timeout, story=story)
+    from bubu._cli import report_storage, storage_settings
+
+    storage_env = {k: v for k, v in os.environ.items() if k.startswith("BUBU_STORAGE_")}
+    made = storage_settings(args, storage_env)
+    options = _Options(
+        config=config,
+        secrets=secrets,
+        deadline=timeout,
+        story=story,
+        storage=storage_env if storage_env else False,
+    )
     # The start-up every run shares (bubu._startup): JSON logs on stderr (the SDK's only with
     # --verbose), secrets masked in logs, stdout, stderr and tracebacks.
-    return run_process(
-        # stdout is read inside the start-up's guard, so the trigger lines are masked too.
-        lambda: _run(impulse, options, Term(_stdout()), err),
-        debug=bool(args.debug),
-        log_stream=sys.stderr,
-        secret_values=secrets.values(),
-        log_level=None if (args.verbose or args.debug) else logging.WARNING,
-    )
+    try:
+        return run_process(
+            # stdout is read inside the start-up's guard, so the trigger lines are masked too.
+            lambda: _run(impulse, options, Term(_stdout()), err),
+            debug=bool(args.debug),
+            log_stream=sys.stderr,
+            secret_values=secrets.values(),
+            log_level=None if (args.verbose or args.debug) else logging.WARNING,
+        )
+    finally:
+        report_storage(made)
 
 
 def _stdout() -> Any:
@@ -188,6 +201,7 @@ class _Options:
     secrets: dict[str, str]
     deadline: str | None
     story: str
+    storage: dict[str, str] | bool = False
 
 
 async def _run(impulse: Any, options: _Options, out: Term, err: Term) -> int:
@@ -202,6 +216,7 @@ async def _run(impulse: Any, options: _Options, out: Term, err: Term) -> int:
         env=env,
         story=options.story,
         stats_interval=1.0,
+        storage=options.storage,
     )
     timeout = options.deadline
     harness.cluster.add_hook(_Printer(out))
