@@ -32,6 +32,11 @@ _LAZY: dict[str, str] = {
     "record_effect": "bubu._effects",
     "has_effect": "bubu._effects",
     "execute_effect_once": "bubu._effects",
+    "publish_logs": "bubu._logs",
+    "publish_log_file": "bubu._logs",
+    "offload_blob": "bubu._blobs",
+    "read_blob": "bubu._blobs",
+    "StorageReference": "bubu._blobs",
     "TriggerResult": "bubu._triggers",
     "TargetStory": "bubu._triggers",
     "get_target_story": "bubu._triggers",
@@ -66,9 +71,11 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from bubu._aio.shutdown import Shutdown
     from bubu._batch import start_batch
+    from bubu._blobs import StorageReference, offload_blob, read_blob
     from bubu._dispatcher import DispatchResult, StoryDispatcher, StorySession
     from bubu._effects import execute_effect_once, has_effect, record_effect
     from bubu._impulse import ImpulseClient, run_impulse
+    from bubu._logs import publish_log_file, publish_logs
     from bubu._runtime.context import ExecutionContext, StoryInfo
     from bubu._runtime.messages import (
         AudioFrame,
@@ -135,6 +142,7 @@ __all__ = [
     "SignalEnvelope",
     "SignalEvent",
     "SignalMeta",
+    "StorageReference",
     "StoryDispatcher",
     "StoryInfo",
     "StorySession",
@@ -151,6 +159,10 @@ __all__ = [
     "execute_effect_once",
     "get_target_story",
     "has_effect",
+    "offload_blob",
+    "publish_log_file",
+    "publish_logs",
+    "read_blob",
     "record_effect",
     "replay_signals",
     "run",

@@ -124,3 +124,39 @@ async def test_impulse_harness_offloads_large_trigger_inputs() -> None:
     assert inputs["n"] == 1
     assert inputs["report"]["$bubuStorageSchema"] == "bubu://story/default/story/inputs"
     assert await harness.storage.hydrate(inputs) == {"report": "z" * 3000, "n": 1}
+
+
+class Recorder(bubu.BatchEngram[dict, dict]):
+    async def process(self, ctx: bubu.ExecutionContext, inputs: dict) -> bubu.Result:
+        audio = bytes(range(256)) * 40
+        ref = await bubu.offload_blob(audio, content_type="audio/wav", scope=["cam-1"])
+        assert ref is not None and await bubu.read_blob(ref) == audio
+        assert await bubu.offload_blob(b"tiny") is None  # small payloads stay inline
+        logs = await bubu.publish_logs("recorded one clip\n")
+        return bubu.Result({"clip": ref.path, "size": ref.size_bytes, "logs": logs})
+
+
+async def test_blob_and_log_helpers_use_the_runs_storage() -> None:
+    info = bubu.StoryInfo(
+        story_name="story",
+        story_run_id="run-1",
+        step_name="record",
+        step_run_id="record-1",
+        step_run_namespace="team-a",
+    )
+    harness = BatchHarness(engram=Recorder(), inputs={}, story_info=info)
+    result = await harness.run()
+    assert harness.storage is not None
+    clip = result.data["clip"]
+    assert clip.startswith("streams/team-a/run-1/record/cam-1/") and clip.endswith(".bin")
+    assert result.data["size"] == 256 * 40 and clip in harness.storage.files()
+    published = result.data["logs"]
+    assert published["$bubuStorageContentType"] == "text/plain; charset=utf-8"
+    assert (harness.storage.root / published["$bubuStorageRef"]).read_text() == (
+        "recorded one clip\n"
+    )
+    # At the end of the run the captured log lines replace it in status.logs, as in Go.
+    final = harness.status["logs"]
+    assert final["$bubuStorageContentType"] == "application/x-ndjson"
+    assert final["$bubuStorageRef"].startswith("team-a/logs/run-1/record/record-1/")
+    assert final["$bubuStorageSchema"] == "bubu://story/team-a/story/steps/record/logs"
