@@ -204,7 +204,12 @@ class Payloads:
             return raw
         env = self.env
         guard_depth, guard_nodes = env.config_hydration_max_depth, env.config_hydration_max_nodes
-        found = refs.scan(raw, limit=max(guard_depth, env.max_recursion_depth) + 1)
+        found = refs.scan(
+            raw,
+            limit=max(guard_depth, env.max_recursion_depth),
+            quick_limit=min(guard_depth, env.max_recursion_depth),
+            node_limit=guard_nodes,
+        )
         try:
             if found.refs or found.templates:
                 from bubu._templating import TemplateLimits, hydrate_config
@@ -308,12 +313,15 @@ class Payloads:
     def _fits_inline(self, output: dict[str, Any]) -> bool:
         env = self.env
         try:
-            size = len(gojson.marshal(output))
+            data = gojson.marshal(output)
         except ValueError:
             return False  # the manager names what is wrong with it
-        if size > env.max_inline_size:
+        if len(data) > env.max_inline_size:
             return False
-        return refs.scan(output, limit=env.max_recursion_depth).depth <= env.max_recursion_depth
+        limit = env.max_recursion_depth
+        if data.count(b"{") + data.count(b"[") <= limit:
+            return True  # nesting cannot exceed the number of containers
+        return refs.scan(output, limit=limit).depth <= limit
 
     async def output(self, output: dict[str, Any]) -> Any:
         """Offload what is too large for ``status.output`` (Go ``dehydrateWithRetry``).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bubu._runtime import refs
@@ -192,3 +194,31 @@ def test_ref_value_format_errors_do_not_echo_the_value() -> None:
     assert "secret n/s:k" in str(info.value)
     with pytest.raises(StorageRefError, match='unsupported format "yaml"'):
         refs.decode_ref_value(b"x", KubeRef("secret", "n", "s", "k", "yaml"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"a": 1},
+        [[]],
+        {"a": [{"b": "]]}}{{"}]},
+        {"x": '"[{', "y": ['a\\"b', {"z": [1, 2, {"w": None}]}]},
+        {"k": {"$bubuStorageRef": "outputs/x.json"}},
+        {"k": {"$bubuSecretRef": "s:k"}},
+        {"t": {"$bubuTemplate": ".inputs.x"}},
+        {"deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": 1}}}}}}}}}}},
+    ],
+)
+def test_scan_fast_path_agrees_with_the_walk(value: Any) -> None:
+    # The C-speed check (JSON bytes) may only skip the walk when the walk would find nothing
+    # and stay within the limit; depth and node counts are then upper bounds within limits.
+    fast = refs.scan(value, limit=10)
+    walked = refs.scan(value, limit=10, quick_limit=-1)
+    assert (fast.refs, fast.kube_refs, fast.templates) == (
+        walked.refs,
+        walked.kube_refs,
+        walked.templates,
+    )
+    assert (fast.depth > 10) == (walked.depth > 10)
+    assert fast.depth >= walked.depth or fast.depth <= 10
