@@ -526,7 +526,7 @@ async def publish_logs(payload: bytes | str, content_type: str = "") -> dict[str
 
     Raises:
         LogsUnavailableError: outside a StepRun, or storage disabled.
-        StorageError and subclasses, KubernetesError: the write failed.
+        StorageError: the write failed (a ``KubernetesError`` when the status write did).
     """
     if not payload:
         return None
@@ -536,9 +536,17 @@ async def publish_logs(payload: bytes | str, content_type: str = "") -> dict[str
 async def publish_log_file(path: str, content_type: str = "") -> dict[str, str] | None:
     """Publish a log file as this step's logs (Go ``PublishLogFile``).
 
+    The file must resolve (symlinks followed) inside an allowed root
+    (``BUBU_LOG_ALLOWED_ROOTS``; by default ``/tmp``, ``/var/tmp``, ``/var/log``, the temp dir
+    and the working directory), be a regular file and be at most ``BUBU_LOG_FILE_MAX_BYTES``.
+
+    Returns:
+        The ref written into ``StepRun.status.logs``; ``None`` for an empty file.
+
     Raises:
         LogFileError: outside the allowed roots, not a regular file, or too large.
-        As ``publish_logs``.
+        LogsUnavailableError: outside a StepRun, or storage disabled.
+        StorageError: the write failed (a ``KubernetesError`` when the status write did).
     """
     publisher = _publisher_from_scope()
     return await publisher.publish_file(path, content_type)

@@ -146,8 +146,12 @@ def open_store(config: StorageConfig) -> Store:
         return FileStore(config.path)
     if config.s3 is None:  # load_env always fills it for s3
         raise StorageError("s3 storage is enabled but has no configuration")
-    from bubu._storage.s3 import S3Store
-
+    try:
+        from bubu._storage.s3 import S3Store
+    except ImportError as exc:
+        raise StorageError(
+            f"BUBU_STORAGE_PROVIDER=s3 needs the bubu[s3] extra: pip install 'bubu[s3]' ({exc})"
+        ) from None
     return S3Store(config.s3)
 
 

@@ -421,3 +421,27 @@ async def test_spans_and_histograms_are_gos(tmp_path: Path) -> None:
         "bobrapet.storage.hydration.size_bytes",
         "bobrapet.storage.dehydration.size_bytes",
     } <= names
+
+
+def test_s3_without_the_extra_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import sys
+
+    from bubu._runtime.env import load_env
+    from bubu._runtime.sources import MappingSource
+    from bubu._storage.manager import open_store
+    from bubu.errors import StorageError
+
+    real_import = builtins.__import__
+
+    def no_obstore(name: str, *args: object, **kwargs: object) -> object:
+        if name == "obstore" or name.startswith("obstore."):
+            raise ImportError("No module named 'obstore'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(sys.modules, "bubu._storage.s3", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_obstore)
+    env = load_env(MappingSource({"BUBU_STORAGE_PROVIDER": "s3", "BUBU_STORAGE_S3_BUCKET": "b"}))
+    assert env.storage is not None
+    with pytest.raises(StorageError, match=r"needs the bubu\[s3\] extra: pip install"):
+        open_store(env.storage)
