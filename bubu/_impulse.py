@@ -267,7 +267,10 @@ async def run_impulse(
         except Exception as exc:
             outcome = outcome_for(exc)
             # Inside the guard: the line (and a traceback for non-SDK errors) is masked.
-            _log.error("%s: %s", stage, exc, exc_info=not isinstance(exc, BubuError))
+            text = str(exc)
+            if not text.startswith(stage):
+                text = f"{stage}: {text}"
+            _log.error("%s", text, exc_info=not isinstance(exc, BubuError))
             return int(outcome.exit_code) or 1
         finally:
             if stats is not None:

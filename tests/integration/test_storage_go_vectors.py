@@ -283,7 +283,7 @@ def _random_value(rng: Any, depth: int) -> Any:
     if kind == 3:
         return rng.choice([0.5, 1e21, 1e-7, 123.0, -2.25, 1e300])
     if kind in (4, 5):
-        alphabet = "ab <>&\"\\\n\té日😀\u2028"
+        alphabet = 'ab <>&"\\\n\té日😀\u2028'
         return "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 3, 20, 90, 400])))
     if kind in (6, 7):
         return {f"k{i}": _random_value(rng, depth + 1) for i in range(rng.randrange(6))}

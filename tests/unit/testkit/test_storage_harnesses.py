@@ -159,3 +159,40 @@ async def test_blob_and_log_helpers_use_the_runs_storage() -> None:
     assert published["$bubuStorageSchema"] == "bubu://story/team-a/story/steps/record/logs"
     # A harness installs no logging, so nothing was captured to replace it at the end.
     assert harness.status["logs"] == published
+
+
+class Greeting(msgspec.Struct):
+    banner: str = ""
+    path: str = ""
+
+
+class Configured(bubu.Impulse[Greeting]):
+    async def init(self, config: Greeting, secrets: bubu.Secrets) -> None:
+        self.config = config
+
+    async def run(self, client: bubu.ImpulseClient) -> None:
+        return None
+
+
+async def test_impulse_harness_hydrates_config_refs_and_templates() -> None:
+    storage = LocalStorage()
+    ref = await storage.put("Hi {{ there }} " * 100)
+    impulse = Configured()
+    harness = ImpulseHarness(
+        impulse=impulse,
+        config={"banner": ref, "path": "/hooks/{{ .inputs.team }}"},
+        env={"BUBU_TEMPLATE_CONTEXT": '{"inputs": {"team": "red"}}'},
+        storage=storage,
+    )
+    assert await harness.run() == 0
+    assert impulse.config == Greeting(banner="Hi {{ there }} " * 100, path="/hooks/red")
+
+
+async def test_impulse_config_with_a_missing_ref_fails_before_init() -> None:
+    impulse = Configured()
+    harness = ImpulseHarness(
+        impulse=impulse, config={"banner": {"$bubuStorageRef": "outputs/x/gone.json"}}
+    )
+    with pytest.raises(RuntimeError, match="ended before run started"):
+        await harness.run()
+    assert harness.exit_code == 1 and not hasattr(impulse, "config")
