@@ -12,13 +12,14 @@ stages", docs/storage.md):
 * ``output(data)``: offload above ``BUBU_MAX_INLINE_SIZE`` (the storage-off error for an
   oversized output), with Go's three attempts for a store that is unavailable.
 
-Fast paths, so a step without references or templates pays for neither: one walk
-(``refs.scan``) decides. A payload that holds no ``$bubu*Ref`` key and no template is returned
-as it is after the depth checks Go applies to every payload (``BUBU_MAX_RECURSION_DEPTH``, the
-``BUBU_CONFIG_HYDRATION_*`` guard); ``bubu._storage`` and ``bubu._templating`` are not even
-imported. An output that fits inline and within the depth limit is not walked by the storage
-manager. Schema lookups need a Kubernetes client: without one (local runs) they are skipped
-with one debug line, as Go skips a client that cannot ``Get``.
+Fast paths, so a step without references or templates pays for neither: one pass
+(``bubu._runtime.scan``, at C speed on the payload's JSON) decides. A payload that holds no
+``$bubu*Ref`` key and no template is returned as it is after the depth checks Go applies to
+every payload (``BUBU_MAX_RECURSION_DEPTH``, the ``BUBU_CONFIG_HYDRATION_*`` guard);
+``bubu._storage`` and ``bubu._templating`` are not even imported. An output that fits inline
+and within the depth limit is not walked by the storage manager. Schema lookups need a
+Kubernetes client: without one (local runs) they are skipped with one debug line, as Go skips a
+client that cannot ``Get``.
 
 Errors keep Go's wrapping (``failed to hydrate inputs: ...``, ``failed to hydrate config:
 ...``, ``failed to resolve input templates: ...``, ``failed to dehydrate output ...``) on the
@@ -36,7 +37,8 @@ import copy
 import logging
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from bubu._runtime import gojson, parse, refs
+from bubu._runtime import gojson, parse
+from bubu._runtime.scan import scan
 from bubu.errors import (
     BubuError,
     KubernetesError,
@@ -128,8 +130,9 @@ class Payloads:
         self._schemas: TemplateSchemas | None = None
         ns = parse.go_trim_space(self.env.steprun_namespace)
         step_run = parse.go_trim_space(self.env.steprun_name)
-        # Go NamespacedKey(StepRunNamespace, StepRunID): "" when either is missing.
-        self.step_run_key = refs.clean_path(f"{ns}/{step_run}") if ns and step_run else ""
+        # Go NamespacedKey(StepRunNamespace, StepRunID): "" when either is missing (names are
+        # DNS labels, so filepath.Join has nothing to clean).
+        self.step_run_key = f"{ns}/{step_run}" if ns and step_run else ""
 
     # --- storage --------------------------------------------------------------------------------
 
@@ -155,7 +158,7 @@ class Payloads:
             StorageError: as ``StorageManager.hydrate`` (the depth limit included).
         """
         limit = self.env.max_recursion_depth
-        found = refs.scan(value, limit=limit)
+        found = scan(value, limit=limit)
         if not found.refs:
             if found.depth > limit:
                 raise _depth_error(limit)
@@ -204,7 +207,7 @@ class Payloads:
             return raw
         env = self.env
         guard_depth, guard_nodes = env.config_hydration_max_depth, env.config_hydration_max_nodes
-        found = refs.scan(
+        found = scan(
             raw,
             limit=max(guard_depth, env.max_recursion_depth),
             quick_limit=min(guard_depth, env.max_recursion_depth),
@@ -244,7 +247,7 @@ class Payloads:
         env = self.env
         data = raw if raw is not None else {}
         limit = env.max_recursion_depth
-        found = refs.scan(data, limit=limit)
+        found = scan(data, limit=limit)
         templating = found.templates and not env.skip_input_templating
         try:
             if found.refs or templating:
@@ -321,7 +324,7 @@ class Payloads:
         limit = env.max_recursion_depth
         if data.count(b"{") + data.count(b"[") <= limit:
             return True  # nesting cannot exceed the number of containers
-        return refs.scan(output, limit=limit).depth <= limit
+        return scan(output, limit=limit).depth <= limit
 
     async def output(self, output: dict[str, Any]) -> Any:
         """Offload what is too large for ``status.output`` (Go ``dehydrateWithRetry``).

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -230,9 +231,7 @@ def storage_settings(args: argparse.Namespace, values: dict[str, str]) -> Path |
         root.mkdir(parents=True, exist_ok=True)
         values.update({"BUBU_STORAGE_PROVIDER": "file", "BUBU_STORAGE_PATH": str(root)})
     elif not storage_named(MappingSource(values)):
-        import tempfile
-
-        made = Path(tempfile.mkdtemp(prefix="bubu-run-"))
+        made = _new_store_dir()
         values.update({"BUBU_STORAGE_PROVIDER": "file", "BUBU_STORAGE_PATH": str(made)})
     limit = getattr(args, "max_inline_size", None)
     if limit is not None:
@@ -240,10 +239,29 @@ def storage_settings(args: argparse.Namespace, values: dict[str, str]) -> Path |
     return made
 
 
+def _new_store_dir() -> Path:
+    # Not tempfile.mkdtemp: importing tempfile costs more than the run it serves. The name is
+    # unique for this process and moment; mkdir's mode keeps it private, as mkdtemp's does.
+    base = Path(os.environ.get("TMPDIR") or "/tmp")
+    for attempt in range(100):
+        path = base / f"bubu-run-{os.getpid()}-{time.monotonic_ns()}-{attempt}"
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise UsageError(f"cannot create a temporary store under {base}")
+
+
 def report_storage(made: Path | None) -> None:
     """Remove the temporary store when nothing was written; else say where it is."""
     if made is None:
         return
+    try:
+        made.rmdir()  # the usual case: nothing was offloaded
+        return
+    except OSError:
+        pass
     if any(p.is_file() for p in made.rglob("*")):
         print(f"bubu: offloaded data is in {made}", file=sys.stderr)
         return
