@@ -121,9 +121,9 @@ async def test_a_secret_ref_in_the_config_is_read_with_a_client_of_its_own(
 ) -> None:
     # A streaming pod keeps no Kubernetes client; one is connected just to read the ref.
     _seed_secret(controlplane, k8s_namespace)
-    granted = make_identity(
-        rbac.engram_runner_rules([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
-    )
+    # A ServiceAccount of the test's own with just that rule (what the Story's execution.rbac
+    # would add to the operator's Role).
+    granted = make_identity([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
     base = {
         "BUBU_POD_NAMESPACE": k8s_namespace,
         "BUBU_STEP_CONFIG": '{"token": {"$bubuSecretRef": "llm:token"}}',
