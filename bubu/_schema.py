@@ -25,11 +25,10 @@ Follows go-sdk-core.md c.11 (docs/templates.md "Schemas" is the user-facing page
   process. Where its draft semantics differ from Go's ``gojsonschema`` is listed in
   docs/differences.md and pinned by tests/interop/test_schema_vs_go.py.
 
-Wiring points (deliverable 5 of the storage/templates issue, done by the lifecycles):
+Where it runs (``bubu._payloads`` and ``bubu._impulse``, docs/contract/storage.md):
 
-* batch, after input templates and before typed decode:
-  ``await TemplateSchemas.for_engram(kube, env, log).validate_inputs(inputs)``;
-* batch, after ``process`` and before dehydration: ``validate_output(output)``;
+* batch, after input templates and before typed decode: ``validate_inputs(inputs)``;
+* batch, after ``process`` and before offload: ``validate_output(output)``;
 * impulse, after config hydration: ``TemplateSchemas.for_impulse(...).validate_config(config)``.
 
 Imports ``bubu._k8s`` (the ``KubeAPI`` protocol and resource kinds), ``bubu._runtime`` and

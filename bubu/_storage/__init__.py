@@ -25,7 +25,14 @@ Outputs and trigger inputs (dehydrate)
 
 Blobs and media
     ``write_blob``/``read_blob``/``open_blob``/``list``/``delete`` on the manager;
-    ``media.maybe_offload_blob``/``media.read_blob`` for ``StorageReference`` values.
+    ``media.maybe_offload_blob``/``media.read_blob`` for ``StorageReference`` values (the public
+    ``bubu.offload_blob``/``bubu.read_blob`` in ``bubu._blobs`` use the run's manager);
+    ``offload_value`` stores one value whole (what the testkit's ``LocalStorage.put`` uses).
+
+Who calls it
+    ``bubu._payloads`` (the stages of every run: hydrate inputs/config, offload outputs, only
+    when a payload needs it), ``bubu._triggers`` (trigger inputs), ``bubu._logs`` and
+    ``bubu._blobs``.
 
 Logs
     ``bubu._logs`` (a layer above, it needs the run scope) publishes logs through a manager.

@@ -7,7 +7,9 @@ What a template is: a string containing ``{{``, or a map ``{"$bubuTemplate": exp
 cycles refused), renders strings, and returns typed values for single-action templates.
 Roots are ``inputs``, ``steps`` and ``packet`` (the leading dot is optional).
 
-Wiring points (deliverable 5, done by the lifecycles after the start-up refactor):
+Where it runs: ``bubu._payloads`` calls these for every run (batch inputs and config, streaming
+and impulse config; docs/contract/storage.md "The payload stages of a run"), only when the
+payload holds a template or a reference:
 
 * batch inputs, after storage hydration and before schema validation / typed decode::
 
