@@ -253,6 +253,7 @@ async def test_file_store_refs_in_offload_out(
     )
 
 
+@pytest.mark.interop
 async def test_s3_store_refs_in_offload_out(
     controlplane: ControlPlane, k8s_namespace: str, plain: Pod, s3_server: Any, tmp_path: Path
 ) -> None:
@@ -346,6 +347,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.interop
 async def test_an_unreachable_store_is_a_retryable_storage_error(
     controlplane: ControlPlane, k8s_namespace: str, plain: Pod, s3_server: Any, tmp_path: Path
 ) -> None:

@@ -32,7 +32,7 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
         make_identity,
     )
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.loopback
 
 
 class Config(msgspec.Struct):
@@ -113,6 +113,7 @@ def _seed_secret(cp: ControlPlane, ns: str) -> None:
         assert r.status_code < 300, r.text
 
 
+@pytest.mark.integration
 async def test_a_secret_ref_in_the_config_is_read_with_a_client_of_its_own(
     controlplane: ControlPlane,
     k8s_namespace: str,

@@ -41,7 +41,7 @@ if "tests._controlplane.fixtures" not in getattr(_root_conftest, "pytest_plugins
         make_identity,
     )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 INPUTS: dict[str, Any] = {
     "score": 0.1,
