@@ -55,6 +55,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
 from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status
+from bubu._runtime import parse
 from bubu._runtime.env import RuntimeEnv
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import (
@@ -141,7 +142,7 @@ def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
         summary["details"] = {"len": len(plain)}
     elif summary["type"] == "string":
         summary["details"] = {"len": len(plain.encode("utf-8"))}
-    if len(msgspec.json.encode(summary)) > limit:
+    if len(identity.go_json(summary)) > limit:
         raise EffectError(f"truncated effect details exceed {limit} bytes")
     return summary
 
@@ -242,7 +243,7 @@ class Effects:
         entry: dict[str, Any] = {
             "seq": 0,
             "key": key,
-            "status": (status or "").strip(),
+            "status": parse.go_trim_space(status or ""),
             "emittedAt": identity.utc_seconds(datetime.now(UTC)),
         }
         payload = details if bounded else bounded_details(details, self._max_details())
@@ -295,7 +296,7 @@ class Effects:
     async def has(self, key: str) -> bool:
         """Return True when the ledger or a completed claim holds ``key`` (repairs the ledger)."""
         key = _check_key(key)
-        if any((e.get("key") or "").strip() == key for e in await self._ledger()):
+        if any(parse.go_trim_space(e.get("key") or "") == key for e in await self._ledger()):
             return True
         claim = await self._get_claim(key)
         if claim is not None and _spec(claim).get("completionStatus") == "completed":
@@ -348,7 +349,7 @@ class Effects:
                     exc, "failed to fetch StepRun for effect lookup"
                 ) from exc
             for entry in ledger:
-                if (entry.get("key") or "").strip() == key:
+                if parse.go_trim_space(entry.get("key") or "") == key:
                     gate.completed, gate.details = True, entry.get("details")
                     raise _already(key, gate.details)
             if self.kube is None:
@@ -372,7 +373,7 @@ class Effects:
         step = await self.kube.get(STEP_RUN, self.step_run, self.namespace)
         meta = step.get("metadata") or {}
         uid = meta.get("uid")
-        idem = (_spec(step).get("idempotencyKey") or "").strip()
+        idem = parse.go_trim_space(_spec(step).get("idempotencyKey") or "")
         holder = self._holder(key)
         now = datetime.now(UTC)
         name = self._claim_name(key)
@@ -406,11 +407,13 @@ class Effects:
         for _attempt in range(_TAKEOVER_ATTEMPTS):
             claim = await self.kube.get(EFFECT_CLAIM, name, self.namespace)
             cspec = _spec(claim)
+            trim = parse.go_trim_space
+            # Go's effectReservationMatchesStepRun compares trimmed values (strings.TrimSpace).
             if (
-                cspec.get("effectKey") != key
-                or (cspec.get("stepRunRef") or {}).get("name") != self.step_run
+                trim(cspec.get("effectKey") or "") != key
+                or trim((cspec.get("stepRunRef") or {}).get("name") or "") != trim(self.step_run)
                 or ((cspec.get("stepRunRef") or {}).get("uid") not in (None, "", uid))
-                or (cspec.get("idempotencyKey") or "") not in ("", idem)
+                or trim(cspec.get("idempotencyKey") or "") not in ("", idem)
             ):
                 raise EffectError(
                     f"existing effect reservation {self.namespace}/{name} does not match "
@@ -419,7 +422,8 @@ class Effects:
             if cspec.get("completionStatus") == "completed":
                 gate.completed = True
                 gate.details = cspec.get("details")
-                if not any((e.get("key") or "").strip() == key for e in await self._ledger()):
+                ledger = await self._ledger()
+                if not any(parse.go_trim_space(e.get("key") or "") == key for e in ledger):
                     await self._repair_ledger(key, claim)
                 raise _already(key, gate.details)
             free = not cspec.get("holderIdentity")
@@ -608,7 +612,7 @@ def _is_stale(claim: Mapping[str, Any], now: datetime) -> bool:
 
 
 def _check_key(key: str) -> str:
-    key = (key or "").strip() if isinstance(key, str) else ""
+    key = parse.go_trim_space(key or "") if isinstance(key, str) else ""
     if not key:
         raise EffectError("effect key is required")
     return key
@@ -637,7 +641,9 @@ def _effects() -> Effects:
 def _make_effects(scope: _scope.RunScope | None) -> Effects:
     source: EnvSource = scope.source if scope is not None else OsEnviron()
     env = _scope.env_of(scope, source)
-    name = (scope.step_run_name if scope is not None else "") or env.steprun_name.strip()
+    name = (scope.step_run_name if scope is not None else "") or parse.go_trim_space(
+        env.steprun_name
+    )
     kube = scope.kube if scope is not None else None
     if not name and scope is not None and scope.status is not None and kube is None:
         # A local run (``bubu run``, BatchHarness): the in-memory status is the StepRun, and
@@ -649,7 +655,7 @@ def _make_effects(scope: _scope.RunScope | None) -> Effects:
         )
     namespace = (
         (scope.step_run_namespace if scope is not None else "")
-        or env.steprun_namespace.strip()
+        or parse.go_trim_space(env.steprun_namespace)
         or (kube.namespace if kube is not None else "")
     )
     status = scope.status if scope is not None else None

@@ -30,6 +30,7 @@ from bubu._k8s import identity
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import STEP_RUN
 from bubu._k8s.status import KubeStatusSink, StatusSink, merge_status, truncate_utf8
+from bubu._runtime import parse
 from bubu._runtime.env import RuntimeEnv
 from bubu._runtime.sources import EnvSource, OsEnviron
 from bubu.errors import SignalError, SignalsUnavailableError
@@ -62,9 +63,12 @@ class SignalMeta(msgspec.Struct, omit_defaults=True, rename="camel"):
 
 
 class SignalEnvelope(msgspec.Struct, omit_defaults=True):
-    """``{meta, sample}``: metadata plus a bounded sample, stored as-is (Go ``SignalEnvelope``)."""
+    """``{meta, sample}``: metadata plus a bounded sample, stored as-is (Go ``SignalEnvelope``).
 
-    meta: SignalMeta | None = None
+    ``meta`` is always written (``"meta": {}`` when empty), as Go writes its struct field.
+    """
+
+    meta: SignalMeta = msgspec.field(default_factory=SignalMeta)
     sample: dict[str, Any] | None = None
 
 
@@ -122,7 +126,8 @@ def build_signal_values(
         stored: dict[str, Any] = plain
     else:
         stored = _summary(raw, value, plain, redacted=True)
-    if len(msgspec.json.encode(stored)) > limit:
+    # Go measures the status value it marshals (statusRaw), not msgspec's encoding of it
+    if len(identity.go_json(stored)) > limit:
         raise SignalError(f"signal summary for {key} exceeds {limit} bytes")
     return stored, _summary(raw, value, plain, redacted=False)
 
@@ -162,7 +167,7 @@ class Signals:
 
     async def emit(self, key: str, value: Any, *, seq: int | None = None) -> int:
         """Emit a signal and return its sequence number; see ``emit_signal``."""
-        key = (key or "").strip() if isinstance(key, str) else ""
+        key = parse.go_trim_space(key or "") if isinstance(key, str) else ""
         if not key:
             raise SignalError("signal key is required")
         if seq is not None and seq <= 0:
@@ -212,10 +217,12 @@ def _events(status: Mapping[str, Any], since_seq: int) -> list[SignalEvent]:
 
 
 def _step_run(scope: _scope.RunScope | None, env: RuntimeEnv) -> tuple[str, str]:
-    name = (scope.step_run_name if scope is not None else "") or env.steprun_name.strip()
-    namespace = (
-        scope.step_run_namespace if scope is not None else ""
-    ) or env.steprun_namespace.strip()
+    name = (scope.step_run_name if scope is not None else "") or parse.go_trim_space(
+        env.steprun_name
+    )
+    namespace = (scope.step_run_namespace if scope is not None else "") or parse.go_trim_space(
+        env.steprun_namespace
+    )
     return name, namespace
 
 
@@ -294,8 +301,9 @@ async def emit_text_signal(
     """
     data = text.encode("utf-8")
     meta = SignalMeta(
-        format=format or "text",
-        content_type=content_type,
+        # Go: firstNonEmpty(opts.Format, "text") and a trimmed content type.
+        format=parse.go_trim_space(format or "") or "text",
+        content_type=parse.go_trim_space(content_type or ""),
         size_bytes=len(data),
         hash_sha256=hashlib.sha256(data).hexdigest() if include_hash else "",
         attributes=dict(attributes) if attributes else None,

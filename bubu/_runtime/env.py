@@ -649,7 +649,15 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "b.5",
         "raw, non-empty",
     ),
-    _v("BUBU_K8S_TIMEOUT", "duration", "30s", "REST client HTTP timeout", "all", "b.5", _ENVDUR),
+    _v(
+        "BUBU_K8S_TIMEOUT",
+        "duration",
+        "30s",
+        "REST client HTTP timeout",
+        "all",
+        "b.5",
+        "raw Go duration (not trimmed); invalid or <=0 warns and uses the default",
+    ),
     _v(
         "BUBU_K8S_OPERATION_TIMEOUT",
         "duration",
@@ -1697,6 +1705,27 @@ def _load_storage(source: EnvSource) -> StorageConfig | None:
     )
 
 
+def _k8s_timeout(raw: str | None) -> float:
+    # Go's applyEnvOverridesToRestConfig hands the raw value to time.ParseDuration: unlike
+    # pkg/env's GetDuration it does not trim, so " 5s" keeps the 30s default (b.5).
+    name = "BUBU_K8S_TIMEOUT"
+    if not raw:
+        return 30.0
+    try:
+        ns = parse.parse_go_duration_ns(raw)
+    except parse.GoParseError:
+        ns = 0
+    if ns <= 0:
+        logger.warning(
+            "ignoring invalid env var duration %s=%r, using default 30s",
+            name,
+            raw,
+            extra={"env": name, "value": raw, "default": "30s"},
+        )
+        return 30.0
+    return ns / 1e9
+
+
 def _patch_max_retries(source: EnvSource) -> int:
     name = "BUBU_K8S_PATCH_MAX_RETRIES"
     text = _trimmed(source, name)
@@ -1842,7 +1871,7 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
         debug=debug_enabled(src),
         storage=_load_storage(src),
         k8s_user_agent=user_agent,
-        k8s_timeout=parse.env_dur("BUBU_K8S_TIMEOUT", src.get("BUBU_K8S_TIMEOUT"), 30.0),
+        k8s_timeout=_k8s_timeout(src.get("BUBU_K8S_TIMEOUT")),
         k8s_operation_timeout=parse.env_dur(
             "BUBU_K8S_OPERATION_TIMEOUT", src.get("BUBU_K8S_OPERATION_TIMEOUT"), 30.0
         ),
