@@ -22,11 +22,12 @@ false forever here).
 
 Departures from Go, all deliberate (docs/differences.md): timestamps valid under the webhook
 (``completedAt`` is whole seconds rounded *up*, so ``completedAt >= renewTime``; crds.md 4.4,
-4.5); release clears ``holderIdentity`` only and leaves ``completionStatus`` empty (project
-decision, crds.md 4.5 option (a)); every claim write is a PUT carrying the resourceVersion; the
-lease can be shortened with ``BUBU_EFFECT_LEASE_DURATION`` (tests); the holder identity is
-capped at 253 characters; and the result is Pythonic: ``fn``'s value on the first run,
-``EffectAlreadyRecordedError`` (with ``.details``) otherwise, instead of ``(nil, true, err)``.
+4.5); release drops the holder and the lease times as Go does but leaves ``completionStatus``
+empty (project decision, crds.md 4.5 option (a)); every claim write is a PUT carrying the
+resourceVersion; the lease can be shortened with ``BUBU_EFFECT_LEASE_DURATION`` (tests); the
+holder identity is capped at 253 characters; and the result is Pythonic: ``fn``'s value on the
+first run, ``EffectAlreadyRecordedError`` (with ``.details``) otherwise, instead of
+``(nil, true, err)``.
 
 Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._scope`` and ``bubu.errors``. Logger:
 ``bubu.effects``.
@@ -566,7 +567,11 @@ class Effects:
                     if _spec(claim).get("holderIdentity") != holder:
                         return  # not ours any more: never clear someone else's claim
                     released = copy.deepcopy(claim)
-                    released.setdefault("spec", {})["holderIdentity"] = ""
+                    spec = released.setdefault("spec", {})
+                    # Go's release drops the holder and the lease times; completionStatus stays
+                    # empty (option (a)) because the webhook wants completedAt with it.
+                    for field_name in ("holderIdentity", "acquireTime", "renewTime", "details"):
+                        spec.pop(field_name, None)
                     try:
                         await self.kube.replace(EFFECT_CLAIM, name, released, self.namespace)
                         return

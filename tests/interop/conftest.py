@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bubu import _scope
+from bubu._k8s.client import KubeClient
+from bubu._runtime.sources import MappingSource
 from tests._controlplane import rbac
 from tests._standins import StandIns
 
@@ -59,3 +63,30 @@ async def twin_standins(
 def go_bin(interop_bin: Any) -> Path:
     """The directory of the Go peer programs (``interop_bin`` as a Path)."""
     return Path(interop_bin)
+
+
+@pytest.fixture
+async def admin_in(controlplane: Any) -> AsyncIterator[Callable[[str], Any]]:
+    """``admin_in(namespace)``: an admin ``KubeClient`` for that namespace (closed afterwards)."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[str, KubeClient] = {}
+
+        async def make(namespace: str) -> KubeClient:
+            if namespace not in clients:
+                kube = await KubeClient.connect(
+                    kubeconfig=str(controlplane.admin_kubeconfig), namespace=namespace
+                )
+                clients[namespace] = await stack.enter_async_context(kube)
+            return clients[namespace]
+
+        yield make
+
+
+@contextlib.asynccontextmanager
+async def as_identity(ident: Any, env: Mapping[str, str]) -> AsyncIterator[KubeClient]:
+    """A bubu RunScope acting as ``ident`` with ``env`` as its environment (a pod's view)."""
+    async with await KubeClient.connect(
+        kubeconfig=str(ident.kubeconfig_path), namespace=ident.namespace
+    ) as kube:
+        with _scope.activate(_scope.RunScope(source=MappingSource(dict(env)), kube=kube)):
+            yield kube

@@ -105,7 +105,7 @@ async def test_failure_releases_the_claim_and_a_retry_runs_again(world):
         await execute_effect_once("pay", flaky)
     claim = world.cluster.peek(EFFECT_CLAIM, claim_name("pay"), NS)
     # project decision (crds.md 4.5 option (a)): holder cleared, completionStatus empty
-    assert claim["spec"]["holderIdentity"] == ""
+    assert "holderIdentity" not in claim["spec"] and "renewTime" not in claim["spec"]
     assert "completionStatus" not in claim["spec"]
     assert effect_claim_violations(claim) == []
     assert await execute_effect_once("pay", flaky) == "ok"
