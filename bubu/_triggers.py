@@ -188,10 +188,10 @@ def trigger_token(token: str | None) -> Iterator[None]:
 
     An empty token changes nothing. A token here wins over ``BUBU_TRIGGER_TOKEN``.
     """
-    if not token or not token.strip():
+    if not token or not parse.go_trim_space(token):
         yield
         return
-    reset = _TOKEN.set(token.strip())
+    reset = _TOKEN.set(parse.go_trim_space(token))
     try:
         yield
     finally:
@@ -605,7 +605,7 @@ def _same_request(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> boo
         return False
     ida, idb = a.get("deliveryIdentity") or {}, b.get("deliveryIdentity") or {}
     for name in ("mode", "key", "inputHash", "submissionId"):
-        if (ida.get(name) or "").strip() != (idb.get(name) or "").strip():
+        if parse.go_trim_space(ida.get(name) or "") != parse.go_trim_space(idb.get(name) or ""):
             return False
     try:
         return identity.go_canonical_json(a.get("inputs") or {}) == identity.go_canonical_json(
@@ -739,7 +739,7 @@ class StoryTriggers:
         story_ns = explicit_ns or client_ns
         raw_inputs = _builtins(inputs)
         who = self._identity()
-        resolved_token = (token or "").strip() or _TOKEN.get() or who.trigger_token
+        resolved_token = parse.go_trim_space(token or "") or _TOKEN.get() or who.trigger_token
         impulse_name = who.impulse_name
         impulse_ns = who.impulse_namespace
         ident = _resolve_identity(
@@ -1083,7 +1083,7 @@ async def start_story_with_token(
         TriggerIdentityConflictError: the token was already used with different inputs.
         TriggerRejectedError, TriggerPendingError, TriggerError: as ``start_story``.
     """
-    if not token or not token.strip():
+    if not token or not parse.go_trim_space(token):
         raise TriggerError("trigger token must not be empty")
     engine = await _triggers()
     return await engine.start(story_name, inputs, namespace, token=token)

@@ -46,6 +46,7 @@ from bubu._k8s.resources import (
     STORY_TRIGGER,
     Kind,
 )
+from bubu._runtime.parse import go_trim_space as _trim
 from bubu.errors import (
     ConflictError,
     ForbiddenError,
@@ -104,19 +105,19 @@ def story_trigger_violations(trigger: Mapping[str, Any]) -> list[str]:
     story = spec.get("storyRef") or {}
     ident = spec.get("deliveryIdentity") or {}
     errors: list[str] = []
-    if not (story.get("name") or "").strip():
+    if not _trim(story.get("name") or ""):
         errors.append("spec.storyRef.name is required")
-    submission = (ident.get("submissionId") or "").strip()
+    submission = _trim(ident.get("submissionId") or "")
     if not submission:
         errors.append("spec.deliveryIdentity.submissionId is required")
     mode = ident.get("mode") or "none"
-    key = (ident.get("key") or "").strip()
+    key = _trim(ident.get("key") or "")
     when = f'when spec.deliveryIdentity.mode="{mode}"'
     if mode == "none" and key:
         errors.append(f"spec.deliveryIdentity.key must be empty {when}")
     if mode in ("token", "key") and not key:
         errors.append(f"spec.deliveryIdentity.key is required {when}")
-    if key and not (ident.get("inputHash") or "").strip():
+    if key and not _trim(ident.get("inputHash") or ""):
         errors.append(
             "spec.deliveryIdentity.inputHash is required when spec.deliveryIdentity.key is set"
         )
@@ -785,8 +786,8 @@ async def resolve_story_trigger(
     story = spec.get("storyRef") or {}
     story_ns = story.get("namespace") or trigger_ns
     ident = spec.get("deliveryIdentity") or {}
-    key = (ident.get("key") or "").strip()
-    submission = (ident.get("submissionId") or "").strip()
+    key = _trim(ident.get("key") or "")
+    submission = _trim(ident.get("submissionId") or "")
     run_ref: dict[str, Any] | None = None
 
     async def decide() -> tuple[str, str, str]:
@@ -803,8 +804,8 @@ async def resolve_story_trigger(
                 "StoryNotFound",
                 f'referenced Story "{story_ns}/{story.get("name")}" was not found',
             )
-        want = (story.get("version") or "").strip()
-        have = ((story_obj.get("spec") or {}).get("version") or "").strip()
+        want = _trim(story.get("version") or "")
+        have = _trim((story_obj.get("spec") or {}).get("version") or "")
         if want and want != have:
             return (
                 "Rejected",
@@ -924,7 +925,7 @@ def _run_matches(
         story_ns,
     ):
         return False
-    if (rstory.get("version") or "").strip() != (story.get("version") or "").strip():
+    if _trim(rstory.get("version") or "") != _trim(story.get("version") or ""):
         return False
 
     def impulse(ref: Any) -> tuple[Any, ...] | None:

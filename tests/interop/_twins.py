@@ -93,6 +93,9 @@ def normalize(obj: Any, names: Mapping[str, str] | None = None) -> Any:
                     continue
                 if k == "uid":
                     continue
+                if k.lower().endswith("uid") and isinstance(v, str):
+                    out[k] = "<uid>"  # a uid under another name (an annotation, a ref)
+                    continue
                 out[k] = walk(v, k)
             return out
         if isinstance(value, list):
