@@ -161,6 +161,14 @@ class GoConnector:
         data = base64.b64encode(packet.SerializeToString()).decode()
         await self.command("send_raw" if raw else "send", step=step, packet=data)
 
+    async def send_many(self, step: str, msgs: list[StreamMessage]) -> None:
+        """Queue many packets for the step's engram with one command."""
+        packets = [
+            base64.b64encode(codec.to_pb_data_response(m).SerializeToString()).decode()
+            for m in msgs
+        ]
+        await self.command("send", step=step, packets=packets)
+
     async def directive(
         self, step: str, type_: str, metadata: Mapping[str, str] | None = None
     ) -> None:
@@ -168,7 +176,13 @@ class GoConnector:
 
     async def reach(self, step: str, counter: str, value: int, limit: float = 60.0) -> int:
         """Wait until the step's counter (``published``, ``receipts``...) reaches ``value``."""
-        done = await self.command("await", limit=limit, step=step, counter=counter, value=value)
+        try:
+            done = await self.command("await", limit=limit, step=step, counter=counter, value=value)
+        except TimeoutError:
+            stats = await self.stats() if self.running else "connector not running"
+            raise AssertionError(
+                f"{step}.{counter} did not reach {value} in {limit}s; stats: {stats}"
+            ) from None
         return int(done["value"])
 
     async def stats(self) -> dict[str, Any]:

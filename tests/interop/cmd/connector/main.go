@@ -307,6 +307,8 @@ type counters struct {
 	DataHeartbeats    int `json:"dataHeartbeats"`
 	ControlHeartbeats int `json:"controlHeartbeats"`
 	Receipts          int `json:"receipts"`
+	Stored            int `json:"stored"`     // packets ever queued for this step (log included)
+	AckedTotal        int `json:"ackedTotal"` // receipted packets, this run and the logged ones
 	ReceiptsUnmatched int `json:"receiptsUnmatched"`
 	ReceiptsParked    int `json:"receiptsParked"`
 	ReceiptSizeErrors int `json:"receiptSizeErrors"`
@@ -506,7 +508,9 @@ func (s *step) published(req *transportpb.DataRequest) {
 		pkt.Envelope.Sequence = 0
 	}
 	down := s.hub.steps[s.downstream]
-	if !down.q.enqueue(id, pkt, s.hub.stateDir != "") {
+	if down.q.enqueue(id, pkt, s.hub.stateDir != "") {
+		down.count(func(c *counters) { c.Stored++ })
+	} else {
 		s.count(func(c *counters) { c.DuplicatesDropped++ })
 	}
 	s.outputStored(id)
@@ -530,7 +534,7 @@ func (s *step) outputStored(id string) {
 
 func (s *step) applyAck(sid string, seq uint64) {
 	if _, ok := s.q.ack(sid, seq); ok {
-		s.count(func(c *counters) { c.Acked++ })
+		s.count(func(c *counters) { c.Acked++; c.AckedTotal++ })
 	}
 }
 
@@ -742,6 +746,7 @@ type command struct {
 	Seq      int               `json:"seq"`
 	Counter  string            `json:"counter"`
 	Value    int               `json:"value"`
+	Packets  [][]byte          `json:"packets"`
 }
 
 // counter reads one of the step's counters by its JSON name.
@@ -764,6 +769,18 @@ func (h *hub) handle(cmd command, stop func()) {
 			reply["error"] = "unknown step"
 			break
 		}
+		if len(cmd.Packets) > 0 {
+			for _, raw := range cmd.Packets {
+				pkt := &transportpb.DataResponse{}
+				if err := proto.Unmarshal(raw, pkt); err != nil {
+					reply["error"] = err.Error()
+					break
+				}
+				s.q.enqueue(pkt.GetMetadata()[messageIDKey], pkt, false)
+				s.count(func(c *counters) { c.Stored++ })
+			}
+			break
+		}
 		pkt := &transportpb.DataResponse{}
 		if err := proto.Unmarshal(cmd.Packet, pkt); err != nil {
 			reply["error"] = err.Error()
@@ -771,6 +788,7 @@ func (h *hub) handle(cmd command, stop func()) {
 		}
 		if cmd.Cmd == "send" {
 			s.q.enqueue(pkt.GetMetadata()[messageIDKey], pkt, false)
+			s.count(func(c *counters) { c.Stored++ })
 		} else {
 			// outside the sequence and the log: sent as given, next in line
 			q := s.q
@@ -835,6 +853,26 @@ func (h *hub) handle(cmd command, stop func()) {
 			for {
 				if v, _ := s.counter(cmd.Counter); v >= cmd.Value {
 					reply["value"] = v
+					emit(reply)
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		return
+	case "await_acked":
+		// reply once the packet with sequence Value on the step's stream left the queue
+		if s == nil {
+			reply["error"] = "unknown step"
+			break
+		}
+		go func() {
+			seq := uint64(cmd.Value)
+			for {
+				s.q.mu.Lock()
+				sid, next := s.q.sid, s.q.nextSeq
+				s.q.mu.Unlock()
+				if seq < next && s.q.find(sid, seq) == nil {
 					emit(reply)
 					return
 				}
@@ -1040,12 +1078,16 @@ func (s *step) restore(records []walRecord, w *wal) {
 			if r.Seq > maxSeq[r.SID] {
 				maxSeq[r.SID] = r.Seq
 			}
-		case "ack":
+		case "ack", "sup":
 			if e, ok := index[key]; ok {
 				e.acked = true
+				if r.T == "ack" {
+					s.c.AckedTotal++
+				}
 			}
 		}
 	}
+	s.c.Stored = len(q.ids)
 	q.wal = w
 	fresh := s.downstream != ""
 	if fresh {
@@ -1064,8 +1106,8 @@ func (s *step) restore(records []walRecord, w *wal) {
 			continue
 		}
 		if fresh {
-			// re-issued under this generation's stream id; the old entry is settled
-			w.append(walRecord{T: "ack", SID: e.r.SID, Seq: e.r.Seq})
+			// re-issued under this generation's stream id; the old entry is superseded
+			w.append(walRecord{T: "sup", SID: e.r.SID, Seq: e.r.Seq})
 			it := &item{seq: q.nextSeq, id: e.r.ID, pkt: pkt}
 			q.nextSeq++
 			if pkt.Envelope == nil {
