@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bubu._runtime.messages import StreamMessage
-from tests.interop._peers import GoConnector, go_engram, read_records
+from tests.interop._peers import GoConnector, decode_published, go_engram, read_records
 from tests.interop.test_peer_go_connector import Echo, serving
 
 SLOW_SENDS_OK = {"BUBU_GRPC_MESSAGE_TIMEOUT": "120s"}
@@ -177,3 +177,39 @@ async def test_receipts_under_a_full_control_queue(go_bin: Path, side: str) -> N
         # Go released the keys of the receipts it dropped: the hub still holds those packets
         # and will deliver them again, to be processed a second time.
         assert receipts < count and stats["pending"] == count + 1 - receipts
+
+
+async def test_bubu_publishes_the_packets_go_publishes(go_bin: Path, tmp_path: Path) -> None:
+    # The middle engram sends each message back as it got it, so for every message id the
+    # connector sees the Go producer's packet and bubu's packet for the same StreamMessage.
+    # Compared field by field on Go's deterministic re-encoding of each packet (map order is not
+    # fixed by protobuf): the frames byte for byte (the envelope JSON, raw binary and PCM),
+    # metadata, and the payload Struct.
+    count = 30
+    record = tmp_path / "sink.jsonl"
+    conn = GoConnector(
+        go_bin,
+        ["prod", "py", "sink"],
+        routes={"prod": "py", "py": "sink"},
+        env=CHAIN_ENV,
+        args=["--record", "--quiet"],
+    )
+    async with conn:
+        producer, middle, sink = await _chain(conn, go_bin, record, count)
+        async with producer, middle, sink:
+            await conn.reach("sink", "acked", count, limit=120)
+    go_packets = {e["id"]: decode_published(e) for e in conn.of("published", step="prod")}
+    py_packets = {e["id"]: decode_published(e) for e in conn.of("published", step="py")}
+    assert sorted(go_packets) == sorted(py_packets) == [f"m-{i:06d}" for i in range(1, count + 1)]
+    for mid, go_pkt in go_packets.items():
+        py_pkt = py_packets[mid]
+        assert go_pkt.WhichOneof("frame") == py_pkt.WhichOneof("frame"), mid
+        frame = go_pkt.WhichOneof("frame")
+        go_frame, py_frame = getattr(go_pkt, frame), getattr(py_pkt, frame)
+        # the envelope JSON included: bubu writes the bytes Go's envelope.Marshal writes
+        assert go_frame.SerializeToString(deterministic=True) == py_frame.SerializeToString(
+            deterministic=True
+        ), mid
+        assert dict(go_pkt.metadata) == dict(py_pkt.metadata), mid
+        assert go_pkt.payload == py_pkt.payload and go_pkt.inputs == py_pkt.inputs, mid
+        assert not go_pkt.HasField("envelope") and not py_pkt.HasField("envelope")
