@@ -850,13 +850,13 @@ func (h *hub) handle(cmd command, stop func()) {
 			break
 		}
 		go func() {
-			for {
+			for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); {
 				if v, _ := s.counter(cmd.Counter); v >= cmd.Value {
 					reply["value"] = v
 					emit(reply)
 					return
 				}
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond)
 			}
 		}()
 		return
@@ -868,7 +868,7 @@ func (h *hub) handle(cmd command, stop func()) {
 		}
 		go func() {
 			seq := uint64(cmd.Value)
-			for {
+			for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); {
 				s.q.mu.Lock()
 				sid, next := s.q.sid, s.q.nextSeq
 				s.q.mu.Unlock()
@@ -876,7 +876,7 @@ func (h *hub) handle(cmd command, stop func()) {
 					emit(reply)
 					return
 				}
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond)
 			}
 		}()
 		return
