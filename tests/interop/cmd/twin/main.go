@@ -22,7 +22,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	sdk "github.com/bubustack/bubu-sdk-go"
 	"github.com/bubustack/bubu-sdk-go/k8s"
@@ -275,13 +274,6 @@ func run(ctx context.Context, op operation) (any, error) {
 		return string(raw), err
 	case "trim_space":
 		return strings.TrimSpace(op.Text), nil
-	case "sleep":
-		d, err := time.ParseDuration(op.Text)
-		if err != nil {
-			return nil, err
-		}
-		time.Sleep(d)
-		return nil, nil
 	default:
 		return nil, fmt.Errorf("unknown op %q", op.Op)
 	}
