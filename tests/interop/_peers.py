@@ -161,13 +161,10 @@ class GoConnector:
         data = base64.b64encode(packet.SerializeToString()).decode()
         await self.command("send_raw" if raw else "send", step=step, packet=data)
 
-    async def send_many(self, step: str, msgs: list[StreamMessage]) -> None:
-        """Queue many packets for the step's engram with one command."""
-        packets = [
-            base64.b64encode(codec.to_pb_data_response(m).SerializeToString()).decode()
-            for m in msgs
-        ]
-        await self.command("send", step=step, packets=packets)
+    async def flood(self, step: str, msg: StreamMessage, count: int) -> None:
+        """Queue ``count`` copies of one packet with one command (load without stdin per packet)."""
+        data = base64.b64encode(codec.to_pb_data_response(msg).SerializeToString()).decode()
+        await self.command("flood", step=step, packet=data, value=count)
 
     async def directive(
         self, step: str, type_: str, metadata: Mapping[str, str] | None = None

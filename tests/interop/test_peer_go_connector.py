@@ -244,3 +244,21 @@ async def test_graceful_stop_then_restart_resumes(go_bin: Path) -> None:
         await conn.send("py", StreamMessage.json({"n": 3}, message_id="after-2"))
         await conn.reach("py", "acked", 2)
     assert [m.message_id for m in engram.seen] == ["before", "after-2"]
+
+
+async def test_hub_heartbeats_and_unsequenced_packets(go_bin: Path) -> None:
+    # The hub's heartbeat (an envelope frame marked bubu-heartbeat) is never handed to the
+    # engram (streaming.md 9 B.8); a packet without a sequence is delivered but needs no receipt.
+    engram = Echo(silent=True)
+    args = ["--hub-heartbeat", "50ms"]
+    async with (
+        GoConnector(go_bin, ["py"], args=args) as conn,
+        serving(engram, conn.binding_env("py")),
+    ):
+        await conn.reach("py", "hubHeartbeats", 3)
+        await conn.send("py", StreamMessage.json({"n": 1}, message_id="unsequenced"), raw=True)
+        await conn.send("py", StreamMessage.json({"n": 2}, message_id="sequenced"))
+        await conn.reach("py", "acked", 1)
+        stats = (await conn.stats())["py"]
+    assert [m.message_id for m in engram.seen] == ["unsequenced", "sequenced"]
+    assert stats["counters"]["receipts"] == 1 and stats["pending"] == 0

@@ -306,6 +306,7 @@ type counters struct {
 	Invalid           int `json:"invalid"`
 	DataHeartbeats    int `json:"dataHeartbeats"`
 	ControlHeartbeats int `json:"controlHeartbeats"`
+	HubHeartbeats     int `json:"hubHeartbeats"` // the hub's heartbeats sent to the engram
 	Receipts          int `json:"receipts"`
 	Stored            int `json:"stored"`     // packets ever queued for this step (log included)
 	AckedTotal        int `json:"ackedTotal"` // receipted packets, this run and the logged ones
@@ -443,7 +444,9 @@ loop:
 			break loop
 		case <-beat:
 			// the hub's heartbeat, turned into an envelope frame by the connector
-			_ = stream.Send(heartbeatPacket())
+			if stream.Send(heartbeatPacket()) == nil {
+				s.count(func(c *counters) { c.HubHeartbeats++ })
+			}
 		case <-stream.Context().Done():
 			break loop
 		}
@@ -746,7 +749,6 @@ type command struct {
 	Seq      int               `json:"seq"`
 	Counter  string            `json:"counter"`
 	Value    int               `json:"value"`
-	Packets  [][]byte          `json:"packets"`
 }
 
 // counter reads one of the step's counters by its JSON name.
@@ -769,18 +771,6 @@ func (h *hub) handle(cmd command, stop func()) {
 			reply["error"] = "unknown step"
 			break
 		}
-		if len(cmd.Packets) > 0 {
-			for _, raw := range cmd.Packets {
-				pkt := &transportpb.DataResponse{}
-				if err := proto.Unmarshal(raw, pkt); err != nil {
-					reply["error"] = err.Error()
-					break
-				}
-				s.q.enqueue(pkt.GetMetadata()[messageIDKey], pkt, false)
-				s.count(func(c *counters) { c.Stored++ })
-			}
-			break
-		}
 		pkt := &transportpb.DataResponse{}
 		if err := proto.Unmarshal(cmd.Packet, pkt); err != nil {
 			reply["error"] = err.Error()
@@ -797,6 +787,22 @@ func (h *hub) handle(cmd command, stop func()) {
 			q.cond.Broadcast()
 			q.mu.Unlock()
 		}
+	case "flood":
+		// enqueue Value copies of one packet at once (load for a benchmark, no stdin per packet)
+		if s == nil {
+			reply["error"] = "unknown step"
+			break
+		}
+		for i := 0; i < cmd.Value; i++ {
+			pkt := &transportpb.DataResponse{}
+			if err := proto.Unmarshal(cmd.Packet, pkt); err != nil {
+				reply["error"] = err.Error()
+				break
+			}
+			s.q.enqueue("", pkt, false)
+		}
+		s.count(func(c *counters) { c.Stored += cmd.Value })
+		reply["started"] = time.Now().UnixNano()
 	case "control":
 		if s == nil {
 			reply["error"] = "unknown step"
