@@ -10,7 +10,9 @@
 //
 // JSON values in the operations are decoded the way Python's json.loads types them (integers
 // stay int64, numbers with a fraction or exponent become float64), so the Go side and the
-// Python side hand their SDK the same values.
+// Python side hand their SDK the same values. Trigger inputs are the exception: they are decoded
+// as a Go impulse decodes the JSON body it received (json.Unmarshal, every number a float64),
+// which is what the key template and spec.inputs of a Go impulse see.
 package main
 
 import (
@@ -114,6 +116,18 @@ func convert(v any) any {
 	}
 }
 
+// impulseInputs decodes trigger inputs as a Go impulse decodes a JSON body.
+func impulseInputs(raw json.RawMessage) (map[string]any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func decodeMap(raw json.RawMessage) (map[string]any, error) {
 	v, err := decode(raw)
 	if err != nil || v == nil {
@@ -129,7 +143,7 @@ func decodeMap(raw json.RawMessage) (map[string]any, error) {
 func run(ctx context.Context, op operation) (any, error) {
 	switch op.Op {
 	case "start_story":
-		inputs, err := decodeMap(op.Inputs)
+		inputs, err := impulseInputs(op.Inputs)
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +235,7 @@ func run(ctx context.Context, op operation) (any, error) {
 		d := sdk.NewStoryDispatcher()
 		out := make([]map[string]any, 0, len(op.Requests))
 		for _, r := range op.Requests {
-			inputs, err := decodeMap(r.Inputs)
+			inputs, err := impulseInputs(r.Inputs)
 			if err != nil {
 				return nil, err
 			}
