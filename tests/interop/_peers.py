@@ -239,6 +239,15 @@ async def go_engram(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
+    log = bytearray()
+    proc.log = log  # type: ignore[attr-defined]  # what the engram wrote on stderr so far
+
+    async def drain() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            log.extend(line[-2000:])
+
+    reader = asyncio.create_task(drain())
     try:
         yield proc
     finally:
@@ -252,6 +261,45 @@ async def go_engram(
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+class Restarts:
+    """What :func:`supervised` saw: each entry is ``(exit code, end of stderr)``."""
+
+    def __init__(self) -> None:
+        self.exits: list[tuple[int | None, str]] = []
+
+
+@contextlib.asynccontextmanager
+async def supervised(
+    bin_dir: Path, program: str, env: Mapping[str, str]
+) -> AsyncIterator[Restarts]:
+    """Run a Go engram and start it again whenever it exits, as the kubelet restarts a pod."""
+    restarts = Restarts()
+    stop = asyncio.Event()
+
+    async def keep() -> None:
+        while not stop.is_set():
+            async with go_engram(bin_dir, program, env) as proc:
+                waiter = asyncio.create_task(proc.wait())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not waiter.done():
+                    waiter.cancel()
+                    return
+                log = bytes(getattr(proc, "log", b""))[-1500:].decode(errors="replace")
+                restarts.exits.append((proc.returncode, log))
+
+    task = asyncio.create_task(keep())
+    try:
+        yield restarts
+    finally:
+        stop.set()
+        await task
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
