@@ -149,6 +149,8 @@ async def test_receipts_for_every_shape_with_go_sizes(go_bin: Path) -> None:
         for msg in sent:
             await conn.send("py", msg)
         await conn.reach("py", "acked", len(sent))
+        # the echoes travel on Data, the receipts on Control: either may be read first
+        await conn.reach("py", "published", len(sent))
         stats = (await conn.stats())["py"]
         c = stats["counters"]
         # every packet got exactly one receipt whose size_bytes is Go's proto.Size of it
