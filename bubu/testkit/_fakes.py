@@ -494,8 +494,8 @@ class FakeCluster:
         story = self._objects.get((STORY.plural, ns, name))
         if story is None:
             return [f"referenced story '{key}' not found"]
-        want = (ref.get("version") or "").strip()
-        have = ((story.get("spec") or {}).get("version") or "").strip()
+        want = _trim(ref.get("version") or "")
+        have = _trim((story.get("spec") or {}).get("version") or "")
         if want and want != have:
             return [f"referenced story '{key}' has version '{have}', expected '{want}'"]
         return []

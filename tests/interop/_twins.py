@@ -79,7 +79,8 @@ def normalize(obj: Any, names: Mapping[str, str] | None = None) -> Any:
     """The object as the twin comparison sees it.
 
     Drops uids, resource versions, ``creationTimestamp``, ``generation`` and ``managedFields``;
-    replaces every RFC 3339 timestamp by ``"<time>"`` and every string in ``names`` by its
+    replaces every RFC 3339 timestamp by ``"<time>"``, every ``duration`` by ``"<duration>"``
+    (wall time), and every string in ``names`` by its
     placeholder (also inside longer strings, so a namespace in a message matches).
     """
     names = dict(names or {})
@@ -95,6 +96,9 @@ def normalize(obj: Any, names: Mapping[str, str] | None = None) -> Any:
                     continue
                 if k.lower().endswith("uid") and isinstance(v, str):
                     out[k] = "<uid>"  # a uid under another name (an annotation, a ref)
+                    continue
+                if k == "duration" and isinstance(v, str):
+                    out[k] = "<duration>"  # wall time between two timestamps
                     continue
                 out[k] = walk(v, k)
             return out

@@ -1,4 +1,10 @@
-"""Fixtures of the Go-peer tests: a second namespace for the Go twin, identities, stand-ins."""
+"""Fixtures of the Go-peer tests: a second namespace for the Go twin and the operator's objects.
+
+The twin runs use the real operator (``operator`` fixture): each side's namespace gets the same
+seed (Engram ``engram``, Story ``story`` with one Job step, Story ``quick`` with one condition
+step, StoryRun ``run-1``, Impulse ``hook``), and each side acts as the ServiceAccount the
+operator made for it, with the env the operator put in its pod template.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ import pytest
 from bubu import _scope
 from bubu._k8s.client import KubeClient
 from bubu._runtime.sources import MappingSource
-from tests._controlplane import rbac
-from tests._standins import StandIns
+from tests._controlplane import rbac, workloads
+
+#: the StepRun the operator makes for step ``step-a`` of StoryRun ``run-1`` (and its Job)
+SR = "run-1-step-a"
 
 
 @pytest.fixture
@@ -34,29 +42,49 @@ def go_namespace(controlplane: Any, k8s_namespace: str) -> Iterator[str]:
             c.delete(f"/api/v1/namespaces/{name}")
 
 
+class Twins:
+    """Both namespaces of a twin run, seeded for the operator; identities and pod env per side."""
+
+    def __init__(self, cp: Any, py: str, go: str) -> None:
+        self.cp, self.py, self.go = cp, py, go
+        quick = workloads.story("quick", steps=[{"name": "check", "type": "condition"}])
+        for ns in (py, go):
+            workloads.seed(
+                cp,
+                ns,
+                workloads.engram(),
+                workloads.story(),
+                quick,
+                workloads.story_run("run-1"),
+                workloads.impulse(),
+            )
+
+    def runner(self, ns: str) -> rbac.Identity:
+        """The engram-runner identity of ``run-1``, once its StepRun is Running."""
+        ident = workloads.engram_runner(self.cp, ns, "run-1")
+        workloads.step_run(
+            self.cp, ns, SR, lambda obj: (obj.get("status") or {}).get("phase") == "Running"
+        )
+        return ident
+
+    def impulse(self, ns: str) -> rbac.Identity:
+        """The identity the operator made for Impulse ``hook``."""
+        return workloads.impulse_runner(self.cp, ns, "hook")
+
+    def impulse_env(self, ns: str) -> dict[str, str]:
+        """The env the operator put in Impulse ``hook``'s Deployment (the test plays its pod)."""
+        deployment = f"hook-{workloads.IMPULSE_TEMPLATE}-impulse"
+        return workloads.pod_env(self.cp, ns, deployment, kind="Deployment")
+
+    def job_env(self, ns: str) -> dict[str, str]:
+        """The env the operator put in the Job of step ``step-a`` (the test plays its pod)."""
+        return workloads.pod_env(self.cp, ns, SR, pod_name=f"{SR}-pod")
+
+
 @pytest.fixture
-def identity_in(controlplane: Any) -> Callable[..., rbac.Identity]:
-    """``identity_in(namespace, "engram"|"impulse", extra_rules=None)``: the operator's Role."""
-
-    def make(namespace: str, role: str, extra_rules: list[dict[str, Any]] | None = None) -> Any:
-        if role == "engram":
-            return rbac.engram_runner_identity(controlplane, namespace, extra_rules=extra_rules)
-        return rbac.impulse_identity(controlplane, namespace, extra_rules=extra_rules)
-
-    return make
-
-
-@pytest.fixture
-async def twin_standins(
-    controlplane: Any, k8s_namespace: str, go_namespace: str
-) -> AsyncIterator[tuple[StandIns, StandIns]]:
-    """The operator stand-ins (tests/_standins) for both namespaces: (python, go)."""
-    async with controlplane.async_client() as http:
-        async with (
-            StandIns(str(controlplane.admin_kubeconfig), http, k8s_namespace) as py,
-            StandIns(str(controlplane.admin_kubeconfig), http, go_namespace) as go,
-        ):
-            yield py, go
+def twins(controlplane: Any, operator: Any, k8s_namespace: str, go_namespace: str) -> Twins:
+    """The operator serving both namespaces of a twin run (python: ``.py``, go: ``.go``)."""
+    return Twins(controlplane, k8s_namespace, go_namespace)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
 """Twin runs: one batch step run by the Go SDK and by bubu, StepRun status compared (c.1, c.2).
 
-The Go side is the ``batch`` program, a Go batch engram started as a process with the
-environment the operator injects into a StepRun pod; the bubu side is :class:`TwinBatch`, the
-same engram in Python, run by ``start_batch`` with the same environment. Both act as the
-engram-runner ServiceAccount of their namespace. After each run the test compares the exit
-code and the whole StepRun status.
+The Go side is the ``batch`` program, a Go batch engram started as a process with the env the
+real operator put in the step's Job (``workloads.pod_env``: the Job's pod never starts, the
+test process plays it); the bubu side is :class:`TwinBatch`, the same engram in Python, run by
+``start_batch`` with its own namespace's Job env. Both act as the engram-runner ServiceAccount
+the operator made for StoryRun ``run-1``. Once the operator has taken each result into its
+StoryRun, the test compares the exit codes and the whole StepRun status.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from bubu._runtime.parse import parse_go_duration
 from bubu._runtime.sources import MappingSource
 from bubu._signals import emit_signal
 from bubu.errors import EngramError
-from tests._standins.fixtures import seed_step_run
+from tests._controlplane import workloads
 from tests.interop._twins import assert_same, corpus, differences, normalize, run_go
+from tests.interop.conftest import SR, Twins
 
 pytestmark = pytest.mark.integration
-
-SR = "run-1-step-a"
 
 
 class TwinBatch(bubu.BatchEngram[dict, dict]):
@@ -58,21 +58,12 @@ class TwinBatch(bubu.BatchEngram[dict, dict]):
         raise ValueError(f"unknown mode {mode!r}")
 
 
-def _env(ns: str, ident: Any, inputs: dict[str, Any], **extra: str) -> dict[str, str]:
-    """What the operator injects into a batch StepRun pod (go-sdk-core.md (b))."""
+def _env(job: dict[str, str], ident: Any, inputs: dict[str, Any], **extra: str) -> dict[str, str]:
+    """The env the operator put in the step's Job, the pod's ServiceAccount and the input."""
     return {
+        **job,
         "KUBECONFIG": str(ident.kubeconfig_path),
-        "BUBU_EXECUTION_MODE": "batch",
-        "BUBU_STEPRUN_NAME": SR,
-        "BUBU_STEPRUN_NAMESPACE": ns,
-        "BUBU_STORYRUN_ID": "run-1",
-        "BUBU_STORY_NAME": "story",
-        "BUBU_STEP_NAME": "step-a",
-        "BUBU_ENGRAM_NAME": "twin",
         "BUBU_TRIGGER_DATA": json.dumps(inputs),
-        "BUBU_STEP_CONFIG": "{}",
-        "BUBU_STORAGE_PROVIDER": "none",
-        "BUBU_MAX_RECURSION_DEPTH": "32",  # the operator's default for Jobs (b.2)
         **extra,
     }
 
@@ -129,31 +120,41 @@ EXPECTED: dict[str, set[str]] = {
 async def test_batch_step_status(
     case: str,
     go_bin: Path,
-    k8s_namespace: str,
-    go_namespace: str,
-    identity_in: Any,
+    twins: Twins,
     admin_in: Any,
 ) -> None:
     inputs, extra = CASES[case]
-    py_ns, go_ns = k8s_namespace, go_namespace
-    for ns in (py_ns, go_ns):
-        await seed_step_run(await admin_in(ns), SR)
-    go_ident, py_ident = identity_in(go_ns, "engram"), identity_in(py_ns, "engram")
+    py_ns, go_ns = twins.py, twins.go
+    go_ident, py_ident = twins.runner(go_ns), twins.runner(py_ns)
+    go_job, py_job = twins.job_env(go_ns), twins.job_env(py_ns)
 
     go_code, _, go_err = await run_go(
-        go_bin, "batch", env=_env(go_ns, go_ident, inputs, **extra), expect=None
+        go_bin, "batch", env=_env(go_job, go_ident, inputs, **extra), expect=None
     )
     py_code = await bubu.start_batch(
-        TwinBatch(), source=MappingSource(_env(py_ns, py_ident, inputs, **extra))
+        TwinBatch(), source=MappingSource(_env(py_job, py_ident, inputs, **extra))
     )
     assert py_code == go_code, go_err[-2000:]
 
+    # the operator takes each step's result into its StoryRun: let it finish on both sides
+    for ns in (py_ns, go_ns):
+        await workloads.await_object(
+            twins.cp,
+            workloads.collection("storyruns", ns),
+            "run-1",
+            lambda r: (r.get("status") or {}).get("phase") not in (None, "", "Pending", "Running"),
+            timeout=60,
+            what=f"StoryRun {ns}/run-1 finished",
+        )
     go_status = (await (await admin_in(go_ns)).get(STEP_RUN, SR))["status"]
     py_status = (await (await admin_in(py_ns)).get(STEP_RUN, SR))["status"]
     for status in (go_status, py_status):
         # duration is wall time: a timestamp in all but name
         if "duration" in status:
             status["duration"] = "<duration>"
+        # the operator's own conditions read whichever reconcile ran last ("Job created" or
+        # "Job exists; resuming"): its timing, not what either SDK wrote
+        status.pop("conditions", None)
     diff = differences(normalize(go_status, {go_ns: "<ns>"}), normalize(py_status, {py_ns: "<ns>"}))
     allowed = EXPECTED.get(case, set())
     unexpected = [d for d in diff if d.split(":", 1)[0] not in allowed]

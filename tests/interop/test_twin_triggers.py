@@ -1,16 +1,16 @@
 """Twin runs: StoryTriggers, StopStory and Impulse counters, Go SDK vs bubu (crds.md 2, 5, 6).
 
-Both sides act as the operator's Impulse ServiceAccount of their namespace, with the env the
-Impulse controller injects (BUBU_IMPULSE_*, BUBU_TARGET_STORY_*, the delivery policy). The
-StoryTrigger resolver and the StopStory finisher are the stand-ins of ``tests/_standins``
-(until the real operator is part of the test control plane). Each test compares the objects
-both sides leave behind: StoryTriggers (names, delivery identity, inputs, input hash, labels),
-the StoryRuns they resolve to, StoryRuns after StopStory, and the Impulse status.
+Both sides act as the ServiceAccount the real operator made for Impulse ``hook`` in their
+namespace, with the env the operator put in its Deployment (plus the delivery policy under
+test). The operator's webhook admits or refuses each StoryTrigger, its controller decides it and
+creates the StoryRun, and it handles ``cancelRequested``. Each test compares what both sides
+leave behind: StoryTriggers (names, delivery identity, inputs, input hash, labels, decision), the
+StoryRuns they resolve to (metadata and spec; their status follows the operator's reconciles),
+StoryRuns after StopStory, and the Impulse counters.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,24 +24,22 @@ from bubu._k8s.resources import IMPULSE, STORY_RUN, STORY_TRIGGER, Kind
 from bubu._runtime import parse
 from bubu._triggers import ImpulseStats, start_story, start_story_with_token, stop_story
 from bubu.errors import BubuError
-from tests._standins.fixtures import seed_impulse, seed_story, seed_story_run
+from tests._controlplane import workloads
 from tests.interop._twins import ATOMS, assert_same, corpus, go_twin
-from tests.interop.conftest import as_identity
+from tests.interop.conftest import Twins, as_identity
 
 pytestmark = pytest.mark.integration
 
 STORY = "story"
 
 
+#: the env the operator put in Impulse ``hook``'s Deployment, per namespace (see ``_prepare``)
+_POD_ENV: dict[str, dict[str, str]] = {}
+
+
 def _env(ns: str, **extra: str) -> dict[str, str]:
-    return {
-        "BUBU_IMPULSE_NAME": "hook",
-        "BUBU_IMPULSE_NAMESPACE": ns,
-        "BUBU_TARGET_STORY_NAME": STORY,
-        "BUBU_TARGET_STORY_NAMESPACE": ns,
-        "BUBU_K8S_OPERATION_TIMEOUT": "20s",
-        **extra,
-    }
+    """The Impulse pod's env in ``ns`` (BUBU_IMPULSE_*, BUBU_TARGET_STORY_*...) plus ``extra``."""
+    return {**_POD_ENV[ns], "BUBU_K8S_OPERATION_TIMEOUT": "20s", **extra}
 
 
 def _go_env(ident: Any, ns: str, **extra: str) -> dict[str, str]:
@@ -55,11 +53,22 @@ def _list(controlplane: Any, kind: Kind, ns: str) -> list[dict[str, Any]]:
         return list(r.json()["items"])
 
 
-async def _seed(admin_in: Any, *namespaces: str) -> None:
-    for ns in namespaces:
-        kube = await admin_in(ns)
-        await seed_story(kube, STORY)
-        await seed_impulse(kube, "hook", STORY)
+def _prepare(twins: Twins) -> tuple[str, str, Any, Any]:
+    """Both namespaces' Impulse identities and pod env: (py_ns, go_ns, go_ident, py_ident)."""
+    for ns in (twins.py, twins.go):
+        _POD_ENV[ns] = twins.impulse_env(ns)
+    return twins.py, twins.go, twins.impulse(twins.go), twins.impulse(twins.py)
+
+
+def _sdk_part(obj: dict[str, Any], *status: str) -> dict[str, Any]:
+    """What a StoryRun owes to the request: metadata, spec, and the named status fields. The rest
+    of its status (step states, conditions) follows the operator's reconciles, not the SDK."""
+    st = obj.get("status") or {}
+    return {
+        "metadata": obj["metadata"],
+        "spec": obj["spec"],
+        "status": {k: st.get(k) for k in status},
+    }
 
 
 def _by_key(items: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
@@ -70,10 +79,20 @@ _HASHED = re.compile(r"-(trigger-)?[0-9a-f]{16}\b")
 
 
 def _error(text: str | BaseException | None, ns: str) -> str | None:
-    """An error text with its namespace and namespace-derived names made comparable."""
+    """An error text with its namespace and namespace-derived names made comparable.
+
+    A webhook refusal is compared by its reason: Go wraps it as ``failed to create storytrigger
+    ...: admission webhook ... denied the request: <reason>``, bubu raises
+    ``TriggerRejectedError(<reason>)`` (docs/differences.md).
+    """
     if text is None:
         return None
-    return _HASHED.sub(r"-\1<hash>", str(text).replace(ns, "<ns>"))
+    text = str(text)
+    denied = "denied the request: "
+    if denied in text:
+        prefix = "error: " if text.startswith("error: ") else ""
+        text = prefix + text.split(denied, 1)[1]
+    return _HASHED.sub(r"-\1<hash>", text.replace(ns, "<ns>"))
 
 
 def _names(ns: str, pairs: Mapping[str, str]) -> dict[str, str]:
@@ -88,29 +107,13 @@ def _run_names(ns: str, key: str, i: int) -> dict[str, str]:
     }
 
 
-async def _await_runs(controlplane: Any, ns: str, count: int) -> list[dict[str, Any]]:
-    # The stand-in resolver creates the StoryRuns; the SDK returns once the trigger is decided,
-    # which happens after the StoryRun exists, so this only guards against reading too early.
-    for _ in range(200):
-        runs = _list(controlplane, STORY_RUN, ns)
-        if len(runs) >= count:
-            return runs
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{ns}: {count} StoryRuns expected")
-
-
 async def test_tokens_over_the_input_corpus(
     go_bin: Path,
     controlplane: Any,
-    k8s_namespace: str,
-    go_namespace: str,
-    identity_in: Any,
+    twins: Twins,
     admin_in: Any,
-    twin_standins: Any,
 ) -> None:
-    py_ns, go_ns = k8s_namespace, go_namespace
-    await _seed(admin_in, py_ns, go_ns)
-    go_ident, py_ident = identity_in(go_ns, "impulse"), identity_in(py_ns, "impulse")
+    py_ns, go_ns, go_ident, py_ident = _prepare(twins)
     docs = corpus(10)
     # -0.0 is stored as 0 by the API server, so a trigger carrying it fails the input-hash
     # check in both SDKs (see the delivery test); keep the other atoms in the object compare.
@@ -155,8 +158,10 @@ async def test_tokens_over_the_input_corpus(
     go_triggers = _by_key(_list(controlplane, STORY_TRIGGER, go_ns), "submissionId")
     py_triggers = _by_key(_list(controlplane, STORY_TRIGGER, py_ns), "submissionId")
     assert len(go_triggers) == len(py_triggers) == n + 1
-    go_runs = {r["metadata"]["name"]: r for r in await _await_runs(controlplane, go_ns, n + 1)}
-    py_runs_obj = {r["metadata"]["name"]: r for r in await _await_runs(controlplane, py_ns, n + 1)}
+    # the operator creates a StoryRun before it marks the trigger decided, and the SDK returned
+    # only after the decision: every StoryRun exists by now
+    go_runs = {r["metadata"]["name"]: r for r in _list(controlplane, STORY_RUN, go_ns)}
+    py_runs_obj = {r["metadata"]["name"]: r for r in _list(controlplane, STORY_RUN, py_ns)}
     # A Go impulse holds JSON numbers as float64, so 2**53 + 1 is stored rounded; bubu stores
     # the integer it was given. The input hash (float64 in both) and so the identity agree.
     big = {"$.spec.inputs.a11"}
@@ -174,8 +179,8 @@ async def test_tokens_over_the_input_corpus(
             allow=big,
         )
         assert_same(
-            go_runs[identity.derive_story_run_name(go_ns, STORY, t)],
-            py_runs_obj[identity.derive_story_run_name(py_ns, STORY, t)],
+            _sdk_part(go_runs[identity.derive_story_run_name(go_ns, STORY, t)]),
+            _sdk_part(py_runs_obj[identity.derive_story_run_name(py_ns, STORY, t)]),
             go_names=go_names,
             py_names=py_names,
             what=f"StoryRun for token {t!r}",
@@ -208,15 +213,10 @@ async def test_key_templates_over_the_input_corpus(
     template: str,
     go_bin: Path,
     controlplane: Any,
-    k8s_namespace: str,
-    go_namespace: str,
-    identity_in: Any,
+    twins: Twins,
     admin_in: Any,
-    twin_standins: Any,
 ) -> None:
-    py_ns, go_ns = k8s_namespace, go_namespace
-    await _seed(admin_in, py_ns, go_ns)
-    go_ident, py_ident = identity_in(go_ns, "impulse"), identity_in(py_ns, "impulse")
+    py_ns, go_ns, go_ident, py_ident = _prepare(twins)
     policy = {"BUBU_TRIGGER_DEDUPE_MODE": "key", "BUBU_TRIGGER_DEDUPE_KEY_TEMPLATE": template}
     docs = corpus(8)
     if "f0" in template:
@@ -251,16 +251,11 @@ async def test_key_templates_over_the_input_corpus(
 async def test_delivery_policies(
     go_bin: Path,
     controlplane: Any,
-    k8s_namespace: str,
-    go_namespace: str,
-    identity_in: Any,
+    twins: Twins,
     admin_in: Any,
-    twin_standins: Any,
     fault_proxy: Any,
 ) -> None:
-    py_ns, go_ns = k8s_namespace, go_namespace
-    await _seed(admin_in, py_ns, go_ns)
-    go_ident, py_ident = identity_in(go_ns, "impulse"), identity_in(py_ns, "impulse")
+    py_ns, go_ns, go_ident, py_ident = _prepare(twins)
     cases: list[tuple[dict[str, str], str | None, dict[str, Any]]] = [
         ({"BUBU_TRIGGER_DEDUPE_MODE": "token"}, None, {"a": 1}),
         ({"BUBU_TRIGGER_DEDUPE_MODE": "token"}, "tok-1", {"a": 1}),
@@ -348,21 +343,24 @@ class _Via:
 async def test_stop_story(
     go_bin: Path,
     controlplane: Any,
-    k8s_namespace: str,
-    go_namespace: str,
-    identity_in: Any,
+    twins: Twins,
     admin_in: Any,
-    twin_standins: Any,
 ) -> None:
-    py_ns, go_ns = k8s_namespace, go_namespace
-    await _seed(admin_in, py_ns, go_ns)
+    py_ns, go_ns, go_ident, py_ident = _prepare(twins)
+    # "stoppable": one Job step that never runs, drained for 5 s when canceled; "quick": one
+    # condition step the operator finishes by itself.
+    stoppable = workloads.story("stoppable", policy={"timeouts": {"gracefulShutdownTimeout": "5s"}})
     for ns in (py_ns, go_ns):
-        kube = await admin_in(ns)
-        await seed_story_run(kube, "run-x", phase="Running", story=STORY)
-        await seed_story_run(kube, "run-done", phase="Succeeded", story=STORY)
-        await seed_story_run(kube, "run-new", phase="", story=STORY)
-    go_ident, py_ident = identity_in(go_ns, "impulse"), identity_in(py_ns, "impulse")
-    targets = ["run-x", "run-x", "run-done", "run-new", "ghost"]
+        workloads.seed(
+            controlplane,
+            ns,
+            stoppable,
+            workloads.story_run("run-x", story="stoppable"),
+            workloads.story_run("run-done", story="quick"),
+        )
+        await _run_when(controlplane, ns, "run-x", lambda r: _phase(r) == "Running")
+        await _run_when(controlplane, ns, "run-done", lambda r: _phase(r) == "Succeeded")
+    targets = ["run-x", "run-x", "run-done", "ghost"]
     go_results = await go_twin(
         go_bin, [{"op": "stop_story", "storyRun": t} for t in targets], _go_env(go_ident, go_ns)
     )
@@ -377,36 +375,44 @@ async def test_stop_story(
     assert [_error(r.get("error"), go_ns) for r in go_results] == [
         _error(e, py_ns) for e in py_errors
     ]
-    for name in ("run-x", "run-done", "run-new"):
+    for ns in (py_ns, go_ns):
+        await _run_when(controlplane, ns, "run-x", lambda r: _phase(r) == "Finished")
+    for name in ("run-x", "run-done"):
         go_run = await (await admin_in(go_ns)).get(STORY_RUN, name)
         py_run = await (await admin_in(py_ns)).get(STORY_RUN, name)
         assert_same(
-            go_run,
-            py_run,
+            _sdk_part(go_run, "phase", "message"),
+            _sdk_part(py_run, "phase", "message"),
             go_names={go_ns: "<ns>"},
             py_names={py_ns: "<ns>"},
             what=f"StoryRun {name} after StopStory",
         )
 
 
+def _phase(obj: dict[str, Any]) -> Any:
+    return (obj.get("status") or {}).get("phase")
+
+
+async def _run_when(cp: Any, ns: str, name: str, predicate: Any) -> dict[str, Any]:
+    return await workloads.await_object(
+        cp, workloads.collection("storyruns", ns), name, predicate, timeout=60, what=name
+    )
+
+
 async def test_impulse_counters(
     go_bin: Path,
     controlplane: Any,
-    k8s_namespace: str,
-    go_namespace: str,
-    identity_in: Any,
+    twins: Twins,
     admin_in: Any,
-    twin_standins: Any,
 ) -> None:
-    py_ns, go_ns = k8s_namespace, go_namespace
-    await _seed(admin_in, py_ns, go_ns)
-    go_ident, py_ident = identity_in(go_ns, "impulse"), identity_in(py_ns, "impulse")
+    py_ns, go_ns, go_ident, py_ident = _prepare(twins)
+    # Story "quick" finishes by itself, so its runs count as launched once they succeed.
     requests: list[dict[str, Any]] = [
-        {"key": "s1", "triggerToken": "t1", "inputs": {"n": 1}},
-        {"key": "", "inputs": {"n": 2}},
+        {"key": "s1", "triggerToken": "t1", "storyName": "quick", "inputs": {"n": 1}},
+        {"key": "", "storyName": "quick", "inputs": {"n": 2}},
         {"key": "s3", "triggerToken": "t3", "storyName": "missing", "inputs": {}},
-        {"key": "s1", "inputs": {"n": 4}},  # the session is taken: refused before any write
-        {"key": "s5", "triggerToken": "t1", "inputs": {"n": 1}},  # a redelivery
+        {"key": "s1", "storyName": "quick", "inputs": {"n": 4}},  # session taken: no request
+        {"key": "s5", "triggerToken": "t1", "storyName": "quick", "inputs": {"n": 1}},  # again
     ]
     [go_r] = await go_twin(
         go_bin, [{"op": "dispatch", "requests": requests}], _go_env(go_ident, go_ns)
@@ -435,12 +441,29 @@ async def test_impulse_counters(
         (True, True),
         (False, False),
     ]
-    go_impulse = await (await admin_in(go_ns)).get(IMPULSE, "hook")
-    py_impulse = await (await admin_in(py_ns)).get(IMPULSE, "hook")
-    assert_same(
-        go_impulse,
-        py_impulse,
-        go_names={go_ns: "<ns>"},
-        py_names={py_ns: "<ns>"},
-        what="Impulse",
+    # Both dispatchers account alike: every call that reached the API server is received, the
+    # three accepted ones launched, the refused one failed (Go's recordTriggerStats).
+    assert stats.totals == {
+        "triggersReceived": 4,
+        "storiesLaunched": 3,
+        "failedTriggers": 1,
+        "throttledTriggers": 0,
+    }
+
+    # Where the counts go differs (docs/differences.md): the operator recounts received and
+    # launched from the StoryRuns that name the Impulse and overwrites them; Go adds its deltas
+    # on top of that, bubu writes only the counters the operator never touches (throttled).
+    # So bubu's Impulse status settles at the operator's count: two StoryRuns, both succeeded.
+    def settled(obj: dict[str, Any]) -> bool:
+        st = obj.get("status") or {}
+        return st.get("triggersReceived") == 2 and st.get("storiesLaunched") == 2
+
+    py_impulse = await workloads.await_object(
+        controlplane, workloads.collection("impulses", py_ns), "hook", settled, timeout=60
     )
+    go_impulse = await (await admin_in(go_ns)).get(IMPULSE, "hook")
+    assert not py_impulse["status"].get("failedTriggers")
+    assert not py_impulse["status"].get("throttledTriggers")
+    assert not go_impulse["status"].get("throttledTriggers")
+    for counter in ("triggersReceived", "storiesLaunched"):
+        assert go_impulse["status"].get(counter, 0) >= py_impulse["status"][counter]
