@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from bubu._k8s import identity
 from bubu._runtime import parse
@@ -22,6 +23,7 @@ from bubu._runtime.env import load_env
 from bubu._runtime.sources import MappingSource
 from bubu._signals import SignalEnvelope, SignalMeta, build_signal_values
 from tests.interop._twins import ATOMS, corpus, go_twin
+
 
 def go_bytes(value: Any) -> bytes:
     """What the SDK hashes for a value: Go's json.Marshal of it (identity.go_json)."""
@@ -39,6 +41,7 @@ users: [{name: u, user: {token: t}}]
 """
 
 
+@pytest.mark.interop
 async def test_go_json_matches_encoding_json_over_the_corpus(go_bin: Path) -> None:
     values: list[Any] = [*corpus(16), *ATOMS, ATOMS]
     results = await go_twin(go_bin, [{"op": "marshal", "value": v} for v in values], env={})
@@ -65,6 +68,7 @@ def _envelopes() -> list[tuple[SignalEnvelope, dict[str, Any]]]:
     return [(env, msgspec.to_builtins(env)) for env in cases]
 
 
+@pytest.mark.interop
 async def test_signal_envelopes_marshal_like_go_struct(go_bin: Path) -> None:
     cases = _envelopes()
     ops = [{"op": "marshal_envelope", "value": wire} for _, wire in cases]
@@ -74,6 +78,7 @@ async def test_signal_envelopes_marshal_like_go_struct(go_bin: Path) -> None:
         assert go_bytes(env).decode() == result["value"]
 
 
+@pytest.mark.interop
 async def test_signal_summary_size_and_hash_are_over_go_bytes(go_bin: Path) -> None:
     # The known divergence: sizes and hashes used to be taken over msgspec's bytes, which
     # differ from Go's for HTML characters, U+2028, floats (1.0, 1e21, -0.0) and key order.
@@ -87,6 +92,7 @@ async def test_signal_summary_size_and_hash_are_over_go_bytes(go_bin: Path) -> N
         assert event["sha256"] == hashlib.sha256(written).hexdigest(), value
 
 
+@pytest.mark.interop
 async def test_trim_space_matches_go_for_every_space_like_code_point(go_bin: Path) -> None:
     # Python's str.strip() also strips U+001C..U+001F, which Go's unicode.IsSpace does not:
     # effect keys such as "\x1ckey" must stay as Go stores them.
@@ -129,6 +135,7 @@ TIMEOUTS = [
 ]
 
 
+@pytest.mark.interop
 async def test_k8s_timeout_is_parsed_as_go_parses_it(go_bin: Path, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)

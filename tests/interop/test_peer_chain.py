@@ -31,6 +31,8 @@ from tests.interop._peers import (
 )
 from tests.interop.test_peer_go_connector import Echo, serving
 
+pytestmark = pytest.mark.interop
+
 SLOW_SENDS_OK = {"BUBU_GRPC_MESSAGE_TIMEOUT": "120s"}
 
 #: Go's Done() drops a receipt when its control queue (BUBU_GRPC_CHANNEL_BUFFER_SIZE, 16 by

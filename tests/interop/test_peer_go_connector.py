@@ -28,6 +28,8 @@ from bubu.engram import StreamingEngram
 from bubu.errors import ProtocolViolationError
 from tests.interop._peers import GoConnector, go_engram, read_records
 
+pytestmark = pytest.mark.interop
+
 BEAT = {"BUBU_GRPC_HEARTBEAT_INTERVAL": "150ms", "BUBU_TRANSPORT_HEARTBEAT_INTERVAL": "150ms"}
 
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bubu._runtime.messages import AudioFrame, StreamMessage
 from bubu.testkit._connector import LocalConnector
 from tests.interop._peers import FAST_ENV, go_engram
+
+pytestmark = pytest.mark.interop
 
 BEAT = {"BUBU_GRPC_HEARTBEAT_INTERVAL": "150ms", "BUBU_TRANSPORT_HEARTBEAT_INTERVAL": "150ms"}
 

@@ -27,7 +27,7 @@ from tests._controlplane import workloads
 from tests.interop._twins import assert_same, corpus, differences, normalize, run_go
 from tests.interop.conftest import SR, Twins
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 
 class TwinBatch(bubu.BatchEngram[dict, dict]):

@@ -21,7 +21,7 @@ from bubu.errors import EffectAlreadyRecordedError
 from tests.interop._twins import ATOMS, assert_same, corpus, go_twin
 from tests.interop.conftest import SR, Twins, as_identity
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 
 TEXT = "héllo <world> & " + "日本" * 1500  # > 2048 bytes: the sample is cut on a UTF-8 boundary

@@ -28,7 +28,7 @@ from tests._controlplane import workloads
 from tests.interop._twins import ATOMS, assert_same, corpus, go_twin
 from tests.interop.conftest import Twins, as_identity
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 STORY = "story"
 
