@@ -24,7 +24,7 @@ from bubu._runtime.sources import MappingSource
 from bubu._signals import emit_signal
 from bubu.errors import EngramError
 from tests._controlplane import workloads
-from tests.interop._twins import assert_same, corpus, differences, normalize, run_go
+from tests.interop._twins import assert_same, corpus, deep, differences, normalize, run_go
 from tests.interop.conftest import SR, Twins
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
@@ -98,6 +98,8 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         {},
     ),
     "timeout": ({"mode": "sleep", "sleep": "30s"}, {"BUBU_STEP_TIMEOUT": "600ms"}),
+    # deeper than any BUBU_MAX_RECURSION_DEPTH the operator injects: hydration refuses it
+    "too-deep": ({"mode": "succeed", "output": deep(70)}, {}),
     "signal": (
         {"mode": "signal", "key": "progress", "value": {"pct": 50.0}, "output": {"ok": True}},
         {},
@@ -111,6 +113,9 @@ EXPECTED: dict[str, set[str]] = {
     # Go lowercases the class before comparing it with "rateLimited" and drops it (a Go bug
     # bubu fixes, spec README decision 5)
     "structured-rate-limited": {"$.exitClass", "$.error.exitClass", "$.error.retryable"},
+    # bubu's StorageError declares its type (docs/differences.md, "Error types from bubu
+    # exceptions"); Go's substring rules call the same hydration failure an execution error
+    "too-deep": {"$.error.type"},
     # bubu prefixes a plain exception's text with its type ("RuntimeError: ...")
     "failure": {"$.error.message", "$.lastFailureMsg"},
 }
@@ -162,6 +167,13 @@ async def test_batch_step_status(
     if case == "failure":
         assert go_status["lastFailureMsg"] == "card declined <&> \u2028"
         assert py_status["lastFailureMsg"] == "RuntimeError: card declined <&> \u2028"
+    elif case == "too-deep":
+        assert go_code == 1 and go_status["phase"] == "Failed"
+        assert "maximum recursion depth" in go_status["lastFailureMsg"]
+        assert (go_status["error"]["type"], py_status["error"]["type"]) == (
+            "execution_error",
+            "storage_error",
+        )
     elif case == "structured-rate-limited":
         assert (go_status["exitClass"], go_status["error"]["retryable"]) == ("terminal", False)
         assert (py_status["exitClass"], py_status["error"]["retryable"]) == ("rateLimited", True)
