@@ -44,7 +44,7 @@ class GoTemplating:
             line = self._out.readline()
         if not line:
             raise RuntimeError("the Go templating oracle exited")
-        response: dict[str, Any] = json.loads(line)
+        response: dict[str, Any] = json.loads(line, parse_int=_go_int)
         assert response["id"] == request["id"], response
         return response
 
@@ -52,6 +52,12 @@ class GoTemplating:
         self._in.close()
         self._proc.wait(timeout=10)
         self._out.close()
+
+
+def _go_int(text: str) -> int | float:
+    # Go writes float64 -0 as `-0`, which Python would read as the int 0 and so lose the sign
+    # (a Go int is never -0): keep it the float it is.
+    return -0.0 if text == "-0" else int(text)
 
 
 def ours(op: str, **request: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration._gotemplating import GoTemplating, ours, same_value
+from tests.integration._gotemplating import GoTemplating, canonical, ours, same_value
 
 pytestmark = pytest.mark.interop
 
@@ -631,6 +631,18 @@ def test_generated_data_prints_like_go(go: GoTemplating, value: Any, template: s
     variables = {"inputs": {"v": value}}
     theirs, mine = _compare(go, "string", template=template, vars=variables)
     _assert_same(theirs, mine, f"{template} with {value!r}")
+
+
+@pytest.mark.parametrize("value", [-0.0, [-0.0], {"a": -0.0}], ids=["scalar", "list", "map"])
+@pytest.mark.parametrize(
+    "template", ["{{ .inputs.v }}", "x{{ .inputs.v }}", "{{ toJson .inputs.v }}"]
+)
+def test_negative_zero_keeps_its_sign_like_go(go: GoTemplating, value: Any, template: str) -> None:
+    # Found by test_generated_data_prints_like_go: Go keeps -0 (a whole-template value comes back
+    # as float64 -0, and prints as "-0"); the oracle's reply must not turn it into the int 0.
+    theirs, mine = _compare(go, "string", template=template, vars={"inputs": {"v": value}})
+    _assert_same(theirs, mine, f"{template} with {value!r}")
+    assert "-0" in canonical(theirs["value"])  # the sign made it through the oracle's reply
 
 
 # --- Sprig helpers with intricate rules (xstrings case conversion, goutils wrapping, Go time
