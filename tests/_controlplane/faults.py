@@ -461,8 +461,10 @@ class FaultProxy:
                 extra = []
                 if fault.retry_after is not None:
                     extra.append(("Retry-After", str(max(1, int(round(fault.retry_after))))))
-                await self._write_simple(writer, fault.status, payload, extra)
+                # Recorded before the client can see the answer: a test that asserts on
+                # ``requests`` right after its call returned must find every request in it.
                 self._record(Seen(method, path, query, fault.status, fault))
+                await self._write_simple(writer, fault.status, payload, extra)
                 return True
         if hmap.get("upgrade"):
             payload = json.dumps(
@@ -484,8 +486,8 @@ class FaultProxy:
             payload = json.dumps(
                 status_body(502, path, message=f"fault proxy upstream error: {type(exc).__name__}")
             ).encode()
-            await self._write_simple(writer, 502, payload, [])
             self._record(Seen(method, path, query, 502, fault))
+            await self._write_simple(writer, 502, payload, [])
             return True
         try:
             self._record(Seen(method, path, query, resp.status_code, fault))
