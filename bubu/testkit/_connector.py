@@ -556,6 +556,11 @@ class LocalConnector:
             if session is not None:
                 session.kill_mode = "eof"
                 session.killed.set()
+        # Let the handlers end their streams first: closing the server cancels them before they
+        # send their trailers, and the engram would then wait on a silent connection instead of
+        # seeing the end of its streams (and reconnecting, as after a Go connector's Stop).
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(lambda: self._data is None and self._control is None, timeout=5.0)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(asyncio.TimeoutError):

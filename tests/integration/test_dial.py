@@ -20,6 +20,7 @@ from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
 from bubu._runtime.transport import TransportSettings
 from bubu._streaming import start_streaming
+from bubu._transport import _fastpath
 from bubu._transport import channel as channel_mod
 from bubu.engram import StreamingEngram
 from bubu.errors import ConnectorUnavailableError, StreamSessionError
@@ -57,12 +58,27 @@ def _counting_channel(port: int) -> tuple[Any, list[float]]:
     return chan, attempts
 
 
-async def test_engram_started_before_the_connector_connects_on_its_first_session() -> None:
+async def test_engram_started_before_the_connector_connects_on_its_first_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     port, binding = await _unused_endpoint()
-    env = {**binding, "BUBU_GRPC_RECONNECT_MAX_RETRIES": "0", "BUBU_GRPC_DIAL_TIMEOUT": "5s"}
+    # A dial timeout far above the redial schedule, so a slow machine cannot run it out while
+    # the connector starts.
+    env = {**binding, "BUBU_GRPC_RECONNECT_MAX_RETRIES": "0", "BUBU_GRPC_DIAL_TIMEOUT": "60s"}
+    refused = asyncio.Event()
+    original = _fastpath.open_connection
+
+    async def watched(channel: Any) -> Any:
+        try:
+            return await original(channel)
+        except ConnectionRefusedError:
+            refused.set()
+            raise
+
+    monkeypatch.setattr(_fastpath, "open_connection", watched)
     task = asyncio.create_task(start_streaming(Echo(), source=MappingSource(env)))
     try:
-        await asyncio.sleep(0.4)  # the engram's first dial is refused meanwhile
+        await asyncio.wait_for(refused.wait(), 60)  # the engram's first dial was refused
         assert not task.done()
         async with _connector(port=port) as conn:
             await conn.wait_ready(timeout=5)
@@ -80,24 +96,40 @@ async def test_engram_started_before_the_connector_connects_on_its_first_session
             await task
 
 
-async def test_dial_redials_until_the_timeout_then_reports_the_last_error() -> None:
+async def test_dial_redials_until_the_timeout_then_reports_the_last_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     port, _ = await _unused_endpoint()
     chan, attempts = _counting_channel(port)
+    waits: list[tuple[int, float, float]] = []  # (retry, time left, the wait chosen)
+    original = channel_mod._dial_backoff
+
+    def recorded(retries: int, remaining: float, *_: Any) -> float:
+        # The jitter at its top (1.6 s x 1.2), so the second wait always outlasts the deadline.
+        delay = original(retries, remaining, lambda lo, hi: hi)
+        waits.append((retries, remaining, delay))
+        return delay
+
+    monkeypatch.setattr(channel_mod, "_dial_backoff", recorded)
     started = time.monotonic()
     try:
         with pytest.raises(ConnectorUnavailableError) as info:
-            await channel_mod.connect(chan, 1.5)
+            await channel_mod.connect(chan, 2.5)
     finally:
         chan.close()
     elapsed = time.monotonic() - started
     message = str(info.value)
-    assert "transport connector dial timed out after 1.5s: last error: " in message
+    assert "transport connector dial timed out after 2.5s: last error: " in message
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
-    assert 1.45 <= elapsed < 2.5
-    # grpc-go schedule: refused at 0 s, redial after the 1 s base delay, then the 1.6 s (+-20%)
-    # wait is cut short by the deadline.
-    assert len(attempts) == 2
-    assert 0.95 <= attempts[1] - attempts[0] < 1.2
+    assert elapsed >= 2.45  # never gives up before the deadline (a lower bound: load-proof)
+    # grpc-go schedule: refused at 0 s, redial after the 1 s base delay (never jittered), then
+    # the 1.92 s wait is cut to the time left and the deadline ends the dial. Checked on the
+    # waits the dialer chose, not on the wall clock, which a loaded machine stretches.
+    assert len(attempts) == 2 == len(waits)
+    assert waits[0][0] == 0 and waits[0][2] == 1.0
+    retry, left, chosen = waits[1]
+    assert retry == 1 and left < 1.55 and chosen == max(0.0, left)
+    assert attempts[1] - attempts[0] >= 0.95
 
 
 async def test_session_with_no_retries_fails_only_after_the_dial_timeout() -> None:

@@ -505,20 +505,31 @@ def test_impulse_stats_need_a_name(world):
         _triggers.ImpulseStats(world.cluster, " ")
 
 
+async def _until(predicate, limit: float = 10.0) -> None:
+    """Yield to the loop until ``predicate()`` holds (the throttle offers no event to wait on)."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
 async def test_cancel_while_waiting_for_an_in_flight_slot(world, scoped):
     gate = asyncio.Event()
+    entered = asyncio.Event()
     original = world.cluster.create
 
     async def held_create(kind, body, namespace=None):
+        entered.set()
         await gate.wait()
         return await original(kind, body, namespace)
 
     world.cluster.create = held_create
     with scoped(world, BUBU_TRIGGER_THROTTLE_MAX_IN_FLIGHT="1"):
         holder = asyncio.ensure_future(start_story("story", {"i": 0}))
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(entered.wait(), 10)  # the holder has the only slot
+        throttle = _triggers._throttle_for(_triggers.load_trigger_settings(world.scope.source))
+        assert throttle is not None and throttle._sem is not None
         waiter = asyncio.ensure_future(start_story("story", {"i": 1}))
-        await asyncio.sleep(0.01)
+        await _until(lambda: bool(getattr(throttle._sem, "_waiters", None)))  # queued for it
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -536,13 +547,15 @@ async def test_cancel_during_the_rate_wait_releases_the_slot(world, scoped):
     }
     with scoped(world, **env):
         await start_story("story", {"i": 0})  # spends the only token
+        throttle = _triggers._throttle_for(_triggers.load_trigger_settings(world.scope.source))
+        assert throttle is not None and throttle._sem is not None
         waiter = asyncio.ensure_future(start_story("story", {"i": 1}))  # waits ~1 s for a token
-        await asyncio.sleep(0.05)
+        # Cancelled as soon as it has reserved the next token (tokens below zero), so the whole
+        # 1 s wait is the margin, whatever the machine's load.
+        await _until(lambda: throttle._tokens < 0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        throttle = _triggers._throttle_for(_triggers.load_trigger_settings(world.scope.source))
-        assert throttle is not None and throttle._sem is not None
         assert not throttle._sem.locked()  # the in-flight slot was released
         assert throttle._tokens > -0.5  # and the reserved token given back (else about -1)
 
