@@ -245,13 +245,13 @@ async def test_a_cut_connection_fails_what_was_in_flight_retryably_then_reconnec
 
         async def watch() -> None:
             stream = kube.watch(CONFIG_MAP, name, resource_version=rv, timeout_seconds=300)
-            opened.set()
             async for _ in stream:
-                pass
+                opened.set()  # an event came through: the watch stream is open on the server
 
         task = asyncio.create_task(watch())
-        await opened.wait()
-        await asyncio.sleep(0.3)  # the watch stream is open on the server
+        # A change after `rv`: the watch delivers it whenever its request reaches the server.
+        await kube.merge_patch(CONFIG_MAP, name, {"data": {"k": "v"}})
+        await asyncio.wait_for(opened.wait(), 60)
         assert relay.cut() == 1
         with pytest.raises(KubernetesError) as info:
             await task

@@ -24,7 +24,7 @@ from bubu._streaming import run_with_reconnect, supervise
 from bubu._transport import _fastpath
 from bubu._transport.session import CONTROL_METHOD, DeliveryBook, Session
 from bubu.testkit._connector import LocalConnector
-from tests.integration._stream_helpers import Emitter, connector, running
+from tests.integration._stream_helpers import Emitter, connector, eventually, running
 
 pytestmark = pytest.mark.loopback
 
@@ -160,7 +160,9 @@ async def test_directive_replies_wait_for_room_instead_of_piling_up(
             gate.clear()
             for n in range(10):
                 await conn.send_control("probe", {"n": str(n)})
-            await asyncio.sleep(0.3)
+            # Two replies queued and the third directive's handled reply waiting for room: the
+            # reader stops there (Go's blocking channel send) instead of reading on.
+            await eventually(lambda: len(handled) >= 3 and len(sessions[0]._control_q) >= 2, 30)
             assert handled == ["0", "1", "2"]
             assert len(sessions[0]._control_q) == 2
             gate.set()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -199,17 +200,36 @@ async def test_heartbeats_on_both_streams_from_binding_env_overrides() -> None:
 
 async def test_data_heartbeat_ticker_restarts_after_every_real_send() -> None:
     # Go resets the Data heartbeat ticker after each real send (3.8): a busy stream carries no
-    # heartbeats; an idle one gets one per interval. Margins are wide (1 s interval, a send
-    # every 100 ms) so a loaded machine does not make this flaky.
+    # heartbeats; an idle one gets one per interval. Checked as the rule itself, so a loaded
+    # machine that stalls the stream cannot break it: every heartbeat comes at least an interval
+    # after the last real packet (half of it, as the connector sees both, for transit delays).
+    # A ticker that did not restart would put one within ~0.1 s of a send.
+    interval = 1.0
     env = {"BUBU_GRPC_HEARTBEAT_INTERVAL": "1s", "BUBU_GRPC_MESSAGE_TIMEOUT": "5s"}
     async with _connector(env=env) as conn, running(Echo(), conn):
+        arrivals: list[tuple[float, bool]] = []  # (when the connector got it, a heartbeat?)
+        original = conn._on_published
+
+        def record(req: pb.DataRequest) -> None:
+            beat = req.WhichOneof("frame") is None and codec.is_heartbeat_metadata(req.metadata)
+            arrivals.append((time.monotonic(), beat))
+            original(req)
+
+        conn._on_published = record  # type: ignore[method-assign]
         await conn.wait_ready()
         for n in range(25):
             await conn.send(StreamMessage.json({"n": n}))
             await conn.next_output()
             await asyncio.sleep(0.1)
-        assert conn.stats.data_heartbeats == 0
-        await conn.wait_until(lambda: conn.stats.data_heartbeats >= 1, timeout=5)
+        sends = len(arrivals)
+        await conn.wait_until(lambda: any(beat for _, beat in arrivals[sends:]), timeout=30)
+    last_real = None
+    for when, beat in arrivals:
+        if not beat:
+            last_real = when
+        elif last_real is not None:
+            assert when - last_real >= interval / 2, arrivals
+    assert sum(not beat for _, beat in arrivals) == 25
 
 
 async def test_handoff_draining_then_cutover_keeps_streaming_without_loss() -> None:
@@ -294,7 +314,7 @@ async def test_message_id_dedupe_without_sequence() -> None:
         await conn.send(hook)
         await conn.send(StreamMessage.json({"n": "after"}))
         await engram.wait_for(2)
-        await asyncio.sleep(0.05)
+    # In order: a copy of the hook that got through would be the second message, before "after".
     assert [m.kind for m in engram.seen] == ["hook", "data"]
     assert engram.seen[0].message_id == "ns/run:r"
 
@@ -305,23 +325,31 @@ async def test_receipt_only_after_done_with_go_fields_and_once() -> None:
         await conn.wait_ready()
         await conn.send(StreamMessage.json({"n": 1}))
         await engram.wait_for(1)
-        await asyncio.sleep(0.05)
-        assert conn.stats.receipts == []
+        # Receipts leave in done() order, so the receipt of a later message is the barrier: a
+        # receipt sent for n=1 before its done() would arrive before the one for n=2.
+        await conn.send(StreamMessage.json({"n": 2}))
+        await engram.wait_for(2)
+        engram.seen[1].done()
+        await conn.wait_until(lambda: len(conn.stats.receipts) >= 1)
+        assert [r.sequence for r in conn.stats.receipts] == [2]
         engram.seen[0].done()
-        await conn.wait_until(lambda: len(conn.stats.receipts) == 1)
-        receipt = conn.stats.receipts[0]
+        await conn.wait_until(lambda: len(conn.stats.receipts) == 2)
+        receipt = conn.stats.receipts[1]
         assert (receipt.stream_id, receipt.sequence, receipt.partition) == (
             conn.stream_id,
             1,
             "",
         )
         assert receipt.size_ok  # size_bytes == proto.Size of the packet
-        engram.seen[0].done()
+        engram.seen[0].done()  # a second done() sends nothing: n=3's receipt comes next
         req = next(r for r in conn.control_requests if r.custom_action == "downstream.delivered")
         assert req.action == pb.CONTROL_ACTION_UNSPECIFIED
         assert set(req.metadata) == {"stream_id", "sequence", "partition", "size_bytes"}
-        await asyncio.sleep(0.05)
-        assert len(conn.stats.receipts) == 1  # a second done() sends nothing
+        await conn.send(StreamMessage.json({"n": 3}))
+        await engram.wait_for(3)
+        engram.seen[2].done()
+        await conn.wait_until(lambda: len(conn.stats.receipts) >= 3)
+        assert [r.sequence for r in conn.stats.receipts] == [2, 1, 3]
 
 
 async def test_receipt_sizes_follow_go_proto_size_for_whole_and_chunked_packets() -> None:
@@ -477,9 +505,9 @@ async def test_chunks_out_of_order_with_duplicate_make_one_message() -> None:
         await conn.wait_ready()
         for index, part in ((2, b"!!"), (0, b"hello-"), (0, b"hello-"), (1, b"world")):
             await conn.send_packet(_chunk(part, index, 3))
-        await engram.wait_for(1)
-        await asyncio.sleep(0.05)
-    assert len(engram.seen) == 1
+        await conn.send(StreamMessage.json({"marker": True}))  # in order, after every chunk
+        await engram.wait_for(2)
+    assert len(engram.seen) == 2 and engram.seen[1].json_data() == {"marker": True}
     msg = engram.seen[0]
     assert msg.payload == b"hello-world!!"
     assert msg.metadata == {"first": "2"}  # the first-arriving chunk is the template

@@ -187,10 +187,9 @@ async def ingest():
         impulse=imp, config={"host": "127.0.0.1", "port": 0}, secrets={"INGEST_TOKEN": "t0k"}
     )
     await h.start()
-    for _ in range(100):
-        if imp.port:
-            break
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):  # the server binds in the impulse's own task
+        while not imp.port:  # noqa: ASYNC110 - the example offers no event to wait on
+            await asyncio.sleep(0.01)
     yield h, imp.port
     assert await h.stop() == 0
 

@@ -154,7 +154,9 @@ async def test_backpressure_generator_resumes_only_after_emit_returns() -> None:
     inbound = Inbound(1)
     inbound.close()
     task = asyncio.create_task(engram_runner(Gen())(inbound, emit))
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        while "emit 0" not in order:  # noqa: ASYNC110 - emit 0 then holds at the gate
+            await asyncio.sleep(0)
     assert order == ["yield 0", "emit 0"]
     gate.set()
     await task
