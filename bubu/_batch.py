@@ -1,4 +1,6 @@
-"""``start_batch``: the batch lifecycle (go-sdk-core.md c.1), returning the exit code.
+"""``start_batch``: the batch lifecycle, returning the exit code.
+
+See docs/contract/batch-lifecycle.md#steps.
 
 Stages of a run (each a function below, so storage, templates and schema validation plug in
 at a named place; docs/architecture.md "Batch stages")::
@@ -167,7 +169,9 @@ async def decode_config(run: RunContext, config_type: Any, payloads: Payloads) -
 async def prepare_inputs(
     run: RunContext, inputs_type: Any, *, strict: bool, payloads: Payloads
 ) -> Any:
-    """Stage *inputs*: the step's raw inputs into the engram's ``Inputs`` value (c.1 step 8).
+    """Stage *inputs*: the step's raw inputs into the engram's ``Inputs`` value.
+
+    See docs/contract/batch-lifecycle.md#steps.
 
     References are hydrated, templates resolved (unless ``BUBU_SKIP_INPUT_TEMPLATING``; data
     that came out of storage is never evaluated), the result checked against the
@@ -217,7 +221,7 @@ def _now() -> datetime:
 
 
 def _rfc3339(when: datetime) -> str:
-    # metav1.Time serialises at second precision (c.2 table).
+    # metav1.Time serialises at second precision (docs/contract/steprun-status.md#merge-rules).
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -226,7 +230,7 @@ def _output_for_status(result: Result | None) -> dict[str, Any]:
 
     Raises:
         EngramError: the data has no JSON form, or is not a JSON object (the CRD declares
-            ``status.output`` as ``type: object``, crds.md 0.2).
+            ``status.output`` as ``type: object``, docs/contract/steprun-status.md#objects-only).
     """
     if result is None or result.data is None:
         return {}
@@ -250,11 +254,12 @@ class EngramInitError(BubuError):
     """``init`` raised a non-SDK exception; ``__cause__`` is the engram's own exception.
 
     The message starts ``engram initialization failed:`` as in Go, which classifies the
-    StructuredError as ``initialization_error`` (c.13).
+    StructuredError as ``initialization_error`` (docs/contract/errors.md#structured-error).
     """
 
 
-# Phases before Running from which Go's state machine refuses Succeeded (c.2).
+# Phases before Running from which Go's state machine refuses Succeeded
+# (docs/contract/steprun-status.md#merge-rules).
 _EARLY: Final = frozenset({"Pending", "Blocked", "Scheduling"})
 
 
@@ -291,7 +296,8 @@ class _Run:
         try:
             secrets = self.startup.expand_secrets(self.secrets_override)
         except SecretExpansionError as exc:
-            # Fail closed (c.12); the message names the secret, never a path or a value.
+            # Fail closed (docs/contract/runtime-environment.md#secrets); the message names the
+            # secret, never a path or a value.
             raise SecretExpansionError(f"failed to expand secrets: {exc}") from exc
         try:
             await self.engram.init(config, secrets)
@@ -308,7 +314,8 @@ class _Run:
         if result is None:
             return Result()
         if not isinstance(result, Result):
-            # Accept a bare value the way Go's NewResultFrom wraps one (d.5).
+            # Accept a bare value the way Go's NewResultFrom wraps one
+            # (docs/contract/batch-lifecycle.md#execution-context).
             return Result(result)
         return result
 
@@ -342,8 +349,9 @@ class _Run:
             waiters: set[asyncio.Task[Any]] = {work} | ({stop_wait} if stop_wait else set())
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if not work.done() and self.shutdown is not None and self.shutdown.requested:
-                # Record why before cancelling (style.md 6.6), then give the engram the grace
-                # to clean up; the terminal write below still has its own budget.
+                # Record why before cancelling (docs/contract/design.md#cancellation-and-shutdown),
+                # then give the engram the grace to clean up; the terminal write below still has its
+                # own budget.
                 interrupted = self.shutdown.reason or "shutdown"
                 _log.warning("stop requested (%s): cancelling the step", interrupted)
                 work.cancel(f"bubu: stop requested ({interrupted})")
@@ -474,9 +482,9 @@ class _Run:
                 if update.get("phase") != "Succeeded" or current.get("phase") not in _EARLY:
                     raise
                 # A fast pod can finish before the controller marks the StepRun Running, and
-                # Go's state machine refuses Pending -> Succeeded (d.11). Write everything but
-                # the phase: the controller sets Succeeded itself when the Job succeeds
-                # (crds.md 3.4), and the output is not lost.
+                # Go's state machine refuses Pending -> Succeeded (docs/differences.md). Write
+                # everything but the phase: the controller sets Succeeded itself when the Job
+                # succeeds (docs/contract/steprun-status.md#controller), and the output is not lost.
                 _log.warning(
                     "StepRun is still %s; writing the result without the phase",
                     current.get("phase"),
@@ -557,7 +565,7 @@ async def _open_sink(
     sink = KubeStatusSink(
         client,
         env.steprun_name,
-        None,  # Go patches in the client namespace (c.2)
+        None,  # Go patches in the client namespace (docs/contract/steprun-status.md#merge-rules)
         pod_name=env.pod_name or None,
         max_retries=env.k8s_patch_max_retries,
         operation_timeout=env.k8s_operation_timeout,

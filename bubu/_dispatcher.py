@@ -1,14 +1,16 @@
-"""StoryDispatcher: impulse sessions by caller key (go-sdk-core.md a, Go ``story_dispatcher``).
+"""StoryDispatcher: impulse sessions by caller key (Go ``story_dispatcher``).
+
+See docs/contract/index.md#go-surface.
 
 An impulse maps outside events (a pull request, a chat) to StoryRuns. ``trigger(key=...)``
 starts a Story and remembers the run under ``key``; ``stop(key)`` cancels it; ``has_session``,
 ``session`` and ``forget`` inspect and drop sessions. Sessions live in memory, as in Go.
 
-After every ``trigger`` the impulse counters are updated (crds.md 6): received +1, plus
-launched +1 on success or failed +1 on a permanent error (retryable errors, pending decisions
-and cancellation count only as received). Unlike Go, which patches the Impulse status after
-every trigger, the counts go to ``ImpulseStats``, which coalesces them into at most one patch
-per interval and flushes on shutdown.
+After every ``trigger`` the impulse counters are updated
+(docs/contract/story-trigger.md#impulse-counters): received +1, plus launched +1 on success or
+failed +1 on a permanent error (retryable errors, pending decisions and cancellation count only as
+received). Unlike Go, which patches the Impulse status after every trigger, the counts go to
+``ImpulseStats``, which coalesces them into at most one patch per interval and flushes on shutdown.
 
 Imports ``bubu._triggers``, ``bubu._k8s``, ``bubu._scope`` and ``bubu.errors``.
 """

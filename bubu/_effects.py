@@ -1,8 +1,10 @@
-"""Exactly-once side effects on EffectClaim and the StepRun effects ledger (c.5, c.7).
+"""Exactly-once side effects on EffectClaim and the StepRun effects ledger.
+
+See docs/contract/effect-claim.md#protocol, docs/contract/signals.md#effects-ledger.
 
 ``execute_effect_once(key, fn)`` runs ``fn`` at most once per (StepRun, key) across processes
-and restarts, within the limits of a lease: an EffectClaim (crds.md 1.6, 4) names the holder,
-and the holder renews the lease while ``fn`` runs. ``record_effect`` appends to
+and restarts, within the limits of a lease: an EffectClaim (docs/contract/effect-claim.md) names the
+holder, and the holder renews the lease while ``fn`` runs. ``record_effect`` appends to
 ``StepRun.status.effects`` (the ledger, a mirror that the first writer of a key wins) and
 ``has_effect`` reads it.
 
@@ -21,13 +23,13 @@ leaves a completed claim without a ledger entry: any later ``execute_effect_once
 false forever here).
 
 Departures from Go, all deliberate (docs/differences.md): timestamps valid under the webhook
-(``completedAt`` is whole seconds rounded *up*, so ``completedAt >= renewTime``; crds.md 4.4,
-4.5); release drops the holder and the lease times as Go does but leaves ``completionStatus``
-empty (project decision, crds.md 4.5 option (a)); every claim write is a PUT carrying the
-resourceVersion; the lease can be shortened with ``BUBU_EFFECT_LEASE_DURATION`` (tests); the
-holder identity is capped at 253 characters; and the result is Pythonic: ``fn``'s value on the
-first run, ``EffectAlreadyRecordedError`` (with ``.details``) otherwise, instead of
-``(nil, true, err)``.
+(``completedAt`` is whole seconds rounded *up*, so ``completedAt >= renewTime``;
+docs/contract/effect-claim.md#completion-and-release); release drops the holder and the lease times
+as Go does but leaves ``completionStatus`` empty (project decision (a),
+docs/contract/effect-claim.md#completion-and-release); every claim write is a PUT carrying the
+resourceVersion; the lease can be shortened with ``BUBU_EFFECT_LEASE_DURATION`` (tests); the holder
+identity is capped at 253 characters; and the result is Pythonic: ``fn``'s value on the first run,
+``EffectAlreadyRecordedError`` (with ``.details``) otherwise, instead of ``(nil, true, err)``.
 
 Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._scope`` and ``bubu.errors``. Logger:
 ``bubu.effects``.
@@ -80,20 +82,23 @@ _log = logging.getLogger("bubu.effects")
 
 T = TypeVar("T")
 
-DEFAULT_LEASE_DURATION = 600.0  # Go's defaultEffectLeaseDuration: 10 minutes (c.5)
+# Go's defaultEffectLeaseDuration: 10 minutes (docs/contract/effect-claim.md#protocol)
+DEFAULT_LEASE_DURATION = 600.0
 _OP_TIMEOUT = 3.0  # Go's effectPatchTimeout: bounds claim reads and the release
-_MAX_HOLDER = 253  # spec.holderIdentity maxLength (crds.md 1.6)
+_MAX_HOLDER = 253  # spec.holderIdentity maxLength (docs/contract/effect-claim.md#holder-identity)
 _TAKEOVER_ATTEMPTS = 3
 
 
 def _micro(moment: datetime) -> str:
-    # metav1.MicroTime: exactly six fractional digits (crds.md 1.2).
+    # metav1.MicroTime: exactly six fractional digits
+    # (docs/contract/effect-claim.md#completion-and-release).
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _seconds_ceil(moment: datetime) -> str:
     # metav1.Time drops fractions on re-encode; rounding *up* keeps completedAt >= renewTime
-    # after Go truncates it (the Go SDK's precision bug, crds.md 4.4/4.5).
+    # after Go truncates it (the Go SDK's precision bug,
+    # docs/contract/effect-claim.md#go-breakages).
     moment = moment.astimezone(UTC)
     if moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
@@ -115,10 +120,13 @@ def renew_interval(lease: float) -> float:
 
 
 def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
-    """Return effect details as a JSON object no larger than ``limit`` bytes (c.7).
+    """Return effect details as a JSON object no larger than ``limit`` bytes.
 
-    Non-objects are wrapped as ``{"value": x}`` (the CRD declares ``details`` an object, crds.md
-    0.2). Larger values become ``{truncated, sizeBytes, sha256, type, details: {len}}``.
+    See docs/contract/signals.md#effects-ledger.
+
+    Non-objects are wrapped as ``{"value": x}`` (the CRD declares ``details`` an
+    object, docs/contract/steprun-status.md#objects-only). Larger values become ``{truncated,
+    sizeBytes, sha256, type, details: {len}}``.
 
     Raises:
         EffectError: the value is not JSON, or even the summary exceeds the limit.
@@ -148,7 +156,7 @@ def bounded_details(value: Any, limit: int) -> dict[str, Any] | None:
     return summary
 
 
-# --- the in-process gate (c.5 step 2) ---------------------------------------------------------
+# --- the in-process gate (docs/contract/effect-claim.md#protocol) ---------------------------------
 
 
 @dataclass
@@ -258,10 +266,10 @@ class Effects:
     async def _append(self, entry: dict[str, Any]) -> None:
         """Queue a ledger entry; one writer sends everything queued in one status write.
 
-        ``status.effects`` is an atomic list (crds.md 1.5), so every append rewrites it. The
-        write carries the resourceVersion (a concurrent writer means re-read and merge, never
-        a lost entry), and concurrent appends of this process share one write instead of
-        each fighting the others for the same resourceVersion.
+        ``status.effects`` is an atomic list (docs/contract/steprun-status.md#optimistic-writes), so
+        every append rewrites it. The write carries the resourceVersion (a concurrent writer means
+        re-read and merge, never a lost entry), and concurrent appends of this process share one
+        write instead of each fighting the others for the same resourceVersion.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((entry, done))
@@ -330,7 +338,8 @@ class Effects:
         holder = f"{self.namespace}:{self.step_run}:{key}:{uuid.uuid4()}"
         if len(holder) <= _MAX_HOLDER:
             return holder
-        # Go can overflow the 253 limit with long keys (crds.md 11.4): hash the key instead.
+        # Go can overflow the 253 limit with long keys
+        # (docs/contract/effect-claim.md#holder-identity): hash the key instead.
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
         prefix = f"{self.namespace}:{self.step_run}"[: _MAX_HOLDER - 55]
         return f"{prefix}:{digest}:{uuid.uuid4()}"
@@ -556,7 +565,10 @@ class Effects:
         raise EffectError("failed to complete effect reservation: conflict persisted")
 
     async def _release(self, key: str, holder: str) -> None:
-        """Clear our holder so a retry can take the claim at once (option (a), crds.md 4.5)."""
+        """Clear our holder so a retry can take the claim at once (option (a)).
+
+        See docs/contract/effect-claim.md#completion-and-release.
+        """
         if self.kube is None:
             return
         name = self._claim_name(key)
@@ -677,7 +689,8 @@ def _make_effects(scope: _scope.RunScope | None) -> Effects:
 async def record_effect(key: str, status: str, details: Any = None) -> None:
     """Append an entry to the StepRun's effects ledger (``status.effects``).
 
-    The first record of a key wins; later ones are dropped by the merge (c.7).
+    The first record of a key wins; later ones are dropped by the merge
+    (docs/contract/signals.md#effects-ledger).
 
     Args:
         key: the effect key.

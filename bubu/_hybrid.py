@@ -1,8 +1,8 @@
 """``hybrid`` mode: a batch Job whose output is also forwarded to downstream streaming steps.
 
 The operator sets ``BUBU_EXECUTION_MODE=hybrid`` on Jobs that have downstream streaming targets
-(go-sdk-core.md (a) "Mode dispatch", Appendix B #8). Go's ``sdk.Start`` sends ``hybrid`` to the
-streaming runtime, which is a Go bug the spec names; here ``hybrid`` does what it means:
+(docs/contract/runtime-environment.md#mode, docs/differences.md). Go's ``sdk.Start`` sends
+``hybrid`` to the streaming runtime, which is a Go bug; here ``hybrid`` does what it means:
 
 1. run the batch lifecycle (``bubu._batch.run_batch``): status, exit code, everything as batch;
 2. only if the step succeeded **and** its terminal status was written, and ``BUBU_HYBRID_BRIDGE``

@@ -1,4 +1,6 @@
-"""``run_impulse``: the Impulse lifecycle (go-sdk-core.md a "Impulse entry point", style.md 6.6).
+"""``run_impulse``: the Impulse lifecycle.
+
+See docs/contract/index.md#go-surface, docs/contract/design.md#cancellation-and-shutdown.
 
 The start-up every entry point shares (``bubu._startup``: JSON logs with the secret mask on
 every handler, standard output and uncaught exceptions; telemetry switches; the run scope) ->
@@ -17,7 +19,8 @@ builds the same object over the in-memory cluster.
 Shutdown (SIGTERM through ``bubu.run``): the event source stops first - ``run`` is cancelled
 and gets the grace period to finish (close its server; in-flight ``start_story`` calls are
 idempotent by name, so a redelivered event after a restart is safe) - then the impulse counters
-are flushed. A clean stop returns 0. Go installs no signal handler for impulses (c.1 "SIGTERM").
+are flushed. A clean stop returns 0. Go installs no signal handler for impulses
+(docs/contract/batch-lifecycle.md#signals).
 
 Imports ``bubu._startup``, ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._payloads``,
 ``bubu._schema`` (on use), ``bubu._k8s``, ``bubu._runtime``, ``bubu._aio``, ``bubu.engram`` and
@@ -162,7 +165,9 @@ async def _close(kube: Any) -> None:
 
 
 async def _validate_config(kube: KubeAPI, env: RuntimeEnv, config: dict[str, Any]) -> None:
-    """Check the hydrated config against the ImpulseTemplate's ``configSchema`` (c.11).
+    """Check the hydrated config against the ImpulseTemplate's ``configSchema``.
+
+    See docs/templates.md#schemas.
 
     The Go SDK leaves this to the operator's admission webhook; bubu checks it when the
     Impulse's Role can read the template (an ImpulseTemplate is cluster-scoped, so the

@@ -1,4 +1,6 @@
-"""Log publishing: step logs go to storage, ``StepRun.status.logs`` points at them (c.8).
+"""Log publishing: step logs go to storage, ``StepRun.status.logs`` points at them.
+
+See docs/contract/signals.md#log-publishing.
 
 ``LogPublisher.publish(payload)`` writes the bytes as a blob at
 ``<ns>/logs/<storyRun>/<step>/<stepRun>/<unixNano>.log`` (segments cleaned to

@@ -1,5 +1,6 @@
-"""The payload stages of a run: references, templates, schemas and offload (go-sdk-core.md c.1,
-c.9-c.11, d.3).
+"""The payload stages of a run: references, templates, schemas and offload.
+
+See docs/contract/storage.md#stages.
 
 One ``Payloads`` per run; the lifecycles call it at their seams (docs/architecture.md "Batch
 stages", docs/storage.md):
@@ -8,7 +9,7 @@ stages", docs/storage.md):
   hydrated values) before the config is decoded (batch, streaming, impulse);
 * ``inputs(raw)``: hydrate references, resolve templates (unless
   ``BUBU_SKIP_INPUT_TEMPLATING``), values that came out of storage never evaluated;
-* ``validate_inputs`` / ``validate_output``: the EngramTemplate schemas (c.11);
+* ``validate_inputs`` / ``validate_output``: the EngramTemplate schemas (docs/templates.md#schemas);
 * ``output(data)``: offload above ``BUBU_MAX_INLINE_SIZE`` (the storage-off error for an
   oversized output), with Go's three attempts for a store that is unavailable.
 
@@ -238,7 +239,9 @@ class Payloads:
     # --- inputs ---------------------------------------------------------------------------------
 
     async def inputs(self, raw: dict[str, Any] | None) -> dict[str, Any]:
-        """The step inputs with references hydrated and templates resolved (c.1 step 8).
+        """The step inputs with references hydrated and templates resolved.
+
+        See docs/contract/batch-lifecycle.md#steps.
 
         Raises:
             StorageError: prefixed ``failed to hydrate inputs:``.

@@ -1,6 +1,6 @@
 """JSON Schema validation of inputs, outputs and config against template schemas.
 
-Follows go-sdk-core.md c.11 (docs/templates.md "Schemas" is the user-facing page):
+What it does (the user-facing page is docs/templates.md#schemas):
 
 * **Where the schema comes from.** ``EngramTemplate`` (cluster-scoped) named by the Engram's
   ``spec.templateRef.name``; the Engram is ``BUBU_ENGRAM_NAME`` or the StepRun's
@@ -10,9 +10,9 @@ Follows go-sdk-core.md c.11 (docs/templates.md "Schemas" is the user-facing page
 * **Skips.** No namespace, no engram name, no template name, a client without ``get`` and a
   ``403 Forbidden`` each skip validation with one debug line on ``bubu.schema``; the operator's
   admission and status checks stay authoritative. The operator's engram-runner Role grants no
-  ``get`` on Engrams or EngramTemplates (crds.md 7.3), so in a default cluster validation is
-  skipped unless the Engram's ``execution.rbac`` (and, for the cluster-scoped template, a
-  ClusterRole) grants it.
+  ``get`` on Engrams or EngramTemplates (docs/deploying.md#engram-runner-role), so in a default
+  cluster validation is skipped unless the Engram's ``execution.rbac`` (and, for the cluster-scoped
+  template, a ClusterRole) grants it.
 * **Errors.** A lookup failure (other than 403) is a ``SchemaLookupError``: retryable,
   ``execution_error``, exit class ``retry``. A document that fails is a terminal
   ``SchemaValidationError`` (``validation_error``) whose message lists every violation with its
@@ -87,7 +87,7 @@ _STORAGE_KEYS = (
 )
 
 
-# --- normalisation (c.11) ----------------------------------------------------------------------
+# --- normalisation (docs/templates.md#schemas) ----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +245,16 @@ def _normalize(node: Any, inherited: _OptIns) -> Any:
         branches = node.get(key)
         if isinstance(branches, list):
             # oneOf stays exclusive: inherited broadening is added once at the oneOf node,
-            # never inside each branch (c.11).
+            # never inside each branch (docs/templates.md#schemas).
             child_opts = _OptIns() if key == "oneOf" else opts
             node[key] = [_normalize(b, child_opts) for b in branches]
     return _with_alternatives(node, opts)
 
 
 def normalize_schema(schema: Any) -> Any:
-    """Return the normalised copy of a template schema (c.11); ``schema`` is not modified.
+    """Return the normalised copy of a template schema; ``schema`` is not modified.
+
+    See docs/templates.md#schemas.
 
     Raises:
         SchemaValidationError: the schema holds an external ``$ref`` (anything not starting
@@ -476,7 +478,7 @@ class TemplateSchemas:
         step_run_name: str = "",
         timeout: float = 30.0,
     ) -> TemplateSchemas:
-        """Schemas of the EngramTemplate behind this StepRun (c.11 lookup order).
+        """Schemas of the EngramTemplate behind this StepRun (docs/templates.md#schemas).
 
         ``namespace`` is ``StepRunNamespace`` (else the pod namespace); ``engram_name`` is
         ``BUBU_ENGRAM_NAME`` when set, else the StepRun ``step_run_name`` is read for
@@ -565,7 +567,9 @@ class TemplateSchemas:
             ) from None
 
     async def validate_inputs(self, inputs: Mapping[str, Any] | None) -> None:
-        """Validate step inputs against ``spec.inputSchema``; ``None``/empty is ``{}`` (c.11).
+        """Validate step inputs against ``spec.inputSchema``; ``None``/empty is ``{}``.
+
+        See docs/templates.md#schemas.
 
         Raises:
             SchemaLookupError: the lookup failed (retryable).

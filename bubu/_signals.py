@@ -1,4 +1,4 @@
-"""Signals: small, bounded progress facts on the StepRun status (go-sdk-core.md c.6).
+"""Signals: small, bounded progress facts on the StepRun status (docs/contract/signals.md#signals).
 
 ``emit_signal(key, value)`` sets ``status.signals[key]`` and appends a ``status.signalEvents``
 entry ``{seq, key, emittedAt, payload}``. Values are never stored raw unless they are a
@@ -9,7 +9,7 @@ may hold) never reach the status.
 Sequence numbers survive restarts: each event takes ``max(seq on the StepRun) + 1`` inside the
 status read-modify-write (sent with the resourceVersion, so a concurrent writer causes a
 re-read, not a lost event). The Go SDK numbers events with a per-process counter from 1, and
-after a restart its events collide with stored ones and are silently dropped (Appendix B #7);
+after a restart its events collide with stored ones and are silently dropped (docs/differences.md);
 see docs/differences.md.
 
 Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._scope`` and ``bubu.errors``. Logger:
@@ -45,14 +45,14 @@ __all__ = [
     "replay_signals",
 ]
 
-_DEFAULT_SAMPLE = 2048  # EmitTextSignal's default sample size (c.6)
+_DEFAULT_SAMPLE = 2048  # EmitTextSignal's default sample size (docs/contract/signals.md#signals)
 _OP_TIMEOUT = 3.0  # Go's signal patch timeout
 
 
 class SignalMeta(msgspec.Struct, omit_defaults=True, rename="camel"):
     """Metadata about a (possibly large) value, stored as-is (Go ``SignalMeta``).
 
-    Field order is Go's declaration order (Appendix A.1).
+    Field order is Go's declaration order (docs/contract/identity.md#go-json).
     """
 
     format: str = ""
@@ -89,9 +89,10 @@ class SignalEvent(msgspec.Struct, frozen=True):
 
 
 def _summary(raw: bytes, value: Any, plain: Any, *, redacted: bool) -> dict[str, Any]:
-    # Keys of maps are never included: they can be as sensitive as the values (c.6). ``raw`` is
-    # Go's json.Marshal of the value, so size and hash are the ones Go reports; the type is the
-    # value's own (a Struct is a Go struct: no length).
+    # Keys of maps are never included: they can be as sensitive as the values
+    # (docs/contract/signals.md#signals). ``raw`` is Go's json.Marshal of the value, so size and
+    # hash are the ones Go reports; the type is the value's own (a Struct is a Go struct: no
+    # length).
     out: dict[str, Any] = {"sizeBytes": len(raw)}
     if raw:
         out["sha256"] = hashlib.sha256(raw).hexdigest()
@@ -109,7 +110,9 @@ def _summary(raw: bytes, value: Any, plain: Any, *, redacted: bool) -> dict[str,
 def build_signal_values(
     key: str, value: Any, limit: int
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Return ``(status value, event payload)`` for ``value`` under the size ``limit`` (c.6).
+    """Return ``(status value, event payload)`` for ``value`` under the size ``limit``.
+
+    See docs/contract/signals.md#signals.
 
     Raises:
         SignalError: the value is not JSON, or the stored form exceeds ``limit``.

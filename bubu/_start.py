@@ -1,14 +1,14 @@
 """``bubu.run`` owns the process; ``bubu.start`` picks the entry point for the execution mode.
 
-``run`` is the one place that turns an outcome into a process exit code (style.md 6.6): it hands
-the entry point to ``bubu._startup.run_process`` (new event loop, two-stage SIGTERM/SIGINT
-handlers - first signal: graceful stop through ``Shutdown``; second: cancel, still without a
-traceback - and the output guard that masks secrets for the whole process) and calls
-``sys.exit``.
+``run`` is the one place that turns an outcome into a process exit code
+(docs/contract/design.md#cancellation-and-shutdown): it hands the entry point to
+``bubu._startup.run_process`` (new event loop, two-stage SIGTERM/SIGINT handlers - first signal:
+graceful stop through ``Shutdown``; second: cancel, still without a traceback - and the output guard
+that masks secrets for the whole process) and calls ``sys.exit``.
 
 ``start`` dispatches on ``BUBU_EXECUTION_MODE`` exactly as Go's ``sdk.Start``: ``""``, ``batch``
 and ``job`` run batch; anything else (``streaming``, ``hybrid``...) runs streaming
-(go-sdk-core.md (a) Mode dispatch). Streaming is imported lazily from ``bubu._streaming``.
+(docs/contract/runtime-environment.md#mode). Streaming is imported lazily from ``bubu._streaming``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ async def start(engram: Any, *, source: EnvSource | None = None, **kwargs: Any) 
         from bubu.engram import BatchEngram
 
         if isinstance(engram, BatchEngram):
-            # Go runs streaming for hybrid (Appendix B #8, a bug the spec names); a hybrid Job
+            # Go runs streaming for hybrid (a Go bug, docs/differences.md); a hybrid Job
             # is a batch step with downstream streaming targets: batch, then the bridge
             # (bubu._hybrid; docs/differences.md).
             from bubu._hybrid import start_hybrid

@@ -1,9 +1,9 @@
 """Tracer, meter and W3C propagation, created on first use (opentelemetry-api only).
 
 OpenTelemetry is imported inside the functions: its context module resolves entry points at
-import time, which would cost every ``import bubu`` (style.md 6.3). Names match the Go SDK
-(go-sdk-core.md c.15): tracer and meter ``bubu-sdk``; histogram
-``bubu.k8s.operation.duration_seconds`` with ``operation`` and ``success`` attributes.
+import time, which would cost every ``import bubu`` (docs/contract/design.md#cheap-import). Names
+match the Go SDK (docs/observability.md#metrics-and-traces): tracer and meter ``bubu-sdk``;
+histogram ``bubu.k8s.operation.duration_seconds`` with ``operation`` and ``success`` attributes.
 
 ``configure(metrics=..., tracing=...)`` applies ``BUBU_SDK_METRICS_ENABLED`` /
 ``BUBU_SDK_TRACING_ENABLED``; when disabled the helpers are no-ops. The start-up sequence
@@ -128,9 +128,9 @@ def _w3c_propagator() -> Any:
 def inject_w3c(carrier: MutableMapping[str, str]) -> None:
     """Write W3C ``traceparent``/``tracestate``/``baggage`` of the current context to a carrier.
 
-    The Go SDK's stream propagator (streaming.md 3.11): W3C TraceContext plus Baggage whatever
-    the global propagator is, gated by ``BUBU_TRACE_PROPAGATION`` (by the caller), not by
-    ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
+    The Go SDK's stream propagator (docs/contract/streaming.md#trace-context): W3C TraceContext plus
+    Baggage whatever the global propagator is, gated by ``BUBU_TRACE_PROPAGATION`` (by the caller),
+    not by ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
     """
     propagator = _w3c[0] if _w3c else _w3c_propagator()
     # Hot path (once per outbound packet): an empty context holds no span and no baggage, so
@@ -149,13 +149,13 @@ def extract_w3c(carrier: Mapping[str, str]) -> Any:
 def rpc_span(method: str, metadata: MutableMapping[str, str]) -> Iterator[Any]:
     """The client span of one gRPC call, its context put into the call's metadata.
 
-    What Go's otelgrpc client stats handler does for the connector streams (streaming.md 2.2
-    ``BUBU_TRACE_PROPAGATION``, 3.11): a ``CLIENT`` span named after the full method
-    (``transport.v1.TransportConnectorService/Data``) with the ``rpc.*`` attributes, injected
-    with the global propagator, ended (with an error status when the block raises) when the
-    call ends. Without a tracer provider (opentelemetry-api alone, or tracing off) the span is
-    invalid, and the current context is injected instead, as Go's no-op tracer passes its
-    parent on. Enter it before the call sends its headers.
+    What Go's otelgrpc client stats handler does for the connector streams
+    (``BUBU_TRACE_PROPAGATION``, docs/contract/streaming.md#trace-context): a ``CLIENT`` span
+    named after the full method (``transport.v1.TransportConnectorService/Data``) with the ``rpc.*``
+    attributes, injected with the global propagator, ended (with an error status when the block
+    raises) when the call ends. Without a tracer provider (opentelemetry-api alone, or tracing off)
+    the span is invalid, and the current context is injected instead, as Go's no-op tracer passes
+    its parent on. Enter it before the call sends its headers.
 
     Args:
         method: the gRPC path, ``/package.Service/Method``.

@@ -1,6 +1,6 @@
-"""Start and stop Stories through StoryTrigger admission (crds.md 2, 5; go-sdk-core.md c.3, c.4).
+"""Start and stop Stories through StoryTrigger admission (docs/contract/story-trigger.md).
 
-The SDK never creates a StoryRun itself (spec README decision 3). ``start_story`` creates a
+The SDK never creates a StoryRun itself (docs/contract/story-trigger.md). ``start_story`` creates a
 StoryTrigger with a deterministic name and delivery identity, waits for the controller's
 decision (Created / Reused / Rejected), and returns a ``TriggerResult``. ``stop_story`` sets
 ``spec.cancelRequested`` on the StoryRun.
@@ -8,19 +8,22 @@ decision (Created / Reused / Rejected), and returns a ``TriggerResult``. ``stop_
 What this module owns:
 
 * delivery identity (modes ``none``/``token``/``key``, the key template evaluated by
-  ``bubu._templating`` as Go's core/templating does, ``submissionId``) - c.3.1;
+  ``bubu._templating`` as Go's core/templating does, ``submissionId``) -
+  docs/contract/story-trigger.md#delivery-identity;
 * the StoryTrigger body: name, labels and annotations from the parent step, impulse ref,
-  the input hash byte-identical to Go (``bubu._k8s.identity``) - c.3, crds.md 2.1;
+  the input hash byte-identical to Go (``bubu._k8s.identity``) -
+  docs/contract/story-trigger.md#what-the-sdk-creates;
 * the wait (watch first, GET polling under the Impulse Role, ``bubu._k8s.watch``), retries,
   throttling, and the impulse trigger counters coalesced into one status patch per interval
-  (``ImpulseStats``; crds.md 6).
+  (``ImpulseStats``; docs/contract/story-trigger.md#impulse-counters).
 
-Input offload (c.3 step 4.4): with storage enabled (``BUBU_STORAGE_PROVIDER``), inputs above
-``BUBU_MAX_INLINE_SIZE`` are offloaded before hashing by ``bubu._storage``'s
-``dehydrate_inputs``, under Go's storage key (``storage_input_key``) and with the story's
-input schema id; ``StoryTriggers(offload=...)`` replaces that with any async callable
-``(inputs, storage_key) -> inputs``. With storage disabled, inputs are sent inline and the
-operator offloads anything above its inline limit when it creates the StoryRun (crds.md 2.4).
+Input offload (docs/contract/storage.md#stages): with storage enabled (``BUBU_STORAGE_PROVIDER``),
+inputs above ``BUBU_MAX_INLINE_SIZE`` are offloaded before hashing by ``bubu._storage``'s
+``dehydrate_inputs``, under Go's storage key (``storage_input_key``) and with the story's input
+schema id; ``StoryTriggers(offload=...)`` replaces that with any async callable ``(inputs,
+storage_key) -> inputs``. With storage disabled, inputs are sent inline and the operator offloads
+anything above its inline limit when it creates the StoryRun
+(docs/contract/story-trigger.md#resolution).
 
 Imports ``bubu._k8s``, ``bubu._runtime``, ``bubu._templating``, ``bubu._storage`` (only with
 storage enabled), ``bubu._aio``, ``bubu._scope`` and ``bubu.errors`` only. Logger: ``bubu.trigger``.
@@ -87,7 +90,7 @@ __all__ = [
 
 _log = logging.getLogger("bubu.trigger")
 
-# Label and annotation keys (core contracts; crds.md 2.1, 2.5).
+# Label and annotation keys (core contracts; docs/contract/story-trigger.md#what-the-sdk-creates).
 LABEL_PARENT_STORYRUN = "bubustack.io/parent-storyrun"
 LABEL_PARENT_STEP = "bubustack.io/parent-step"
 LABEL_STEPRUN = "bubustack.io/steprun"
@@ -98,7 +101,8 @@ _DECISIONS = ("Created", "Reused", "Rejected")
 _TERMINAL_PHASES = frozenset(
     {"Succeeded", "Failed", "Finished", "Canceled", "Compensated", "Timeout", "Aborted", "Skipped"}
 )
-_MAX_SUBMISSION_ID = 253  # deliveryIdentity.submissionId maxLength (crds.md 1.3)
+# deliveryIdentity.submissionId maxLength (docs/contract/story-trigger.md#delivery-identity)
+_MAX_SUBMISSION_ID = 253
 _ADMISSION_DENIED = "denied the request"  # controller-runtime's webhook denial text
 
 InputOffload = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
@@ -109,7 +113,9 @@ InputOffload = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 
 def load_trigger_settings(source: EnvSource) -> TriggerSettings:
-    """Read the ``BUBU_TRIGGER_*`` policy; called on every ``start_story`` (b.6).
+    """Read the ``BUBU_TRIGGER_*`` policy; called on every ``start_story``.
+
+    See docs/contract/runtime-environment.md#trigger-delivery.
 
     Raises:
         ContractError: a value is invalid; the message names the variable (Go's texts).
@@ -198,7 +204,7 @@ def trigger_token(token: str | None) -> Iterator[None]:
         _TOKEN.reset(reset)
 
 
-# --- the key template (c.3.1) ------------------------------------------------------------------
+# --- the key template (docs/contract/story-trigger.md#delivery-identity) --------------------------
 
 
 def compute_trigger_key(template: str, variables: Mapping[str, Any]) -> str:
@@ -226,7 +232,7 @@ def compute_trigger_key(template: str, variables: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# --- delivery identity (c.3.1) -----------------------------------------------------------------
+# --- delivery identity (docs/contract/story-trigger.md#delivery-identity) -------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +270,9 @@ def _resolve_identity(
         return _Identity("key", key, key)
     if token:
         if len(token) > _MAX_SUBMISSION_ID:
-            # submissionId is capped at 253 while key allows 256 (crds.md 2.1 caveat): say so
-            # here instead of letting the API server answer 422.
+            # submissionId is capped at 253 while key allows 256
+            # (docs/contract/story-trigger.md#delivery-identity): say so here instead of letting the
+            # API server answer 422.
             raise TriggerError(
                 f"trigger token is {len(token)} characters; at most {_MAX_SUBMISSION_ID} allowed"
             )
@@ -273,7 +280,7 @@ def _resolve_identity(
     return _Identity("none", "", str(uuid.uuid4()))
 
 
-# --- throttle (c.3.3) --------------------------------------------------------------------------
+# --- throttle (docs/contract/story-trigger.md#retry-throttle-stats) -------------------------------
 
 
 class _Throttle:
@@ -331,14 +338,15 @@ def _throttle_for(settings: TriggerSettings) -> _Throttle | None:
         return None
     loop = asyncio.get_running_loop()
     current = _THROTTLES.get(loop)
-    # Process-wide (per event loop), rebuilt when the env-derived key changes (c.3.3).
+    # Process-wide (per event loop), rebuilt when the env-derived key changes
+    # (docs/contract/story-trigger.md#retry-throttle-stats).
     if current is None or current.key != key:
         current = _Throttle(*key)
         _THROTTLES[loop] = current
     return current
 
 
-# --- impulse counters (crds.md 6) --------------------------------------------------------------
+# --- impulse counters (docs/contract/story-trigger.md#impulse-counters) ---------------------------
 
 
 class ImpulseStats:
@@ -346,11 +354,11 @@ class ImpulseStats:
 
     The operator recomputes ``triggersReceived``, ``storiesLaunched``, ``failedTriggers``,
     ``lastTrigger`` and ``lastSuccess`` from the StoryRuns that name the Impulse, and overwrites
-    them on every StoryRun change (crds.md 6). The Go SDK also adds its deltas to those fields
-    after every trigger, so the status shows a mix of both counts until the next recompute (the
-    real operator showed 10 received for 8 triggers). Here only what the operator never writes,
-    ``throttledTriggers`` and ``lastThrottled``, goes to the cluster (docs/differences.md);
-    ``totals`` keeps every count for the process itself.
+    them on every StoryRun change (docs/contract/story-trigger.md#impulse-counters). The Go SDK also
+    adds its deltas to those fields after every trigger, so the status shows a mix of both counts
+    until the next recompute (the real operator showed 10 received for 8 triggers). Here only what
+    the operator never writes, ``throttledTriggers`` and ``lastThrottled``, goes to the cluster
+    (docs/differences.md); ``totals`` keeps every count for the process itself.
 
     Writes are coalesced: deltas accumulate in memory and one background flush per ``interval``
     writes them: GET, add, advance the timestamp only forward (whole seconds, UTC), merge-patch
@@ -363,7 +371,8 @@ class ImpulseStats:
         interval: the minimum seconds between two patches.
     """
 
-    #: the status fields the SDK writes; the operator owns the others (crds.md 6)
+    #: the status fields the SDK writes; the operator owns the others
+    #: (docs/contract/story-trigger.md#impulse-counters)
     WRITTEN = ("throttledTriggers", "lastThrottled")
 
     def __init__(
@@ -522,7 +531,8 @@ def _retry_delay(settings: TriggerSettings, k: int) -> float:
         delay = base * (2 ** min(k - 1, 62))
     if delay <= 0 or delay > cap:
         delay = cap
-    return delay * (0.75 + 0.5 * random.random())  # +-25 % jitter (c.3.3)
+    # +-25 % jitter (docs/contract/story-trigger.md#retry-throttle-stats)
+    return delay * (0.75 + 0.5 * random.random())
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -573,7 +583,8 @@ def _builtins(inputs: Any) -> dict[str, Any]:
     except (TypeError, msgspec.EncodeError) as exc:
         raise TriggerError(f"story inputs are not JSON-serialisable: {exc}") from exc
     if not isinstance(value, dict):
-        # spec.inputs is a RawExtension declared ``type: object`` (crds.md 0.2).
+        # spec.inputs is a RawExtension declared ``type: object``
+        # (docs/contract/index.md#resources).
         raise TriggerError(f"story inputs must be a JSON object, got {type(inputs).__name__}")
     return value
 
@@ -587,7 +598,8 @@ def _same_request(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> boo
     """Compare the immutable request of two StoryTriggers (Go ``storyTriggerRequestMatches``).
 
     Inputs are compared semantically through Go-canonical JSON: the API server re-serialises
-    stored JSON, so Go's byte equality would be fragile here (crds.md 2.6).
+    stored JSON, so Go's byte equality would be fragile here
+    (docs/contract/story-trigger.md#waiting-and-duplicates).
     """
     a, b = _spec(existing), _spec(wanted)
 
@@ -658,7 +670,10 @@ class StoryTriggers:
         return env.load_identity(self.source)
 
     def client_namespace(self) -> str:
-        """The namespace triggers are created in (Go ``getPodNamespace``, crds.md 2.1)."""
+        """The namespace triggers are created in (Go ``getPodNamespace``).
+
+        See docs/contract/story-trigger.md#what-the-sdk-creates.
+        """
         return env.resolve_namespace(self._identity()).strip() or self.kube.namespace
 
     def _parent_metadata(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -798,9 +813,9 @@ class StoryTriggers:
     def _storage_offload(self, story_ns: str, story_name: str, version: str) -> InputOffload | None:
         """The run's storage (``BUBU_STORAGE_*``) as the offload, when storage is enabled.
 
-        Go offloads through the process's shared storage manager (c.3 step 4.4); with storage
-        disabled bubu sends the inputs inline and the operator offloads them when it creates
-        the StoryRun (docs/differences.md).
+        Go offloads through the process's shared storage manager (docs/contract/storage.md#stages);
+        with storage disabled bubu sends the inputs inline and the operator offloads them when it
+        creates the StoryRun (docs/differences.md).
         """
         if self._storage_env is None:
             self._storage_env = env.load_env(self.source)
@@ -821,9 +836,9 @@ class StoryTriggers:
 
     async def _story_version(self, story_name: str, story_ns: str) -> str:
         # Go reads Story.spec.version and ignores every error; the Impulse Role has no
-        # ``stories get`` so this is usually a 403 (crds.md 2.1). Remember the 403 per client.
-        # Go GETs the Story on every call; where the client can watch it, one watch keeps the
-        # version current and the GET is made once (docs/differences.md).
+        # ``stories get`` so this is usually a 403 (docs/contract/story-trigger.md#story). Remember
+        # the 403 per client. Go GETs the Story on every call; where the client can watch it, one
+        # watch keeps the version current and the GET is made once (docs/differences.md).
         if _version_forbidden(self.kube):
             return ""
         get = getattr(self.kube, "get_live", None) or self.kube.get
@@ -860,8 +875,9 @@ class StoryTriggers:
                     reason="ImmutableRequestMismatch",
                 ) from None
         except ForbiddenError as exc:
-            # The operator's webhook denies with 403 (crds.md 0.8, 2.3): that is a rejection of
-            # this request, not a missing permission, and retrying cannot help.
+            # The operator's webhook denies with 403 (docs/contract/errors.md#webhook-denials,
+            # docs/contract/story-trigger.md#admission-webhook): that is a rejection of this
+            # request, not a missing permission, and retrying cannot help.
             if _ADMISSION_DENIED in str(exc):
                 raise TriggerRejectedError(
                     str(exc).split(_ADMISSION_DENIED, 1)[1].lstrip(": ") or str(exc),
@@ -931,7 +947,8 @@ class StoryTriggers:
         ns = (namespace or "").strip() or self.client_namespace()
         if not ns:
             raise TriggerError(f'failed to resolve namespace for storyrun "{story_run}"')
-        # RetryOnConflict(DefaultRetry): 5 steps of ~10 ms (c.4).
+        # RetryOnConflict(DefaultRetry): 5 steps of ~10 ms
+        # (docs/contract/story-trigger.md#stop-story).
         for attempt in range(5):
             try:
                 run = await self.kube.get(STORY_RUN, story_run, ns)
@@ -1040,8 +1057,8 @@ async def start_story(
 
     The decision is awaited with a watch on the one StoryTrigger; a broken watch (410, a
     dropped connection) is followed by a GET and a new watch. The operator's generated Impulse
-    Role grants only ``create, get`` on ``storytriggers`` (crds.md 7.2), so there the first
-    watch is refused with 403, the refusal is remembered for the client, and decisions are
+    Role grants only ``create, get`` on ``storytriggers`` (docs/deploying.md#impulse-role), so there
+    the first watch is refused with 403, the refusal is remembered for the client, and decisions are
     polled with GET (20 ms, x1.5, capped at 250 ms). To get the watch, add this rule to
     ``Impulse.spec.execution.rbac.rules`` (or the ImpulseTemplate's)::
 
@@ -1090,7 +1107,9 @@ async def start_story_with_token(
 
 
 async def stop_story(story_run_name: str, namespace: str | None = None) -> bool:
-    """Ask the operator to cancel a StoryRun (``spec.cancelRequested=true``, crds.md 5).
+    """Ask the operator to cancel a StoryRun (``spec.cancelRequested=true``).
+
+    See docs/contract/story-trigger.md#stop-story.
 
     A run that is already terminal, or already asked to stop, is left unchanged.
 

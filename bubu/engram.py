@@ -1,7 +1,8 @@
 """Public base classes for engrams and impulses, and ``engram_types``.
 
 Subclass one of them with concrete type arguments; entry points read those arguments to decode
-config and inputs before any network call (style.md 6.1, Temporal's declaration-time check)::
+config and inputs before any network call (docs/contract/design.md#declaration-time-checks,
+Temporal's declaration-time check)::
 
     class Config(msgspec.Struct):
         greeting: str = "hello"

@@ -115,7 +115,7 @@ __all__ = [
     "WatchExpiredError",
 ]
 
-# StructuredError v1 vocabularies (go-sdk-core.md c.13).
+# StructuredError v1 vocabularies (docs/contract/errors.md#structured-error).
 ERROR_TYPES = (
     "timeout",
     "storage_error",
@@ -405,8 +405,8 @@ class StreamSessionError(TransportError):
     """A streaming session failed in a way a reconnect may fix.
 
     Covers an unexpected end of the Data or Control stream, an invalid inbound packet, a bad
-    chunk sequence, dedupe overflow and send timeouts (streaming.md 3.9): the runner reconnects
-    with jittered backoff, as the Go SDK does.
+    chunk sequence, dedupe overflow and send timeouts (docs/contract/streaming.md#errors): the
+    runner reconnects with jittered backoff, as the Go SDK does.
     """
 
     retryable = True
@@ -414,7 +414,9 @@ class StreamSessionError(TransportError):
 
 
 class HandshakeTimeoutError(TransportError):
-    """The connector did not complete the startup handshake in time (streaming.md 3.1).
+    """The connector did not complete the startup handshake in time.
+
+    See docs/contract/streaming.md#startup.
 
     Not retried, as in Go (``errControlStartupHandshakeTimeout``).
     """
@@ -460,7 +462,9 @@ class TriggerRejectedError(TriggerError):
 
 
 class TriggerIdentityConflictError(TriggerRejectedError):
-    """A StoryTrigger with this name exists with a different immutable request (crds.md 2.6).
+    """A StoryTrigger with this name exists with a different immutable request.
+
+    See docs/contract/story-trigger.md#waiting-and-duplicates.
 
     Raised before any controller decision, when a token or key is reused with other inputs:
     ``storytrigger '<name>' already exists with different immutable request identity; reuse is

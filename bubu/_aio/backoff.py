@@ -1,4 +1,4 @@
-"""Jittered exponential backoff (go-sdk-core.md c.17).
+"""Jittered exponential backoff (docs/contract/runtime-environment.md#timeouts).
 
 The StepRun status patch loop starts at 100 ms, doubles, and multiplies each delay by a factor
 drawn uniformly from [0.75, 1.25) (the Go SDK's +-25 % jitter).

@@ -1,4 +1,6 @@
-"""Graceful shutdown: the mechanism, not the policy (style.md 6.6).
+"""Graceful shutdown: the mechanism, not the policy.
+
+See docs/contract/design.md#cancellation-and-shutdown.
 
 ``Shutdown`` records that a stop was requested, why, and how long the entry point may take
 to finish (the grace). ``install_signal_handlers`` makes SIGTERM/SIGINT two-stage, as grpclib
@@ -6,7 +8,8 @@ does: the first signal requests a graceful stop, the second cancels the main tas
 owner of the process (``bubu._start.run`` and the CLI) installs handlers, and only from the
 main thread (as kopf does); entry points and harnesses take a ``Shutdown`` and watch it.
 
-The Go SDK installs no signal handler for batch (go-sdk-core.md c.1); see docs/differences.md.
+The Go SDK installs no signal handler for batch (docs/contract/batch-lifecycle.md#signals); see
+docs/differences.md.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
 
     Args:
         coro: the coroutine to run.
-        name: ``bubu.<part>.<what>`` (style.md 6.4).
+        name: ``bubu.<part>.<what>`` (docs/contract/design.md#naming).
     """
     task = asyncio.get_running_loop().create_task(coro, name=name)
     _background.add(task)

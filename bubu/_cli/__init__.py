@@ -89,7 +89,8 @@ def _parse_secrets(values: Sequence[str]) -> dict[str, str]:
         if not sep or not name:
             raise UsageError(f"--secret: expected name=value, got {item.split('=')[0]!r}")
         if "__" in name or name.upper().endswith("_NAME"):
-            # BUBU_SECRET_<name> skips these names (c.12); refuse rather than drop silently.
+            # BUBU_SECRET_<name> skips these names (docs/contract/runtime-environment.md#secrets);
+            # refuse rather than drop silently.
             raise UsageError(f"--secret: {name!r}: names may not contain '__' or end in _NAME")
         secrets[name] = value
     return secrets

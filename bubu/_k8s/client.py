@@ -6,17 +6,19 @@ for the life of the process, watches included (docs/k8s-transport.md says why ht
 could not be used). When HTTP/2 is not possible (an ``http://`` URL, a proxy in the kubeconfig,
 a server that does not offer ``h2``) the client falls back to kr8s's httpx session over
 HTTP/1.1. Every request is a verb and path we choose, because kr8s's object helpers do not fit
-the engram-runner Role (crds.md 7.3, 10):
+the engram-runner Role (docs/deploying.md#engram-runner-role, docs/contract/index.md#apiserver):
 
 * ``get`` is a direct GET; kr8s's ``get(name)`` is a LIST the Role does not allow.
-* ``replace`` is a real HTTP PUT (EffectClaim writes need ``update``, crds.md 0.5).
+* ``replace`` is a real HTTP PUT (EffectClaim writes need ``update``,
+  docs/contract/effect-claim.md#put-not-patch).
 * ``watch`` watches one object with ``fieldSelector=metadata.name=<n>`` (the ``watch`` verb only).
 * 403 is not retried: kr8s re-authenticates three times on 401/403, which turns a webhook denial
-  into four round trips (crds.md 0.8). We re-authenticate once, on 401 only.
+  into four round trips (docs/contract/errors.md#webhook-denials). We re-authenticate once, on 401
+  only.
 
 Configuration order is in-cluster, then ``$KUBECONFIG``, then ``~/.kube/config``
-(go-sdk-core.md c.14). Errors are translated in ``bubu._k8s.errors``; nothing above this
-package sees kr8s, httpx or h2 exceptions.
+(docs/contract/errors.md#kubernetes-errors). Errors are translated in ``bubu._k8s.errors``; nothing
+above this package sees kr8s, httpx or h2 exceptions.
 
 kr8s, httpx and h2 are imported inside functions so that importing this module stays cheap.
 """
@@ -56,7 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT: Final = "bubu-sdk-python"
-DEFAULT_TIMEOUT: Final = 30.0  # BUBU_K8S_TIMEOUT default (go-sdk-core.md b.5)
+# BUBU_K8S_TIMEOUT default (docs/contract/runtime-environment.md#kubernetes-client)
+DEFAULT_TIMEOUT: Final = 30.0
 SERVICE_ACCOUNT_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 _MERGE_PATCH: Final = "application/merge-patch+json"
@@ -225,8 +228,9 @@ class KubeClient:
             kwargs["kubeconfig"] = kubeconfig
             kwargs["serviceaccount"] = ""
         elif url is None and _in_cluster(service_account_dir):
-            # Go order: in-cluster first (c.14). kr8s tries the kubeconfig first, so point it
-            # at a path that cannot exist; its loader then falls through to the service account.
+            # Go order: in-cluster first (docs/contract/runtime-environment.md#kubernetes-client).
+            # kr8s tries the kubeconfig first, so point it at a path that cannot exist; its loader
+            # then falls through to the service account.
             kwargs["kubeconfig"] = os.path.join(service_account_dir, ".bubu-no-kubeconfig")
             kwargs["serviceaccount"] = service_account_dir
             if namespace is None:
@@ -240,7 +244,8 @@ class KubeClient:
             kwargs["serviceaccount"] = service_account_dir
         operation = "connect to the Kubernetes API"
         # A private instance, not the kr8s per-loop cache: each client owns its session,
-        # so one client's aclose() never breaks another (style.md 6.1).
+        # so one client's aclose() never breaks another
+        # (docs/contract/design.md#cancellation-and-shutdown).
         api = kr8s.asyncio.Api(bypass_factory=True, context=None, **kwargs)
         api.timeout = timeout
         transport: H2Transport | None = None
@@ -324,7 +329,7 @@ class KubeClient:
     async def aclose(self) -> None:
         """Close the connection (and kr8s's httpx session); safe to call more than once.
 
-        kr8s has no public close (python-stack.md 3), so we close its httpx session.
+        kr8s has no public close (docs/performance.md#libraries), so we close its httpx session.
         """
         if self._closed:
             return
@@ -364,8 +369,8 @@ class KubeClient:
     ) -> dict[str, Any]:
         """POST a new object; ``apiVersion`` and ``kind`` are filled in when missing.
 
-        The server drops any ``status`` stanza (crds.md 10): write status through
-        ``merge_patch(..., subresource="status")``.
+        The server drops any ``status`` stanza (docs/contract/index.md#apiserver): write status
+        through ``merge_patch(..., subresource="status")``.
         """
         payload = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
         return await self._request("POST", kind, namespace=namespace, body=payload)
@@ -427,10 +432,10 @@ class KubeClient:
         """Watch one object and yield ``(event_type, object)`` pairs.
 
         Uses ``fieldSelector=metadata.name=<name>`` on the collection, which needs only the
-        ``watch`` verb (crds.md 7.4). The iterator ends when the server closes the stream
-        (``timeout_seconds`` bounds that on the server side); BOOKMARK events are skipped.
-        Over HTTP/2 the watch is one more stream on the client's connection, and closing the
-        iterator early resets just that stream. ``on_open`` is called once the server has
+        ``watch`` verb (docs/deploying.md#rbac-consequences). The iterator ends when the server
+        closes the stream (``timeout_seconds`` bounds that on the server side); BOOKMARK events are
+        skipped. Over HTTP/2 the watch is one more stream on the client's connection, and closing
+        the iterator early resets just that stream. ``on_open`` is called once the server has
         accepted the watch (from then on every change after ``resource_version`` arrives here).
 
         Raises:
@@ -758,7 +763,7 @@ async def _open_http2(api: Any, user_agent: str, timeout_s: float) -> H2Transpor
 
 
 async def _close_session(api: Any) -> None:
-    """Close kr8s's httpx session (kr8s has no public close, python-stack.md 3)."""
+    """Close kr8s's httpx session (kr8s has no public close, docs/performance.md#libraries)."""
     session = getattr(api, "_session", None)
     if session is not None:
         api._session = None

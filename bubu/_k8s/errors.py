@@ -1,10 +1,13 @@
-"""Translate Kubernetes API failures into the SDK's error tree, once (style.md 6.5).
+"""Translate Kubernetes API failures into the SDK's error tree, once.
 
-Classification follows the Go SDK's ``classifyK8sError`` (go-sdk-core.md c.14): 404 is
-NotFound, 409 is Conflict, 403 is Forbidden (admission webhook denials also arrive as 403,
-crds.md 0.8), 422 is a permanent ``Invalid``; 429, 5xx, server timeouts and transport errors
-(connection refused/reset, timeouts) are retryable. The API's Status ``message`` and
-``reason`` are preserved. Callers ``raise translated from exc``.
+See docs/contract/errors.md#error-tree.
+
+Classification follows the Go SDK's ``classifyK8sError``
+(docs/contract/errors.md#kubernetes-errors): 404 is NotFound, 409 is Conflict, 403 is Forbidden
+(admission webhook denials also arrive as 403, docs/contract/errors.md#webhook-denials), 422 is a
+permanent ``Invalid``; 429, 5xx, server timeouts and transport errors (connection refused/reset,
+timeouts) are retryable. The API's Status ``message`` and ``reason`` are preserved. Callers ``raise
+translated from exc``.
 
 This module imports neither kr8s nor httpx: it works on status codes, bodies and headers.
 """
@@ -128,7 +131,8 @@ def from_transport_error(exc: BaseException, *, operation: str) -> KubernetesErr
     """Build a retryable SDK error for a request that never got an HTTP answer.
 
     Timeouts, refused or reset connections and protocol errors are all transient from
-    the SDK's point of view (go-sdk-core.md c.14: ECONNRESET, ECONNREFUSED, ETIMEDOUT...).
+    the SDK's point of view (docs/contract/errors.md#kubernetes-errors: ECONNRESET, ECONNREFUSED,
+    ETIMEDOUT...).
 
     Args:
         exc: the httpx / OS / kr8s exception.

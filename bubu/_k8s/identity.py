@@ -2,10 +2,10 @@
 
 This module owns every identity algorithm the operator re-checks, byte for byte: StoryTrigger,
 StoryRun and EffectClaim names, the trigger input hash (sha256 over Go ``encoding/json``
-output), StepRun idempotency keys and Kubernetes-safe label values (crds.md 2.2,
-go-sdk-core.md c.3.2 and Appendix A). A name or hash that differs from Go's by one byte makes the
-webhook or the controller reject the object, so tests pin these functions to vectors produced
-by the Go code (crds.md 2.2).
+output), StepRun idempotency keys and Kubernetes-safe label values (docs/contract/identity.md). A
+name or hash that differs from Go's by one byte makes the webhook or the controller reject the
+object, so tests pin these functions to vectors produced by the Go code
+(docs/contract/identity.md#names).
 
 It is pure: no I/O, and it imports nothing from ``bubu`` except ``errors`` and the Go parse
 rules (``strings.TrimSpace``). The in-memory fakes of ``bubu.testkit`` use the same functions, so
@@ -47,7 +47,8 @@ __all__ = [
     "utc_seconds",
 ]
 
-#: Kubernetes object names (DNS subdomain) are at most 253 characters (crds.md 2.2).
+#: Kubernetes object names (DNS subdomain) are at most 253 characters
+#: (docs/contract/identity.md#names).
 MAX_NAME_LENGTH = 253
 _SHORT_HASH_LEN = 16
 _TRIGGER_INFIX = "-trigger-"
@@ -228,7 +229,8 @@ _ESCAPES = {
     "\t": "\\t",
     "\b": "\\b",
     "\f": "\\f",
-    # Go escapes these for safe embedding in HTML and JavaScript (Appendix A.1).
+    # Go escapes these for safe embedding in HTML and JavaScript
+    # (docs/contract/identity.md#go-json).
     "<": "\\u003c",
     ">": "\\u003e",
     "&": "\\u0026",
@@ -261,7 +263,7 @@ def go_json_string(value: str) -> str:
 
 
 def go_float(value: float) -> str:
-    """Format a float64 exactly as Go's ``encoding/json`` does (Appendix A.1).
+    """Format a float64 exactly as Go's ``encoding/json`` does (docs/contract/identity.md#go-json).
 
     Raises:
         ValueError: For NaN and infinities, which Go refuses to encode.
@@ -323,8 +325,9 @@ def _encode(
     elif isinstance(value, int) and exact_ints:
         out.append(str(value))
     elif isinstance(value, int | float):
-        # Go decodes every JSON number into float64 before re-encoding (c.3.2), so integers
-        # above 2**53 lose precision exactly as they do in Go.
+        # Go decodes every JSON number into float64 before re-encoding
+        # (docs/contract/identity.md#go-json), so integers above 2**53 lose precision exactly as
+        # they do in Go.
         try:
             number = float(value)
         except OverflowError:
@@ -364,8 +367,8 @@ def go_canonical_json(value: Any) -> str:
     """Return Go's ``json.Marshal(json.Unmarshal(value))`` for a decoded JSON value.
 
     Keys are sorted, numbers are float64 in Go's format, ``< > &`` and U+2028/2029 are escaped
-    (Appendix A.1). ``value`` must already be plain JSON data (dict, list, str, int, float,
-    bool, None).
+    (docs/contract/identity.md#go-json). ``value`` must already be plain JSON data (dict, list, str,
+    int, float, bool, None).
 
     Raises:
         ValueError: For NaN/Inf, non-string keys or non-JSON types; the message names the path.
@@ -382,7 +385,8 @@ def go_json(value: Any, *, sort_keys: bool = True) -> bytes:
     With ``sort_keys=False`` objects keep their order: pass
     ``msgspec.to_builtins(v, order="deterministic")`` (maps sorted, Struct fields in declaration
     order, as Go writes a struct). Signal and effect summaries hash these bytes, so the same
-    value gives Go's hash (c.6, c.7).
+    value gives Go's hash (docs/contract/signals.md#signals,
+    docs/contract/signals.md#effects-ledger).
 
     Raises:
         ValueError: as ``go_canonical_json``.
@@ -420,7 +424,10 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def go_type_name(value: Any) -> str:
-    """Name a JSON value's type as Go's signal and effect summaries do (``type`` field, c.6)."""
+    """Name a JSON value's type as Go's signal and effect summaries do (``type`` field).
+
+    See docs/contract/signals.md#signals.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -1,7 +1,8 @@
 """Kubernetes resource kinds the SDK touches, and msgspec models of the shapes it writes.
 
 Group, version and plural come from the operator's CRDs (bobrapet v0.1.12, ``crds/*.yaml``);
-we never let a library guess a plural (kr8s would request ``/storys``, crds.md 10).
+we never let a library guess a plural (kr8s would request ``/storys``,
+docs/contract/index.md#apiserver).
 
 This module imports only msgspec: it is data, not I/O.
 """
@@ -105,9 +106,12 @@ SECRET = Kind("", "v1", "secrets", "Secret")
 
 
 class StructuredError(msgspec.Struct, omit_defaults=True, rename="camel"):
-    """StructuredError v1 as stored in ``StepRun.status.error`` (go-sdk-core.md c.13).
+    """StructuredError v1 as stored in ``StepRun.status.error``.
 
-    ``details`` must be a JSON object: the CRD declares it ``type: object`` (crds.md 0.2).
+    See docs/contract/errors.md#structured-error.
+
+    ``details`` must be a JSON object: the CRD declares it ``type: object``
+    (docs/contract/steprun-status.md#objects-only).
     """
 
     type: str
@@ -121,11 +125,14 @@ class StructuredError(msgspec.Struct, omit_defaults=True, rename="camel"):
 
 
 class StepRunStatus(msgspec.Struct, omit_defaults=True, rename="camel"):
-    """The StepRun status fields an engram writes (crds.md 1.5, go-sdk-core.md c.2).
+    """The StepRun status fields an engram writes.
+
+    See docs/contract/steprun-status.md#resource, docs/contract/steprun-status.md#merge-rules.
 
     Every field defaults to "not provided" so that the encoded form is exactly what the
     caller set; the merge in ``status.py`` decides what reaches the server. ``output``,
-    ``logs`` and ``signals[*]`` are objects, never scalars (crds.md 0.2).
+    ``logs`` and ``signals[*]`` are objects, never scalars
+    (docs/contract/steprun-status.md#objects-only).
     """
 
     phase: str | None = None

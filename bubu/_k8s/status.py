@@ -1,24 +1,28 @@
-"""The StepRun status protocol (go-sdk-core.md c.2, crds.md 3).
+"""The StepRun status protocol (docs/contract/steprun-status.md#merge-rules).
 
 Every SDK write to ``StepRun.status`` (the batch result, effects, signals, logs) goes through
 ``update_step_run_status``:
 
-1. GET the StepRun directly (never a LIST: the runner Role has no ``list``, crds.md 7.3).
+1. GET the StepRun directly (never a LIST: the runner Role has no ``list``,
+   docs/deploying.md#engram-runner-role).
 2. Zombie-pod fencing: if our pod name is known and ``status.podName`` names another pod,
    refuse with ``PodFencedError`` (never retried).
 3. Merge client-side (``merge_status``: Go's ``mergeStepRunStatus`` rules) and check the
    phase state machine (``check_transition``; ``InvalidTransitionError`` is never retried).
 4. Send the RFC 7386 diff as a JSON merge patch to ``/status``. Like Go, the body carries no
    ``resourceVersion`` unless ``optimistic=True`` (then a concurrent writer makes it 409 and
-   we re-read and merge again; recommended for list appends, crds.md 3.5).
+   we re-read and merge again; recommended for list appends,
+   docs/contract/steprun-status.md#optimistic-writes).
 5. Retry 409, 429 (honouring ``Retry-After``), 5xx, timeouts and connection errors with
    jittered exponential backoff (100 ms, x2, +-25 %), at most ``1 + max_retries`` attempts,
    all inside ``operation_timeout``. Unlike Go we do not retry permanent answers (403, 404,
    422): they cannot succeed on a second try (docs/differences.md).
 
-``status.retries`` is required by the CRD, so the first write always carries it (crds.md 0.1).
-Objects (``output``, ``logs``, ``error.details``, ``signals[*]``) must be JSON objects
-(crds.md 0.2); messages are cut to 8 KiB on a UTF-8 boundary (c.13).
+``status.retries`` is required by the CRD, so the first write always carries it
+(docs/contract/steprun-status.md#retries-required). Objects (``output``, ``logs``,
+``error.details``, ``signals[*]``) must be JSON objects
+(docs/contract/steprun-status.md#objects-only); messages are cut to 8 KiB on a UTF-8 boundary
+(docs/contract/errors.md#structured-error).
 """
 
 from __future__ import annotations
@@ -58,13 +62,20 @@ __all__ = [
 
 _log = logging.getLogger("bubu.k8s")
 
-DEFAULT_MAX_RETRIES: Final = 5  # BUBU_K8S_PATCH_MAX_RETRIES (b.5)
-DEFAULT_OPERATION_TIMEOUT: Final = 30.0  # BUBU_K8S_OPERATION_TIMEOUT (b.5)
+# BUBU_K8S_PATCH_MAX_RETRIES (docs/contract/runtime-environment.md#kubernetes-client)
+DEFAULT_MAX_RETRIES: Final = 5
+# BUBU_K8S_OPERATION_TIMEOUT (docs/contract/runtime-environment.md#kubernetes-client)
+DEFAULT_OPERATION_TIMEOUT: Final = 30.0
 DEFAULT_BACKOFF: Final = Backoff(base=0.1, factor=2.0, maximum=5.0, jitter=0.25)
-MAX_MESSAGE_BYTES: Final = 8192  # lastFailureMsg / error.message bound (c.13)
-LIST_LIMIT: Final = 256  # CRD maxItems of effects and signalEvents (crds.md 1.5)
+# lastFailureMsg / error.message bound (docs/contract/errors.md#structured-error)
+MAX_MESSAGE_BYTES: Final = 8192
+# CRD maxItems of effects and signalEvents (docs/contract/steprun-status.md#limits)
+LIST_LIMIT: Final = 256
+# Cited in the ValueError of a non-object field, so the message says where the rule is written.
+_OBJECTS_ONLY: Final = "docs/contract/steprun-status.md#objects-only"
 
-# isValidPhaseTransition (c.2). Same->same and ""->anything are always allowed.
+# isValidPhaseTransition (docs/contract/steprun-status.md#merge-rules). Same->same and ""->anything
+# are always allowed.
 PHASE_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     "Pending": frozenset({"Running", "Failed", "Canceled", "Timeout"}),
     "Running": frozenset({"Succeeded", "Failed", "Canceled", "Paused", "Timeout", "Aborted"}),
@@ -137,7 +148,8 @@ def _newest(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _append_signal_events(
     existing: list[dict[str, Any]], incoming: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    # c.6: seq 0 gets max+1, a duplicate seq is dropped, keep the newest 256 by seq.
+    # docs/contract/steprun-status.md#merge-rules: seq 0 gets max+1, a duplicate seq is dropped,
+    # keep the newest 256 by seq.
     merged = [dict(e) for e in existing]
     seqs = {int(e.get("seq", 0)) for e in merged}
     for event in incoming:
@@ -162,8 +174,9 @@ def _effect_key(entry: Mapping[str, Any]) -> str:
 def _append_effects(
     existing: list[dict[str, Any]], incoming: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    # c.7: seq 0 with a key already present is dropped (dedupe by key: the first details win),
-    # seq 0 otherwise gets max+1, a duplicate seq is dropped, keep the newest 256.
+    # docs/contract/steprun-status.md#merge-rules: seq 0 with a key already present is dropped
+    # (dedupe by key: the first details win), seq 0 otherwise gets max+1, a duplicate seq is
+    # dropped, keep the newest 256.
     merged = [dict(e) for e in existing]
     seqs = {int(e.get("seq", 0)) for e in merged}
     keys = {k for k in map(_effect_key, merged) if k}
@@ -188,7 +201,9 @@ def _append_effects(
 def merge_status(
     existing: Mapping[str, Any] | None, update: StepRunStatus | Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Merge an update into the current status with Go's ``mergeStepRunStatus`` rules (c.2).
+    """Merge an update into the current status with Go's ``mergeStepRunStatus`` rules.
+
+    See docs/contract/steprun-status.md#merge-rules.
 
     Args:
         existing: the status as read from the server (None when it has none yet).
@@ -215,12 +230,15 @@ def merge_status(
         if inc.get(key):
             current[key] = inc[key]
     exit_code = inc.get("exitCode")
-    if exit_code:  # only non-zero: success never resets an earlier code (c.2)
+    # only non-zero: success never resets an earlier code
+    # (docs/contract/steprun-status.md#merge-rules)
+    if exit_code:
         current["exitCode"] = int(exit_code)
     retries = inc.get("retries")
     if retries:
         current["retries"] = int(retries)
-    # status.retries is required by the CRD: always present in what we write (crds.md 0.1).
+    # status.retries is required by the CRD: always present in what we write
+    # (docs/contract/steprun-status.md#retries-required).
     current.setdefault("retries", 0)
     if inc.get("lastFailureMsg"):
         current["lastFailureMsg"] = truncate_utf8(str(inc["lastFailureMsg"]))
@@ -228,7 +246,7 @@ def merge_status(
         value = inc.get(key)
         if value is not None:
             if not isinstance(value, Mapping):
-                raise ValueError(f"status.{key} must be a JSON object (crds.md 0.2)")
+                raise ValueError(f"status.{key} must be a JSON object ({_OBJECTS_ONLY})")
             current[key] = copy.deepcopy(dict(value))
     if inc.get("error") is not None:
         current["error"] = _bounded_error(inc["error"])
@@ -241,11 +259,13 @@ def merge_status(
     if signals:
         merged_signals = dict(current.get("signals") or {})
         for key, value in signals.items():
-            if value is None:  # an absent value deletes the key; {} is a value (c.2)
+            # an absent value deletes the key; {} is a value
+            # (docs/contract/steprun-status.md#merge-rules)
+            if value is None:
                 merged_signals.pop(key, None)
                 continue
             if not isinstance(value, Mapping):
-                raise ValueError(f"status.signals[{key!r}] must be a JSON object (crds.md 0.2)")
+                raise ValueError(f"status.signals[{key!r}] must be a JSON object ({_OBJECTS_ONLY})")
             merged_signals[key] = copy.deepcopy(dict(value))
         if merged_signals:
             current["signals"] = merged_signals
@@ -260,7 +280,7 @@ def merge_status(
             list(current.get("effects") or []), list(inc["effects"])
         )
     # conditions, observedGeneration, trace, lastOutputAt, schema refs and handoff are never
-    # taken from the SDK (c.2): the controller owns them.
+    # taken from the SDK (docs/contract/steprun-status.md#merge-rules): the controller owns them.
     return current
 
 
@@ -372,7 +392,8 @@ async def update_step_run_status(
             exit_class="retry",
         ) from (last or exc)
     finally:
-        # Go records bubu.k8s.operation.duration_seconds{operation=PatchStepRunStatus} (c.15).
+        # Go records bubu.k8s.operation.duration_seconds{operation=PatchStepRunStatus}
+        # (docs/observability.md#metrics-and-traces).
         _telemetry.record_k8s_operation(
             "PatchStepRunStatus", time.monotonic() - started, success=success
         )
@@ -429,7 +450,9 @@ async def patch_step_run_status(
     optimistic: bool = False,
     backoff: Backoff = DEFAULT_BACKOFF,
 ) -> dict[str, Any]:
-    """Merge ``update`` into the StepRun status with the Go rules and write it (c.2).
+    """Merge ``update`` into the StepRun status with the Go rules and write it.
+
+    See docs/contract/steprun-status.md#merge-rules.
 
     ``effects`` and ``signalEvents`` entries are appended (seq 0 gets the next number;
     effects dedupe by key), ``signals`` merge per key (an empty value deletes the key).

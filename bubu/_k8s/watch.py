@@ -2,14 +2,16 @@
 
 Why both a watch and polling: a watch on one object (``fieldSelector=metadata.name=<n>``) sees
 the controller's decision as soon as it is written, instead of on the next 50 ms poll (the Go
-SDK polls, crds.md 2.6). But the operator's generated Impulse Role grants only ``create, get`` on
-``storytriggers`` (crds.md 7.2), so in a real cluster the watch is usually refused with 403. The
-first 403 is remembered per client and kind, and from then on we poll with a short backoff; a
-watch that breaks for any other reason (410 Gone, a dropped connection, a server-side timeout)
-is followed by one GET and a new watch from that GET's resourceVersion.
+SDK polls, docs/contract/story-trigger.md#waiting-and-duplicates). But the operator's generated
+Impulse Role grants only ``create, get`` on ``storytriggers`` (docs/deploying.md#impulse-role), so
+in a real cluster the watch is usually refused with 403. The first 403 is remembered per client and
+kind, and from then on we poll with a short backoff; a watch that breaks for any other reason (410
+Gone, a dropped connection, a server-side timeout) is followed by one GET and a new watch from that
+GET's resourceVersion.
 
 ``LiveObjects`` keeps single objects current through a watch each, for reads that would
-otherwise GET the same object on every call (the Story version of every trigger, c.3 step 4.2).
+otherwise GET the same object on every call (the Story version of every trigger,
+docs/contract/story-trigger.md#story).
 
 Imports only ``bubu._k8s`` siblings, ``bubu._aio`` and ``bubu.errors``.
 """
@@ -33,8 +35,8 @@ __all__ = ["POLL_BACKOFF", "LiveObjects", "wait_for_object", "watch_forbidden"]
 _log = logging.getLogger("bubu.k8s")
 
 #: Polling when the watch is not allowed: 20 ms first, x1.5, capped at 250 ms. The Go SDK polls
-#: every 50 ms (crds.md 2.6); starting lower and backing off keeps the median decision latency
-#: low without hammering the API server on slow decisions.
+#: every 50 ms (docs/contract/story-trigger.md#waiting-and-duplicates); starting lower and backing
+#: off keeps the median decision latency low without hammering the API server on slow decisions.
 POLL_BACKOFF = Backoff(base=0.02, factor=1.5, maximum=0.25, jitter=0.2)
 
 
@@ -167,7 +169,8 @@ async def _watch_until(
                     await aclose()
             # The server closed the stream (timeoutSeconds or a restart): fall through to a GET.
         except ForbiddenError:
-            # The Impulse Role has no ``watch`` on storytriggers (crds.md 7.2): poll from now on.
+            # The Impulse Role has no ``watch`` on storytriggers (docs/deploying.md#impulse-role):
+            # poll from now on.
             _remember_forbidden(kube, kind)
             _log.debug("watch on %s refused (403); polling with GET", kind.plural)
             return None, last

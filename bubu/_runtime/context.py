@@ -1,9 +1,10 @@
 """The execution context of a step: ``StoryInfo``, ``ExecutionContext`` and ``RunContext``.
 
 ``StoryInfo`` and ``ExecutionContext`` are public (``bubu.StoryInfo``, ``bubu.ExecutionContext``;
-engram.StoryInfo / engram.ExecutionContext in Go, go-sdk-core.md (a) and d.5). ``RunContext`` is
-everything ``load_run_context`` reads for one run; entry points build the ``ExecutionContext``
-from it. OpenTelemetry is imported only inside ``ExecutionContext.tracer``.
+engram.StoryInfo / engram.ExecutionContext in Go;
+docs/contract/batch-lifecycle.md#execution-context). ``RunContext`` is everything
+``load_run_context`` reads for one run; entry points build the ``ExecutionContext`` from it.
+OpenTelemetry is imported only inside ``ExecutionContext.tracer``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ TRACER_NAME = "bubu-sdk"
 
 
 class StoryInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """Which Story, StoryRun, step and StepRun this execution belongs to (c.0).
+    """Which Story, StoryRun, step and StepRun this execution belongs to.
+
+    See docs/contract/runtime-environment.md#execution-context.
 
     Attributes:
         story_name: ``BUBU_STORY_NAME``.
@@ -149,7 +152,9 @@ class ExecutionContext:
 
 
 class RunContext(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything loaded from the environment for one run (c.0 ``ExecutionContextData``).
+    """Everything loaded from the environment for one run (Go's ``ExecutionContextData``).
+
+    See docs/contract/runtime-environment.md#execution-context.
 
     Attributes:
         env: every typed variable.

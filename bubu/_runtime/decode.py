@@ -1,13 +1,14 @@
 """Typed decode of config and inputs into msgspec Structs, with Go's weak typing.
 
-The Go SDK decodes with mapstructure and ``WeaklyTypedInput`` (go-sdk-core.md (a) "Typed decode",
-d.1), and engram authors rely on those conversions: the operator passes ``BUBU_CONFIG_<KEY>``
-overrides as strings, so ``"30"`` must fill an ``int`` field. ``decode`` walks the value along the
-target type (``msgspec.inspect``), applies the conversions listed in ``docs/differences.md``
-("Typed decode"), matches keys to fields (encoded name, Python name, then case-insensitively, then
-ignoring ``_``/``-``), rejects unknown keys in strict mode, and lets ``msgspec.convert`` build the
-result (constraints, literals, enums, datetimes). Every error is a ``SchemaValidationError`` whose
-``path`` names the offending value (``$.inputs.items[0].qty``).
+The Go SDK decodes with mapstructure and ``WeaklyTypedInput``
+(docs/contract/runtime-environment.md#inputs-config-secrets), and engram authors rely on those
+conversions: the operator passes ``BUBU_CONFIG_<KEY>`` overrides as strings, so ``"30"`` must fill
+an ``int`` field. ``decode`` walks the value along the target type (``msgspec.inspect``), applies
+the conversions listed in ``docs/differences.md`` ("Typed decode"), matches keys to fields (encoded
+name, Python name, then case-insensitively, then ignoring ``_``/``-``), rejects unknown keys in
+strict mode, and lets ``msgspec.convert`` build the result (constraints, literals, enums,
+datetimes). Every error is a ``SchemaValidationError`` whose ``path`` names the offending value
+(``$.inputs.items[0].qty``).
 
 Pure; imports ``bubu.errors`` and ``_runtime.parse``.
 """

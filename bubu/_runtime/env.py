@@ -1,15 +1,17 @@
 """The one table of every environment variable the SDK knows, and the loaders that read them.
 
 This is the only module that reads ``BUBU_*`` values, always through an ``EnvSource``
-(``os.environ`` by default). ``VARIABLES`` lists every variable of go-sdk-core.md section (b)
-(b.1-b.7 read, b.8 test-only or ignored) and the streaming variables of streaming.md 2.2 (parsed
+(``os.environ`` by default). ``VARIABLES`` lists every variable of the runtime
+contract (docs/contract/runtime-environment.md; the test-only and legacy ones as not read) and
+the streaming variables (docs/contract/streaming.md#environment, parsed
 by ``bubu._runtime.transport`` with the helpers in ``parse.py``). ``scripts/gen_docs.py`` renders
 it to ``docs/reference/environment.md``.
 
-``load_env`` follows the load order of c.0 and raises ``ContractError(variable=NAME)`` for every
-fatal value; invalid tuning knobs fall back to their default with a warning on ``bubu.runtime``,
-as ``pkg/env`` does. ``load_trigger_settings`` re-reads the b.6 variables on every trigger call.
-No network I/O and no imports of kr8s, grpclib or OpenTelemetry here.
+``load_env`` follows Go's load order (docs/contract/runtime-environment.md#execution-context) and
+raises ``ContractError(variable=NAME)`` for every fatal value; invalid tuning knobs fall back to
+their default with a warning on ``bubu.runtime``, as ``pkg/env`` does. ``load_trigger_settings``
+re-reads the trigger delivery variables (docs/contract/runtime-environment.md#trigger-delivery) on
+every trigger call. No network I/O and no imports of kr8s, grpclib or OpenTelemetry here.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class Variable(msgspec.Struct, frozen=True, kw_only=True):
         default: the default, as documentation text ("" when there is none).
         meaning: what it controls.
         entry_points: which entry points read it (``batch``, ``impulse``, ``streaming``...).
-        section: the spec section that defines it (``b.1`` ... ``b.8``, ``streaming 2.2``).
+        section: the group key the reference page is ordered by (``b.1`` ... ``b.8``,
+            ``streaming 2.2``; ``scripts/gen_docs.py`` titles each group).
         parse: the exact parse rule, including the fallback on bad input.
         status: ``read`` by this module, ``streaming`` (read by ``_runtime.transport``),
             ``ignored`` (documented by Go but not read) or ``test-only``.
@@ -112,7 +115,7 @@ _OBS_BOOL = (
 )
 _S3_BOOL = "bool set 1,true,t,yes,y,on / 0,false,f,no,n,off; invalid is fatal"
 
-#: Every environment variable of the contract, in spec order.
+#: Every environment variable of the contract, in the order of the reference page.
 VARIABLES: Final[tuple[Variable, ...]] = (
     # b.1 Identity and workload metadata
     _v("BUBU_STORY_NAME", "str", "", "Story name", "batch, impulse, logs", "b.1", "raw"),
@@ -321,7 +324,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "env:<PREFIX>, file:<path> or a literal; names ending _NAME or containing __ are skipped",
         "batch, impulse, streaming",
         "b.2",
-        "raw; expanded by expand_secrets (c.12)",
+        "raw; expanded by expand_secrets (docs/contract/runtime-environment.md#secrets)",
     ),
     _v(
         "BUBU_TRANSPORTS",
@@ -854,7 +857,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "b.7",
         _OBS_BOOL,
     ),
-    # streaming.md 2.2 (parsed by bubu._runtime.transport with parse.env_dur / env_int)
+    # docs/contract/streaming.md#environment (parsed by bubu._runtime.transport with parse.env_dur /
+    # env_int)
     _v(
         "BUBU_TRANSPORT_SECURITY_MODE",
         "enum",
@@ -1163,7 +1167,9 @@ class TransportDescriptor(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class S3Config(msgspec.Struct, frozen=True, kw_only=True):
-    """S3 settings (b.4), validated with bob storage's fatal rules.
+    """S3 settings, validated with bob storage's fatal rules.
+
+    See docs/contract/runtime-environment.md#storage.
 
     Attributes:
         endpoint: the custom endpoint with its scheme (``""`` for AWS).
@@ -1197,7 +1203,10 @@ class S3Config(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StorageConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Enabled storage (b.4); ``RuntimeEnv.storage`` is ``None`` when storage is disabled."""
+    """Enabled storage; ``RuntimeEnv.storage`` is ``None`` when storage is disabled.
+
+    See docs/contract/runtime-environment.md#storage.
+    """
 
     provider: Literal["s3", "file"]
     timeout: float = 300.0
@@ -1210,8 +1219,8 @@ class StorageConfig(msgspec.Struct, frozen=True, kw_only=True):
 class RuntimeEnv(msgspec.Struct, frozen=True, kw_only=True):
     """Everything batch, impulse and streaming read from the environment, typed.
 
-    Durations are float seconds. Field groups follow go-sdk-core.md b.1-b.7; see
-    ``docs/reference/environment.md`` for each variable.
+    Durations are float seconds. Field groups follow the sections of
+    docs/contract/runtime-environment.md; see ``docs/reference/environment.md`` for each variable.
     """
 
     # b.1 identity
@@ -1297,7 +1306,7 @@ class RuntimeEnv(msgspec.Struct, frozen=True, kw_only=True):
         ``defaultNamespace``): the first non-empty trimmed ``BUBU_POD_NAMESPACE``,
         ``BUBU_STEPRUN_NAMESPACE``, ``BUBU_TARGET_STORY_NAMESPACE``, ``BUBU_IMPULSE_NAMESPACE``.
 
-        The order differs from ``namespace`` on purpose (Appendix B #19, kept as in Go).
+        The order differs from ``namespace`` on purpose (docs/differences.md, kept as in Go).
         """
         for ns in (
             self.pod_namespace,
@@ -1312,7 +1321,7 @@ class RuntimeEnv(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TriggerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The b.6 trigger delivery policy, resolved with defaults.
+    """The trigger delivery policy, resolved with defaults.
 
     Attributes:
         dedupe_mode: ``None`` (no policy), ``none``, ``token`` or ``key``.
@@ -1470,7 +1479,7 @@ def _scan_overrides(
     for key, value in source.items():
         if key.startswith(CONFIG_PREFIX):
             config_key = key[len(CONFIG_PREFIX) :]
-            # Kept as in Go (Appendix B #9): BUBU_CONFIG_HYDRATION_MAX_* also land here as
+            # Kept as in Go (docs/differences.md): BUBU_CONFIG_HYDRATION_MAX_* also land here as
             # config keys HYDRATION_MAX_*; documented in docs/differences.md.
             if config_key:
                 config[config_key] = value
@@ -1614,8 +1623,9 @@ def storage_named(source: EnvSource) -> bool:
 def _load_storage(source: EnvSource) -> StorageConfig | None:
     name = "BUBU_STORAGE_PROVIDER"
     provider = _trimmed(source, name)
-    # A whitespace-only provider means no storage (context.go, d.1); the storage manager's exact
-    # match then applies to the trimmed value.
+    # A whitespace-only provider means no storage (context.go;
+    # docs/contract/runtime-environment.md#storage); the storage manager's exact match then applies
+    # to the trimmed value.
     if provider in ("", "none"):
         return None
     if provider not in ("s3", "file"):
@@ -1707,7 +1717,8 @@ def _load_storage(source: EnvSource) -> StorageConfig | None:
 
 def _k8s_timeout(raw: str | None) -> float:
     # Go's applyEnvOverridesToRestConfig hands the raw value to time.ParseDuration: unlike
-    # pkg/env's GetDuration it does not trim, so " 5s" keeps the 30s default (b.5).
+    # pkg/env's GetDuration it does not trim, so " 5s" keeps the 30s default
+    # (docs/contract/runtime-environment.md#kubernetes-client).
     name = "BUBU_K8S_TIMEOUT"
     if not raw:
         return 30.0
@@ -1787,7 +1798,7 @@ def _log_roots(source: EnvSource) -> tuple[str, ...] | None:
 
 
 def load_env(source: EnvSource | None = None) -> RuntimeEnv:
-    """Read and validate the whole runtime environment (go-sdk-core.md (b), c.0).
+    """Read and validate the whole runtime environment (docs/contract/runtime-environment.md).
 
     Args:
         source: where to read; the live ``os.environ`` when ``None``.
@@ -1803,8 +1814,9 @@ def load_env(source: EnvSource | None = None) -> RuntimeEnv:
     """
     src: EnvSource = source if source is not None else OsEnviron()
     k8s_qps, k8s_burst = _k8s_rate(src)
-    # c.0 load order: story info, mode, startedAt, inputs, config, template context, transports,
-    # BUBU_CONFIG_* / BUBU_SECRET_* scan, execution settings, storage.
+    # Go's load order (docs/contract/runtime-environment.md#execution-context): story info, mode,
+    # startedAt, inputs, config, template context, transports, BUBU_CONFIG_* / BUBU_SECRET_* scan,
+    # execution settings, storage.
     inputs = parse.parse_json_object("BUBU_TRIGGER_DATA", src.get("BUBU_TRIGGER_DATA")) or {}
     config = parse.parse_json_object("BUBU_STEP_CONFIG", src.get("BUBU_STEP_CONFIG")) or {}
     template_context = (
@@ -1956,7 +1968,7 @@ def resolve_namespace(env: RuntimeEnv | EnvSource | None = None) -> str:
     """Return the client namespace: the first non-empty of ``BUBU_TARGET_STORY_NAMESPACE``,
     ``BUBU_IMPULSE_NAMESPACE``, ``BUBU_STEPRUN_NAMESPACE``, ``BUBU_POD_NAMESPACE``, else ``""``.
 
-    In an Impulse pod this is the *story's* namespace (Appendix B #19, kept as in Go).
+    In an Impulse pod this is the *story's* namespace (docs/differences.md, kept as in Go).
 
     Args:
         env: a loaded ``RuntimeEnv``, or a source to read (``os.environ`` when ``None``).
@@ -2013,7 +2025,7 @@ def _trigger_duration(source: EnvSource, name: str) -> float | None:
 
 
 def load_trigger_settings(source: EnvSource | None = None) -> TriggerSettings:
-    """Read the b.6 trigger delivery variables; call it on every trigger, as Go does.
+    """Read the trigger delivery variables; call it on every trigger, as Go does.
 
     Args:
         source: where to read; the live ``os.environ`` when ``None``.
@@ -2076,7 +2088,10 @@ def load_trigger_settings(source: EnvSource | None = None) -> TriggerSettings:
 
 
 class ClientSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """What building a Kubernetes client reads from the environment (b.5, c.14).
+    """What building a Kubernetes client reads from the environment.
+
+    See docs/contract/runtime-environment.md#kubernetes-client and
+    docs/contract/errors.md#kubernetes-errors.
 
     Attributes:
         namespace: the client namespace (``resolve_namespace``); ``""`` lets the client decide

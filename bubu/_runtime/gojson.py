@@ -1,4 +1,6 @@
-"""Go ``encoding/json`` output for plain JSON data, at msgspec speed (go-sdk-core.md Appendix A.1).
+"""Go ``encoding/json`` output for plain JSON data, at msgspec speed.
+
+See docs/contract/identity.md#go-json.
 
 ``marshal`` returns the bytes Go's ``json.Marshal`` writes for a ``map[string]any`` tree: keys
 sorted, no whitespace, ``< > &`` and U+2028/U+2029 escaped, floats in Go's shortest form

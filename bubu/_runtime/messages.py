@@ -1,4 +1,6 @@
-"""Streaming message types: what engrams receive and publish (streaming.md section 4.1).
+"""Streaming message types: what engrams receive and publish.
+
+See docs/contract/streaming.md#stream-message.
 
 Pure data, no protobuf: ``bubu._transport.codec`` is the one place these types meet the
 generated ``transport.v1`` messages. The shapes mirror the Go SDK's ``engram.StreamMessage`` and
@@ -66,7 +68,8 @@ KIND_ERROR: Final = "error"
 
 JSON_MIME_TYPE: Final = "application/json"
 OCTET_STREAM_MIME_TYPE: Final = "application/octet-stream"
-# The JSON packet envelope carried in BinaryFrame.payload (streaming.md 1.6).
+# The JSON packet envelope carried in BinaryFrame.payload
+# (docs/contract/streaming.md#non-protobuf-contracts).
 ENVELOPE_MIME_TYPE: Final = "application/vnd.bubu.packet+json"
 
 _KIND_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -155,7 +158,9 @@ def _now() -> _dt.datetime:
 
 
 class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """One streaming message (Go ``engram.StreamMessage``; streaming.md 4.1).
+    """One streaming message (Go ``engram.StreamMessage``).
+
+    See docs/contract/streaming.md#stream-message.
 
     Build JSON messages with :meth:`json`, media with :meth:`binary`, :meth:`audio` and
     :meth:`video`, and stream-level errors with :meth:`error`. The plain constructor takes every
@@ -175,7 +180,7 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         audio: Audio frame, or ``None``.
         video: Video frame, or ``None``.
         binary: Binary frame, or ``None``. For JSON messages it mirrors ``payload`` with MIME
-            ``application/json`` (streaming.md 4.4).
+            ``application/json`` (docs/contract/streaming.md#json-mirror).
     """
 
     payload: bytes = b""
@@ -210,7 +215,8 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         ``data`` (a dict, a msgspec Struct, or anything msgspec encodes to a JSON object) is
         encoded as canonical JSON (sorted keys, compact) into ``payload`` and mirrored into a
         ``BinaryFrame`` with MIME ``application/json``: the Go SDK's JSON output shape, which puts
-        both the envelope frame and the ``payload`` Struct on the wire (streaming.md 4.4).
+        both the envelope frame and the ``payload`` Struct on the wire
+        (docs/contract/streaming.md#json-mirror).
 
         Args:
             data: The JSON object to send.
@@ -249,8 +255,8 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     ) -> StreamMessage:
         """Build a raw binary message: ``binary=BinaryFrame(data, content_type)``, no payload.
 
-        On the wire this is a raw frame without a Struct (streaming.md 4.3 step 4): the hub
-        routes it as media and records no step outputs.
+        On the wire this is a raw frame without a Struct (docs/contract/streaming.md#encoding,
+        case 3): the hub routes it as media and records no step outputs.
         """
         return cls(
             binary=BinaryFrame(
@@ -316,7 +322,9 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         details: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> StreamMessage:
-        """Build a stream-level error message (Go ``NewStreamErrorMessage``; streaming.md 3.9).
+        """Build a stream-level error message (Go ``NewStreamErrorMessage``).
+
+        See docs/contract/streaming.md#errors.
 
         ``kind="error"`` with a StructuredError v1 JSON payload and no media frame. It travels as
         an ordinary message and triggers no retries.
@@ -415,7 +423,9 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     # -- validation ---------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Apply Go ``StreamMessage.Validate`` (streaming.md 4.2), outbound and inbound alike.
+        """Apply Go ``StreamMessage.Validate``, outbound and inbound alike.
+
+        See docs/contract/streaming.md#message-validation.
 
         Raises:
             ProtocolViolationError: naming the offending field.
@@ -637,7 +647,9 @@ class Drop(Exception):
 
 
 class InboundMessage:
-    """A received :class:`StreamMessage` plus its delivery receipt (streaming.md 3.3).
+    """A received :class:`StreamMessage` plus its delivery receipt.
+
+    See docs/contract/streaming.md#inbound.
 
     Attribute access forwards to the message (``inbound.payload``, ``inbound.json_data()``).
     Call :meth:`done` once the message is fully processed: for a sequenced packet that sends the

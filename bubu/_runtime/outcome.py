@@ -1,11 +1,12 @@
 """One function turns the end of a step into its outcome: phase, exit code, StructuredError v1.
 
-``outcome_for`` implements go-sdk-core.md c.13 and batch.go ``applyExitMetadata`` /
-``appendStructuredError``: the error type comes from ``classifyError``'s substring rules unless the
-exception chooses it; a ``BubuError`` (``EngramError`` above all) overrides type, message,
-retryable, exit class, code and details; the message is redacted and truncated to 8 KiB.
+``outcome_for`` implements docs/contract/errors.md#structured-error and batch.go
+``applyExitMetadata`` / ``appendStructuredError``: the error type comes from ``classifyError``'s
+substring rules unless the exception chooses it; a ``BubuError`` (``EngramError`` above all)
+overrides type, message, retryable, exit class, code and details; the message is redacted and
+truncated to 8 KiB.
 
-Deliberate fix (spec README item 5, Appendix B #3): Go's ``parseExitClass`` lowercases the
+Deliberate fix (docs/differences.md): Go's ``parseExitClass`` lowercases the
 provider's exit class and then compares it with ``"rateLimited"``, so ``rateLimited`` is never
 honoured. Here exit classes match case-insensitively and ``rateLimited`` is kept (and retryable).
 
@@ -51,7 +52,9 @@ _EXIT_CLASSES: Final[dict[str, ExitClass]] = {
 class StructuredError(
     msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"
 ):
-    """StructuredError v1, as written to ``StepRun.status.error`` (c.13).
+    """StructuredError v1, as written to ``StepRun.status.error``.
+
+    See docs/contract/errors.md#structured-error.
 
     Encodes with camelCase names in Go's declaration order (``version``, ``type``, ``message``,
     ``retryable``, ``exitCode``, ``exitClass``, ``code``, ``details``), omitting unset fields.
@@ -229,8 +232,8 @@ def outcome_for(exc: BaseException | None, *, timed_out: bool = False) -> Outcom
         elif provided_retryable is not None:
             exit_class = "retry" if provided_retryable else "terminal"
 
-    # c.13 step 7: the status exit class is written into the error; retryable follows it unless
-    # the error chose retryable itself.
+    # As Go does (docs/contract/errors.md#exit-codes): the status exit class is written into the
+    # error; retryable follows it unless the error chose retryable itself.
     retryable = (
         provided_retryable
         if provided_retryable is not None

@@ -1,8 +1,8 @@
 """Go parse rules the runtime contract depends on, reproduced exactly.
 
 The operator writes values with Go formatting and the Go SDK reads them with Go parsers, so the
-Python SDK must accept and reject the same strings (go-sdk-core.md (b) "Parsing keywords" and
-Appendix A.3-A.5):
+Python SDK must accept and reject the same strings
+(docs/contract/runtime-environment.md#parse-rules):
 
 * durations: ``time.ParseDuration`` and ``Duration.String()``;
 * integers: ``strconv.Atoi``; booleans: ``strconv.ParseBool`` plus the SDK's separate truthy sets;
@@ -53,7 +53,8 @@ __all__ = [
 
 logger = logging.getLogger("bubu.runtime")
 
-# --- truthy sets (go-sdk-core.md b.2, b.3, b.4, b.7; Appendix A.4: keep each one separate) ------
+# --- truthy sets (docs/contract/runtime-environment.md#parse-rules) ------------------------------
+# Each variable group has its own set in Go; keep each one separate.
 
 #: ``BUBU_SKIP_INPUT_TEMPLATING`` (batch.go ``skipInputTemplating``); compared lowercased.
 TRUTHY: Final = frozenset({"1", "true", "yes", "y", "on"})
@@ -71,7 +72,7 @@ GO_PARSE_BOOL_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 GO_PARSE_BOOL_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 # unicode.IsSpace: Latin-1 spaces plus the White_Space property. Python's str.strip() also strips
-# U+001C..U+001F, which Go keeps (Appendix A.5).
+# U+001C..U+001F, which Go keeps (docs/contract/signals.md#effects-ledger).
 _GO_SPACE: Final = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # noqa: E501
 
 _INT64_MAX: Final = (1 << 63) - 1
@@ -129,7 +130,7 @@ def go_quote(value: str) -> str:
     return "".join(out)
 
 
-# --- durations (Appendix A.3) ----------------------------------------------------------------
+# --- durations (docs/contract/runtime-environment.md#parse-rules) ---------------------------------
 
 
 def _time_quote(value: str) -> str:
@@ -303,7 +304,7 @@ def format_go_duration_ns(ns: int) -> str:
     return "-" + body if neg else body
 
 
-# --- integers and booleans (Appendix A.4) -----------------------------------------------------
+# --- integers and booleans (docs/contract/runtime-environment.md#parse-rules) ---------------------
 
 
 def parse_atoi(value: str) -> int:
@@ -417,7 +418,7 @@ def env_dur(name: str, raw: str | None, default: float) -> float:
     return ns / 1e9
 
 
-# --- JSON rules (go-sdk-core.md (a) Bootstrap, b.2) -------------------------------------------
+# --- JSON rules (docs/contract/runtime-environment.md#parse-rules) ------------------------------
 
 
 def _decode_json(name: str, raw: str) -> Any:

@@ -1,4 +1,6 @@
-"""Redaction of persisted error messages, and UTF-8-safe truncation (go-sdk-core.md c.13).
+"""Redaction of persisted error messages, and UTF-8-safe truncation.
+
+See docs/contract/errors.md#structured-error.
 
 Every message written to ``status.lastFailureMsg`` and ``status.error.message`` passes through
 ``sanitize_message``: two regexes mask credentials, then the text is cut to 8192 bytes on a UTF-8
@@ -47,7 +49,9 @@ _KEY_VALUE: Final = re.compile(
 
 
 def redact_message(text: str) -> str:
-    """Mask credentials in ``text`` with the two c.13 patterns, without truncating.
+    """Mask credentials in ``text`` with the two credential patterns, without truncating.
+
+    The patterns are those of docs/contract/errors.md#masking.
 
     ``Authorization: Bearer <token>`` keeps the scheme; ``password=<v>``, ``"api_key": "<v>"``
     and the like keep the key and quotes. The key match is a substring match, so ``mytoken=x``
@@ -124,10 +128,11 @@ def secret_forms(value: str) -> set[str]:
     """Every printed form of ``value`` that :class:`SecretMask` masks.
 
     The raw text; every form after up to three levels of escaping, where a level is a JSON
-    string (with or without ``\\uXXXX`` for non-ASCII) or a Python ``repr`` of a ``str`` or
-    ``bytes`` (escaped quotes, backslashes, ``\\xNN``): a payload logged as JSON inside a JSON
-    log line, the ``repr`` of an exception whose message holds a ``repr`` (``RuntimeError("bad
-    'tok'")`` in a retry message). And percent-encoding (a secret in a URL).
+    string (with or without ``\\u`` escapes of four hex digits for non-ASCII) or a Python
+    ``repr`` of a ``str`` or ``bytes`` (escaped quotes, backslashes, ``\\xNN``): a payload
+    logged as JSON inside a JSON log line, the ``repr`` of an exception whose message holds a
+    ``repr`` (``RuntimeError("bad 'tok'")`` in a retry message). And percent-encoding (a secret
+    in a URL).
     """
     forms = {value}
     level = {value}

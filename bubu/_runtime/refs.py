@@ -3,7 +3,7 @@
 Pure functions on decoded JSON values (docs/storage.md "References"); no I/O, so any layer can
 use them (the storage manager hydrates with them, the template evaluator builds lazy selectors
 with them). The rules are those of the operator's storage package (bobrapet ``pkg/storage``
-v0.1.13, go-sdk-core.md c.9):
+v0.1.13, docs/contract/storage.md):
 
 * A **storage ref** is a map holding a string ``$bubuStorageRef`` and no keys other than
   ``$bubuStoragePath`` (a string selector), ``$bubuStorageContentType``, ``$bubuStorageSchema``
@@ -147,7 +147,8 @@ def template_selector(value: Any) -> tuple[str, str] | None:
     ``$bubuStorageRef`` is a non-blank string, whatever other keys it has.
 
     Looser than ``storage_ref_selector`` (the storage package's rule) on purpose: the template
-    functions refuse to look inside anything that points at offloaded data (c.10).
+    functions refuse to look inside anything that points at offloaded data
+    (docs/templates.md#offloaded-step-outputs).
     """
     if not isinstance(value, Mapping):
         return None
@@ -185,7 +186,7 @@ RefPath = tuple[str | int, ...]
 def storage_ref_paths(value: Mapping[str, Any] | None) -> list[RefPath]:
     """Paths of every map holding a ``$bubuStorageRef`` key (not looking inside one), in
     document order (the SDK's ``findStorageRefPaths``: what hydration will replace by user
-    data that templates must not evaluate, d.3)."""
+    data that templates must not evaluate, docs/templates.md#storage-values-are-data)."""
     found: list[RefPath] = []
 
     def walk(node: Any, path: RefPath) -> None:

@@ -1,10 +1,11 @@
 """Secrets: the redacting container handed to ``init``, and descriptor expansion.
 
-Owns go-sdk-core.md c.12: ``BUBU_SECRET_<NAME>`` descriptors (``env:<PREFIX>``, ``file:<path>`` or
-a literal) are expanded into plaintext values that live only inside ``Secrets``. Every way a
-value could leak by accident is closed: ``repr``/``str``/``format`` print ``[redacted secrets]``,
-there is no ``__dict__`` (``__slots__``), the class is not a ``dict``, and pickling is refused.
-Errors name the logical secret and the descriptor kind, never a path, prefix or value.
+Owns docs/contract/runtime-environment.md#secrets: ``BUBU_SECRET_<NAME>`` descriptors
+(``env:<PREFIX>``, ``file:<path>`` or a literal) are expanded into plaintext values that live only
+inside ``Secrets``. Every way a value could leak by accident is closed: ``repr``/``str``/``format``
+print ``[redacted secrets]``, there is no ``__dict__`` (``__slots__``), the class is not a ``dict``,
+and pickling is refused. Errors name the logical secret and the descriptor kind, never a path,
+prefix or value.
 
 Expansion reads files (blocking, small and bounded); callers on the event loop may run it in a
 thread. This module imports only ``bubu.errors`` and ``_runtime.sources``.
@@ -28,7 +29,7 @@ logger = logging.getLogger("bubu.runtime")
 REDACTED: Final = "[REDACTED]"
 _REDACTED_SECRETS: Final = "[redacted secrets]"
 
-# c.12 limits for one file: descriptor.
+# Limits for one file: descriptor (docs/contract/runtime-environment.md#secrets).
 MAX_FILES: Final = 256
 MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_TOTAL_BYTES: Final = 8 * 1024 * 1024
@@ -179,7 +180,7 @@ class Secrets:
         _refuse_pickle("Secrets")
 
 
-# --- expansion (c.12) --------------------------------------------------------------------------
+# --- expansion (docs/contract/runtime-environment.md#secrets) -------------------------------------
 
 
 class _Failure(Exception):
@@ -195,7 +196,8 @@ def _kind(descriptor: str) -> str:
 
 
 def _os_error_text(op: str, exc: OSError) -> str:
-    # Go reduces a PathError to "<op>: <errno text>" so the path never leaks (c.12).
+    # Go reduces a PathError to "<op>: <errno text>" so the path never leaks
+    # (docs/contract/runtime-environment.md#secrets).
     return f"{op}: {exc.strerror or type(exc).__name__}".lower()
 
 
@@ -305,8 +307,9 @@ def _expand_file(descriptor: str) -> dict[str, str]:
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             # Kubernetes secret volumes keep the real files under "..<timestamp>/" and "..data";
-            # the user-visible keys are symlinks into them (Appendix B #10). Skip the internals,
-            # and follow a symlink only when it resolves to a regular file inside the root.
+            # the user-visible keys are symlinks into them (docs/differences.md). Skip the
+            # internals, and follow a symlink only when it resolves to a regular file inside the
+            # root.
             if entry.name.startswith(".."):
                 continue
             try:
@@ -342,7 +345,9 @@ def expand_secrets(
     descriptors: Mapping[str, str] | None,
     source: EnvSource | None = None,
 ) -> Secrets:
-    """Expand ``BUBU_SECRET_*`` descriptors into ``Secrets``, failing closed (c.12).
+    """Expand ``BUBU_SECRET_*`` descriptors into ``Secrets``, failing closed.
+
+    See docs/contract/runtime-environment.md#secrets.
 
     Logical names are processed in sorted order. ``env:<PREFIX>`` imports every variable of
     ``source`` whose name starts with PREFIX (key = the rest of the name); ``file:<path>`` reads a

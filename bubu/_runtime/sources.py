@@ -41,7 +41,8 @@ class OsEnviron:
         return iter(list(os.environ.items()))
 
     def __repr__(self) -> str:
-        # Never print the environment: it holds secret values (go-sdk-core.md c.12).
+        # Never print the environment: it holds secret values
+        # (docs/contract/runtime-environment.md#secrets).
         return "OsEnviron()"
 
 

@@ -1,4 +1,6 @@
-"""Every ``BUBU_GRPC_*`` / ``BUBU_TRANSPORT_*`` knob of streaming.md 2.2, with Go defaults.
+"""Every ``BUBU_GRPC_*`` / ``BUBU_TRANSPORT_*`` knob of the contract, with Go defaults.
+
+See docs/contract/streaming.md#environment.
 
 Values are read through an :class:`~bubu._runtime.binding.EnvResolver` (binding ``payload.env``
 first, then the process environment) and parsed with the Go rules of
@@ -60,7 +62,10 @@ SECURITY_MODE = "BUBU_TRANSPORT_SECURITY_MODE"
 TRACE_PROPAGATION = "BUBU_TRACE_PROPAGATION"
 
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-"""10 MiB: the Go SDK client cap and the connector/hub server cap (streaming.md 2.4)."""
+"""10 MiB: the Go SDK client cap and the connector/hub server cap.
+
+See docs/contract/streaming.md#keepalive-and-limits.
+"""
 
 _ONE_NS = 1e-9
 
@@ -110,7 +115,8 @@ class TransportSettings:
 
 
 def _retries(raw: str | None, default: int) -> int:
-    # Go: negative is unlimited, N permits N retries, a non-integer is ignored (streaming.md 2.2).
+    # Go: negative is unlimited, N permits N retries, a non-integer is ignored
+    # (docs/contract/streaming.md#environment).
     text = go_trim_space(raw) if raw is not None else ""
     if not text:
         return default
@@ -125,7 +131,8 @@ def _retries(raw: str | None, default: int) -> int:
 
 
 def _bool(raw: str | None, default: bool) -> bool:
-    # The observability bool set; an invalid value warns and keeps the default (go-sdk-core b.7).
+    # The observability bool set; an invalid value warns and keeps the default
+    # (docs/contract/runtime-environment.md#effects-signals-logs).
     if raw is None or not go_trim_space(raw):
         return default
     lowered = go_trim_space(raw).lower()

@@ -1,4 +1,4 @@
-"""Storage: references in payloads, offload of large payloads, blobs (go-sdk-core.md c.9).
+"""Storage: references in payloads, offload of large payloads, blobs (docs/contract/storage.md).
 
 The API the lifecycles (batch, streaming, impulse, triggers) call; docs/storage.md has the
 behaviour in prose.

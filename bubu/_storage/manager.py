@@ -1,4 +1,6 @@
-"""``StorageManager``: hydration of references and offload of large payloads (go-sdk-core.md c.9).
+"""``StorageManager``: hydration of references and offload of large payloads.
+
+See docs/contract/storage.md.
 
 Byte-for-byte the operator's storage manager (bobrapet ``pkg/storage`` v0.1.13), as
 docs/storage.md describes: the same offload decisions (``BUBU_MAX_INLINE_SIZE``, the 256 KiB
@@ -80,7 +82,9 @@ _histograms: dict[str, Any] = {}
 
 @contextlib.contextmanager
 def _span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
-    """A span named and shaped as Go's (c.9), when OpenTelemetry is already in use.
+    """A span named and shaped as Go's, when OpenTelemetry is already in use.
+
+    See docs/contract/storage.md.
 
     Storage must not be what loads OpenTelemetry (a local batch run stays light,
     tests/test_import.py): without it in ``sys.modules`` no provider was set up and a span

@@ -1,4 +1,4 @@
-"""Blob helpers for media payloads (the Go SDK's ``media`` package, go-sdk-core.md (a)).
+"""Blob helpers for media payloads (the Go SDK's ``media`` package, docs/storage.md#helpers).
 
 ``maybe_offload_blob`` stores bytes above the media inline limit under
 ``streams/<ns>/<storyRun>/<step>/<scope...>/YYYY/MM/DD/<unix>-<micros>-<hex8>.bin`` and returns

@@ -1,4 +1,6 @@
-"""Runtime templates: a Go ``text/template`` evaluator with core's rules (go-sdk-core.md c.10).
+"""Runtime templates: a Go ``text/template`` evaluator with core's rules.
+
+See docs/templates.md#templates.
 
 docs/templates.md is the user-facing page; docs/differences.md lists where bubu departs.
 
@@ -28,7 +30,8 @@ payload holds a template or a reference:
 the storage package's manager replaces ``$bubuStorageRef`` (with ``$bubuStoragePath``
 selectors), ``$bubuConfigMapRef`` and ``$bubuSecretRef`` values with their content. The
 evaluator itself never reads storage: a single-path template into an offloaded step output
-returns a lazy selector, and a compound one fails with ``OffloadedDataError`` (c.10).
+returns a lazy selector, and a compound one fails with ``OffloadedDataError``
+(docs/templates.md#templates).
 
 Imports ``bubu._runtime`` (Go JSON encoding ``gojson``, storage-ref helpers ``refs``) and
 ``bubu.errors`` only.
@@ -77,7 +80,7 @@ __all__ = [
 TEMPLATE_KEY = "$bubuTemplate"
 TEMPLATE_VARS_KEY = "$bubuTemplateVars"
 MAX_RESOLVE_DEPTH = 128
-KEY_TEMPLATE_TIMEOUT = 0.25  # c.3.1: Go evaluates dedupe keys under a 250 ms deadline
+KEY_TEMPLATE_TIMEOUT = 0.25  # Go evaluates dedupe keys under a 250 ms deadline
 
 
 class StorageHydrator(Protocol):
@@ -104,7 +107,7 @@ def format_go_duration(seconds: float) -> str:
     return go_duration(round(seconds * 1e9))
 
 
-# --- the parse cache (c.10: 1000 entries, 30 min) ----------------------------------------------
+# --- the parse cache (docs/templates.md#templates: 1000 entries, 30 min) --------------------------
 
 _CACHE_SIZE = 1000
 _CACHE_TTL = 30 * 60.0
@@ -177,7 +180,8 @@ def _is_single_action(trimmed: str) -> bool:
         return False
     try:
         # Go checks with a template that has only the builtins: a Sprig call such as
-        # ``{{ add 1 2 }}`` is "not single-action" and its output stays a string (c.10).
+        # ``{{ add 1 2 }}`` is "not single-action" and its output stays a string
+        # (docs/templates.md#templates).
         tree = _cache.get(trimmed, BUILTIN_NAMES)
     except TemplateError:
         return False
@@ -313,7 +317,7 @@ class Evaluator:
 
         Raises:
             TemplateError: with Go's text; ``TemplateBlockedError`` / ``OffloadedDataError``
-                for the two special cases of c.10.
+                for the two special cases of docs/templates.md#templates.
         """
         return self._resolve(value, dict(variables or {}), set(), 0)
 
@@ -481,7 +485,10 @@ def _go_type(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TemplateLimits:
-    """``BUBU_TEMPLATE_*`` and ``BUBU_CONFIG_HYDRATION_*`` (go-sdk-core.md b.2)."""
+    """``BUBU_TEMPLATE_*`` and ``BUBU_CONFIG_HYDRATION_*``.
+
+    See docs/contract/runtime-environment.md#inputs-config-secrets.
+    """
 
     max_input_bytes: int = 8 * 1024 * 1024
     max_output_bytes: int = 1024 * 1024
@@ -585,7 +592,8 @@ def _swap(root: dict[str, Any], path: Path, replacement: Any) -> tuple[bool, Any
 
 def _extract(root: dict[str, Any], paths: list[Path]) -> list[tuple[Path, Any]]:
     # Hydrated storage content is user data: it may hold literal "{{ }}" that must never be
-    # evaluated (d.3), so it is swapped out for the template pass and put back afterwards.
+    # evaluated (docs/templates.md#templates), so it is swapped out for the template pass and put
+    # back afterwards.
     extracted = []
     for i, path in enumerate(paths):
         ok, old = _swap(root, path, f"__bubu_storage_ref_skip_{i}__")
@@ -695,8 +703,8 @@ async def resolve_inputs(
 ) -> dict[str, Any]:
     """Go's input preparation before validation: hydrate refs, resolve templates around them.
 
-    Values that came out of storage are never template-evaluated (d.3). ``skip`` is
-    ``BUBU_SKIP_INPUT_TEMPLATING``.
+    Values that came out of storage are never template-evaluated (docs/templates.md#templates).
+    ``skip`` is ``BUBU_SKIP_INPUT_TEMPLATING``.
 
     Raises:
         TemplateError: prefixed ``failed to resolve input templates:``.
@@ -729,7 +737,7 @@ async def resolve_inputs(
     return resolved
 
 
-# --- trigger dedupe keys (c.3.1) ---------------------------------------------------------------
+# --- trigger dedupe keys (docs/contract/story-trigger.md#delivery-identity) -----------------------
 
 
 def render_key_template(template: str, variables: Mapping[str, Any]) -> Any:

@@ -1,8 +1,8 @@
 """Sprig's date helpers, Go time layouts and ``time.Time`` methods for templates.
 
 Layouts are Go's reference-time layouts (``2006-01-02T15:04:05Z07:00``). ``now`` and the random
-helpers exist only when evaluation is non-deterministic (not for trigger keys, c.10).
-"Local" is the process time zone, as in Go.
+helpers exist only when evaluation is non-deterministic (not for trigger keys,
+docs/templates.md#templates). "Local" is the process time zone, as in Go.
 """
 
 from __future__ import annotations

@@ -549,7 +549,7 @@ def _call_unsupported(name: str, fn: Any, *args: Any) -> Any:
     raise GoCallError(f"non-function {name} of type {go_type(fn)}")
 
 
-# Go's builtins: the single-action check parses with these names only (c.10).
+# Go's builtins: the single-action check parses with these names only (docs/templates.md#templates).
 BUILTIN_NAMES = frozenset(_builtins()) | {"len", "slice"}
 
 
@@ -1567,7 +1567,8 @@ def _go_replace(src: str, old: str, new: str) -> str:
 def build_funcs(*, deterministic: bool) -> dict[str, GoFunc]:
     """Every function a template may call: builtins, the Sprig whitelist, core's helpers.
 
-    ``deterministic`` drops ``now`` and the random helpers (trigger keys, c.10).
+    ``deterministic`` drops ``now`` and the random helpers (trigger keys,
+    docs/templates.md#templates).
     """
     funcs = _builtins()
     funcs.update(_sprig(deterministic))

@@ -1,4 +1,6 @@
-"""Conformance suites and message validators (Go ``conformance`` / ``testkit``; go-sdk-core c.16).
+"""Conformance suites and message validators (Go ``conformance`` / ``testkit``).
+
+See docs/testing.md#conformance.
 
 ``StreamSuite`` runs a :class:`~bubu.testkit.StreamHarness` and checks what Go's
 ``conformance.StreamSuite`` checks: every output is a valid message, a minimum number of

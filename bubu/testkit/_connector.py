@@ -2,8 +2,8 @@
 
 :class:`LocalConnector` serves ``transport.v1.TransportConnectorService`` with grpclib on
 ``127.0.0.1`` (or a unix socket) and plays the roles the Go connector sidecar and hub play for an
-engram (streaming.md sections 3 and 5.5), so an engram - Python or Go - can run against it
-without Kubernetes::
+engram (docs/contract/streaming.md#session, docs/contract/streaming.md#hub), so an engram - Python
+or Go - can run against it without Kubernetes::
 
     async with LocalConnector() as conn:
         env = conn.binding_env()              # {"BUBU_TRANSPORT_BINDING": "..."} for the engram
@@ -13,8 +13,8 @@ without Kubernetes::
         out = await conn.next_output()        # what the engram published
         await conn.restart()                  # drop both streams abruptly; wait for reconnect
 
-Behaviour, following the Go connector (bobravoz-grpc v0.3.0) and hub where streaming.md
-describes them:
+Behaviour, following the Go connector (bobravoz-grpc v0.3.0) and hub where
+docs/contract/streaming.md describes them:
 
 - Data/Control streams without ``bubu-transport-protocol: 1.0.0`` fail FAILED_PRECONDITION;
   ``HubPush`` answers UNIMPLEMENTED; messages over 10 MiB fail RESOURCE_EXHAUSTED.
@@ -35,7 +35,7 @@ describes them:
 - Flow control toward the hub: like the Go connector's flow tracker, configured from the
   binding payload (``flowControl.mode``/``ackEvery``, ``delivery.ordering``), receipts (and
   unsequenced sends) are batched into the ``FlowControl`` updates the connector would send the
-  hub; they are recorded in :attr:`LocalConnector.hub_flow` (streaming.md 3.4).
+  hub; they are recorded in :attr:`LocalConnector.hub_flow` (docs/contract/streaming.md#acks).
 - Test helpers beyond the Go behaviour: hub heartbeats and lifecycle hooks
   (:meth:`LocalConnector.send_heartbeat`, :meth:`LocalConnector.send_hook`), chunked packets
   (:meth:`LocalConnector.send_chunked`), raw packets, directives, gate control and
@@ -102,7 +102,10 @@ def _now_ms() -> str:
 
 
 class _CappedCodec(ProtoCodec):
-    """ProtoCodec with the Go server's 10 MiB receive cap (grpclib has none, streaming.md 2.4)."""
+    """ProtoCodec with the Go server's 10 MiB receive cap (grpclib has none).
+
+    See docs/contract/streaming.md#keepalive-and-limits.
+    """
 
     def __init__(self, max_recv: int) -> None:
         self._max_recv = max_recv
@@ -194,7 +197,8 @@ class _Unacked:
 
 def _reassembled_size(packets: list[pb.DataResponse]) -> int:
     # The engram reports proto.Size of the reassembled packet: the first chunk as template,
-    # payload = all chunks in index order, chunk fields cleared (streaming.md 3.4/3.6).
+    # payload = all chunks in index order, chunk fields cleared (docs/contract/streaming.md#acks,
+    # docs/contract/streaming.md#chunking).
     first = packets[0]
     env = first.envelope
     if not (env.chunk_count or env.chunk_id):
@@ -261,7 +265,9 @@ def _count(section: Mapping[str, Any], field: str, what: str, default: int) -> i
 
 
 class FlowTracker:
-    """The Go connector's flow tracker (streaming.md 3.4): receipts -> hub ``FlowControl``.
+    """The Go connector's flow tracker: receipts -> hub ``FlowControl``.
+
+    See docs/contract/streaming.md#acks.
 
     Built from the binding payload: ``flowControl.mode`` (``credits`` | ``window``; ``none`` or
     absent means no tracker, as Go builds none), ``flowControl.ackEvery{messages (default 1),
@@ -434,7 +440,7 @@ class LocalConnector:
         buffer_size: Depth of the queue of messages waiting to be sent to the engram.
         ssl: Serve TLS with this server context (ALPN ``h2`` is added). The Go sidecar listens
             in plaintext on the pod's loopback; TLS lets tests dial it the way an engram dials
-            any non-loopback endpoint (TLS 1.3, streaming.md 2.3).
+            any non-loopback endpoint (TLS 1.3, docs/contract/streaming.md#tls).
         endpoint_host: Host written into the binding's endpoint instead of ``host`` (for
             instance a name the TLS certificate covers while listening on ``0.0.0.0``).
     """
@@ -573,7 +579,7 @@ class LocalConnector:
         The listener is closed at once (new connections are refused) and any new Data or
         Control stream is refused with UNAVAILABLE. Open streams are left to finish: the call
         waits until the engram has ended both (a half-close or a reset) or ``timeout`` passes,
-        then :meth:`close` ends whatever is left (streaming.md 3.10).
+        then :meth:`close` ends whatever is left (docs/contract/streaming.md#shutdown).
 
         Returns:
             Seconds spent waiting for the open streams (about ``timeout`` when the cap hit).
@@ -631,7 +637,9 @@ class LocalConnector:
         return 0 if self._unix_path is not None else self._port
 
     def binding(self) -> dict[str, Any]:
-        """The ``BUBU_TRANSPORT_BINDING`` envelope (streaming.md 1.6) pointing at this connector.
+        """The ``BUBU_TRANSPORT_BINDING`` envelope pointing at this connector.
+
+        See docs/contract/streaming.md#non-protobuf-contracts.
 
         ``{"name", "namespace", "binding": <protojson BindingInfo>}`` with lowerCamelCase keys,
         ``protocolVersion: "1.0.0"`` and ``payload`` as base64 of the settings JSON.
@@ -717,7 +725,9 @@ class LocalConnector:
         namespace: str | None = None,
         sequence: bool = False,
     ) -> None:
-        """Send a hub lifecycle hook (``storyrun.ready``, ``steprun.ready``), streaming.md 5.3.
+        """Send a hub lifecycle hook (``storyrun.ready``, ``steprun.ready``).
+
+        See docs/contract/streaming.md#hub-packet.
 
         The message id is ``<ns>/<storyrun>:<event>[:<step>]``. Hooks go out unsequenced by
         default, so the engram dedupes a second copy by that message id (scenario 11).
@@ -758,7 +768,9 @@ class LocalConnector:
         metadata: Mapping[str, str] | None = None,
         partition: str = "",
     ) -> None:
-        """Send ``data`` as a chunked binary packet (streaming.md 3.6), e.g. to test reassembly.
+        """Send ``data`` as a chunked binary packet, e.g. to test reassembly.
+
+        See docs/contract/streaming.md#chunking.
 
         Every chunk carries ``chunk_id``/``chunk_index``/``chunk_count``/``chunk_bytes``/
         ``total_bytes`` and the same stream id and sequence (one logical packet: one receipt
@@ -1194,7 +1206,7 @@ class LocalConnector:
 
     def _on_control(self, req: pb.ControlRequest, session: _Session) -> pb.ControlResponse | None:
         # The connector normalises the type (trim, lower-case, "" -> "unknown") and names it
-        # under `received` in its ACK (not `type`), streaming.md 3.2.
+        # under `received` in its ACK (not `type`), docs/contract/streaming.md#control.
         lowered = codec.control_type(req.action, req.custom_action).strip().lower() or "unknown"
         meta = dict(req.metadata)
 

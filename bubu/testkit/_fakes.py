@@ -4,15 +4,18 @@
 API server behaviours the SDK depends on: resourceVersions and 409 on stale PUT/patch, 409
 ``AlreadyExists``, the ``/status`` subresource split (create drops status, main-resource writes
 keep it), generation bumps on spec changes, single-object watches, and admission checks that
-stand in for the operator's webhooks (crds.md 2.3, 4.3, 2.5, 9.4). Because the SDK's helpers
-run unchanged against it, a harness test exercises the same code as production.
+stand in for the operator's webhooks (docs/contract/story-trigger.md#admission-webhook,
+docs/contract/effect-claim.md#admission-webhook, docs/contract/story-trigger.md#the-storyrun,
+docs/testing.md#webhook-checks). Because the SDK's helpers run unchanged against it, a harness test
+exercises the same code as production.
 
 The fake controllers run inside the cluster as write hooks:
 
-* ``TriggerResolver``: resolves StoryTriggers like the operator (crds.md 2.4, 9.2), using the
-  same identity code as the SDK (``bubu._k8s.identity``); can be told to stay pending or to
-  reject.
-* ``EffectClaimPhases``: derives ``EffectClaim.status.phase`` from the spec (crds.md 4.1, 9.5).
+* ``TriggerResolver``: resolves StoryTriggers like the operator
+  (docs/contract/story-trigger.md#resolution, docs/testing.md#trigger-resolver), using the same
+  identity code as the SDK (``bubu._k8s.identity``); can be told to stay pending or to reject.
+* ``EffectClaimPhases``: derives ``EffectClaim.status.phase`` from the spec
+  (docs/contract/effect-claim.md#roles, docs/testing.md#effectclaim-phases).
 * ``StopStoryController``: finishes a StoryRun whose ``spec.cancelRequested`` is set (9.3).
 
 ``resolve_story_trigger`` and ``effect_claim_violations`` are plain functions over
@@ -90,15 +93,15 @@ def _merge(target: Any, patch: Any) -> Any:
     return result
 
 
-# --- admission checks (crds.md 2.3, 4.3, 9.4) -------------------------------------------------
+# --- admission checks (docs/testing.md#webhook-checks) -------------------------------------------
 
 
 def story_trigger_violations(trigger: Mapping[str, Any]) -> list[str]:
     """Return the StoryTrigger webhook's identity errors, in the order it checks them.
 
-    The webhook answers with the first one (crds.md 2.3 steps 1-3; wording as bobrapet
-    v0.1.13 words it). The referenced Story is checked by ``FakeCluster`` admission, which can
-    look it up. An empty list means the trigger is valid.
+    The webhook answers with the first one (docs/contract/story-trigger.md#admission-webhook;
+    wording as bobrapet v0.1.13 words it). The referenced Story is checked by ``FakeCluster``
+    admission, which can look it up. An empty list means the trigger is valid.
     """
     meta = trigger.get("metadata") or {}
     spec = trigger.get("spec") or {}
@@ -153,7 +156,9 @@ def effect_claim_violations(
     *,
     step_run_uid: str | None = None,
 ) -> list[str]:
-    """Return what the EffectClaim webhook would reject in a write (crds.md 4.3, 9.4).
+    """Return what the EffectClaim webhook would reject in a write.
+
+    See docs/contract/effect-claim.md#admission-webhook, docs/testing.md#webhook-checks.
 
     ``completedAt`` is compared after truncating it to whole seconds, as Go's ``metav1.Time``
     decoding-and-re-encoding does.
@@ -213,7 +218,10 @@ def effect_claim_violations(
 
 
 def effect_claim_status(claim: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
-    """Return the status the EffectClaim controller derives from the spec (crds.md 4.1)."""
+    """Return the status the EffectClaim controller derives from the spec.
+
+    See docs/contract/effect-claim.md#roles.
+    """
     spec = claim.get("spec") or {}
     generation = (claim.get("metadata") or {}).get("generation")
     table = {
@@ -477,7 +485,9 @@ class FakeCluster:
                 errors.append(f"referenced StepRun {ref.get('name')!r} not found")
             self._deny(operation, kind, errors)
         elif kind == STORY_RUN and old is not None:
-            # Spec is immutable except a cancelRequested false -> true flip (crds.md 2.5, 5).
+            # Spec is immutable except a cancelRequested false -> true flip
+            # (docs/contract/story-trigger.md#the-storyrun,
+            # docs/contract/story-trigger.md#stop-story).
             ospec, nspec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
             was = bool(ospec.pop("cancelRequested", False))
             now = bool(nspec.pop("cancelRequested", False))
@@ -543,7 +553,9 @@ class FakeCluster:
         return self._store(kind, (kind.plural, ns, name), result, "MODIFIED")
 
     def _check_step_run_status(self, status: Any, operation: str) -> None:
-        # CRD rules the SDK must respect on /status (crds.md 0.1, 0.2, 3.3).
+        # CRD rules the SDK must respect on /status
+        # (docs/contract/steprun-status.md#retries-required,
+        # docs/contract/steprun-status.md#objects-only, docs/contract/steprun-status.md#limits).
         errors: list[str] = []
         if not isinstance(status, Mapping) or "retries" not in status:
             errors.append("status.retries: Required value")
@@ -679,7 +691,10 @@ class FakeCluster:
         step_id: str = "step",
         status: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store a running StepRun as the StepRun controller would (crds.md 9.3)."""
+        """Store a running StepRun as the StepRun controller would.
+
+        See docs/testing.md#run-fixtures.
+        """
         ns = namespace or self._namespace
         return self.put(
             STEP_RUN,
@@ -736,7 +751,8 @@ def _has_loop() -> bool:
     return True
 
 
-# --- StoryTrigger resolution (crds.md 2.4, 9.2) ----------------------------------------------
+# --- StoryTrigger resolution (docs/contract/story-trigger.md#resolution,
+# docs/testing.md#trigger-resolver) ----------------------------------------------
 
 _REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
 
@@ -758,7 +774,8 @@ def _conditions(
                 "status": flag,
                 "reason": reason,
                 "message": message[:2048],
-                # lastTransitionTime moves only when the status value changes (crds.md 2.4).
+                # lastTransitionTime moves only when the status value changes
+                # (docs/contract/story-trigger.md#resolution).
                 "lastTransitionTime": prior.get("lastTransitionTime", now)
                 if prior.get("status") == flag
                 else now,
@@ -774,7 +791,7 @@ async def resolve_story_trigger(
     """Decide one StoryTrigger as the operator does, create its StoryRun, write its status.
 
     Works on any ``KubeAPI`` (the in-memory cluster or an admin ``KubeClient``). Steps follow
-    crds.md 9.2 (including the validation the Go emulator skips).
+    docs/testing.md#trigger-resolver (including the validation the Go emulator skips).
 
     Returns:
         The status written (``decision``, ``reason``, ``message``, ``storyRunRef``...).
@@ -916,7 +933,7 @@ def _run_matches(
     trigger_spec: Mapping[str, Any],
     input_hash: str,
 ) -> bool:
-    """Go ``storyRunMatchesTrigger`` (crds.md 2.4)."""
+    """Go ``storyRunMatchesTrigger`` (docs/contract/story-trigger.md#resolution)."""
     rspec = run.get("spec") or {}
     rstory = rspec.get("storyRef") or {}
     rmeta = run.get("metadata") or {}
@@ -941,14 +958,17 @@ def _run_matches(
 
 
 class TriggerResolver:
-    """The operator's StoryTrigger controller, in memory (crds.md 2.4).
+    """The operator's StoryTrigger controller, in memory.
+
+    See docs/contract/story-trigger.md#resolution.
 
     Attach it to a ``FakeCluster``; every new StoryTrigger is resolved shortly after it is
     created (in a task, so the SDK sees the decision arrive through its watch).
 
     Attributes:
-        pending: while True, triggers stay undecided (the "no operator" case, crds.md 9.1).
-        decisions: ``(trigger name, decision, reason)`` in order.
+        pending: while True, triggers stay undecided (the "no operator" case,
+        docs/testing.md#without-an-operator). decisions: ``(trigger name, decision, reason)`` in
+        order.
     """
 
     def __init__(self, cluster: FakeCluster, *, validate: bool = True) -> None:
@@ -1016,7 +1036,10 @@ class TriggerResolver:
 
 
 class EffectClaimPhases:
-    """The EffectClaim controller, in memory: ``status.phase`` follows the spec (crds.md 9.5)."""
+    """The EffectClaim controller, in memory: ``status.phase`` follows the spec.
+
+    See docs/testing.md#effectclaim-phases.
+    """
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
@@ -1039,7 +1062,10 @@ class EffectClaimPhases:
 
 
 class StopStoryController:
-    """Finishes a StoryRun once ``spec.cancelRequested`` is set (crds.md 5, 9.3)."""
+    """Finishes a StoryRun once ``spec.cancelRequested`` is set.
+
+    See docs/contract/story-trigger.md#stop-story, docs/testing.md#run-fixtures.
+    """
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
@@ -1057,7 +1083,10 @@ class StopStoryController:
 
 
 def story_run_canceled_status(now: datetime | None = None) -> dict[str, Any]:
-    """The status the StoryRun controller writes after a graceful cancel (crds.md 9.3): phase
+    """The status the StoryRun controller writes after a graceful cancel: phase
+
+    See docs/testing.md#run-fixtures.
+
     ``Finished`` and Ready, Progressing and Degraded all ``False`` with reason ``Canceled``."""
     stamp = identity.utc_seconds(now or _now())
     message = "StoryRun gracefully canceled"

@@ -1,9 +1,9 @@
 """``StreamHarness``: run a streaming engram in memory, without a connector or gRPC.
 
-Mirrors Go ``testkit.StreamHarness`` (go-sdk-core.md (a) testkit): expand the secrets, ``init``,
-then ``stream`` over the given inputs; the inbound iterator ends after the last input, and the
-outputs are collected until ``stream`` returns. Outputs go through the same validation and
-encoding as in production (``StreamMessage.validate``, the outbound encoder and the
+Mirrors Go ``testkit.StreamHarness`` (docs/contract/index.md#go-surface testkit): expand the
+secrets, ``init``, then ``stream`` over the given inputs; the inbound iterator ends after the last
+input, and the outputs are collected until ``stream`` returns. Outputs go through the same
+validation and encoding as in production (``StreamMessage.validate``, the outbound encoder and the
 ``buf.validate`` rules), so an invalid message fails here, at its ``yield``, as it would in a pod.
 """
 
