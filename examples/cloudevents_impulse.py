@@ -2,7 +2,8 @@
 
 Each event starts the Impulse's target Story exactly once: the trigger token is derived from
 the event's identity (``source`` + ``id``, which CloudEvents requires to be unique), so a
-producer retrying a POST maps to the same StoryTrigger and StoryRun (roadmap.md 5, point 7).
+producer retrying a POST maps to the same StoryTrigger and StoryRun
+(docs/examples/cloudevents-impulse.md).
 
 * **structured** mode: ``Content-Type: application/cloudevents+json`` and the whole event
   (``specversion``, ``id``, ``source``, ``type``, ``data``...) is the JSON body;

@@ -1,6 +1,7 @@
 """A GitHub webhook Impulse: signed deliveries start Stories, redeliveries are deduplicated.
 
-A port of the public ``github-webhook-impulse`` (roadmap.md 3.2 C) that closes its gaps:
+A port of the public ``github-webhook-impulse`` (docs/examples/webhook-impulse.md) that closes its
+gaps:
 
 * the signature is **required**: without a ``WEBHOOK_SECRET`` secret the impulse refuses to
   start (the Go sample fails open and accepts unsigned events);

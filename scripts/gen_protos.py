@@ -1,4 +1,4 @@
-"""Regenerate ``bubu/_gen`` from ``protos/`` (streaming.md section 7).
+"""Regenerate ``bubu/_gen`` from ``protos/`` (docs/decisions/0001-protobuf-runtime.md).
 
 Runs protoc from **grpcio-tools 1.85.1** (libprotoc 35.1; pinned in pyproject's ``dev`` extra)
 with the official Python generator (``--python_out`` + ``--pyi_out``) and grpclib's own plugin
