@@ -1,4 +1,7 @@
-"""``import bubu`` (and the pytest plugin every bubu user loads) stay light (style.md 6.3)."""
+"""``import bubu`` (and the pytest plugin every bubu user loads) stay light.
+
+See docs/contract/design.md#cheap-import.
+"""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ TESTKIT_ALL = {
     "validate_structured_error",
 }
 
-# Fixed by the spec README ("The public Python API shape"): must always be present.
+# The public API shape the project fixed (docs/contract/index.md#go-surface): always present.
 SPEC_NAMES = {
     "start_batch",
     "start_streaming",

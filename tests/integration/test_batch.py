@@ -103,8 +103,9 @@ async def test_batch_success_writes_succeeded_with_output(
         if "/stepruns" in r.path
     }
     assert calls <= {("GET", "obj"), ("PATCH", SR)}
-    # The schema lookup (c.11) reads the Engram, which the operator's Role does not allow: one
-    # 403, as the Go SDK gets, and validation is skipped. Every other request succeeded.
+    # The schema lookup (docs/templates.md#schemas) reads the Engram, which the operator's Role does
+    # not allow: one 403, as the Go SDK gets, and validation is skipped. Every other request
+    # succeeded.
     refused = [(r.method, r.path, r.status) for r in fault_proxy.requests if r.status >= 400]
     engrams = f"/apis/bubustack.io/v1alpha1/namespaces/{k8s_namespace}/engrams/engram"
     assert refused == [("GET", engrams, 403)]
@@ -256,7 +257,7 @@ def test_engram_process_exit_code_and_steprun(
     named: str | None,
 ) -> None:
     # The pod's view: `python engram.py` under `bubu.run`, as the engram-runner
-    # ServiceAccount, with the operator's environment (go-sdk-core.md c.1).
+    # ServiceAccount, with the operator's environment (docs/contract/batch-lifecycle.md#steps).
     script = tmp_path / "engram.py"
     script.write_text(ENGRAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUBU_")}
@@ -390,8 +391,9 @@ async def test_batch_status_write_rides_out_conflicts_and_5xx(
     runner_env: Any,
     fault_proxy: Any,
 ) -> None:
-    # The terminal write of a whole run retries 409 and 503 (c.2 step 4) within
-    # BUBU_K8S_PATCH_MAX_RETRIES and still reports Succeeded with the output.
+    # The terminal write of a whole run retries 409 and 503
+    # (docs/contract/steprun-status.md#merge-rules) within BUBU_K8S_PATCH_MAX_RETRIES and still
+    # reports Succeeded with the output.
     fault_proxy.conflict("PATCH", rf"/stepruns/{SR}/status$", times=2)
     fault_proxy.server_error("PATCH", rf"/stepruns/{SR}/status$", status=503, times=1)
     kubeconfig = fault_proxy.kubeconfig(token=engram_runner_identity.token, namespace=k8s_namespace)
@@ -425,8 +427,9 @@ async def test_batch_retries_exhausted_exit_1(
 async def test_batch_zombie_pod_is_fenced(
     controlplane: Any, k8s_namespace: str, engram_runner_identity: Any, runner_env: Any
 ) -> None:
-    # BUBU_POD_NAME fencing (c.2): a pod that no longer owns the StepRun writes nothing. (The
-    # operator never records status.podName; the admin plays the writer that did.)
+    # BUBU_POD_NAME fencing (docs/contract/steprun-status.md#merge-rules): a pod that no longer owns
+    # the StepRun writes nothing. (The operator never records status.podName; the admin plays the
+    # writer that did.)
     record_pod(controlplane, k8s_namespace, SR, "pod-new")
     env = runner_env(engram_runner_identity.kubeconfig_path, BUBU_POD_NAME="pod-old")
     report = await run_batch(Greeter(), source=MappingSource(env))

@@ -1,8 +1,8 @@
 """LocalConnector over real loopback gRPC, driven by a minimal raw grpclib client.
 
 Opens sockets on 127.0.0.1 (and a unix socket); no Kubernetes. The client here is deliberately
-not the SDK's session, so these tests pin the connector's side of streaming.md sections 3 and 5.5
-on their own.
+not the SDK's session, so these tests pin the connector's side of
+docs/contract/streaming.md#session, docs/contract/streaming.md#hub on their own.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ async def test_failure_releases_and_retry_reruns(
         name = go_ref.call("claim_name", k8s_namespace, SR, "pay")
         released = await admin_kube.get(EFFECT_CLAIM, name)
         assert "holderIdentity" not in released["spec"]
-        assert "completionStatus" not in released["spec"]  # option (a), crds.md 4.5
+        # option (a), docs/contract/effect-claim.md#completion-and-release
+        assert "completionStatus" not in released["spec"]
         assert await execute_effect_once("pay", flaky) == "ok"
     assert attempts == 2
     await wait_phase(admin_kube, name, "Completed")

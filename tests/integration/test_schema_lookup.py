@@ -1,9 +1,11 @@
 # ruff: noqa: E501
-"""Template schema lookups against the real kube-apiserver, under the operator's Roles (c.11).
+"""Template schema lookups against the real kube-apiserver, under the operator's Roles.
+
+See docs/templates.md#schemas.
 
 The identities are the ServiceAccounts the real operator makes for the StoryRuns and the
 Impulse seeded here, bound to the Roles it generates. What the tests establish about RBAC
-(crds.md 7.2, 7.3):
+(docs/deploying.md#impulse-role, docs/deploying.md#engram-runner-role):
 
 * the engram-runner Role has ``get`` on StepRuns but not on Engrams: the lookup is skipped
   with one debug line, and the engram runs unvalidated (the operator's checks stay);

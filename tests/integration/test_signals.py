@@ -1,4 +1,6 @@
-"""Signals on the operator's StepRun, as the engram-runner ServiceAccount it made (c.6).
+"""Signals on the operator's StepRun, as the engram-runner ServiceAccount it made.
+
+See docs/contract/signals.md#signals.
 
 ``engram_runner_identity`` starts StoryRun ``run-1``; the operator creates StepRun
 ``run-1-step-a`` (Running, its Job never runs) and the ServiceAccount whose Role the calls

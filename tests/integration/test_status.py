@@ -51,7 +51,10 @@ def now() -> str:
 
 
 def seed_step_run(cp: Any, ns: str, name: str, status_: dict[str, Any] | None = None) -> None:
-    """Play the controller (crds.md 9.3): create the StepRun, then seed its status."""
+    """Play the controller: create the StepRun, then seed its status.
+
+    See docs/testing.md#run-fixtures.
+    """
     with cp.client() as c:
         r = c.post(
             f"{RUNS}/namespaces/{ns}/stepruns",
@@ -139,7 +142,8 @@ async def test_first_write_carries_required_retries(
 ) -> None:
     seed_step_run(controlplane, k8s_namespace, "s1")  # no status yet (the operator always sets it)
     async with await runner_client(make_identity(OWN_RUNNER_RULES)) as kube:
-        # Without retries the CRD rejects the write (crds.md 0.1) ...
+        # Without retries the CRD rejects the write
+        # (docs/contract/steprun-status.md#retries-required) ...
         with pytest.raises(KubernetesError) as info:
             await kube.merge_patch(
                 STEP_RUN, "s1", {"status": {"phase": "Failed"}}, subresource="status"
@@ -280,7 +284,8 @@ async def test_in_cluster_config_wins_over_kubeconfig(
     tmp_path: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Go order (c.14): the pod's service account first, even when KUBECONFIG is set.
+    # Go order (docs/contract/runtime-environment.md#kubernetes-client): the pod's service account
+    # first, even when KUBECONFIG is set.
     from urllib.parse import urlsplit
 
     sa = tmp_path / "sa"

@@ -1,10 +1,10 @@
 """``$bubuConfigMapRef`` / ``$bubuSecretRef`` against the real kube-apiserver.
 
-Under the engram-runner Role the real operator creates (crds.md 7.3) the reads are refused: the
-Role has no ``get`` on ``configmaps`` or ``secrets``, so a step whose inputs use such refs needs
-an extra Role rule. The test says so by asserting the typed error, then declares exactly
-``get configmaps, secrets`` in the EngramTemplate's ``execution.rbac`` (the operator merges it
-into the runner Role it generates) and resolves every accepted form under that Role.
+Under the engram-runner Role the real operator creates (docs/deploying.md#engram-runner-role) the
+reads are refused: the Role has no ``get`` on ``configmaps`` or ``secrets``, so a step whose inputs
+use such refs needs an extra Role rule. The test says so by asserting the typed error, then declares
+exactly ``get configmaps, secrets`` in the EngramTemplate's ``execution.rbac`` (the operator merges
+it into the runner Role it generates) and resolves every accepted form under that Role.
 """
 
 from __future__ import annotations

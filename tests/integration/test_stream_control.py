@@ -1,4 +1,6 @@
-"""Call-level trace context (otelgrpc) and the bounded control-request queue (streaming.md 2.2).
+"""Call-level trace context (otelgrpc) and the bounded control-request queue.
+
+See docs/contract/streaming.md#environment.
 
 Against the real grpclib LocalConnector on loopback.
 """

@@ -1,4 +1,6 @@
-"""Shutdown, drain and hook dedupe against the local connector (streaming.md 3.10 and section 9).
+"""Shutdown, drain and hook dedupe against the local connector.
+
+See docs/contract/streaming.md#shutdown.
 
 Scenario 32: the engram's stream returns -> outbound flushed, Data half-closed, no reconnect.
 Scenario 33: SIGTERM -> both streams half-closed promptly, also while the connector runs its

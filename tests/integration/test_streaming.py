@@ -1,9 +1,11 @@
-"""The streaming runtime against the local connector over loopback gRPC (streaming.md section 9).
+"""The streaming runtime against the local connector over loopback gRPC.
+
+See docs/contract/streaming.md.
 
 Each test starts a :class:`~bubu.testkit._connector.LocalConnector`, runs the real
 ``start_streaming`` path (binding parsing, settings, session, reconnect loop) against it and checks
 what crosses the wire. Sockets: loopback only. Timers are shortened through the binding's
-``payload.env`` overrides, which also exercises that path (streaming.md 2.2).
+``payload.env`` overrides, which also exercises that path (docs/contract/streaming.md#environment).
 """
 
 from __future__ import annotations
@@ -354,7 +356,8 @@ async def test_receipt_only_after_done_with_go_fields_and_once() -> None:
 
 async def test_receipt_sizes_follow_go_proto_size_for_whole_and_chunked_packets() -> None:
     # A whole packet's size is the length it arrived with; a chunked one is measured after
-    # reassembly with its chunk fields cleared (streaming.md 3.4), not as its last chunk.
+    # reassembly with its chunk fields cleared (docs/contract/streaming.md#acks), not as its last
+    # chunk.
     engram = Collect()
     async with _connector() as conn, running(engram, conn):
         await conn.wait_ready()

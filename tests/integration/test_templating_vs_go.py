@@ -1,5 +1,7 @@
 # ruff: noqa: E501, UP031  (corpus templates stay one per line; %-formatting keeps the {{ }} readable)
-"""bubu's template evaluator against Go's core/templating, case by case (go-sdk-core.md c.10).
+"""bubu's template evaluator against Go's core/templating, case by case.
+
+See docs/templates.md#templates.
 
 Every case runs through the Go oracle (tests/interop/cmd/templating, core v0.1.6 with Go's
 text/template and Sprig v3.3.0) and through ``bubu._templating``; outputs must be equal and

@@ -1,4 +1,6 @@
-"""start_story / stop_story / the dispatcher against the real operator (crds.md 2, 5, 6, 9.2).
+"""start_story / stop_story / the dispatcher against the real operator.
+
+See docs/contract/story-trigger.md and docs/testing.md#trigger-resolver.
 
 Everything runs against the real operator (``operator`` fixture): its StoryTrigger webhook
 admits or denies each request, its StoryTrigger controller decides it and creates the StoryRun,
@@ -287,7 +289,8 @@ async def test_key_mode_dedupes_by_template(story, as_identity, impulse_identity
 # --- the decision wait: watch when the Role allows it, GET after a broken watch ----------------
 
 #: What users add through ``Impulse.spec.execution.rbac.rules`` (or the ImpulseTemplate's) so
-#: the operator-generated Role (crds.md 7.2: storytriggers create, get) also allows the watch.
+#: the operator-generated Role (docs/deploying.md#impulse-role: storytriggers create, get) also
+#: allows the watch.
 WATCH_RULE = {
     "apiGroups": ["runs.bubustack.io"],
     "resources": ["storytriggers"],

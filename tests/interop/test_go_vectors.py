@@ -2,8 +2,9 @@
 
 Each test runs the ``twin`` Go program on a table of inputs and compares bubu's answer with
 Go's: the bytes ``encoding/json`` writes (which signal and effect summaries measure and hash,
-go-sdk-core.md c.6/c.7), ``strings.TrimSpace`` (effect and signal keys), and how the REST client
-reads ``BUBU_K8S_TIMEOUT`` (b.5).
+docs/contract/signals.md#signals, docs/contract/signals.md#effects-ledger), ``strings.TrimSpace``
+(effect and signal keys), and how the REST client reads ``BUBU_K8S_TIMEOUT``
+(docs/contract/runtime-environment.md#kubernetes-client).
 """
 
 from __future__ import annotations

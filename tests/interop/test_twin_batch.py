@@ -1,4 +1,6 @@
-"""Twin runs: one batch step run by the Go SDK and by bubu, StepRun status compared (c.1, c.2).
+"""Twin runs: one batch step run by the Go SDK and by bubu, StepRun status compared.
+
+See docs/contract/batch-lifecycle.md#steps, docs/contract/steprun-status.md#merge-rules.
 
 The Go side is the ``batch`` program, a Go batch engram started as a process with the env the
 real operator put in the step's Job (``workloads.pod_env``: the Job's pod never starts, the
@@ -111,7 +113,7 @@ EXPECTED: dict[str, set[str]] = {
     # bubu keeps JSON integers as int (Go decodes inputs into float64), so 2**53 + 1 survives
     "success": {"$.output.a11"},
     # Go lowercases the class before comparing it with "rateLimited" and drops it (a Go bug
-    # bubu fixes, spec README decision 5)
+    # bubu fixes, docs/differences.md)
     "structured-rate-limited": {"$.exitClass", "$.error.exitClass", "$.error.retryable"},
     # bubu's StorageError declares its type (docs/differences.md, "Error types from bubu
     # exceptions"); Go's substring rules call the same hydration failure an execution error

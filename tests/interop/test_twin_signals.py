@@ -1,4 +1,6 @@
-"""Twin runs: signals and the effects ledger, Go SDK vs bubu, on real StepRuns (c.6, c.7).
+"""Twin runs: signals and the effects ledger, Go SDK vs bubu, on real StepRuns.
+
+See docs/contract/signals.md#signals, docs/contract/signals.md#effects-ledger.
 
 Each test does the same calls with the Go SDK (the ``twin`` program, as the engram-runner
 ServiceAccount of its namespace) and with bubu (in-process, the same Role in its namespace),
@@ -198,11 +200,12 @@ async def test_effects_ledger_and_claims(
     assert [r["value"] for r in go_results[n:m]] == py_has == [False, True, True, True, False]
 
     # Against the real operator Go's completion fails: its webhook refuses completedAt in whole
-    # seconds next to acquireTime/renewTime with microseconds from the same instant (crds.md
-    # 4.4), or, when the operator's controller wrote the claim first, the PUT gets a 409 that Go
-    # does not retry. The effect ran, the claim stays held, the ledger never gets the entry, and
-    # the next call reports "already recorded" without running. bubu rounds completedAt up and
-    # re-reads on 409 (docs/differences.md): its claim completes and the ledger has the entry.
+    # seconds next to acquireTime/renewTime with microseconds from the same instant
+    # (docs/contract/effect-claim.md#go-breakages), or, when the operator's controller wrote the
+    # claim first, the PUT gets a 409 that Go does not retry. The effect ran, the claim stays held,
+    # the ledger never gets the entry, and the next call reports "already recorded" without running.
+    # bubu rounds completedAt up and re-reads on 409 (docs/differences.md): its claim completes and
+    # the ledger has the entry.
     first, second = go_results[m]["value"], go_results[m + 1]["value"]
     assert first["calls"] == 1 and first["result"] == py_runs[0]
     assert first["error"].startswith("failed to complete effect reservation: "), first
@@ -217,8 +220,9 @@ async def test_effects_ledger_and_claims(
     assert failed["error"] == "smtp down"
     assert retried["calls"] == 0 and retried["alreadyRecorded"]
     assert go_results[m + 4]["value"]["error"] == "boom"
-    # Go cannot record details that are not an object: the CRD wants one (crds.md 0.2), so its
-    # status patch is refused until the 3 s timeout. bubu wraps them as {"value": ...}.
+    # Go cannot record details that are not an object: the CRD wants one
+    # (docs/contract/steprun-status.md#objects-only), so its status patch is refused until the 3 s
+    # timeout. bubu wraps them as {"value": ...}.
     assert not go_results[m + 5]["ok"]
 
     go_status = (await (await admin_in(go_ns)).get(STEP_RUN, SR))["status"]
@@ -251,7 +255,8 @@ async def test_effects_ledger_and_claims(
 
     for key in ("send-mail", "retry-me", "fail-only"):
         go_claim, py_claim = await claims(key)
-        # the same deterministic name and reservation identity (crds.md 2.2, 4.2)
+        # the same deterministic name and reservation identity (docs/contract/identity.md#names,
+        # docs/contract/effect-claim.md#protocol)
         assert_same(
             identity_part(go_claim),
             identity_part(py_claim),

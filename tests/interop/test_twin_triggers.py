@@ -1,4 +1,6 @@
-"""Twin runs: StoryTriggers, StopStory and Impulse counters, Go SDK vs bubu (crds.md 2, 5, 6).
+"""Twin runs: StoryTriggers, StopStory and Impulse counters, Go SDK vs bubu.
+
+See docs/contract/story-trigger.md.
 
 Both sides act as the ServiceAccount the real operator made for Impulse ``hook`` in their
 namespace, with the env the operator put in its Deployment (plus the delivery policy under

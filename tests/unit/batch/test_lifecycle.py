@@ -1,4 +1,8 @@
-"""start_batch lifecycle: outcomes, exit codes and the status written (c.1, c.2, c.13)."""
+"""start_batch lifecycle: outcomes, exit codes and the status written.
+
+See docs/contract/batch-lifecycle.md#steps, docs/contract/steprun-status.md#merge-rules and
+docs/contract/errors.md#structured-error.
+"""
 
 from __future__ import annotations
 
@@ -419,7 +423,8 @@ async def test_fast_pod_on_pending_steprun_keeps_output_without_phase() -> None:
     sink = MemoryStatusSink({"phase": "Pending", "retries": 0})
     code = await start_batch(Hello(), source=src(), status_sink=sink)
     assert code == 0
-    assert sink.status["phase"] == "Pending"  # the controller sets Succeeded (crds.md 3.4)
+    # the controller sets Succeeded (docs/contract/steprun-status.md#controller)
+    assert sink.status["phase"] == "Pending"
     assert sink.status["output"]["greeting"] == "Hello, Ada!"
     assert sink.status["exitClass"] == "success"
 
@@ -442,7 +447,7 @@ class Stubborn(bubu.BatchEngram[dict, dict]):
 
 
 async def test_success_after_the_deadline_is_still_a_timeout() -> None:
-    # d.2 TestRunWithClientsTimeoutSuccessStillForcesExitCode: a result that arrives after
+    # Go's TestRunWithClientsTimeoutSuccessStillForcesExitCode: a result that arrives after
     # the deadline does not count; the step is Timeout/124 and the late output is not written.
     sink = MemoryStatusSink()
     report = await run_batch(Stubborn(), source=src(BUBU_STEP_TIMEOUT="50ms"), status_sink=sink)
@@ -464,7 +469,7 @@ async def test_success_after_the_deadline_is_still_a_timeout() -> None:
 async def test_result_and_patch_outcome_matrix(
     behaviour: str, patch_fails: bool, phase: str, exit_code: int, exception: Any
 ) -> None:
-    # d.2 TestHandleResultAndPatchStatus: success / process error / patch error / both.
+    # Go's TestHandleResultAndPatchStatus: success / process error / patch error / both.
     kube = FakeStepRuns()
     kube.seed("step-1", {"phase": "Running", "retries": 0})
     if patch_fails:

@@ -1,7 +1,7 @@
 """The batch payload stages (bubu._payloads in run_batch): references, templates, offload, logs.
 
 Each test runs the real lifecycle with a file store in a temporary directory and reads what
-the StepRun status would hold; c.1 step 8 and 11, c.8-c.10, d.2, d.3.
+the StepRun status would hold (docs/contract/storage.md#stages).
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ async def test_templates_resolve_from_the_template_context(tmp_path: Path) -> No
 
 
 async def test_stored_text_is_never_evaluated_as_a_template(tmp_path: Path) -> None:
-    # d.3: hydrated user data may hold literal "{{ }}"; sibling templates still render.
+    # docs/templates.md#storage-values-are-data: hydrated user data may hold literal "{{ }}";
+    # sibling templates still render.
     ref = await offload(tmp_path, "Dear {{ customer }}, your order shipped" + "." * 50)
     context = {"inputs": {"who": "Ada"}}
     inputs = {"note": ref, "first": "{{ .inputs.who }}"}

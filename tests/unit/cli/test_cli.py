@@ -235,7 +235,7 @@ def test_usage_errors_are_one_line_without_usage_block(args: list[str], expected
 
 def test_invalid_env_value_warning_names_the_variable() -> None:
     # An ignored invalid BUBU_* value is a JSON warning on stderr that names the variable;
-    # the run still succeeds with the default (go-sdk-core.md d.1).
+    # the run still succeeds with the default (docs/contract/runtime-environment.md#parse-rules).
     proc = bubu("run", str(HELLO), "--inputs", '{"name": "Ada"}', env={"BUBU_STEP_TIMEOUT": "soon"})
     assert proc.returncode == 0 and json.loads(proc.stdout) == {"greeting": "Hello, Ada!"}
     warnings = [json.loads(x) for x in proc.stderr.splitlines() if '"WARNING"' in x]

@@ -1,4 +1,7 @@
-"""StoryDispatcher sessions and coalesced Impulse counters (Go story_dispatcher, crds.md 6)."""
+"""StoryDispatcher sessions and coalesced Impulse counters (Go story_dispatcher).
+
+See docs/contract/story-trigger.md#impulse-counters.
+"""
 
 from __future__ import annotations
 
@@ -82,8 +85,9 @@ async def test_forget_and_session_copies(world, stats):
 
 
 async def test_counts_stay_in_memory_and_operator_owned_counters_are_not_written(world):
-    # The operator recomputes received/launched/failed from StoryRuns (crds.md 6); the real
-    # operator showed a mix of both counts when the SDK also wrote them (docs/differences.md).
+    # The operator recomputes received/launched/failed from StoryRuns
+    # (docs/contract/story-trigger.md#impulse-counters); the real operator showed a mix of both
+    # counts when the SDK also wrote them (docs/differences.md).
     world.cluster.seed_impulse("hook", NS)
     stats = ImpulseStats(world.cluster, "hook", NS, interval=5)
     d = StoryDispatcher(stats=stats)

@@ -1,4 +1,7 @@
-"""execute_effect_once, record_effect, has_effect on the in-memory cluster (c.5, c.7)."""
+"""execute_effect_once, record_effect, has_effect on the in-memory cluster.
+
+See docs/contract/effect-claim.md#protocol, docs/contract/signals.md#effects-ledger.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ async def test_second_run_raises_already_recorded_with_details(world):
     assert await execute_effect_once("k", fx) == "done"
     with pytest.raises(EffectAlreadyRecordedError) as info:
         await execute_effect_once("k", fx)
-    assert info.value.details == {"value": "done"}  # non-objects are wrapped (crds.md 0.2)
+    # non-objects are wrapped (docs/contract/steprun-status.md#objects-only)
+    assert info.value.details == {"value": "done"}
     assert not info.value.in_progress
 
 
@@ -104,7 +108,8 @@ async def test_failure_releases_the_claim_and_a_retry_runs_again(world):
     with pytest.raises(RuntimeError, match="card declined"):
         await execute_effect_once("pay", flaky)
     claim = world.cluster.peek(EFFECT_CLAIM, claim_name("pay"), NS)
-    # project decision (crds.md 4.5 option (a)): holder cleared, completionStatus empty
+    # project decision (docs/contract/effect-claim.md#completion-and-release option (a)): holder
+    # cleared, completionStatus empty
     assert "holderIdentity" not in claim["spec"] and "renewTime" not in claim["spec"]
     assert "completionStatus" not in claim["spec"]
     assert effect_claim_violations(claim) == []
@@ -283,7 +288,7 @@ def test_renew_interval_is_clamped():
     assert _effects.renew_interval(3) == 1
 
 
-# --- go-sdk-core.md d.7 cases not covered above -------------------------------------------------
+# --- Go test cases not covered above (docs/contract/effect-claim.md#protocol) ---------------------
 
 
 async def test_key_already_in_the_ledger_skips_without_touching_a_claim(world):

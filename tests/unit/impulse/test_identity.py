@@ -1,4 +1,7 @@
-"""Identity algorithms against Go-produced vectors (crds.md 2.2, go-sdk-core.md c.3.2)."""
+"""Identity algorithms against Go-produced vectors.
+
+See docs/contract/identity.md#names, docs/contract/identity.md#names.
+"""
 
 from __future__ import annotations
 

@@ -116,7 +116,8 @@ async def test_secrets_fail_closed_without_harness_override(caplog):
     code = await run_impulse(Emitter(), source=source, client=FakeCluster(), shutdown=Shutdown())
     assert code == 1
     assert "failed to expand secrets" in caplog.text
-    assert "/nonexistent" not in caplog.text  # the path is not printed (c.12)
+    # the path is not printed (docs/contract/runtime-environment.md#secrets)
+    assert "/nonexistent" not in caplog.text
 
 
 async def test_helpers_in_run_scope_use_the_harness_cluster():

@@ -1,4 +1,7 @@
-"""emit_signal / emit_text_signal / replay_signals on the in-memory cluster (c.6, d.8)."""
+"""emit_signal / emit_text_signal / replay_signals on the in-memory cluster.
+
+See docs/contract/signals.md#signals.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ async def test_sequence_continues_after_a_restart(world):
     with _scope.activate(fresh):
         assert await emit_signal("a", 3) == 3
     seqs = [e["seq"] for e in status(world)["signalEvents"]]
-    assert seqs == [1, 2, 3]  # Go would have dropped the third (seq 1 again, Appendix B #7)
+    assert seqs == [1, 2, 3]  # Go would have dropped the third (seq 1 again, docs/differences.md)
 
 
 async def test_explicit_sequence(world):
@@ -113,7 +116,7 @@ async def test_empty_key_is_refused(world):
         await emit_signal(" ", 1)
 
 
-# --- go-sdk-core.md d.8 cases not covered above -------------------------------------------------
+# --- Go test cases not covered above (docs/contract/signals.md#signals) ---------------------------
 
 
 @pytest.mark.parametrize("value", ["abc", "-5", "0"])

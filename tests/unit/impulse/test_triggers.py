@@ -1,4 +1,7 @@
-"""start_story, start_story_with_token, stop_story on the in-memory cluster (crds.md 2, 5)."""
+"""start_story, start_story_with_token, stop_story on the in-memory cluster.
+
+See docs/contract/story-trigger.md, docs/contract/story-trigger.md#stop-story.
+"""
 
 from __future__ import annotations
 
@@ -126,7 +129,7 @@ async def test_no_token_means_a_new_run_per_call(world):
 
 
 async def test_watch_forbidden_falls_back_to_get_polling(world):
-    # The generated Impulse Role has no watch on storytriggers (crds.md 7.2).
+    # The generated Impulse Role has no watch on storytriggers (docs/deploying.md#impulse-role).
     world.cluster.forbid("watch", STORY_TRIGGER)
     first = await start_story("story", {})
     second = await start_story("story", {})
@@ -380,7 +383,8 @@ async def test_rate_limit_waits_and_counts_throttled(world, scoped):
 
 
 async def test_webhook_denial_is_a_rejection_not_a_permission_error(world):
-    # A cross-namespace storyRef is denied by the StoryTrigger webhook (403, crds.md 2.3).
+    # A cross-namespace storyRef is denied by the StoryTrigger webhook (403,
+    # docs/contract/story-trigger.md#admission-webhook).
     with pytest.raises(
         TriggerRejectedError, match="cross-namespace StoryRef references are not allowed"
     ) as info:
@@ -389,7 +393,7 @@ async def test_webhook_denial_is_a_rejection_not_a_permission_error(world):
     assert world.cluster.denials
 
 
-# --- go-sdk-core.md d.6 cases not covered above -------------------------------------------------
+# --- Go test cases not covered above (docs/contract/errors.md#kubernetes-errors) ------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""StepRun status protocol: merge rules, phase machine, fencing, bounds, retries (c.2)."""
+"""StepRun status protocol: merge rules, phase machine, fencing, bounds, retries.
+
+See docs/contract/steprun-status.md#merge-rules.
+"""
 
 from __future__ import annotations
 
@@ -334,7 +337,7 @@ def test_backoff_jitter_bounds() -> None:
 
 
 async def test_patch_transient_get_exhausted_raises_retryable() -> None:
-    # d.6: a failing GET is retried; once retries run out the error stays retryable
+    # As Go's tests: a failing GET is retried; once retries run out the error stays retryable
     # (Go wraps ErrRetryable) and no PATCH was sent.
     kube = FakeStepRuns()
     kube.seed("s1", {"phase": "Running", "retries": 0})
@@ -349,7 +352,7 @@ async def test_patch_transient_get_exhausted_raises_retryable() -> None:
 
 
 async def test_cancellation_aborts_the_retry_backoff() -> None:
-    # d.6 "a cancelled ctx aborts the backoff": cancelling the caller ends the wait at once
+    # As Go's "a cancelled ctx aborts the backoff": cancelling the caller ends the wait at once
     # (CancelledError propagates, never wrapped) instead of sleeping out the backoff.
     kube = FakeStepRuns()
     kube.seed("s1", {"phase": "Running", "retries": 0})
@@ -411,7 +414,9 @@ def test_deleting_an_absent_signal_is_a_no_op() -> None:
 def test_a_scalar_signal_is_refused_naming_the_key() -> None:
     with pytest.raises(ValueError) as info:
         status.merge_status(None, {"signals": {"k": 3}})
-    assert str(info.value) == "status.signals['k'] must be a JSON object (crds.md 0.2)"
+    assert str(info.value) == (
+        "status.signals['k'] must be a JSON object (docs/contract/steprun-status.md#objects-only)"
+    )
 
 
 def test_effects_without_a_key_never_dedupe() -> None:

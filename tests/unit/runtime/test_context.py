@@ -1,4 +1,7 @@
-"""ExecutionContext, StoryInfo, idempotency keys and Result (d.5)."""
+"""ExecutionContext, StoryInfo, idempotency keys and Result.
+
+See docs/contract/batch-lifecycle.md#execution-context.
+"""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ def env(**values: str) -> RuntimeEnv:
 
 # --- the table ---
 
-# Every name in go-sdk-core.md (b) b.1-b.8 and streaming.md 2.2.
+# Every name of docs/contract/runtime-environment.md (the test-only ones too) and
+# docs/contract/streaming.md#environment.
 SPEC_NAMES = """
 BUBU_STORY_NAME BUBU_STORY_VERSION BUBU_STORYRUN_ID BUBU_STEP_NAME BUBU_STEPRUN_NAME
 BUBU_STEPRUN_NAMESPACE BUBU_POD_NAME BUBU_POD_NAMESPACE BUBU_SERVICE_ACCOUNT_NAME BUBU_ENGRAM_NAME
@@ -161,7 +162,7 @@ def test_load_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
     assert "from-os" not in repr(OsEnviron())
 
 
-# --- d.1 complete context ---
+# --- complete context (docs/contract/runtime-environment.md#execution-context) ---
 
 
 def test_complete_context() -> None:
@@ -355,7 +356,7 @@ def test_transports_rejected_with_documented_text(raw: str, message: str) -> Non
     assert info.value.variable == "BUBU_TRANSPORTS"
 
 
-# --- b.1 identity and mode ---
+# --- identity and mode ---
 
 
 def test_identity_trimming_follows_go() -> None:
@@ -419,7 +420,7 @@ def test_resolve_namespace_precedence(values: dict[str, str], expected: str) -> 
     assert resolve_namespace(MappingSource(values)) == expected
 
 
-# --- b.2 / b.3 knobs ---
+# --- inputs, config and execution knobs ---
 
 
 @pytest.mark.parametrize(
@@ -513,7 +514,7 @@ def test_media_inline_size_falls_back_to_max_inline_then_48k() -> None:
     assert env(BUBU_MEDIA_INLINE_SIZE="0", BUBU_MAX_INLINE_SIZE="10").media_inline_size == 10
 
 
-# --- b.4 storage ---
+# --- storage ---
 
 
 @pytest.mark.parametrize("raw", ["", "   ", "none"])
@@ -707,7 +708,7 @@ def test_storage_s3_tuning_knobs() -> None:
     )
 
 
-# --- b.5 Kubernetes ---
+# --- Kubernetes ---
 
 
 @pytest.mark.parametrize(
@@ -736,13 +737,13 @@ def test_k8s_settings() -> None:
         "/tmp/kc",
     )
     assert env(BUBU_K8S_TIMEOUT="-1s").k8s_timeout == 30.0
-    # d.6 rest config: an invalid timeout is ignored and an empty user agent falls back to
+    # Go's rest config tests: an invalid timeout is ignored and an empty user agent falls back to
     # the SDK's own (Go: bubu-sdk-go; docs/differences.md).
     fallback = env(BUBU_K8S_TIMEOUT="soon", BUBU_K8S_USER_AGENT="")
     assert (fallback.k8s_timeout, fallback.k8s_user_agent) == (30.0, "bubu-sdk-python")
 
 
-# --- b.7 ---
+# --- effects, signals, logs, observability ---
 
 
 def test_effects_signals_logs_settings() -> None:
@@ -783,7 +784,7 @@ def test_observability_bools(
     assert len(caplog.records) == (3 if warns else 0)
 
 
-# --- b.6 trigger settings ---
+# --- trigger settings ---
 
 
 def trig(**values: str):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""outcome_for (c.13) and the redaction helpers."""
+"""outcome_for (docs/contract/errors.md#structured-error) and the redaction helpers."""
 
 from __future__ import annotations
 

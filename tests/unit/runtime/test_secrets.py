@@ -1,4 +1,7 @@
-"""Secrets: accessors, redaction everywhere, descriptor expansion (go-sdk-core.md c.12, d.4)."""
+"""Secrets: accessors, redaction everywhere, descriptor expansion.
+
+See docs/contract/runtime-environment.md#secrets.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from bubu.errors import SecretExpansionError
 VALUE = "s3cr3t-VALUE-42"
 
 
-# --- accessors (d.4) ---
+# --- accessors (docs/contract/runtime-environment.md#secrets) ---
 
 
 def test_get_present_missing_and_empty() -> None:
@@ -125,7 +128,7 @@ def test_secret_value_redacts() -> None:
     assert v != SecretValue("other")
 
 
-# --- expansion (c.12) ---
+# --- expansion (docs/contract/runtime-environment.md#secrets) ---
 
 
 def test_literal_descriptors() -> None:

@@ -1,4 +1,4 @@
-"""Go encoding/json bytes from bubu._runtime.gojson (Appendix A.1)."""
+"""Go encoding/json bytes from bubu._runtime.gojson (docs/contract/identity.md#go-json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""BUBU_TRANSPORT_BINDING parsing and the transport knobs (streaming.md 1.6, 2.2)."""
+"""BUBU_TRANSPORT_BINDING parsing and the transport knobs.
+
+See docs/contract/streaming.md#non-protobuf-contracts, docs/contract/streaming.md#environment.
+"""
 
 from __future__ import annotations
 

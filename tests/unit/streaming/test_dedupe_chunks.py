@@ -1,4 +1,7 @@
-"""The deduper (streaming.md 3.3, 3.7) and chunk reassembly (3.6)."""
+"""The deduper and chunk reassembly.
+
+See docs/contract/streaming.md#dedupe and docs/contract/streaming.md#chunking.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The evaluator's resolve layer and the SDK's second pass (go-sdk-core.md c.10, d.3).
+"""The evaluator's resolve layer and the SDK's second pass (docs/templates.md#templates).
 
 Go parity of the template language itself is in tests/integration/test_templating_vs_go.py;
 these tests pin the behaviour around it: wrappers, limits, storage selectors, the config and
@@ -105,7 +105,7 @@ def test_list_errors_name_the_index() -> None:
         resolve(["ok", "{{ .inputs.missing }}"])
 
 
-# --- c.10 special cases --------------------------------------------------------------------------
+# --- special cases (docs/templates.md#templates) ---------------------------------------------
 
 
 def test_missing_step_output_blocks() -> None:
@@ -230,7 +230,8 @@ def test_key_templates_are_deterministic() -> None:
     assert render_key_template("{{ inputs.n }}-x", {"inputs": {"n": 1000000}}) == "1e+06-x"
 
 
-# --- the SDK's second pass (d.3) -----------------------------------------------------------------
+# --- the SDK's second pass (docs/templates.md#templates)
+# -----------------------------------------------------------------
 
 
 async def test_resolve_templates_hydrates_the_context_first() -> None:

@@ -1,4 +1,4 @@
-"""Schema normalisation, validation and lookup (go-sdk-core.md c.11, d.2) without a cluster.
+"""Schema normalisation, validation and lookup (docs/templates.md#schemas) without a cluster.
 
 The lookup against the real kube-apiserver under the engram-runner Role is in
 tests/integration/test_schema_lookup.py; parity with Go's gojsonschema in

@@ -1,4 +1,7 @@
-"""grpclib failures -> bubu.errors with Go's retry classification (streaming.md 2.4)."""
+"""grpclib failures -> bubu.errors with Go's retry classification.
+
+See docs/contract/streaming.md#keepalive-and-limits.
+"""
 
 from __future__ import annotations
 

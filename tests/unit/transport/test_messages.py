@@ -1,4 +1,7 @@
-"""Public message types: constructors, validation (streaming.md 4.2), InboundMessage settlement."""
+"""Public message types: constructors, validation, InboundMessage settlement.
+
+See docs/contract/streaming.md#message-validation.
+"""
 
 from __future__ import annotations
 

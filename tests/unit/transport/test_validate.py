@@ -1,4 +1,4 @@
-"""buf.validate rules of transport.v1 via protovalidate (streaming.md 1.4/1.5, section 9 E.39)."""
+"""buf.validate rules of transport.v1 via protovalidate (docs/contract/streaming.md#validation)."""
 
 from __future__ import annotations
 
