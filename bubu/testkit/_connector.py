@@ -234,7 +234,9 @@ def _word(section: Mapping[str, Any], field: str, what: str, allowed: tuple[str,
 def delivery_policy(
     settings: Mapping[str, Any] | None,
 ) -> tuple[bool, Literal["per_stream", "per_partition"]]:
-    """Whether the hub sequences packets, and per what, from ``settings["delivery"]`` (3.5, 5.4).
+    """Whether the hub sequences packets, and per what, from ``settings["delivery"]``.
+
+    See docs/contract/streaming.md#ordering, docs/contract/streaming.md#hub.
 
     The hub assigns ``envelope.sequence`` only when ``delivery.ordering`` is not ``none`` or the
     semantics are at-least-once; replay implies at-least-once, and at-least-once forces
@@ -488,7 +490,10 @@ class LocalConnector:
             policy_ordering if ordering is None else ordering
         )
         self.hub_flow: list[pb.FlowControl] = []
-        """``FlowControl`` updates the Go connector would send the hub, in order (3.4)."""
+        """``FlowControl`` updates the Go connector would send the hub, in order.
+
+        See docs/contract/streaming.md#acks.
+        """
         self._flow = FlowTracker.from_settings(self.settings, self.ordering)
         if self._flow is not None:
             self._flow.emit = self._on_hub_flow
@@ -675,8 +680,9 @@ class LocalConnector:
     async def send(self, msg: StreamMessage, *, partition: str | None = None) -> None:
         """Queue ``msg`` for the engram (waits while the queue is full).
 
-        The message is encoded as a Go engram's output would be (4.3) and, when ``sequenced``,
-        gets its envelope stream id and sequence when it is written to the Data stream.
+        The message is encoded as a Go engram's output would be
+        (docs/contract/streaming.md#encoding) and, when ``sequenced``, gets its envelope stream id
+        and sequence when it is written to the Data stream.
         """
         await self._pending.put(([self._prepare(msg, partition)], self.sequenced))
 
@@ -967,7 +973,8 @@ class LocalConnector:
         if self.require_protocol_header:
             version = headers.get(PROTOCOL_HEADER)
             if version != PROTOCOL_VERSION:
-                # The Go connector's answer to a missing or different protocol (1.6).
+                # The Go connector's answer to a missing or different protocol
+                # (docs/contract/streaming.md#non-protobuf-contracts).
                 raise GRPCError(
                     Status.FAILED_PRECONDITION,
                     f"transport protocol mismatch: want {PROTOCOL_VERSION}, "
@@ -1095,7 +1102,8 @@ class LocalConnector:
                 self._pending.put_nowait(([packet], False))
 
     async def _data_send(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
-        # Replay first, sorted by (partition, sequence), original sequence numbers kept (3.7).
+        # Replay first, sorted by (partition, sequence), original sequence numbers kept
+        # (docs/contract/streaming.md#dedupe).
         replay = sorted(
             (
                 (part, seq, entry.packets)

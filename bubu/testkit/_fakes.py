@@ -16,7 +16,8 @@ The fake controllers run inside the cluster as write hooks:
   identity code as the SDK (``bubu._k8s.identity``); can be told to stay pending or to reject.
 * ``EffectClaimPhases``: derives ``EffectClaim.status.phase`` from the spec
   (docs/contract/effect-claim.md#roles, docs/testing.md#effectclaim-phases).
-* ``StopStoryController``: finishes a StoryRun whose ``spec.cancelRequested`` is set (9.3).
+* ``StopStoryController``: finishes a StoryRun whose ``spec.cancelRequested`` is set
+  (docs/testing.md#run-fixtures).
 
 ``resolve_story_trigger`` and ``effect_claim_violations`` are plain functions over
 ``KubeAPI``/dicts. The project's integration tests run the same SDK calls on these fakes and

@@ -201,11 +201,12 @@ async def test_heartbeats_on_both_streams_from_binding_env_overrides() -> None:
 
 
 async def test_data_heartbeat_ticker_restarts_after_every_real_send() -> None:
-    # Go resets the Data heartbeat ticker after each real send (3.8): a busy stream carries no
-    # heartbeats; an idle one gets one per interval. Checked as the rule itself, so a loaded
-    # machine that stalls the stream cannot break it: every heartbeat comes at least an interval
-    # after the last real packet (half of it, as the connector sees both, for transit delays).
-    # A ticker that did not restart would put one within ~0.1 s of a send.
+    # Go resets the Data heartbeat ticker after each real send
+    # (docs/contract/streaming.md#heartbeats): a busy stream carries no heartbeats; an idle one gets
+    # one per interval. Checked as the rule itself, so a loaded machine that stalls the stream
+    # cannot break it: every heartbeat comes at least an interval after the last real packet (half
+    # of it, as the connector sees both, for transit delays). A ticker that did not restart would
+    # put one within ~0.1 s of a send.
     interval = 1.0
     env = {"BUBU_GRPC_HEARTBEAT_INTERVAL": "1s", "BUBU_GRPC_MESSAGE_TIMEOUT": "5s"}
     async with _connector(env=env) as conn, running(Echo(), conn):
@@ -235,8 +236,9 @@ async def test_data_heartbeat_ticker_restarts_after_every_real_send() -> None:
 
 
 async def test_handoff_draining_then_cutover_keeps_streaming_without_loss() -> None:
-    # A connector hub-bridge recycle (3.10): the engram sees draining then cutover on Control,
-    # ACKs both, and its Data stream with the connector is untouched (scenario 34).
+    # A connector hub-bridge recycle (docs/contract/streaming.md#shutdown): the engram sees draining
+    # then cutover on Control, ACKs both, and its Data stream with the connector is untouched
+    # (scenario 34).
     engram = Echo()
     async with _connector() as conn, running(engram, conn):
         await conn.wait_ready()
@@ -446,8 +448,9 @@ async def test_per_partition_sequences_are_distinct() -> None:
 
 
 async def test_binding_delivery_and_flow_control_drive_sequencing_and_hub_acks() -> None:
-    # The Go connector configures its flow tracker from BindingInfo.payload (3.4): receipts
-    # become FlowControl updates for the hub, partition_acks sorted by partition.
+    # The Go connector configures its flow tracker from BindingInfo.payload
+    # (docs/contract/streaming.md#acks): receipts become FlowControl updates for the hub,
+    # partition_acks sorted by partition.
     settings = {
         "env": FAST,
         "delivery": {"ordering": "per_partition"},
