@@ -1,6 +1,7 @@
 """Dial the connector: endpoint parsing, the TLS rules and the 10 MiB message caps.
 
-streaming.md 2.3 and 2.4. The engram only dials (the connector sidecar listens on 50051):
+See docs/contract/streaming.md#tls and docs/contract/streaming.md#keepalive-and-limits. The engram
+only dials (the connector sidecar listens on 50051):
 
 * plaintext for ``unix://`` endpoints, ``localhost`` and loopback IPs (``127.x``, ``[::1]``), even
   when ``BUBU_TRANSPORT_SECURITY_MODE=tls`` (Go dials loopback in plaintext whatever the mode);
@@ -9,7 +10,8 @@ streaming.md 2.3 and 2.4. The engram only dials (the connector sidecar listens o
 
 grpclib has no max-message-size setting, so :class:`CappedProtoCodec` enforces the caps when it
 encodes and decodes. grpclib keepalive stays disabled (its client default): a Go connector
-answers pings more frequent than 5 min with GOAWAY ``too_many_pings`` (streaming.md 2.4).
+answers pings more frequent than 5 min with GOAWAY ``too_many_pings``
+(docs/contract/streaming.md#keepalive-and-limits).
 
 HTTP/2 flow control: grpclib returns window to the peer only as the application reads a stream,
 and the engram reads nothing on Data until the handshake on Control is complete. With equal
@@ -179,7 +181,9 @@ def tls_context() -> ssl.SSLContext:
 
 
 class CappedProtoCodec(ProtoCodec):
-    """grpclib's protobuf codec with send and receive size caps (streaming.md 2.4).
+    """grpclib's protobuf codec with send and receive size caps.
+
+    See docs/contract/streaming.md#keepalive-and-limits.
 
     Args:
         max_send: largest encoded outbound message in bytes.
@@ -269,8 +273,9 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
     """Open the HTTP/2 connection within ``dial_timeout`` (Go: ``WaitForReady``).
 
     A refused or unreachable dial is retried with grpc-go's connection backoff until the
-    deadline, because the connector only listens once its own hub stream is up (streaming.md
-    2.4): a Go engram started first waits for it instead of spending a reconnect retry.
+    deadline, because the connector only listens once its own hub stream is up
+    (docs/contract/streaming.md#keepalive-and-limits): a Go engram started first waits for it
+    instead of spending a reconnect retry.
 
     Raises:
         ConnectorUnavailableError: a TLS handshake failure, or no connection before the deadline

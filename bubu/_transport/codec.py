@@ -2,14 +2,17 @@
 
 Replicates the Go SDK v0.1.5 exactly where the wire can tell the difference:
 
-- outbound encoding decision tree (``streamMessageToPublishRequest``, streaming.md 4.3) including
-  the JSON-mirror rule (4.4) and the raw-binary bypass;
+- outbound encoding decision tree (``streamMessageToPublishRequest``,
+  docs/contract/streaming.md#encoding) including the JSON-mirror rule
+  (docs/contract/streaming.md#json-mirror) and the raw-binary bypass;
 - inbound decode precedence and metadata hoisting (``publishRequestToStreamMessage``, 4.6);
 - the JSON packet envelope (``application/vnd.bubu.packet+json``, tractatus ``envelope``, 1.6);
-- control-action type strings (1.3), heartbeats (3.8) and delivery receipts (3.2/3.4).
+- control-action type strings (docs/contract/streaming.md#enums), heartbeats
+  (docs/contract/streaming.md#heartbeats) and delivery receipts (docs/contract/streaming.md#control,
+  docs/contract/streaming.md#acks).
 
 Struct conversion uses hand-written fillers rather than ``json_format``/``Struct.update``:
-stack-ceiling.md section 2 measured them 1.7-4x faster, and ``MessageToDict`` turns every integer
+docs/performance.md#ceiling measured them 1.7-4x faster, and ``MessageToDict`` turns every integer
 into a float. Struct -> JSON renders integral doubles as integers, like Go's ``encoding/json``.
 
 The packet functions work on any of ``DataRequest``, ``DataResponse`` and ``PublishRequest`` (same
@@ -76,7 +79,7 @@ __all__ = [
     "varint",
 ]
 
-# Reserved packet-metadata keys (streaming.md 1.6).
+# Reserved packet-metadata keys (docs/contract/streaming.md#non-protobuf-contracts).
 META_KIND: Final = "bubu.envelope.kind"
 META_MESSAGE_ID: Final = "bubu.envelope.message_id"
 META_TIMESTAMP_MS: Final = "bubu.envelope.timestamp_ms"
@@ -96,7 +99,7 @@ _GO_INT_LIMIT: Final = 1e21
 
 _P = TypeVar("_P", pb.DataRequest, pb.DataResponse, pb.PublishRequest)
 
-# -- control action names (streaming.md 1.3) -----------------------------------------------------
+# -- control action names (docs/contract/streaming.md#enums) ---------------------------------------
 
 _ACTION_NAMES: Final[dict[int, str]] = {
     pb.CONTROL_ACTION_NOOP: "noop",
@@ -122,7 +125,7 @@ _ACTION_BY_NAME: Final[dict[str, int]] = {v: k for k, v in _ACTION_NAMES.items()
 def control_type(action: int, custom_action: str = "") -> str:
     """The type string of a control message: a non-blank ``custom_action`` wins, else the enum.
 
-    Unknown enum numbers map to ``""`` (Go decoding rule, streaming.md 1.3).
+    Unknown enum numbers map to ``""`` (Go decoding rule, docs/contract/streaming.md#enums).
     """
     custom = custom_action.strip()
     if custom:
@@ -165,7 +168,9 @@ def control_response(type_: str, metadata: Mapping[str, str] | None = None) -> p
 def delivery_receipt(
     stream_id: str, sequence: int, partition: str, size_bytes: int
 ) -> pb.ControlRequest:
-    """The ``downstream.delivered`` receipt for a sequenced packet (streaming.md 3.2/3.4).
+    """The ``downstream.delivered`` receipt for a sequenced packet.
+
+    See docs/contract/streaming.md#control, docs/contract/streaming.md#acks.
 
     Sent with ``action=UNSPECIFIED`` and the custom action, exactly as Go does.
     """
@@ -182,7 +187,10 @@ def delivery_receipt(
 
 
 def heartbeat_data_request() -> pb.DataRequest:
-    """The Data-stream heartbeat: metadata ``bubu-heartbeat: true``, nothing else (3.8)."""
+    """The Data-stream heartbeat: metadata ``bubu-heartbeat: true``, nothing else.
+
+    See docs/contract/streaming.md#heartbeats.
+    """
     return pb.DataRequest(metadata={HEARTBEAT_METADATA_KEY: "true"})
 
 
@@ -193,7 +201,9 @@ def is_heartbeat_metadata(metadata: Mapping[str, str]) -> bool:
 
 
 def packet_size(packet: pb.DataRequest | pb.DataResponse | pb.PublishRequest) -> int:
-    """Encoded size of a packet in its DataRequest form: the receipt's ``size_bytes`` (3.4).
+    """Encoded size of a packet in its DataRequest form: the receipt's ``size_bytes``.
+
+    See docs/contract/streaming.md#acks.
 
     DataRequest and DataResponse share one layout, and upb encodes empty map values the way Go
     does, so ``ByteSize()`` equals Go's ``proto.Size`` of the reassembled packet. Pass the packet
@@ -533,7 +543,7 @@ else:
     _compiled_struct_bytes = _structwire.struct_bytes
 
 
-# -- the JSON packet envelope (streaming.md 1.6) ------------------------------------------------
+# -- the JSON packet envelope (docs/contract/streaming.md#non-protobuf-contracts) ------------------
 
 
 class _EnvTypedConfig(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -700,7 +710,7 @@ def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope
     )
 
 
-# -- outbound: StreamMessage -> DataRequest (streaming.md 4.3) ---------------------------------
+# -- outbound: StreamMessage -> DataRequest (docs/contract/streaming.md#encoding) ------------------
 
 
 def _json_object(raw: bytes, field: str) -> dict[str, Any]:
@@ -808,8 +818,8 @@ def _build(
         if envelope is not None:
             doc, ts = envelope
             if binary is not None:
-                # Go quirk (4.3 step 3): the caller's Binary timestamp overwrites the envelope's,
-                # even when it is 0.
+                # Go quirk (docs/contract/streaming.md#encoding): the caller's Binary timestamp
+                # overwrites the envelope's, even when it is 0.
                 ts = max(binary.timestamp_ms, 0)
             pb_ = packet.binary
             pb_.payload = doc
@@ -823,7 +833,8 @@ def _build(
             pb_.timestamp_ms = max(binary.timestamp_ms, 0)
         else:
             raise ProtocolViolationError("stream message missing audio, video, or binary payload")
-    # Packet metadata = the user's map plus the bubu.envelope.* keys (4.3), set in place.
+    # Packet metadata = the user's map plus the bubu.envelope.* keys
+    # (docs/contract/streaming.md#encoding), set in place.
     meta = packet.metadata
     for key, value in msg.metadata.items():
         meta[key] = value
@@ -840,7 +851,9 @@ def _build(
 
 
 def to_pb_data_request(msg: StreamMessage, *, validate: bool = True) -> pb.DataRequest:
-    """Encode ``msg`` as the ``DataRequest`` the Go SDK would send (streaming.md 4.3).
+    """Encode ``msg`` as the ``DataRequest`` the Go SDK would send.
+
+    See docs/contract/streaming.md#encoding.
 
     Args:
         msg: The message to publish.
@@ -956,7 +969,7 @@ def envelope_request_bytes(
     return b"".join(parts), len(doc), meta, tail
 
 
-# -- inbound: DataResponse -> StreamMessage (streaming.md 4.6) ---------------------------------
+# -- inbound: DataResponse -> StreamMessage (docs/contract/streaming.md#inbound-decode) ------------
 
 
 def _hoist(
@@ -1058,7 +1071,8 @@ def from_pb_packet(packet: Any, *, validate: bool = True) -> StreamMessage:
             # Departure from Go v0.1.5: Go mirrors the payload into Binary here even for
             # kind "error", which its own Validate then rejects ("error messages must not carry
             # media frames"), so a Go SDK cannot receive stream error messages. We skip the
-            # mirror for error messages so they decode (section 3.9 says they travel normally).
+            # mirror for error messages so they decode (docs/contract/streaming.md#errors: they
+            # travel normally).
             if payload and kind.lower() != KIND_ERROR:
                 binary = BinaryFrame(
                     payload=payload, mime_type=JSON_MIME_TYPE, timestamp_ms=env.timestamp_ms

@@ -1,4 +1,6 @@
-"""Go's default replies to connector control directives (streaming.md 3.2), without grpclib.
+"""Go's default replies to connector control directives, without grpclib.
+
+See docs/contract/streaming.md#control.
 
 Kept apart from :mod:`bubu._transport.session` so that :mod:`bubu._streaming` (whose
 ``ControlDirective.default_reply`` exposes the same table to engrams) stays cheap to import:

@@ -4,8 +4,9 @@
 :class:`~bubu._runtime.messages.InboundMessage` (``BUBU_GRPC_CHANNEL_BUFFER_SIZE`` deep, as Go's
 ``in`` channel) that can be *closed* (the session ended: the iterator finishes once the queue is
 empty) or *stopped* (a drain: the iterator finishes at once, leaving queued messages undelivered
-and therefore not done, so the hub replays them; style.md 6.6). The harness and the real session
-share it, so an engram sees the same object in tests and in production.
+and therefore not done, so the hub replays them; docs/contract/design.md#cancellation-and-shutdown).
+The harness and the real session share it, so an engram sees the same object in tests and in
+production.
 """
 
 from __future__ import annotations

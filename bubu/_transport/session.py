@@ -1,9 +1,10 @@
 """The engram side of the connector protocol: one session, and the reconnect loop around it.
 
-streaming.md sections 2.4 and 3. A session dials the connector, opens ``Data`` and ``Control``
-with the ``bubu-transport-protocol: 1.0.0`` header (plus ``bubu.transport.binding`` on
-Control), completes the startup handshake (``connector.ready`` with ``startup.capabilities``,
-then ``connector.capabilities`` when required) and only then starts the engram. It then runs:
+docs/contract/streaming.md#keepalive-and-limits, docs/contract/streaming.md#session. A session dials
+the connector, opens ``Data`` and ``Control`` with the ``bubu-transport-protocol: 1.0.0`` header
+(plus ``bubu.transport.binding`` on Control), completes the startup handshake (``connector.ready``
+with ``startup.capabilities``, then ``connector.capabilities`` when required) and only then starts
+the engram. It then runs:
 
 * the Data receive loop: frameless packets, chunk reassembly, dedupe, decode + validation, drop
   rules, the inbound queue (blocking, or lossy with ``BUBU_GRPC_CHANNEL_SEND_TIMEOUT``);
@@ -17,8 +18,8 @@ The session knows nothing about the engram: it exposes the inbound messages
 the handshake is complete it awaits the *body* the streaming lifecycle handed it
 (``bubu._streaming``: running the engram, the drain grace, classifying engram errors, and the
 reconnect loop around sessions live there). Errors leave this module as ``bubu.errors`` types,
-with ``retryable`` deciding the reconnect (streaming.md 2.4 "Non-retriable errors"). grpclib and
-h2 internals are touched only through :mod:`bubu._transport._fastpath`.
+with ``retryable`` deciding the reconnect (docs/contract/streaming.md#keepalive-and-limits). grpclib
+and h2 internals are touched only through :mod:`bubu._transport._fastpath`.
 """
 
 from __future__ import annotations
@@ -92,11 +93,13 @@ SessionBody = Callable[["Session"], Awaitable[None]]
 
 class HangTimeoutError(TransportError):
     """No traffic for ``BUBU_GRPC_HANG_TIMEOUT``: the session is cancelled and, as in Go, the
-    process stops instead of reconnecting (streaming.md 3.9)."""
+    process stops instead of reconnecting (docs/contract/streaming.md#errors)."""
 
 
 class Receipt(msgspec.Struct, frozen=True, gc=False):
-    """A ``downstream.delivered`` receipt (streaming.md 3.2 and 3.4).
+    """A ``downstream.delivered`` receipt.
+
+    See docs/contract/streaming.md#control, docs/contract/streaming.md#acks.
 
     A msgspec Struct rather than a frozen dataclass: one is built per received packet, and this
     constructs ~10x faster (0.15 us against 1.3 us).
@@ -167,7 +170,9 @@ class DeliveryBook:
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """Return whether the reconnect loop retries after ``exc`` (streaming.md 2.4).
+    """Return whether the reconnect loop retries after ``exc``.
+
+    See docs/contract/streaming.md#keepalive-and-limits.
 
     Cancellation, the handshake timeout, the hang timeout, the fatal gRPC codes, binding and
     protocol errors, and any :class:`~bubu.errors.BubuError` whose ``retryable`` is false stop;
@@ -197,7 +202,7 @@ _END: Final = object()
 
 
 class Session:
-    """One connector session (streaming.md 3.1): dial, handshake, run, tear down.
+    """One connector session (docs/contract/streaming.md#startup): dial, handshake, run, tear down.
 
     Args:
         endpoint: the connector endpoint from the binding.
@@ -272,7 +277,9 @@ class Session:
         await self._drain_requested.wait()
 
     def drain(self, grace: float) -> None:
-        """Stop handing inbound messages to the engram; the session then winds down (6.6).
+        """Stop handing inbound messages to the engram; the session then winds down.
+
+        See docs/contract/design.md#cancellation-and-shutdown.
 
         The engram gets ``grace`` seconds to finish its in-flight messages; then it is
         cancelled, and receipts for what was done are still flushed.
@@ -340,7 +347,8 @@ class Session:
             )
             await stack.enter_async_context(data)
             await stack.enter_async_context(control)
-            # Go opens Data first (nothing sent or read yet), then the Control loop (3.1).
+            # Go opens Data first (nothing sent or read yet), then the Control loop
+            # (docs/contract/streaming.md#startup).
             await self._guard(data.send_request(), "data stream open")
             await self._guard(control.send_request(), "control stream open")
             peer_closed = await self._run_tasks(data, control)
@@ -490,7 +498,8 @@ class Session:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # Go: a handler error becomes {action: ERROR, metadata.message} (3.2).
+            # Go: a handler error becomes {action: ERROR, metadata.message}
+            # (docs/contract/streaming.md#control).
             logger.warning("control handler failed for %r: %s", directive_type, exc)
             return "error", {"message": str(exc) or type(exc).__name__}
 
@@ -569,8 +578,9 @@ class Session:
                     async with asyncio.timeout(interval):
                         item = await queue.get()
                 except TimeoutError:
-                    # Idle for an interval: Data heartbeat (3.8); the timer restarts after
-                    # every real send because each send goes back through this wait.
+                    # Idle for an interval: Data heartbeat (docs/contract/streaming.md#heartbeats);
+                    # the timer restarts after every real send because each send goes back through
+                    # this wait.
                     await self._guard(data.send_message(wire.data_heartbeat()), "data heartbeat")
                     continue
             batch: list[Any] = []
@@ -639,8 +649,9 @@ class Session:
             ProtocolViolationError: the message is invalid or over the send cap (nothing sent).
         """
         if self._s.trace_propagation:
-            # W3C context of the engram's current span into packet metadata (3.11); this runs
-            # in the engram's task, so a span the engram opened around its yield is seen.
+            # W3C context of the engram's current span into packet metadata
+            # (docs/contract/streaming.md#trace-context); this runs in the engram's task, so a span
+            # the engram opened around its yield is seen.
             carrier: dict[str, str] = {}
             _telemetry.inject_w3c(carrier)
             if carrier:
@@ -664,8 +675,9 @@ class Session:
         while True:
             try:
                 packet = await data.recv_message()
-                # The receipt's size_bytes (3.4): Go's proto.Size of the packet, which is the
-                # length it arrived with for every canonical encoder (Go, upb, our connector).
+                # The receipt's size_bytes (docs/contract/streaming.md#acks): Go's proto.Size of the
+                # packet, which is the length it arrived with for every canonical encoder (Go, upb,
+                # our connector).
                 size = codec.decoded_size if sized else -1
             except Exception as exc:
                 if self._draining:
@@ -684,7 +696,7 @@ class Session:
             envelope = packet.envelope
             if frame is None:
                 # Heartbeat/control packet: never delivered; a sequenced one is receipted at
-                # once so the hub can advance (3.3 step 1).
+                # once so the hub can advance (docs/contract/streaming.md#inbound).
                 if envelope.sequence > 0 and envelope.stream_id:
                     book.queue_receipt(_receipt(packet, size))
                 self._reassembler.sweep()
@@ -751,8 +763,8 @@ class Session:
                     async with asyncio.timeout(send_timeout):
                         await inbound.put(item)
                 except TimeoutError:
-                    # Lossy mode (2.2): drop without a receipt and release the key, so a later
-                    # replay is delivered.
+                    # Lossy mode (docs/contract/streaming.md#environment): drop without a receipt
+                    # and release the key, so a later replay is delivered.
                     if key is not None:
                         deduper.release(key, generation)
                     logger.debug("inbound message dropped after channel send timeout")
@@ -780,8 +792,8 @@ _CLOSE_WAIT: Final = 1.0
 def _receipt(packet: Any, size: int = -1) -> Receipt:
     envelope = packet.envelope
     # size_bytes = proto.Size of the DataRequest form: same field numbers as DataResponse, and
-    # chunk fields are already cleared on a reassembled packet (3.4). `size` is the received
-    # length when known (-1: measure).
+    # chunk fields are already cleared on a reassembled packet (docs/contract/streaming.md#acks).
+    # `size` is the received length when known (-1: measure).
     return Receipt(
         envelope.stream_id,
         envelope.sequence,

@@ -1,4 +1,6 @@
-"""The ``buf.validate`` rules of ``transport.v1``, checked with protovalidate (streaming.md 1.4).
+"""The ``buf.validate`` rules of ``transport.v1``, checked with protovalidate.
+
+See docs/contract/streaming.md#validation.
 
 The Go SDK validates every outbound ``DataRequest`` (heartbeats included) and ``ControlRequest``,
 and every inbound reassembled packet and ``ControlResponse``; a failure is a session error. This
@@ -6,12 +8,13 @@ module does the same check with one reused :class:`protovalidate.Validator` (its
 reuse much faster) and reports the first violation as :class:`~bubu.errors.PacketValidationError`
 naming the field path (``audio.sample_rate_hz``, ``metadata[""]``, ``transports``).
 
-``google.protobuf.Struct`` has no rules, yet protovalidate walks it: stack-ceiling.md section 3
+``google.protobuf.Struct`` has no rules, yet protovalidate walks it: docs/performance.md#ceiling
 measured 80% of a JSON packet's validation time there. :func:`check_packet` therefore validates
 with ``payload``/``inputs`` detached and re-attaches them (same result, ~10x faster).
 
-The 10 MiB message caps (grpclib has no max-message option, streaming.md 2.4) are enforced by the
-session; the constants live here so every caller uses the same numbers.
+The 10 MiB message caps (grpclib has no max-message option,
+docs/contract/streaming.md#keepalive-and-limits) are enforced by the session; the constants live
+here so every caller uses the same numbers.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Session-level packet helpers: encode + validate outbound, validate + decode inbound, drop rules.
 
 Thin glue between the session and :mod:`bubu._transport.codec` / :mod:`bubu._transport.validate`
-so that the session reads as the protocol (streaming.md 3) and the hot path lives in one place.
-Every outbound ``DataRequest`` and ``ControlRequest`` and every inbound ``DataResponse`` and
-``ControlResponse`` passes the ``buf.validate`` rules, as in Go v0.1.5 (streaming.md 1.5).
+so that the session reads as the protocol (docs/contract/streaming.md#session) and the hot path
+lives in one place. Every outbound ``DataRequest`` and ``ControlRequest`` and every inbound
+``DataResponse`` and ``ControlResponse`` passes the ``buf.validate`` rules, as in Go v0.1.5
+(docs/contract/streaming.md#validation).
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ _HEARTBEAT: Final = codec.heartbeat_data_request()
 
 
 def data_heartbeat() -> Any:
-    """The Data heartbeat (``bubu-heartbeat: true``, nothing else; streaming.md 3.8)."""
+    """The Data heartbeat (``bubu-heartbeat: true``, nothing else).
+
+    See docs/contract/streaming.md#heartbeats.
+    """
     return _HEARTBEAT
 
 
 def control_heartbeat() -> Any:
-    """The Control heartbeat ``{HEARTBEAT, {ts: <unix ms>}}`` (streaming.md 3.2)."""
+    """The Control heartbeat ``{HEARTBEAT, {ts: <unix ms>}}``.
+
+    See docs/contract/streaming.md#control.
+    """
     return pb.ControlRequest(
         action=pb.CONTROL_ACTION_HEARTBEAT, metadata={"ts": str(int(time.time() * 1000))}
     )
@@ -54,10 +61,11 @@ def control_heartbeat() -> Any:
 
 # -- buf.validate rules, hand-checked on the hot path ----------------------------------------
 #
-# protovalidate costs ~20-60 us per packet even with the Structs detached (stack-ceiling.md 3);
-# these checks cost ~2 us. They implement exactly the rules transport.proto declares for the
-# messages the session sends and receives; when one fails, protovalidate runs to produce the
-# canonical error. tests/unit/streaming/test_wire.py checks both agree on generated packets.
+# protovalidate costs ~20-60 us per packet even with the Structs detached
+# (docs/performance.md#ceiling); these checks cost ~2 us. They implement exactly the rules
+# transport.proto declares for the messages the session sends and receives; when one fails,
+# protovalidate runs to produce the canonical error. tests/unit/streaming/test_wire.py checks both
+# agree on generated packets.
 
 _MIB10: Final = 10 * 1024 * 1024
 
@@ -241,7 +249,9 @@ _STREAM_ENTRIES_MAX: Final = 256
 
 
 def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int) -> bytes:
-    """The encoded ``downstream.delivered`` ControlRequest (streaming.md 3.2), built directly.
+    """The encoded ``downstream.delivered`` ControlRequest, built directly.
+
+    See docs/contract/streaming.md#control.
 
     Equal, field for field, to ``codec.delivery_receipt(...)`` (action UNSPECIFIED, the custom
     action, the four metadata keys) at a fraction of the cost; a receipt goes out per message.
@@ -288,7 +298,7 @@ def decode_inbound(packet: Any) -> StreamMessage:
 
 
 def should_drop(message: StreamMessage) -> bool:
-    """Go ``shouldDropSubscribeMessage`` (streaming.md 3.3 step 5).
+    """Go ``shouldDropSubscribeMessage`` (docs/contract/streaming.md#inbound).
 
     Heartbeat metadata, kind ``heartbeat`` or ``noop``, or a completely empty message.
     """
