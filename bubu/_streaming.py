@@ -1,7 +1,8 @@
 """``start_streaming``: run a :class:`~bubu.engram.StreamingEngram` against the connector sidecar.
 
-The policy layer over :mod:`bubu._transport.session` (streaming.md 2-3, style.md 6.6). The
-session only speaks the protocol; this module owns the engram and the retries:
+The policy layer over :mod:`bubu._transport.session` (docs/contract/streaming.md#session,
+docs/contract/design.md#cancellation-and-shutdown). The session only speaks the protocol; this
+module owns the engram and the retries:
 
 * the start-up every entry point shares (``bubu._startup``: guard, environment loaded once,
   telemetry, the run scope), then parse ``BUBU_TRANSPORT_BINDING`` and the transport knobs (binding
@@ -76,7 +77,9 @@ Emit: TypeAlias = Callable[[StreamMessage], Awaitable[None]]
 
 
 class ControlDirective(msgspec.Struct, frozen=True, kw_only=True):
-    """A control directive from the connector, or the engram's reply to one (streaming.md 3.2).
+    """A control directive from the connector, or the engram's reply to one.
+
+    See docs/contract/streaming.md#control.
 
     Implement ``async def on_control(self, directive) -> ControlDirective | None`` on the engram
     to see every directive (``connector.ready``, ``handoff.draining``, ``start``...). Return a
@@ -334,7 +337,9 @@ class _Held(AsyncIterator[InboundMessage]):
 
 
 def classify_engram_error(exc: BaseException) -> BaseException:
-    """What an exception from the engram's stream means for the session (streaming.md 2.4).
+    """What an exception from the engram's stream means for the session.
+
+    See docs/contract/streaming.md#keepalive-and-limits.
 
     Go treats an error from ``Stream`` as a session error: the session reconnects and the
     stream is invoked again, so the messages that were not ``done()`` are redelivered (the
@@ -357,7 +362,8 @@ async def _run_stream_once(
     try:
         await asyncio.wait({engram, drain}, return_when=asyncio.FIRST_COMPLETED)
         if not engram.done():
-            # Draining (style.md 6.6): inbound is stopped; in-flight work gets the grace.
+            # Draining (docs/contract/design.md#cancellation-and-shutdown): inbound is stopped;
+            # in-flight work gets the grace.
             grace = session.drain_grace
             done, _ = await asyncio.wait({engram}, timeout=grace)
             if not done:
@@ -424,7 +430,9 @@ async def run_with_reconnect(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     delay: Callable[[float, float], float] = jitter_delay,
 ) -> int:
-    """Run sessions until one ends cleanly, retrying retriable failures (streaming.md 2.4).
+    """Run sessions until one ends cleanly, retrying retriable failures.
+
+    See docs/contract/streaming.md#keepalive-and-limits.
 
     Backoff starts at ``BUBU_GRPC_RECONNECT_BASE_BACKOFF``, doubles up to the max, with
     ``U[0.8, 1.2)`` jitter. ``BUBU_GRPC_RECONNECT_MAX_RETRIES`` counts retries over the process
