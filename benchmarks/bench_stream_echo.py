@@ -1,6 +1,6 @@
 """Streaming echo benchmark: the SDK against a bare grpclib + protobuf echo, same run, same peer.
 
-Topology (stack-ceiling.md "2 processes"): a *connector* process serves
+Topology (docs/performance.md#ceiling): a *connector* process serves
 ``TransportConnectorService`` on loopback TCP and feeds ``DataResponse`` packets carrying a 1 KB
 JSON document (envelope frame + payload Struct, as a Go connector sends them) with 64 in flight;
 an *engram* process echoes them back on the Data stream. The connector measures messages/s and
