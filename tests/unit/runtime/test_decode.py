@@ -1,4 +1,7 @@
-"""Typed decode with Go weak typing; error paths name the offending field (d.1)."""
+"""Typed decode with Go weak typing; error paths name the offending field.
+
+See docs/contract/runtime-environment.md#inputs-config-secrets and docs/differences.md.
+"""
 
 from __future__ import annotations
 
