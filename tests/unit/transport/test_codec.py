@@ -1,4 +1,8 @@
-"""StreamMessage <-> transport.v1 codec: streaming.md 4.3, 4.4, 4.6 and the section 6 Go cases."""
+"""StreamMessage <-> transport.v1 codec, with the Go SDK's codec test cases.
+
+See docs/contract/streaming.md#encoding, docs/contract/streaming.md#json-mirror and
+docs/contract/streaming.md#inbound-decode.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def roundtrip(msg: StreamMessage) -> StreamMessage:
     return codec.from_pb_packet(pb.DataResponse.FromString(wire))
 
 
-# -- outbound (4.3) -----------------------------------------------------------------------------
+# -- outbound (docs/contract/streaming.md#encoding) ------------------------------------------------
 
 
 def test_audio_fields_metadata_and_envelope_are_copied() -> None:
@@ -102,7 +106,8 @@ def test_json_message_mirrors_into_envelope_frame_and_struct() -> None:
             }
         ],
     }
-    # The hub evaluates the Struct, never the envelope JSON (4.4).
+    # The hub evaluates the Struct, never the envelope JSON
+    # (docs/contract/streaming.md#json-mirror).
     assert codec.struct_to_dict(req.payload) == {"a": "x", "b": 1}
     assert codec.struct_to_dict(req.inputs) == {"q": [1, 2]}
     assert req.transports[0].typed_config.transport_ref == "ref"
@@ -232,7 +237,7 @@ def test_outbound_rejections_name_the_field(msg: StreamMessage, field: str) -> N
         codec.to_pb_data_request(msg)
 
 
-# -- inbound (4.6) ------------------------------------------------------------------------------
+# -- inbound (docs/contract/streaming.md#inbound-decode) -------------------------------------------
 
 
 def test_inbound_audio_hoists_metadata_and_renders_structs_compactly() -> None:
@@ -520,7 +525,7 @@ def test_trace_context_metadata_passes_through() -> None:
     assert roundtrip(msg).metadata == {"traceparent": tp, "tracestate": "k=v"}
 
 
-# -- Struct fidelity (section 9 C.29) ---------------------------------------------------------
+# -- Struct fidelity -------------------------------------------------------------------------
 
 
 def test_struct_fidelity_and_go_number_rendering() -> None:
