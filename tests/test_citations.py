@@ -50,7 +50,7 @@ _SPEC_NAMES = re.compile(
     + "|"
     + re.escape("shared/" + "spec")
 )
-#: A bare section number of the Go SDK spec in parentheses, such as ``(c.13)`` or ``(Appendix A.1)``.
+#: A bare Go SDK spec section in parentheses, such as ``(c.13)`` or ``(Appendix A.1)``.
 _BARE_SECTION = re.compile(r"\((?:[a-d]\.\d{1,2}(?:\.\d)?|Appendix [A-C](?:\.\d)?)[),;: ]")
 
 #: Real paths, not citations: the CRD directory the test control plane installs by default.
