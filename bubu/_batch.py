@@ -315,7 +315,7 @@ class _Run:
             return Result()
         if not isinstance(result, Result):
             # Accept a bare value the way Go's NewResultFrom wraps one
-            # (docs/contract/batch-lifecycle.md#execution-context).
+            # (docs/contract/batch-lifecycle.md#results).
             return Result(result)
         return result
 

@@ -82,7 +82,7 @@ _log = logging.getLogger("bubu.effects")
 
 T = TypeVar("T")
 
-# Go's defaultEffectLeaseDuration: 10 minutes (docs/contract/effect-claim.md#protocol)
+# Go's defaultEffectLeaseDuration: 10 minutes (docs/contract/effect-claim.md#roles)
 DEFAULT_LEASE_DURATION = 600.0
 _OP_TIMEOUT = 3.0  # Go's effectPatchTimeout: bounds claim reads and the release
 _MAX_HOLDER = 253  # spec.holderIdentity maxLength (docs/contract/effect-claim.md#holder-identity)

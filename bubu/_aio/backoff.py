@@ -1,4 +1,4 @@
-"""Jittered exponential backoff (docs/contract/runtime-environment.md#timeouts).
+"""Jittered exponential backoff (docs/contract/steprun-status.md#merge-rules).
 
 The StepRun status patch loop starts at 100 ms, doubles, and multiplies each delay by a factor
 drawn uniformly from [0.75, 1.25) (the Go SDK's +-25 % jitter).

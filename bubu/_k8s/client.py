@@ -329,7 +329,7 @@ class KubeClient:
     async def aclose(self) -> None:
         """Close the connection (and kr8s's httpx session); safe to call more than once.
 
-        kr8s has no public close (docs/performance.md#libraries), so we close its httpx session.
+        kr8s has no public close, so we close its httpx session.
         """
         if self._closed:
             return
@@ -763,7 +763,7 @@ async def _open_http2(api: Any, user_agent: str, timeout_s: float) -> H2Transpor
 
 
 async def _close_session(api: Any) -> None:
-    """Close kr8s's httpx session (kr8s has no public close, docs/performance.md#libraries)."""
+    """Close kr8s's httpx session (kr8s has no public close)."""
     session = getattr(api, "_session", None)
     if session is not None:
         api._session = None
