@@ -23,7 +23,7 @@ one's cleanup. The floors of issue 15 are checked at the end: bubu's triggers/s 
 p50 <= the unthrottled Go SDK's, bubu's SDK CPU per trigger <= 2x Go's.
 
     python benchmarks/bench_trigger_sdks.py [--calls 300] [--parallel 16] [--rounds 3]
-        [--variants go-shipped,go-unthrottled,bubu-out,bubu-in] [--strict]
+        [--variants go-shipped,go-unthrottled,bubu-out,bubu-in] [--strict] [--json out.json]
 
 Take ``flock /tmp/bubu-bench.lock`` around it on a shared machine; the load average is printed
 with the numbers.
@@ -262,6 +262,7 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--token-modes", default="none,token", help="none, token or both")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a floor is missed")
+    parser.add_argument("--json", help="write the medians per caller here (first token mode)")
     parser.add_argument("--worker", choices=("bubu-in", "bubu-out"), help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="bubu", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", action="store_true", help=argparse.SUPPRESS)
@@ -339,11 +340,27 @@ def main() -> int:
         cp.stop()
         shutil.rmtree(own_dir, ignore_errors=True)
     code = report(results, variants, modes, args)
+    if args.json:
+        write_medians(Path(args.json), results, modes[0] if modes else False)
     if failures:
         print(f"{len(failures)} run(s) failed and are not in the medians:")
         for line in failures:
             print(f"  {line[:300]}")
     return code
+
+
+def write_medians(path: Path, results: dict[tuple[str, bool], list[Run]], tokens: bool) -> None:
+    """Medians per caller as JSON (what ``bench_vs_go.py`` reads back)."""
+    medians = {
+        variant: {
+            attr: statistics.median(getattr(r, attr) for r in runs)
+            for attr in ("rate", "p50", "p99", "cpu_ms")
+        }
+        | {"rounds": len(runs)}
+        for (variant, tok), runs in results.items()
+        if tok == tokens
+    }
+    path.write_text(json.dumps(medians))
 
 
 def report(

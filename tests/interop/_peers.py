@@ -40,6 +40,7 @@ class GoConnector:
         routes: ``{from: to}``: what step ``from`` publishes is delivered to step ``to``.
         env: binding env overrides (``BindingInfo.payload.env``), merged over :data:`FAST_ENV`.
         args: further connector flags (``--window``, ``--state``, ``--quiet``...).
+        launcher: argv put before the program (``["taskset", "-c", "0"]`` for a benchmark).
     """
 
     def __init__(
@@ -50,8 +51,10 @@ class GoConnector:
         routes: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
         args: list[str] | None = None,
+        launcher: list[str] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
+        self.launcher = list(launcher or [])
         self.steps = list(steps)
         self.routes = dict(routes or {})
         self.settings = {"env": {**FAST_ENV, **(env or {})}}
@@ -74,6 +77,7 @@ class GoConnector:
         for src, dst in self.routes.items():
             argv += ["--route", f"{src}={dst}"]
         self._proc = await asyncio.create_subprocess_exec(
+            *self.launcher,
             *argv,
             *self.args,
             stdin=asyncio.subprocess.PIPE,

@@ -38,6 +38,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +63,8 @@ const (
 )
 
 // ---- events (stdout) --------------------------------------------------------------------------
+
+var benchProfile string
 
 var (
 	outMu sync.Mutex
@@ -135,11 +139,12 @@ func (w *wal) append(r walRecord) {
 // ---- the hub's per-step delivery queue --------------------------------------------------------
 
 type item struct {
-	seq  uint64
-	id   string
-	pkt  *transportpb.DataResponse
-	sent bool
-	raw  bool // outside the sequence: dropped once sent, never acknowledged
+	seq   uint64
+	id    string
+	pkt   *transportpb.DataResponse
+	sent  bool
+	raw   bool // outside the sequence: dropped once sent, never acknowledged
+	bench int  // 1 + its index in the running bench command's packets, 0 outside one
 }
 
 type queue struct {
@@ -183,8 +188,36 @@ func (q *queue) enqueue(id string, pkt *transportpb.DataResponse, dedupe bool) b
 		pkt.Envelope.StreamId = q.sid
 		pkt.Envelope.Sequence = it.seq
 	}
-	raw, _ := proto.Marshal(pkt)
-	q.wal.append(walRecord{T: "enq", SID: q.sid, Seq: it.seq, ID: id, Pkt: raw})
+	if q.wal != nil {
+		raw, _ := proto.Marshal(pkt)
+		q.wal.append(walRecord{T: "enq", SID: q.sid, Seq: it.seq, ID: id, Pkt: raw})
+	}
+	q.items = append(q.items, it)
+	q.cond.Broadcast()
+	return true
+}
+
+// enqueueBench queues the bench packet number index (see the bench command), waiting while
+// limit packets are queued already so the queue stays short (acks scan it).
+func (q *queue) enqueueBench(pkt *transportpb.DataResponse, index, limit int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) >= limit && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		return false
+	}
+	it := &item{pkt: pkt, bench: index + 1}
+	if q.sequence {
+		it.seq = q.nextSeq
+		q.nextSeq++
+		if pkt.Envelope == nil {
+			pkt.Envelope = &transportpb.StreamEnvelope{}
+		}
+		pkt.Envelope.StreamId = q.sid
+		pkt.Envelope.Sequence = it.seq
+	}
 	q.items = append(q.items, it)
 	q.cond.Broadcast()
 	return true
@@ -333,6 +366,18 @@ type step struct {
 	stall     bool
 	stallCond *sync.Cond
 	dataGen   int
+	bench     *benchRun
+}
+
+// benchRun is one bench command in progress: when each of its packets left on the Data stream
+// and when each echo came back (the k-th packet the engram publishes answers the k-th sent:
+// one stream, in order).
+type benchRun struct {
+	total    int
+	started  time.Time
+	sentAt   []time.Time
+	echoedAt []time.Time
+	finished chan struct{}
 }
 
 type hub struct {
@@ -394,7 +439,7 @@ func (s *step) Data(stream grpc.BidiStreamingServer[transportpb.DataRequest, tra
 	s.dataGen++
 	gen := s.dataGen
 	s.mu.Unlock()
-	emit(map[string]any{"ev": "stream", "step": s.name, "stream": "data", "headers": headers(md)})
+	emit(map[string]any{"ev": "stream", "step": s.name, "stream": "data", "headers": headers(md), "t": time.Now().UnixNano()})
 	s.q.resetSession()
 
 	done := make(chan struct{})
@@ -405,6 +450,13 @@ func (s *step) Data(stream grpc.BidiStreamingServer[transportpb.DataRequest, tra
 			if !ok {
 				sendErr <- nil
 				return
+			}
+			if it.bench > 0 {
+				s.mu.Lock()
+				if b := s.bench; b != nil && it.bench <= b.total && b.sentAt[it.bench-1].IsZero() {
+					b.sentAt[it.bench-1] = time.Now()
+				}
+				s.mu.Unlock()
 			}
 			if err := stream.Send(it.pkt); err != nil {
 				sendErr <- err
@@ -486,7 +538,16 @@ func (s *step) published(req *transportpb.DataRequest) {
 		emit(map[string]any{"ev": "invalid", "step": s.name, "error": err.Error()})
 		return
 	}
-	s.count(func(c *counters) { c.Published++ })
+	now := time.Now()
+	s.mu.Lock()
+	s.c.Published++
+	if b := s.bench; b != nil && len(b.echoedAt) < b.total {
+		b.echoedAt = append(b.echoedAt, now)
+		if len(b.echoedAt) == b.total {
+			close(b.finished)
+		}
+	}
+	s.mu.Unlock()
 	id := req.GetMetadata()[messageIDKey]
 	if s.hub.record {
 		raw, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
@@ -550,7 +611,7 @@ func (s *step) Control(stream grpc.BidiStreamingServer[transportpb.ControlReques
 		return err
 	}
 	s.count(func(c *counters) { c.ControlStreams++ })
-	emit(map[string]any{"ev": "stream", "step": s.name, "stream": "control", "headers": headers(md)})
+	emit(map[string]any{"ev": "stream", "step": s.name, "stream": "control", "headers": headers(md), "t": time.Now().UnixNano()})
 	send := make(chan *transportpb.ControlResponse, 64)
 	s.mu.Lock()
 	s.ctlSend = send
@@ -803,6 +864,21 @@ func (h *hub) handle(cmd command, stop func()) {
 		}
 		s.count(func(c *counters) { c.Stored += cmd.Value })
 		reply["started"] = time.Now().UnixNano()
+	case "bench":
+		// Value copies of one packet through the step's engram, which is to echo them: the
+		// answer (when every echo is back and every packet receipted) has the rate and the
+		// send-to-echo latencies. The copies are queued as the window moves, not all at once.
+		if s == nil {
+			reply["error"] = "unknown step"
+			break
+		}
+		template := &transportpb.DataResponse{}
+		if err := proto.Unmarshal(cmd.Packet, template); err != nil || cmd.Value <= 0 {
+			reply["error"] = fmt.Sprintf("bad bench packet or count: %v", err)
+			break
+		}
+		go s.runBench(template, cmd.Value, reply)
+		return
 	case "control":
 		if s == nil {
 			reply["error"] = "unknown step"
@@ -896,6 +972,63 @@ func (h *hub) handle(cmd command, stop func()) {
 	emit(reply)
 }
 
+func (s *step) runBench(template *transportpb.DataResponse, n int, reply map[string]any) {
+	b := &benchRun{total: n, sentAt: make([]time.Time, n), echoedAt: make([]time.Time, 0, n),
+		finished: make(chan struct{})}
+	s.mu.Lock()
+	s.bench = b
+	s.mu.Unlock()
+	limit := s.q.window*2 + 64
+	b.started = time.Now()
+	if benchProfile != "" {
+		if f, err := os.Create(benchProfile); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		// A shallow copy with its own envelope: the queue stamps the envelope, nothing writes
+		// the payload, frames or metadata (a deep clone of a Struct would be the hub's
+		// biggest cost per packet, and the real hub has no such step).
+		pkt := &transportpb.DataResponse{Payload: template.Payload, Inputs: template.Inputs,
+			Frame: template.Frame, Metadata: template.Metadata, Transports: template.Transports}
+		if template.Envelope != nil {
+			pkt.Envelope = proto.Clone(template.Envelope).(*transportpb.StreamEnvelope)
+		}
+		if !s.q.enqueueBench(pkt, i, limit) {
+			reply["error"] = "connector stopped"
+			emit(reply)
+			return
+		}
+	}
+	s.count(func(c *counters) { c.Stored += n })
+	<-b.finished
+	// every packet receipted too (the window moves on receipts)
+	s.q.mu.Lock()
+	for len(s.q.items) > 0 && !s.q.closed {
+		s.q.cond.Wait()
+	}
+	s.q.mu.Unlock()
+	done := time.Now()
+	s.mu.Lock()
+	s.bench = nil
+	s.mu.Unlock()
+	lat := make([]float64, n)
+	for i := range lat {
+		lat[i] = float64(b.echoedAt[i].Sub(b.sentAt[i]).Nanoseconds()) / 1e3
+	}
+	sort.Float64s(lat)
+	last := b.echoedAt[n-1]
+	reply["messages"] = n
+	reply["seconds"] = last.Sub(b.started).Seconds()
+	reply["rate"] = float64(n) / last.Sub(b.started).Seconds()
+	reply["p50_us"] = lat[n/2]
+	reply["p99_us"] = lat[min(n-1, n*99/100)]
+	reply["receipted_s"] = done.Sub(b.started).Seconds()
+	emit(reply)
+}
+
 // ---- main -------------------------------------------------------------------------------------
 
 type multiFlag []string
@@ -919,6 +1052,7 @@ func main() {
 	staticWindow := flag.Bool("static-window", false, "fixed 64 KiB HTTP/2 windows (no BDP growth)")
 	hubBeat := flag.Duration("hub-heartbeat", 0, "send the hub's heartbeat packet this often (0: never)")
 	grace := flag.Duration("grace", 5*time.Second, "GracefulStop cap before a hard stop")
+	flag.StringVar(&benchProfile, "bench-profile", "", "write a CPU profile of each bench command here")
 	flag.Parse()
 	quiet = *quietFlag
 
