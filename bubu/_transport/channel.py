@@ -311,3 +311,4 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
         ) from last
     if protocol is not None:
         _fastpath.quiet_frame_trace(protocol)
+        _fastpath.coalesce_ping_acks(protocol)

@@ -243,6 +243,7 @@ class Session:
         self._control_idle = asyncio.Event()
         # True while the control sender is inside a send (see _piggyback_receipts).
         self._control_busy = False
+        self._receipt_check = False  # _after_data_turn is scheduled
         self._ready = asyncio.Event()
         self._capabilities_required = False
         self._capabilities_seen = False
@@ -303,7 +304,7 @@ class Session:
         """
         self._generation = self._book.deduper.start_session()
         chan = channel_mod.open_channel(self._endpoint, self._s)
-        self._book.bind(self._wake_control)
+        self._book.bind(self._wake_for_receipt)
         try:
             await channel_mod.connect(chan, self._s.dial_timeout)
             await self._run_streams(chan)
@@ -457,6 +458,29 @@ class Session:
     def _wake_control(self) -> None:
         self._control_idle.clear()
         self._control_wake.set()
+
+    def _wake_for_receipt(self) -> None:
+        # done() usually follows the engram's own output, which the Data sender is about to
+        # write with the queued receipts staged along (_piggyback_receipts). Waking the control
+        # sender too would cost it a task step (and a timer) per packet to find nothing left:
+        # look again once the Data sender has had its turn, and wake it only if still needed.
+        if self._receipt_check:
+            return
+        if self._out.empty():
+            self._wake_control()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop: nothing to wait for
+            self._wake_control()
+            return
+        self._receipt_check = True
+        loop.call_soon(self._after_data_turn)
+
+    def _after_data_turn(self) -> None:
+        self._receipt_check = False
+        if self._book.outbox:
+            self._wake_control()
 
     async def _control_recv_loop(self, control: Stream[Any, Any]) -> None:
         while True:

@@ -96,3 +96,87 @@ async def test_disabled_fast_path_uses_the_public_api_one_message_at_a_time() ->
     finally:
         if was:
             _fastpath.enable()
+
+
+class _Recorder:
+    """An asyncio transport stand-in that keeps every write (the unit under test is the flush)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _frame_types(data: bytes) -> list[tuple[int, int]]:
+    out, at = [], 0
+    while at + 9 <= len(data):
+        out.append((data[at + 3], data[at + 4]))
+        at += 9 + int.from_bytes(data[at : at + 3], "big")
+    return out
+
+
+def _client_connection() -> tuple[Any, _Recorder]:
+    from grpclib.config import Configuration
+    from grpclib.protocol import Connection
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from hyperframe.frame import PingFrame, SettingsFrame
+
+    h2c = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    h2c.initiate_connection()
+    h2c.data_to_send()
+    h2c.receive_data(SettingsFrame(0).serialize())  # the server's preface
+    h2c.data_to_send()  # our SETTINGS ack
+    transport = _Recorder()
+    conn = Connection(h2c, transport, config=Configuration().__for_test__())  # type: ignore[arg-type]
+
+    class Protocol:
+        connection = conn
+
+    from bubu._transport import _fastpath
+
+    _fastpath.coalesce_ping_acks(Protocol())
+    conn.feed(PingFrame(0, opaque_data=b"12345678").serialize())  # h2 queues the ack
+    return conn, transport
+
+
+async def test_a_ping_ack_rides_on_the_next_write() -> None:
+    conn, transport = _client_connection()
+    conn.flush()  # what grpclib does after every read
+    assert transport.writes == []  # held back
+    stream_id = conn._connection.get_next_available_stream_id()
+    conn._connection.send_headers(
+        stream_id, [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/x")]
+    )
+    conn.flush()
+    assert len(transport.writes) == 1
+    assert [t for t, _ in _frame_types(transport.writes[0])] == [0x6, 0x1]  # PING ack, HEADERS
+    assert _frame_types(transport.writes[0])[0][1] & 0x1
+
+
+async def test_a_lone_ping_ack_is_written_after_the_delay() -> None:
+    import asyncio
+
+    from bubu._transport import _fastpath
+
+    conn, transport = _client_connection()
+    conn.flush()
+    assert transport.writes == []
+    await asyncio.sleep(_fastpath.PING_ACK_DELAY * 5)
+    assert [_frame_types(w) for w in transport.writes] == [[(0x6, 0x1)]]
+
+
+async def test_ping_acks_are_written_at_once_without_the_fast_path() -> None:
+    from bubu._transport import _fastpath
+
+    conn, transport = _client_connection()
+    _fastpath.disable()
+    try:
+        conn.flush()
+    finally:
+        _fastpath.enable()
+    assert [_frame_types(w) for w in transport.writes] == [[(0x6, 0x1)]]
