@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from bubu import _telemetry
@@ -119,6 +121,19 @@ def _frame_types(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
+@contextlib.contextmanager
+def _fast_path(on: bool) -> Iterator[None]:
+    # Explicit either way: CI runs this module again with --transport-fast-path=off.
+    from bubu._transport import _fastpath
+
+    was = _fastpath.enabled()
+    _fastpath.enable() if on else _fastpath.disable()
+    try:
+        yield
+    finally:
+        _fastpath.enable() if was else _fastpath.disable()
+
+
 def _client_connection() -> tuple[Any, _Recorder]:
     from grpclib.config import Configuration
     from grpclib.protocol import Connection
@@ -145,14 +160,14 @@ def _client_connection() -> tuple[Any, _Recorder]:
 
 
 async def test_a_ping_ack_rides_on_the_next_write() -> None:
-    conn, transport = _client_connection()
-    conn.flush()  # what grpclib does after every read
-    assert transport.writes == []  # held back
-    stream_id = conn._connection.get_next_available_stream_id()
-    conn._connection.send_headers(
-        stream_id, [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/x")]
-    )
-    conn.flush()
+    with _fast_path(True):
+        conn, transport = _client_connection()
+        conn.flush()  # what grpclib does after every read
+        assert transport.writes == []  # held back
+        stream_id = conn._connection.get_next_available_stream_id()
+        headers = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
+        conn._connection.send_headers(stream_id, headers)
+        conn.flush()
     assert len(transport.writes) == 1
     assert [t for t, _ in _frame_types(transport.writes[0])] == [0x6, 0x1]  # PING ack, HEADERS
     assert _frame_types(transport.writes[0])[0][1] & 0x1
@@ -163,20 +178,17 @@ async def test_a_lone_ping_ack_is_written_after_the_delay() -> None:
 
     from bubu._transport import _fastpath
 
-    conn, transport = _client_connection()
-    conn.flush()
-    assert transport.writes == []
-    await asyncio.sleep(_fastpath.PING_ACK_DELAY * 5)
+    with _fast_path(True):
+        conn, transport = _client_connection()
+        conn.flush()
+        assert transport.writes == []
+        await asyncio.sleep(_fastpath.PING_ACK_DELAY * 5)
     assert [_frame_types(w) for w in transport.writes] == [[(0x6, 0x1)]]
 
 
 async def test_ping_acks_are_written_at_once_without_the_fast_path() -> None:
-    from bubu._transport import _fastpath
-
-    conn, transport = _client_connection()
-    _fastpath.disable()
-    try:
+    with _fast_path(True):
+        conn, transport = _client_connection()
+    with _fast_path(False):  # switched off after the connection was made: no holding back
         conn.flush()
-    finally:
-        _fastpath.enable()
     assert [_frame_types(w) for w in transport.writes] == [[(0x6, 0x1)]]
