@@ -31,7 +31,9 @@ idle RSS <= Go's; triggers/s >= 1.5x Go (as shipped).
     flock /tmp/bubu-bench.lock python benchmarks/bench_vs_go.py [--rounds 5] [--messages 5000]
         [--quick] [--no-triggers] [--json out.json] [--strict]
 
-``--quick`` is a smoke run (few messages, one round, a short trigger run).
+``--quick`` is a smoke run (few messages, one round, a short trigger run). ``--baseline DIR``
+runs a third engram, ``bubu-base``, on the bubu package in ``DIR`` (say, a ``git worktree`` of
+an older commit): before/after numbers of a change in the same interleaved rounds.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ PAYLOADS = ("json", "audio")
 WINDOWS = (64, 1)
 PLACEMENTS = ("pinned", "unpinned")
 SDKS = ("go", "bubu")
+BASELINE = "bubu-base"  # --baseline: another bubu source tree, for before/after numbers
 CONNECTOR_CPU, ENGRAM_CPU = 0, 1
 STEP = "echo"
 #: The Go SDK drops a receipt when its control queue (this many entries, 16 by default) is full,
@@ -158,6 +161,8 @@ async def run_case(
             if sdk == "go"
             else [sys.executable, str(HERE / "_echo_engram.py")]
         )
+        if sdk == BASELINE:
+            env["PYTHONPATH"] = args.baseline
         launcher = ["taskset", "-c", str(ENGRAM_CPU)] if pinned else []
         mark = len(conn.events)
         spawned = time.time_ns()
@@ -257,13 +262,13 @@ def report(
         for window in WINDOWS:
             for placement in PLACEMENTS:
                 go = results.get(("go", payload, window, placement))
-                for sdk in SDKS:
+                for sdk in args.sdks:
                     runs = results.get((sdk, payload, window, placement))
                     if not runs:
                         continue
                     vals = {a: median(runs, a) for a in ("rate", "cpu_us", "p50_us", "p99_us")}
                     ratio = {
-                        a: (f"{vals[a] / median(go, a):5.2f}" if go and sdk == "bubu" else "")
+                        a: (f"{vals[a] / median(go, a):5.2f}" if go and sdk != "go" else "")
                         for a in vals
                     }
                     print(
@@ -279,7 +284,7 @@ def report(
 
     start: dict[str, dict[str, float]] = {}
     print(f"\n{'sdk':<4} {'idle RSS MB':>11} {'spawn-to-handshake ms':>22}  (medians of all runs)")
-    for sdk in SDKS:
+    for sdk in args.sdks:
         runs = all_runs(sdk)
         if runs:
             start[sdk] = {
@@ -355,13 +360,14 @@ async def run_all(args: argparse.Namespace) -> dict[tuple[str, str, int, str], l
     results: dict[tuple[str, str, int, str], list[Run]] = {}
     failures: list[str] = args.failures
     print(
-        f"{len(cases)} cases x {len(SDKS)} SDKs x {args.rounds} rounds; {args.messages} messages "
+        f"{len(cases)} cases x {len(args.sdks)} SDKs x {args.rounds} rounds; "
+        f"{args.messages} messages "
         f"(window 1: {args.messages_for(1)}), warm-up {args.warmup}; load average {load()}",
         flush=True,
     )
     for rnd in range(args.rounds):
         for i, (payload, window, placement) in enumerate(cases):
-            order = SDKS if (rnd + i) % 2 == 0 else SDKS[::-1]
+            order = args.sdks if (rnd + i) % 2 == 0 else args.sdks[::-1]
             for sdk in order:
                 try:
                     run = await run_case(bin_dir, sdk, payload, window, placement, args)
@@ -396,6 +402,10 @@ def main() -> int:
     parser.add_argument("--no-triggers", action="store_true")
     parser.add_argument("--trigger-rounds", type=int, default=3)
     parser.add_argument("--trigger-calls", type=int, default=300)
+    parser.add_argument(
+        "--baseline",
+        help="a bubu source tree (the directory holding bubu/) run as a third engram, bubu-base",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: few messages, one round")
     parser.add_argument("--json", help="write the medians and floors here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a floor is missed")
@@ -404,6 +414,7 @@ def main() -> int:
         args.rounds, args.messages, args.messages_window1, args.warmup = 1, 300, 100, 50
         args.trigger_rounds, args.trigger_calls = 1, 20
     args.failures = []
+    args.sdks = (*SDKS, BASELINE) if args.baseline else SDKS
     args.messages_for = lambda w: args.messages if w > 1 else args.messages_window1
 
     results = asyncio.run(run_all(args))
