@@ -254,7 +254,7 @@ def report(
         f"{os.cpu_count()} CPUs; ratio = bubu / Go"
     )
     print(
-        f"{'payload':<6} {'win':>3} {'placement':<9} {'sdk':<4} {'msg/s':>8} {'x':>5} "
+        f"{'payload':<6} {'win':>3} {'placement':<9} {'sdk':<9} {'msg/s':>8} {'x':>5} "
         f"{'CPU us/msg':>10} {'x':>5} {'p50 us':>8} {'x':>5} {'p99 us':>8} {'x':>5}"
     )
     summary: dict[str, Any] = {"cases": {}}
@@ -272,7 +272,7 @@ def report(
                         for a in vals
                     }
                     print(
-                        f"{payload:<6} {window:>3} {placement:<9} {sdk:<4} {vals['rate']:8.0f} "
+                        f"{payload:<6} {window:>3} {placement:<9} {sdk:<9} {vals['rate']:8.0f} "
                         f"{ratio['rate']:>5} {vals['cpu_us']:10.1f} {ratio['cpu_us']:>5} "
                         f"{vals['p50_us']:8.0f} {ratio['p50_us']:>5} {vals['p99_us']:8.0f} "
                         f"{ratio['p99_us']:>5}"
@@ -283,7 +283,7 @@ def report(
         return [r for (s, *_), runs in results.items() if s == sdk for r in runs]
 
     start: dict[str, dict[str, float]] = {}
-    print(f"\n{'sdk':<4} {'idle RSS MB':>11} {'spawn-to-handshake ms':>22}  (medians of all runs)")
+    print(f"\n{'sdk':<9} {'idle RSS MB':>11} {'spawn-to-handshake ms':>22}  (medians of all runs)")
     for sdk in args.sdks:
         runs = all_runs(sdk)
         if runs:
@@ -291,7 +291,7 @@ def report(
                 "rss_mb": median(runs, "rss_mb"),
                 "handshake_ms": median(runs, "handshake_ms"),
             }
-            print(f"{sdk:<4} {start[sdk]['rss_mb']:11.1f} {start[sdk]['handshake_ms']:22.1f}")
+            print(f"{sdk:<9} {start[sdk]['rss_mb']:11.1f} {start[sdk]['handshake_ms']:22.1f}")
     summary["startup"] = start
 
     floors: list[tuple[str, bool, str]] = []
@@ -380,7 +380,7 @@ async def run_all(args: argparse.Namespace) -> dict[tuple[str, str, int, str], l
                     continue
                 results.setdefault((sdk, payload, window, placement), []).append(run)
                 print(
-                    f"  round {rnd + 1} {payload:<5} w{window:<2} {placement:<8} {sdk:<4} "
+                    f"  round {rnd + 1} {payload:<5} w{window:<2} {placement:<8} {sdk:<9} "
                     f"{run.rate:8.0f}/s p50 {run.p50_us:7.0f} us p99 {run.p99_us:7.0f} us "
                     f"CPU {run.cpu_us:6.1f} us/msg (hub {run.connector_cpu_us:5.1f}) "
                     f"RSS {run.rss_mb:5.1f} MB "
