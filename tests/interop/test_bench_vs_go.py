@@ -22,7 +22,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_side_by_side_run_measures_every_case(interop_bin: Any, tmp_path: Path) -> None:
+def test_quick_side_by_side_run_measures_every_case(
+    interop_bin: Any, controlplane: Any, tmp_path: Path
+) -> None:
+    # controlplane: its binaries (built and cached) are what the trigger half starts its own
+    # control plane and operator from.
     out = tmp_path / "vs_go.json"
     env = {**os.environ, "BUBU_INTEROP_BIN_DIR": str(interop_bin)}
     proc = subprocess.run(
