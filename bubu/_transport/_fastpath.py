@@ -1,6 +1,6 @@
 """Everything that touches grpclib or h2 internals, in one place, with a public-API fallback.
 
-The streaming hot path does three things grpclib has no public API for (docs/decisions and
+The streaming hot path does four things grpclib has no public API for (docs/decisions and
 docs/performance.md#ceiling measured ~90% of the per-message cost in the pure-Python HTTP/2 stack):
 
 * :func:`send_batch` writes several gRPC messages of one stream with one HTTP/2 write;
