@@ -417,6 +417,9 @@ def main() -> int:
     args.sdks = (*SDKS, BASELINE) if args.baseline else SDKS
     args.messages_for = lambda w: args.messages if w > 1 else args.messages_window1
 
+    # SIGTERM (a `timeout`, a CI cancel) unwinds like Ctrl-C, so the connector and engram of the
+    # run in progress (own sessions, so a signal to this process group misses them) are killed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = asyncio.run(run_all(args))
     triggers = None if args.no_triggers else run_triggers(args)
     floors, summary = report(results, triggers, args)
