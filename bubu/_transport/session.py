@@ -45,6 +45,7 @@ from bubu._runtime.transport import TransportSettings
 from bubu._transport import _fastpath, errors, wire
 from bubu._transport import channel as channel_mod
 from bubu._transport.chunks import ChunkReassembler
+from bubu._transport.codec import is_heartbeat_metadata
 from bubu._transport.control import ControlReply, default_control_reply
 from bubu._transport.dedupe import DEFAULT_MAX_ENTRIES, Outcome, PacketDeduper, dedupe_key
 from bubu._transport.queues import Inbound
@@ -759,11 +760,18 @@ class Session:
                         book.queue_receipt(_receipt(packet, size))
                     continue
             receipt = _receipt(packet, size) if sequenced else None
+            message: StreamMessage | None
             try:
                 message = wire.decode_inbound(packet)
             except ProtocolViolationError as exc:
-                raise StreamSessionError(f"invalid inbound packet: {exc}") from None
-            if wire.should_drop(message):
+                if not (packet.metadata and is_heartbeat_metadata(packet.metadata)):
+                    raise StreamSessionError(f"invalid inbound packet: {exc}") from None
+                # A heartbeat is dropped whatever its body: rebuilding the session over a
+                # liveness packet the engram never sees would cost more than the packet
+                # (docs/contract/streaming.md#inbound; Go ends the session here).
+                logger.debug("invalid heartbeat packet dropped: %s", exc)
+                message = None
+            if message is None or wire.should_drop(message):
                 if key is not None:
                     deduper.complete(key)
                 if receipt is not None:

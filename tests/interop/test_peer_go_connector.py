@@ -267,3 +267,5 @@ async def test_hub_heartbeats_and_unsequenced_packets(go_bin: Path) -> None:
         stats = (await conn.stats())["py"]
     assert [m.message_id for m in engram.seen] == ["unsequenced", "sequenced"]
     assert stats["counters"]["receipts"] == 1 and stats["pending"] == 0
+    # The heartbeats (an envelope that also says kind heartbeat) never rebuilt the session.
+    assert stats["counters"]["dataStreams"] == 1, stats["counters"]
