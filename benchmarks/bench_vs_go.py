@@ -193,6 +193,11 @@ async def run_case(
                 "bench", step=STEP, packet=data, value=args.messages_for(window), limit=600
             )
             cpu, hub_cpu = cpu_seconds(proc.pid) - cpu0, cpu_seconds(hub_pid) - hub0
+            # every echo was receipted with the size of what the connector sent (its bench
+            # copies go out pre-encoded: a wrong byte count would show here)
+            counters = (await conn.stats())[STEP]["counters"]
+            if counters["receiptSizeErrors"] or counters["receiptsUnmatched"]:
+                raise RuntimeError(f"receipts did not match the packets sent: {counters}")
         except BaseException:
             if proc.stderr is not None and proc.returncode is not None:
                 sys.stderr.write((await proc.stderr.read()).decode(errors="replace")[-2000:])

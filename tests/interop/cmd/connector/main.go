@@ -51,8 +51,11 @@ import (
 	"github.com/bubustack/tractatus/validation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -145,7 +148,39 @@ type item struct {
 	sent  bool
 	raw   bool // outside the sequence: dropped once sent, never acknowledged
 	bench int  // 1 + its index in the running bench command's packets, 0 outside one
+	// wire is pkt encoded (bench copies: the shared packet is encoded once per bench command,
+	// each copy only adds its envelope), sent as is; nil outside a bench
+	wire *preEncoded
 }
+
+// size is the packet's encoded size, what the engram's receipt must name as size_bytes.
+func (it *item) size() int {
+	if it.wire != nil {
+		return len(it.wire.shared) + len(it.wire.own)
+	}
+	return proto.Size(it.pkt)
+}
+
+// preEncoded is a DataResponse already in its wire form, sent unchanged by wireCodec: the
+// bytes every bench copy shares (read only), then the copy's own (its envelope field).
+type preEncoded struct{ shared, own []byte }
+
+// wireCodec is gRPC's proto codec, plus preEncoded messages sent without a second encoding.
+type wireCodec struct{ encoding.CodecV2 }
+
+func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if p, ok := v.(*preEncoded); ok {
+		if len(p.own) == 0 {
+			return mem.BufferSlice{mem.SliceBuffer(p.shared)}, nil
+		}
+		return mem.BufferSlice{mem.SliceBuffer(p.shared), mem.SliceBuffer(p.own)}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+// envelopeField is DataResponse.envelope's field number, for appending a copy's own envelope
+// to the bench packet's encoded bytes.
+var envelopeField = (&transportpb.DataResponse{}).ProtoReflect().Descriptor().Fields().ByName("envelope").Number()
 
 type queue struct {
 	mu       sync.Mutex
@@ -199,7 +234,7 @@ func (q *queue) enqueue(id string, pkt *transportpb.DataResponse, dedupe bool) b
 
 // enqueueBench queues the bench packet number index (see the bench command), waiting while
 // limit packets are queued already so the queue stays short (acks scan it).
-func (q *queue) enqueueBench(pkt *transportpb.DataResponse, index, limit int) bool {
+func (q *queue) enqueueBench(pkt *transportpb.DataResponse, base []byte, index, limit int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.items) >= limit && !q.closed {
@@ -218,6 +253,17 @@ func (q *queue) enqueueBench(pkt *transportpb.DataResponse, index, limit int) bo
 		pkt.Envelope.StreamId = q.sid
 		pkt.Envelope.Sequence = it.seq
 	}
+	// base is the packet without its envelope; a field may come in any order on the wire
+	var own []byte
+	if pkt.Envelope != nil {
+		env, err := proto.Marshal(pkt.Envelope)
+		if err != nil {
+			return false
+		}
+		own = protowire.AppendTag(make([]byte, 0, len(env)+4), envelopeField, protowire.BytesType)
+		own = protowire.AppendBytes(own, env)
+	}
+	it.wire = &preEncoded{shared: base, own: own}
 	q.items = append(q.items, it)
 	q.cond.Broadcast()
 	return true
@@ -458,7 +504,13 @@ func (s *step) Data(stream grpc.BidiStreamingServer[transportpb.DataRequest, tra
 				}
 				s.mu.Unlock()
 			}
-			if err := stream.Send(it.pkt); err != nil {
+			var err error
+			if it.wire != nil {
+				err = stream.SendMsg(it.wire)
+			} else {
+				err = stream.Send(it.pkt)
+			}
+			if err != nil {
 				sendErr <- err
 				return
 			}
@@ -769,7 +821,7 @@ func (s *step) onReceipt(md map[string]string) {
 	it := s.q.find(sid, seq)
 	expected := -1
 	if it != nil {
-		expected = proto.Size(it.pkt)
+		expected = it.size()
 		if expected != size {
 			s.count(func(c *counters) { c.ReceiptSizeErrors++ })
 		}
@@ -973,6 +1025,14 @@ func (h *hub) handle(cmd command, stop func()) {
 }
 
 func (s *step) runBench(template *transportpb.DataResponse, n int, reply map[string]any) {
+	// the packet without its envelope, encoded once: each copy adds its own envelope
+	base, err := proto.Marshal(&transportpb.DataResponse{Payload: template.Payload, Inputs: template.Inputs,
+		Frame: template.Frame, Metadata: template.Metadata, Transports: template.Transports})
+	if err != nil {
+		reply["error"] = fmt.Sprintf("bench packet: %v", err)
+		emit(reply)
+		return
+	}
 	b := &benchRun{total: n, sentAt: make([]time.Time, n), echoedAt: make([]time.Time, 0, n),
 		finished: make(chan struct{})}
 	s.mu.Lock()
@@ -980,13 +1040,18 @@ func (s *step) runBench(template *transportpb.DataResponse, n int, reply map[str
 	s.mu.Unlock()
 	limit := s.q.window*2 + 64
 	b.started = time.Now()
+	// the profile is complete before the answer goes out (the caller may stop the process then)
+	stopProfile := func() {}
 	if benchProfile != "" {
 		if f, err := os.Create(benchProfile); err == nil {
 			if pprof.StartCPUProfile(f) == nil {
-				defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+				stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
+			} else {
+				_ = f.Close()
 			}
 		}
 	}
+	defer func() { stopProfile() }()
 	for i := 0; i < n; i++ {
 		// A shallow copy with its own envelope: the queue stamps the envelope, nothing writes
 		// the payload, frames or metadata (a deep clone of a Struct would be the hub's
@@ -996,7 +1061,7 @@ func (s *step) runBench(template *transportpb.DataResponse, n int, reply map[str
 		if template.Envelope != nil {
 			pkt.Envelope = proto.Clone(template.Envelope).(*transportpb.StreamEnvelope)
 		}
-		if !s.q.enqueueBench(pkt, i, limit) {
+		if !s.q.enqueueBench(pkt, base, i, limit) {
 			reply["error"] = "connector stopped"
 			emit(reply)
 			return
@@ -1026,6 +1091,8 @@ func (s *step) runBench(template *transportpb.DataResponse, n int, reply map[str
 	reply["p50_us"] = lat[n/2]
 	reply["p99_us"] = lat[min(n-1, n*99/100)]
 	reply["receipted_s"] = done.Sub(b.started).Seconds()
+	stopProfile()
+	stopProfile = func() {}
 	emit(reply)
 }
 
@@ -1088,7 +1155,8 @@ func main() {
 		h.generation = 1
 	}
 
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(10 << 20), grpc.MaxSendMsgSize(10 << 20)}
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(10 << 20), grpc.MaxSendMsgSize(10 << 20),
+		grpc.ForceServerCodecV2(wireCodec{encoding.GetCodecV2("proto")})}
 	if *staticWindow {
 		opts = append(opts, grpc.InitialWindowSize(65535), grpc.InitialConnWindowSize(65535))
 	}
