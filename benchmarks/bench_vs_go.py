@@ -163,6 +163,8 @@ async def run_case(
         )
         if sdk == BASELINE:
             env["PYTHONPATH"] = args.baseline
+        elif sdk != "go":
+            env["PYTHONPATH"] = str(HERE.parent)  # this checkout's bubu, installed or not
         launcher = ["taskset", "-c", str(ENGRAM_CPU)] if pinned else []
         mark = len(conn.events)
         spawned = time.time_ns()
