@@ -137,8 +137,8 @@ def _go_parse_int(text: str) -> int | None:
     # strconv.ParseInt(s, 0, 64): base from the prefix (0x, 0o, 0b, or a leading 0 for octal),
     # underscores only with a prefix. Python's int(s, 0) has the same rules except the bare
     # leading-zero octal form.
-    if not text or text != text.strip():
-        return None
+    if not text or text != text.strip() or not text.isascii():
+        return None  # Python's int() also reads non-ASCII digits ("١٢"); Go does not
     try:
         value = int(text, 0)
     except ValueError:
@@ -152,6 +152,59 @@ def _go_parse_int(text: str) -> int | None:
     if not -(1 << 63) <= value < (1 << 63):
         return None
     return value
+
+
+_GO_HEX_FLOAT = re.compile(
+    r"[+-]?0[xX](?:[0-9a-fA-F_]+\.?[0-9a-fA-F_]*|\.[0-9a-fA-F_]+)[pP][+-]?[0-9_]+"
+)
+_GO_INFINITIES = frozenset(sign + word for sign in ("", "+", "-") for word in ("inf", "infinity"))
+
+
+def _go_underscores_ok(text: str) -> bool:
+    # strconv's underscoreOK: "_" only between digits (a base prefix counts as a digit).
+    body = text.lstrip("+-")
+    hexa = body[:2].lower() == "0x"
+    saw = "0" if body[:2].lower() in ("0x", "0o", "0b") else "^"
+    for ch in body[2:] if saw == "0" else body:
+        if ch.isdigit() or (hexa and ch.lower() in "abcdef"):
+            saw = "0"
+        elif ch == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+    return saw != "_"
+
+
+def _go_parse_float(text: str) -> float | None:
+    # strconv.ParseFloat(s, 64): decimal or hexadecimal (p exponent required) Go literals,
+    # "_" between digits, "inf"/"infinity" with an optional sign and "nan" without one (any
+    # case); a finite literal that overflows is an error, not Inf. Python's float() also reads
+    # non-ASCII digits, signed NaNs and leading or trailing space, and no hex literal.
+    if not text or not text.isascii() or text != text.strip():
+        return None
+    folded = text.lower()
+    if folded == "nan":
+        return math.nan
+    if folded in _GO_INFINITIES:
+        return -math.inf if folded[0] == "-" else math.inf
+    if "_" in text and not _go_underscores_ok(text):
+        return None
+    if _GO_HEX_FLOAT.fullmatch(text):
+        try:
+            return float.fromhex(text.replace("_", ""))
+        except OverflowError:
+            return None
+    if "n" in folded or "x" in folded:
+        return None  # the forms float() reads that Go does not (signed nan, "0x" without p)
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _format_float(value: float) -> str:
@@ -189,12 +242,10 @@ def _to_float(value: Any, path: str) -> Any:
     if isinstance(value, str):
         if value == "":
             return 0.0
-        if value != value.strip():
+        parsed = _go_parse_float(value)
+        if parsed is None:
             raise _Error(path, "expected float, got a string that is not a number")
-        try:
-            return float(value)
-        except ValueError:
-            raise _Error(path, "expected float, got a string that is not a number") from None
+        return parsed
     raise _Error(path, f"expected float, got {_type_name(value)}")
 
 
@@ -338,7 +389,8 @@ def _as_mapping(value: Any, path: str) -> Mapping[str, Any]:
     if isinstance(value, Mapping):
         return value
     if isinstance(value, list | tuple):
-        # mapstructure: an empty slice is an empty map; a slice of maps is merged into one.
+        # mapstructure: an empty slice is an empty map; a slice of maps is merged into one
+        # (for a map target only: a struct target refuses a slice, see _walk_object).
         merged: dict[str, Any] = {}
         for i, item in enumerate(value):
             if not isinstance(item, Mapping):
@@ -346,6 +398,12 @@ def _as_mapping(value: Any, path: str) -> Mapping[str, Any]:
             merged.update(item)
         return merged
     raise _Error(path, f"expected object, got {_type_name(value)}")
+
+
+def _nullable(t: mi.Type) -> bool:
+    if isinstance(t, mi.AnyType | mi.NoneType):
+        return True
+    return isinstance(t, mi.UnionType) and any(isinstance(m, mi.NoneType) for m in t.types)
 
 
 def _walk_dict(value: Any, t: mi.DictType, path: str, strict: bool) -> Any:
@@ -366,7 +424,10 @@ def _walk_object(
         return value
     if getattr(t, "array_like", False):
         return value
-    mapping = _as_mapping(value, path)
+    if not isinstance(value, Mapping):
+        # mapstructure merges a list of maps only into a map; a struct needs a map.
+        raise _Error(path, f"expected object, got {_type_name(value)}")
+    mapping = value
     table = _fields(t)
     tag_field = getattr(t, "tag_field", None)
     assigned: dict[str, tuple[str, Any]] = {}
@@ -401,7 +462,9 @@ def _walk_object(
         out[tag_field] = mapping[tag_field]
     for f in t.fields:
         entry = assigned.get(f.encode_name)
-        if entry is None:
+        if entry is None or (entry[1] is None and not _nullable(f.type)):
+            # mapstructure sets nothing for a null (Go keeps the zero value): a null for a
+            # field that cannot hold None is an absent key.
             if f.required:
                 raise _Error(_join(path, f.encode_name), "missing required field")
             continue

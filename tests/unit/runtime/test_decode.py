@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import msgspec
 import pytest
@@ -127,10 +127,15 @@ def test_single_value_lifts_into_list_and_empty_object_is_empty_list() -> None:
     assert decode({"items": {}}, Inputs).items == []
 
 
-def test_object_from_empty_list_or_list_of_objects() -> None:
-    assert decode({"limits": []}, Inputs).limits == Limits()
-    merged = decode({"limits": [{"maxRetries": 1}, {"timeout": "2s"}]}, Inputs).limits
-    assert merged == Limits(max_retries=1, timeout=timedelta(seconds=2))
+def test_map_from_empty_list_or_list_of_objects_struct_refuses_a_list() -> None:
+    # Go-pinned in test_decode_go.py (mapstructure merges a list of maps into a map only).
+    assert decode({"tags": []}, Inputs).tags == {}
+    assert decode({"tags": [{"a": "1"}, {"b": 2}, {"a": 3}]}, Inputs).tags == {"a": 3, "b": 2}
+    for value in ([], [{"maxRetries": 1}]):
+        with pytest.raises(SchemaValidationError, match=r"^\$\.limits: expected object, got array"):
+            decode({"limits": value}, Inputs)
+    with pytest.raises(SchemaValidationError, match=r"^\$\.tags\[1\]: expected object, got int"):
+        decode({"tags": [{"a": 1}, 2]}, Inputs)
 
 
 def test_nested_structs_and_dict_values() -> None:
@@ -354,3 +359,196 @@ def test_iso8601_durations_are_not_accepted() -> None:
 def test_recursive_struct_types_decode() -> None:
     got = decode({"children": [{"children": [{"qty": "3"}]}]}, Plain)
     assert got.children[0].children[0].qty == 3
+
+
+# --- key tables: which spelling wins when the looser tables are ambiguous ---
+
+
+def test_exact_encoded_name_wins_where_case_folding_is_ambiguous() -> None:
+    class Cased(msgspec.Struct):
+        a: int = 0
+        A: int = 0
+
+    assert decode({"a": 1, "A": 2}, Cased) == Cased(a=1, A=2)
+    assert decode({"A": 2}, Cased) == Cased(A=2)
+
+
+def test_exact_python_name_wins_where_case_folding_is_ambiguous() -> None:
+    class Named(msgspec.Struct, rename="camel"):
+        max_retries: int = 0
+        other: int = msgspec.field(default=0, name="MAX_RETRIES")
+
+    assert decode({"max_retries": 1}, Named) == Named(max_retries=1)
+    assert decode({"MAX_RETRIES": 2}, Named) == Named(other=2)
+    assert decode({"Max_Retries": 3}, Named) == Named()  # folds onto both: matches neither
+
+
+def test_case_folding_wins_where_ignoring_separators_is_ambiguous() -> None:
+    class Twins(msgspec.Struct):
+        a_b: int = 0
+        ab: int = 0
+
+    assert decode({"A_B": 1}, Twins) == Twins(a_b=1)
+    assert decode({"AB": 2}, Twins) == Twins(ab=2)
+
+
+def test_separators_in_an_encoded_name_are_ignored() -> None:
+    class Kebab(msgspec.Struct):
+        x: int = msgspec.field(default=0, name="max-retries")
+
+    assert decode({"MaxRetries": 3}, Kebab) == Kebab(x=3)
+    assert decode({"max_retries": 4}, Kebab) == Kebab(x=4)
+
+
+# --- unions (Go has none: bubu's rule, first member that takes the value) ---
+
+
+class Unions(msgspec.Struct):
+    n: int | str = 0
+    s: str | int = ""
+    rows: list[Item] | str = ""
+    table: dict[str, int] | bool = False
+    pair: tuple[int, str] | None = None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"n": "12"}, Unions(n=12)),
+        ({"n": "x"}, Unions(n="x")),
+        ({"n": True}, Unions(n=1)),
+        ({"s": 5}, Unions(s="5")),
+        ({"rows": [{"qty": "2"}]}, Unions(rows=[Item(qty=2)])),
+        ({"rows": "none"}, Unions(rows="none")),
+        ({"table": {"a": "3"}}, Unions(table={"a": 3})),
+        ({"table": "t"}, Unions(table=True)),
+        ({"pair": ["1", 2]}, Unions(pair=(1, "2"))),
+        ({"pair": None}, Unions()),
+    ],
+)
+def test_multi_member_unions_take_the_first_member_that_accepts(
+    data: dict[str, Any], expected: Unions
+) -> None:
+    assert decode(data, Unions) == expected
+
+
+def test_union_refusal_reports_the_first_member_error() -> None:
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"n": [1]}, Unions, path="$.c")
+    assert str(info.value) == "$.c.n: expected int, got array"
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"rows": [{"name": "x"}]}, Unions)
+    assert str(info.value) == "$.rows[0].qty: missing required field"
+
+
+def test_union_with_only_msgspec_errors_lets_msgspec_report() -> None:
+    class Lit(msgspec.Struct):
+        v: Literal["a"] | Literal[1] = "a"
+
+    with pytest.raises(SchemaValidationError, match=r"^\$\.v: "):
+        decode({"v": "b"}, Lit)
+
+
+def test_tuple_fields_walk_each_item() -> None:
+    class Pair(msgspec.Struct):
+        p: tuple[int, bool] = (0, False)
+
+    assert decode({"p": ["3", "t"]}, Pair) == Pair(p=(3, True))
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"p": ["3", "x"]}, Pair)
+    assert info.value.path == "$.p[1]"
+
+
+def test_dict_keys_are_converted_and_paths_name_them() -> None:
+    class Keys(msgspec.Struct):
+        by_id: dict[int, bool] = {}
+
+    assert decode({"by_id": {"7": "1"}}, Keys) == Keys(by_id={7: True})
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"by_id": {"x": True}}, Keys, strict=True)
+    assert str(info.value) == "$.by_id.x: expected int, got a string that is not an integer"
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"by_id": {"7": "maybe"}}, Keys, strict=True)
+    assert info.value.path == '$.by_id["7"]'
+
+
+def test_float_refusal_message_names_the_problem_not_the_value() -> None:
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"ratio": "0x10"}, Inputs)
+    assert str(info.value) == "$.ratio: expected float, got a string that is not a number"
+
+
+# --- the fast path: only exact keys, everywhere in the value ---
+
+
+class Deep(msgspec.Struct):
+    one: Item | None = None
+    rows: list[Item] = []
+    by_name: dict[str, Item] = {}
+    plain: dict[str, int] = {}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"one": {"QTY": 1}}, Deep(one=Item(qty=1))),
+        ({"rows": [{"qty": 1}, {"QTY": 2}]}, Deep(rows=[Item(qty=1), Item(qty=2)])),
+        (
+            {"by_name": {"a": {"qty": 1}, "b": {"Qty": 2}}},
+            Deep(by_name={"a": Item(1), "b": Item(2)}),
+        ),
+        ({"By_Name": {"a": {"qty": 1}}}, Deep(by_name={"a": Item(1)})),
+        ({"one": None, "plain": {"Q": 1}}, Deep(plain={"Q": 1})),
+        ({"rows": {"qty": 3}}, Deep(rows=[Item(qty=3)])),
+        ({"by_name": []}, Deep()),
+    ],
+)
+def test_case_variant_keys_anywhere_are_honoured(data: dict[str, Any], expected: Deep) -> None:
+    assert decode(data, Deep) == expected
+
+
+def test_struct_instances_inside_values_pass_through() -> None:
+    assert decode({"one": Item(qty=4), "rows": [Item(qty=5)]}, Deep) == Deep(
+        one=Item(qty=4), rows=[Item(qty=5)]
+    )
+
+
+class Cat(msgspec.Struct, tag=True):
+    lives: int = 9
+
+
+class Dog(msgspec.Struct, tag=True):
+    good: bool = True
+
+
+class Pets(msgspec.Struct):
+    pet: Cat | Dog = msgspec.field(default_factory=Cat)
+    cat: Cat | None = None
+
+
+def test_tagged_structs_keep_their_tag() -> None:
+    assert decode({"cat": {"type": "Cat", "lives": 3}}, Pets) == Pets(cat=Cat(lives=3))
+    assert decode({"cat": {"type": "Cat", "LIVES": "3"}}, Pets) == Pets(cat=Cat(lives=3))
+    assert decode({"cat": {"type": "Cat", "lives": 3}}, Pets, strict=True).cat == Cat(lives=3)
+    assert decode({"pet": {"type": "Dog", "good": "f"}}, Pets).pet == Dog(good=False)
+
+
+class TD(TypedDict):
+    qty: int
+
+
+class Holder(msgspec.Struct):
+    td: TD | None = None
+
+
+def test_typed_dict_targets_are_walked() -> None:
+    assert decode({"td": {"QTY": "2"}}, Holder) == Holder(td={"qty": 2})
+    assert decode({"td": {"qty": 2}}, Holder) == Holder(td={"qty": 2})
+
+
+def test_is_decodable_passes_any_and_plain_containers() -> None:
+    assert is_decodable(Any)
+    assert is_decodable(object)
+    assert is_decodable(dict)
+    assert is_decodable(list[int])
+    assert not is_decodable(3)

@@ -1,6 +1,7 @@
 // Command vectors answers questions about Go-visible values by running the Go code that produces
 // them: the operator's identity package (names, hashes), the Go SDK (label and DNS names, the
-// StepRun status merge through PatchStepRunStatus), core's template evaluator (trigger keys),
+// StepRun status merge through PatchStepRunStatus, the weakly typed decode of config and inputs
+// through UnmarshalFromMap), core's template evaluator (trigger keys),
 // encoding/json, fmt, strconv, strings and time.
 //
 // Protocol: one JSON request per line on stdin, {"op": "<name>", "args": [...]}; one JSON reply
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	sdkruntime "github.com/bubustack/bubu-sdk-go/runtime"
 
 	runsv1alpha1 "github.com/bubustack/bobrapet/api/runs/v1alpha1"
 	"github.com/bubustack/bobrapet/pkg/runs/identity"
@@ -156,6 +159,90 @@ func triggerKey(template string, inputsRaw json.RawMessage, storyName, storyNS, 
 	return map[string]any{"rendered": text, "key": strings.TrimSpace(text)}, nil
 }
 
+// weakItem is one element of the object-shaped weak-decode targets.
+type weakItem struct {
+	Qty  int    `mapstructure:"qty" json:"qty"`
+	Name string `mapstructure:"name" json:"name"`
+}
+
+// weakObject exercises key matching, nesting, slices and maps in the weak decode.
+type weakObject struct {
+	MaxRetries int                 `mapstructure:"maxRetries" json:"maxRetries"`
+	Name       string              `mapstructure:"name" json:"name"`
+	Timeout    time.Duration       `mapstructure:"timeout" json:"timeout"`
+	Inner      weakItem            `mapstructure:"inner" json:"inner"`
+	Items      []weakItem          `mapstructure:"items" json:"items"`
+	Tags       map[string]string   `mapstructure:"tags" json:"tags"`
+	Counts     map[string]int      `mapstructure:"counts" json:"counts"`
+	Flags      []bool              `mapstructure:"flags" json:"flags"`
+	ByName     map[string]weakItem `mapstructure:"byName" json:"byName"`
+	Opt        *weakItem           `mapstructure:"opt" json:"opt"`
+}
+
+type weakBox[T any] struct {
+	V T `mapstructure:"v"`
+}
+
+func weakScalar[T any](data map[string]any) (T, error) {
+	box, err := sdkruntime.UnmarshalFromMap[weakBox[T]](data)
+	return box.V, err
+}
+
+// weakDecode runs the Go SDK's UnmarshalFromMap (mapstructure, WeaklyTypedInput) on a JSON
+// document decoded as the SDK decodes config and inputs (numbers as float64). Scalar targets
+// decode {"v": value}; "object" decodes into weakObject. Integers and durations come back as
+// decimal strings, floats as their IEEE 754 bits, so no JSON number rounds them.
+func weakDecode(target string, raw string, strict bool) (any, error) {
+	var data map[string]any
+	if err := json.Unmarshal([]byte(raw), &data); err != nil {
+		return nil, err
+	}
+	if strict {
+		_ = os.Setenv("BUBU_RUNTIME_STRICT_UNMARSHAL", "true")
+	} else {
+		_ = os.Unsetenv("BUBU_RUNTIME_STRICT_UNMARSHAL")
+	}
+	switch target {
+	case "int":
+		v, err := weakScalar[int](data)
+		return strconv.FormatInt(int64(v), 10), err
+	case "float":
+		v, err := weakScalar[float64](data)
+		return strconv.FormatUint(math.Float64bits(v), 10), err
+	case "string":
+		return weakScalar[string](data)
+	case "bool":
+		return weakScalar[bool](data)
+	case "duration":
+		v, err := weakScalar[time.Duration](data)
+		return strconv.FormatInt(int64(v), 10), err
+	case "ints":
+		v, err := weakScalar[[]int](data)
+		out := make([]string, len(v))
+		for i, n := range v {
+			out[i] = strconv.FormatInt(int64(n), 10)
+		}
+		return out, err
+	case "strings":
+		return weakScalar[[]string](data)
+	case "string_map":
+		return weakScalar[map[string]string](data)
+	case "object":
+		v, err := sdkruntime.UnmarshalFromMap[weakObject](data)
+		if err != nil {
+			return nil, err
+		}
+		encoded, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		var out any
+		err = json.Unmarshal(encoded, &out)
+		return out, err
+	}
+	return nil, errors.New("unknown weak-decode target " + strconv.Quote(target))
+}
+
 func typed(v any) any {
 	switch x := v.(type) {
 	case json.Number:
@@ -263,6 +350,12 @@ func answer(req request) (result any, err error) {
 		return mergeStatus(a[0], a[1], str(a[2]))
 	case "trigger_key":
 		return triggerKey(str(a[0]), a[1], str(a[2]), str(a[3]), str(a[4]), str(a[5]))
+	case "weak_decode":
+		var strict bool
+		if len(a) > 2 {
+			strict = str(a[2]) == "strict"
+		}
+		return weakDecode(str(a[0]), str(a[1]), strict)
 	}
 	return nil, errors.New("unknown op " + strconv.Quote(req.Op))
 }
