@@ -22,6 +22,7 @@ field names and numbers) and, for decoding, ``DataPacket`` (same names, other nu
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import struct as _struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast
@@ -575,9 +576,8 @@ _plain_encoder = msgspec.json.Encoder()
 
 
 def _raw_bytes(raw: msgspec.Raw) -> bytes:
-    data = bytes(raw)
-    # `"payload": null` is an absent payload (Go omits empty RawMessages on encode).
-    return b"" if data == b"null" else data
+    # `"payload": null` stays the 4 bytes `null`, as in a Go json.RawMessage.
+    return bytes(raw)
 
 
 def _ms(ts: _dt.datetime) -> int:
@@ -608,6 +608,23 @@ def _transport_to_env(t: TransportDescriptor) -> _EnvTransport:
         if typed is None
         else _EnvTypedConfig(transport_ref=typed.transport_ref, mode_reason=typed.mode_reason),
     )
+
+
+# Go's encoding/json writes <, >, & and U+2028/U+2029 as \u escapes inside strings, also when it
+# re-compacts a RawMessage (the payload and inputs). In compact JSON these bytes occur only inside
+# strings, so replacing them over the whole document gives Go's bytes.
+_GO_ESCAPED: Final = re.compile(b"[<>&]|\xe2\x80[\xa8\xa9]")
+_GO_ESCAPES: Final = {
+    b"<": b"\\u003c",
+    b">": b"\\u003e",
+    b"&": b"\\u0026",
+    "\u2028".encode(): b"\\u2028",
+    "\u2029".encode(): b"\\u2029",
+}
+
+
+def _go_escape(match: re.Match[bytes]) -> bytes:
+    return _GO_ESCAPES[match.group()]
 
 
 def encode_envelope(msg: StreamMessage) -> tuple[bytes, int] | None:
@@ -643,7 +660,7 @@ def encode_envelope(msg: StreamMessage) -> tuple[bytes, int] | None:
         envs = [_transport_to_env(t) for t in msg.transports]
         parts += (b',"transports":', _plain_encoder.encode(envs))
     parts.append(b"}")
-    return b"".join(parts), ts
+    return _GO_ESCAPED.sub(_go_escape, b"".join(parts)), ts
 
 
 class DecodedEnvelope(msgspec.Struct, frozen=True, gc=False):
@@ -661,12 +678,12 @@ class DecodedEnvelope(msgspec.Struct, frozen=True, gc=False):
 def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope:
     """Decode envelope JSON (tractatus ``FromBinaryFrame``).
 
-    A missing ``timestampMs`` is filled from the frame timestamp; ``kind`` defaults to ``data``
-    when payload, inputs or transports are present.
+    A missing ``timestampMs`` is filled from the frame timestamp. A missing ``kind`` stays empty
+    (Go's receiver does not default it; only ``encode_envelope`` writes ``data``).
 
     Raises:
         ProtocolViolationError: "envelope decode failed: ..." for invalid JSON, a document over
-            10 MiB, a negative timestamp, or a frame timestamp above int64 max.
+            10 MiB, or a frame timestamp above int64 max.
     """
     if len(data) > MAX_ENVELOPE_BYTES:
         raise ProtocolViolationError("envelope decode failed: envelope exceeds 10 MiB")
@@ -675,8 +692,8 @@ def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope
     except msgspec.DecodeError as exc:
         raise ProtocolViolationError(f"envelope decode failed: {exc}") from None
     ts = doc.timestamp_ms
-    if ts < 0:
-        raise ProtocolViolationError("envelope decode failed: timestampMs must not be negative")
+    # A negative timestampMs decodes (tractatus checks the sign only on Marshal); the message
+    # then has no timestamp, as in Go.
     if ts == 0 and frame_timestamp_ms:
         if frame_timestamp_ms > _INT64_MAX:
             raise ProtocolViolationError("envelope decode failed: frame timestamp overflows int64")
@@ -696,11 +713,8 @@ def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope
             )
             for t in doc.transports
         )
-    kind = doc.kind
-    if not kind and (payload or inputs or transports):
-        kind = KIND_DATA
     return DecodedEnvelope(
-        kind=kind,
+        kind=doc.kind,
         message_id=doc.message_id,
         timestamp_ms=ts,
         metadata=doc.metadata or {},
@@ -1075,7 +1089,9 @@ def from_pb_packet(packet: Any, *, validate: bool = True) -> StreamMessage:
             # travel normally).
             if payload and kind.lower() != KIND_ERROR:
                 binary = BinaryFrame(
-                    payload=payload, mime_type=JSON_MIME_TYPE, timestamp_ms=env.timestamp_ms
+                    payload=payload,
+                    mime_type=JSON_MIME_TYPE,
+                    timestamp_ms=max(env.timestamp_ms, 0),
                 )
             inputs, transports = env.inputs, env.transports
         else:

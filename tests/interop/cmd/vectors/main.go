@@ -1,8 +1,9 @@
 // Command vectors answers questions about Go-visible values by running the Go code that produces
 // them: the operator's identity package (names, hashes), the Go SDK (label and DNS names, the
 // StepRun status merge through PatchStepRunStatus, the weakly typed decode of config and inputs
-// through UnmarshalFromMap), core's template evaluator (trigger keys),
-// encoding/json, fmt, strconv, strings and time.
+// through UnmarshalFromMap, the google.protobuf.Struct it builds and renders), tractatus's
+// packet envelope, core's template evaluator (trigger keys), encoding/json, fmt, strconv,
+// strings and time.
 //
 // Protocol: one JSON request per line on stdin, {"op": "<name>", "args": [...]}; one JSON reply
 // per line on stdout, {"ok": <value>} or {"err": "<Go error text>"}. Floats travel as their IEEE
@@ -11,7 +12,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +27,10 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	sdkruntime "github.com/bubustack/bubu-sdk-go/runtime"
+	"github.com/bubustack/tractatus/envelope"
+	transportpb "github.com/bubustack/tractatus/gen/go/proto/transport/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	runsv1alpha1 "github.com/bubustack/bobrapet/api/runs/v1alpha1"
 	"github.com/bubustack/bobrapet/pkg/runs/identity"
@@ -243,6 +250,99 @@ func weakDecode(target string, raw string, strict bool) (any, error) {
 	return nil, errors.New("unknown weak-decode target " + strconv.Quote(target))
 }
 
+// envelopeSpec is an envelope as the Go SDK fills it from a StreamMessage; payload and inputs
+// travel as text so their bytes reach envelope.Marshal unchanged.
+type envelopeSpec struct {
+	Kind        string                         `json:"kind"`
+	MessageID   string                         `json:"messageId"`
+	TimestampMs int64                          `json:"timestampMs"`
+	Metadata    map[string]string              `json:"metadata"`
+	Payload     string                         `json:"payload"`
+	Inputs      string                         `json:"inputs"`
+	Transports  []envelope.TransportDescriptor `json:"transports"`
+}
+
+func envelopeMarshal(raw string) (any, error) {
+	var spec envelopeSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		return nil, err
+	}
+	env := &envelope.Envelope{
+		Version:     envelope.LatestVersion,
+		Kind:        spec.Kind,
+		MessageID:   spec.MessageID,
+		TimestampMs: spec.TimestampMs,
+		Metadata:    spec.Metadata,
+		Transports:  spec.Transports,
+	}
+	if spec.Payload != "" {
+		env.Payload = json.RawMessage(spec.Payload)
+	}
+	if spec.Inputs != "" {
+		env.Inputs = json.RawMessage(spec.Inputs)
+	}
+	frame, err := envelope.ToBinaryFrame(env)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"json": string(frame.GetPayload()), "timestampMs": strconv.FormatUint(frame.GetTimestampMs(), 10)}, nil
+}
+
+// envelopeFromFrame decodes an envelope frame with tractatus FromBinaryFrame, as the Go SDK does
+// for a received packet; payload and inputs come back as their exact bytes.
+func envelopeFromFrame(payload string, frameTimestamp string) (any, error) {
+	ts, err := strconv.ParseUint(frameTimestamp, 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.FromBinaryFrame(&transportpb.BinaryFrame{Payload: []byte(payload), MimeType: envelope.MIMEType, TimestampMs: ts})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"kind": env.Kind, "messageId": env.MessageID, "timestampMs": strconv.FormatInt(env.TimestampMs, 10),
+		"metadata": env.Metadata, "payload": string(env.Payload), "inputs": string(env.Inputs),
+		"transports": env.Transports,
+	}, nil
+}
+
+// structOf builds the Struct the Go SDK sends for a JSON object (json.Unmarshal, NewStruct) and
+// returns its deterministic wire bytes (map entries sorted by key) as hex.
+func structOf(raw string) (any, error) {
+	var payload map[string]any
+	if err := json.Unmarshal([]byte(raw), &payload); err != nil {
+		return nil, err
+	}
+	st, err := structpb.NewStruct(payload)
+	if err != nil {
+		return nil, err
+	}
+	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	return hex.EncodeToString(out), err
+}
+
+// structJSON parses Struct wire bytes (hex) and renders them as the Go SDK hands a received
+// Struct to the engram (Struct.MarshalJSON, protojson), compacted: protojson varies its spaces.
+func structJSON(hexBytes string) (any, error) {
+	data, err := hex.DecodeString(hexBytes)
+	if err != nil {
+		return nil, err
+	}
+	var st structpb.Struct
+	if err := proto.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
+	out, err := st.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, out); err != nil {
+		return nil, err
+	}
+	return compact.String(), nil
+}
+
 func typed(v any) any {
 	switch x := v.(type) {
 	case json.Number:
@@ -350,6 +450,14 @@ func answer(req request) (result any, err error) {
 		return mergeStatus(a[0], a[1], str(a[2]))
 	case "trigger_key":
 		return triggerKey(str(a[0]), a[1], str(a[2]), str(a[3]), str(a[4]), str(a[5]))
+	case "envelope_marshal":
+		return envelopeMarshal(str(a[0]))
+	case "envelope_from_frame":
+		return envelopeFromFrame(str(a[0]), str(a[1]))
+	case "struct_of":
+		return structOf(str(a[0]))
+	case "struct_json":
+		return structJSON(str(a[0]))
 	case "weak_decode":
 		var strict bool
 		if len(a) > 2 {
