@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
 import msgspec
 import msgspec.inspect as mi
@@ -160,13 +160,15 @@ _GO_HEX_FLOAT = re.compile(
 _GO_INFINITIES = frozenset(sign + word for sign in ("", "+", "-") for word in ("inf", "infinity"))
 
 
-def _go_underscores_ok(text: str) -> bool:
-    # strconv's underscoreOK: "_" only between digits (a base prefix counts as a digit).
-    body = text.lstrip("+-")
-    hexa = body[:2].lower() == "0x"
-    saw = "0" if body[:2].lower() in ("0x", "0o", "0b") else "^"
-    for ch in body[2:] if saw == "0" else body:
-        if ch.isdigit() or (hexa and ch.lower() in "abcdef"):
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def _go_hex_underscores_ok(body: str) -> bool:
+    # strconv's underscoreOK after the 0x prefix (which counts as a digit): "_" only between
+    # digits. Python's float() applies the same rule to decimal literals itself.
+    saw = "0"
+    for ch in body:
+        if ch in _HEX_DIGITS:
             saw = "0"
         elif ch == "_":
             if saw != "0":
@@ -183,23 +185,21 @@ def _go_parse_float(text: str) -> float | None:
     # strconv.ParseFloat(s, 64): decimal or hexadecimal (p exponent required) Go literals,
     # "_" between digits, "inf"/"infinity" with an optional sign and "nan" without one (any
     # case); a finite literal that overflows is an error, not Inf. Python's float() also reads
-    # non-ASCII digits, signed NaNs and leading or trailing space, and no hex literal.
-    if not text or not text.isascii() or text != text.strip():
+    # non-ASCII digits, signed NaNs and surrounding space, and no hex literal.
+    if not text.isascii() or text != text.strip():
         return None
     folded = text.lower()
     if folded == "nan":
         return math.nan
     if folded in _GO_INFINITIES:
         return -math.inf if folded[0] == "-" else math.inf
-    if "_" in text and not _go_underscores_ok(text):
-        return None
     if _GO_HEX_FLOAT.fullmatch(text):
+        if not _go_hex_underscores_ok(text.lstrip("+-")[2:]):
+            return None
         try:
             return float.fromhex(text.replace("_", ""))
         except OverflowError:
             return None
-    if "n" in folded or "x" in folded:
-        return None  # the forms float() reads that Go does not (signed nan, "0x" without p)
     try:
         value = float(text)
     except ValueError:
@@ -257,8 +257,10 @@ def _to_str(value: Any, path: str) -> Any:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return repr(value)
+        if math.isnan(value):
+            return "NaN"  # strconv.FormatFloat's spelling of the values JSON cannot carry
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
         return _format_float(value)
     raise _Error(path, f"expected str, got {_type_name(value)}")
 

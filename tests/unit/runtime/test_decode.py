@@ -6,6 +6,7 @@ See docs/contract/runtime-environment.md#inputs-config-secrets and docs/differen
 from __future__ import annotations
 
 import dataclasses
+import enum
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -479,28 +480,41 @@ def test_float_refusal_message_names_the_problem_not_the_value() -> None:
 
 
 # --- the fast path: only exact keys, everywhere in the value ---
+# The nested types have defaults everywhere, so msgspec's strict convert (the fast path) would
+# succeed and silently drop a case-variant key: only the key check keeps it on the walk.
+
+
+class Opt(msgspec.Struct):
+    qty: int = 0
 
 
 class Deep(msgspec.Struct):
-    one: Item | None = None
-    rows: list[Item] = []
-    by_name: dict[str, Item] = {}
+    one: Opt | None = None
+    rows: list[Opt] = []
+    by_name: dict[str, Opt] = {}
     plain: dict[str, int] = {}
+    pair: tuple[Opt, int] = (Opt(), 0)
+    inner: Opt = msgspec.field(default_factory=Opt)
+    maybe_rows: list[Opt] | None = None
 
 
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"one": {"QTY": 1}}, Deep(one=Item(qty=1))),
-        ({"rows": [{"qty": 1}, {"QTY": 2}]}, Deep(rows=[Item(qty=1), Item(qty=2)])),
-        (
-            {"by_name": {"a": {"qty": 1}, "b": {"Qty": 2}}},
-            Deep(by_name={"a": Item(1), "b": Item(2)}),
-        ),
-        ({"By_Name": {"a": {"qty": 1}}}, Deep(by_name={"a": Item(1)})),
+        ({"one": {"QTY": 1}}, Deep(one=Opt(qty=1))),
+        ({"inner": {"Qty": 1}}, Deep(inner=Opt(qty=1))),
+        ({"rows": [{"qty": 1}, {"QTY": 2}]}, Deep(rows=[Opt(qty=1), Opt(qty=2)])),
+        ({"by_name": {"a": {"qty": 1}, "b": {"Qty": 2}}}, Deep(by_name={"a": Opt(1), "b": Opt(2)})),
+        ({"By_Name": {"a": {"qty": 1}}}, Deep(by_name={"a": Opt(1)})),
         ({"one": None, "plain": {"Q": 1}}, Deep(plain={"Q": 1})),
-        ({"rows": {"qty": 3}}, Deep(rows=[Item(qty=3)])),
+        ({"rows": {"qty": 3}}, Deep(rows=[Opt(qty=3)])),
         ({"by_name": []}, Deep()),
+        ({"pair": [{"QTY": 4}, 5]}, Deep(pair=(Opt(qty=4), 5))),
+        ({"maybe_rows": [{"QTY": 6}]}, Deep(maybe_rows=[Opt(qty=6)])),
+        (
+            {"one": {"qty": 1}, "rows": [{"qty": 2}], "by_name": {"k": {"qty": 3}}},
+            Deep(one=Opt(1), rows=[Opt(2)], by_name={"k": Opt(3)}),
+        ),
     ],
 )
 def test_case_variant_keys_anywhere_are_honoured(data: dict[str, Any], expected: Deep) -> None:
@@ -508,9 +522,10 @@ def test_case_variant_keys_anywhere_are_honoured(data: dict[str, Any], expected:
 
 
 def test_struct_instances_inside_values_pass_through() -> None:
-    assert decode({"one": Item(qty=4), "rows": [Item(qty=5)]}, Deep) == Deep(
-        one=Item(qty=4), rows=[Item(qty=5)]
+    assert decode({"one": Opt(qty=4), "rows": [Opt(qty=5)]}, Deep) == Deep(
+        one=Opt(qty=4), rows=[Opt(qty=5)]
     )
+    assert decode(Deep(rows=[Opt(1)]), Deep) == Deep(rows=[Opt(1)])
 
 
 class Cat(msgspec.Struct, tag=True):
@@ -529,6 +544,9 @@ class Pets(msgspec.Struct):
 def test_tagged_structs_keep_their_tag() -> None:
     assert decode({"cat": {"type": "Cat", "lives": 3}}, Pets) == Pets(cat=Cat(lives=3))
     assert decode({"cat": {"type": "Cat", "LIVES": "3"}}, Pets) == Pets(cat=Cat(lives=3))
+    assert decode({"cat": {"type": "Cat", "LIVES": 3}}, Pets) == Pets(cat=Cat(lives=3))
+    with pytest.raises(SchemaValidationError, match=r"^\$\.pet\.type: Invalid value 'Bird'$"):
+        decode({"pet": {"type": "Bird"}}, Pets)
     assert decode({"cat": {"type": "Cat", "lives": 3}}, Pets, strict=True).cat == Cat(lives=3)
     assert decode({"pet": {"type": "Dog", "good": "f"}}, Pets).pet == Dog(good=False)
 
@@ -544,6 +562,9 @@ class Holder(msgspec.Struct):
 def test_typed_dict_targets_are_walked() -> None:
     assert decode({"td": {"QTY": "2"}}, Holder) == Holder(td={"qty": 2})
     assert decode({"td": {"qty": 2}}, Holder) == Holder(td={"qty": 2})
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"td": [1]}, Holder)
+    assert str(info.value) == "$.td: expected object, got array"
 
 
 def test_is_decodable_passes_any_and_plain_containers() -> None:
@@ -552,3 +573,105 @@ def test_is_decodable_passes_any_and_plain_containers() -> None:
     assert is_decodable(dict)
     assert is_decodable(list[int])
     assert not is_decodable(3)
+
+
+def test_exact_encoded_name_differing_from_the_python_name_wins() -> None:
+    class Renamed(msgspec.Struct):
+        x: int = msgspec.field(default=0, name="Key")
+        y: int = msgspec.field(default=0, name="KEY")
+
+    assert decode({"Key": 1}, Renamed) == Renamed(x=1)
+    assert decode({"KEY": 2, "Key": 1}, Renamed) == Renamed(x=1, y=2)
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class EnumUnions(msgspec.Struct):
+    v: Color | str = ""
+    cs: list[Color] | str = ""
+    cd: dict[str, Color] | str = ""
+    anything: Any = 5
+
+
+def test_union_members_are_tried_strictly() -> None:
+    assert decode({"v": "1"}, EnumUnions).v == "1"  # not Color.RED: "1" is no int
+    assert decode({"v": 1}, EnumUnions).v is Color.RED
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"cs": ["1"]}, EnumUnions)
+    assert str(info.value) == "$.cs: expected str, got array"
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"cd": {"a": "1"}}, EnumUnions)
+    assert str(info.value) == "$.cd: expected str, got object"
+
+
+def test_null_for_an_any_field_is_kept() -> None:
+    assert decode({"anything": None}, EnumUnions).anything is None
+    assert decode({}, EnumUnions).anything == 5
+
+
+class StrictHolder(msgspec.Struct):
+    pair: tuple[Opt, int] = (Opt(), 0)
+    rows: list[Opt] | str = ""
+    lifted: list[Opt] = []
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"pair": [{"qty": 1, "zz": 1}, 2]}, "$.pair[0].zz"),
+        ({"rows": [{"qty": 1, "zz": 1}]}, "$.rows[0].zz"),
+        ({"lifted": {"qty": 1, "zz": 1}}, "$.lifted[0].zz"),
+    ],
+)
+def test_strict_mode_reaches_tuple_items_union_members_and_lifted_values(
+    data: dict[str, Any], path: str
+) -> None:
+    assert decode(data, StrictHolder) is not None
+    with pytest.raises(SchemaValidationError) as info:
+        decode(data, StrictHolder, strict=True)
+    assert info.value.path == path
+
+
+def test_tuple_field_needs_an_array_of_its_length() -> None:
+    class Pair(msgspec.Struct):
+        p: tuple[int, bool] = (0, False)
+
+    for value in ("ab", {"a": 1, "b": 2}, [1]):
+        with pytest.raises(SchemaValidationError) as info:
+            decode({"p": value}, Pair)
+        assert info.value.path == "$.p"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("qty", {"a": 1}, "expected int, got object"),
+        ("qty", b"x", "expected int, got bytes"),
+        ("qty", None, "missing required field"),
+        ("name", [1], "expected str, got array"),
+        ("name", {"a": 1}, "expected str, got object"),
+    ],
+)
+def test_refusals_name_the_json_type(field: str, value: Any, message: str) -> None:
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"qty": 1, field: value}, Item)
+    assert str(info.value) == f"$.{field}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("ratio", [1.5], "expected float, got array"),
+        ("ratio", "x", "expected float, got a string that is not a number"),
+        ("enabled", "yes", "expected bool, got a string that is not a Go bool"),
+        ("enabled", [True], "expected bool, got array"),
+        ("limits", 3, "expected object, got int"),
+        ("tags", "x", "expected object, got str"),
+    ],
+)
+def test_refusal_messages(field: str, value: Any, message: str) -> None:
+    with pytest.raises(SchemaValidationError) as info:
+        decode({field: value}, Inputs)
+    assert str(info.value) == f"$.{field}: {message}"

@@ -237,6 +237,13 @@ def test_weak_number_to_string_and_bool_match_go(go_ref: GoRef, value: float) ->
         assert py == go, target
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_float_to_string_is_spelled_as_go_spells_it(go_ref: GoRef, value: float) -> None:
+    # JSON cannot carry these; a Python caller can. strconv.FormatFloat ('f', as mapstructure
+    # calls it) and fmt print them alike.
+    assert decode({"v": value}, StrBox).v == go_ref.sprint_float(value)
+
+
 # --- documented differences (docs/differences.md, "Typed decode") ---------------------------
 
 
