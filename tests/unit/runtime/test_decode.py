@@ -496,6 +496,8 @@ class Deep(msgspec.Struct):
     pair: tuple[Opt, int] = (Opt(), 0)
     inner: Opt = msgspec.field(default_factory=Opt)
     maybe_rows: list[Opt] | None = None
+    opt_rows: list[Opt | None] = []
+    opt_map: dict[str, Opt | None] = {}
 
 
 @pytest.mark.parametrize(
@@ -511,6 +513,8 @@ class Deep(msgspec.Struct):
         ({"by_name": []}, Deep()),
         ({"pair": [{"QTY": 4}, 5]}, Deep(pair=(Opt(qty=4), 5))),
         ({"maybe_rows": [{"QTY": 6}]}, Deep(maybe_rows=[Opt(qty=6)])),
+        ({"opt_rows": [None, {"QTY": 7}]}, Deep(opt_rows=[None, Opt(qty=7)])),
+        ({"opt_map": {"a": None, "b": {"QTY": 8}}}, Deep(opt_map={"a": None, "b": Opt(qty=8)})),
         (
             {"one": {"qty": 1}, "rows": [{"qty": 2}], "by_name": {"k": {"qty": 3}}},
             Deep(one=Opt(1), rows=[Opt(2)], by_name={"k": Opt(3)}),
