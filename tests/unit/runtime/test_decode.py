@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -317,7 +318,8 @@ _keys = st.sampled_from(
 )
 
 
-@settings(max_examples=400, deadline=None)
+# Fewer examples under mutation testing: every decode mutant runs this (scripts/mutants.py).
+@settings(max_examples=60 if os.environ.get("BUBU_MUTANTS") else 400, deadline=None)
 @given(st.dictionaries(_keys | st.text(max_size=6), _json, max_size=8), st.booleans())
 def test_decode_raises_only_schema_validation_error(data: dict[str, Any], strict: bool) -> None:
     try:
