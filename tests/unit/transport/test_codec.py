@@ -684,3 +684,28 @@ def test_struct_round_trip_is_type_exact_for_json(doc: dict[str, Any]) -> None:
     wire = struct_pb2.Struct.FromString(st_.SerializeToString())
     assert codec.struct_to_dict(wire) == doc
     assert json.loads(codec.struct_to_json(wire)) == doc
+
+
+def test_envelope_decode_error_texts() -> None:
+    # Go-pinned accept/refuse in test_codec_go.py; the texts are bubu's own.
+    big = b'{"kind":"k","payload":"' + b"x" * codec.MAX_ENVELOPE_BYTES + b'"}'
+    with pytest.raises(ProtocolViolationError) as info:
+        codec.decode_envelope(big)
+    assert str(info.value) == "envelope decode failed: envelope exceeds 10 MiB"
+    with pytest.raises(ProtocolViolationError) as info:
+        codec.decode_envelope(b'{"kind":"k"}', 1 << 63)
+    assert str(info.value) == "envelope decode failed: frame timestamp overflows int64"
+    with pytest.raises(ProtocolViolationError) as info:
+        codec.decode_envelope(b"{")
+    assert str(info.value).startswith("envelope decode failed: ")
+
+
+def test_envelope_decode_without_a_frame_timestamp_has_none() -> None:
+    assert codec.decode_envelope(b'{"kind":"k"}').timestamp_ms == 0
+
+
+@pytest.mark.parametrize(("field", "raw"), [("payload", b"{"), ("inputs", b"[1]")])
+def test_struct_source_error_texts(field: str, raw: bytes) -> None:
+    with pytest.raises(ProtocolViolationError) as info:
+        codec._json_object(raw, field)
+    assert str(info.value).startswith(f"{field} decode failed: ")
