@@ -20,6 +20,17 @@ from bubu._runtime.decode import decode, is_decodable
 from bubu.errors import SchemaValidationError
 
 
+@pytest.fixture(autouse=True)
+def _fresh_type_tables() -> None:
+    # decode caches per-type tables; a test must not lean on tables an earlier test built
+    # (under mutation testing they would hide the mutated table code).
+    from bubu._runtime import decode as module
+
+    module._FIELDS.clear()
+    module._NODE_FLAGS.clear()
+    module._TYPE_INFO.clear()
+
+
 class Item(msgspec.Struct):
     qty: int
     name: str = ""
@@ -563,6 +574,17 @@ class TD(TypedDict):
 
 class Holder(msgspec.Struct):
     td: TD | None = None
+
+
+class OnlyCat(msgspec.Struct):
+    cat: Cat | None = None
+
+
+def test_keys_after_the_tag_are_checked_too() -> None:
+    # One tagged member: the fast path applies, and must not stop checking at the tag key.
+    assert decode({"cat": {"type": "Cat", "LIVES": 3}}, OnlyCat) == OnlyCat(cat=Cat(lives=3))
+    assert decode({"cat": {"LIVES": 3, "type": "Cat"}}, OnlyCat) == OnlyCat(cat=Cat(lives=3))
+    assert decode({"cat": {"type": "Cat", "lives": 3}}, OnlyCat) == OnlyCat(cat=Cat(lives=3))
 
 
 def test_typed_dict_targets_are_walked() -> None:

@@ -28,6 +28,17 @@ pytestmark = pytest.mark.interop
 _SETTINGS = go_settings(200)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_type_tables() -> None:
+    # decode caches per-type tables; a test must not lean on tables an earlier test built
+    # (under mutation testing they would hide the mutated table code).
+    from bubu._runtime import decode as module
+
+    module._FIELDS.clear()
+    module._NODE_FLAGS.clear()
+    module._TYPE_INFO.clear()
+
+
 class IntBox(msgspec.Struct):
     v: int = 0
 
@@ -169,6 +180,8 @@ SCALAR_CASES: list[tuple[str, Any]] = [
             "1_", "1__0", "1_.5", "", " 1", "1 ", "inf", "+Inf", "-INFINITY", "infinity",
             "infin", "nan", "NaN", "+nan", "-nan", "0x1p-2", "0X1.8P1", "-0x_1p0", "0x1_p0",
             "0x10", "0x.p1", "0x1p", "0o17", "0b1", "1e400", "-1e400", "0x1p2000",
+            "0x1_0p0", "0x1p1_0", "0x1._8p0", "0x1.8_0p0", "0x1p_1", "+0x_1p0", "0x_p0",
+            "0x__1p0", "0x1__0p0", "0x1p1_", "0xA_bp-4", "0x1p+1_0",
             "5e-400", "0x1p-2000", "1e", "e1", "\u0661\u0662", "\uff11.5", "abc",
             True, False, 2, -0.0, 0.1, 1e300, [1.5], {"a": 1},
         ]

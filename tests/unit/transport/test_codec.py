@@ -28,6 +28,14 @@ from bubu._runtime.messages import (
 from bubu._transport import codec
 from bubu.errors import ProtocolViolationError
 
+
+@pytest.fixture(autouse=True)
+def _fresh_key_entries() -> None:
+    # The writer caches per-key entry bytes; a test must not lean on entries an earlier test
+    # built (under mutation testing they would hide the mutated entry code).
+    codec._KEY_ENTRIES.clear()
+
+
 ENV_MIME = "application/vnd.bubu.packet+json"
 TS = dt.datetime(2026, 4, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 TS_MS = 1775044800123

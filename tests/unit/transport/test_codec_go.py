@@ -28,6 +28,14 @@ pytestmark = pytest.mark.interop
 
 _SETTINGS = go_settings(150)
 
+
+@pytest.fixture(autouse=True)
+def _fresh_key_entries() -> None:
+    # The writer caches per-key entry bytes; a test must not lean on entries an earlier test
+    # built (under mutation testing they would hide the mutated entry code).
+    codec._KEY_ENTRIES.clear()
+
+
 _text = st.text(
     alphabet=st.sampled_from(list('az09 _-.<>&"\\/\n\t\u00e9\u2028\u2029\U0001f600\x00\x1f\x7f')),
     max_size=6,

@@ -31,6 +31,14 @@ from bubu._runtime.messages import (
 from bubu._transport import codec
 from bubu.errors import ProtocolViolationError
 
+
+@pytest.fixture(autouse=True)
+def _fresh_key_entries() -> None:
+    # The writer caches per-key entry bytes; a test must not lean on entries an earlier test
+    # built (under mutation testing they would hide the mutated entry code).
+    codec._KEY_ENTRIES.clear()
+
+
 KEYS = st.sampled_from(["", "a", "é", "k" * 125, "k" * 126, "k" * 127, "k" * 200, "x" * 20000])
 LEAVES = (
     st.none()
