@@ -703,3 +703,90 @@ def test_refusal_messages(field: str, value: Any, message: str) -> None:
     with pytest.raises(SchemaValidationError) as info:
         decode({field: value}, Inputs)
     assert str(info.value) == f"$.{field}: {message}"
+
+
+# --- decode's own entry paths ---
+
+
+def test_unhashable_annotations_are_decoded_without_the_cache() -> None:
+    assert decode(True, Annotated[int, {"note": 1}]) == 1
+    assert decode("7", Annotated[int, {"note": 1}]) == 7
+
+
+def test_tagged_struct_without_its_tag_decodes() -> None:
+    assert decode({"cat": {"LIVES": 3}}, OnlyCat) == OnlyCat(cat=Cat(lives=3))
+
+
+def test_top_level_optional_struct() -> None:
+    assert decode({"QTY": 1}, Opt | None) == Opt(qty=1)
+    assert decode({"qty": 1}, Opt | None) == Opt(qty=1)
+    assert decode(None, Opt | None) == Opt()
+
+
+def test_pass_through_targets_take_any_shape() -> None:
+    assert decode([1, 2], dict) == [1, 2]
+    assert decode("x", object) == "x"
+    assert decode(None, dict) == {}
+    assert decode(None, Any) == {}
+
+
+def test_undecodable_target_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"^cannot decode into 3: "):
+        decode({}, 3)
+
+
+class Either(msgspec.Struct):
+    f: Item | Literal["x"] = "x"
+
+
+def test_missing_field_reported_by_msgspec_names_the_field() -> None:
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"f": {"name": "n"}}, Either, path="$.in")
+    assert str(info.value) == "$.in.f.qty: missing required field"
+    assert info.value.path == "$.in.f.qty"
+    with pytest.raises(SchemaValidationError) as info:
+        decode({"name": "n"}, Item | Literal["x"])
+    assert str(info.value) == "$.qty: missing required field"
+
+
+def test_top_level_msgspec_error_gets_the_base_path() -> None:
+    with pytest.raises(SchemaValidationError) as info:
+        decode("x", Literal["a"], path="$.in")
+    assert str(info.value) == "$.in: Invalid enum value 'x'"
+    assert info.value.path == "$.in"
+
+
+class ColorBox(msgspec.Struct):
+    c: Color = Color.RED
+    d: int = 0
+
+
+def test_msgspec_decides_enums_laxly_after_the_walk() -> None:
+    assert decode({"c": "1", "D": 1}, ColorBox) == ColorBox(c=Color.RED, d=1)
+
+
+class Arr(msgspec.Struct, array_like=True):
+    a: int
+    b: str
+
+
+class HoldsArr(msgspec.Struct):
+    p: Arr | None = None
+    q: int = 0
+
+
+def test_array_like_structs_are_left_to_msgspec() -> None:
+    assert decode({"p": [1, "x"], "Q": 1}, HoldsArr) == HoldsArr(p=Arr(1, "x"), q=1)
+
+
+def test_runaway_nesting_is_a_schema_error() -> None:
+    doc: dict[str, Any] = {}
+    cur = doc
+    for _ in range(3000):
+        nxt: dict[str, Any] = {}
+        cur["CHILDREN"] = [nxt]  # a case variant: the walk, not the fast path
+        cur = nxt
+    with pytest.raises(SchemaValidationError) as info:
+        decode(doc, Plain, path="$.in")
+    assert str(info.value) == "$.in: value nested too deeply"
+    assert info.value.path == "$.in"
