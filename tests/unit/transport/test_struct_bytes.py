@@ -252,3 +252,11 @@ def test_without_the_compiled_writer_everything_still_works() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("doc", [{"k": {1, 2}}, {"k": [b"x"]}, {"k": [[{"d": object()}]]}])
+def test_python_writer_names_the_type_it_cannot_store(doc: dict[str, Any]) -> None:
+    with pytest.raises(
+        TypeError, match=r"^cannot store (set|bytes|object) in a google\.protobuf\.Struct$"
+    ):
+        _python_writer(doc)
