@@ -610,6 +610,9 @@ def test_exact_encoded_name_differing_from_the_python_name_wins() -> None:
 
     assert decode({"Key": 1}, Renamed) == Renamed(x=1)
     assert decode({"KEY": 2, "Key": 1}, Renamed) == Renamed(x=1, y=2)
+    # A weak conversion takes the walk, where the exact-name table decides.
+    assert decode({"Key": "1"}, Renamed) == Renamed(x=1)
+    assert decode({"KEY": "2", "Key": "1"}, Renamed) == Renamed(x=1, y=2)
 
 
 class Color(enum.IntEnum):
