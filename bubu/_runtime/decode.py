@@ -610,7 +610,10 @@ def decode(data: Any, type_: Any, *, strict: bool = False, path: str = "$") -> A
     ):
         return data  # dict[str, Any]: nothing to convert
     # Exact keys also satisfy strict mode: no key is unknown.
-    done, value = _fast(data, info, type_)
+    try:
+        done, value = _fast(data, info, type_)
+    except RecursionError:  # the key check walks the value too
+        raise SchemaValidationError(f"{path}: value nested too deeply", path=path) from None
     if done:
         return value
     try:

@@ -782,14 +782,31 @@ def test_array_like_structs_are_left_to_msgspec() -> None:
     assert decode({"p": [1, "x"], "Q": 1}, HoldsArr) == HoldsArr(p=Arr(1, "x"), q=1)
 
 
-def test_runaway_nesting_is_a_schema_error() -> None:
+@pytest.mark.parametrize("key", ["CHILDREN", "children"])  # the walk; the fast path's key check
+def test_runaway_nesting_is_a_schema_error(key: str) -> None:
     doc: dict[str, Any] = {}
     cur = doc
     for _ in range(3000):
         nxt: dict[str, Any] = {}
-        cur["CHILDREN"] = [nxt]  # a case variant: the walk, not the fast path
+        cur[key] = [nxt]
         cur = nxt
     with pytest.raises(SchemaValidationError) as info:
         decode(doc, Plain, path="$.in")
     assert str(info.value) == "$.in: value nested too deeply"
     assert info.value.path == "$.in"
+
+
+class Shared(msgspec.Struct):
+    d: timedelta = timedelta(0)
+    a: Opt = msgspec.field(default_factory=Opt)
+    b: Opt = msgspec.field(default_factory=Opt)
+
+
+def test_type_flags_see_past_a_shared_node_and_are_kept_per_type() -> None:
+    # Shared reaches Opt twice (one type_info node) before its timedelta; Limits comes after a
+    # plain type: both must still take the walk, which refuses ISO 8601 durations.
+    with pytest.raises(SchemaValidationError, match="time: invalid duration"):
+        decode({"d": "PT5S"}, Shared)
+    assert decode({"qty": 1}, Opt) == Opt(qty=1)
+    with pytest.raises(SchemaValidationError, match="time: invalid duration"):
+        decode({"timeout": "PT5S"}, Limits)
