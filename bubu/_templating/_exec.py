@@ -33,6 +33,7 @@ from bubu._templating._values import (
     GoStringMap,
     GoStrings,
     go_type,
+    is_int,
     truth,
 )
 
@@ -203,7 +204,7 @@ class _State:
 
             ran = False
             try:
-                if type(value) is GoInt or type(value) is GoInt64:
+                if is_int(value):  # every Go integer kind ranges (Go 1.22), a byte included
                     if len(decl) > 1:
                         self.errorf(
                             f"can't use {sprint(value)} to iterate over more than one variable"

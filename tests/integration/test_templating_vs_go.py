@@ -148,6 +148,10 @@ CORPUS: list[str] = [
     "{{ range $i := 3 }}{{ $i }}{{ end }}",
     "{{ range .inputs.count }}{{ . }}{{ end }}",
     "{{ range .inputs.name }}{{ . }}{{ end }}",
+    # A byte is a Go integer too (found by test_generated_templates_match_go): it ranges with
+    # one variable and refuses two, as every integer kind does.
+    "{{ range (index .inputs.name 0) }}{{ . }},{{ end }}",
+    "{{ range $i, $e := (0 | index .inputs.name) }}[{{ $i }}:{{ $e }}]{{ end }}",
     "{{ range .inputs.mixed }}{{ .k }}{{ end }}",
     "{{- .inputs.name -}}",
     "a  {{- .inputs.count }}  b {{ .inputs.count -}}  c",
