@@ -1,6 +1,6 @@
 """``start_streaming``: run a :class:`~bubu.engram.StreamingEngram` against the connector sidecar.
 
-The policy layer over :mod:`bubu._transport.session` (docs/contract/streaming.md#session,
+The policy layer over :mod:`bubu._transport.session` (docs/contract/stream.md#session,
 docs/contract/design.md#cancellation-and-shutdown). The session only speaks the protocol; this
 module owns the engram and the retries:
 
@@ -79,7 +79,7 @@ Emit: TypeAlias = Callable[[StreamMessage], Awaitable[None]]
 class ControlDirective(msgspec.Struct, frozen=True, kw_only=True):
     """A control directive from the connector, or the engram's reply to one.
 
-    See docs/contract/streaming.md#control.
+    See docs/contract/stream.md#control.
 
     Implement ``async def on_control(self, directive) -> ControlDirective | None`` on the engram
     to see every directive (``connector.ready``, ``handoff.draining``, ``start``...). Return a
@@ -339,7 +339,7 @@ class _Held(AsyncIterator[InboundMessage]):
 def classify_engram_error(exc: BaseException) -> BaseException:
     """What an exception from the engram's stream means for the session.
 
-    See docs/contract/streaming.md#keepalive-and-limits.
+    See docs/contract/stream.md#keepalive-and-limits.
 
     Go treats an error from ``Stream`` as a session error: the session reconnects and the
     stream is invoked again, so the messages that were not ``done()`` are redelivered (the
@@ -432,7 +432,7 @@ async def run_with_reconnect(
 ) -> int:
     """Run sessions until one ends cleanly, retrying retriable failures.
 
-    See docs/contract/streaming.md#keepalive-and-limits.
+    See docs/contract/stream.md#keepalive-and-limits.
 
     Backoff starts at ``BUBU_GRPC_RECONNECT_BASE_BACKOFF``, doubles up to the max, with
     ``U[0.8, 1.2)`` jitter. ``BUBU_GRPC_RECONNECT_MAX_RETRIES`` counts retries over the process

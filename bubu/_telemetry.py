@@ -128,7 +128,7 @@ def _w3c_propagator() -> Any:
 def inject_w3c(carrier: MutableMapping[str, str]) -> None:
     """Write W3C ``traceparent``/``tracestate``/``baggage`` of the current context to a carrier.
 
-    The Go SDK's stream propagator (docs/contract/streaming.md#trace-context): W3C TraceContext plus
+    The Go SDK's stream propagator (docs/contract/stream.md#trace-context): W3C TraceContext plus
     Baggage whatever the global propagator is, gated by ``BUBU_TRACE_PROPAGATION`` (by the caller),
     not by ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
     """
@@ -150,7 +150,7 @@ def rpc_span(method: str, metadata: MutableMapping[str, str]) -> Iterator[Any]:
     """The client span of one gRPC call, its context put into the call's metadata.
 
     What Go's otelgrpc client stats handler does for the connector streams
-    (``BUBU_TRACE_PROPAGATION``, docs/contract/streaming.md#trace-context): a ``CLIENT`` span
+    (``BUBU_TRACE_PROPAGATION``, docs/contract/stream.md#trace-context): a ``CLIENT`` span
     named after the full method (``transport.v1.TransportConnectorService/Data``) with the ``rpc.*``
     attributes, injected with the global propagator, ended (with an error status when the block
     raises) when the call ends. Without a tracer provider (opentelemetry-api alone, or tracing off)

@@ -405,7 +405,7 @@ class StreamSessionError(TransportError):
     """A streaming session failed in a way a reconnect may fix.
 
     Covers an unexpected end of the Data or Control stream, an invalid inbound packet, a bad
-    chunk sequence, dedupe overflow and send timeouts (docs/contract/streaming.md#errors): the
+    chunk sequence, dedupe overflow and send timeouts (docs/contract/stream.md#errors): the
     runner reconnects with jittered backoff, as the Go SDK does.
     """
 
@@ -416,7 +416,7 @@ class StreamSessionError(TransportError):
 class HandshakeTimeoutError(TransportError):
     """The connector did not complete the startup handshake in time.
 
-    See docs/contract/streaming.md#startup.
+    See docs/contract/stream.md#startup.
 
     Not retried, as in Go (``errControlStartupHandshakeTimeout``).
     """

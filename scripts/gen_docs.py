@@ -41,7 +41,7 @@ _SECTIONS = {
     "streaming 2.2": (
         "Streaming transport (read by the streaming runtime)",
         "streaming",
-        "streaming.md#environment",
+        "stream.md#environment",
     ),
     "b.8": (
         "Test-only and legacy (not read by the SDK)",
@@ -67,7 +67,7 @@ def render() -> str:
         "",
         "Every variable the SDK knows, from the BubuStack runtime contract",
         "([runtime environment](../contract/runtime-environment.md) and",
-        "[streaming environment](../contract/streaming.md#environment)).",
+        "[streaming environment](../contract/stream.md#environment)).",
         "Durations use Go syntax (`300ms`, `1h2m3.5s`);",
         "*envInt*/*envDur* values that are invalid or <= 0 fall back to the default with a warning",
         "on the `bubu.runtime` logger. Status: `read` (loaded by `bubu._runtime.env.load_env`),",

@@ -40,7 +40,7 @@ SPEC_FILES = tuple(
     )
 )
 _SHARED = ".." + "/shared"
-#: ``docs/streaming.md`` and ``docs/contract/streaming.md`` are ours; the bare name (not in a path,
+#: ``docs/streaming.md`` and ``docs/contract/stream.md`` are ours; the bare name (not in a path,
 #: not a Markdown link target, without an ``#anchor``) is the spec file of the same name.
 _BARE_STREAMING = re.compile(r"(?<![\w/.-])(?<!\]\()streaming" + re.escape(_MD) + r"(?![\w#-])")
 _SPEC_NAMES = re.compile(
@@ -153,7 +153,7 @@ def test_the_checks_see_the_citations_and_tell_anchors_apart() -> None:
         ("# see (" + "streaming" + _MD + " 4.3)", True),
         ("# a path " + _SHARED + "/spec/x", True),
         ("# bare section (c.13) of the Go spec", True),
-        ("# (docs/contract/streaming.md#encoding)", False),
+        ("# (docs/contract/stream.md#encoding)", False),
         ("[Streaming engrams](streaming.md)", False),
         ("# bubu (docs/streaming.md) and v0.1.13 (c, d)", False),
     ],

@@ -1,6 +1,6 @@
 """``BUBU_TRANSPORT_BINDING``: the binding envelope, its checks and its env overrides.
 
-See docs/contract/streaming.md#non-protobuf-contracts and docs/contract/streaming.md#environment.
+See docs/contract/stream.md#non-protobuf-contracts and docs/contract/stream.md#environment.
 The value is a JSON envelope
 ``{"name", "namespace", "binding": <protojson BindingInfo>}``; ``binding.payload`` (base64) is the
 raw JSON of the TransportBinding's settings, whose ``env`` object overrides process variables.
@@ -39,7 +39,7 @@ PROTOCOL_VERSION = "1.0.0"
 MAX_BINDING_BYTES = 1024 * 1024
 """Largest accepted ``BUBU_TRANSPORT_BINDING`` value (core ``maxBindingPayloadBytes``)."""
 
-# BindingInfo buf.validate limits (docs/contract/streaming.md#validation): field -> max length.
+# BindingInfo buf.validate limits (docs/contract/stream.md#validation): field -> max length.
 _STRING_LIMITS = {"transportRef": 128, "driver": 128, "endpoint": 2048, "protocolVersion": 128}
 _LIST_LIMITS = {"audioCodecs": (32, 64), "videoCodecs": (32, 64), "binaryTypes": (32, 255)}
 _MAX_PAYLOAD = 1024 * 1024

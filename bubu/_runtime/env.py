@@ -3,7 +3,7 @@
 This is the only module that reads ``BUBU_*`` values, always through an ``EnvSource``
 (``os.environ`` by default). ``VARIABLES`` lists every variable of the runtime
 contract (docs/contract/runtime-environment.md; the test-only and legacy ones as not read) and
-the streaming variables (docs/contract/streaming.md#environment, parsed
+the streaming variables (docs/contract/stream.md#environment, parsed
 by ``bubu._runtime.transport`` with the helpers in ``parse.py``). ``scripts/gen_docs.py`` renders
 it to ``docs/reference/environment.md``.
 
@@ -857,7 +857,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "b.7",
         _OBS_BOOL,
     ),
-    # docs/contract/streaming.md#environment (parsed by bubu._runtime.transport with parse.env_dur /
+    # docs/contract/stream.md#environment (parsed by bubu._runtime.transport with parse.env_dur /
     # env_int)
     _v(
         "BUBU_TRANSPORT_SECURITY_MODE",

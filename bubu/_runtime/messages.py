@@ -1,6 +1,6 @@
 """Streaming message types: what engrams receive and publish.
 
-See docs/contract/streaming.md#stream-message.
+See docs/contract/stream.md#stream-message.
 
 Pure data, no protobuf: ``bubu._transport.codec`` is the one place these types meet the
 generated ``transport.v1`` messages. The shapes mirror the Go SDK's ``engram.StreamMessage`` and
@@ -69,7 +69,7 @@ KIND_ERROR: Final = "error"
 JSON_MIME_TYPE: Final = "application/json"
 OCTET_STREAM_MIME_TYPE: Final = "application/octet-stream"
 # The JSON packet envelope carried in BinaryFrame.payload
-# (docs/contract/streaming.md#non-protobuf-contracts).
+# (docs/contract/stream.md#non-protobuf-contracts).
 ENVELOPE_MIME_TYPE: Final = "application/vnd.bubu.packet+json"
 
 _KIND_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -160,7 +160,7 @@ def _now() -> _dt.datetime:
 class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One streaming message (Go ``engram.StreamMessage``).
 
-    See docs/contract/streaming.md#stream-message.
+    See docs/contract/stream.md#stream-message.
 
     Build JSON messages with :meth:`json`, media with :meth:`binary`, :meth:`audio` and
     :meth:`video`, and stream-level errors with :meth:`error`. The plain constructor takes every
@@ -180,7 +180,7 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         audio: Audio frame, or ``None``.
         video: Video frame, or ``None``.
         binary: Binary frame, or ``None``. For JSON messages it mirrors ``payload`` with MIME
-            ``application/json`` (docs/contract/streaming.md#json-mirror).
+            ``application/json`` (docs/contract/stream.md#json-mirror).
     """
 
     payload: bytes = b""
@@ -216,7 +216,7 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         encoded as canonical JSON (sorted keys, compact) into ``payload`` and mirrored into a
         ``BinaryFrame`` with MIME ``application/json``: the Go SDK's JSON output shape, which puts
         both the envelope frame and the ``payload`` Struct on the wire
-        (docs/contract/streaming.md#json-mirror).
+        (docs/contract/stream.md#json-mirror).
 
         Args:
             data: The JSON object to send.
@@ -255,7 +255,7 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     ) -> StreamMessage:
         """Build a raw binary message: ``binary=BinaryFrame(data, content_type)``, no payload.
 
-        On the wire this is a raw frame without a Struct (docs/contract/streaming.md#encoding,
+        On the wire this is a raw frame without a Struct (docs/contract/stream.md#encoding,
         case 3): the hub routes it as media and records no step outputs.
         """
         return cls(
@@ -324,7 +324,7 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     ) -> StreamMessage:
         """Build a stream-level error message (Go ``NewStreamErrorMessage``).
 
-        See docs/contract/streaming.md#errors.
+        See docs/contract/stream.md#errors.
 
         ``kind="error"`` with a StructuredError v1 JSON payload and no media frame. It travels as
         an ordinary message and triggers no retries.
@@ -425,7 +425,7 @@ class StreamMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     def validate(self) -> None:
         """Apply Go ``StreamMessage.Validate``, outbound and inbound alike.
 
-        See docs/contract/streaming.md#message-validation.
+        See docs/contract/stream.md#message-validation.
 
         Raises:
             ProtocolViolationError: naming the offending field.
@@ -649,7 +649,7 @@ class Drop(Exception):
 class InboundMessage:
     """A received :class:`StreamMessage` plus its delivery receipt.
 
-    See docs/contract/streaming.md#inbound.
+    See docs/contract/stream.md#inbound.
 
     Attribute access forwards to the message (``inbound.payload``, ``inbound.json_data()``).
     Call :meth:`done` once the message is fully processed: for a sequenced packet that sends the

@@ -1,6 +1,6 @@
 """Every ``BUBU_GRPC_*`` / ``BUBU_TRANSPORT_*`` knob of the contract, with Go defaults.
 
-See docs/contract/streaming.md#environment.
+See docs/contract/stream.md#environment.
 
 Values are read through an :class:`~bubu._runtime.binding.EnvResolver` (binding ``payload.env``
 first, then the process environment) and parsed with the Go rules of
@@ -64,7 +64,7 @@ TRACE_PROPAGATION = "BUBU_TRACE_PROPAGATION"
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 """10 MiB: the Go SDK client cap and the connector/hub server cap.
 
-See docs/contract/streaming.md#keepalive-and-limits.
+See docs/contract/stream.md#keepalive-and-limits.
 """
 
 _ONE_NS = 1e-9
@@ -116,7 +116,7 @@ class TransportSettings:
 
 def _retries(raw: str | None, default: int) -> int:
     # Go: negative is unlimited, N permits N retries, a non-integer is ignored
-    # (docs/contract/streaming.md#environment).
+    # (docs/contract/stream.md#environment).
     text = go_trim_space(raw) if raw is not None else ""
     if not text:
         return default

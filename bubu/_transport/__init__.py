@@ -1,4 +1,4 @@
-"""Streaming transport: the engram side of ``transport.v1`` (docs/contract/streaming.md).
+"""Streaming transport: the engram side of ``transport.v1`` (docs/contract/stream.md).
 
 The only package (with ``bubu._gen`` and ``bubu.testkit``) that imports grpclib, protobuf and
 protovalidate. ``codec`` converts between :class:`bubu.StreamMessage` and the generated messages,

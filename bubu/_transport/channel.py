@@ -1,6 +1,6 @@
 """Dial the connector: endpoint parsing, the TLS rules and the 10 MiB message caps.
 
-See docs/contract/streaming.md#tls and docs/contract/streaming.md#keepalive-and-limits. The engram
+See docs/contract/stream.md#tls and docs/contract/stream.md#keepalive-and-limits. The engram
 only dials (the connector sidecar listens on 50051):
 
 * plaintext for ``unix://`` endpoints, ``localhost`` and loopback IPs (``127.x``, ``[::1]``), even
@@ -11,7 +11,7 @@ only dials (the connector sidecar listens on 50051):
 grpclib has no max-message-size setting, so :class:`CappedProtoCodec` enforces the caps when it
 encodes and decodes. grpclib keepalive stays disabled (its client default): a Go connector
 answers pings more frequent than 5 min with GOAWAY ``too_many_pings``
-(docs/contract/streaming.md#keepalive-and-limits).
+(docs/contract/stream.md#keepalive-and-limits).
 
 HTTP/2 flow control: grpclib returns window to the peer only as the application reads a stream,
 and the engram reads nothing on Data until the handshake on Control is complete. With equal
@@ -183,7 +183,7 @@ def tls_context() -> ssl.SSLContext:
 class CappedProtoCodec(ProtoCodec):
     """grpclib's protobuf codec with send and receive size caps.
 
-    See docs/contract/streaming.md#keepalive-and-limits.
+    See docs/contract/stream.md#keepalive-and-limits.
 
     Args:
         max_send: largest encoded outbound message in bytes.
@@ -274,7 +274,7 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
 
     A refused or unreachable dial is retried with grpc-go's connection backoff until the
     deadline, because the connector only listens once its own hub stream is up
-    (docs/contract/streaming.md#keepalive-and-limits): a Go engram started first waits for it
+    (docs/contract/stream.md#keepalive-and-limits): a Go engram started first waits for it
     instead of spending a reconnect retry.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Inbound chunk reassembly with the Go SDK's limits (docs/contract/streaming.md#chunking).
+"""Inbound chunk reassembly with the Go SDK's limits (docs/contract/stream.md#chunking).
 
 Works on any protobuf packet that has ``envelope`` and a ``binary`` frame (``DataResponse``), by
 attribute access only, so this module does not import the generated code. The Go SDK never emits
@@ -43,14 +43,14 @@ MAX_CHUNK_BYTES = 10 * 1024 * 1024
 class ChunkError(StreamSessionError):
     """A chunk sequence breaks the rules of the contract; the session fails and reconnects.
 
-    See docs/contract/streaming.md#chunking.
+    See docs/contract/stream.md#chunking.
     """
 
 
 def is_chunked(envelope: Any) -> bool:
     """Return whether a packet's envelope carries any chunk field.
 
-    See docs/contract/streaming.md#chunking.
+    See docs/contract/stream.md#chunking.
     """
     return bool(
         envelope.chunk_id
@@ -133,7 +133,7 @@ class ChunkReassembler:
         payload replaced by the concatenation in index order and the chunk fields cleared.
 
         Raises:
-            ChunkError: a rule of docs/contract/streaming.md#chunking is broken.
+            ChunkError: a rule of docs/contract/stream.md#chunking is broken.
         """
         envelope = packet.envelope
         if not packet.HasField("envelope") or not is_chunked(envelope):

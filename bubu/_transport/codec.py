@@ -3,13 +3,13 @@
 Replicates the Go SDK v0.1.5 exactly where the wire can tell the difference:
 
 - outbound encoding decision tree (``streamMessageToPublishRequest``,
-  docs/contract/streaming.md#encoding) including the JSON-mirror rule
-  (docs/contract/streaming.md#json-mirror) and the raw-binary bypass;
+  docs/contract/stream.md#encoding) including the JSON-mirror rule
+  (docs/contract/stream.md#json-mirror) and the raw-binary bypass;
 - inbound decode precedence and metadata hoisting (``publishRequestToStreamMessage``, 4.6);
 - the JSON packet envelope (``application/vnd.bubu.packet+json``, tractatus ``envelope``, 1.6);
-- control-action type strings (docs/contract/streaming.md#enums), heartbeats
-  (docs/contract/streaming.md#heartbeats) and delivery receipts (docs/contract/streaming.md#control,
-  docs/contract/streaming.md#acks).
+- control-action type strings (docs/contract/stream.md#enums), heartbeats
+  (docs/contract/stream.md#heartbeats) and delivery receipts (docs/contract/stream.md#control,
+  docs/contract/stream.md#acks).
 
 Struct conversion uses hand-written fillers rather than ``json_format``/``Struct.update``:
 docs/performance.md#ceiling measured them 1.7-4x faster, and ``MessageToDict`` turns every integer
@@ -80,7 +80,7 @@ __all__ = [
     "varint",
 ]
 
-# Reserved packet-metadata keys (docs/contract/streaming.md#non-protobuf-contracts).
+# Reserved packet-metadata keys (docs/contract/stream.md#non-protobuf-contracts).
 META_KIND: Final = "bubu.envelope.kind"
 META_MESSAGE_ID: Final = "bubu.envelope.message_id"
 META_TIMESTAMP_MS: Final = "bubu.envelope.timestamp_ms"
@@ -100,7 +100,7 @@ _GO_INT_LIMIT: Final = 1e21
 
 _P = TypeVar("_P", pb.DataRequest, pb.DataResponse, pb.PublishRequest)
 
-# -- control action names (docs/contract/streaming.md#enums) ---------------------------------------
+# -- control action names (docs/contract/stream.md#enums) ---------------------------------------
 
 _ACTION_NAMES: Final[dict[int, str]] = {
     pb.CONTROL_ACTION_NOOP: "noop",
@@ -126,7 +126,7 @@ _ACTION_BY_NAME: Final[dict[str, int]] = {v: k for k, v in _ACTION_NAMES.items()
 def control_type(action: int, custom_action: str = "") -> str:
     """The type string of a control message: a non-blank ``custom_action`` wins, else the enum.
 
-    Unknown enum numbers map to ``""`` (Go decoding rule, docs/contract/streaming.md#enums).
+    Unknown enum numbers map to ``""`` (Go decoding rule, docs/contract/stream.md#enums).
     """
     custom = custom_action.strip()
     if custom:
@@ -171,7 +171,7 @@ def delivery_receipt(
 ) -> pb.ControlRequest:
     """The ``downstream.delivered`` receipt for a sequenced packet.
 
-    See docs/contract/streaming.md#control, docs/contract/streaming.md#acks.
+    See docs/contract/stream.md#control, docs/contract/stream.md#acks.
 
     Sent with ``action=UNSPECIFIED`` and the custom action, exactly as Go does.
     """
@@ -190,7 +190,7 @@ def delivery_receipt(
 def heartbeat_data_request() -> pb.DataRequest:
     """The Data-stream heartbeat: metadata ``bubu-heartbeat: true``, nothing else.
 
-    See docs/contract/streaming.md#heartbeats.
+    See docs/contract/stream.md#heartbeats.
     """
     return pb.DataRequest(metadata={HEARTBEAT_METADATA_KEY: "true"})
 
@@ -204,7 +204,7 @@ def is_heartbeat_metadata(metadata: Mapping[str, str]) -> bool:
 def packet_size(packet: pb.DataRequest | pb.DataResponse | pb.PublishRequest) -> int:
     """Encoded size of a packet in its DataRequest form: the receipt's ``size_bytes``.
 
-    See docs/contract/streaming.md#acks.
+    See docs/contract/stream.md#acks.
 
     DataRequest and DataResponse share one layout, and upb encodes empty map values the way Go
     does, so ``ByteSize()`` equals Go's ``proto.Size`` of the reassembled packet. Pass the packet
@@ -544,7 +544,7 @@ else:
     _compiled_struct_bytes = _structwire.struct_bytes
 
 
-# -- the JSON packet envelope (docs/contract/streaming.md#non-protobuf-contracts) ------------------
+# -- the JSON packet envelope (docs/contract/stream.md#non-protobuf-contracts) ------------------
 
 
 class _EnvTypedConfig(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -724,7 +724,7 @@ def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope
     )
 
 
-# -- outbound: StreamMessage -> DataRequest (docs/contract/streaming.md#encoding) ------------------
+# -- outbound: StreamMessage -> DataRequest (docs/contract/stream.md#encoding) ------------------
 
 
 def _json_object(raw: bytes, field: str) -> dict[str, Any]:
@@ -832,7 +832,7 @@ def _build(
         if envelope is not None:
             doc, ts = envelope
             if binary is not None:
-                # Go quirk (docs/contract/streaming.md#encoding): the caller's Binary timestamp
+                # Go quirk (docs/contract/stream.md#encoding): the caller's Binary timestamp
                 # overwrites the envelope's, even when it is 0.
                 ts = max(binary.timestamp_ms, 0)
             pb_ = packet.binary
@@ -848,7 +848,7 @@ def _build(
         else:
             raise ProtocolViolationError("stream message missing audio, video, or binary payload")
     # Packet metadata = the user's map plus the bubu.envelope.* keys
-    # (docs/contract/streaming.md#encoding), set in place.
+    # (docs/contract/stream.md#encoding), set in place.
     meta = packet.metadata
     for key, value in msg.metadata.items():
         meta[key] = value
@@ -867,7 +867,7 @@ def _build(
 def to_pb_data_request(msg: StreamMessage, *, validate: bool = True) -> pb.DataRequest:
     """Encode ``msg`` as the ``DataRequest`` the Go SDK would send.
 
-    See docs/contract/streaming.md#encoding.
+    See docs/contract/stream.md#encoding.
 
     Args:
         msg: The message to publish.
@@ -983,7 +983,7 @@ def envelope_request_bytes(
     return b"".join(parts), len(doc), meta, tail
 
 
-# -- inbound: DataResponse -> StreamMessage (docs/contract/streaming.md#inbound-decode) ------------
+# -- inbound: DataResponse -> StreamMessage (docs/contract/stream.md#inbound-decode) ------------
 
 
 def _hoist(
@@ -1085,7 +1085,7 @@ def from_pb_packet(packet: Any, *, validate: bool = True) -> StreamMessage:
             # Departure from Go v0.1.5: Go mirrors the payload into Binary here even for
             # kind "error", which its own Validate then rejects ("error messages must not carry
             # media frames"), so a Go SDK cannot receive stream error messages. We skip the
-            # mirror for error messages so they decode (docs/contract/streaming.md#errors: they
+            # mirror for error messages so they decode (docs/contract/stream.md#errors: they
             # travel normally).
             if payload and kind.lower() != KIND_ERROR:
                 binary = BinaryFrame(

@@ -1,6 +1,6 @@
 """Go's default replies to connector control directives, without grpclib.
 
-See docs/contract/streaming.md#control.
+See docs/contract/stream.md#control.
 
 Kept apart from :mod:`bubu._transport.session` so that :mod:`bubu._streaming` (whose
 ``ControlDirective.default_reply`` exposes the same table to engrams) stays cheap to import:

@@ -1,4 +1,4 @@
-"""Inbound packet dedupe across sessions (docs/contract/streaming.md#dedupe).
+"""Inbound packet dedupe across sessions (docs/contract/stream.md#dedupe).
 
 Pure data structure: no I/O, no protobuf. The deduper lives for the whole process; each new
 session calls :meth:`PacketDeduper.start_session`, which clears the *pending* keys (so a packet
@@ -15,7 +15,7 @@ from bubu.errors import StreamSessionError
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DedupeOverflowError", "Outcome", "PacketDeduper", "dedupe_key"]
 
-#: Go ``newPacketDeduper`` default (docs/contract/streaming.md#dedupe): the pending cap and the
+#: Go ``newPacketDeduper`` default (docs/contract/stream.md#dedupe): the pending cap and the
 #: completed FIFO size.
 DEFAULT_MAX_ENTRIES = 4096
 
@@ -45,7 +45,7 @@ def dedupe_key(stream_id: str, partition: str, sequence: int, message_id: str | 
 
     Go keys a packet by ``env|<stream_id>|<partition>|<sequence>`` when the envelope carries a
     stream id and a positive sequence, else by ``msg|<bubu.envelope.message_id>`` from the outer
-    metadata, else not at all (docs/contract/streaming.md#dedupe).
+    metadata, else not at all (docs/contract/stream.md#dedupe).
 
     Args:
         stream_id: ``envelope.stream_id``.

@@ -1,4 +1,4 @@
-"""grpclib failures -> :mod:`bubu.errors` (docs/contract/streaming.md#errors).
+"""grpclib failures -> :mod:`bubu.errors` (docs/contract/stream.md#errors).
 
 The Go SDK retries every session error except context cancellation, the handshake timeout, the
 timed-send cleanup timeout and the gRPC codes INVALID_ARGUMENT, PERMISSION_DENIED,

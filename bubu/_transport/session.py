@@ -1,6 +1,6 @@
 """The engram side of the connector protocol: one session, and the reconnect loop around it.
 
-docs/contract/streaming.md#keepalive-and-limits, docs/contract/streaming.md#session. A session dials
+docs/contract/stream.md#keepalive-and-limits, docs/contract/stream.md#session. A session dials
 the connector, opens ``Data`` and ``Control`` with the ``bubu-transport-protocol: 1.0.0`` header
 (plus ``bubu.transport.binding`` on Control), completes the startup handshake (``connector.ready``
 with ``startup.capabilities``, then ``connector.capabilities`` when required) and only then starts
@@ -18,7 +18,7 @@ The session knows nothing about the engram: it exposes the inbound messages
 the handshake is complete it awaits the *body* the streaming lifecycle handed it
 (``bubu._streaming``: running the engram, the drain grace, classifying engram errors, and the
 reconnect loop around sessions live there). Errors leave this module as ``bubu.errors`` types,
-with ``retryable`` deciding the reconnect (docs/contract/streaming.md#keepalive-and-limits). grpclib
+with ``retryable`` deciding the reconnect (docs/contract/stream.md#keepalive-and-limits). grpclib
 and h2 internals are touched only through :mod:`bubu._transport._fastpath`.
 """
 
@@ -94,13 +94,13 @@ SessionBody = Callable[["Session"], Awaitable[None]]
 
 class HangTimeoutError(TransportError):
     """No traffic for ``BUBU_GRPC_HANG_TIMEOUT``: the session is cancelled and, as in Go, the
-    process stops instead of reconnecting (docs/contract/streaming.md#errors)."""
+    process stops instead of reconnecting (docs/contract/stream.md#errors)."""
 
 
 class Receipt(msgspec.Struct, frozen=True, gc=False):
     """A ``downstream.delivered`` receipt.
 
-    See docs/contract/streaming.md#control, docs/contract/streaming.md#acks.
+    See docs/contract/stream.md#control, docs/contract/stream.md#acks.
 
     A msgspec Struct rather than a frozen dataclass: one is built per received packet, and this
     constructs ~10x faster (0.15 us against 1.3 us).
@@ -173,7 +173,7 @@ class DeliveryBook:
 def is_retriable(exc: BaseException) -> bool:
     """Return whether the reconnect loop retries after ``exc``.
 
-    See docs/contract/streaming.md#keepalive-and-limits.
+    See docs/contract/stream.md#keepalive-and-limits.
 
     Cancellation, the handshake timeout, the hang timeout, the fatal gRPC codes, binding and
     protocol errors, and any :class:`~bubu.errors.BubuError` whose ``retryable`` is false stop;
@@ -203,7 +203,7 @@ _END: Final = object()
 
 
 class Session:
-    """One connector session (docs/contract/streaming.md#startup): dial, handshake, run, tear down.
+    """One connector session (docs/contract/stream.md#startup): dial, handshake, run, tear down.
 
     Args:
         endpoint: the connector endpoint from the binding.
@@ -350,7 +350,7 @@ class Session:
             await stack.enter_async_context(data)
             await stack.enter_async_context(control)
             # Go opens Data first (nothing sent or read yet), then the Control loop
-            # (docs/contract/streaming.md#startup).
+            # (docs/contract/stream.md#startup).
             await self._guard(data.send_request(), "data stream open")
             await self._guard(control.send_request(), "control stream open")
             peer_closed = await self._run_tasks(data, control)
@@ -524,7 +524,7 @@ class Session:
             raise
         except Exception as exc:
             # Go: a handler error becomes {action: ERROR, metadata.message}
-            # (docs/contract/streaming.md#control).
+            # (docs/contract/stream.md#control).
             logger.warning("control handler failed for %r: %s", directive_type, exc)
             return "error", {"message": str(exc) or type(exc).__name__}
 
@@ -603,7 +603,7 @@ class Session:
                     async with asyncio.timeout(interval):
                         item = await queue.get()
                 except TimeoutError:
-                    # Idle for an interval: Data heartbeat (docs/contract/streaming.md#heartbeats);
+                    # Idle for an interval: Data heartbeat (docs/contract/stream.md#heartbeats);
                     # the timer restarts after every real send because each send goes back through
                     # this wait.
                     await self._guard(data.send_message(wire.data_heartbeat()), "data heartbeat")
@@ -675,7 +675,7 @@ class Session:
         """
         if self._s.trace_propagation:
             # W3C context of the engram's current span into packet metadata
-            # (docs/contract/streaming.md#trace-context); this runs in the engram's task, so a span
+            # (docs/contract/stream.md#trace-context); this runs in the engram's task, so a span
             # the engram opened around its yield is seen.
             carrier: dict[str, str] = {}
             _telemetry.inject_w3c(carrier)
@@ -700,7 +700,7 @@ class Session:
         while True:
             try:
                 packet = await data.recv_message()
-                # The receipt's size_bytes (docs/contract/streaming.md#acks): Go's proto.Size of the
+                # The receipt's size_bytes (docs/contract/stream.md#acks): Go's proto.Size of the
                 # packet, which is the length it arrived with for every canonical encoder (Go, upb,
                 # our connector).
                 size = codec.decoded_size if sized else -1
@@ -721,7 +721,7 @@ class Session:
             envelope = packet.envelope
             if frame is None:
                 # Heartbeat/control packet: never delivered; a sequenced one is receipted at
-                # once so the hub can advance (docs/contract/streaming.md#inbound).
+                # once so the hub can advance (docs/contract/stream.md#inbound).
                 if envelope.sequence > 0 and envelope.stream_id:
                     book.queue_receipt(_receipt(packet, size))
                 self._reassembler.sweep()
@@ -768,7 +768,7 @@ class Session:
                     raise StreamSessionError(f"invalid inbound packet: {exc}") from None
                 # A heartbeat is dropped whatever its body: rebuilding the session over a
                 # liveness packet the engram never sees would cost more than the packet
-                # (docs/contract/streaming.md#inbound; Go ends the session here).
+                # (docs/contract/stream.md#inbound; Go ends the session here).
                 logger.debug("invalid heartbeat packet dropped: %s", exc)
                 message = None
             if message is None or wire.should_drop(message):
@@ -795,7 +795,7 @@ class Session:
                     async with asyncio.timeout(send_timeout):
                         await inbound.put(item)
                 except TimeoutError:
-                    # Lossy mode (docs/contract/streaming.md#environment): drop without a receipt
+                    # Lossy mode (docs/contract/stream.md#environment): drop without a receipt
                     # and release the key, so a later replay is delivered.
                     if key is not None:
                         deduper.release(key, generation)
@@ -824,7 +824,7 @@ _CLOSE_WAIT: Final = 1.0
 def _receipt(packet: Any, size: int = -1) -> Receipt:
     envelope = packet.envelope
     # size_bytes = proto.Size of the DataRequest form: same field numbers as DataResponse, and
-    # chunk fields are already cleared on a reassembled packet (docs/contract/streaming.md#acks).
+    # chunk fields are already cleared on a reassembled packet (docs/contract/stream.md#acks).
     # `size` is the received length when known (-1: measure).
     return Receipt(
         envelope.stream_id,

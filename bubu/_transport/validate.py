@@ -1,6 +1,6 @@
 """The ``buf.validate`` rules of ``transport.v1``, checked with protovalidate.
 
-See docs/contract/streaming.md#validation.
+See docs/contract/stream.md#validation.
 
 The Go SDK validates every outbound ``DataRequest`` (heartbeats included) and ``ControlRequest``,
 and every inbound reassembled packet and ``ControlResponse``; a failure is a session error. This
@@ -13,7 +13,7 @@ measured 80% of a JSON packet's validation time there. :func:`check_packet` ther
 with ``payload``/``inputs`` detached and re-attaches them (same result, ~10x faster).
 
 The 10 MiB message caps (grpclib has no max-message option,
-docs/contract/streaming.md#keepalive-and-limits) are enforced by the session; the constants live
+docs/contract/stream.md#keepalive-and-limits) are enforced by the session; the constants live
 here so every caller uses the same numbers.
 """
 

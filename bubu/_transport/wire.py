@@ -1,10 +1,10 @@
 """Session-level packet helpers: encode + validate outbound, validate + decode inbound, drop rules.
 
 Thin glue between the session and :mod:`bubu._transport.codec` / :mod:`bubu._transport.validate`
-so that the session reads as the protocol (docs/contract/streaming.md#session) and the hot path
+so that the session reads as the protocol (docs/contract/stream.md#session) and the hot path
 lives in one place. Every outbound ``DataRequest`` and ``ControlRequest`` and every inbound
 ``DataResponse`` and ``ControlResponse`` passes the ``buf.validate`` rules, as in Go v0.1.5
-(docs/contract/streaming.md#validation).
+(docs/contract/stream.md#validation).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _HEARTBEAT: Final = codec.heartbeat_data_request()
 def data_heartbeat() -> Any:
     """The Data heartbeat (``bubu-heartbeat: true``, nothing else).
 
-    See docs/contract/streaming.md#heartbeats.
+    See docs/contract/stream.md#heartbeats.
     """
     return _HEARTBEAT
 
@@ -52,7 +52,7 @@ def data_heartbeat() -> Any:
 def control_heartbeat() -> Any:
     """The Control heartbeat ``{HEARTBEAT, {ts: <unix ms>}}``.
 
-    See docs/contract/streaming.md#control.
+    See docs/contract/stream.md#control.
     """
     return pb.ControlRequest(
         action=pb.CONTROL_ACTION_HEARTBEAT, metadata={"ts": str(int(time.time() * 1000))}
@@ -251,7 +251,7 @@ _STREAM_ENTRIES_MAX: Final = 256
 def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int) -> bytes:
     """The encoded ``downstream.delivered`` ControlRequest, built directly.
 
-    See docs/contract/streaming.md#control.
+    See docs/contract/stream.md#control.
 
     Equal, field for field, to ``codec.delivery_receipt(...)`` (action UNSPECIFIED, the custom
     action, the four metadata keys) at a fraction of the cost; a receipt goes out per message.
@@ -298,7 +298,7 @@ def decode_inbound(packet: Any) -> StreamMessage:
 
 
 def should_drop(message: StreamMessage) -> bool:
-    """Go ``shouldDropSubscribeMessage`` (docs/contract/streaming.md#inbound).
+    """Go ``shouldDropSubscribeMessage`` (docs/contract/stream.md#inbound).
 
     Heartbeat metadata, kind ``heartbeat`` or ``noop``, or a completely empty message.
     """

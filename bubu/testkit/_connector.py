@@ -2,7 +2,7 @@
 
 :class:`LocalConnector` serves ``transport.v1.TransportConnectorService`` with grpclib on
 ``127.0.0.1`` (or a unix socket) and plays the roles the Go connector sidecar and hub play for an
-engram (docs/contract/streaming.md#session, docs/contract/streaming.md#hub), so an engram - Python
+engram (docs/contract/stream.md#session, docs/contract/stream.md#hub), so an engram - Python
 or Go - can run against it without Kubernetes::
 
     async with LocalConnector() as conn:
@@ -14,7 +14,7 @@ or Go - can run against it without Kubernetes::
         await conn.restart()                  # drop both streams abruptly; wait for reconnect
 
 Behaviour, following the Go connector (bobravoz-grpc v0.3.0) and hub where
-docs/contract/streaming.md describes them:
+docs/contract/stream.md describes them:
 
 - Data/Control streams without ``bubu-transport-protocol: 1.0.0`` fail FAILED_PRECONDITION;
   ``HubPush`` answers UNIMPLEMENTED; messages over 10 MiB fail RESOURCE_EXHAUSTED.
@@ -35,7 +35,7 @@ docs/contract/streaming.md describes them:
 - Flow control toward the hub: like the Go connector's flow tracker, configured from the
   binding payload (``flowControl.mode``/``ackEvery``, ``delivery.ordering``), receipts (and
   unsequenced sends) are batched into the ``FlowControl`` updates the connector would send the
-  hub; they are recorded in :attr:`LocalConnector.hub_flow` (docs/contract/streaming.md#acks).
+  hub; they are recorded in :attr:`LocalConnector.hub_flow` (docs/contract/stream.md#acks).
 - Test helpers beyond the Go behaviour: hub heartbeats and lifecycle hooks
   (:meth:`LocalConnector.send_heartbeat`, :meth:`LocalConnector.send_hook`), chunked packets
   (:meth:`LocalConnector.send_chunked`), raw packets, directives, gate control and
@@ -104,7 +104,7 @@ def _now_ms() -> str:
 class _CappedCodec(ProtoCodec):
     """ProtoCodec with the Go server's 10 MiB receive cap (grpclib has none).
 
-    See docs/contract/streaming.md#keepalive-and-limits.
+    See docs/contract/stream.md#keepalive-and-limits.
     """
 
     def __init__(self, max_recv: int) -> None:
@@ -197,8 +197,8 @@ class _Unacked:
 
 def _reassembled_size(packets: list[pb.DataResponse]) -> int:
     # The engram reports proto.Size of the reassembled packet: the first chunk as template,
-    # payload = all chunks in index order, chunk fields cleared (docs/contract/streaming.md#acks,
-    # docs/contract/streaming.md#chunking).
+    # payload = all chunks in index order, chunk fields cleared (docs/contract/stream.md#acks,
+    # docs/contract/stream.md#chunking).
     first = packets[0]
     env = first.envelope
     if not (env.chunk_count or env.chunk_id):
@@ -236,7 +236,7 @@ def delivery_policy(
 ) -> tuple[bool, Literal["per_stream", "per_partition"]]:
     """Whether the hub sequences packets, and per what, from ``settings["delivery"]``.
 
-    See docs/contract/streaming.md#ordering, docs/contract/streaming.md#hub.
+    See docs/contract/stream.md#ordering, docs/contract/stream.md#hub.
 
     The hub assigns ``envelope.sequence`` only when ``delivery.ordering`` is not ``none`` or the
     semantics are at-least-once; replay implies at-least-once, and at-least-once forces
@@ -269,7 +269,7 @@ def _count(section: Mapping[str, Any], field: str, what: str, default: int) -> i
 class FlowTracker:
     """The Go connector's flow tracker: receipts -> hub ``FlowControl``.
 
-    See docs/contract/streaming.md#acks.
+    See docs/contract/stream.md#acks.
 
     Built from the binding payload: ``flowControl.mode`` (``credits`` | ``window``; ``none`` or
     absent means no tracker, as Go builds none), ``flowControl.ackEvery{messages (default 1),
@@ -442,7 +442,7 @@ class LocalConnector:
         buffer_size: Depth of the queue of messages waiting to be sent to the engram.
         ssl: Serve TLS with this server context (ALPN ``h2`` is added). The Go sidecar listens
             in plaintext on the pod's loopback; TLS lets tests dial it the way an engram dials
-            any non-loopback endpoint (TLS 1.3, docs/contract/streaming.md#tls).
+            any non-loopback endpoint (TLS 1.3, docs/contract/stream.md#tls).
         endpoint_host: Host written into the binding's endpoint instead of ``host`` (for
             instance a name the TLS certificate covers while listening on ``0.0.0.0``).
     """
@@ -492,7 +492,7 @@ class LocalConnector:
         self.hub_flow: list[pb.FlowControl] = []
         """``FlowControl`` updates the Go connector would send the hub, in order.
 
-        See docs/contract/streaming.md#acks.
+        See docs/contract/stream.md#acks.
         """
         self._flow = FlowTracker.from_settings(self.settings, self.ordering)
         if self._flow is not None:
@@ -584,7 +584,7 @@ class LocalConnector:
         The listener is closed at once (new connections are refused) and any new Data or
         Control stream is refused with UNAVAILABLE. Open streams are left to finish: the call
         waits until the engram has ended both (a half-close or a reset) or ``timeout`` passes,
-        then :meth:`close` ends whatever is left (docs/contract/streaming.md#shutdown).
+        then :meth:`close` ends whatever is left (docs/contract/stream.md#shutdown).
 
         Returns:
             Seconds spent waiting for the open streams (about ``timeout`` when the cap hit).
@@ -644,7 +644,7 @@ class LocalConnector:
     def binding(self) -> dict[str, Any]:
         """The ``BUBU_TRANSPORT_BINDING`` envelope pointing at this connector.
 
-        See docs/contract/streaming.md#non-protobuf-contracts.
+        See docs/contract/stream.md#non-protobuf-contracts.
 
         ``{"name", "namespace", "binding": <protojson BindingInfo>}`` with lowerCamelCase keys,
         ``protocolVersion: "1.0.0"`` and ``payload`` as base64 of the settings JSON.
@@ -681,7 +681,7 @@ class LocalConnector:
         """Queue ``msg`` for the engram (waits while the queue is full).
 
         The message is encoded as a Go engram's output would be
-        (docs/contract/streaming.md#encoding) and, when ``sequenced``, gets its envelope stream id
+        (docs/contract/stream.md#encoding) and, when ``sequenced``, gets its envelope stream id
         and sequence when it is written to the Data stream.
         """
         await self._pending.put(([self._prepare(msg, partition)], self.sequenced))
@@ -733,7 +733,7 @@ class LocalConnector:
     ) -> None:
         """Send a hub lifecycle hook (``storyrun.ready``, ``steprun.ready``).
 
-        See docs/contract/streaming.md#hub-packet.
+        See docs/contract/stream.md#hub-packet.
 
         The message id is ``<ns>/<storyrun>:<event>[:<step>]``. Hooks go out unsequenced by
         default, so the engram dedupes a second copy by that message id (scenario 11).
@@ -776,7 +776,7 @@ class LocalConnector:
     ) -> None:
         """Send ``data`` as a chunked binary packet, e.g. to test reassembly.
 
-        See docs/contract/streaming.md#chunking.
+        See docs/contract/stream.md#chunking.
 
         Every chunk carries ``chunk_id``/``chunk_index``/``chunk_count``/``chunk_bytes``/
         ``total_bytes`` and the same stream id and sequence (one logical packet: one receipt
@@ -974,7 +974,7 @@ class LocalConnector:
             version = headers.get(PROTOCOL_HEADER)
             if version != PROTOCOL_VERSION:
                 # The Go connector's answer to a missing or different protocol
-                # (docs/contract/streaming.md#non-protobuf-contracts).
+                # (docs/contract/stream.md#non-protobuf-contracts).
                 raise GRPCError(
                     Status.FAILED_PRECONDITION,
                     f"transport protocol mismatch: want {PROTOCOL_VERSION}, "
@@ -1103,7 +1103,7 @@ class LocalConnector:
 
     async def _data_send(self, stream: Stream[pb.DataRequest, pb.DataResponse]) -> None:
         # Replay first, sorted by (partition, sequence), original sequence numbers kept
-        # (docs/contract/streaming.md#dedupe).
+        # (docs/contract/stream.md#dedupe).
         replay = sorted(
             (
                 (part, seq, entry.packets)
@@ -1214,7 +1214,7 @@ class LocalConnector:
 
     def _on_control(self, req: pb.ControlRequest, session: _Session) -> pb.ControlResponse | None:
         # The connector normalises the type (trim, lower-case, "" -> "unknown") and names it
-        # under `received` in its ACK (not `type`), docs/contract/streaming.md#control.
+        # under `received` in its ACK (not `type`), docs/contract/stream.md#control.
         lowered = codec.control_type(req.action, req.custom_action).strip().lower() or "unknown"
         meta = dict(req.metadata)
 

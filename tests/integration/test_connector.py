@@ -2,7 +2,7 @@
 
 Opens sockets on 127.0.0.1 (and a unix socket); no Kubernetes. The client here is deliberately
 not the SDK's session, so these tests pin the connector's side of
-docs/contract/streaming.md#session, docs/contract/streaming.md#hub on their own.
+docs/contract/stream.md#session, docs/contract/stream.md#hub on their own.
 """
 
 from __future__ import annotations

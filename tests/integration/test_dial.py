@@ -1,7 +1,7 @@
 """Dialing the connector: WaitForReady-style redials until ``BUBU_GRPC_DIAL_TIMEOUT`` expires.
 
 The connector only listens once its own hub stream is up
-(docs/contract/streaming.md#keepalive-and-limits), so an engram that starts first must keep
+(docs/contract/stream.md#keepalive-and-limits), so an engram that starts first must keep
 redialing with grpc-go's connection backoff (1 s, x1.6, +-20%, max 120 s) instead of failing its
 first dial and spending a reconnect retry. Loopback sockets only.
 """

@@ -1,6 +1,6 @@
 """Call-level trace context (otelgrpc) and the bounded control-request queue.
 
-See docs/contract/streaming.md#environment.
+See docs/contract/stream.md#environment.
 
 Against the real grpclib LocalConnector on loopback.
 """

@@ -4,9 +4,9 @@ The soak kills the connector's streams repeatedly while 10,000 messages flow and
 delivery guarantees: nothing that was not ``done()`` is lost (the hub replays it), and nothing
 that was ``done()`` reaches the engram twice (the process-wide deduper suppresses the replay and
 re-sends its receipt). The other tests feed broken input and check the documented error and the
-documented retry-or-stop (docs/contract/streaming.md#keepalive-and-limits,
-docs/contract/streaming.md#chunking, docs/contract/streaming.md#errors,
-docs/contract/streaming.md#non-protobuf-contracts).
+documented retry-or-stop (docs/contract/stream.md#keepalive-and-limits,
+docs/contract/stream.md#chunking, docs/contract/stream.md#errors,
+docs/contract/stream.md#non-protobuf-contracts).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ async def test_loopback_is_dialled_in_plaintext_even_with_tls_mode() -> None:
 def _tls_host() -> str:
     """A name for this machine that is not loopback-looking, so the engram must use TLS.
 
-    The rule is on the endpoint text (docs/contract/streaming.md#tls): ``localhost`` and loopback
+    The rule is on the endpoint text (docs/contract/stream.md#tls): ``localhost`` and loopback
     IPs are plaintext, any other name is TLS, whatever address it resolves to.
     """
     name = socket.gethostname()

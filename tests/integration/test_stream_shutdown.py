@@ -1,6 +1,6 @@
 """Shutdown, drain and hook dedupe against the local connector.
 
-See docs/contract/streaming.md#shutdown.
+See docs/contract/stream.md#shutdown.
 
 Scenario 32: the engram's stream returns -> outbound flushed, Data half-closed, no reconnect.
 Scenario 33: SIGTERM -> both streams half-closed promptly, also while the connector runs its

@@ -1,11 +1,11 @@
 """The streaming runtime against the local connector over loopback gRPC.
 
-See docs/contract/streaming.md.
+See docs/contract/stream.md.
 
 Each test starts a :class:`~bubu.testkit._connector.LocalConnector`, runs the real
 ``start_streaming`` path (binding parsing, settings, session, reconnect loop) against it and checks
 what crosses the wire. Sockets: loopback only. Timers are shortened through the binding's
-``payload.env`` overrides, which also exercises that path (docs/contract/streaming.md#environment).
+``payload.env`` overrides, which also exercises that path (docs/contract/stream.md#environment).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ async def test_heartbeats_on_both_streams_from_binding_env_overrides() -> None:
 
 async def test_data_heartbeat_ticker_restarts_after_every_real_send() -> None:
     # Go resets the Data heartbeat ticker after each real send
-    # (docs/contract/streaming.md#heartbeats): a busy stream carries no heartbeats; an idle one gets
+    # (docs/contract/stream.md#heartbeats): a busy stream carries no heartbeats; an idle one gets
     # one per interval. Checked as the rule itself, so a loaded machine that stalls the stream
     # cannot break it: every heartbeat comes at least an interval after the last real packet (half
     # of it, as the connector sees both, for transit delays). A ticker that did not restart would
@@ -236,7 +236,7 @@ async def test_data_heartbeat_ticker_restarts_after_every_real_send() -> None:
 
 
 async def test_handoff_draining_then_cutover_keeps_streaming_without_loss() -> None:
-    # A connector hub-bridge recycle (docs/contract/streaming.md#shutdown): the engram sees draining
+    # A connector hub-bridge recycle (docs/contract/stream.md#shutdown): the engram sees draining
     # then cutover on Control, ACKs both, and its Data stream with the connector is untouched
     # (scenario 34).
     engram = Echo()
@@ -358,7 +358,7 @@ async def test_receipt_only_after_done_with_go_fields_and_once() -> None:
 
 async def test_receipt_sizes_follow_go_proto_size_for_whole_and_chunked_packets() -> None:
     # A whole packet's size is the length it arrived with; a chunked one is measured after
-    # reassembly with its chunk fields cleared (docs/contract/streaming.md#acks), not as its last
+    # reassembly with its chunk fields cleared (docs/contract/stream.md#acks), not as its last
     # chunk.
     engram = Collect()
     async with _connector() as conn, running(engram, conn):
@@ -449,7 +449,7 @@ async def test_per_partition_sequences_are_distinct() -> None:
 
 async def test_binding_delivery_and_flow_control_drive_sequencing_and_hub_acks() -> None:
     # The Go connector configures its flow tracker from BindingInfo.payload
-    # (docs/contract/streaming.md#acks): receipts become FlowControl updates for the hub,
+    # (docs/contract/stream.md#acks): receipts become FlowControl updates for the hub,
     # partition_acks sorted by partition.
     settings = {
         "env": FAST,

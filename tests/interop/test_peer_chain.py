@@ -130,7 +130,7 @@ async def test_chain_survives_the_connector_being_killed(go_bin: Path, tmp_path:
     async with conn:
         # The Go engrams run as a Deployment's pods would: restarted if they exit. Go gives up
         # for good when a send is still blocked 2 s after its session broke (a non-retriable
-        # "timed-send cleanup" error, docs/contract/streaming.md#errors), which a loaded machine can
+        # "timed-send cleanup" error, docs/contract/stream.md#errors), which a loaded machine can
         # hit here.
         async with (
             supervised(
@@ -159,7 +159,7 @@ async def test_chain_survives_the_connector_being_killed(go_bin: Path, tmp_path:
     # none doubled by the chain: the sink's stream kept its ids and sequences across the
     # restart, so the Go SDK dropped (and re-receipted) what it had finished. A packet it was
     # handed but had not finished when the connector died is handed over again after the
-    # restart (at-least-once, docs/contract/streaming.md#dedupe): at most the packets in flight.
+    # restart (at-least-once, docs/contract/stream.md#dedupe): at most the packets in flight.
     redelivered = {k: n for k, n in seen.items() if n > 1}
     assert sum(seen.values()) - count == sum(n - 1 for n in redelivered.values())
     assert sum(n - 1 for n in redelivered.values()) <= 128 + 16, redelivered

@@ -1,6 +1,6 @@
 """bubu engrams against the Go connector of this module (``cmd/connector``, tractatus's Go code).
 
-The connector behaves as docs/contract/streaming.md describes the real sidecar (bobravoz-grpc is not
+The connector behaves as docs/contract/stream.md describes the real sidecar (bobravoz-grpc is not
 published): the protocol header check, connector.ready and capabilities, heartbeat ACKs,
 receipts, hub metadata on delivered packets, graceful stop. bubu's ``start_streaming`` runs
 in-process against it, with the binding the connector prints (encoded by core's
@@ -251,7 +251,7 @@ async def test_graceful_stop_then_restart_resumes(go_bin: Path) -> None:
         await conn.start()
         # A connector (hub) started without durable state numbers the stream from 1 again:
         # sequence 1 is one the engram already finished, so the SDK drops it and re-sends its
-        # receipt, as Go's deduper does across sessions (docs/contract/streaming.md#dedupe).
+        # receipt, as Go's deduper does across sessions (docs/contract/stream.md#dedupe).
         await conn.send("py", StreamMessage.json({"n": 2}, message_id="after-1"))
         await conn.send("py", StreamMessage.json({"n": 3}, message_id="after-2"))
         await conn.reach("py", "acked", 2)
@@ -260,7 +260,7 @@ async def test_graceful_stop_then_restart_resumes(go_bin: Path) -> None:
 
 async def test_hub_heartbeats_and_unsequenced_packets(go_bin: Path) -> None:
     # The hub's heartbeat (an envelope frame marked bubu-heartbeat) is never handed to the
-    # engram (docs/contract/streaming.md#dedupe); a packet without a sequence is delivered but needs
+    # engram (docs/contract/stream.md#dedupe); a packet without a sequence is delivered but needs
     # no receipt.
     engram = Echo(silent=True)
     args = ["--hub-heartbeat", "50ms"]

@@ -70,7 +70,7 @@ async def test_go_echo_handshake_payloads_receipts_and_heartbeats(go_bin: Path) 
                 timeout=20,
             )
             # the Go SDK acked the startup directives the way bubu does
-            # (docs/contract/streaming.md#control)
+            # (docs/contract/stream.md#control)
             acks = [
                 dict(r.metadata)
                 for r in conn.control_requests
@@ -95,7 +95,7 @@ async def test_go_echo_reconnects_and_gets_unacked_packets_again(go_bin: Path) -
             await conn.restart(timeout=30)
             again = await conn.next_output(timeout=20)
             # replayed with its original sequence; the Go SDK had not finished it, so it is
-            # delivered to the engram again (docs/contract/streaming.md#dedupe)
+            # delivered to the engram again (docs/contract/stream.md#dedupe)
             assert again.message_id == "held-1"
             assert conn.stats.redelivered >= 1 and conn.stats.receipts == []
 

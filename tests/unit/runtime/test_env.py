@@ -38,7 +38,7 @@ def env(**values: str) -> RuntimeEnv:
 # --- the table ---
 
 # Every name of docs/contract/runtime-environment.md (the test-only ones too) and
-# docs/contract/streaming.md#environment.
+# docs/contract/stream.md#environment.
 SPEC_NAMES = """
 BUBU_STORY_NAME BUBU_STORY_VERSION BUBU_STORYRUN_ID BUBU_STEP_NAME BUBU_STEPRUN_NAME
 BUBU_STEPRUN_NAMESPACE BUBU_POD_NAME BUBU_POD_NAMESPACE BUBU_SERVICE_ACCOUNT_NAME BUBU_ENGRAM_NAME

@@ -1,6 +1,6 @@
 """BUBU_TRANSPORT_BINDING parsing and the transport knobs.
 
-See docs/contract/streaming.md#non-protobuf-contracts, docs/contract/streaming.md#environment.
+See docs/contract/stream.md#non-protobuf-contracts, docs/contract/stream.md#environment.
 """
 
 from __future__ import annotations

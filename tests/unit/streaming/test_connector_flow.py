@@ -1,8 +1,8 @@
 """The local connector's delivery policy and flow tracker, read from the binding payload.
 
 Mirrors bobravoz-grpc ``internal/connector/flow_tracker_test.go`` (v0.3.0) and the hub's
-sequencing rule (docs/contract/streaming.md#acks,
-docs/contract/streaming.md#ordering, docs/contract/streaming.md#hub). No sockets.
+sequencing rule (docs/contract/stream.md#acks,
+docs/contract/stream.md#ordering, docs/contract/stream.md#hub). No sockets.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The deduper and chunk reassembly.
 
-See docs/contract/streaming.md#dedupe and docs/contract/streaming.md#chunking.
+See docs/contract/stream.md#dedupe and docs/contract/stream.md#chunking.
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ async def test_open_channel_uses_tls_off_loopback_and_no_keepalive() -> None:
         assert remote._ssl.minimum_version == ssl.TLSVersion.TLSv1_3
         assert local._ssl is None  # loopback is plaintext even in tls mode
         # grpclib's client keepalive stays off: a Go connector answers pings more frequent
-        # than 5 min with GOAWAY too_many_pings (docs/contract/streaming.md#keepalive-and-limits).
+        # than 5 min with GOAWAY too_many_pings (docs/contract/stream.md#keepalive-and-limits).
         assert remote._config._keepalive_time is None
     finally:
         remote.close()

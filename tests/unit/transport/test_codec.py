@@ -1,7 +1,7 @@
 """StreamMessage <-> transport.v1 codec, with the Go SDK's codec test cases.
 
-See docs/contract/streaming.md#encoding, docs/contract/streaming.md#json-mirror and
-docs/contract/streaming.md#inbound-decode.
+See docs/contract/stream.md#encoding, docs/contract/stream.md#json-mirror and
+docs/contract/stream.md#inbound-decode.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def roundtrip(msg: StreamMessage) -> StreamMessage:
     return codec.from_pb_packet(pb.DataResponse.FromString(wire))
 
 
-# -- outbound (docs/contract/streaming.md#encoding) ------------------------------------------------
+# -- outbound (docs/contract/stream.md#encoding) ------------------------------------------------
 
 
 def test_audio_fields_metadata_and_envelope_are_copied() -> None:
@@ -115,7 +115,7 @@ def test_json_message_mirrors_into_envelope_frame_and_struct() -> None:
         ],
     }
     # The hub evaluates the Struct, never the envelope JSON
-    # (docs/contract/streaming.md#json-mirror).
+    # (docs/contract/stream.md#json-mirror).
     assert codec.struct_to_dict(req.payload) == {"a": "x", "b": 1}
     assert codec.struct_to_dict(req.inputs) == {"q": [1, 2]}
     assert req.transports[0].typed_config.transport_ref == "ref"
@@ -245,7 +245,7 @@ def test_outbound_rejections_name_the_field(msg: StreamMessage, field: str) -> N
         codec.to_pb_data_request(msg)
 
 
-# -- inbound (docs/contract/streaming.md#inbound-decode) -------------------------------------------
+# -- inbound (docs/contract/stream.md#inbound-decode) -------------------------------------------
 
 
 def test_inbound_audio_hoists_metadata_and_renders_structs_compactly() -> None:

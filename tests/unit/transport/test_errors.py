@@ -1,6 +1,6 @@
 """grpclib failures -> bubu.errors with Go's retry classification.
 
-See docs/contract/streaming.md#keepalive-and-limits.
+See docs/contract/stream.md#keepalive-and-limits.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Public message types: constructors, validation, InboundMessage settlement.
 
-See docs/contract/streaming.md#message-validation.
+See docs/contract/stream.md#message-validation.
 """
 
 from __future__ import annotations

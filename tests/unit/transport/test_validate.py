@@ -1,4 +1,4 @@
-"""buf.validate rules of transport.v1 via protovalidate (docs/contract/streaming.md#validation)."""
+"""buf.validate rules of transport.v1 via protovalidate (docs/contract/stream.md#validation)."""
 
 from __future__ import annotations
 

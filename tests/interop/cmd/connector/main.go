@@ -609,7 +609,7 @@ func (s *step) published(req *transportpb.DataRequest) {
 		return
 	}
 	// DataRequest and DataResponse share their field numbers: re-read the bytes as the
-	// packet the hub forwards, then stamp it as the hub does (docs/contract/streaming.md#hub-packet).
+	// packet the hub forwards, then stamp it as the hub does (docs/contract/stream.md#hub-packet).
 	raw, _ := proto.Marshal(req)
 	pkt := &transportpb.DataResponse{}
 	_ = proto.Unmarshal(raw, pkt)
@@ -779,7 +779,7 @@ func ack(received string, handled bool, extra ...string) *transportpb.ControlRes
 	return &transportpb.ControlResponse{Action: transportpb.ControlAction_CONTROL_ACTION_ACK, Metadata: md}
 }
 
-// onControl answers an engram request as the connector does (docs/contract/streaming.md#control).
+// onControl answers an engram request as the connector does (docs/contract/stream.md#control).
 func (s *step) onControl(req *transportpb.ControlRequest) *transportpb.ControlResponse {
 	if err := validation.Validate(req); err != nil {
 		s.count(func(c *counters) { c.Invalid++ })
@@ -1218,7 +1218,7 @@ func main() {
 		stopOnce.Do(func() {
 			go func() {
 				// GracefulStop refuses new streams and waits for the open ones; the real
-				// connector caps that wait at 5 s and then stops hard (docs/contract/streaming.md#shutdown).
+				// connector caps that wait at 5 s and then stops hard (docs/contract/stream.md#shutdown).
 				var inner sync.WaitGroup
 				for _, s := range h.steps {
 					inner.Add(1)
