@@ -46,7 +46,8 @@ WINDOW = 64
 PURE_PYTHON_ENV = "BUBU_BENCH_PURE_PYTHON"
 
 
-def _document() -> dict[str, Any]:
+def json_document() -> dict[str, Any]:
+    """The 1 KiB JSON document of the streaming benchmarks (bench_vs_go sends it too)."""
     doc: dict[str, Any] = {
         "id": "c0a8012e-7d1f-4b5e-9a51-3f0e6f0b9a11",
         "kind": "order.created",
@@ -76,7 +77,7 @@ async def connector_main(mode: str, messages: int, port_file: str, idle: float) 
     from bubu._runtime.messages import StreamMessage
     from bubu._transport import codec
 
-    template = codec.to_pb_data_response(StreamMessage.json(_document()))
+    template = codec.to_pb_data_response(StreamMessage.json(json_document()))
     template.envelope.stream_id = "bench/run/step"
     encoded_size = template.ByteSize()
     ready = asyncio.Event()

@@ -58,6 +58,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_stream_echo import json_document  # noqa: E402  (the same 1 KiB document)
+
 PAYLOADS = ("json", "audio")
 WINDOWS = (64, 1)
 PLACEMENTS = ("pinned", "unpinned")
@@ -84,32 +88,13 @@ class Run:
     handshake_ms: float  # spawn until both streams are open at the connector
 
 
-def _document() -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": "c0a8012e-7d1f-4b5e-9a51-3f0e6f0b9a11",
-        "kind": "order.created",
-        "customer": {"name": "Ada Lovelace", "email": "ada@example.com", "tier": "gold"},
-        "items": [
-            {"sku": f"SKU-{i:04d}", "qty": i + 1, "price": 9.99 + i, "tags": ["a", "b"]}
-            for i in range(6)
-        ],
-        "total": 123.45,
-        "paid": True,
-        "notes": None,
-        "address": {"street": "12 Analytical Way", "city": "London", "zip": "NW1 2DB"},
-    }
-    filler = 1024 - len(json.dumps(doc, separators=(",", ":")))
-    doc["pad"] = "x" * max(filler - 10, 0)
-    return doc
-
-
 def packet(payload: str) -> str:
     """The base64 ``DataResponse`` the connector copies for the engram."""
     from bubu._runtime.messages import AudioFrame, StreamMessage
     from bubu._transport import codec
 
     if payload == "json":
-        msg = StreamMessage.json(_document())
+        msg = StreamMessage.json(json_document())
     else:
         pcm = bytes((i * 37) % 256 for i in range(640))  # 20 ms x 16 kHz x 2 bytes
         msg = StreamMessage(
