@@ -252,43 +252,14 @@ async def await_object(
     timeout: float = 30.0,  # noqa: ASYNC109 - the deadline of a watch, not a cancel scope
     what: str = "",
 ) -> dict[str, Any]:
-    """``wait_object`` for async tests (admin client, same watch-between-reads loop)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    selector = f"metadata.name={name}"
-    async with cp.async_client() as c:
-        while True:
-            r = await c.get(collection, params={"fieldSelector": selector})
-            listing = _ok(r, f"LIST {collection}")
-            items = listing.get("items") or []
-            if items:
-                last = dict(items[0])
-                if predicate(last):
-                    return last
-            rv = listing["metadata"]["resourceVersion"]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(
-                    f"timed out after {timeout:.0f}s waiting for {what or name}; last seen: "
-                    f"{_brief(last)}"
-                )
-            params = {
-                "watch": "1",
-                "fieldSelector": selector,
-                "resourceVersion": rv,
-                "timeoutSeconds": str(max(1, int(left))),
-            }
-            async with c.stream("GET", collection, params=params, timeout=left + 5) as w:
-                async for line in w.aiter_lines():
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        last = dict(event["object"])
-                        if predicate(last):
-                            return last
-                    elif event.get("type") in ("DELETED", "ERROR"):
-                        break
+    """``wait_object`` for async tests: the same loop on the admin client, in a worker thread
+    so the test's event loop keeps running while it waits."""
+
+    def wait() -> dict[str, Any]:
+        with cp.client() as c:
+            return wait_object(c, collection, name, predicate, timeout=timeout, what=what)
+
+    return await asyncio.to_thread(wait)
 
 
 def collection(kind: str, namespace: str) -> str:
