@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import copy
 import hashlib
 import logging
 import re
@@ -538,16 +539,8 @@ class StorageManager:
         )
         manager = self
         if limit != self.max_inline_size:
-            manager = StorageManager(
-                self.store,
-                max_inline_size=limit,
-                max_depth=self.max_depth,
-                timeout=self.timeout,
-                output_prefix=self.output_prefix,
-                input_prefix=self.input_prefix,
-                workload_namespace=self.workload_namespace,
-                kube=self.kube,
-            )
+            manager = copy.copy(self)
+            manager.max_inline_size = limit
         attrs = {"storage.enabled": self.enabled, "storage.storyRunID": story_run_key}
         with _span("storage.DehydrateInputs", attrs) as span:
             try:
