@@ -554,14 +554,7 @@ async def _open_sink(
     if client is None:
         from bubu._k8s.client import KubeClient
 
-        client = owned = await KubeClient.connect(
-            namespace=env.namespace or None,
-            user_agent=env.k8s_user_agent,
-            timeout=env.k8s_timeout,
-            kubeconfig_fallback=env.kubeconfig,
-            qps=env.k8s_qps,
-            burst=env.k8s_burst,
-        )
+        client = owned = await KubeClient.from_env(env)
     sink = KubeStatusSink(
         client,
         env.steprun_name,

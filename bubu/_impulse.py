@@ -146,14 +146,7 @@ async def _connect(env: RuntimeEnv) -> KubeAPI:
     from bubu._k8s.client import KubeClient
 
     try:
-        return await KubeClient.connect(
-            namespace=env.namespace or None,
-            user_agent=env.k8s_user_agent,
-            timeout=env.k8s_timeout,
-            kubeconfig_fallback=env.kubeconfig,
-            qps=env.k8s_qps,
-            burst=env.k8s_burst,
-        )
+        return await KubeClient.from_env(env)
     except BubuError as exc:
         raise type(exc)(f"failed to create k8s client: {exc}") from exc
 

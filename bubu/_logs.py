@@ -485,12 +485,7 @@ class RunCapture:
 
         env = self.env
         try:
-            kube = await KubeClient.connect(
-                namespace=env.namespace or None,
-                user_agent=env.k8s_user_agent,
-                timeout=env.k8s_timeout,
-                kubeconfig_fallback=env.kubeconfig,
-            )
+            kube = await KubeClient.from_env(env)
         except KubernetesError as exc:
             _log.warning("Failed to publish captured logs", extra={"error": str(exc)})
             return None

@@ -176,14 +176,8 @@ class Payloads:
     async def _connect_kube(self) -> None:
         from bubu._k8s.client import KubeClient
 
-        env = self.env
         self._connect = False
-        self.kube = self._owned = await KubeClient.connect(
-            namespace=env.namespace or None,
-            user_agent=env.k8s_user_agent,
-            timeout=env.k8s_timeout,
-            kubeconfig_fallback=env.kubeconfig,
-        )
+        self.kube = self._owned = await KubeClient.from_env(self.env)
         self._manager = None  # the manager reads ConfigMaps/Secrets through this client
 
     async def aclose(self) -> None:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from bubu._k8s.transport import H2Transport
     from bubu._k8s.watch import LiveObjects
+    from bubu._runtime.env import RuntimeEnv
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -172,6 +173,23 @@ class KubeClient:
         self._token: str | None = None
         self._h2_headers: list[tuple[bytes, bytes]] = []
         self._refresh_h2_headers()
+
+    @classmethod
+    async def from_env(cls, run_env: RuntimeEnv) -> KubeClient:
+        """``connect`` with what a run's environment says: namespace, User-Agent, timeout,
+        kubeconfig fallback and the ``BUBU_K8S_QPS``/``BUBU_K8S_BURST`` rate limit.
+
+        Every client a run opens for itself (status, logs, payloads, impulses) is built here,
+        so they all honour the same settings.
+        """
+        return await cls.connect(
+            namespace=run_env.namespace or None,
+            user_agent=run_env.k8s_user_agent,
+            timeout=run_env.k8s_timeout,
+            kubeconfig_fallback=run_env.kubeconfig,
+            qps=run_env.k8s_qps,
+            burst=run_env.k8s_burst,
+        )
 
     @classmethod
     async def connect(
