@@ -46,7 +46,7 @@ from bubu._logging import JsonFormatter
 from bubu._runtime import parse, refs
 from bubu._runtime.redact import SecretMask, redact_message
 from bubu._storage import shared
-from bubu._storage.manager import StorageManager, namespaced_key
+from bubu._storage.manager import StorageManager, namespaced_key, step_schema
 from bubu.errors import KubernetesError, LogFileError, LogsUnavailableError, StorageError
 
 if TYPE_CHECKING:
@@ -109,14 +109,8 @@ def log_schema(
 ) -> tuple[str, str]:
     """``(schema, version)`` of the logs ref (Go ``logSchemaMetadata``); ``("", "")`` when the
     identity is too thin to name one."""
-    ns, eng, story, step = (parse.go_trim_space(v) for v in (namespace, engram, story, step))
-    if ns and eng:
-        schema = f"bubu://engram/{ns}/{eng}/logs"
-    elif ns and story and step:
-        schema = f"bubu://story/{ns}/{story}/steps/{step}/logs"
-    elif story and step:
-        schema = f"bubu://story/{story}/steps/{step}/logs"
-    else:
+    schema = step_schema("logs", namespace, engram=engram, story=story, step=step)
+    if not schema:
         return "", ""
     version = parse.go_trim_space(engram_version) or parse.go_trim_space(story_version)
     return schema, version

@@ -81,18 +81,15 @@ def prefixed(exc: E, prefix: str) -> E:
 def output_schema(env: RuntimeEnv) -> tuple[str, str]:
     """``($bubuStorageSchema, $bubuStorageSchemaVersion)`` of offloaded outputs (Go
     ``outputSchemaMetadata``)."""
-    ns = parse.go_trim_space(env.steprun_namespace)
-    story = parse.go_trim_space(env.story_name)
-    step = parse.go_trim_space(env.step_name)
-    engram = parse.go_trim_space(env.engram_name)
-    if ns and engram:
-        schema = f"bubu://engram/{ns}/{engram}/output"
-    elif ns and story and step:
-        schema = f"bubu://story/{ns}/{story}/steps/{step}/output"
-    elif story and step:
-        schema = f"bubu://story/{story}/steps/{step}/output"
-    else:
-        schema = ""
+    from bubu._storage.manager import step_schema  # only for an output that goes to storage
+
+    schema = step_schema(
+        "output",
+        env.steprun_namespace,
+        engram=env.engram_name,
+        story=env.story_name,
+        step=env.step_name,
+    )
     version = parse.go_trim_space(env.engram_version) or parse.go_trim_space(env.story_version)
     return schema, version
 

@@ -145,6 +145,20 @@ def namespaced_key(namespace: str, ident: str) -> str:
     return refs.clean_path(f"{ns}/{key}")
 
 
+def step_schema(suffix: str, namespace: str, *, engram: str, story: str, step: str) -> str:
+    """``bubu://.../<suffix>``: the schema id of what a step stores (its ``output``, its
+    ``logs``; Go ``outputSchemaMetadata``, ``logSchemaMetadata``); ``""`` when the identity is
+    too thin to name one."""
+    ns, eng, story, step = (parse.go_trim_space(v) for v in (namespace, engram, story, step))
+    if ns and eng:
+        return f"bubu://engram/{ns}/{eng}/{suffix}"
+    if ns and story and step:
+        return f"bubu://story/{ns}/{story}/steps/{step}/{suffix}"
+    if story and step:
+        return f"bubu://story/{story}/steps/{step}/{suffix}"
+    return ""
+
+
 def open_store(config: StorageConfig) -> Store:
     """Build the provider ``config`` names (``file``, or ``s3`` through the ``bubu[s3]`` extra)."""
     if config.provider == "file":
