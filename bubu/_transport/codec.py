@@ -627,6 +627,17 @@ def _go_escape(match: re.Match[bytes]) -> bytes:
     return _GO_ESCAPES[match.group()]
 
 
+def go_escape_json(doc: bytes) -> bytes:
+    """``doc`` (compact JSON) with Go's string escapes for <, >, & and U+2028/U+2029.
+
+    Most documents hold none of them: four substring scans (memchr speed) cost a tenth of the
+    regex scan, which on a 1 KiB document was a tenth of a streamed message's CPU.
+    """
+    if b"<" in doc or b">" in doc or b"&" in doc or b"\xe2\x80" in doc:
+        return _GO_ESCAPED.sub(_go_escape, doc)
+    return doc
+
+
 def encode_envelope(msg: StreamMessage) -> tuple[bytes, int] | None:
     """Build the envelope JSON of ``msg`` (tractatus ``envelope.Marshal``).
 
@@ -660,7 +671,7 @@ def encode_envelope(msg: StreamMessage) -> tuple[bytes, int] | None:
         envs = [_transport_to_env(t) for t in msg.transports]
         parts += (b',"transports":', _plain_encoder.encode(envs))
     parts.append(b"}")
-    return _GO_ESCAPED.sub(_go_escape, b"".join(parts)), ts
+    return go_escape_json(b"".join(parts)), ts
 
 
 class DecodedEnvelope(msgspec.Struct, frozen=True, gc=False):
