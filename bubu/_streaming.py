@@ -357,7 +357,9 @@ async def _run_stream_once(
     session: Session, runner: _StreamRunner, inbound: AsyncIterator[InboundMessage]
 ) -> None:
     """Run ``stream()`` until it returns; on a drain give it the grace, then cancel it."""
-    engram = asyncio.create_task(runner(inbound, session.emit), name="bubu.streaming.engram")
+    engram = asyncio.create_task(
+        session.run_engram(runner(inbound, session.emit)), name="bubu.streaming.engram"
+    )
     drain = asyncio.create_task(session.wait_drain(), name="bubu.streaming.drain")
     try:
         await asyncio.wait({engram, drain}, return_when=asyncio.FIRST_COMPLETED)

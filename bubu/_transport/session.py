@@ -28,9 +28,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sys
 import time
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, Final
 
 import grpclib.const
@@ -199,9 +201,6 @@ class _Hang:
         self.last = time.monotonic()
 
 
-_END: Final = object()
-
-
 class Session:
     """One connector session (docs/contract/stream.md#startup): dial, handshake, run, tear down.
 
@@ -234,8 +233,23 @@ class Session:
         self._handler = control_handler
         self._protocol_header = protocol_header
         self._generation = 0
-        self._inbound = Inbound(settings.buffer_size)
-        self._out: asyncio.Queue[Any] = asyncio.Queue(settings.buffer_size)
+        self._inbound = Inbound(settings.buffer_size, before_wait=self._end_of_turn)
+        # Outbound requests, encoded, not yet written; BUBU_GRPC_CHANNEL_BUFFER_SIZE deep (<= 0:
+        # unbounded, as the asyncio.Queue it replaces). See _flush_now for who writes them.
+        self._pending: deque[bytes] = deque()
+        self._pending_cap = settings.buffer_size if settings.buffer_size > 0 else sys.maxsize
+        self._room: deque[asyncio.Future[None]] = deque()
+        self._data: Stream[Any, Any] | None = None
+        self._control: Stream[Any, Any] | None = None
+        # A Data write is in progress (inline, handed over, or by the send task).
+        self._writing = False
+        # An inline write that had to wait: (its coroutine, what it waits on), for the send task.
+        self._inflight: tuple[Coroutine[Any, Any, None], Any] | None = None
+        self._send_error: BaseException | None = None
+        self._sender_waiter: asyncio.Future[None] | None = None
+        self._ending = False
+        self._last_send = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Directive replies, BUBU_GRPC_CHANNEL_BUFFER_SIZE deep (Go's control-request channel);
         # receipts wait in the DeliveryBook outbox instead.
         self._control_q: deque[Any] = deque()
@@ -244,7 +258,8 @@ class Session:
         self._control_idle = asyncio.Event()
         # True while the control sender is inside a send (see _piggyback_receipts).
         self._control_busy = False
-        self._receipt_check = False  # _after_data_turn is scheduled
+        self._turn_check = False  # _after_turn is scheduled
+        self._in_turn = False  # the engram task is running (see run_engram)
         self._ready = asyncio.Event()
         self._capabilities_required = False
         self._capabilities_seen = False
@@ -291,6 +306,51 @@ class Session:
         self._inbound.stop()
         self._drain_requested.set()
 
+    async def run_engram(self, body: Coroutine[Any, Any, Any]) -> Any:
+        """Run the engram's ``stream`` coroutine; every time it stops to wait, its turn ends.
+
+        The end of a turn writes the output it queued, with the receipts of the messages it
+        marked ``done()`` staged along, in one socket write, before the task waits (see
+        :meth:`_flush_now`): no Data sender or receipt check is woken for them. Run it as the
+        body of the engram's task.
+        """
+        return await self._turns(body)
+
+    @types.coroutine
+    def _turns(self, body: Coroutine[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        # The Task protocol, passed through: what the body yields goes up to the task, what
+        # the task sends or throws (a result, a cancellation) goes back in.
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            self._in_turn = True
+            try:
+                waits_on = body.send(value) if error is None else body.throw(error)
+            except StopIteration as stop:
+                self._in_turn = False
+                self._end_turn()
+                return stop.value
+            except BaseException:
+                self._in_turn = False
+                self._end_turn()
+                raise
+            self._in_turn = False
+            self._end_turn()
+            try:
+                value = yield waits_on
+                error = None
+            except GeneratorExit:
+                body.close()
+                raise
+            except BaseException as exc:
+                value, error = None, exc
+
+    def _end_turn(self) -> None:
+        if self._pending:
+            self._flush_now()
+        if self._book.outbox:
+            self._wake_control()
+
     async def run(self) -> None:
         """Run the session to its end.
 
@@ -312,6 +372,7 @@ class Session:
         finally:
             self._book.bind(None)
             self._inbound.close()
+            self._data = self._control = None
             chan.close()
 
     # -- streams --------------------------------------------------------------------------------
@@ -378,6 +439,9 @@ class Session:
                 hang = tg.create_task(self._hang_watch(), name="bubu.transport.hang")
             await self._wait_handshake()
             self.handshake_completed = True
+            self._loop = asyncio.get_running_loop()
+            self._data = data
+            self._control = control
             recv = tg.create_task(self._data_recv_loop(data), name="bubu.transport.data-recv")
             send = tg.create_task(
                 self._data_send_loop(data, control), name="bubu.transport.data-send"
@@ -386,7 +450,8 @@ class Session:
             # The stream ended cleanly: flush outbound, half-close Data, flush receipts and
             # replies, half-close Control, then stop reading (3.10; Go may discard the queue,
             # a flush is wire-neutral and recommended there).
-            await self._out.put(_END)
+            self._ending = True
+            self._wake_sender()
             await send
             await self._flush_control()
             control_send.cancel()
@@ -409,9 +474,7 @@ class Session:
             raise StreamSessionError(
                 f"{what}: timed out after {self._s.message_timeout:g}s"
             ) from None
-        except (grpclib.exceptions.StreamTerminatedError, grpclib.exceptions.GRPCError) as exc:
-            raise errors.translate_error(exc, op=what) from None
-        except (ConnectionError, OSError) as exc:
+        except _SEND_ERRORS as exc:
             raise errors.translate_error(exc, op=what) from None
 
     # -- handshake ------------------------------------------------------------------------------
@@ -461,25 +524,30 @@ class Session:
         self._control_wake.set()
 
     def _wake_for_receipt(self) -> None:
-        # done() usually follows the engram's own output, which the Data sender is about to
-        # write with the queued receipts staged along (_piggyback_receipts). Waking the control
-        # sender too would cost it a task step (and a timer) per packet to find nothing left:
-        # look again once the Data sender has had its turn, and wake it only if still needed.
-        if self._receipt_check:
+        # done() usually follows the engram's own output, which is about to be written with the
+        # queued receipts staged along (_piggyback_receipts). Waking the control sender too
+        # would cost it a task step (and a timer) per packet to find nothing left: look again
+        # once this turn of the loop is over, and wake it only if still needed.
+        if self._turn_check or self._in_turn:
             return
-        if self._out.empty():
+        if not self._pending:
             self._wake_control()
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on the loop: nothing to wait for
-            self._wake_control()
-            return
-        self._receipt_check = True
-        loop.call_soon(self._after_data_turn)
+        self._schedule_turn_check()
 
-    def _after_data_turn(self) -> None:
-        self._receipt_check = False
+    def _schedule_turn_check(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        self._turn_check = True
+        loop.call_soon(self._after_turn)
+
+    def _after_turn(self) -> None:
+        # Whatever the task that queued output or receipts in the previous turn did not write
+        # itself (it did not wait on inbound, or a write is in progress) goes to the senders.
+        self._turn_check = False
+        if self._pending and not self._writing:
+            self._wake_sender()
         if self._book.outbox:
             self._wake_control()
 
@@ -592,57 +660,168 @@ class Session:
     async def _data_send_loop(
         self, data: Stream[Any, Any], control: Stream[Any, Any] | None = None
     ) -> None:
-        queue = self._out
-        outbox = self._book.outbox
+        # The Data sender writes only what no other task wrote at the end of its turn
+        # (_flush_now): an inline write that had to wait, output queued by a task that did not
+        # go back to inbound, the final flush and the half-close; and the heartbeat.
+        loop = asyncio.get_running_loop()
         interval = self._s.heartbeat_interval
+        self._last_send = loop.time()
+        try:
+            await self._send_until_end(loop, data, control, interval)
+        finally:
+            inflight, self._inflight = self._inflight, None
+            if inflight is not None:
+                # Handed over but never resumed (the session is being torn down).
+                inflight[0].close()
+
+    async def _send_until_end(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        data: Stream[Any, Any],
+        control: Stream[Any, Any] | None,
+        interval: float,
+    ) -> None:
         while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
+            if self._send_error is not None:
+                raise self._send_error
+            inflight = self._inflight
+            if inflight is not None:
+                coro, waits_on = inflight
                 try:
-                    async with asyncio.timeout(interval):
-                        item = await queue.get()
-                except TimeoutError:
-                    # Idle for an interval: Data heartbeat (docs/contract/stream.md#heartbeats);
-                    # the timer restarts after every real send because each send goes back through
-                    # this wait.
-                    await self._guard(data.send_message(wire.data_heartbeat()), "data heartbeat")
-                    continue
-            batch: list[Any] = []
-            end = item is _END
-            if not end:
-                batch.append(item)
-                # Take whatever else is already queued: one write for the lot (_send_batch).
-                while len(batch) < _fastpath.MAX_BATCH:
-                    try:
-                        item = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    if item is _END:
-                        end = True
-                        break
-                    batch.append(item)
-            if batch:
-                staged: list[Receipt] = []
-                # Replies go out before receipts, so only piggyback when none are queued.
-                if (
-                    outbox
-                    and control is not None
-                    and not self._control_busy
-                    and not self._control_q
-                ):
-                    staged = self._piggyback_receipts(control, data)
+                    await self._guard(_finish(coro, waits_on), "data send")
+                finally:
+                    self._inflight = None
+                    self._writing = False
+                self._sent(loop)
+                continue
+            if self._pending and not self._writing:
+                batch, staged = self._take_batch(control, data)
+                self._writing = True
                 try:
-                    await self._guard(_fastpath.send_batch(data, batch), "data send")
-                except BaseException:
-                    if staged:
-                        # Not known to be on the wire: back to the outbox (a receipt sent twice
-                        # is harmless; a lost one would leave the packet unacknowledged).
-                        outbox.extendleft(reversed(staged))
-                    raise
-            if end:
+                    await self._guard(self._send_data(data, batch, staged), "data send")
+                finally:
+                    self._writing = False
+                self._sent(loop)
+                continue
+            if self._ending:
                 await self._guard(data.end(), "data stream close")
                 return
+            deadline = self._last_send + interval
+            if loop.time() >= deadline:
+                # Nothing written for an interval: Data heartbeat
+                # (docs/contract/stream.md#heartbeats); every write moves the deadline, as Go
+                # resets its ticker after each send.
+                self._writing = True
+                try:
+                    await self._guard(data.send_message(wire.data_heartbeat()), "data heartbeat")
+                finally:
+                    self._writing = False
+                self._sent(loop)
+                continue
+            # One timer per idle wait, not one per packet: writes by other tasks only move
+            # _last_send, and the deadline is checked again when the timer fires.
+            await self._sender_wait(loop, deadline)
+
+    async def _sender_wait(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._sender_waiter = waiter
+        timer = loop.call_at(deadline, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._sender_waiter = None
+            timer.cancel()
+
+    def _wake_sender(self) -> None:
+        waiter = self._sender_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _sent(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._last_send = loop.time()
+        room = self._room
+        while room and len(self._pending) < self._pending_cap:
+            waiter = room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _take_batch(
+        self, control: Stream[Any, Any] | None, data: Stream[Any, Any]
+    ) -> tuple[list[bytes], list[Receipt]]:
+        pending = self._pending
+        count = min(len(pending), _fastpath.MAX_BATCH)
+        batch = [pending.popleft() for _ in range(count)]
+        staged: list[Receipt] = []
+        # Replies go out before receipts, so only piggyback when none are queued.
+        if (
+            self._book.outbox
+            and control is not None
+            and not self._control_busy
+            and not self._control_q
+        ):
+            staged = self._piggyback_receipts(control, data)
+        return batch, staged
+
+    async def _send_data(
+        self, data: Stream[Any, Any], batch: list[bytes], staged: list[Receipt]
+    ) -> None:
+        try:
+            await _fastpath.send_batch(data, batch)
+        except BaseException:
+            if staged:
+                # Not known to be on the wire: back to the outbox (a receipt sent twice is
+                # harmless; a lost one would leave the packet unacknowledged).
+                self._book.outbox.extendleft(reversed(staged))
+            raise
+
+    def _end_of_turn(self) -> None:
+        # Inbound's before_wait: the consumer is about to wait for the next message.
+        if self._pending:
+            self._flush_now()
+
+    def _flush_now(self) -> bool:
+        """Write the queued output from the calling task, now; return whether a write started.
+
+        At window 1 a packet used to take four task switches in the engram: the receive task,
+        the engram, the Data sender, and a receipt check. Here the task that produced the
+        output (the engram, when it goes back to ``inbound`` or finds the queue full) writes
+        it, with the receipts it queued in the meantime staged on Control for the same socket
+        write. An HTTP/2 write almost never waits; when it does (flow control, a slow
+        connection), the rest of the write is handed to the Data sender, so cancelling the
+        engram can never cut a message in half, and the engram does not wait on the network.
+        A failure is the send task's to raise (the engram never sees transport errors here).
+        """
+        data = self._data
+        if (
+            self._writing
+            or not self._pending
+            or data is None
+            or self._ending
+            or self._send_error is not None
+        ):
+            return False
+        control = self._control
+        loop = self._loop
+        assert loop is not None
+        while self._pending:
+            batch, staged = self._take_batch(control, data)
+            self._writing = True
+            coro = self._send_data(data, batch, staged)
+            try:
+                waits_on = coro.send(None)
+            except StopIteration:
+                self._writing = False
+                self._sent(loop)
+                continue
+            except Exception as exc:
+                self._writing = False
+                self._send_error = _send_failure(exc, "data send")
+                self._wake_sender()
+                return True
+            self._inflight = (coro, waits_on)
+            self._wake_sender()
+            return True
+        return True
 
     def _piggyback_receipts(
         self, control: Stream[Any, Any], data: Stream[Any, Any]
@@ -682,11 +861,26 @@ class Session:
             if carrier:
                 message = message.replace(metadata={**message.metadata, **carrier})
         request = wire.encode_outbound_bytes(message, self._s)
-        out = self._out
+        pending = self._pending
+        while len(pending) >= self._pending_cap:
+            # Full: write what is queued from here, or wait for the write in progress.
+            if not self._flush_now():
+                await self._wait_room()
+        pending.append(request)
+        if not (self._turn_check or self._in_turn):
+            self._schedule_turn_check()
+
+    async def _wait_room(self) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._room.append(waiter)
         try:
-            out.put_nowait(request)  # fast path: room in the queue, no extra coroutine
-        except asyncio.QueueFull:
-            await out.put(request)
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._room.remove(waiter)
 
     async def _data_recv_loop(self, data: Stream[Any, Any]) -> None:
         book = self._book
@@ -819,6 +1013,48 @@ class Session:
 
 _CLOSE_WAIT: Final = 1.0
 """Seconds to wait for the connector to end its side after a graceful half-close."""
+
+_SEND_ERRORS: Final = (
+    grpclib.exceptions.StreamTerminatedError,
+    grpclib.exceptions.GRPCError,
+    ConnectionError,
+    OSError,
+)
+
+
+def _send_failure(exc: Exception, what: str) -> BaseException:
+    """The session error for a failed write (as :meth:`Session._guard` translates it)."""
+    if isinstance(exc, _SEND_ERRORS):
+        return errors.translate_error(exc, op=what)
+    return exc
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+@types.coroutine
+def _finish(coro: Coroutine[Any, Any, None], waits_on: Any) -> Generator[Any, Any, None]:
+    """Run the rest of a coroutine that another task started and that suspended on
+    ``waits_on``, in the current task (the Task protocol: the awaited future is yielded up to
+    the task, its result or a cancellation is sent back in)."""
+    while True:
+        try:
+            value = yield waits_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation included: the coroutine decides
+            try:
+                waits_on = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waits_on = coro.send(value)
+            except StopIteration:
+                return
 
 
 def _receipt(packet: Any, size: int = -1) -> Receipt:
