@@ -1,0 +1,535 @@
+"""The task structure of a streaming session: who writes, who wakes whom (issue 11 speed work).
+
+The engram's task writes its own output at the end of its turn; the Data sender takes over a
+write that has to wait, output queued outside the engram's turn, the final flush and the
+heartbeat. These tests drive the session's send side against stand-in streams (the public
+``send_message`` API, which is what ``_fastpath.send_batch`` falls back to) and pin each branch;
+the loopback and Go suites check the same behaviour on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bubu._runtime.messages import InboundMessage, StreamMessage
+from bubu._runtime.transport import TransportSettings
+from bubu._transport.queues import Inbound
+from bubu._transport.session import DeliveryBook, Receipt, Session, _finish
+from bubu.errors import ConnectorUnavailableError
+
+
+class FakeData:
+    """A Data stream: records each message with the task that wrote it; can be made to wait."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, str]] = []
+        self.gate: asyncio.Event | None = None
+        self.fail: Exception | None = None
+        self.ended = False
+        self.started = asyncio.Event()
+
+    async def send_message(self, message: Any) -> None:
+        self.started.set()
+        if self.fail is not None:
+            raise self.fail
+        if self.gate is not None:
+            await self.gate.wait()
+        task = asyncio.current_task()
+        self.sent.append((message, task.get_name() if task else "?"))
+
+    async def end(self) -> None:
+        self.ended = True
+
+    def bodies(self) -> list[Any]:
+        return [m for m, _ in self.sent]
+
+
+def make_session(buffer_size: int = 16, heartbeat: float = 30.0) -> Session:
+    async def body(session: Session) -> None:
+        return None
+
+    return Session(
+        endpoint="127.0.0.1:1",
+        binding_reference="",
+        settings=TransportSettings(
+            buffer_size=buffer_size, heartbeat_interval=heartbeat, message_timeout=5.0
+        ),
+        book=DeliveryBook(),
+        body=body,
+    )
+
+
+@contextlib.asynccontextmanager
+async def sending(session: Session, data: FakeData) -> AsyncIterator[asyncio.Task[None]]:
+    """The send side of a session that completed its handshake, around a stand-in stream."""
+    session._loop = asyncio.get_running_loop()
+    session._data = data  # type: ignore[assignment]
+    sender = asyncio.create_task(session._data_send_loop(data), name="sender")  # type: ignore[arg-type]
+    try:
+        yield sender
+    finally:
+        if not sender.done():
+            sender.cancel()
+        with contextlib.suppress(BaseException):
+            await sender
+
+
+def msg(n: int) -> StreamMessage:
+    return StreamMessage.json({"n": n})
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_output_is_written_by_the_engram_task_when_it_waits_on_inbound() -> None:
+    session, data = make_session(), FakeData()
+    async with sending(session, data):
+
+        async def engram() -> None:
+            await session.emit(msg(1))
+            await session.emit(msg(2))
+            assert data.sent == []  # queued until the turn ends
+            session.inbound.put_nowait(InboundMessage(msg(0)))
+            async for _ in session.inbound:  # takes one, then waits: the turn ends
+                break
+            await session.inbound.__anext__()
+
+        task = asyncio.create_task(session.run_engram(engram()), name="engram")
+        await settle()
+        assert [name for _, name in data.sent] == ["engram", "engram"]
+        assert len(data.sent) == 2
+        session.inbound.close()
+        with pytest.raises(StopAsyncIteration):
+            await task
+
+
+async def test_output_is_written_when_the_engram_waits_on_anything_else() -> None:
+    session, data = make_session(), FakeData()
+    async with sending(session, data):
+        release = asyncio.Event()
+
+        async def engram() -> str:
+            await session.emit(msg(1))
+            await release.wait()
+            return "finished"
+
+        task = asyncio.create_task(session.run_engram(engram()), name="engram")
+        await settle()
+        assert [name for _, name in data.sent] == ["engram"]
+        release.set()
+        assert await task == "finished"  # the body's result comes through
+
+
+async def test_output_queued_outside_the_engram_turn_goes_to_the_data_sender() -> None:
+    session, data = make_session(), FakeData()
+    async with sending(session, data):
+        await session.emit(msg(1))  # a worker task, not run_engram: no inline write
+        await settle()
+        assert [name for _, name in data.sent] == ["sender"]
+
+
+async def test_a_write_that_waits_is_finished_by_the_sender_and_order_is_kept() -> None:
+    session, data = make_session(), FakeData()
+    data.gate = asyncio.Event()
+    async with sending(session, data):
+        blocked = asyncio.Event()
+
+        async def engram() -> None:
+            await session.emit(msg(1))
+            await blocked.wait()  # the turn ends: the write starts here and has to wait
+            await session.emit(msg(2))  # queued behind the write in progress
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(session.run_engram(engram()), name="engram")
+        await data.started.wait()
+        await settle()
+        assert session._inflight is not None and data.sent == []
+        # Cancelling the engram cannot cut the write in half: the sender owns it now.
+        blocked.set()
+        await settle()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        data.gate.set()
+        await settle()
+        assert [name for _, name in data.sent] == ["sender", "sender"]
+        assert len(data.bodies()) == 2 and data.bodies()[0] != data.bodies()[1]
+
+
+async def test_a_failed_inline_write_is_the_senders_error_not_the_engrams() -> None:
+    session, data = make_session(), FakeData()
+    data.fail = ConnectionResetError("peer gone")
+    async with sending(session, data) as sender:
+
+        async def engram() -> str:
+            await session.emit(msg(1))
+            await asyncio.sleep(0)  # the turn ends with a write that fails
+            return "engram never saw it"
+
+        assert await session.run_engram(engram()) == "engram never saw it"
+        # Translated as the sender's own writes are (docs/contract/stream.md#keepalive-and-limits).
+        with pytest.raises(ConnectorUnavailableError, match="data send failed: .*peer gone"):
+            await sender
+
+
+async def test_emit_on_a_full_queue_writes_from_the_emitting_task() -> None:
+    session, data = make_session(buffer_size=2), FakeData()
+    async with sending(session, data):
+        for n in range(3):
+            await session.emit(msg(n))
+        # The third emit found two queued and wrote them itself (no turn has ended yet).
+        assert len(data.sent) == 2 and len(session._pending) == 1
+
+
+async def test_emit_on_a_full_queue_waits_for_the_write_in_progress() -> None:
+    session, data = make_session(buffer_size=1), FakeData()
+    data.gate = asyncio.Event()
+    async with sending(session, data):
+        await session.emit(msg(1))
+        await settle()  # the sender is writing it and waits at the gate
+        await session.emit(msg(2))
+        third = asyncio.create_task(session.emit(msg(3)))
+        await settle()
+        assert not third.done()  # full, and the write in progress is someone else's
+        data.gate.set()
+        await asyncio.wait_for(third, 5)
+        await settle()
+        assert len(data.sent) == 3
+
+
+async def test_a_cancelled_emit_leaves_no_waiter_behind() -> None:
+    session, data = make_session(buffer_size=1), FakeData()
+    data.gate = asyncio.Event()
+    async with sending(session, data):
+        await session.emit(msg(1))
+        await settle()
+        await session.emit(msg(2))
+        waiting = asyncio.create_task(session.emit(msg(3)))
+        await settle()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        assert not session._room
+        data.gate.set()
+        await settle()
+        assert len(data.sent) == 2
+
+
+async def test_unbounded_buffer_never_waits() -> None:
+    session, data = make_session(buffer_size=0), FakeData()
+    async with sending(session, data):
+        for n in range(100):
+            await session.emit(msg(n))
+        assert len(session._pending) == 100 and data.sent == []
+        await settle()
+        assert len(data.sent) == 100
+
+
+async def test_ending_flushes_what_is_queued_then_half_closes() -> None:
+    session, data = make_session(), FakeData()
+    async with sending(session, data) as sender:
+        session._turn_check = True  # no end-of-turn check: the final flush must find it
+        await session.emit(msg(1))
+        session._ending = True
+        session._wake_sender()
+        await asyncio.wait_for(sender, 5)
+        assert len(data.sent) == 1 and data.ended
+        assert not session._flush_now()  # nothing is written inline once ending
+
+
+async def test_heartbeat_goes_out_when_nothing_was_written_for_an_interval() -> None:
+    session, data = make_session(heartbeat=0.01), FakeData()
+    async with sending(session, data):
+        await asyncio.wait_for(data.started.wait(), 5)
+        heartbeat = data.bodies()[0]
+        assert heartbeat.metadata["bubu-heartbeat"] == "true"
+
+
+async def test_receipts_wait_for_the_end_of_the_engram_turn() -> None:
+    session, data = make_session(), FakeData()
+    woken: list[str] = []
+    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
+    session.book.bind(session._wake_for_receipt)
+    async with sending(session, data):
+        receipt = Receipt("s", 1, "p", 3)
+
+        async def engram() -> list[str]:
+            session.book.queue_receipt(receipt)
+            assert woken == []  # not while the engram runs
+            await asyncio.sleep(0)
+            return list(woken)
+
+        assert await session.run_engram(engram()) == ["control"]  # at the end of its turn
+
+        # Outside the engram's turn, with output queued: after this loop turn.
+        woken.clear()
+        await session.emit(msg(1))
+        session.book.queue_receipt(receipt)
+        assert woken == []
+        await settle()
+        assert woken == ["control"]
+
+        # Nothing queued: at once.
+        woken.clear()
+        session.book.queue_receipt(receipt)
+        assert woken == ["control"]
+
+
+async def test_receipt_check_before_the_session_runs_is_a_no_op() -> None:
+    session = make_session()
+    session._pending.append(b"x")
+    session._wake_for_receipt()  # no loop recorded yet: nothing scheduled, nothing raised
+    assert not session._turn_check
+
+
+async def test_engram_exceptions_and_cancellation_pass_through_run_engram() -> None:
+    session = make_session()
+    session._loop = asyncio.get_running_loop()
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await session.run_engram(fails())
+
+    seen: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    task = asyncio.create_task(session.run_engram(waits()))
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["cancelled"]
+
+    async def catches() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "caught"
+        return "slept"
+
+    task = asyncio.create_task(session.run_engram(catches()))
+    await settle()
+    task.cancel()
+    assert await task == "caught"
+
+
+async def test_closing_run_engram_closes_the_body() -> None:
+    session = make_session()
+    session._loop = asyncio.get_running_loop()
+    closed: list[str] = []
+
+    async def body() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            closed.append("body")
+
+    driver = session._turns(body())
+    next(driver)  # started, suspended on the sleep
+    driver.close()
+    assert closed == ["body"]
+
+
+async def test_finish_resumes_a_coroutine_started_elsewhere() -> None:
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    log: list[str] = []
+
+    async def work() -> None:
+        log.append(await gate)
+
+    coro = work()
+    waits_on = coro.send(None)  # suspended on the gate, as an inline write that must wait
+    gate.set_result("resumed")
+    await _finish(coro, waits_on)
+    assert log == ["resumed"]
+
+
+async def test_finish_passes_cancellation_into_the_coroutine() -> None:
+    log: list[str] = []
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            raise
+
+    coro = work()
+    waits_on = coro.send(None)
+
+    async def drive() -> None:
+        await _finish(coro, waits_on)
+
+    task = asyncio.create_task(drive())
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert log == ["cancelled"]
+
+    async def swallows() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+
+    coro = swallows()
+    waits_on = coro.send(None)
+    task = asyncio.create_task(_run(_finish(coro, waits_on)))
+    await settle()
+    task.cancel()
+    await task  # the coroutine decided: it returned
+
+
+async def _run(awaitable: Any) -> None:
+    await awaitable
+
+
+async def test_finish_closes_the_coroutine_when_closed() -> None:
+    closed: list[str] = []
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            closed.append("closed")
+
+    coro = work()
+    waits_on = coro.send(None)
+    driver = _finish(coro, waits_on)
+    assert next(driver) is waits_on
+    driver.close()
+    assert closed == ["closed"]
+    waits_on.cancel()
+
+
+async def test_a_handed_over_write_never_resumed_is_closed_with_the_sender() -> None:
+    session, data = make_session(), FakeData()
+    closed: list[str] = []
+
+    async def write() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            closed.append("closed")
+
+    coro = write()
+    waits_on = coro.send(None)
+    session._loop = asyncio.get_running_loop()
+    sender = asyncio.create_task(session._data_send_loop(data))  # type: ignore[arg-type]
+    await settle()
+    session._inflight = (coro, waits_on)  # handed over, the sender not yet woken
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    assert closed == ["closed"] and session._inflight is None
+    waits_on.cancel()
+
+
+# -- Inbound ---------------------------------------------------------------------------------
+
+
+def im(n: int) -> InboundMessage:
+    return InboundMessage(msg(n))
+
+
+async def test_inbound_calls_before_wait_only_when_about_to_wait() -> None:
+    calls: list[int] = []
+    inbound = Inbound(4, before_wait=lambda: calls.append(inbound.qsize()))
+    inbound.put_nowait(im(1))
+    await inbound.__anext__()
+    assert calls == []
+    getter = asyncio.create_task(inbound.__anext__())
+    await settle()
+    assert calls == [0]
+    inbound.put_nowait(im(2))
+    assert (await getter).json_data() == {"n": 2}
+
+
+async def test_inbound_put_waits_while_full_and_take_undelivered_frees_it() -> None:
+    inbound = Inbound(1)
+    inbound.put_nowait(im(1))
+    assert inbound.full()
+    with pytest.raises(asyncio.QueueFull):
+        inbound.put_nowait(im(2))
+    putter = asyncio.create_task(inbound.put(im(2)))
+    await settle()
+    assert not putter.done()
+    assert [m.json_data() for m in inbound.take_undelivered()] == [{"n": 1}]
+    await asyncio.wait_for(putter, 5)
+    assert inbound.qsize() == 1
+    assert (await inbound.__anext__()).json_data() == {"n": 2}
+
+
+async def test_inbound_unbounded_never_full() -> None:
+    inbound = Inbound(0)
+    for n in range(50):
+        await inbound.put(im(n))
+    assert not inbound.full() and inbound.qsize() == 50
+
+
+async def test_inbound_cancelled_consumer_passes_its_message_on() -> None:
+    inbound = Inbound(4)
+    first = asyncio.create_task(inbound.__anext__())
+    second = asyncio.create_task(inbound.__anext__())
+    await settle()
+    inbound.put_nowait(im(1))  # wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await asyncio.wait_for(second, 5)).json_data() == {"n": 1}
+
+    lone = asyncio.create_task(inbound.__anext__())
+    await settle()
+    lone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lone
+    assert not inbound._getters
+
+
+async def test_inbound_cancelled_putter_passes_the_room_on_or_leaves() -> None:
+    inbound = Inbound(1)
+    inbound.put_nowait(im(0))
+    first = asyncio.create_task(inbound.put(im(1)))
+    second = asyncio.create_task(inbound.put(im(2)))
+    await settle()
+    await inbound.__anext__()  # room for one: wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 5)
+    assert (await inbound.__anext__()).json_data() == {"n": 2}
+
+    inbound.put_nowait(im(3))
+    lone = asyncio.create_task(inbound.put(im(4)))
+    await settle()
+    lone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lone
+    assert not inbound._putters
+
+
+async def test_inbound_close_wakes_every_consumer() -> None:
+    inbound = Inbound(4)
+    consumers = [asyncio.create_task(inbound.__anext__()) for _ in range(3)]
+    await settle()
+    inbound.close()
+    inbound.close()  # idempotent
+    for consumer in consumers:
+        with pytest.raises(StopAsyncIteration):
+            await consumer
+    assert inbound.closed
