@@ -8,7 +8,10 @@ the engram. It then runs:
 
 * the Data receive loop: frameless packets, chunk reassembly, dedupe, decode + validation, drop
   rules, the inbound queue (blocking, or lossy with ``BUBU_GRPC_CHANNEL_SEND_TIMEOUT``);
-* the Data send loop: outbound packets with a per-send timeout, and a heartbeat when idle;
+* the Data send side: outbound packets are written by the task that queued them when its turn
+  ends (the engram's, see :meth:`Session.run_engram`); the Data send loop finishes a write
+  that has to wait (with the per-send timeout), writes what no task wrote, and sends the
+  heartbeat when nothing was written for an interval;
 * the Control loops: directive replies (default handler or the engram's hook), heartbeats and
   ``downstream.delivered`` receipts;
 * the hang watcher (``BUBU_GRPC_HANG_TIMEOUT``).
@@ -233,7 +236,7 @@ class Session:
         self._handler = control_handler
         self._protocol_header = protocol_header
         self._generation = 0
-        self._inbound = Inbound(settings.buffer_size, before_wait=self._end_of_turn)
+        self._inbound = Inbound(settings.buffer_size, before_wait=self._before_inbound_wait)
         # Outbound requests, encoded, not yet written; BUBU_GRPC_CHANNEL_BUFFER_SIZE deep (<= 0:
         # unbounded, as the asyncio.Queue it replaces). See _flush_now for who writes them.
         self._pending: deque[bytes] = deque()
@@ -530,17 +533,16 @@ class Session:
         # once this turn of the loop is over, and wake it only if still needed.
         if self._turn_check or self._in_turn:
             return
-        if not self._pending:
+        if not self._pending or self._loop is None:
             self._wake_control()
             return
         self._schedule_turn_check()
 
     def _schedule_turn_check(self) -> None:
         loop = self._loop
-        if loop is None:
-            return
-        self._turn_check = True
-        loop.call_soon(self._after_turn)
+        if loop is not None:
+            self._turn_check = True
+            loop.call_soon(self._after_turn)
 
     def _after_turn(self) -> None:
         # Whatever the task that queued output or receipts in the previous turn did not write
@@ -774,8 +776,8 @@ class Session:
                 self._book.outbox.extendleft(reversed(staged))
             raise
 
-    def _end_of_turn(self) -> None:
-        # Inbound's before_wait: the consumer is about to wait for the next message.
+    def _before_inbound_wait(self) -> None:
+        # The consumer is about to wait for the next message: its turn ends here.
         if self._pending:
             self._flush_now()
 

@@ -282,10 +282,14 @@ async def test_receipts_wait_for_the_end_of_the_engram_turn() -> None:
         assert woken == ["control"]
 
 
-async def test_receipt_check_before_the_session_runs_is_a_no_op() -> None:
+async def test_receipt_before_the_session_runs_wakes_the_control_sender_at_once() -> None:
     session = make_session()
+    woken: list[str] = []
+    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
     session._pending.append(b"x")
-    session._wake_for_receipt()  # no loop recorded yet: nothing scheduled, nothing raised
+    session._wake_for_receipt()  # no loop recorded yet: no turn to wait for
+    assert woken == ["control"] and not session._turn_check
+    await session.emit(msg(1))  # nor a check to schedule for output
     assert not session._turn_check
 
 
@@ -533,3 +537,39 @@ async def test_inbound_close_wakes_every_consumer() -> None:
         with pytest.raises(StopAsyncIteration):
             await consumer
     assert inbound.closed
+
+    stopped = Inbound(4)
+    stopped.stop()
+    stopped.stop()  # idempotent
+    assert stopped.closed
+    with pytest.raises(StopAsyncIteration):
+        await stopped.__anext__()
+
+
+async def test_a_failed_write_puts_its_staged_receipts_back_in_order() -> None:
+    session, data = make_session(), FakeData()
+    data.fail = ConnectionResetError("peer gone")
+    first, second, queued = (
+        Receipt("s", 1, "p", 3),
+        Receipt("s", 2, "p", 3),
+        Receipt("s", 3, "p", 3),
+    )
+    session.book.outbox.append(queued)
+    with pytest.raises(ConnectionResetError):
+        await session._send_data(data, [b"x"], [first, second])  # type: ignore[arg-type]
+    assert list(session.book.outbox) == [first, second, queued]
+
+
+async def test_an_unexpected_inline_write_error_is_raised_as_it_is() -> None:
+    session, data = make_session(), FakeData()
+    data.fail = RuntimeError("codec bug")
+    async with sending(session, data) as sender:
+
+        async def engram() -> None:
+            await session.emit(msg(1))
+
+        await session.run_engram(engram())
+        with pytest.raises(RuntimeError, match="codec bug"):
+            await sender
+        session._pending.append(b"more")
+        assert not session._flush_now()  # nothing more is written once the sender failed
