@@ -194,6 +194,37 @@ def is_retriable(exc: BaseException) -> bool:
     return True
 
 
+class _Beat:
+    """A deadline ``interval`` seconds after it was (re)armed: then ``due`` and ``wake()``."""
+
+    __slots__ = ("_handle", "_interval", "_loop", "_wake", "due")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, interval: float, wake: Callable[[], None]
+    ) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._wake = wake
+        self._handle: asyncio.TimerHandle | None = None
+        self.due = False
+        self.arm()
+
+    def arm(self) -> None:
+        self.cancel()
+        self.due = False
+        self._handle = self._loop.call_at(self._loop.time() + self._interval, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self.due = True
+        self._wake()
+
+
 class _Hang:
     __slots__ = ("last",)
 
@@ -599,54 +630,56 @@ class Session:
             return "error", {"message": str(exc) or type(exc).__name__}
 
     async def _control_send_loop(self, control: Stream[Any, Any]) -> None:
-        interval = self._s.control_heartbeat_interval
-        next_heartbeat = time.monotonic() + interval
         outbox = self._book.outbox
         queue = self._control_q
         wake = self._control_wake
-        while True:
-            if queue or outbox:
-                # Everything queued goes out in one write (see _send_batch): replies first,
-                # then receipts in done() order.
-                replies = list(queue)
-                receipts = list(itertools.islice(outbox, _fastpath.MAX_BATCH))
-                try:
-                    for reply in replies:
-                        wire.validate_control_request(reply)
-                except ProtocolViolationError as exc:
-                    # Go: an invalid outbound ControlRequest is a (retryable) session error.
-                    raise StreamSessionError(f"invalid control request: {exc}") from None
-                # Receipts are pre-encoded and valid by construction (wire.receipt_bytes).
-                requests = replies + [r.encoded() for r in receipts]
-                self._control_busy = True
-                try:
-                    await self._guard(_fastpath.send_batch(control, requests), "control send")
-                finally:
-                    self._control_busy = False
-                for _ in replies:
-                    queue.popleft()
-                self._control_room.set()
-                # Pop only after the send: a receipt lost with the session is sent next time.
-                for receipt in receipts:
-                    if outbox and outbox[0] is receipt:
-                        outbox.popleft()
-                continue
-            now = time.monotonic()
-            if now >= next_heartbeat:
-                heartbeat = wire.control_heartbeat()
-                wire.validate_control_request(heartbeat)
-                self._control_busy = True
-                try:
-                    await self._guard(control.send_message(heartbeat), "control heartbeat")
-                finally:
-                    self._control_busy = False
-                next_heartbeat = time.monotonic() + interval
-                continue
-            wake.clear()
-            self._control_idle.set()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(next_heartbeat - now):
-                    await wake.wait()
+        # One timer per heartbeat interval, not a timeout around every wait: the sender may be
+        # woken for replies and receipts many times per interval, and the deadline only moves
+        # when a heartbeat goes out.
+        beat = _Beat(asyncio.get_running_loop(), self._s.control_heartbeat_interval, wake.set)
+        try:
+            while True:
+                if queue or outbox:
+                    # Everything queued goes out in one write (see _send_batch): replies first,
+                    # then receipts in done() order.
+                    replies = list(queue)
+                    receipts = list(itertools.islice(outbox, _fastpath.MAX_BATCH))
+                    try:
+                        for reply in replies:
+                            wire.validate_control_request(reply)
+                    except ProtocolViolationError as exc:
+                        # Go: an invalid outbound ControlRequest is a (retryable) session error.
+                        raise StreamSessionError(f"invalid control request: {exc}") from None
+                    # Receipts are pre-encoded and valid by construction (wire.receipt_bytes).
+                    requests = replies + [r.encoded() for r in receipts]
+                    self._control_busy = True
+                    try:
+                        await self._guard(_fastpath.send_batch(control, requests), "control send")
+                    finally:
+                        self._control_busy = False
+                    for _ in replies:
+                        queue.popleft()
+                    self._control_room.set()
+                    # Pop only after the send: a receipt lost with the session is sent next time.
+                    for receipt in receipts:
+                        if outbox and outbox[0] is receipt:
+                            outbox.popleft()
+                    continue
+                if beat.due:
+                    heartbeat = wire.control_heartbeat()
+                    wire.validate_control_request(heartbeat)
+                    self._control_busy = True
+                    try:
+                        await self._guard(control.send_message(heartbeat), "control heartbeat")
+                    finally:
+                        self._control_busy = False
+                    beat.arm()
+                    continue
+                wake.clear()
+                self._control_idle.set()
+                await wake.wait()
+        finally:
+            beat.cancel()
 
     async def _flush_control(self) -> None:
         # The control sender sets _control_idle when both queues are empty (bounded wait).

@@ -18,8 +18,9 @@ import pytest
 
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.transport import TransportSettings
+from bubu._transport import wire
 from bubu._transport.queues import Inbound
-from bubu._transport.session import DeliveryBook, Receipt, Session, _finish
+from bubu._transport.session import DeliveryBook, Receipt, Session, _Beat, _finish
 from bubu.errors import ConnectorUnavailableError
 
 
@@ -573,3 +574,41 @@ async def test_an_unexpected_inline_write_error_is_raised_as_it_is() -> None:
             await sender
         session._pending.append(b"more")
         assert not session._flush_now()  # nothing more is written once the sender failed
+
+
+async def test_beat_is_due_after_its_interval_and_rearms() -> None:
+    fired = asyncio.Event()
+    beat = _Beat(asyncio.get_running_loop(), 0.001, fired.set)
+    assert not beat.due
+    await asyncio.wait_for(fired.wait(), 5)
+    assert beat.due
+    fired.clear()
+    beat.arm()
+    assert not beat.due
+    beat.cancel()
+    beat.cancel()  # idempotent
+
+
+async def test_control_heartbeats_go_out_one_interval_apart() -> None:
+    settings = TransportSettings(control_heartbeat_interval=0.001, message_timeout=5.0)
+    twice = asyncio.Event()
+
+    class FakeControl:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        async def send_message(self, message: Any) -> None:
+            self.sent.append(message)
+            if len(self.sent) == 2:
+                twice.set()
+
+    session = make_session()
+    session._s = settings
+    control = FakeControl()
+    sender = asyncio.create_task(session._control_send_loop(control))  # type: ignore[arg-type]
+    await asyncio.wait_for(twice.wait(), 5)
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    heartbeat = wire.control_heartbeat().action
+    assert heartbeat and [m.action for m in control.sent[:2]] == [heartbeat, heartbeat]
