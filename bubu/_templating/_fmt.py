@@ -10,10 +10,10 @@ operand prints ``%!d(string=x)``; missing and extra operands print ``%!d(MISSING
 from __future__ import annotations
 
 import math
-import unicodedata
 from decimal import Decimal
 from typing import Any
 
+from bubu._templating import _unicode
 from bubu._templating._values import (
     NOVALUE,
     GoStringMap,
@@ -185,7 +185,7 @@ def _is_print(ch: str) -> bool:
     # unicode.IsPrint: letters, marks, numbers, punctuation, symbols and ASCII space.
     if ch == " ":
         return True
-    return unicodedata.category(ch)[0] in "LMNPS"
+    return _unicode.category(ch)[0] in "LMNPS"
 
 
 def go_quote(s: str, *, ascii_only: bool = False, quote: str = '"') -> str:

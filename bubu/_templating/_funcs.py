@@ -17,7 +17,6 @@ import binascii
 import hashlib
 import math
 import re
-import unicodedata
 import urllib.parse
 import zlib
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bubu._runtime import refs
+from bubu._templating import _unicode
 from bubu._templating._fmt import go_quote, sprint, sprintf, sprintln
 from bubu._templating._gojson import GoJSONError, go_json, go_json_decode
 from bubu._templating._values import (
@@ -510,7 +510,7 @@ def _js_escape(s: str) -> str:
             )
         elif code < 0x20:
             out.append(f"\\u00{code:02X}")
-        elif code >= 0x80 and not (unicodedata.category(ch)[0] in "LMNPS" or ch == " "):
+        elif code >= 0x80 and not (_unicode.category(ch)[0] in "LMNPS" or ch == " "):
             out.append(f"\\u{code:04X}")
         else:
             out.append(ch)
@@ -814,7 +814,7 @@ def _go_title(s: str) -> str:
 def _is_separator(ch: str) -> bool:
     if ch.isascii():
         return not (ch.isalnum() or ch == "_")
-    cat = unicodedata.category(ch)
+    cat = _unicode.category(ch)
     if cat[0] in "LN":
         return False
     return ch.isspace()
@@ -902,22 +902,22 @@ def _is_connector(ch: str) -> bool:
 
 
 def _is_upper(ch: str) -> bool:
-    return unicodedata.category(ch) == "Lu"
+    return _unicode.category(ch) == "Lu"
 
 
 def _is_alphabet(ch: str) -> bool:
-    if unicodedata.category(ch)[0] != "L":
+    if _unicode.category(ch)[0] != "L":
         return False
     code = ord(ch)
     return not (0x4E00 <= code <= 0x9FCC or 0x3400 <= code <= 0x4D85 or 0x20000 <= code <= 0x2B81D)
 
 
 def _is_punct(ch: str) -> bool:
-    return unicodedata.category(ch)[0] == "P"
+    return _unicode.category(ch)[0] == "P"
 
 
 def _is_number(ch: str) -> bool:
-    return unicodedata.category(ch)[0] == "N"
+    return _unicode.category(ch)[0] == "N"
 
 
 _CONNECTOR, _PUNCT, _UPPER, _ALPHA, _NUMBER, _OTHER = range(1, 7)

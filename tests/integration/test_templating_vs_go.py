@@ -651,6 +651,27 @@ def test_negative_zero_keeps_its_sign_like_go(go: GoTemplating, value: Any, temp
     assert "-0" in canonical(theirs["value"])  # the sign made it through the oracle's reply
 
 
+# Code points Unicode 15.0 (Go's unicode.Version) assigned and Python 3.11's 14.0 left unassigned
+# (found by test_generated_data_prints_like_go: Go printed U+31350 in %q where bubu escaped it),
+# one per category the table adds, and the first code point after the last range.
+_UNICODE_15 = [0x31350, 0x323AF, 0x323B0, 0x1E4D0, 0x1E4F0, 0x11F50, 0x1FA75, 0x13439, 0x0CF3]
+
+
+@pytest.mark.parametrize("code", _UNICODE_15, ids=[f"U+{c:04X}" for c in _UNICODE_15])
+@pytest.mark.parametrize(
+    "template",
+    [
+        'x{{ printf "%q|%+q|%#v|%x" .inputs.v .inputs.v .inputs.v .inputs.v }}',
+        "x{{ quote .inputs.v }}|{{ toJson .inputs.v }}|{{ snakecase .inputs.v }}|{{ camelcase .inputs.v }}",
+        "x{{ title .inputs.v }}|{{ swapcase .inputs.v }}|{{ initials .inputs.v }}",
+    ],
+)
+def test_unicode_15_code_points_print_like_go(go: GoTemplating, code: int, template: str) -> None:
+    value = f"a{chr(code)}b {chr(code)}"
+    theirs, mine = _compare(go, "string", template=template, vars={"inputs": {"v": value}})
+    _assert_same(theirs, mine, f"{template} with U+{code:04X}")
+
+
 # --- Sprig helpers with intricate rules (xstrings case conversion, goutils wrapping, Go time
 # layouts, durations, Masterminds semver, decimal arithmetic), each checked against Go -------
 
