@@ -269,16 +269,102 @@ done:
     return out;
 }
 
+/*
+ * go_compact(doc: bytes) -> bytes: valid JSON -> Go's json.Compact of it with encoding/json's
+ * string escapes (<, >, & as \u003c, \u003e, \u0026; U+2028/U+2029 as \u2028/\u2029), in one
+ * pass. The input must already be known valid (codec decodes it with msgspec first, which is
+ * needed for the Struct anyway): this only tracks whether a byte is inside a string, so it equals
+ * codec.go_escape_json(msgspec.json.format(doc, indent=-1)) on valid JSON and nothing is
+ * promised for anything else. Returns ``doc`` itself when nothing changes (the usual case).
+ */
+static PyObject *go_compact(PyObject *module, PyObject *doc) {
+    const unsigned char *s, *end, *p;
+    Py_ssize_t n, size = 0;
+    int in_string = 0, changed = 0;
+    PyObject *out;
+    unsigned char *w;
+    (void)module;
+    if (!PyBytes_CheckExact(doc)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, got %s", Py_TYPE(doc)->tp_name);
+        return NULL;
+    }
+    s = (const unsigned char *)PyBytes_AS_STRING(doc);
+    n = PyBytes_GET_SIZE(doc);
+    end = s + n;
+    /* first pass: the output size, and whether anything changes */
+    for (p = s; p < end; p++) {
+        unsigned char c = *p;
+        if (!in_string) {
+            if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+                changed = 1;
+                continue;
+            }
+            if (c == '"') in_string = 1;
+            size++;
+        } else if (c == '\\') {
+            size += (p + 1 < end) ? 2 : 1;
+            p++;
+        } else if (c == '"') {
+            in_string = 0;
+            size++;
+        } else if (c == '<' || c == '>' || c == '&') {
+            size += 6;
+            changed = 1;
+        } else if (c == 0xE2 && p + 2 < end && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)) {
+            size += 6;
+            p += 2;
+            changed = 1;
+        } else {
+            size++;
+        }
+    }
+    if (!changed) {
+        Py_INCREF(doc);
+        return doc;
+    }
+    out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) return NULL;
+    w = (unsigned char *)PyBytes_AS_STRING(out);
+    in_string = 0;
+    for (p = s; p < end; p++) {
+        unsigned char c = *p;
+        if (!in_string) {
+            if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+            if (c == '"') in_string = 1;
+            *w++ = c;
+        } else if (c == '\\') {
+            *w++ = c;
+            if (p + 1 < end) *w++ = *++p;
+        } else if (c == '"') {
+            in_string = 0;
+            *w++ = c;
+        } else if (c == '<' || c == '>' || c == '&') {
+            memcpy(w, c == '<' ? "\\u003c" : c == '>' ? "\\u003e" : "\\u0026", 6);
+            w += 6;
+        } else if (c == 0xE2 && p + 2 < end && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)) {
+            memcpy(w, p[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+            w += 6;
+            p += 2;
+        } else {
+            *w++ = c;
+        }
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"struct_bytes", struct_bytes, METH_O,
      "struct_bytes(data: dict) -> bytes\n--\n\n"
      "The serialized google.protobuf.Struct of a decoded JSON object."},
+    {"go_compact", go_compact, METH_O,
+     "go_compact(doc: bytes) -> bytes\n--\n\n"
+     "Valid JSON, compacted and with Go's string escapes (codec.go_escape_json)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_structwire",
-    "Compiled google.protobuf.Struct writer (see codec.struct_bytes).", 0, methods,
+    "Compiled google.protobuf.Struct writer and JSON compactor (see codec).", 0, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -207,7 +207,7 @@ def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -
         data, doc_len, meta, tail = fast
         ok = (
             doc_len <= _MIB10
-            and (meta is None or _metadata_ok(meta.metadata))
+            and (meta is None or _metadata_ok(meta))
             and (tail is None or packet_ok(tail))
         )
     else:

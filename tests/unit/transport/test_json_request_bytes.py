@@ -1,0 +1,159 @@
+"""The quick road of ``codec.envelope_request_bytes`` (a payload object and at most a kind).
+
+Every case must give the bytes of the general road (``codec.data_request_bytes``, which
+test_struct_bytes.py pins to upb), the same metadata for the rules, and the same errors, with
+and without the compiled ``_structwire.go_compact``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bubu._runtime.messages import BinaryFrame, StreamEnvelope, StreamMessage, TransportDescriptor
+from bubu._runtime.transport import TransportSettings
+from bubu._transport import _structwire, codec, wire
+from bubu.errors import ProtocolViolationError
+
+TS = dt.datetime(2026, 4, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
+DOC = {"id": "c0a8", "n": 3, "f": 1.5, "ok": True, "none": None, "l": [1, "a <&> \u2028"], "o": {}}
+SPACED = b' {\n "a" : [ 1 ,\t"x y\\" <z>" ] ,\r\n "b":{ } } '
+
+
+def _mirror(payload: bytes, **fields: Any) -> StreamMessage:
+    return StreamMessage(
+        payload=payload, binary=BinaryFrame(payload=payload, mime_type="application/json"), **fields
+    )
+
+
+@pytest.fixture(params=["compiled", "python"])
+def road(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(codec, "_compiled_go_compact", None)
+    codec._KIND_PIECES.clear()
+    return str(request.param)
+
+
+CASES = [
+    StreamMessage.json(DOC),
+    StreamMessage.json(DOC, kind="data"),
+    StreamMessage.json(DOC, kind="custom.kind-1"),
+    StreamMessage.json({"a": 1}, kind="data", message_id="m <1>", timestamp=TS),
+    StreamMessage.json({"a": 1}, metadata={"traceparent": "00-x", "k": "<v>"}),
+    StreamMessage.json({"a": 1}, kind="data", metadata={"k": "v"}),
+    StreamMessage.json({"a": 1}, message_id="only-id"),
+    StreamMessage.json({"a": 1}, timestamp=dt.datetime(1970, 1, 1, tzinfo=dt.UTC)),
+    StreamMessage.json({"a": 1}, timestamp=dt.datetime(1969, 1, 1, tzinfo=dt.UTC)),
+    _mirror(SPACED, kind="data"),
+    _mirror(SPACED, kind="data", timestamp=TS),
+    StreamMessage(
+        payload=b'{"a":1}',
+        binary=BinaryFrame(payload=b'{"a":1}', mime_type="application/json", timestamp_ms=7),
+        kind="data",
+    ),
+    StreamMessage(payload=b'{"a":1}', kind="data"),  # no mirror: the envelope is still used
+    StreamMessage.json({"a": 1}, inputs={"i": 2}),
+    StreamMessage.json({"a": 1}, transports=(TransportDescriptor(name="t"),)),
+    StreamMessage.json({"a": 1}, envelope=StreamEnvelope(stream_id="s", sequence=3)),
+    StreamMessage(kind="hook", metadata={"x": "y"}),
+]
+
+
+@pytest.mark.parametrize("msg", CASES)
+def test_quick_road_gives_the_general_road_bytes(road: str, msg: StreamMessage) -> None:
+    fast = codec.envelope_request_bytes(msg)
+    assert fast is not None
+    data, doc_len, metadata, tail = fast
+    expected, head, expected_tail = codec.data_request_bytes(msg)
+    assert data == expected
+    assert doc_len == len(head.binary.payload)
+    assert dict(metadata or {}) == dict(head.metadata)
+    assert (tail is None) == (expected_tail is None)
+    assert wire.encode_outbound_bytes(msg, TransportSettings()) == expected
+
+
+def test_payload_and_kind_only_uses_the_cached_pieces(road: str) -> None:
+    msg = _mirror(b' { "a" : [1, "x <y>"] } ', kind="data")
+    data, _, metadata, _ = codec.envelope_request_bytes(msg) or (b"", 0, None, None)
+    assert metadata == {"bubu.envelope.kind": "data"}
+    assert ("data" in codec._KIND_PIECES) == (road == "compiled")
+    assert data == codec.to_pb_data_request(msg).SerializeToString()  # one key per map: upb's
+    # Without a kind the packet has no metadata at all (the envelope still says "data").
+    data, _, metadata, _ = codec.envelope_request_bytes(_mirror(b'{"a":1}')) or (b"", 0, {}, None)
+    assert metadata is None
+    assert b'"kind":"data"' in data
+
+
+def test_kind_pieces_stay_bounded_and_exact() -> None:
+    codec._KIND_PIECES.clear()
+    for n in range(codec._KIND_PIECES_MAX):
+        codec._kind_pieces(f"k{n}")
+    assert len(codec._KIND_PIECES) == codec._KIND_PIECES_MAX
+    opening, meta, mapping = codec._kind_pieces("x" * 200)  # a two-byte varint length
+    assert len(codec._KIND_PIECES) == 1
+    assert opening == b'{"version":"v1","kind":"' + b"x" * 200 + b'"'
+    built = codec._packet_metadata(StreamMessage(kind="x" * 200)).SerializeToString()
+    assert meta == built
+    assert mapping == {"bubu.envelope.kind": "x" * 200}
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"{nope", "envelope payload is not valid JSON"),
+        (b"[1]", "payload decode failed: payload must be a JSON object"),
+        (b'"s"', "payload decode failed: payload must be a JSON object"),
+    ],
+)
+def test_quick_road_keeps_the_general_errors(road: str, payload: bytes, error: str) -> None:
+    with pytest.raises(ProtocolViolationError, match=error):
+        codec.envelope_request_bytes(_mirror(payload, kind="data"))
+
+
+def test_out_of_range_frame_timestamp_is_left_to_upb(road: str) -> None:
+    msg = StreamMessage(
+        payload=b'{"a":1}',
+        binary=BinaryFrame(payload=b'{"a":1}', mime_type="application/json", timestamp_ms=2**64),
+        kind="data",
+    )
+    assert codec.envelope_request_bytes(msg) is None
+
+
+def test_a_kind_breaking_the_metadata_rule_is_reported(road: str) -> None:
+    msg = _mirror(b'{"a":1}', kind="k" * 1025)  # a valid kind, too long for a metadata value
+    with pytest.raises(ProtocolViolationError, match="transport publish request invalid"):
+        wire.encode_outbound_bytes(msg, TransportSettings())
+
+
+TEXT = st.text(alphabet=st.sampled_from(list('ab <>&"\\\u2028\u2029é\n\t')), max_size=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON, st.sampled_from([None, 0, 2]), st.booleans())
+def test_go_compact_is_compact_json_with_go_escapes(doc: Any, indent: int | None, ascii_: bool) -> None:
+    raw = json.dumps(doc, indent=indent, ensure_ascii=ascii_).encode()
+    expected = codec.go_escape_json(msgspec.json.format(raw, indent=-1))
+    assert _structwire.go_compact(raw) == expected
+    assert _structwire.go_compact(b" \r\n\t" + raw + b"\n") == expected
+
+
+def test_go_compact_returns_a_compact_document_itself() -> None:
+    raw = b'{"a":"x y","b":[1,2]}'
+    assert _structwire.go_compact(raw) is raw
+    assert _structwire.go_compact(b'{"a":"\\u003c"}') == b'{"a":"\\u003c"}'
+    assert _structwire.go_compact(b'["\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xa7"]') == (
+        b'["\\u2028\\u2029\xe2\x80\xa7"]'
+    )
+    with pytest.raises(TypeError, match="expected bytes"):
+        _structwire.go_compact(bytearray(b"{}"))  # type: ignore[arg-type]
