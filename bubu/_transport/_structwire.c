@@ -17,6 +17,9 @@
  * Two passes: the first computes the content size of every object and list (in pre-order) so that
  * each length prefix is a minimal varint, as upb and Go write them; the second writes into a bytes
  * object of exactly the right size.
+ *
+ * go_compact, below, is the envelope's other per-message JSON step in one pass: compacting a
+ * payload known valid and applying Go's string escapes (see codec.envelope_request_bytes).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

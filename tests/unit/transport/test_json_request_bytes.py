@@ -133,7 +133,11 @@ def test_a_kind_breaking_the_metadata_rule_is_reported(road: str) -> None:
 
 TEXT = st.text(alphabet=st.sampled_from(list('ab <>&"\\\u2028\u2029é\n\t')), max_size=12)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=20,
 )
@@ -141,7 +145,9 @@ JSON = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(JSON, st.sampled_from([None, 0, 2]), st.booleans())
-def test_go_compact_is_compact_json_with_go_escapes(doc: Any, indent: int | None, ascii_: bool) -> None:
+def test_go_compact_is_compact_json_with_go_escapes(
+    doc: Any, indent: int | None, ascii_: bool
+) -> None:
     raw = json.dumps(doc, indent=indent, ensure_ascii=ascii_).encode()
     expected = codec.go_escape_json(msgspec.json.format(raw, indent=-1))
     assert _structwire.go_compact(raw) == expected
