@@ -982,6 +982,62 @@ def envelope_request_bytes(
     return _envelope_request_bytes(msg)
 
 
+_INT32_MAX: Final = (1 << 31) - 1
+
+
+def audio_request_bytes(msg: StreamMessage) -> tuple[bytes, Mapping[str, str] | None] | None:
+    """:func:`data_request_bytes` for an audio message without Structs, transports or envelope.
+
+    The ``AudioFrame`` (field 1) is written directly, as upb writes it: the fields in number
+    order, zero values left out; the metadata (field 4), if any, is serialized by upb. Same bytes
+    as :func:`data_request_bytes`.
+
+    Returns:
+        ``None`` when ``msg`` is not such a message or holds a value of an unexpected type or
+        range (the general road then encodes or reports it); else ``(data, metadata)``: the
+        bytes and the packet metadata (``None`` when empty), for the buf.validate rules.
+
+    Raises:
+        ProtocolViolationError: ``msg`` breaks :meth:`StreamMessage.validate`.
+    """
+    audio = msg.audio
+    if audio is None or msg.payload or msg.inputs or msg.transports or msg.envelope is not None:
+        return None
+    msg.validate()
+    pcm = audio.pcm
+    rate = audio.sample_rate_hz
+    channels = audio.channels
+    name = audio.codec
+    ts = audio.timestamp_ms
+    # validate() made pcm non-empty and rate and channels positive; upb decides anything odd.
+    if not (
+        type(pcm) is bytes
+        and type(rate) is int
+        and type(channels) is int
+        and type(name) is str
+        and type(ts) is int
+        and rate <= _INT32_MAX
+        and channels <= _INT32_MAX
+        and ts <= _UINT64_MAX
+        and name.isascii()
+    ):
+        return None
+    parts = [b"\x0a", varint(len(pcm)), pcm, b"\x10", varint(rate), b"\x18", varint(channels)]
+    name = name.strip()
+    if name:
+        parts += (b"\x22", varint(len(name)), name.encode())
+    if ts:  # validate() refused a negative one
+        parts += (b"\x28", varint(ts))
+    frame = b"".join(parts)
+    out = [b"\x0a", varint(len(frame)), frame]
+    metadata: Mapping[str, str] | None = None
+    if msg.metadata or msg.kind or msg.message_id or msg.timestamp is not None:
+        meta = _packet_metadata(msg)
+        metadata = meta.metadata
+        out.append(meta.SerializeToString())
+    return b"".join(out), metadata
+
+
 _KIND_PIECES: dict[str, tuple[bytes, bytes, dict[str, str]]] = {}
 _KIND_PIECES_MAX: Final = 256
 

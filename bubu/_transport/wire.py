@@ -201,8 +201,20 @@ def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -
     """
     # The Structs are written as bytes (codec.struct_bytes); the rules live on the other fields,
     # which head and tail hold. A broken rule is reported on the full packet, as before.
-    fast = codec.envelope_request_bytes(message)
-    if fast is not None:
+    a = message.audio
+    audio = None if a is None else codec.audio_request_bytes(message)
+    fast = None if audio is not None else codec.envelope_request_bytes(message)
+    if audio is not None and a is not None:
+        # The frame as written: codec trimmed (validate() refused surrounding whitespace).
+        data, meta = audio
+        ok = (
+            len(a.pcm) <= _MIB10
+            and 8000 <= a.sample_rate_hz <= 192000
+            and 1 <= a.channels <= 8
+            and len(a.codec) <= 32
+            and (meta is None or _metadata_ok(meta))
+        )
+    elif fast is not None:
         # The frame is the envelope document with the envelope MIME (255 characters max).
         data, doc_len, meta, tail = fast
         ok = (

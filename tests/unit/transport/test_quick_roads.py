@@ -1,8 +1,9 @@
-"""The quick road of ``codec.envelope_request_bytes`` (a payload object and at most a kind).
+"""The quick encode roads: ``codec.envelope_request_bytes`` for a payload object with at most a
+kind, and ``codec.audio_request_bytes``.
 
 Every case must give the bytes of the general road (``codec.data_request_bytes``, which
-test_struct_bytes.py pins to upb), the same metadata for the rules, and the same errors, with
-and without the compiled ``_structwire.go_compact``.
+test_struct_bytes.py pins to upb), the same metadata for the rules and the same errors; the JSON
+road with and without the compiled ``_structwire.go_compact``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bubu._runtime.messages import BinaryFrame, StreamEnvelope, StreamMessage, TransportDescriptor
+from bubu._runtime.messages import (
+    AudioFrame,
+    BinaryFrame,
+    StreamEnvelope,
+    StreamMessage,
+    TransportDescriptor,
+)
 from bubu._runtime.transport import TransportSettings
 from bubu._transport import _structwire, codec, wire
+from bubu._transport.channel import MessageTooLargeError
 from bubu.errors import ProtocolViolationError
 
 TS = dt.datetime(2026, 4, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
@@ -163,3 +171,125 @@ def test_go_compact_returns_a_compact_document_itself() -> None:
     )
     with pytest.raises(TypeError, match="expected bytes"):
         _structwire.go_compact(bytearray(b"{}"))  # type: ignore[arg-type]
+
+
+PCM = bytes(range(256)) * 3
+
+AUDIO_CASES = [
+    StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, channels=1, codec="pcm16")),
+    StreamMessage(audio=AudioFrame(pcm=b"\x01", sample_rate_hz=8000)),  # no codec, channels 1
+    StreamMessage(
+        audio=AudioFrame(
+            pcm=PCM, sample_rate_hz=48000, channels=2, codec="opus", timestamp_ms=2**40
+        )
+    ),
+    StreamMessage(
+        audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, timestamp_ms=2**64 - 1),
+        kind="data",
+        message_id="m",
+        timestamp=TS,
+        metadata={"a": "b", "c": "d"},
+    ),
+    StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), kind="voice"),
+    StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), metadata={"k": "v"}),
+]
+
+
+@pytest.mark.parametrize("msg", AUDIO_CASES)
+def test_audio_bytes_equal_the_general_road(msg: StreamMessage) -> None:
+    fast = codec.audio_request_bytes(msg)
+    assert fast is not None
+    data, metadata = fast
+    expected, head, tail = codec.data_request_bytes(msg)
+    assert tail is None
+    assert data == expected
+    assert dict(metadata or {}) == dict(head.metadata)
+    assert (metadata is None) == (not head.metadata)
+    assert wire.encode_outbound_bytes(msg, TransportSettings()) == expected
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        StreamMessage(payload=b'{"a":1}'),
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), payload=b'{"a":1}'),
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), inputs=b'{"a":1}'),
+        StreamMessage(
+            audio=AudioFrame(pcm=PCM, sample_rate_hz=16000),
+            transports=(TransportDescriptor(name="t"),),
+        ),
+        StreamMessage(
+            audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), envelope=StreamEnvelope(sequence=1)
+        ),
+        StreamMessage(audio=AudioFrame(pcm=bytearray(PCM), sample_rate_hz=16000)),  # type: ignore[arg-type]
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000.0)),  # type: ignore[arg-type]
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, channels=True)),
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, codec=b"x")),  # type: ignore[arg-type]
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, timestamp_ms=1.0)),  # type: ignore[arg-type]
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=2**31)),
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, channels=2**31)),
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, timestamp_ms=2**64)),
+        StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, codec="pcmé")),
+    ],
+)
+def test_audio_bytes_leave_everything_else_to_the_general_road(msg: StreamMessage) -> None:
+    assert codec.audio_request_bytes(msg) is None
+
+
+def test_audio_bytes_take_the_int32_and_uint64_edges() -> None:
+    msg = StreamMessage(
+        audio=AudioFrame(
+            pcm=PCM, sample_rate_hz=2**31 - 1, channels=2**31 - 1, timestamp_ms=2**64 - 1
+        )
+    )
+    data, _ = codec.audio_request_bytes(msg) or (b"", None)
+    assert data == codec.to_pb_data_request(msg).SerializeToString()
+
+
+def test_audio_non_ascii_codec_still_encodes_on_the_general_road() -> None:
+    msg = StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000, codec="pcmé"))
+    data = wire.encode_outbound_bytes(msg, TransportSettings())
+    assert data == codec.to_pb_data_request(msg).SerializeToString()
+
+
+def test_audio_validation_runs_first() -> None:
+    with pytest.raises(ProtocolViolationError, match="audio.pcm: must not be empty"):
+        codec.audio_request_bytes(StreamMessage(audio=AudioFrame(pcm=b"", sample_rate_hz=16000)))
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        AudioFrame(pcm=PCM, sample_rate_hz=7999),
+        AudioFrame(pcm=PCM, sample_rate_hz=192001),
+        AudioFrame(pcm=PCM, sample_rate_hz=16000, channels=9),
+        AudioFrame(pcm=PCM, sample_rate_hz=16000, codec="c" * 33),
+    ],
+)
+def test_audio_rules_are_reported_like_protovalidate(audio: AudioFrame) -> None:
+    with pytest.raises(ProtocolViolationError, match="transport publish request invalid"):
+        wire.encode_outbound_bytes(StreamMessage(audio=audio), TransportSettings())
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        AudioFrame(pcm=PCM, sample_rate_hz=8000, channels=8, codec="c" * 32),
+        AudioFrame(pcm=PCM, sample_rate_hz=192000, channels=1),
+    ],
+)
+def test_audio_rule_edges_pass(audio: AudioFrame) -> None:
+    msg = StreamMessage(audio=audio, metadata={"k" * 128: "v" * 1024})
+    assert wire.encode_outbound_bytes(msg, TransportSettings()) == codec.data_request_bytes(msg)[0]
+
+
+def test_audio_metadata_rules_are_reported() -> None:
+    msg = StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), metadata={"k": "v" * 1025})
+    with pytest.raises(ProtocolViolationError, match="transport publish request invalid"):
+        wire.encode_outbound_bytes(msg, TransportSettings())
+
+
+def test_audio_send_cap_is_enforced() -> None:
+    msg = StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000))
+    with pytest.raises(MessageTooLargeError, match="larger than max"):
+        wire.encode_outbound_bytes(msg, TransportSettings(max_send_bytes=len(PCM)))
