@@ -125,17 +125,22 @@ def packet_ok(packet: Any) -> bool:
     if packet.metadata and not _metadata_ok(packet.metadata):
         return False
     transports = packet.transports
-    if transports:
-        if len(transports) > 10:
-            return False
-        for t in transports:
-            if len(t.name) > 128 or len(t.kind) > 128 or len(t.mode) > 128:
-                return False
-            if t.HasField("typed_config"):
-                c = t.typed_config
-                if len(c.transport_ref) > 253 or len(c.mode_reason) > 512:
-                    return False
+    if transports and not _transports_ok(transports):
+        return False
     return not packet.HasField("envelope") or _envelope_ok(packet.envelope)
+
+
+def _transports_ok(transports: Any) -> bool:
+    if len(transports) > 10:
+        return False
+    for t in transports:
+        if len(t.name) > 128 or len(t.kind) > 128 or len(t.mode) > 128:
+            return False
+        if t.HasField("typed_config"):
+            c = t.typed_config
+            if len(c.transport_ref) > 253 or len(c.mode_reason) > 512:
+                return False
+    return True
 
 
 def control_ok(message: Any) -> bool:
@@ -304,9 +309,49 @@ def decode_inbound(packet: Any) -> StreamMessage:
         ProtocolViolationError: a buf.validate rule, the envelope or ``StreamMessage.validate``
             fails; the session treats it as a retryable session error.
     """
-    if not packet_ok(packet):
+    # Decoded first, checked after on the decoded values (each packet field read once; upb reads
+    # cost ~0.15 us each). A packet that fails to decode is checked before its error is raised,
+    # so a broken rule is still the error reported first.
+    try:
+        message = codec.from_pb_packet(packet)
+    except Exception:
+        if not packet_ok(packet):
+            validate.check_packet(packet, what="transport packet invalid")
+        raise
+    if not _decoded_ok(packet, message):
         validate.check_packet(packet, what="transport packet invalid")
-    return codec.from_pb_packet(packet)
+    return message
+
+
+def _decoded_ok(packet: Any, message: StreamMessage) -> bool:
+    # packet_ok, reading the frame and envelope from `message`, decoded from `packet` by
+    # codec.from_pb_packet: its audio, video and envelope are the packet's, field for field.
+    a = message.audio
+    v = message.video
+    if a is not None:
+        if (
+            len(a.pcm) > _MIB10
+            or not 8000 <= a.sample_rate_hz <= 192000
+            or not 1 <= a.channels <= 8
+            or len(a.codec) > 32
+        ):
+            return False
+    elif v is not None:
+        if len(v.payload) > _MIB10 or len(v.codec) > 32 or v.width > 16384 or v.height > 16384:
+            return False
+    else:
+        b = packet.binary  # an empty default when the packet has no frame
+        if len(b.payload) > _MIB10 or len(b.mime_type) > 255:
+            return False
+    metadata = packet.metadata
+    if metadata and not _metadata_ok(metadata):
+        return False
+    # The packet's transports fill the message's when the envelope has none, so the message
+    # has none only when the packet has none either.
+    if message.transports and not _transports_ok(packet.transports):
+        return False
+    e = message.envelope
+    return e is None or _envelope_ok(e)
 
 
 def should_drop(message: StreamMessage) -> bool:
