@@ -536,15 +536,18 @@ def struct_bytes(data: dict[str, Any]) -> bytes:
 # The same writer in C (bubu/_transport/_structwire.c, built by hatch_build.py): ~10x faster,
 # the same bytes. Optional: a build without a compiler uses the Python writer above.
 _compiled_struct_bytes: Callable[[dict[str, Any]], bytes] | None
-# Its go_compact is _compact_json + go_escape_json in one pass, for JSON already known valid.
+# Its go_compact is _compact_json + go_escape_json in one pass, for JSON already known valid;
+# json_struct_bytes is struct_bytes(msgspec decode) straight from the text of plain documents.
 _compiled_go_compact: Callable[[bytes], bytes] | None
+_compiled_json_struct_bytes: Callable[[bytes], bytes | None] | None
 try:
     from bubu._transport import _structwire
 except ImportError:  # pragma: no cover - depends on the build
-    _compiled_struct_bytes = _compiled_go_compact = None
+    _compiled_struct_bytes = _compiled_go_compact = _compiled_json_struct_bytes = None
 else:
     _compiled_struct_bytes = _structwire.struct_bytes
     _compiled_go_compact = _structwire.go_compact
+    _compiled_json_struct_bytes = _structwire.json_struct_bytes
 
 
 # -- the JSON packet envelope (docs/contract/stream.md#non-protobuf-contracts) ------------------
@@ -947,10 +950,12 @@ def envelope_request_bytes(
 
     The ``BinaryFrame`` (field 3) is written directly, as upb writes it (payload, MIME, then
     a non-zero timestamp). A message with a payload object and nothing but an optional kind
-    besides (what an engram usually sends) takes the quickest road: the payload is decoded once
-    (for its Struct, which also proves it valid JSON), compacted with Go's escapes in one pass
-    (``_structwire.go_compact``), and its one metadata entry (the kind) is a cached byte string.
-    Anything else has its metadata (field 4) serialized by upb, so the map order is upb's. Same
+    besides (what an engram usually sends) takes the quickest road: the payload's Struct is
+    written straight from its text (``_structwire.json_struct_bytes``, which also proves it valid
+    JSON; msgspec decodes the unusual documents it declines), the payload is compacted with Go's
+    escapes in one pass (``_structwire.go_compact``), and its one metadata entry (the kind) is a
+    cached byte string. Other messages have their metadata (field 4) serialized by upb, so the
+    map order is upb's. Same
     bytes as :func:`data_request_bytes`; anything that fails takes the general road, whose
     errors are the canonical ones.
 
@@ -973,12 +978,16 @@ def envelope_request_bytes(
         and _compiled_go_compact is not None
         and not (msg.inputs or msg.transports or msg.envelope is not None)
     ):
-        try:
-            obj = _decoder.decode(payload)
-        except msgspec.DecodeError:
-            obj = None
-        if type(obj) is dict:
-            return _json_request_bytes(msg, obj, _compiled_go_compact(payload))
+        body = _compiled_json_struct_bytes(payload)  # None: not plain enough, or not valid
+        if body is None:
+            try:
+                obj = _decoder.decode(payload)
+            except (msgspec.DecodeError, UnicodeDecodeError):  # the general road reports it
+                obj = None
+            if type(obj) is dict:
+                body = struct_bytes(obj)
+        if body is not None:
+            return _json_request_bytes(msg, body, _compiled_go_compact(payload))
     return _envelope_request_bytes(msg)
 
 
@@ -1063,12 +1072,12 @@ def _kind_pieces(kind: str) -> tuple[bytes, bytes, dict[str, str]]:
 
 
 def _json_request_bytes(
-    msg: StreamMessage, obj: dict[str, Any], payload_json: bytes
+    msg: StreamMessage, body: bytes, payload_json: bytes
 ) -> tuple[bytes, int, Mapping[str, str] | None, pb.DataRequest | None] | None:
-    # envelope_request_bytes for a validated message whose payload decoded to the JSON object
-    # `obj` and compacts to `payload_json`, with no inputs, transports or envelope: encode_envelope
-    # and the general road below, piece by piece (Go's escapes apply inside strings only, so
-    # escaping each piece equals escaping the document).
+    # envelope_request_bytes for a validated message whose payload is a JSON object with Struct
+    # bytes `body` that compacts to `payload_json`, with no inputs, transports or envelope:
+    # encode_envelope and the general road below, piece by piece (Go's escapes apply inside
+    # strings only, so escaping each piece equals escaping the document).
     kind = msg.kind
     opening, kind_meta, kind_map = _kind_pieces(kind or KIND_DATA)
     doc_parts = [opening]
@@ -1099,7 +1108,6 @@ def _json_request_bytes(
     elif kind:
         metadata = kind_map
         parts.append(kind_meta)
-    body = struct_bytes(obj)
     parts += (b"\x2a", varint(len(body)), body)
     return b"".join(parts), len(doc), metadata, None
 

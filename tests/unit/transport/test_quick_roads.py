@@ -59,6 +59,9 @@ CASES = [
     StreamMessage.json({"a": 1}, timestamp=dt.datetime(1970, 1, 1, tzinfo=dt.UTC)),
     StreamMessage.json({"a": 1}, timestamp=dt.datetime(1969, 1, 1, tzinfo=dt.UTC)),
     _mirror(SPACED, kind="data"),
+    _mirror(b'{"a":1,"a":[2]}', kind="data"),  # msgspec's road: a duplicate key
+    _mirror(b'{"k\\u00e9":"\\u00e9"}', kind="data"),  # msgspec's road: an escaped key
+    _mirror(b'{"n":123456789012345678901234567890}', kind="data"),
     _mirror(SPACED, kind="data", timestamp=TS),
     StreamMessage(
         payload=b'{"a":1}',
@@ -293,3 +296,143 @@ def test_audio_send_cap_is_enforced() -> None:
     msg = StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000))
     with pytest.raises(MessageTooLargeError, match="larger than max"):
         wire.encode_outbound_bytes(msg, TransportSettings(max_send_bytes=len(PCM)))
+
+
+def _reference_struct(raw: bytes) -> bytes | None:
+    # What the quick road used before json_struct_bytes: msgspec, then struct_bytes.
+    try:
+        obj = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises both
+        return None
+    if type(obj) is not dict:
+        return None
+    try:
+        return codec.struct_bytes(obj)
+    except ProtocolViolationError:
+        return None
+
+
+ANY_TEXT = st.text(
+    alphabet=st.sampled_from(list('az "\\/\b\f\n\r\t\x00\x1f\x7f<>&é\u2028\ud7ff\ue000\U0001f600')),
+    max_size=10,
+)
+PLAIN_KEY = st.text(alphabet=st.sampled_from(list("abcé\U0001f600 <")), max_size=6)
+NUMBERS = (
+    st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0, -0.0, 0.0, 5e-324, 1.7976931348623157e308, 2**53 + 1, -(2**63)])
+)
+DOCS = st.recursive(
+    st.none() | st.booleans() | NUMBERS | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(PLAIN_KEY, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(PLAIN_KEY, DOCS, max_size=5), st.sampled_from([None, 2]), st.booleans())
+def test_json_struct_bytes_equal_the_msgspec_road(
+    doc: dict[str, Any], indent: int | None, ascii_: bool
+) -> None:
+    raw = json.dumps(doc, indent=indent, ensure_ascii=ascii_).encode()
+    got = _structwire.json_struct_bytes(raw)
+    if ascii_ and b"\\u" in raw:
+        assert got is None or got == _reference_struct(raw)  # declined if a key is escaped
+    else:
+        assert got is not None  # nothing unusual: no escaped key, duplicate or deep nesting
+        assert got == _reference_struct(raw)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.dictionaries(PLAIN_KEY, DOCS, min_size=1, max_size=4),
+    st.data(),
+)
+def test_json_struct_bytes_refuse_what_msgspec_refuses(doc: dict[str, Any], data: Any) -> None:
+    raw = bytearray(json.dumps(doc, ensure_ascii=data.draw(st.booleans())).encode())
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        at = data.draw(st.integers(min_value=0, max_value=len(raw)))
+        edit = data.draw(st.sampled_from(["insert", "delete", "replace"]))
+        byte = data.draw(
+            st.sampled_from(b'{}[]",:\\ u0-+.eE1tfnl\x00\x1f\x80\xbf\xc3\xed\xf0\xf4\xff')
+        )
+        if edit == "insert":
+            raw[at:at] = bytes((byte,))
+        elif at < len(raw):
+            raw[at : at + 1] = b"" if edit == "delete" else bytes((byte,))
+    got = _structwire.json_struct_bytes(bytes(raw))
+    expected = _reference_struct(bytes(raw))
+    assert got is None or got == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"  ",
+        b"[1]",
+        b'"s"',
+        b"{",
+        b'{"a":1',
+        b'{"a":1} x',
+        b'{"a":1,}',
+        b'{"a" 1}',
+        b'{"a":01}',
+        b'{"a":1.}',
+        b'{"a":.5}',
+        b'{"a":1e}',
+        b'{"a":-}',
+        b'{"a":+1}',
+        b'{"a":tru}',
+        b'{"a":nul}',
+        b'{"a":falsy}',
+        b'{"a":[1,]}',
+        b'{"a":[1 2]}',
+        b'{"a":"\x01"}',
+        b'{"a":"\\x"}',
+        b'{"a":"\\u12"}',
+        b'{"a":"\\ud800"}',
+        b'{"a":"\\udc00"}',
+        b'{"a":"\\ud800\\u0041"}',
+        b'{"a":"\xff"}',
+        b'{"a":"\xc3"}',
+        b'{"a":"\xe0\x80\x80"}',
+        b'{"a":"\xed\xa0\x80"}',
+        b'{"a":"\xf0\x80\x80\x80"}',
+        b'{"a":"\xf4\x90\x80\x80"}',
+        b'{"a":"unterminated}',
+        b'{"a":1e400}',
+        b'{"a":' + b"1" * 65 + b"}",
+        b'{"a":1,"a":2}',
+        b'{"\\u0061":1}',
+        b"{" + b",".join(b'"k%d":1' % i for i in range(65)) + b"}",
+        b'{"a":' + b"[" * 64 + b"]" * 64 + b"}",
+        b'{"a":{"b":' + b"[" * 63 + b"]" * 63 + b"}}",
+    ],
+)
+def test_json_struct_bytes_decline(raw: bytes) -> None:
+    assert _structwire.json_struct_bytes(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{}",
+        b' {\t"a" : [ ] , "b" : { } }\n',
+        b'{"a":-0,"b":-0.0,"c":0e0,"d":-0e0,"e":1E+2,"f":1.5e-3,"g":' + b"9" * 64 + b"}",
+        b'{"a":"\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\u20ac\\ud83d\\ude00\\u0000"}',
+        b'{"a":"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf"}',
+        b"{" + b",".join(b'"k%d":[true,false,null]' % i for i in range(64)) + b"}",
+        b'{"a":' + b"[" * 63 + b"]" * 63 + b"}",
+        b'{"s":"' + b"x" * 300 + b'","l":[' + b",".join(b"1" for _ in range(200)) + b"]}",
+    ],
+)
+def test_json_struct_bytes_take_plain_documents(raw: bytes) -> None:
+    got = _structwire.json_struct_bytes(raw)
+    assert got is not None
+    assert got == _reference_struct(raw)
+
+
+def test_json_struct_bytes_take_bytes_only() -> None:
+    with pytest.raises(TypeError, match="expected bytes"):
+        _structwire.json_struct_bytes(bytearray(b"{}"))  # type: ignore[arg-type]
