@@ -976,6 +976,7 @@ def envelope_request_bytes(
     if (
         payload
         and _compiled_go_compact is not None
+        and _compiled_json_struct_bytes is not None
         and not (msg.inputs or msg.transports or msg.envelope is not None)
     ):
         body = _compiled_json_struct_bytes(payload)  # None: not plain enough, or not valid

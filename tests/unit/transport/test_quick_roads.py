@@ -44,6 +44,7 @@ def _mirror(payload: bytes, **fields: Any) -> StreamMessage:
 def road(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "python":
         monkeypatch.setattr(codec, "_compiled_go_compact", None)
+        monkeypatch.setattr(codec, "_compiled_json_struct_bytes", None)
     codec._KIND_PIECES.clear()
     return str(request.param)
 
