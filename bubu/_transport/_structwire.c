@@ -274,9 +274,10 @@ done:
 }
 
 /*
- * json_struct_bytes(doc: bytes) -> bytes | None: JSON object text -> the wire bytes of the
+ * json_payload(doc: bytes) -> (bytes, bytes) | None: JSON object text -> the wire bytes of the
  * google.protobuf.Struct that codec.struct_bytes writes for msgspec's decoding of it, without
- * building the Python objects (the decode was the largest cost of sending a JSON message).
+ * building the Python objects (the decode was the largest cost of sending a JSON message), and
+ * go_compact(doc) (``doc`` itself when the first pass saw nothing to change, the usual case).
  *
  * Strict RFC 8259 JSON with valid UTF-8 only. Anything else or unusual returns None and the
  * caller takes the reference road (msgspec decode + struct_bytes), which gives the canonical
@@ -296,11 +297,14 @@ typedef struct {
     const unsigned char *p;
     const unsigned char *end;
     Sizes *s;
+    int changed; /* the first pass saw whitespace or a byte Go escapes: not Go-compact */
 } Json;
 
 static inline void j_ws(Json *j) {
+    const unsigned char *start = j->p;
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
         j->p++;
+    if (j->p != start) j->changed = 1;
 }
 
 static inline int hex4(const unsigned char *p, unsigned int *out) {
@@ -345,12 +349,24 @@ static inline int utf8_len(const unsigned char *p, const unsigned char *end) {
 /* At the opening quote: validates the string, returns its decoded UTF-8 length (or -1) and
  * moves past the closing quote; *escaped tells whether it held an escape. With `w`, also writes
  * the decoded bytes there. */
+/* Bytes that stand for themselves inside a JSON string and Go does not escape: printable
+ * ASCII but '"', '\\', '<', '>' and '&'. */
+static unsigned char STR_PLAIN[256];
+
 static Py_ssize_t j_string(Json *j, char *w, int *escaped) {
     const unsigned char *p = j->p + 1, *end = j->end;
     Py_ssize_t n = 0;
     *escaped = 0;
     while (p < end) {
-        unsigned char c = *p;
+        unsigned char c;
+        const unsigned char *run = p;
+        while (p < end && STR_PLAIN[*p]) p++;
+        if (p != run) {
+            if (w) memcpy(w + n, run, (size_t)(p - run));
+            n += p - run;
+            if (p >= end) break;
+        }
+        c = *p;
         if (c == '"') {
             j->p = p + 1;
             return n;
@@ -413,13 +429,15 @@ static Py_ssize_t j_string(Json *j, char *w, int *escaped) {
             }
             continue;
         }
-        if (c < 0x80) {
+        if (c < 0x80) { /* '<', '>' or '&': Go escapes them */
+            j->changed = 1;
             if (w) w[n] = (char)c;
             n++;
             p++;
         } else {
             int k = utf8_len(p, end);
             if (k == 0) return -1;
+            if (c == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)) j->changed = 1;
             if (w) memcpy(w + n, p, (size_t)k);
             n += k;
             p += k;
@@ -571,9 +589,10 @@ static Py_ssize_t j_value(Json *j, int depth) {
         n = j_array(j, depth + 1);
         return n < 0 ? -1 : 1 + varint_len(n) + n;
     case '"': {
+        /* recorded as -(n + 1) when it holds an escape: the second pass decodes only those */
         int escaped;
         n = j_string(j, NULL, &escaped);
-        if (n < 0 || j_push(j, n) < 0) return -1;
+        if (n < 0 || j_push(j, escaped ? -(n + 1) : n) < 0) return -1;
         return 1 + varint_len(n) + n;
     }
     case 't':
@@ -604,8 +623,9 @@ static char *w_object(Json *j, char *w) {
     for (;;) {
         const unsigned char *kstart = j->p + 1, *vstart;
         Py_ssize_t klen, vlen, entry;
-        int escaped;
-        klen = j_string(j, NULL, &escaped); /* no escape: the bytes are the key */
+        /* no escape (the first pass declined those): the key is the bytes up to the quote */
+        klen = (const unsigned char *)memchr(kstart, '"', (size_t)(j->end - kstart)) - kstart;
+        j->p = kstart + klen + 1;
         j_ws(j);
         j->p++; /* ':' */
         j_ws(j);
@@ -619,6 +639,7 @@ static char *w_object(Json *j, char *w) {
         }
         case '"': {
             Py_ssize_t c = j->s->sizes[j->s->next];
+            if (c < 0) c = -c - 1;
             vlen = 1 + varint_len(c) + c;
             break;
         }
@@ -658,6 +679,7 @@ static char *w_array(Json *j, char *w) {
         switch (*j->p) {
         case '{': case '[': case '"': {
             Py_ssize_t c = j->s->sizes[j->s->next];
+            if (c < 0) c = -c - 1; /* an escaped string */
             vlen = 1 + varint_len(c) + c;
             break;
         }
@@ -692,6 +714,13 @@ static char *w_value(Json *j, char *w) {
         Py_ssize_t n = j->s->sizes[j->s->next++];
         int escaped;
         *w++ = 0x1A; /* string_value (3) */
+        if (n >= 0) { /* no escape: the bytes between the quotes */
+            w = put_varint(w, n);
+            memcpy(w, j->p + 1, (size_t)n);
+            j->p += n + 2;
+            return w + n;
+        }
+        n = -n - 1;
         w = put_varint(w, n);
         j_string(j, w, &escaped);
         return w + n;
@@ -727,13 +756,14 @@ static char *w_value(Json *j, char *w) {
     }
 }
 
-static PyObject *json_struct_bytes(PyObject *module, PyObject *doc) {
+static PyObject *go_compact(PyObject *module, PyObject *doc);
+
+static PyObject *json_payload(PyObject *module, PyObject *doc) {
     Sizes s;
     Json j;
     Py_ssize_t total;
-    PyObject *out = NULL;
+    PyObject *out = NULL, *compact;
     char *end;
-    (void)module;
     if (!PyBytes_CheckExact(doc)) {
         PyErr_Format(PyExc_TypeError, "expected bytes, got %s", Py_TYPE(doc)->tp_name);
         return NULL;
@@ -745,14 +775,25 @@ static PyObject *json_struct_bytes(PyObject *module, PyObject *doc) {
     j.p = (const unsigned char *)PyBytes_AS_STRING(doc);
     j.end = j.p + PyBytes_GET_SIZE(doc);
     j.s = &s;
+    j.changed = 0;
     j_ws(&j);
     if (j.p >= j.end || *j.p != '{') goto none;
     total = j_object(&j, 1);
     if (total < 0) goto none;
     j_ws(&j);
     if (j.p != j.end) goto none;
+    if (j.changed) {
+        compact = go_compact(module, doc);
+        if (compact == NULL) goto done;
+    } else {
+        compact = doc;
+        Py_INCREF(compact);
+    }
     out = PyBytes_FromStringAndSize(NULL, total);
-    if (out == NULL) goto done;
+    if (out == NULL) {
+        Py_DECREF(compact);
+        goto done;
+    }
     j.p = (const unsigned char *)PyBytes_AS_STRING(doc);
     j_ws(&j);
     s.next = 1; /* the top object's size is `total` */
@@ -763,6 +804,12 @@ static PyObject *json_struct_bytes(PyObject *module, PyObject *doc) {
         Py_CLEAR(out);
         PyErr_SetString(PyExc_SystemError, "Struct size mismatch");
     }
+    if (out != NULL) {
+        PyObject *pair = PyTuple_Pack(2, out, compact);
+        Py_DECREF(out);
+        out = pair;
+    }
+    Py_DECREF(compact);
     goto done;
 none:
     if (PyErr_Occurred()) goto done; /* out of memory */
@@ -781,6 +828,9 @@ done:
  * codec.go_escape_json(msgspec.json.format(doc, indent=-1)) on valid JSON and nothing is
  * promised for anything else. Returns ``doc`` itself when nothing changes (the usual case).
  */
+/* String bytes go_compact copies as they are: all but '"', '\\', '<', '>', '&' and 0xE2. */
+static unsigned char GO_PLAIN[256];
+
 static PyObject *go_compact(PyObject *module, PyObject *doc) {
     const unsigned char *s, *end, *p;
     Py_ssize_t n, size = 0;
@@ -805,6 +855,11 @@ static PyObject *go_compact(PyObject *module, PyObject *doc) {
             }
             if (c == '"') in_string = 1;
             size++;
+        } else if (GO_PLAIN[c]) {
+            /* the usual string byte: skip the run */
+            const unsigned char *run = p;
+            while (p + 1 < end && GO_PLAIN[p[1]]) p++;
+            size += p - run + 1;
         } else if (c == '\\') {
             size += (p + 1 < end) ? 2 : 1;
             p++;
@@ -860,9 +915,9 @@ static PyMethodDef methods[] = {
     {"struct_bytes", struct_bytes, METH_O,
      "struct_bytes(data: dict) -> bytes\n--\n\n"
      "The serialized google.protobuf.Struct of a decoded JSON object."},
-    {"json_struct_bytes", json_struct_bytes, METH_O,
-     "json_struct_bytes(doc: bytes) -> bytes | None\n--\n\n"
-     "struct_bytes of a JSON object's text without decoding it; None when unusual."},
+    {"json_payload", json_payload, METH_O,
+     "json_payload(doc: bytes) -> tuple[bytes, bytes] | None\n--\n\n"
+     "(struct_bytes, go_compact) of a JSON object's text without decoding it; None when unusual."},
     {"go_compact", go_compact, METH_O,
      "go_compact(doc: bytes) -> bytes\n--\n\n"
      "Valid JSON, compacted and with Go's string escapes (codec.go_escape_json)."},
@@ -875,4 +930,12 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__structwire(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__structwire(void) {
+    int c;
+    for (c = 0; c < 256; c++) {
+        STR_PLAIN[c] = c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' &&
+                       c != '&';
+        GO_PLAIN[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c != 0xE2;
+    }
+    return PyModule_Create(&module);
+}

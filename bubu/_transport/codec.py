@@ -537,17 +537,18 @@ def struct_bytes(data: dict[str, Any]) -> bytes:
 # the same bytes. Optional: a build without a compiler uses the Python writer above.
 _compiled_struct_bytes: Callable[[dict[str, Any]], bytes] | None
 # Its go_compact is _compact_json + go_escape_json in one pass, for JSON already known valid;
-# json_struct_bytes is struct_bytes(msgspec decode) straight from the text of plain documents.
+# json_payload is (struct_bytes(msgspec decode), go_compact) straight from the text of plain
+# documents.
 _compiled_go_compact: Callable[[bytes], bytes] | None
-_compiled_json_struct_bytes: Callable[[bytes], bytes | None] | None
+_compiled_json_payload: Callable[[bytes], tuple[bytes, bytes] | None] | None
 try:
     from bubu._transport import _structwire
 except ImportError:  # pragma: no cover - depends on the build
-    _compiled_struct_bytes = _compiled_go_compact = _compiled_json_struct_bytes = None
+    _compiled_struct_bytes = _compiled_go_compact = _compiled_json_payload = None
 else:
     _compiled_struct_bytes = _structwire.struct_bytes
     _compiled_go_compact = _structwire.go_compact
-    _compiled_json_struct_bytes = _structwire.json_struct_bytes
+    _compiled_json_payload = _structwire.json_payload
 
 
 # -- the JSON packet envelope (docs/contract/stream.md#non-protobuf-contracts) ------------------
@@ -951,13 +952,12 @@ def envelope_request_bytes(
     The ``BinaryFrame`` (field 3) is written directly, as upb writes it (payload, MIME, then
     a non-zero timestamp). A message with a payload object and nothing but an optional kind
     besides (what an engram usually sends) takes the quickest road: the payload's Struct is
-    written straight from its text (``_structwire.json_struct_bytes``, which also proves it valid
-    JSON; msgspec decodes the unusual documents it declines), the payload is compacted with Go's
-    escapes in one pass (``_structwire.go_compact``), and its one metadata entry (the kind) is a
-    cached byte string. Other messages have their metadata (field 4) serialized by upb, so the
-    map order is upb's. Same
-    bytes as :func:`data_request_bytes`; anything that fails takes the general road, whose
-    errors are the canonical ones.
+    written straight from its text by ``_structwire.json_payload``, which also proves it valid
+    JSON and compacts it with Go's escapes (msgspec decodes the unusual documents it declines),
+    and its one metadata entry (the kind) is a cached byte string. Other messages have their
+    metadata (field 4) serialized by upb, so the map order is upb's. Same bytes as
+    :func:`data_request_bytes`; anything that fails takes the general road, whose errors are the
+    canonical ones.
 
     Returns:
         ``None`` when ``msg`` takes another branch of the encoding tree (audio, video, raw
@@ -976,19 +976,18 @@ def envelope_request_bytes(
     if (
         payload
         and _compiled_go_compact is not None
-        and _compiled_json_struct_bytes is not None
+        and _compiled_json_payload is not None
         and not (msg.inputs or msg.transports or msg.envelope is not None)
     ):
-        body = _compiled_json_struct_bytes(payload)  # None: not plain enough, or not valid
-        if body is None:
-            try:
-                obj = _decoder.decode(payload)
-            except (msgspec.DecodeError, UnicodeDecodeError):  # the general road reports it
-                obj = None
-            if type(obj) is dict:
-                body = struct_bytes(obj)
-        if body is not None:
-            return _json_request_bytes(msg, body, _compiled_go_compact(payload))
+        pieces = _compiled_json_payload(payload)  # None: not plain enough, or not valid
+        if pieces is not None:
+            return _json_request_bytes(msg, *pieces)
+        try:
+            obj = _decoder.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError):  # the general road reports it
+            obj = None
+        if type(obj) is dict:
+            return _json_request_bytes(msg, struct_bytes(obj), _compiled_go_compact(payload))
     return _envelope_request_bytes(msg)
 
 

@@ -44,7 +44,7 @@ def _mirror(payload: bytes, **fields: Any) -> StreamMessage:
 def road(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "python":
         monkeypatch.setattr(codec, "_compiled_go_compact", None)
-        monkeypatch.setattr(codec, "_compiled_json_struct_bytes", None)
+        monkeypatch.setattr(codec, "_compiled_json_payload", None)
     codec._KIND_PIECES.clear()
     return str(request.param)
 
@@ -299,6 +299,17 @@ def test_audio_send_cap_is_enforced() -> None:
         wire.encode_outbound_bytes(msg, TransportSettings(max_send_bytes=len(PCM)))
 
 
+def _json_struct_bytes(raw: bytes) -> bytes | None:
+    pieces = _structwire.json_payload(raw)
+    if pieces is None:
+        return None
+    body, compact = pieces
+    assert compact == codec.go_escape_json(msgspec.json.format(raw, indent=-1))
+    if compact == raw:
+        assert compact is raw
+    return body
+
+
 def _reference_struct(raw: bytes) -> bytes | None:
     # What the quick road used before json_struct_bytes: msgspec, then struct_bytes.
     try:
@@ -332,11 +343,11 @@ DOCS = st.recursive(
 
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(PLAIN_KEY, DOCS, max_size=5), st.sampled_from([None, 2]), st.booleans())
-def test_json_struct_bytes_equal_the_msgspec_road(
+def test_json_payload_equal_the_msgspec_road(
     doc: dict[str, Any], indent: int | None, ascii_: bool
 ) -> None:
     raw = json.dumps(doc, indent=indent, ensure_ascii=ascii_).encode()
-    got = _structwire.json_struct_bytes(raw)
+    got = _json_struct_bytes(raw)
     if ascii_ and b"\\u" in raw:
         assert got is None or got == _reference_struct(raw)  # declined if a key is escaped
     else:
@@ -349,7 +360,7 @@ def test_json_struct_bytes_equal_the_msgspec_road(
     st.dictionaries(PLAIN_KEY, DOCS, min_size=1, max_size=4),
     st.data(),
 )
-def test_json_struct_bytes_refuse_what_msgspec_refuses(doc: dict[str, Any], data: Any) -> None:
+def test_json_payload_refuse_what_msgspec_refuses(doc: dict[str, Any], data: Any) -> None:
     raw = bytearray(json.dumps(doc, ensure_ascii=data.draw(st.booleans())).encode())
     for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
         at = data.draw(st.integers(min_value=0, max_value=len(raw)))
@@ -361,7 +372,7 @@ def test_json_struct_bytes_refuse_what_msgspec_refuses(doc: dict[str, Any], data
             raw[at:at] = bytes((byte,))
         elif at < len(raw):
             raw[at : at + 1] = b"" if edit == "delete" else bytes((byte,))
-    got = _structwire.json_struct_bytes(bytes(raw))
+    got = _json_struct_bytes(bytes(raw))
     expected = _reference_struct(bytes(raw))
     assert got is None or got == expected
 
@@ -411,8 +422,8 @@ def test_json_struct_bytes_refuse_what_msgspec_refuses(doc: dict[str, Any], data
         b'{"a":{"b":' + b"[" * 63 + b"]" * 63 + b"}}",
     ],
 )
-def test_json_struct_bytes_decline(raw: bytes) -> None:
-    assert _structwire.json_struct_bytes(raw) is None
+def test_json_payload_decline(raw: bytes) -> None:
+    assert _json_struct_bytes(raw) is None
 
 
 @pytest.mark.parametrize(
@@ -428,12 +439,12 @@ def test_json_struct_bytes_decline(raw: bytes) -> None:
         b'{"s":"' + b"x" * 300 + b'","l":[' + b",".join(b"1" for _ in range(200)) + b"]}",
     ],
 )
-def test_json_struct_bytes_take_plain_documents(raw: bytes) -> None:
-    got = _structwire.json_struct_bytes(raw)
+def test_json_payload_take_plain_documents(raw: bytes) -> None:
+    got = _json_struct_bytes(raw)
     assert got is not None
     assert got == _reference_struct(raw)
 
 
-def test_json_struct_bytes_take_bytes_only() -> None:
+def test_json_payload_take_bytes_only() -> None:
     with pytest.raises(TypeError, match="expected bytes"):
-        _structwire.json_struct_bytes(bytearray(b"{}"))  # type: ignore[arg-type]
+        _structwire.json_payload(bytearray(b"{}"))  # type: ignore[arg-type]
