@@ -282,24 +282,19 @@ def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int
         head = _map_entry(b"stream_id", stream_id) + _map_entry(b"partition", partition)
         _STREAM_ENTRIES[(stream_id, partition)] = head
     # Map entries may come in any order on the wire; the numbers are ASCII and short.
-    seq = str(sequence).encode()
-    size = str(size_bytes).encode()
-    return b"".join(
-        (
-            head,
-            b"\x12",
-            _SHORT[len(seq) + 12],
-            b"\x0a\x08sequence\x12",
-            _SHORT[len(seq)],
-            seq,
-            b"\x12",
-            _SHORT[len(size) + 14],
-            b"\x0a\x0asize_bytes\x12",
-            _SHORT[len(size)],
-            size,
-            _DELIVERED,
-        )
-    )
+    seq = b"%d" % sequence
+    size = b"%d" % size_bytes
+    return head + _SEQUENCE_HEADS[len(seq)] + seq + _SIZE_HEADS[len(size)] + size + _DELIVERED
+
+
+# The bytes before a receipt's sequence and size_bytes digits, by digit count (a uint64 has at
+# most 20): map entry tag and length, key, value tag and length.
+_SEQUENCE_HEADS: Final = tuple(
+    b"\x12" + _SHORT[n + 12] + b"\x0a\x08sequence\x12" + _SHORT[n] for n in range(22)
+)
+_SIZE_HEADS: Final = tuple(
+    b"\x12" + _SHORT[n + 14] + b"\x0a\x0asize_bytes\x12" + _SHORT[n] for n in range(22)
+)
 
 
 def decode_inbound(packet: Any) -> StreamMessage:

@@ -264,6 +264,9 @@ def test_should_drop_rules() -> None:
         ("ns/run/step", 1, "", 138),
         ("s" * 128, 2**63, "p" * 128, 10 * 1024 * 1024),
         ("é", 7, "p0", 0),
+        ("s", 2**64 - 1, "", 2**64 - 1),  # 20 digits each: the longest heads
+        ("s", 9, "", 10),
+        ("s", 10, "", 9),
     ],
 )
 def test_receipt_bytes_equal_the_codec_receipt_and_pass_the_rules(
