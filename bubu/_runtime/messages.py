@@ -73,7 +73,7 @@ OCTET_STREAM_MIME_TYPE: Final = "application/octet-stream"
 ENVELOPE_MIME_TYPE: Final = "application/vnd.bubu.packet+json"
 
 _KIND_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
-_VALID_KINDS: set[str] = set()
+_VALID_KINDS: dict[str, str] = {}  # valid kind -> its lower-case form
 # Go mime tspecials plus control characters and space (mime.isTokenChar).
 _TSPECIALS: Final = frozenset('()<>@,;:\\"/[]?=')
 
@@ -503,13 +503,13 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _media_type_problem(mime_type: str) -> str | None:
-    # Streams reuse a handful of MIME types; parse each once.
+def _media_type_problem(mime_type: str) -> tuple[str | None, bool]:
+    # Streams reuse a handful of MIME types; parse each once. Also whether it is the envelope's.
     try:
         parse_media_type(mime_type)
     except ValueError as exc:
-        return str(exc)
-    return None
+        return str(exc), False
+    return None, is_envelope_mime(mime_type)
 
 
 @functools.lru_cache(maxsize=256)
@@ -530,27 +530,31 @@ def _bad(field: str, problem: str) -> ProtocolViolationError:
 
 
 def _validate(m: StreamMessage) -> None:
-    # Section 4.2, in Go's order so the first reported problem matches.
+    # Section 4.2, in Go's order so the first reported problem matches. A kind seen valid before
+    # is known to have no surrounding whitespace and to match _KIND_RE: its checks are skipped
+    # and its lower-case form is cached with it.
     kind = m.kind
-    if kind != kind.strip():
+    lowered = _VALID_KINDS.get(kind) if kind else ""
+    if lowered is None and kind != kind.strip():
         raise _bad("kind", "must not have surrounding whitespace")
-    if m.message_id != m.message_id.strip():
+    message_id = m.message_id
+    if message_id and message_id != message_id.strip():
         raise _bad("message_id", "must not have surrounding whitespace")
     for key in m.metadata:
         if not key:
             raise _bad("metadata", "keys must be non-empty")
         if key != key.strip():
             raise _bad(f"metadata[{key!r}]", "key must not have surrounding whitespace")
-    if kind and kind not in _VALID_KINDS:
+    if lowered is None:
         if not _KIND_RE.fullmatch(kind):
             raise _bad("kind", f"{kind!r} may only contain letters, digits, '.', '_' and '-'")
         # Streams reuse a handful of kinds: check each once (bounded, kinds come from the wire).
         if len(_VALID_KINDS) >= 256:
             _VALID_KINDS.clear()
-        _VALID_KINDS.add(kind)
+        lowered = _VALID_KINDS[kind] = kind.lower()
 
-    frames = (m.audio is not None) + (m.video is not None) + (m.binary is not None)
-    lowered = kind.lower()
+    audio, video, b = m.audio, m.video, m.binary
+    frames = (audio is not None) + (video is not None) + (b is not None)
     if lowered == KIND_ERROR:
         if not m.payload:
             raise _bad("payload", "an error message requires a payload")
@@ -570,8 +574,8 @@ def _validate(m: StreamMessage) -> None:
     if frames > 1:
         raise _bad("frames", "at most one of audio, video and binary may be set")
 
-    if m.audio is not None:
-        a = m.audio
+    if audio is not None:
+        a = audio
         if a.codec != a.codec.strip():
             raise _bad("audio.codec", "must not have surrounding whitespace")
         if not a.pcm:
@@ -582,8 +586,8 @@ def _validate(m: StreamMessage) -> None:
             raise _bad("audio.channels", "must be positive")
         if a.timestamp_ms < 0:
             raise _bad("audio.timestamp_ms", "must not be negative")
-    if m.video is not None:
-        v = m.video
+    if video is not None:
+        v = video
         if v.codec != v.codec.strip():
             raise _bad("video.codec", "must not have surrounding whitespace")
         if not v.payload:
@@ -594,8 +598,7 @@ def _validate(m: StreamMessage) -> None:
             raise _bad("video", "raw video requires width and height")
         if v.timestamp_ms < 0:
             raise _bad("video.timestamp_ms", "must not be negative")
-    if m.binary is not None:
-        b = m.binary
+    if b is not None:
         if not b.payload:
             raise _bad("binary.payload", "must not be empty")
         if b.timestamp_ms < 0:
@@ -603,10 +606,10 @@ def _validate(m: StreamMessage) -> None:
         if b.mime_type != b.mime_type.strip():
             raise _bad("binary.mime_type", "must not have surrounding whitespace")
         if b.mime_type:
-            problem = _media_type_problem(b.mime_type)
+            problem, envelope = _media_type_problem(b.mime_type)
             if problem is not None:
                 raise _bad("binary.mime_type", f"{b.mime_type!r} is not a media type ({problem})")
-            if is_envelope_mime(b.mime_type):
+            if envelope:
                 structured = (
                     kind
                     or m.message_id

@@ -536,12 +536,19 @@ def struct_bytes(data: dict[str, Any]) -> bytes:
 # The same writer in C (bubu/_transport/_structwire.c, built by hatch_build.py): ~10x faster,
 # the same bytes. Optional: a build without a compiler uses the Python writer above.
 _compiled_struct_bytes: Callable[[dict[str, Any]], bytes] | None
+# Its go_compact is _compact_json + go_escape_json in one pass, for JSON already known valid;
+# json_payload is (struct_bytes(msgspec decode), go_compact) straight from the text of plain
+# documents.
+_compiled_go_compact: Callable[[bytes], bytes] | None
+_compiled_json_payload: Callable[[bytes], tuple[bytes, bytes] | None] | None
 try:
     from bubu._transport import _structwire
 except ImportError:  # pragma: no cover - depends on the build
-    _compiled_struct_bytes = None
+    _compiled_struct_bytes = _compiled_go_compact = _compiled_json_payload = None
 else:
     _compiled_struct_bytes = _structwire.struct_bytes
+    _compiled_go_compact = _structwire.go_compact
+    _compiled_json_payload = _structwire.json_payload
 
 
 # -- the JSON packet envelope (docs/contract/stream.md#non-protobuf-contracts) ------------------
@@ -939,18 +946,25 @@ _UINT64_MAX: Final = (1 << 64) - 1
 
 def envelope_request_bytes(
     msg: StreamMessage,
-) -> tuple[bytes, int, pb.DataRequest | None, pb.DataRequest | None] | None:
+) -> tuple[bytes, int, Mapping[str, str] | None, pb.DataRequest | None] | None:
     """:func:`data_request_bytes` for the usual JSON message (an envelope frame), faster.
 
     The ``BinaryFrame`` (field 3) is written directly, as upb writes it (payload, MIME, then
-    a non-zero timestamp); the metadata (field 4) is still serialized by upb, so its map order is
-    upb's. Same bytes as :func:`data_request_bytes`.
+    a non-zero timestamp). A message with a payload object and nothing but an optional kind
+    besides (what an engram usually sends) takes the quickest road: the payload's Struct is
+    written straight from its text by ``_structwire.json_payload``, which also proves it valid
+    JSON and compacts it with Go's escapes (msgspec decodes the unusual documents it declines),
+    and its one metadata entry (the kind) is a cached byte string. Other messages have their
+    metadata (field 4) serialized by upb, so the map order is upb's. Same bytes as
+    :func:`data_request_bytes`; anything that fails takes the general road, whose errors are the
+    canonical ones.
 
     Returns:
         ``None`` when ``msg`` takes another branch of the encoding tree (audio, video, raw
-        bypass, no envelope); else ``(data, envelope_len, meta, tail)``: the bytes, the length of
-        the frame's envelope document, and the packets holding the metadata (``None`` when
-        empty) and the transports/envelope (``None`` when absent), for the buf.validate rules.
+        bypass, no envelope); else ``(data, envelope_len, metadata, tail)``: the bytes, the length
+        of the frame's envelope document, the packet metadata (``None`` when empty) and the
+        packet holding the transports/envelope (``None`` when absent), for the buf.validate
+        rules.
 
     Raises:
         ProtocolViolationError: as :func:`to_pb_data_request`.
@@ -958,6 +972,165 @@ def envelope_request_bytes(
     if msg.audio is not None or msg.video is not None or _uses_raw_bypass(msg):
         return None
     msg.validate()
+    payload = msg.payload
+    if (
+        payload
+        and _compiled_go_compact is not None
+        and _compiled_json_payload is not None
+        and not (msg.inputs or msg.transports or msg.envelope is not None)
+    ):
+        pieces = _compiled_json_payload(payload)  # None: not plain enough, or not valid
+        if pieces is not None:
+            return _json_request_bytes(msg, *pieces)
+        try:
+            obj = _decoder.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError):  # the general road reports it
+            obj = None
+        if type(obj) is dict:
+            return _json_request_bytes(msg, struct_bytes(obj), _compiled_go_compact(payload))
+    return _envelope_request_bytes(msg)
+
+
+_INT32_MAX: Final = (1 << 31) - 1
+
+
+def audio_request_bytes(msg: StreamMessage) -> tuple[bytes, Mapping[str, str] | None] | None:
+    """:func:`data_request_bytes` for an audio message without Structs, transports or envelope.
+
+    The ``AudioFrame`` (field 1) is written directly, as upb writes it: the fields in number
+    order, zero values left out; the metadata (field 4), if any, is serialized by upb. Same bytes
+    as :func:`data_request_bytes`.
+
+    Returns:
+        ``None`` when ``msg`` is not such a message or holds a value of an unexpected type or
+        range (the general road then encodes or reports it); else ``(data, metadata)``: the
+        bytes and the packet metadata (``None`` when empty), for the buf.validate rules.
+
+    Raises:
+        ProtocolViolationError: ``msg`` breaks :meth:`StreamMessage.validate`.
+    """
+    audio = msg.audio
+    if audio is None or msg.payload or msg.inputs or msg.transports or msg.envelope is not None:
+        return None
+    msg.validate()
+    pcm = audio.pcm
+    rate = audio.sample_rate_hz
+    channels = audio.channels
+    name = audio.codec
+    ts = audio.timestamp_ms
+    # validate() made pcm non-empty and rate and channels positive; upb decides anything odd.
+    if not (
+        type(pcm) is bytes
+        and type(rate) is int
+        and type(channels) is int
+        and type(name) is str
+        and type(ts) is int
+        and rate <= _INT32_MAX
+        and channels <= _INT32_MAX
+        and ts <= _UINT64_MAX
+        and name.isascii()
+    ):
+        return None
+    parts = [b"\x0a", varint(len(pcm)), pcm, b"\x10", varint(rate), b"\x18", varint(channels)]
+    name = name.strip()
+    if name:
+        parts += (b"\x22", varint(len(name)), name.encode())
+    if ts:  # validate() refused a negative one
+        parts += (b"\x28", varint(ts))
+    frame = b"".join(parts)
+    out = [b"\x0a", varint(len(frame)), frame]
+    metadata: Mapping[str, str] | None = None
+    if msg.metadata or msg.kind or msg.message_id or msg.timestamp is not None:
+        meta = _packet_metadata(msg)
+        metadata = meta.metadata
+        out.append(meta.SerializeToString())
+    return b"".join(out), metadata
+
+
+_KIND_PIECES: dict[str, tuple[bytes, bytes, dict[str, str]]] = {}
+_KIND_PIECES_MAX: Final = 256
+
+
+def _kind_pieces(kind: str) -> tuple[bytes, bytes, dict[str, str]]:
+    # A validated kind ([A-Za-z0-9._-]+) needs no JSON escape. Per kind: the envelope's opening,
+    # the packet metadata field holding {bubu.envelope.kind: kind} as upb writes a one-entry map,
+    # and that map for the rules. Bounded: kinds come from user code.
+    pieces = _KIND_PIECES.get(kind)
+    if pieces is None:
+        raw = kind.encode()
+        key = META_KIND.encode()
+        entry = b"\x0a" + varint(len(key)) + key + b"\x12" + varint(len(raw)) + raw
+        pieces = (
+            b'{"version":"v1","kind":"' + raw + b'"',
+            b"\x22" + varint(len(entry)) + entry,
+            {META_KIND: kind},
+        )
+        if len(_KIND_PIECES) >= _KIND_PIECES_MAX:
+            _KIND_PIECES.clear()
+        _KIND_PIECES[kind] = pieces
+    return pieces
+
+
+def _json_request_bytes(
+    msg: StreamMessage, body: bytes, payload_json: bytes
+) -> tuple[bytes, int, Mapping[str, str] | None, pb.DataRequest | None] | None:
+    # envelope_request_bytes for a validated message whose payload is a JSON object with Struct
+    # bytes `body` that compacts to `payload_json`, with no inputs, transports or envelope:
+    # encode_envelope and the general road below, piece by piece (Go's escapes apply inside
+    # strings only, so escaping each piece equals escaping the document).
+    kind = msg.kind
+    opening, kind_meta, kind_map = _kind_pieces(kind or KIND_DATA)
+    doc_parts = [opening]
+    if msg.message_id:
+        doc_parts += (b',"messageId":', go_escape_json(_plain_encoder.encode(msg.message_id)))
+    ts = 0
+    if msg.timestamp is not None:
+        ts = _ms(msg.timestamp)
+        if ts:
+            doc_parts += (b',"timestampMs":', str(ts).encode())
+    if msg.metadata:
+        doc_parts += (b',"metadata":', go_escape_json(_sorted_encoder.encode(msg.metadata)))
+    doc_parts += (b',"payload":', payload_json, b"}")
+    doc = b"".join(doc_parts)
+    binary = msg.binary
+    if binary is not None:
+        ts = max(binary.timestamp_ms, 0)  # the Go quirk of _build
+    if not 0 <= ts <= _UINT64_MAX:
+        return None  # let upb report it
+    head = b"\x0a" + varint(len(doc))
+    tail = _ENVELOPE_MIME_FIELD + b"\x18" + varint(ts) if ts else _ENVELOPE_MIME_FIELD
+    parts = [b"\x1a", varint(len(head) + len(doc) + len(tail)), head, doc, tail]
+    metadata: Mapping[str, str] | None = None
+    if msg.metadata or msg.message_id or msg.timestamp is not None:
+        meta = _packet_metadata(msg)
+        metadata = meta.metadata
+        parts.append(meta.SerializeToString())
+    elif kind:
+        metadata = kind_map
+        parts.append(kind_meta)
+    parts += (b"\x2a", varint(len(body)), body)
+    return b"".join(parts), len(doc), metadata, None
+
+
+def _packet_metadata(msg: StreamMessage) -> pb.DataRequest:
+    # Packet metadata = the user's map plus the bubu.envelope.* keys, in _build's order.
+    meta = pb.DataRequest()
+    entries = meta.metadata
+    for key, value in msg.metadata.items():
+        entries[key] = value
+    if msg.kind:
+        entries[META_KIND] = msg.kind
+    if msg.message_id:
+        entries[META_MESSAGE_ID] = msg.message_id
+    if msg.timestamp is not None:
+        entries[META_TIMESTAMP_MS] = str(_ms(msg.timestamp))
+    return meta
+
+
+def _envelope_request_bytes(
+    msg: StreamMessage,
+) -> tuple[bytes, int, Mapping[str, str] | None, pb.DataRequest | None] | None:
+    # envelope_request_bytes' general road, for a message already validated.
     envelope = encode_envelope(msg)
     if envelope is None:
         return None
@@ -971,18 +1144,10 @@ def envelope_request_bytes(
     if ts:
         frame += b"\x18" + varint(ts)
     parts = [b"\x1a" + varint(len(frame)), frame]
-    meta = None
+    metadata: Mapping[str, str] | None = None
     if msg.metadata or msg.kind or msg.message_id or msg.timestamp is not None:
-        meta = pb.DataRequest()
-        entries = meta.metadata
-        for key, value in msg.metadata.items():
-            entries[key] = value
-        if msg.kind:
-            entries[META_KIND] = msg.kind
-        if msg.message_id:
-            entries[META_MESSAGE_ID] = msg.message_id
-        if msg.timestamp is not None:
-            entries[META_TIMESTAMP_MS] = str(_ms(msg.timestamp))
+        meta = _packet_metadata(msg)
+        metadata = meta.metadata
         parts.append(meta.SerializeToString())
     _set_structs(None, msg, parts)
     tail = None
@@ -991,7 +1156,7 @@ def envelope_request_bytes(
         _set_transports(tail, msg.transports)
         _set_envelope(tail, msg.envelope)
         parts.append(tail.SerializeToString())
-    return b"".join(parts), len(doc), meta, tail
+    return b"".join(parts), len(doc), metadata, tail
 
 
 # -- inbound: DataResponse -> StreamMessage (docs/contract/stream.md#inbound-decode) ------------

@@ -125,17 +125,22 @@ def packet_ok(packet: Any) -> bool:
     if packet.metadata and not _metadata_ok(packet.metadata):
         return False
     transports = packet.transports
-    if transports:
-        if len(transports) > 10:
-            return False
-        for t in transports:
-            if len(t.name) > 128 or len(t.kind) > 128 or len(t.mode) > 128:
-                return False
-            if t.HasField("typed_config"):
-                c = t.typed_config
-                if len(c.transport_ref) > 253 or len(c.mode_reason) > 512:
-                    return False
+    if transports and not _transports_ok(transports):
+        return False
     return not packet.HasField("envelope") or _envelope_ok(packet.envelope)
+
+
+def _transports_ok(transports: Any) -> bool:
+    if len(transports) > 10:
+        return False
+    for t in transports:
+        if len(t.name) > 128 or len(t.kind) > 128 or len(t.mode) > 128:
+            return False
+        if t.HasField("typed_config"):
+            c = t.typed_config
+            if len(c.transport_ref) > 253 or len(c.mode_reason) > 512:
+                return False
+    return True
 
 
 def control_ok(message: Any) -> bool:
@@ -201,13 +206,25 @@ def encode_outbound_bytes(message: StreamMessage, settings: TransportSettings) -
     """
     # The Structs are written as bytes (codec.struct_bytes); the rules live on the other fields,
     # which head and tail hold. A broken rule is reported on the full packet, as before.
-    fast = codec.envelope_request_bytes(message)
-    if fast is not None:
+    a = message.audio
+    audio = None if a is None else codec.audio_request_bytes(message)
+    fast = None if audio is not None else codec.envelope_request_bytes(message)
+    if audio is not None and a is not None:
+        # The frame as written: codec trimmed (validate() refused surrounding whitespace).
+        data, meta = audio
+        ok = (
+            len(a.pcm) <= _MIB10
+            and 8000 <= a.sample_rate_hz <= 192000
+            and 1 <= a.channels <= 8
+            and len(a.codec) <= 32
+            and (meta is None or _metadata_ok(meta))
+        )
+    elif fast is not None:
         # The frame is the envelope document with the envelope MIME (255 characters max).
         data, doc_len, meta, tail = fast
         ok = (
             doc_len <= _MIB10
-            and (meta is None or _metadata_ok(meta.metadata))
+            and (meta is None or _metadata_ok(meta))
             and (tail is None or packet_ok(tail))
         )
     else:
@@ -265,24 +282,19 @@ def receipt_bytes(stream_id: str, sequence: int, partition: str, size_bytes: int
         head = _map_entry(b"stream_id", stream_id) + _map_entry(b"partition", partition)
         _STREAM_ENTRIES[(stream_id, partition)] = head
     # Map entries may come in any order on the wire; the numbers are ASCII and short.
-    seq = str(sequence).encode()
-    size = str(size_bytes).encode()
-    return b"".join(
-        (
-            head,
-            b"\x12",
-            _SHORT[len(seq) + 12],
-            b"\x0a\x08sequence\x12",
-            _SHORT[len(seq)],
-            seq,
-            b"\x12",
-            _SHORT[len(size) + 14],
-            b"\x0a\x0asize_bytes\x12",
-            _SHORT[len(size)],
-            size,
-            _DELIVERED,
-        )
-    )
+    seq = b"%d" % sequence
+    size = b"%d" % size_bytes
+    return head + _SEQUENCE_HEADS[len(seq)] + seq + _SIZE_HEADS[len(size)] + size + _DELIVERED
+
+
+# The bytes before a receipt's sequence and size_bytes digits, by digit count (a uint64 has at
+# most 20): map entry tag and length, key, value tag and length.
+_SEQUENCE_HEADS: Final = tuple(
+    b"\x12" + _SHORT[n + 12] + b"\x0a\x08sequence\x12" + _SHORT[n] for n in range(22)
+)
+_SIZE_HEADS: Final = tuple(
+    b"\x12" + _SHORT[n + 14] + b"\x0a\x0asize_bytes\x12" + _SHORT[n] for n in range(22)
+)
 
 
 def decode_inbound(packet: Any) -> StreamMessage:
@@ -292,9 +304,49 @@ def decode_inbound(packet: Any) -> StreamMessage:
         ProtocolViolationError: a buf.validate rule, the envelope or ``StreamMessage.validate``
             fails; the session treats it as a retryable session error.
     """
-    if not packet_ok(packet):
+    # Decoded first, checked after on the decoded values (each packet field read once; upb reads
+    # cost ~0.15 us each). A packet that fails to decode is checked before its error is raised,
+    # so a broken rule is still the error reported first.
+    try:
+        message = codec.from_pb_packet(packet)
+    except Exception:
+        if not packet_ok(packet):
+            validate.check_packet(packet, what="transport packet invalid")
+        raise
+    if not _decoded_ok(packet, message):
         validate.check_packet(packet, what="transport packet invalid")
-    return codec.from_pb_packet(packet)
+    return message
+
+
+def _decoded_ok(packet: Any, message: StreamMessage) -> bool:
+    # packet_ok, reading the frame and envelope from `message`, decoded from `packet` by
+    # codec.from_pb_packet: its audio, video and envelope are the packet's, field for field.
+    a = message.audio
+    v = message.video
+    if a is not None:
+        if (
+            len(a.pcm) > _MIB10
+            or not 8000 <= a.sample_rate_hz <= 192000
+            or not 1 <= a.channels <= 8
+            or len(a.codec) > 32
+        ):
+            return False
+    elif v is not None:
+        if len(v.payload) > _MIB10 or len(v.codec) > 32 or v.width > 16384 or v.height > 16384:
+            return False
+    else:
+        b = packet.binary  # an empty default when the packet has no frame
+        if len(b.payload) > _MIB10 or len(b.mime_type) > 255:
+            return False
+    metadata = packet.metadata
+    if metadata and not _metadata_ok(metadata):
+        return False
+    # The packet's transports fill the message's when the envelope has none, so the message
+    # has none only when the packet has none either.
+    if message.transports and not _transports_ok(packet.transports):
+        return False
+    e = message.envelope
+    return e is None or _envelope_ok(e)
 
 
 def should_drop(message: StreamMessage) -> bool:

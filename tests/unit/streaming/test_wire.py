@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
 from bubu._runtime.transport import TransportSettings
-from bubu._transport import validate, wire
+from bubu._transport import codec, validate, wire
 from bubu.errors import ProtocolViolationError
 
 
@@ -72,6 +72,142 @@ def test_packet_rules_agree_with_protovalidate(packet: pb.DataResponse) -> None:
     assert wire.packet_ok(packet) == (validate.violations(packet) == [])
 
 
+def _checked_then_decoded(packet: pb.DataResponse) -> StreamMessage:
+    # decode_inbound as it was: every rule first, then the decode.
+    if not wire.packet_ok(packet):
+        validate.check_packet(packet, what="transport packet invalid")
+    return codec.from_pb_packet(packet)
+
+
+def _outcome(decode: Any, packet: pb.DataResponse) -> tuple[str, Any]:
+    try:
+        return "decoded", decode(packet)
+    except ProtocolViolationError as exc:
+        return "refused", str(exc)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    packets(),
+    st.sampled_from(
+        [
+            "",
+            "text/plain",
+            "text/" + "p" * 250,
+            "text/" + "p" * 251,
+            "application/vnd.bubu.packet+json",
+        ]
+    ),
+    st.sampled_from([b'{"kind":"data","payload":{"a":1}}', b"{nope", b'{"kind":"error"}']),
+)
+def test_decode_inbound_is_the_rules_then_the_decode(
+    packet: pb.DataResponse, mime: str, document: bytes
+) -> None:
+    if packet.WhichOneof("frame") == "binary" and mime:
+        packet.binary.mime_type = mime
+        if "packet" in mime:
+            packet.binary.payload = document
+    assert _outcome(wire.decode_inbound, packet) == _outcome(_checked_then_decoded, packet)
+
+
+def _valid(frame: str) -> pb.DataResponse:
+    packet = pb.DataResponse(envelope=pb.StreamEnvelope(stream_id="s", sequence=1))
+    if frame == "audio":
+        packet.audio.pcm = b"\x00\x01"
+        packet.audio.sample_rate_hz = 16000
+        packet.audio.channels = 1
+    elif frame == "video":
+        packet.video.payload = b"v"
+        packet.video.codec = "h264"
+    elif frame == "raw":
+        packet.binary.payload = b"b"
+        packet.binary.mime_type = "text/plain"
+    else:
+        packet.binary.payload = b'{"kind":"data","payload":{"a":1}}'
+        packet.binary.mime_type = "application/vnd.bubu.packet+json"
+    return packet
+
+
+def _broken(rule: str) -> pb.DataResponse:
+    frame = rule.split(".", maxsplit=1)[0]
+    packet = _valid(frame if frame in ("audio", "video", "raw") else "envelope")
+    if rule == "audio.pcm":
+        packet.audio.pcm = b"\x00" * (10 * 1024 * 1024 + 1)
+    elif rule == "audio.rate.low":
+        packet.audio.sample_rate_hz = 7999
+    elif rule == "audio.rate.high":
+        packet.audio.sample_rate_hz = 192001
+    elif rule == "audio.channels":
+        packet.audio.channels = 9
+    elif rule == "audio.codec":
+        packet.audio.codec = "c" * 33
+    elif rule == "video.payload":
+        packet.video.payload = b"\x00" * (10 * 1024 * 1024 + 1)
+    elif rule == "video.codec":
+        packet.video.codec = "c" * 33
+    elif rule == "video.width":
+        packet.video.width = 16385
+    elif rule == "video.height":
+        packet.video.height = 16385
+    elif rule == "raw.payload":
+        packet.binary.payload = b"\x00" * (10 * 1024 * 1024 + 1)
+    elif rule == "raw.mime":
+        packet.binary.mime_type = "text/" + "p" * 251
+    elif rule == "metadata":
+        packet.metadata["k" * 129] = "v"
+    elif rule == "transports":
+        for i in range(11):
+            packet.transports.add(name=f"t{i}")
+    else:
+        packet.envelope.chunk_index = 1  # without a chunk count
+    return packet
+
+
+RULES = [
+    "audio.pcm",
+    "audio.rate.low",
+    "audio.rate.high",
+    "audio.channels",
+    "audio.codec",
+    "video.payload",
+    "video.codec",
+    "video.width",
+    "video.height",
+    "raw.payload",
+    "raw.mime",
+    "metadata",
+    "transports",
+    "envelope",
+]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_decode_inbound_reports_each_broken_rule(rule: str) -> None:
+    packet = _broken(rule)
+    assert not wire.packet_ok(packet)
+    with pytest.raises(ProtocolViolationError, match="transport packet invalid"):
+        wire.decode_inbound(packet)
+
+
+@pytest.mark.parametrize("frame", ["audio", "video", "raw", "envelope"])
+def test_decode_inbound_passes_the_rule_edges(frame: str) -> None:
+    packet = _valid(frame)
+    if frame == "audio":
+        packet.audio.sample_rate_hz = 192000
+        packet.audio.channels = 8
+        packet.audio.codec = "c" * 32
+    elif frame == "video":
+        packet.video.codec = "c" * 32
+        packet.video.width = packet.video.height = 16384
+    elif frame == "raw":
+        packet.binary.mime_type = "text/" + "p" * 250
+    for i in range(10):
+        packet.transports.add(name=f"t{i}")
+    packet.metadata["k" * 128] = "v" * 1024
+    assert wire.packet_ok(packet)
+    assert wire.decode_inbound(packet) == codec.from_pb_packet(packet)
+
+
 @st.composite
 def controls(draw: Any) -> pb.ControlResponse:
     message = pb.ControlResponse(custom_action=draw(_text(128)))
@@ -128,6 +264,9 @@ def test_should_drop_rules() -> None:
         ("ns/run/step", 1, "", 138),
         ("s" * 128, 2**63, "p" * 128, 10 * 1024 * 1024),
         ("é", 7, "p0", 0),
+        ("s", 2**64 - 1, "", 2**64 - 1),  # 20 digits each: the longest heads
+        ("s", 9, "", 10),
+        ("s", 10, "", 9),
     ],
 )
 def test_receipt_bytes_equal_the_codec_receipt_and_pass_the_rules(
@@ -159,3 +298,13 @@ def test_receipt_bytes_cache_is_bounded_and_keeps_receipts_exact() -> None:
             expected = codec.delivery_receipt(stream_id, sequence, partition, 100 + i)
             assert pb.ControlRequest.FromString(raw) == expected
     assert len(wire._STREAM_ENTRIES) <= wire._STREAM_ENTRIES_MAX
+
+
+def test_a_broken_rule_is_reported_before_a_decode_error() -> None:
+    packet = _valid("envelope")
+    packet.binary.payload = b"{nope"
+    with pytest.raises(ProtocolViolationError, match="envelope decode failed"):
+        wire.decode_inbound(packet)
+    packet.metadata["k" * 129] = "v"
+    with pytest.raises(ProtocolViolationError, match="transport packet invalid"):
+        wire.decode_inbound(packet)

@@ -188,3 +188,64 @@ async def test_async_with_does_not_settle_when_the_body_raises() -> None:
         async with inbound:
             raise RuntimeError("handler failed")
     assert calls == [] and not inbound.is_done
+
+
+def test_validation_of_a_known_kind_takes_the_cached_road() -> None:
+    from bubu._runtime import messages
+
+    messages._VALID_KINDS.clear()
+    payload = b'{"a":1}'
+    for _ in range(2):  # first: checked and cached; then: the cached road, same verdicts
+        StreamMessage(payload=payload, kind="Order.Created").validate()
+        assert messages._VALID_KINDS["Order.Created"] == "order.created"
+        with pytest.raises(ProtocolViolationError, match="an error message requires a payload"):
+            StreamMessage(kind="ERROR").validate()
+        with pytest.raises(ProtocolViolationError, match="a noop message must not carry"):
+            StreamMessage(kind="NoOp", payload=payload).validate()
+        with pytest.raises(ProtocolViolationError, match="a heartbeat message must not carry"):
+            StreamMessage(kind="heartbeat", message_id="m").validate()
+        StreamMessage(kind="heartbeat").validate()
+    assert "ERROR" in messages._VALID_KINDS
+
+
+def test_unknown_kinds_keep_the_check_order_and_are_not_cached() -> None:
+    from bubu._runtime import messages
+
+    messages._VALID_KINDS.clear()
+    # whitespace around the kind is reported before a bad message id and bad metadata ...
+    with pytest.raises(ProtocolViolationError, match="kind: must not have surrounding"):
+        StreamMessage(kind=" data", message_id=" m", metadata={"": "v"}).validate()
+    # ... a bad kind character only after them
+    with pytest.raises(ProtocolViolationError, match="message_id: must not have surrounding"):
+        StreamMessage(kind="da ta", message_id=" m").validate()
+    with pytest.raises(ProtocolViolationError, match="metadata: keys must be non-empty"):
+        StreamMessage(kind="da ta", metadata={"": "v"}).validate()
+    with pytest.raises(ProtocolViolationError, match="may only contain letters"):
+        StreamMessage(kind="da ta", payload=b'{"a":1}').validate()
+    assert messages._VALID_KINDS == {}
+    # a known kind keeps the checks that do not depend on it
+    StreamMessage(kind="data", payload=b'{"a":1}').validate()
+    with pytest.raises(ProtocolViolationError, match="message_id: must not have surrounding"):
+        StreamMessage(kind="data", message_id="m ").validate()
+
+
+def test_the_known_kinds_stay_bounded() -> None:
+    from bubu._runtime import messages
+
+    messages._VALID_KINDS.clear()
+    for n in range(256):
+        StreamMessage(kind=f"k{n}").validate()
+    assert len(messages._VALID_KINDS) == 256
+    StreamMessage(kind="one.more").validate()
+    assert messages._VALID_KINDS == {"one.more": "one.more"}
+
+
+def test_binary_mime_type_checks_use_one_cached_parse() -> None:
+    with pytest.raises(ProtocolViolationError, match="is not a media type"):
+        StreamMessage(binary=BinaryFrame(payload=b"x", mime_type="no/type/here")).validate()
+    env = "application/vnd.bubu.packet+json; v=1"
+    with pytest.raises(ProtocolViolationError, match="requires at least one structured field"):
+        StreamMessage(binary=BinaryFrame(payload=b"x", mime_type=env)).validate()
+    with pytest.raises(ProtocolViolationError, match="must mirror payload"):
+        StreamMessage(kind="data", binary=BinaryFrame(payload=b"x", mime_type=env)).validate()
+    StreamMessage(binary=BinaryFrame(payload=b"x", mime_type="text/plain")).validate()
