@@ -706,7 +706,12 @@ def decode_envelope(data: bytes, frame_timestamp_ms: int = 0) -> DecodedEnvelope
     if len(data) > MAX_ENVELOPE_BYTES:
         raise ProtocolViolationError("envelope decode failed: envelope exceeds 10 MiB")
     try:
-        doc = _envelope_decoder.decode(data)
+        try:
+            doc = _envelope_decoder.decode(data)
+        except UnicodeDecodeError:
+            # Go's encoding/json reads each invalid UTF-8 sequence in a string as U+FFFD
+            # instead of refusing the document; outside strings the bytes stay a syntax error.
+            doc = _envelope_decoder.decode(data.decode("utf-8", "replace").encode())
     except msgspec.DecodeError as exc:
         raise ProtocolViolationError(f"envelope decode failed: {exc}") from None
     ts = doc.timestamp_ms
@@ -750,6 +755,10 @@ def _json_object(raw: bytes, field: str) -> dict[str, Any]:
         obj = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise ProtocolViolationError(f"{field} decode failed: {exc}") from None
+    except UnicodeDecodeError:
+        raise ProtocolViolationError(
+            f"{field} decode failed: a string is not valid UTF-8"
+        ) from None
     if type(obj) is not dict:
         raise ProtocolViolationError(f"{field} decode failed: {field} must be a JSON object")
     return obj

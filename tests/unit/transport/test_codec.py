@@ -717,3 +717,25 @@ def test_struct_source_error_texts(field: str, raw: bytes) -> None:
     with pytest.raises(ProtocolViolationError) as info:
         codec._json_object(raw, field)
     assert str(info.value).startswith(f"{field} decode failed: ")
+
+
+def test_inbound_envelope_reads_invalid_utf8_as_replacement_characters_like_go() -> None:
+    # Go's encoding/json decodes an invalid UTF-8 sequence inside a string as U+FFFD; msgspec
+    # refuses it with a UnicodeDecodeError that used to escape the codec.
+    env = codec.decode_envelope(b'{"kind":"a\xffb","payload":{"x":"c\xfe"}}')
+    assert env.kind == "a\ufffdb"
+    assert json.loads(env.payload) == {"x": "c\ufffd"}
+
+
+def test_inbound_envelope_with_invalid_bytes_outside_strings_is_a_protocol_violation() -> None:
+    with pytest.raises(ProtocolViolationError, match="^envelope decode failed: "):
+        codec.decode_envelope(b'{"kind":"a"}\xff')
+
+
+@pytest.mark.parametrize("field", ["payload", "inputs"])
+@pytest.mark.parametrize("encode", [codec.to_pb_data_request, codec.envelope_request_bytes])
+def test_outbound_json_with_invalid_utf8_names_the_field(field: str, encode: Any) -> None:
+    msg = StreamMessage(kind="data", **{field: b'{"a":"\xff"}'})
+    with pytest.raises(ProtocolViolationError) as info:
+        encode(msg)
+    assert str(info.value) == f"{field} decode failed: a string is not valid UTF-8"
