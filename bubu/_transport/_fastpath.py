@@ -1,7 +1,12 @@
 """Everything that touches grpclib or h2 internals, in one place, with a public-API fallback.
 
-The streaming hot path does four things grpclib has no public API for (docs/decisions and
+The streaming hot path does five things grpclib has no public API for (docs/decisions and
 docs/performance.md#ceiling measured ~90% of the per-message cost in the pure-Python HTTP/2 stack):
+
+* :func:`fast_frames` reads the frames a streaming connection receives most (DATA, PING,
+  connection WINDOW_UPDATE) without h2's frame objects and events, writes DATA frames without
+  them either, and gives grpclib's stream buffer a cheaper ``read`` that returns flow-control
+  window once per batch instead of once per frame;
 
 * :func:`send_batch` writes several gRPC messages of one stream with one HTTP/2 write;
 * :func:`stage_messages` puts Control messages (receipts) into the connection's send buffer so
@@ -27,16 +32,23 @@ way; only the number of writes differs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import struct
 import time
 from typing import Any, Final
 
 import grpclib
 import h2
 import hyperframe
+from grpclib import protocol as _grpclib_protocol
 from grpclib.client import Stream
-from h2.connection import H2Connection
+from h2 import stream as _h2_stream
+from h2.config import DummyLogger
+from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
+from h2.exceptions import ProtocolError
 from h2.frame_buffer import FrameBuffer
+from h2.stream import H2StreamStateMachine, StreamInputs, StreamState
 from hyperframe.frame import DataFrame
 
 __all__ = [
@@ -49,6 +61,7 @@ __all__ = [
     "disable",
     "enable",
     "enabled",
+    "fast_frames",
     "open_connection",
     "quiet_frame_trace",
     "send_batch",
@@ -133,10 +146,87 @@ def check() -> str | None:
     return None
 
 
+# What the frame fast path assumes of h2's state machines: the inputs it applies itself leave
+# the state as it is and run no callback (connection), or run the callback it reimplements
+# (stream). Checked against h2's own tables, so an h2 that changes them turns it off.
+_OPEN_CONNECTION: Final = (ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN)
+_RECV_DATA_STATES: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+_SEND_DATA_STATES: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
+
+
+def _frames_check() -> str | None:
+    """Why :func:`fast_frames` cannot be used with the installed h2 and grpclib, or None."""
+    connection_table = getattr(H2ConnectionStateMachine, "_transitions", {})
+    for state in _OPEN_CONNECTION:
+        for name in ("RECV_DATA", "RECV_PING", "RECV_WINDOW_UPDATE", "SEND_DATA"):
+            if connection_table.get((state, ConnectionInputs[name])) != (None, state):
+                return f"h2 connection state machine differs on {name}"
+    stream_table = getattr(_h2_stream, "_transitions", {})
+    data_received = getattr(H2StreamStateMachine, "data_received", None)
+    for recv_state in _RECV_DATA_STATES:
+        if stream_table.get((recv_state, StreamInputs.RECV_DATA)) != (data_received, recv_state):
+            return "h2 stream state machine differs on RECV_DATA"
+    for send_state in _SEND_DATA_STATES:
+        if stream_table.get((send_state, StreamInputs.SEND_DATA)) != (None, send_state):
+            return "h2 stream state machine differs on SEND_DATA"
+    from h2.config import H2Configuration
+
+    probe = H2Connection(H2Configuration(client_side=True))
+    probe.initiate_connection()
+    probe.send_headers(
+        1, [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "x")]
+    )
+    stream = probe.streams[1]
+    needs = {
+        "H2Connection": (
+            probe,
+            (
+                "outbound_flow_control_window",
+                "max_inbound_frame_size",
+                "_inbound_flow_control_window_manager",
+                "state_machine",
+            ),
+        ),
+        "H2Stream": (
+            stream,
+            (
+                "state_machine",
+                "_inbound_window_manager",
+                "outbound_flow_control_window",
+                "open",
+                "_expected_content_length",
+                "_actual_content_length",
+            ),
+        ),
+        "H2StreamStateMachine": (stream.state_machine, ("state", "headers_received")),
+        "WindowManager": (
+            stream._inbound_window_manager,
+            ("current_window_size", "max_window_size", "_bytes_processed"),
+        ),
+        "FrameBuffer": (probe.incoming_buffer, ("_data", "_headers_buffer", "_preamble_len")),
+        "grpclib H2Protocol": (_grpclib_protocol.H2Protocol, ("data_received",)),
+        "grpclib Connection": (_grpclib_protocol.Connection, ("create_stream", "ack", "flush")),
+        "grpclib Stream": (_grpclib_protocol.Stream, ("init_stream", "send_data")),
+        "grpclib Buffer": (_grpclib_protocol.Buffer, ("add", "eof", "read", "unacked_size")),
+    }
+    for owner, (obj, names) in needs.items():
+        missing = [name for name in names if not hasattr(obj, name)]
+        if missing:
+            return f"{owner} lacks {', '.join(missing)}"
+    if not isinstance(probe._data_to_send, bytearray):
+        return "h2 send buffer is not a bytearray"
+    if type(probe.config.logger) is not DummyLogger:
+        return "h2 logs by default"
+    return None
+
+
 _REASON: str | None = check()
+_FRAMES_REASON: str | None = _REASON or _frames_check()
 _enabled: bool = _REASON is None
 if _REASON is not None:
     logger.debug("streaming fast path off: %s; using grpclib's public API", _REASON)
+elif _FRAMES_REASON is not None:
+    logger.debug("HTTP/2 frame fast path off: %s; frames go through h2", _FRAMES_REASON)
 
 
 def enabled() -> bool:
@@ -194,7 +284,7 @@ async def send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
         parts.append(_PREFIX + len(body).to_bytes(4, "big"))
         parts.append(body)
     with stream._wrapper:
-        await stream._stream.send_data(b"".join(parts), end_stream=False)
+        await _send_data(stream._stream, b"".join(parts))
     count = len(messages)
     stream._send_message_done = True
     stream._messages_sent += count
@@ -248,7 +338,8 @@ def stage_messages(
             or len(payload) > min(h2.local_flow_control_window(h2s.id), h2.max_outbound_frame_size)
         ):
             return False
-        h2.send_data(h2s.id, payload)
+        if not _append_data_frame(h2, h2s.id, payload):
+            h2.send_data(h2s.id, payload)
     except Exception:  # any h2 state problem: leave it to the control task
         return False
     count = len(bodies)
@@ -412,3 +503,390 @@ def coalesce_ping_acks(protocol: Any) -> None:
     if not isinstance(getattr(h2_connection, "_data_to_send", None), bytearray):
         return
     connection.flush = _CoalescingFlush(h2_connection, transport, asyncio.get_running_loop())
+
+
+# --- HTTP/2 frames without h2's frame objects -----------------------------------------------------
+
+_HEADER: Final = struct.Struct(">BHBBL")  # length (24 bits), type, flags, stream id
+_DATA: Final = 0x0
+_PING: Final = 0x6
+_WINDOW_UPDATE: Final = 0x8
+_END_STREAM_OR_PADDED: Final = 0x01 | 0x08
+_STREAM_ID_MASK: Final = 0x7FFFFFFF
+_MAX_WINDOW: Final = 2**31 - 1
+_PING_ACK_HEADER: Final = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00"
+_CONNECTION_WINDOW_UPDATED: Final = object()  # stands for h2's WindowUpdated(stream_id=0)
+
+ACK_BATCH: Final = 64 * 1024
+"""Most flow-controlled bytes a stream's reader has consumed before it returns them to h2.
+
+It always returns them before it waits for more data, so the peer never waits on this; and it is
+a sixty-fourth of the stream window :func:`bubu._transport.channel.flow_config` sets (h2 itself
+only sends WINDOW_UPDATE once half a window has been consumed)."""
+
+
+def _receive_frames(h2c: Any, data: bytes) -> list[Any]:
+    """Apply the complete frames in ``data`` to ``h2c``; keep a partial one in its buffer.
+
+    Returns h2's events in frame order, with ``(stream_id, payload)`` in place of the
+    DataReceived and :data:`_CONNECTION_WINDOW_UPDATED` in place of the connection-level
+    WindowUpdated of the frames read here. A frame is read here only when h2 would accept it
+    with no other effect than the one applied (every check below is one h2 makes); anything else,
+    in order, goes to ``h2c.receive_data`` as a frame of its own, which raises ProtocolError as it
+    would have for the whole read.
+    """
+    items: list[Any] = []
+    end_of_data = len(data)
+    at = 0
+    unpack = _HEADER.unpack_from
+    max_size = h2c.max_inbound_frame_size
+    streams = h2c.streams
+    connection_window = h2c._inbound_flow_control_window_manager
+    machine = h2c.state_machine
+    while end_of_data - at >= 9:
+        high, low, kind, flags, stream_id = unpack(data, at)
+        length = high << 16 | low
+        end = at + 9 + length
+        if length > max_size:
+            # h2 raises FrameTooLargeError once the frame is complete: let it buffer and count.
+            items.extend(h2c.receive_data(data[at:]))
+            return items
+        if end > end_of_data:
+            break
+        stream_id &= _STREAM_ID_MASK
+        if machine.state in _OPEN_CONNECTION:
+            if kind == _DATA:
+                stream = streams.get(stream_id) if stream_id else None
+                if (
+                    stream is not None
+                    and not flags & _END_STREAM_OR_PADDED
+                    and length <= connection_window.current_window_size
+                    and stream.state_machine.state in _RECV_DATA_STATES
+                    and stream.state_machine.headers_received
+                    and stream._expected_content_length is None
+                    and length <= stream._inbound_window_manager.current_window_size
+                ):
+                    connection_window.current_window_size -= length
+                    stream._inbound_window_manager.current_window_size -= length
+                    stream._actual_content_length += length
+                    items.append((stream_id, data[at + 9 : end]))
+                    at = end
+                    continue
+            elif kind == _PING:
+                if length == 8 and not stream_id and not flags & _ACK_FLAG:
+                    h2c._data_to_send += _PING_ACK_HEADER + data[at + 9 : end]
+                    at = end
+                    continue
+            elif kind == _WINDOW_UPDATE and length == 4 and not stream_id:
+                increment = int.from_bytes(data[at + 9 : end], "big") & _STREAM_ID_MASK
+                if increment and h2c.outbound_flow_control_window + increment <= _MAX_WINDOW:
+                    h2c.outbound_flow_control_window += increment
+                    items.append(_CONNECTION_WINDOW_UPDATED)
+                    at = end
+                    continue
+        items.extend(h2c.receive_data(data[at:end]))
+        at = end
+        if h2c.incoming_buffer._headers_buffer:
+            break  # a header block is open: h2 checks the CONTINUATION frames that follow
+    if at < end_of_data:
+        rest = data[at:] if at else data
+        if h2c.incoming_buffer._headers_buffer:
+            items.extend(h2c.receive_data(rest))
+        else:
+            h2c.incoming_buffer._data += rest  # what h2 does with a partial frame
+    return items
+
+
+class _FastProtocol(_grpclib_protocol.H2Protocol):
+    """grpclib's client protocol whose reads go through :func:`_receive_frames`."""
+
+    def data_received(self, data: bytes) -> None:
+        connection = self.connection
+        h2c = connection._connection
+        buffer = h2c.incoming_buffer
+        processor = self.processor
+        if not _enabled or buffer._headers_buffer or not hasattr(processor, "processors"):
+            _grpclib_protocol.H2Protocol.data_received(self, data)
+            return
+        held = buffer._data
+        if held:
+            # A partial frame left by the last read: read it again with the rest, unless it
+            # is too long (then h2 keeps buffering it and raises once it is complete).
+            if len(held) >= 9 and int.from_bytes(held[:3], "big") > h2c.max_inbound_frame_size:
+                _grpclib_protocol.H2Protocol.data_received(self, data)
+                return
+            data = bytes(held) + data
+            buffer._data = bytearray()
+        elif type(data) is not bytes:
+            data = bytes(data)
+        try:
+            items = _receive_frames(h2c, data)
+        except ProtocolError:
+            _grpclib_protocol.log.debug("Protocol error", exc_info=True)
+            processor.close("Protocol error")
+            return
+        # grpclib flushes before and after handling the events; with nothing to send that is a
+        # no-op, and it is nearly always nothing after a read of DATA frames.
+        if h2c._data_to_send:
+            connection.flush()
+        streams = processor.streams
+        received = 0
+        for item in items:
+            if type(item) is tuple:
+                # grpclib's EventsProcessor.process_data_received, for an unpadded frame.
+                stream_id, payload = item
+                size = len(payload)
+                stream = streams.get(stream_id)
+                if stream is not None:
+                    stream.buffer.add(payload, size)
+                    stream.data_received += size
+                else:
+                    connection.ack(stream_id, size)
+                received += size
+            elif item is _CONNECTION_WINDOW_UPDATED:
+                for stream in streams.values():
+                    stream.window_updated.set()
+            else:
+                processor.process(item)
+                if not hasattr(processor, "processors"):
+                    break  # closed by this event: grpclib ignores the events after it
+        if received:
+            connection.data_received += received
+            connection.last_data_received = time.monotonic()
+        if h2c._data_to_send:
+            connection.flush()
+
+
+class _FastBuffer(_grpclib_protocol.Buffer):
+    """grpclib's stream Buffer without an asyncio.Queue, returning window in batches.
+
+    Same contract: ``add`` per DATA frame, ``eof`` at END_STREAM, ``read(n)`` returns exactly
+    ``n`` bytes (or ``b""`` at the end), an empty item ends a read early as in grpclib, and
+    ``unacked_size`` (when the stream is released) hands back everything not yet returned.
+    The flow-controlled size of what the reader consumed goes back to h2 once it reaches
+    :data:`ACK_BATCH` or the reader has taken every frame received, so always before it waits.
+    """
+
+    def __init__(self, ack_callback: Any) -> None:  # no super(): no Queue
+        self._ack_callback = ack_callback
+        self._eof = False
+        self._frames: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._offset = 0  # into _chunks[0]
+        self._acked_size = 0  # bytes in _chunks, from _offset
+        self._owed = 0  # flow-controlled bytes consumed and not yet returned to h2
+        self._waiter: asyncio.Future[None] | None = None
+
+    def add(self, data: bytes, ack_size: int) -> None:
+        self._frames.append((data, ack_size))
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def eof(self) -> None:
+        self.add(b"", 0)
+        self._eof = True
+
+    def _return_window(self) -> None:
+        owed = self._owed
+        self._owed = 0
+        self._ack_callback(owed)
+
+    async def read(self, size: int) -> bytes:
+        assert size >= 0, "Size can not be negative"
+        if size == 0:
+            return b""
+        frames = self._frames
+        if self._acked_size < size and (not self._eof or frames):
+            while self._acked_size < size:
+                if not frames:
+                    if self._owed:
+                        self._return_window()
+                    self._waiter = waiter = asyncio.get_running_loop().create_future()
+                    await waiter
+                    continue
+                data, ack_size = frames.popleft()
+                if not ack_size:
+                    if self._owed:
+                        self._return_window()  # the read ends here, short or at the end
+                    break
+                self._chunks.append(data)
+                self._acked_size += len(data)
+                self._owed += ack_size
+            if self._owed and (self._owed >= ACK_BATCH or not frames):
+                self._return_window()  # a batch, or the reader has caught up with the peer
+        if self._eof and self._acked_size == 0:
+            return b""
+        if self._acked_size < size:
+            raise AssertionError("Received less data than expected")
+        self._acked_size -= size
+        chunks = self._chunks
+        first = chunks[0]
+        start = self._offset
+        stop = start + size
+        if stop < len(first):
+            self._offset = stop
+            return first[start:stop]
+        if stop == len(first):
+            chunks.popleft()
+            self._offset = 0
+            return first[start:] if start else first
+        parts = [first[start:] if start else first]
+        chunks.popleft()
+        self._offset = 0
+        need = stop - len(first)
+        while need:
+            chunk = chunks[0]
+            if len(chunk) <= need:
+                parts.append(chunk)
+                chunks.popleft()
+                need -= len(chunk)
+            else:
+                parts.append(chunk[:need])
+                self._offset = need
+                need = 0
+        return b"".join(parts)
+
+    def unacked_size(self) -> int:
+        size = self._owed + sum(ack_size for _, ack_size in self._frames)
+        self._owed = 0
+        self._frames.clear()
+        return size
+
+
+class _FastStream(_grpclib_protocol.Stream):
+    """grpclib's HTTP/2 stream with a :class:`_FastBuffer`."""
+
+    def init_stream(self, stream_id: int, connection: Any) -> None:
+        super().init_stream(stream_id, connection)
+        self.buffer = _FastBuffer(self.buffer._ack_callback)
+
+
+def _window_update_due(manager: Any, size: int) -> bool:
+    """Whether h2's ``WindowManager.process_bytes(size)`` would hand out window (its rule)."""
+    processed = manager._bytes_processed + size
+    most = manager.max_window_size
+    return bool(
+        processed
+        and (
+            (manager.current_window_size == 0 and processed > min(1024, most // 4))
+            or processed >= most // 2
+        )
+    )
+
+
+def _quiet_ack(h2c: Any, stream_id: int, size: int) -> bool:
+    """Record ``size`` consumed bytes of ``stream_id`` as h2's ``acknowledge_received_data``
+    does when neither window is due an update (no frame to send, so nothing to flush); False,
+    with nothing changed, otherwise."""
+    stream = h2c.streams.get(stream_id)
+    if stream is None or not stream.open or stream_id <= 0 or size <= 0:
+        return False
+    connection_manager = h2c._inbound_flow_control_window_manager
+    stream_manager = stream._inbound_window_manager
+    if _window_update_due(connection_manager, size) or _window_update_due(stream_manager, size):
+        return False
+    connection_manager._bytes_processed += size
+    stream_manager._bytes_processed += size
+    return True
+
+
+class _FastConnection(_grpclib_protocol.Connection):
+    """grpclib's connection whose new streams are :class:`_FastStream`, and whose ``ack``
+    skips h2 and the flush when it would send nothing."""
+
+    def ack(self, stream_id: int, size: int) -> None:
+        if size and _enabled and _quiet_ack(self._connection, stream_id, size):
+            return
+        _grpclib_protocol.Connection.ack(self, stream_id, size)
+
+    def create_stream(self, *, stream_id: int | None = None, wrapper: Any = None) -> Any:
+        return _FastStream(
+            self, self._connection, self._transport, stream_id=stream_id, wrapper=wrapper
+        )
+
+
+def fast_frames(protocol: Any) -> bool:
+    """Read this client connection's frames without h2's frame objects where h2 allows it.
+
+    Received DATA (unpadded, not ending the stream, on an open stream, within both windows),
+    PING and connection WINDOW_UPDATE frames are applied to h2's state directly, with the same
+    checks and the same effects (windows, stream state, the PING acknowledgement, grpclib's
+    stream buffer); every other frame, and any one of those h2 would refuse, goes through h2 in
+    the same order. New streams get a :class:`_FastBuffer`. Returns whether it was installed
+    (not on the fallback, nor when grpclib's or h2's internals are not the expected ones); a
+    :func:`disable` later sends every read through h2 again.
+    """
+    if not _enabled or _FRAMES_REASON is not None:
+        return False
+    connection = getattr(protocol, "connection", None)
+    h2c = getattr(connection, "_connection", None)
+    if (
+        type(protocol) is not _grpclib_protocol.H2Protocol
+        or type(connection) is not _grpclib_protocol.Connection
+        or type(h2c) is not H2Connection
+        or type(h2c.config.logger) is not DummyLogger
+        or type(h2c.incoming_buffer) not in (FrameBuffer, _QuietFrameBuffer)
+        or h2c.incoming_buffer._preamble_len
+        or not isinstance(h2c._data_to_send, bytearray)
+    ):
+        return False
+    protocol.__class__ = _FastProtocol
+    connection.__class__ = _FastConnection
+    return True
+
+
+def _append_data_frame(h2c: Any, stream_id: int, payload: bytes) -> bool:
+    """Queue one DATA frame (no END_STREAM, no padding) as ``h2c.send_data`` would, or return
+    False to leave it to h2: when the connection or stream state is not one where sending data
+    changes nothing but the windows, or ``payload`` exceeds a window or the frame size (h2
+    raises there)."""
+    if _FRAMES_REASON is not None or h2c.state_machine.state not in _OPEN_CONNECTION:
+        return False
+    stream = h2c.streams.get(stream_id)
+    size = len(payload)
+    if (
+        stream is None
+        or stream.state_machine.state not in _SEND_DATA_STATES
+        or size > h2c.outbound_flow_control_window
+        or size > stream.outbound_flow_control_window
+        or size > h2c.max_outbound_frame_size
+        or type(h2c.config.logger) is not DummyLogger
+    ):
+        return False
+    pending = h2c._data_to_send
+    pending += _HEADER.pack(size >> 16, size & 0xFFFF, _DATA, 0, stream_id & _STREAM_ID_MASK)
+    pending += payload
+    stream.outbound_flow_control_window -= size
+    h2c.outbound_flow_control_window -= size
+    return True
+
+
+async def _send_data(h2s: Any, data: bytes) -> None:
+    """grpclib's ``Stream.send_data(data, end_stream=False)`` with frames from
+    :func:`_append_data_frame`: the same chunks (window and frame size), waits and counters."""
+    connection = h2s.connection
+    h2c = h2s._h2_connection
+    transport = h2s._transport
+    total = len(data)
+    sent = 0
+    while True:
+        await connection.write_ready.wait()
+        window = h2c.local_flow_control_window(h2s.id)
+        if not window > 0:  # it can be negative
+            h2s.window_updated.clear()
+            await h2s.window_updated.wait()
+            continue  # others may have sent meanwhile: check again
+        size = min(window, h2c.max_outbound_frame_size, total - sent)
+        chunk = data if size == total else data[sent : sent + size]
+        sent += size
+        if not _append_data_frame(h2c, h2s.id, chunk):
+            h2c.send_data(h2s.id, chunk)
+        transport.write(h2c.data_to_send())
+        h2s.data_sent += size
+        connection.data_sent += size
+        connection.data_send_process()
+        if sent == total:
+            break

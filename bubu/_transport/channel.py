@@ -312,3 +312,4 @@ async def connect(channel: Channel, dial_timeout: float) -> None:
     if protocol is not None:
         _fastpath.quiet_frame_trace(protocol)
         _fastpath.coalesce_ping_acks(protocol)
+        _fastpath.fast_frames(protocol)
