@@ -42,7 +42,8 @@ import grpclib
 import h2
 import hyperframe
 from grpclib import protocol as _grpclib_protocol
-from grpclib.client import Stream
+from grpclib.client import Channel, Stream
+from grpclib.events import _ident as _grpclib_ident
 from h2 import stream as _h2_stream
 from h2.config import DummyLogger
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
@@ -61,6 +62,7 @@ __all__ = [
     "disable",
     "enable",
     "enabled",
+    "fast_channel",
     "fast_frames",
     "open_connection",
     "quiet_frame_trace",
@@ -250,7 +252,7 @@ def _usable(stream: Any) -> bool:
     # Per stream: the instance attributes exist only on a real grpclib client stream.
     return (
         _enabled
-        and type(stream) is Stream
+        and type(stream) in _CLIENT_STREAMS
         and hasattr(stream, "_stream")
         and hasattr(stream, "_codec")
         and hasattr(stream, "_wrapper")
@@ -749,6 +751,34 @@ class _FastBuffer(_grpclib_protocol.Buffer):
                 need = 0
         return b"".join(parts)
 
+    async def read_message(self) -> bytes | None:
+        """One gRPC message: grpclib's ``recv_message`` reading (5-byte prefix, then the body)
+        in one call, and without even that when the next frame holds the whole message."""
+        frames = self._frames
+        if not self._acked_size and not self._chunks and frames:
+            data, ack_size = frames[0]
+            if ack_size and len(data) >= 5 and not data[0]:
+                end = 5 + int.from_bytes(data[1:5], "big")
+                if len(data) >= end:
+                    frames.popleft()
+                    self._owed += ack_size
+                    if len(data) > end:  # more messages in this frame
+                        self._chunks.append(data)
+                        self._offset = end
+                        self._acked_size = len(data) - end
+                    if self._owed >= ACK_BATCH or not frames:
+                        self._return_window()
+                    return data[5:end]
+        meta = await self.read(5)
+        if not meta:
+            return None
+        if meta[0]:
+            raise NotImplementedError("Compression not implemented")
+        size = int.from_bytes(meta[1:], "big")
+        body = await self.read(size)
+        assert len(body) == size, f"{len(body)} != {size}"
+        return body
+
     def unacked_size(self) -> int:
         size = self._owed + sum(ack_size for _, ack_size in self._frames)
         self._owed = 0
@@ -806,6 +836,53 @@ class _FastConnection(_grpclib_protocol.Connection):
         return _FastStream(
             self, self._connection, self._transport, stream_id=stream_id, wrapper=wrapper
         )
+
+
+class _FastClientStream(Stream):  # type: ignore[type-arg]
+    """grpclib's client stream whose ``recv_message`` reads a :class:`_FastBuffer` directly."""
+
+    async def recv_message(self) -> Any:
+        h2s: Any = self._stream if self._recv_initial_metadata_done else None
+        buffer = getattr(h2s, "buffer", None)
+        if (
+            not _enabled
+            or type(buffer) is not _FastBuffer
+            or self._dispatch.__dict__.get("recv_message") is not _grpclib_ident
+        ):
+            return await Stream.recv_message(self)
+        # grpclib's Stream.recv_message, with no event listeners to dispatch to.
+        with self._wrapper:
+            body = await buffer.read_message()
+            if body is None:
+                return None
+            message = self._codec.decode(body, self._recv_type)
+            self._messages_received += 1
+            connection = h2s.connection
+            connection.messages_received += 1
+            connection.last_message_received = time.monotonic()
+            return message
+
+
+_CLIENT_STREAMS: Final = (Stream, _FastClientStream)
+
+
+class _FastChannel(Channel):
+    """grpclib's channel whose streams are :class:`_FastClientStream`."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        stream = Channel.request(self, *args, **kwargs)
+        if _enabled and _FRAMES_REASON is None and type(stream) is Stream:
+            stream.__class__ = _FastClientStream
+        return stream
+
+
+def fast_channel(channel: Channel) -> Channel:
+    """Let ``channel``'s streams read messages straight from a :class:`_FastBuffer` (see
+    :func:`fast_frames`); they fall back to grpclib's reading per call on any other buffer, with
+    event listeners, or after :func:`disable`. Returns ``channel``."""
+    if _enabled and _FRAMES_REASON is None and type(channel) is Channel:
+        channel.__class__ = _FastChannel
+    return channel
 
 
 def fast_frames(protocol: Any) -> bool:

@@ -235,9 +235,11 @@ def open_channel(endpoint: str, settings: TransportSettings) -> Channel:
     ep = parse_endpoint(endpoint)
     codec = CappedProtoCodec(settings.max_send_bytes, settings.max_recv_bytes)
     if ep.path is not None:
-        return Channel(path=ep.path, codec=codec, config=flow_config())
+        return _fastpath.fast_channel(Channel(path=ep.path, codec=codec, config=flow_config()))
     context = None if ep.plaintext else tls_context()
-    return Channel(ep.host, ep.port, codec=codec, ssl=context, config=flow_config())
+    return _fastpath.fast_channel(
+        Channel(ep.host, ep.port, codec=codec, ssl=context, config=flow_config())
+    )
 
 
 # grpc-go's default connection backoff (grpc/doc/connection-backoff.md, backoff.DefaultConfig).

@@ -740,3 +740,130 @@ async def test_a_read_of_another_buffer_type_matches_h2() -> None:
         client.protocol.data_received(bytearray(wire))  # type: ignore[arg-type]
         states.append((client.state(), await stream.recv_data(7)))
     assert states[0] == states[1]
+
+
+# --- reading whole messages ----------------------------------------------------------------------
+
+
+def _grpc_messages(bodies: list[bytes]) -> bytes:
+    return b"".join(b"\x00" + len(b).to_bytes(4, "big") + b for b in bodies)
+
+
+class _Identity:
+    def decode(self, data: bytes, message_type: Any) -> bytes:
+        return data
+
+
+async def _read_messages(buffer: Any, fast: bool, count: int) -> list[Any]:
+    from grpclib.stream import recv_message
+
+    class Stream:
+        async def recv_data(self, size: int) -> bytes:
+            return bytes(await buffer.read(size))
+
+    out: list[Any] = []
+    for _ in range(count):
+        try:
+            if fast:
+                out.append(await asyncio.wait_for(buffer.read_message(), 0.01))
+            else:
+                out.append(await asyncio.wait_for(recv_message(Stream(), _Identity(), bytes), 0.01))
+        except TimeoutError:
+            out.append("waits")
+            break
+        except (AssertionError, NotImplementedError) as exc:
+            out.append(type(exc).__name__)
+            break
+        if out[-1] is None:
+            break
+    return out
+
+
+@given(
+    bodies=st.lists(st.binary(max_size=30), max_size=6),
+    cuts=st.lists(st.integers(0, 200), max_size=6),
+    padding=st.integers(0, 2),
+    eof=st.booleans(),
+    junk=st.binary(max_size=6),
+)
+def test_read_message_reads_what_grpclib_reads(
+    bodies: list[bytes], cuts: list[int], padding: int, eof: bool, junk: bytes
+) -> None:
+    wire = _grpc_messages(bodies) + junk  # junk: a cut-off prefix, or a "compressed" flag
+    points = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
+    frames = [wire[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+    async def run(fast: bool) -> Any:
+        from grpclib.protocol import Buffer
+
+        acks: list[int] = []
+        buffer = (_fastpath._FastBuffer if fast else Buffer)(acks.append)
+        for frame in frames:
+            buffer.add(frame, len(frame) + padding)
+        if eof:
+            buffer.eof()
+        messages = await _read_messages(buffer, fast, len(bodies) + 2)
+        return messages, sum(acks) + buffer.unacked_size()
+
+    assert asyncio.run(run(False)) == asyncio.run(run(True))
+
+
+async def test_read_message_leaves_the_rest_of_a_frame_for_the_next() -> None:
+    acks: list[int] = []
+    buffer = _fastpath._FastBuffer(acks.append)
+    buffer.add(_grpc_messages([b"one", b"two"]) + b"\x00\x00", 20)
+    assert await buffer.read_message() == b"one"
+    assert acks == [20]  # the only frame was taken
+    assert await buffer.read_message() == b"two"
+    buffer.add(b"\x00\x00\x05three", 10)
+    assert await buffer.read_message() == b"three"
+
+
+async def test_fast_channel_streams_read_through_the_fast_buffer() -> None:
+    from grpclib.client import Channel, Stream
+
+    channel = _fastpath.fast_channel(Channel("127.0.0.1", 1))
+    assert type(channel).__name__ == "_FastChannel"
+    stream = channel.request("/s/M", Any, bytes, bytes)  # type: ignore[arg-type]
+    assert type(stream) is _fastpath._FastClientStream
+    assert type(stream) in _fastpath._CLIENT_STREAMS  # send_batch and stage_messages take it
+    _fastpath.disable()
+    assert type(channel.request("/s/M", Any, bytes, bytes)) is Stream  # type: ignore[arg-type]
+    assert type(_fastpath.fast_channel(Channel("127.0.0.1", 1))) is Channel
+    channel.close()
+
+
+async def test_fast_client_stream_reads_like_grpclib_with_and_without_listeners() -> None:
+    from grpclib.client import Channel, Stream
+    from grpclib.events import RecvMessage, listen
+
+    results = []
+    for fast, listener in ((False, False), (True, False), (True, True)):
+        channel = Channel("127.0.0.1", 1)
+        if fast:
+            _fastpath.fast_channel(channel)
+        seen: list[Any] = []
+        if listener:
+
+            async def on_message(event: RecvMessage) -> None:
+                seen.append(event.message)
+
+            listen(channel, RecvMessage, on_message)
+        stream = channel.request("/s/M", Any, bytes, bytes)  # type: ignore[arg-type]
+        client = _Client(fast=fast)
+        h2s = await client.open_stream()
+        from grpclib.utils import Wrapper
+
+        stream._wrapper = Wrapper()
+        stream._stream = h2s
+        stream._send_request_done = True
+        stream._recv_initial_metadata_done = True
+        stream._codec = _Identity()
+        h2s.buffer.add(_grpc_messages([b"a", b"bc"]), 12)
+        h2s.buffer.eof()
+        got = [await stream.recv_message() for _ in range(3)]
+        results.append((got, stream._messages_received, h2s.connection.messages_received))
+        assert seen == ([b"a", b"bc"] if listener else [])
+        assert type(stream) is (_fastpath._FastClientStream if fast else Stream)
+        channel.close()
+    assert results[0] == results[1] == results[2] == ([b"a", b"bc", None], 2, 2)
