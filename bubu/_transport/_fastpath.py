@@ -44,6 +44,7 @@ import hyperframe
 from grpclib import protocol as _grpclib_protocol
 from grpclib.client import Channel, Stream
 from grpclib.events import _ident as _grpclib_ident
+from grpclib.utils import Wrapper
 from h2 import stream as _h2_stream
 from h2.config import DummyLogger
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
@@ -210,6 +211,7 @@ def _frames_check() -> str | None:
         "grpclib Connection": (_grpclib_protocol.Connection, ("create_stream", "ack", "flush")),
         "grpclib Stream": (_grpclib_protocol.Stream, ("init_stream", "send_data")),
         "grpclib Buffer": (_grpclib_protocol.Buffer, ("add", "eof", "read", "unacked_size")),
+        "grpclib Wrapper": (Wrapper, ("_error", "__enter__", "__exit__")),
     }
     for owner, (obj, names) in needs.items():
         missing = [name for name in names if not hasattr(obj, name)]
@@ -285,8 +287,13 @@ async def send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
         body = message if type(message) is bytes else codec.encode(message, send_type)
         parts.append(_PREFIX + len(body).to_bytes(4, "big"))
         parts.append(body)
-    with stream._wrapper:
-        await _send_data(stream._stream, b"".join(parts))
+    payload = b"".join(parts)
+    wrapper = stream._wrapper
+    if wrapper._error is not None:  # what entering it checks
+        raise wrapper._error
+    if not _send_data_now(stream._stream, payload):
+        with wrapper:  # a wait can be cut short by a stream reset
+            await _send_data(stream._stream, payload)
     count = len(messages)
     stream._send_message_done = True
     stream._messages_sent += count
@@ -751,24 +758,34 @@ class _FastBuffer(_grpclib_protocol.Buffer):
                 need = 0
         return b"".join(parts)
 
+    def take_message(self) -> bytes | None:
+        """The next gRPC message when the next frame holds all of it and nothing is half read
+        (the usual case), else None: what :meth:`read_message` would return, without waiting."""
+        frames = self._frames
+        if self._acked_size or self._chunks or not frames:
+            return None
+        data, ack_size = frames[0]
+        if not ack_size or len(data) < 5 or data[0]:
+            return None
+        end = 5 + int.from_bytes(data[1:5], "big")
+        if len(data) < end:
+            return None
+        frames.popleft()
+        self._owed += ack_size
+        if len(data) > end:  # more messages in this frame
+            self._chunks.append(data)
+            self._offset = end
+            self._acked_size = len(data) - end
+        if self._owed >= ACK_BATCH or not frames:
+            self._return_window()
+        return data[5:end]
+
     async def read_message(self) -> bytes | None:
         """One gRPC message: grpclib's ``recv_message`` reading (5-byte prefix, then the body)
         in one call, and without even that when the next frame holds the whole message."""
-        frames = self._frames
-        if not self._acked_size and not self._chunks and frames:
-            data, ack_size = frames[0]
-            if ack_size and len(data) >= 5 and not data[0]:
-                end = 5 + int.from_bytes(data[1:5], "big")
-                if len(data) >= end:
-                    frames.popleft()
-                    self._owed += ack_size
-                    if len(data) > end:  # more messages in this frame
-                        self._chunks.append(data)
-                        self._offset = end
-                        self._acked_size = len(data) - end
-                    if self._owed >= ACK_BATCH or not frames:
-                        self._return_window()
-                    return data[5:end]
+        body = self.take_message()
+        if body is not None:
+            return body
         meta = await self.read(5)
         if not meta:
             return None
@@ -850,17 +867,26 @@ class _FastClientStream(Stream):  # type: ignore[type-arg]
             or self._dispatch.__dict__.get("recv_message") is not _grpclib_ident
         ):
             return await Stream.recv_message(self)
-        # grpclib's Stream.recv_message, with no event listeners to dispatch to.
-        with self._wrapper:
-            body = await buffer.read_message()
-            if body is None:
-                return None
+        # grpclib's Stream.recv_message, with no event listeners to dispatch to. Its Wrapper
+        # lets a stream reset cancel a reader that waits; one that does not wait only needs
+        # the check on entry.
+        wrapper = self._wrapper
+        if wrapper._error is not None:
+            raise wrapper._error
+        body = buffer.take_message()
+        if body is not None:
             message = self._codec.decode(body, self._recv_type)
-            self._messages_received += 1
-            connection = h2s.connection
-            connection.messages_received += 1
-            connection.last_message_received = time.monotonic()
-            return message
+        else:
+            with wrapper:
+                body = await buffer.read_message()
+                if body is None:
+                    return None
+                message = self._codec.decode(body, self._recv_type)
+        self._messages_received += 1
+        connection = h2s.connection
+        connection.messages_received += 1
+        connection.last_message_received = time.monotonic()
+        return message
 
 
 _CLIENT_STREAMS: Final = (Stream, _FastClientStream)
@@ -938,6 +964,28 @@ def _append_data_frame(h2c: Any, stream_id: int, payload: bytes) -> bool:
     pending += payload
     stream.outbound_flow_control_window -= size
     h2c.outbound_flow_control_window -= size
+    return True
+
+
+def _send_data_now(h2s: Any, data: bytes) -> bool:
+    """:func:`_send_data` when it would not wait: the connection writable, ``data`` within the
+    window and one frame, and the frame one :func:`_append_data_frame` writes. False, with
+    nothing done, otherwise."""
+    connection = h2s.connection
+    h2c = h2s._h2_connection
+    size = len(data)
+    if (
+        not size
+        or not connection.write_ready.is_set()
+        or size > h2c.local_flow_control_window(h2s.id)
+        or size > h2c.max_outbound_frame_size
+        or not _append_data_frame(h2c, h2s.id, data)
+    ):
+        return False
+    h2s._transport.write(h2c.data_to_send())
+    h2s.data_sent += size
+    connection.data_sent += size
+    connection.data_send_process()
     return True
 
 

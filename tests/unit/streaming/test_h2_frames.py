@@ -867,3 +867,69 @@ async def test_fast_client_stream_reads_like_grpclib_with_and_without_listeners(
         assert type(stream) is (_fastpath._FastClientStream if fast else Stream)
         channel.close()
     assert results[0] == results[1] == results[2] == ([b"a", b"bc", None], 2, 2)
+
+
+async def _client_stream(fast: bool) -> tuple[Any, _Client, Any]:
+    from grpclib.client import Channel
+    from grpclib.utils import Wrapper
+
+    channel = Channel("127.0.0.1", 1)
+    if fast:
+        _fastpath.fast_channel(channel)
+    stream = channel.request("/s/M", Any, bytes, bytes)  # type: ignore[arg-type]
+    client = _Client(fast=fast)
+    h2s = await client.open_stream()
+    stream._wrapper = Wrapper()
+    stream._stream = h2s
+    stream._send_request_done = True
+    stream._recv_initial_metadata_done = True
+    stream._codec = _Identity()
+    return stream, client, channel
+
+
+async def test_a_terminated_stream_raises_before_reading_or_sending() -> None:
+    from grpclib.exceptions import StreamTerminatedError
+
+    for fast in (False, True):
+        stream, client, channel = await _client_stream(fast)
+        stream._stream.buffer.add(_grpc_messages([b"a"]), 6)
+        stream._wrapper.cancel(StreamTerminatedError("reset"))
+        with pytest.raises(StreamTerminatedError):
+            await stream.recv_message()
+        with pytest.raises(StreamTerminatedError):
+            await _fastpath.send_batch(stream, [b"x", b"y"])
+        channel.close()
+
+
+async def test_send_batch_writes_what_grpclib_writes_now_and_after_a_wait() -> None:
+    from grpclib.protocol import Stream as ProtocolStream
+
+    written = []
+    for fast in (False, True):
+        stream, client, channel = await _client_stream(fast)
+        if not fast:
+            # The public path: one write per batch through grpclib's own send_data.
+            original = _fastpath._send_data_now
+            _fastpath._send_data_now = lambda h2s, data: False  # type: ignore[assignment]
+            _fastpath._send_data = ProtocolStream.send_data  # type: ignore[assignment]
+        try:
+            await _fastpath.send_batch(stream, [b"one", b"two"])
+            sender = asyncio.ensure_future(_fastpath.send_batch(stream, [b"z" * 70000]))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert not sender.done()  # 65535: the stream's window before any SETTINGS
+            client.feed(_frames(WindowUpdateFrame(1, window_increment=10000)), [])
+            client.feed(_frames(WindowUpdateFrame(0, window_increment=10000)), [])
+            await asyncio.wait_for(sender, 1)
+        finally:
+            if not fast:
+                _fastpath._send_data_now = original
+                _fastpath._send_data = _SEND_DATA
+        written.append(
+            (bytes(client.transport.written), stream._messages_sent, stream._stream.data_sent)
+        )
+        channel.close()
+    assert written[0] == written[1]
+
+
+_SEND_DATA = _fastpath._send_data
