@@ -914,12 +914,14 @@ async def test_send_batch_writes_what_grpclib_writes_now_and_after_a_wait() -> N
             _fastpath._send_data = ProtocolStream.send_data  # type: ignore[assignment]
         try:
             await _fastpath.send_batch(stream, [b"one", b"two"])
+            await _fastpath.send_batch(stream, [b"m" * 20000, b"n" * 20000])  # 3 frames
+            assert client.h2.outbound_flow_control_window == 65535 - 16 - 40010
             sender = asyncio.ensure_future(_fastpath.send_batch(stream, [b"z" * 70000]))
             for _ in range(3):
                 await asyncio.sleep(0)
             assert not sender.done()  # 65535: the stream's window before any SETTINGS
-            client.feed(_frames(WindowUpdateFrame(1, window_increment=10000)), [])
-            client.feed(_frames(WindowUpdateFrame(0, window_increment=10000)), [])
+            client.feed(_frames(WindowUpdateFrame(1, window_increment=50000)), [])
+            client.feed(_frames(WindowUpdateFrame(0, window_increment=50000)), [])
             await asyncio.wait_for(sender, 1)
         finally:
             if not fast:
