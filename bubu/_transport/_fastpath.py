@@ -3,11 +3,11 @@
 The streaming hot path does five things grpclib has no public API for (docs/decisions and
 docs/performance.md#ceiling measured ~90% of the per-message cost in the pure-Python HTTP/2 stack):
 
-* :func:`fast_frames` reads the frames a streaming connection receives most (DATA, PING,
-  connection WINDOW_UPDATE) without h2's frame objects and events, writes DATA frames without
-  them either, and gives grpclib's stream buffer a cheaper ``read`` that returns flow-control
-  window once per batch instead of once per frame;
-
+* :func:`fast_frames` (with :func:`fast_channel`) reads the frames a streaming connection
+  receives most (DATA, PING, connection WINDOW_UPDATE) without h2's frame objects and events,
+  with h2's checks and state changes done here, and everything else through h2; DATA frames are
+  written the same way; grpclib's stream buffer loses its asyncio.Queue, returns flow-control
+  window per batch instead of per frame, and hands a whole message to the client stream at once;
 * :func:`send_batch` writes several gRPC messages of one stream with one HTTP/2 write;
 * :func:`stage_messages` puts Control messages (receipts) into the connection's send buffer so
   they leave with the Data write that follows;
@@ -25,8 +25,9 @@ They were written for the versions in :data:`WRITTEN_FOR` (pinned in pyproject.t
 :func:`check` verifies the installed versions and every attribute used; when anything differs,
 or after :func:`disable` (CI runs the streaming tests once that way: ``pytest
 --transport-fast-path=off``), each function falls back to grpclib's public API: one
-``send_message`` per message, nothing staged, frames left alone. Wire bytes are the same either
-way; only the number of writes differs.
+``send_message`` per message, nothing staged, frames left alone (:func:`fast_frames` checks its
+own list, :func:`_frames_check`, including h2's state-machine tables). Wire bytes are the same
+either way; only the number of writes, and when WINDOW_UPDATE frames leave, differ.
 """
 
 from __future__ import annotations
