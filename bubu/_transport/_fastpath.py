@@ -787,6 +787,16 @@ class _FastBuffer(_grpclib_protocol.Buffer):
         body = self.take_message()
         if body is not None:
             return body
+        # Nothing buffered (a reader keeping up with the peer): wait for the next frame here,
+        # then take the message from it whole; anything else is read as grpclib reads it.
+        while not (self._frames or self._chunks or self._eof):
+            if self._owed:
+                self._return_window()
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            await waiter
+            body = self.take_message()
+            if body is not None:
+                return body
         meta = await self.read(5)
         if not meta:
             return None

@@ -935,3 +935,55 @@ async def test_send_batch_writes_what_grpclib_writes_now_and_after_a_wait() -> N
 
 
 _SEND_DATA = _fastpath._send_data
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [_grpc_messages([b"whole"])],  # the reader waits, the frame brings all of it
+        [b"\x00\x00\x00", b"\x00\x04ab", b"cd"],  # prefix and body split across frames
+        [b"", _grpc_messages([b"after an empty frame"])],
+        [_grpc_messages([b"a", b"b"])],  # two in one frame
+    ],
+    ids=["whole", "split", "empty-first", "two"],
+)
+async def test_a_waiting_reader_gets_what_grpclib_gives(pieces: list[bytes]) -> None:
+    from grpclib.protocol import Buffer
+    from grpclib.stream import recv_message
+
+    results = []
+    for fast in (False, True):
+        acks: list[int] = []
+        buffer = (_fastpath._FastBuffer if fast else Buffer)(acks.append)
+
+        class Stream:
+            async def recv_data(self, size: int) -> bytes:
+                return bytes(await buffer.read(size))
+
+        async def one() -> Any:
+            if fast:
+                return await buffer.read_message()
+            return await recv_message(Stream(), _Identity(), bytes)
+
+        reader = asyncio.ensure_future(one())
+        got = []
+        for piece in [*pieces, None]:
+            await asyncio.sleep(0)
+            if reader.done():
+                try:
+                    got.append(reader.result())
+                except AssertionError as exc:
+                    got.append(str(exc))
+                reader = asyncio.ensure_future(one())
+                await asyncio.sleep(0)
+            if piece is None:
+                buffer.eof()
+            else:
+                buffer.add(piece, len(piece) + 1)
+        await asyncio.sleep(0)
+        try:
+            got.append(await asyncio.wait_for(reader, 0.1))
+        except AssertionError as exc:
+            got.append(str(exc))
+        results.append((got, sum(acks) + buffer.unacked_size()))
+    assert results[0] == results[1]
