@@ -69,6 +69,7 @@ __all__ = [
     "open_connection",
     "quiet_frame_trace",
     "send_batch",
+    "send_batch_now",
     "stage_messages",
     "status_of",
 ]
@@ -295,7 +296,30 @@ async def send_batch(stream: Stream[Any, Any], messages: list[Any]) -> None:
     if not _send_data_now(stream._stream, payload):
         with wrapper:  # a wait can be cut short by a stream reset
             await _send_data(stream._stream, payload)
-    count = len(messages)
+    _count_sent(stream, len(messages))
+
+
+def send_batch_now(stream: Stream[Any, Any], messages: list[bytes]) -> bool:
+    """:func:`send_batch` of encoded messages when it would not wait; False, with nothing done,
+    otherwise (and always on the public-API fallback).
+
+    For a caller that must not wait itself: grpclib's ``Wrapper`` cancels the task that entered
+    it when the stream is reset, so a write that has to wait belongs to the task that waits.
+    """
+    if not _usable(stream) or not stream._send_request_done or stream._wrapper._error is not None:
+        return False
+    parts: list[bytes] = []
+    for body in messages:
+        parts.append(_PREFIX + len(body).to_bytes(4, "big"))
+        parts.append(body)
+    if not _send_data_now(stream._stream, b"".join(parts)):
+        return False
+    _count_sent(stream, len(messages))
+    return True
+
+
+def _count_sent(stream: Any, count: int) -> None:
+    # grpclib's send_message bookkeeping, for the messages one write carried.
     stream._send_message_done = True
     stream._messages_sent += count
     connection = stream._stream.connection

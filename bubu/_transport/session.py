@@ -278,7 +278,7 @@ class Session:
         # A Data write is in progress (inline, handed over, or by the send task).
         self._writing = False
         # An inline write that had to wait: (its coroutine, what it waits on), for the send task.
-        self._inflight: tuple[Coroutine[Any, Any, None], Any] | None = None
+        self._inflight: Coroutine[Any, Any, None] | None = None
         self._send_error: BaseException | None = None
         self._sender_waiter: asyncio.Future[None] | None = None
         self._ending = False
@@ -703,11 +703,16 @@ class Session:
         self._last_send = loop.time()
         try:
             await self._send_until_end(loop, data, control, interval)
+        except BaseException as exc:
+            # Nobody writes after the sender: _flush_now must not hand it another write.
+            if self._send_error is None:
+                self._send_error = exc
+            raise
         finally:
             inflight, self._inflight = self._inflight, None
             if inflight is not None:
                 # Handed over but never resumed (the session is being torn down).
-                inflight[0].close()
+                inflight.close()
 
     async def _send_until_end(
         self,
@@ -721,9 +726,8 @@ class Session:
                 raise self._send_error
             inflight = self._inflight
             if inflight is not None:
-                coro, waits_on = inflight
                 try:
-                    await self._guard(_finish(coro, waits_on), "data send")
+                    await self._guard(inflight, "data send")
                 finally:
                     self._inflight = None
                     self._writing = False
@@ -840,20 +844,13 @@ class Session:
         assert loop is not None
         while self._pending:
             batch, staged = self._take_batch(control, data)
-            self._writing = True
-            coro = self._send_data(data, batch, staged)
-            try:
-                waits_on = coro.send(None)
-            except StopIteration:
-                self._writing = False
+            if _fastpath.send_batch_now(data, batch):
                 self._sent(loop)
                 continue
-            except Exception as exc:
-                self._writing = False
-                self._send_error = _send_failure(exc, "data send")
-                self._wake_sender()
-                return True
-            self._inflight = (coro, waits_on)
+            # The write would wait (or the fast path is off): the Data sender starts it, so the
+            # task grpclib cancels on a stream reset is the one waiting, never the engram.
+            self._writing = True
+            self._inflight = self._send_data(data, batch, staged)
             self._wake_sender()
             return True
         return True
@@ -1067,29 +1064,6 @@ def _send_failure(exc: Exception, what: str) -> BaseException:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-@types.coroutine
-def _finish(coro: Coroutine[Any, Any, None], waits_on: Any) -> Generator[Any, Any, None]:
-    """Run the rest of a coroutine that another task started and that suspended on
-    ``waits_on``, in the current task (the Task protocol: the awaited future is yielded up to
-    the task, its result or a cancellation is sent back in)."""
-    while True:
-        try:
-            value = yield waits_on
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # cancellation included: the coroutine decides
-            try:
-                waits_on = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waits_on = coro.send(value)
-            except StopIteration:
-                return
 
 
 def _receipt(packet: Any, size: int = -1) -> Receipt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,9 +19,9 @@ import pytest
 
 from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.transport import TransportSettings
-from bubu._transport import wire
+from bubu._transport import _fastpath, wire
 from bubu._transport.queues import Inbound
-from bubu._transport.session import DeliveryBook, Receipt, Session, _Beat, _finish
+from bubu._transport.session import DeliveryBook, Receipt, Session, _Beat
 from bubu.errors import ConnectorUnavailableError
 
 
@@ -33,9 +34,12 @@ class FakeData:
         self.fail: Exception | None = None
         self.ended = False
         self.started = asyncio.Event()
+        self.started_by: list[str] = []
 
     async def send_message(self, message: Any) -> None:
         self.started.set()
+        current = asyncio.current_task()
+        self.started_by.append(current.get_name() if current else "?")
         if self.fail is not None:
             raise self.fail
         if self.gate is not None:
@@ -48,6 +52,20 @@ class FakeData:
 
     def bodies(self) -> list[Any]:
         return [m for m, _ in self.sent]
+
+
+def write_now(stream: Any, messages: list[bytes]) -> bool:
+    """``_fastpath.send_batch_now`` for a stand-in stream: writes at once unless it would wait."""
+    if not isinstance(stream, FakeData) or stream.gate is not None or stream.fail is not None:
+        return False
+    task = asyncio.current_task()
+    stream.sent.extend((m, task.get_name() if task else "?") for m in messages)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _inline_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_fastpath, "send_batch_now", write_now)
 
 
 def make_session(buffer_size: int = 16, heartbeat: float = 30.0) -> Session:
@@ -152,6 +170,9 @@ async def test_a_write_that_waits_is_finished_by_the_sender_and_order_is_kept() 
         await data.started.wait()
         await settle()
         assert session._inflight is not None and data.sent == []
+        # The wait starts in the sender: grpclib's Wrapper cancels the task that entered it on
+        # a stream reset, and that must be the task waiting, not the engram.
+        assert data.started_by == ["sender"]
         # Cancelling the engram cannot cut the write in half: the sender owns it now.
         blocked.set()
         await settle()
@@ -351,98 +372,22 @@ async def test_closing_run_engram_closes_the_body() -> None:
     assert closed == ["body"]
 
 
-async def test_finish_resumes_a_coroutine_started_elsewhere() -> None:
-    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    log: list[str] = []
-
-    async def work() -> None:
-        log.append(await gate)
-
-    coro = work()
-    waits_on = coro.send(None)  # suspended on the gate, as an inline write that must wait
-    gate.set_result("resumed")
-    await _finish(coro, waits_on)
-    assert log == ["resumed"]
-
-
-async def test_finish_passes_cancellation_into_the_coroutine() -> None:
-    log: list[str] = []
-
-    async def work() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            log.append("cancelled")
-            raise
-
-    coro = work()
-    waits_on = coro.send(None)
-
-    async def drive() -> None:
-        await _finish(coro, waits_on)
-
-    task = asyncio.create_task(drive())
-    await settle()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert log == ["cancelled"]
-
-    async def swallows() -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
-
-    coro = swallows()
-    waits_on = coro.send(None)
-    task = asyncio.create_task(_run(_finish(coro, waits_on)))
-    await settle()
-    task.cancel()
-    await task  # the coroutine decided: it returned
-
-
-async def _run(awaitable: Any) -> None:
-    await awaitable
-
-
-async def test_finish_closes_the_coroutine_when_closed() -> None:
-    closed: list[str] = []
-
-    async def work() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            closed.append("closed")
-
-    coro = work()
-    waits_on = coro.send(None)
-    driver = _finish(coro, waits_on)
-    assert next(driver) is waits_on
-    driver.close()
-    assert closed == ["closed"]
-    waits_on.cancel()
-
-
 async def test_a_handed_over_write_never_resumed_is_closed_with_the_sender() -> None:
     session, data = make_session(), FakeData()
-    closed: list[str] = []
 
     async def write() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            closed.append("closed")
+        await asyncio.Event().wait()
 
     coro = write()
-    waits_on = coro.send(None)
     session._loop = asyncio.get_running_loop()
     sender = asyncio.create_task(session._data_send_loop(data))  # type: ignore[arg-type]
     await settle()
-    session._inflight = (coro, waits_on)  # handed over, the sender not yet woken
+    session._inflight = coro  # handed over, the sender not yet woken
     sender.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sender
-    assert closed == ["closed"] and session._inflight is None
-    waits_on.cancel()
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+    assert session._inflight is None
 
 
 # -- Inbound ---------------------------------------------------------------------------------
