@@ -260,7 +260,11 @@ def report(
                         continue
                     vals = {a: median(runs, a) for a in ("rate", "cpu_us", "p50_us", "p99_us")}
                     ratio = {
-                        a: (f"{vals[a] / median(go, a):5.2f}" if go and sdk != "go" else "")
+                        a: (
+                            f"{vals[a] / median(go, a):5.2f}"
+                            if go and sdk != "go" and median(go, a)
+                            else ""
+                        )
                         for a in vals
                     }
                     print(
@@ -291,8 +295,8 @@ def report(
     def ratio(payload: str, window: int, placement: str, attr: str) -> float | None:
         go = results.get(("go", payload, window, placement))
         bubu = results.get(("bubu", payload, window, placement))
-        if not go or not bubu:
-            return None
+        if not go or not bubu or not median(go, attr):
+            return None  # a --quick run can measure 0 CPU ticks
         return median(bubu, attr) / median(go, attr)
 
     def floor(name: str, value: float | None, ok: bool, shown: str) -> None:
