@@ -16,6 +16,8 @@ Imports nothing from ``bubu``.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Final
 
@@ -28,6 +30,7 @@ __all__ = [
     "inject",
     "inject_w3c",
     "meter",
+    "otel_in_use",
     "record_k8s_operation",
     "rpc_span",
     "tracer",
@@ -145,6 +148,23 @@ def extract_w3c(carrier: Mapping[str, str]) -> Any:
     return _w3c_propagator().extract(carrier)
 
 
+def otel_in_use() -> bool:
+    """Whether OpenTelemetry could make a span or a trace header in this process.
+
+    Not when nothing has imported it yet and the environment names no tracer provider and no
+    propagators: then no provider was set (``set_tracer_provider`` lives in a module that loads
+    ``opentelemetry.context``), no context was attached (the context variable lives there too), so
+    a span would be the no-op tracer's invalid one and the default W3C propagators would write
+    nothing. Checking this first spares a streaming engram's start the ~9 ms of importing the
+    propagators (docs/performance.md#where-the-time-goes-and-what-was-done).
+    """
+    return (
+        "opentelemetry.context" in sys.modules
+        or "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+        or "OTEL_PROPAGATORS" in os.environ
+    )
+
+
 @contextlib.contextmanager
 def rpc_span(method: str, metadata: MutableMapping[str, str]) -> Iterator[Any]:
     """The client span of one gRPC call, its context put into the call's metadata.
@@ -155,12 +175,17 @@ def rpc_span(method: str, metadata: MutableMapping[str, str]) -> Iterator[Any]:
     attributes, injected with the global propagator, ended (with an error status when the block
     raises) when the call ends. Without a tracer provider (opentelemetry-api alone, or tracing off)
     the span is invalid, and the current context is injected instead, as Go's no-op tracer passes
-    its parent on. Enter it before the call sends its headers.
+    its parent on. When OpenTelemetry is not in use at all (:func:`otel_in_use`) that would add
+    nothing, so nothing is imported and the block gets ``None``. Enter it before the call sends
+    its headers.
 
     Args:
         method: the gRPC path, ``/package.Service/Method``.
         metadata: the call's request metadata; ``traceparent`` and friends are added to it.
     """
+    if not otel_in_use():
+        yield None
+        return
     from opentelemetry import propagate, trace
 
     service, _, name = method.lstrip("/").partition("/")

@@ -5,10 +5,13 @@ See docs/contract/design.md#cheap-import.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +134,123 @@ def test_batch_without_refs_or_templates_loads_no_payload_layer(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+#: What a streaming engram must not load on its way to the handshake (docs/performance.md,
+#: spawn-to-handshake): OpenTelemetry when nothing configures it, protovalidate (only to name a
+#: broken rule), package metadata, and the platform and payload layers a plain echo never uses.
+REPO = str(Path(__file__).resolve().parents[1])
+
+STREAMING_START_HEAVY = (
+    "opentelemetry",
+    "protovalidate",
+    "importlib.metadata",
+    "kr8s",
+    "httpx",
+    "bubu._k8s",
+    "bubu._logs",
+    "bubu._storage",
+    "bubu._templating",
+    "bubu._schema",
+    "obstore",
+)
+
+# The engram records sys.modules when its stream starts: the connector has both streams by then
+# (the session runs the engram after opening Data and Control), so this is everything the
+# handshake loaded. Its stream then ends, which ends the run with exit code 0.
+STREAMING_PROBE = """
+import os, sys
+import bubu
+
+class Probe(bubu.StreamingEngram):
+    async def stream(self, inbound):
+        with open(os.environ["PROBE_OUT"], "w") as fh:
+            fh.write("\\n".join(sorted(sys.modules)))
+        return
+        yield
+
+bubu.run(bubu.start_streaming(Probe()))
+"""
+
+
+@pytest.mark.loopback
+@pytest.mark.parametrize(
+    ("otel_env", "loads_otel"),
+    [({}, False), ({"OTEL_PROPAGATORS": "tracecontext,baggage"}, True)],
+    ids=["otel-unconfigured", "otel-propagators-configured"],
+)
+async def test_streaming_engram_reaches_its_handshake_without_heavy_modules(
+    otel_env: dict[str, str], loads_otel: bool, tmp_path: Path
+) -> None:
+    from tests.integration._stream_helpers import connector
+
+    out = tmp_path / "modules.txt"
+    async with connector() as conn:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BUBU_", "OTEL_", "PYTHON"))
+        }
+        env.update(**conn.binding_env(), **otel_env, PROBE_OUT=str(out))
+        env["PYTHONPATH"] = REPO
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            STREAMING_PROBE,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, output.decode(errors="replace")[-3000:]
+    modules = out.read_text().split()
+    assert "bubu._transport.session" in modules  # it did get to a session
+    heavy = sorted(
+        m for m in modules if any(m == h or m.startswith(h + ".") for h in STREAMING_START_HEAVY)
+    )
+    if loads_otel:
+        # configured propagators are honoured: the call spans load OpenTelemetry as before
+        # (and its entry points, importlib.metadata)
+        assert "opentelemetry.propagate" in heavy, heavy
+    else:
+        assert heavy == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "env", "expected"),
+    [
+        # nothing could make a span or a header: no span, no header, no import
+        ("", {}, [False, False, [], False]),
+        # a provider named by the environment: a real span, its context in the headers
+        (
+            "",
+            {"OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"},
+            [True, True, ["traceparent"], True],
+        ),
+        # propagators named by the environment, or OpenTelemetry already loaded: the OTel path
+        ("", {"OTEL_PROPAGATORS": "tracecontext"}, [True, True, [], True]),
+        ("import opentelemetry.context", {}, [True, True, [], True]),
+    ],
+    ids=["untouched", "provider-env", "propagators-env", "imported"],
+)
+def test_call_spans_skip_opentelemetry_only_when_nothing_could_use_it(
+    setup: str, env: dict[str, str], expected: list[Any]
+) -> None:
+    code = (
+        f"import json, sys\n{setup}\n"
+        "from bubu import _telemetry\n"
+        "in_use = _telemetry.otel_in_use()\n"
+        "headers = {}\n"
+        "with _telemetry.rpc_span('/transport.v1.TransportConnectorService/Data', headers) as s:\n"
+        "    pass\n"
+        "print(json.dumps([in_use, s is not None, sorted(headers), "
+        "'opentelemetry.propagate' in sys.modules]))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**clean, **env},
+    )
+    assert json.loads(out.stdout) == expected
