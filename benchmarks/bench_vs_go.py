@@ -31,6 +31,10 @@ idle RSS <= Go's; triggers/s >= 1.5x Go (as shipped).
     flock /tmp/bubu-bench.lock python benchmarks/bench_vs_go.py [--rounds 5] [--messages 5000]
         [--quick] [--no-triggers] [--json out.json] [--strict]
 
+The Python engrams run on a small cached venv (``engram_python``): this interpreter's
+dependency directories without the ``.pth`` start-up hooks this machine may have (a container
+image runs none), so spawn-to-handshake is what a deployed engram pays.
+
 ``--quick`` is a smoke run (few messages, one round, a short trigger run). ``--baseline DIR``
 runs a third engram, ``bubu-base``, on the bubu package in ``DIR`` (say, a ``git worktree`` of
 an older commit): before/after numbers of a change in the same interleaved rounds.
@@ -42,12 +46,14 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -86,6 +92,53 @@ class Run:
     connector_cpu_us: float  # the Go connector's, for where a bound is
     rss_mb: float  # idle, after the handshake
     handshake_ms: float  # spawn until both streams are open at the connector
+
+
+ENGRAM_VENVS = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bubu" / "engram-venv"
+)
+
+
+def engram_python() -> str:
+    """The interpreter the Python engrams run on: deployed conditions, this machine's packages.
+
+    An engram's container installs bubu and its dependencies into a plain ``site-packages``; the
+    interpreter running this benchmark may carry start-up hooks of its own (``.pth`` files that
+    execute code: a sandbox's CA injection importing ``certifi``, setuptools' distutils shim),
+    which every engram spawn would pay in its spawn-to-handshake. So the engrams run on a venv
+    made once (``python -m venv --without-pip``, cached under ``ENGRAM_VENVS`` by interpreter and
+    dependency directories) whose ``site-packages`` holds one ``.pth`` of plain paths: this
+    interpreter's dependency directories. A plain path line adds its directory to ``sys.path``
+    without executing the ``.pth`` files in it. bubu itself comes from ``PYTHONPATH`` (the tree
+    under test), as before.
+    """
+    paths = sysconfig.get_paths()
+    deps = list(dict.fromkeys(os.path.realpath(paths[k]) for k in ("purelib", "platlib")))
+    key = hashlib.sha256("\n".join([sys.version, sys.executable, *deps]).encode()).hexdigest()
+    venv = ENGRAM_VENVS / key[:16]
+    python = venv / "bin" / "python"
+    if python.exists():
+        return str(python)
+    ENGRAM_VENVS.mkdir(parents=True, exist_ok=True)
+    # built aside and renamed into place: a concurrent run sees no half-made venv
+    with tempfile.TemporaryDirectory(dir=ENGRAM_VENVS) as tmp:
+        staged = Path(tmp) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(staged)], check=True)
+        site = subprocess.run(
+            [
+                str(staged / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        # the venv's own site-packages path, under the staging name until the rename below
+        Path(site, "_bench_engram_deps.pth").write_text("".join(d + "\n" for d in deps))
+        with contextlib.suppress(OSError):  # another run got there first: use its venv
+            staged.rename(venv)
+    return str(python)
 
 
 def packet(payload: str) -> str:
@@ -144,7 +197,7 @@ async def run_case(
         program = (
             [str(bin_dir / "echo")]
             if sdk == "go"
-            else [sys.executable, str(HERE / "_echo_engram.py")]
+            else [args.engram_python, str(HERE / "_echo_engram.py")]
         )
         if sdk == BASELINE:
             env["PYTHONPATH"] = args.baseline
@@ -410,6 +463,7 @@ def main() -> int:
         args.rounds, args.messages, args.messages_window1, args.warmup = 1, 300, 100, 50
         args.trigger_rounds, args.trigger_calls = 1, 20
     args.failures = []
+    args.engram_python = engram_python()
     args.sdks = (*SDKS, BASELINE) if args.baseline else SDKS
     args.messages_for = lambda w: args.messages if w > 1 else args.messages_window1
 
