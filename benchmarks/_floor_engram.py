@@ -6,8 +6,9 @@ sent), as ``benchmarks/_echo_engram.py`` does through bubu. It exchanges no mess
 engram spends on top of this is the SDK's share of spawn-to-handshake; this program's own time
 is what no Python SDK on asyncio and grpclib can avoid.
 
-It prints ``marks <script start ns> <imports done ns>`` (``time.time_ns``, the clock the
-benchmark takes the spawn time from) once both calls are open, then waits to be killed.
+It prints ``marks <script start> <asyncio imported> <grpclib.client imported>`` (``time.time_ns``,
+the clock the benchmark takes the spawn time from) once both calls are open, then waits to be
+killed.
 """
 
 import time
@@ -15,6 +16,8 @@ import time
 STARTED = time.time_ns()
 
 import asyncio  # noqa: E402
+
+ASYNCIO = time.time_ns()
 
 import grpclib.client  # noqa: E402
 
@@ -62,7 +65,7 @@ async def main() -> None:
     async with data, control:
         await data.send_request()
         await control.send_request()
-        sys.stdout.write(f"marks {STARTED} {IMPORTED}\n")
+        sys.stdout.write(f"marks {STARTED} {ASYNCIO} {IMPORTED}\n")
         sys.stdout.flush()
         await asyncio.Event().wait()  # until the benchmark kills it
 

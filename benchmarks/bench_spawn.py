@@ -13,7 +13,8 @@ streams, as in ``bench_vs_go.py``. Variants, interleaved in alternating order:
   included (what the engram paid before ``engram_python``);
 * ``floor``: ``benchmarks/_floor_engram.py``: the interpreter, ``import asyncio, grpclib.client``,
   the binding's JSON and the two calls, no SDK. Its own marks split it into the interpreter's
-  start (spawn to the script's first line), the two imports, and the rest.
+  start (spawn to the script's first line), ``import asyncio``, ``import grpclib.client`` and
+  the rest.
 
     flock /tmp/bubu-bench.lock python benchmarks/bench_spawn.py [--spawns 15]
         [--baseline DIR] [--host-python PATH] [--json out.json]
@@ -77,9 +78,10 @@ async def spawn_once(bin_dir: Path, variant: str, args: argparse.Namespace) -> d
             if variant == "floor":
                 assert proc.stdout is not None
                 line = await asyncio.wait_for(proc.stdout.readline(), 10)
-                _, started, imported = line.decode().split()
-                result["interpreter_ms"] = (int(started) - spawned) / 1e6
-                result["imports_ms"] = (int(imported) - int(started)) / 1e6
+                started, imported_asyncio, imported = map(int, line.decode().split()[1:])
+                result["interpreter_ms"] = (started - spawned) / 1e6
+                result["asyncio_ms"] = (imported_asyncio - started) / 1e6
+                result["grpclib_ms"] = (imported - imported_asyncio) / 1e6
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -131,10 +133,12 @@ def main() -> int:
     for v, m in medians.items():
         print(f"  {v:<9} {m['handshake_ms']:7.1f} ms  {m['handshake_ms'] / go:5.2f}x Go")
     floor = medians["floor"]
-    rest = floor["handshake_ms"] - floor["interpreter_ms"] - floor["imports_ms"]
+    rest = floor["handshake_ms"] - floor["interpreter_ms"] - floor["asyncio_ms"]
+    rest -= floor["grpclib_ms"]
     print(
         f"floor split: interpreter start {floor['interpreter_ms']:.1f} ms, "
-        f"import asyncio, grpclib.client {floor['imports_ms']:.1f} ms, "
+        f"import asyncio {floor['asyncio_ms']:.1f} ms, "
+        f"import grpclib.client {floor['grpclib_ms']:.1f} ms, "
         f"binding + connect + two calls {rest:.1f} ms; 2x Go = {2 * go:.1f} ms"
     )
     if args.json:

@@ -11,7 +11,8 @@ invalid value falls back to the default. Pure: no I/O.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+
+import msgspec
 
 from bubu._runtime.parse import (
     BOOL_FALSE,
@@ -70,8 +71,10 @@ See docs/contract/stream.md#keepalive-and-limits.
 _ONE_NS = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class TransportSettings:
+# A frozen msgspec Struct rather than a frozen dataclass: the same fields, constructor, repr,
+# equality and immutability, but defined in ~0.05 ms instead of ~1.2 ms of every streaming
+# engram's start (docs/performance.md, spawn-to-handshake).
+class TransportSettings(msgspec.Struct, frozen=True):
     """Resolved transport knobs; durations are seconds, ``0`` meaning "off" where noted.
 
     Attributes:
