@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bubu.errors import StreamSessionError
@@ -61,15 +60,37 @@ def is_chunked(envelope: Any) -> bool:
     )
 
 
-@dataclass(slots=True)
 class _Assembly:
-    template: Any
-    expected: int
-    total_bytes: int
-    last_seen: float
-    parts: list[bytes | None]
-    received: int = 0
-    buffered: int = 0
+    # A plain slotted class, not a dataclass: building a dataclass costs ~0.6 ms of every
+    # streaming engram's start (docs/performance.md, spawn-to-handshake).
+    __slots__ = (
+        "buffered",
+        "expected",
+        "last_seen",
+        "parts",
+        "received",
+        "template",
+        "total_bytes",
+    )
+
+    def __init__(
+        self,
+        *,
+        template: Any,
+        expected: int,
+        total_bytes: int,
+        last_seen: float,
+        parts: list[bytes | None],
+        received: int = 0,
+        buffered: int = 0,
+    ) -> None:
+        self.template = template
+        self.expected = expected
+        self.total_bytes = total_bytes
+        self.last_seen = last_seen
+        self.parts = parts
+        self.received = received
+        self.buffered = buffered
 
 
 class ChunkReassembler:
