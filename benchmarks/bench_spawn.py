@@ -131,7 +131,12 @@ def main() -> int:
     go = medians["go"]["handshake_ms"]
     print(f"\nmedians of {args.spawns} spawns; load average now {load()}, {os.cpu_count()} CPUs")
     for v, m in medians.items():
-        print(f"  {v:<9} {m['handshake_ms']:7.1f} ms  {m['handshake_ms'] / go:5.2f}x Go")
+        # the quartile and minimum too: on a shared machine a burst of load lifts the median
+        low = sorted(r["handshake_ms"] for r in results[v])
+        print(
+            f"  {v:<9} {m['handshake_ms']:7.1f} ms  {m['handshake_ms'] / go:5.2f}x Go  "
+            f"(first quartile {low[len(low) // 4]:.1f}, min {low[0]:.1f})"
+        )
     floor = medians["floor"]
     rest = floor["handshake_ms"] - floor["interpreter_ms"] - floor["asyncio_ms"]
     rest -= floor["grpclib_ms"]
