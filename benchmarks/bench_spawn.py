@@ -16,6 +16,9 @@ streams, as in ``bench_vs_go.py``. Variants, interleaved in alternating order:
   start (spawn to the script's first line), ``import asyncio``, ``import grpclib.client`` and
   the rest.
 
+Each spawn also records the engram's CPU time until the handshake (every thread's
+``schedstat``), steadier than the wall time on a shared machine.
+
     flock /tmp/bubu-bench.lock python benchmarks/bench_spawn.py [--spawns 15]
         [--baseline DIR] [--host-python PATH] [--json out.json]
 """
@@ -37,6 +40,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_vs_go import BUFFER_ENV, ROOT, STEP, engram_python, load  # noqa: E402
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time of every thread of ``pid`` so far (``/proc/<pid>/task/*/schedstat``, ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e6
 
 
 async def spawn_once(bin_dir: Path, variant: str, args: argparse.Namespace) -> dict[str, float]:
@@ -75,6 +87,9 @@ async def spawn_once(bin_dir: Path, variant: str, args: argparse.Namespace) -> d
                 )
                 opened[ev["stream"]] = int(ev["t"])
             result = {"handshake_ms": (max(opened.values()) - spawned) / 1e6}
+            # the engram's own CPU up to now (it idles after the handshake): steadier than the
+            # wall time when other work shares the machine
+            result["cpu_ms"] = cpu_ms(proc.pid)
             if variant == "floor":
                 assert proc.stdout is not None
                 line = await asyncio.wait_for(proc.stdout.readline(), 10)
@@ -135,7 +150,8 @@ def main() -> int:
         low = sorted(r["handshake_ms"] for r in results[v])
         print(
             f"  {v:<9} {m['handshake_ms']:7.1f} ms  {m['handshake_ms'] / go:5.2f}x Go  "
-            f"(first quartile {low[len(low) // 4]:.1f}, min {low[0]:.1f})"
+            f"(first quartile {low[len(low) // 4]:.1f}, min {low[0]:.1f}); "
+            f"engram CPU {m['cpu_ms']:.1f} ms"
         )
     floor = medians["floor"]
     rest = floor["handshake_ms"] - floor["interpreter_ms"] - floor["asyncio_ms"]
