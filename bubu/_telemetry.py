@@ -135,12 +135,18 @@ def inject_w3c(carrier: MutableMapping[str, str]) -> None:
     Baggage whatever the global propagator is, gated by ``BUBU_TRACE_PROPAGATION`` (by the caller),
     not by ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
     """
-    propagator = _w3c[0] if _w3c else _w3c_propagator()
+    if not _w3c:
+        if "opentelemetry.context" not in sys.modules:
+            # Nothing has loaded OpenTelemetry, so no context can be active (its context variable
+            # lives in that module): nothing to write, and no propagator to import on the first
+            # packet (~9 ms, docs/performance.md#where-the-time-goes-and-what-was-done).
+            return
+        _w3c_propagator()
     # Hot path (once per outbound packet): an empty context holds no span and no baggage, so
     # both propagators would write nothing; skip them (0.2 us instead of ~1.5 us).
     if not _current_context[0]():
         return
-    propagator.inject(carrier)
+    _w3c[0].inject(carrier)
 
 
 def extract_w3c(carrier: Mapping[str, str]) -> Any:

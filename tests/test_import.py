@@ -254,3 +254,30 @@ def test_call_spans_skip_opentelemetry_only_when_nothing_could_use_it(
         env={**clean, **env},
     )
     assert json.loads(out.stdout) == expected
+
+
+def test_packet_trace_context_imports_nothing_until_opentelemetry_is_loaded() -> None:
+    # inject_w3c runs for every outbound packet: with OpenTelemetry not loaded no context can be
+    # active, so it writes nothing and loads nothing; once it is loaded, an active span is written.
+    code = (
+        "import json, sys\n"
+        "from bubu import _telemetry\n"
+        "before = {}\n"
+        "_telemetry.inject_w3c(before)\n"
+        "loaded = 'opentelemetry.context' in sys.modules\n"
+        "from opentelemetry import trace\n"
+        "ctx = trace.SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB9C7C989F97918E1, False, "
+        "trace.TraceFlags(1))\n"
+        "after = {}\n"
+        "with trace.use_span(trace.NonRecordingSpan(ctx)):\n"
+        "    _telemetry.inject_w3c(after)\n"
+        "print(json.dumps([before, loaded, after]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout) == [
+        {},
+        False,
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"},
+    ]
