@@ -196,6 +196,9 @@ AUDIO_CASES = [
     ),
     StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), kind="voice"),
     StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), metadata={"k": "v"}),
+    # each of the packet-metadata sources alone (a message id without a timestamp, and back)
+    StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), message_id="m"),
+    StreamMessage(audio=AudioFrame(pcm=PCM, sample_rate_hz=16000), timestamp=TS),
 ]
 
 
