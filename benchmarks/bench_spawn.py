@@ -39,7 +39,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_vs_go import BUFFER_ENV, ROOT, STEP, engram_python, load  # noqa: E402
+from bench_vs_go import (  # noqa: E402
+    BUFFER_ENV,
+    ROOT,
+    STEP,
+    engram_python,
+    handshake_after,
+    load,
+)
 
 
 def cpu_ms(pid: int) -> float:
@@ -80,13 +87,7 @@ async def spawn_once(bin_dir: Path, variant: str, args: argparse.Namespace) -> d
             start_new_session=True,
         )
         try:
-            opened: dict[str, int] = {}
-            for _ in range(2):
-                ev = await conn.wait_event(
-                    lambda e: e["ev"] == "stream" and e["stream"] not in opened, after=mark
-                )
-                opened[ev["stream"]] = int(ev["t"])
-            result = {"handshake_ms": (max(opened.values()) - spawned) / 1e6}
+            result = {"handshake_ms": await handshake_after(conn, mark, spawned)}
             # the engram's own CPU up to now (it idles after the handshake): steadier than the
             # wall time when other work shares the machine
             result["cpu_ms"] = cpu_ms(proc.pid)

@@ -174,6 +174,18 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+async def handshake_after(conn: Any, mark: int, spawned_ns: int) -> float:
+    """Milliseconds from ``spawned_ns`` until the connector has both of the engram's streams
+    (Data and Control), from its events after index ``mark``."""
+    opened: dict[str, int] = {}
+    for _ in range(2):
+        ev = await conn.wait_event(
+            lambda e: e["ev"] == "stream" and e["stream"] not in opened, after=mark
+        )
+        opened[ev["stream"]] = int(ev["t"])
+    return (max(opened.values()) - spawned_ns) / 1e6
+
+
 async def run_case(
     bin_dir: Path, sdk: str, payload: str, window: int, placement: str, args: argparse.Namespace
 ) -> Run:
@@ -215,13 +227,7 @@ async def run_case(
             start_new_session=True,
         )
         try:
-            opened: dict[str, int] = {}
-            for _ in range(2):
-                ev = await conn.wait_event(
-                    lambda e: e["ev"] == "stream" and e["stream"] not in opened, after=mark
-                )
-                opened[ev["stream"]] = int(ev["t"])
-            handshake_ms = (max(opened.values()) - spawned) / 1e6
+            handshake_ms = await handshake_after(conn, mark, spawned)
             await asyncio.sleep(1.0)  # idle: whatever start-up left behind is settled
             idle_rss = rss_mb(proc.pid)
             data = packet(payload)

@@ -136,7 +136,7 @@ def inject_w3c(carrier: MutableMapping[str, str]) -> None:
     not by ``BUBU_SDK_TRACING_ENABLED``. Writes nothing when no span or baggage is active.
     """
     if not _w3c:
-        if "opentelemetry.context" not in sys.modules:
+        if not _otel_loaded():
             # Nothing has loaded OpenTelemetry, so no context can be active (its context variable
             # lives in that module): nothing to write, and no propagator to import on the first
             # packet (~9 ms, docs/performance.md#where-the-time-goes-and-what-was-done).
@@ -154,6 +154,11 @@ def extract_w3c(carrier: Mapping[str, str]) -> Any:
     return _w3c_propagator().extract(carrier)
 
 
+def _otel_loaded() -> bool:
+    # OpenTelemetry's context variable lives in this module: before it loads, no context exists.
+    return "opentelemetry.context" in sys.modules
+
+
 def otel_in_use() -> bool:
     """Whether OpenTelemetry could make a span or a trace header in this process.
 
@@ -165,7 +170,7 @@ def otel_in_use() -> bool:
     propagators (docs/performance.md#where-the-time-goes-and-what-was-done).
     """
     return (
-        "opentelemetry.context" in sys.modules
+        _otel_loaded()
         or "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
         or "OTEL_PROPAGATORS" in os.environ
     )

@@ -613,6 +613,21 @@ static Py_ssize_t j_value(Json *j, int depth) {
 
 static char *w_value(Json *j, char *w);
 
+/* The encoded size of the Value at j->p, from what the first pass recorded at this point:
+ * a container's or string's body size (a string with escapes is stored as -size-1), or the
+ * fixed size of a bool/null (tag + 1 byte) or a number (tag + 8-byte double). */
+static Py_ssize_t value_size(const Json *j) {
+    switch (*j->p) {
+    case '{': case '[': case '"': {
+        Py_ssize_t c = j->s->sizes[j->s->next];
+        if (c < 0) c = -c - 1;
+        return 1 + varint_len(c) + c;
+    }
+    case 't': case 'f': case 'n': return 2;
+    default: return 9;
+    }
+}
+
 static char *w_object(Json *j, char *w) {
     j->p++; /* the pre-order size was read by the caller */
     j_ws(j);
@@ -621,7 +636,7 @@ static char *w_object(Json *j, char *w) {
         return w;
     }
     for (;;) {
-        const unsigned char *kstart = j->p + 1, *vstart;
+        const unsigned char *kstart = j->p + 1;
         Py_ssize_t klen, vlen, entry;
         /* no escape (the first pass declined those): the key is the bytes up to the quote */
         klen = (const unsigned char *)memchr(kstart, '"', (size_t)(j->end - kstart)) - kstart;
@@ -629,23 +644,7 @@ static char *w_object(Json *j, char *w) {
         j_ws(j);
         j->p++; /* ':' */
         j_ws(j);
-        vstart = j->p;
-        /* The Value's size, from what the first pass recorded at this point. */
-        switch (*vstart) {
-        case '{': case '[': {
-            Py_ssize_t c = j->s->sizes[j->s->next];
-            vlen = 1 + varint_len(c) + c;
-            break;
-        }
-        case '"': {
-            Py_ssize_t c = j->s->sizes[j->s->next];
-            if (c < 0) c = -c - 1;
-            vlen = 1 + varint_len(c) + c;
-            break;
-        }
-        case 't': case 'f': case 'n': vlen = 2; break;
-        default: vlen = 9;
-        }
+        vlen = value_size(j);
         entry = 1 + varint_len(klen) + klen + 1 + varint_len(vlen) + vlen;
         *w++ = 0x0A; /* Struct.fields (1): a map entry */
         w = put_varint(w, entry);
@@ -675,17 +674,7 @@ static char *w_array(Json *j, char *w) {
         return w;
     }
     for (;;) {
-        Py_ssize_t vlen;
-        switch (*j->p) {
-        case '{': case '[': case '"': {
-            Py_ssize_t c = j->s->sizes[j->s->next];
-            if (c < 0) c = -c - 1; /* an escaped string */
-            vlen = 1 + varint_len(c) + c;
-            break;
-        }
-        case 't': case 'f': case 'n': vlen = 2; break;
-        default: vlen = 9;
-        }
+        Py_ssize_t vlen = value_size(j);
         *w++ = 0x0A; /* ListValue.values (1) */
         w = put_varint(w, vlen);
         w = w_value(j, w);

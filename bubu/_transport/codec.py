@@ -874,17 +874,7 @@ def _build(
             pb_.timestamp_ms = max(binary.timestamp_ms, 0)
         else:
             raise ProtocolViolationError("stream message missing audio, video, or binary payload")
-    # Packet metadata = the user's map plus the bubu.envelope.* keys
-    # (docs/contract/stream.md#encoding), set in place.
-    meta = packet.metadata
-    for key, value in msg.metadata.items():
-        meta[key] = value
-    if msg.kind:
-        meta[META_KIND] = msg.kind
-    if msg.message_id:
-        meta[META_MESSAGE_ID] = msg.message_id
-    if msg.timestamp is not None:
-        meta[META_TIMESTAMP_MS] = str(_ms(msg.timestamp))
+    _fill_metadata(packet.metadata, msg)
     if encoded is None:
         _set_transports(packet, msg.transports)
         _set_envelope(packet, msg.envelope)
@@ -1122,9 +1112,14 @@ def _json_request_bytes(
 
 
 def _packet_metadata(msg: StreamMessage) -> pb.DataRequest:
-    # Packet metadata = the user's map plus the bubu.envelope.* keys, in _build's order.
     meta = pb.DataRequest()
-    entries = meta.metadata
+    _fill_metadata(meta.metadata, msg)
+    return meta
+
+
+def _fill_metadata(entries: Any, msg: StreamMessage) -> None:
+    # Packet metadata = the user's map plus the bubu.envelope.* keys
+    # (docs/contract/stream.md#encoding), set in place in this order.
     for key, value in msg.metadata.items():
         entries[key] = value
     if msg.kind:
@@ -1133,7 +1128,6 @@ def _packet_metadata(msg: StreamMessage) -> pb.DataRequest:
         entries[META_MESSAGE_ID] = msg.message_id
     if msg.timestamp is not None:
         entries[META_TIMESTAMP_MS] = str(_ms(msg.timestamp))
-    return meta
 
 
 def _envelope_request_bytes(

@@ -102,26 +102,35 @@ def _envelope_ok(env: Any) -> bool:
     return bool(len(env.chunk_id) > 0 and len(env.stream_id) > 0 and env.chunk_index < count)
 
 
+# The buf.validate rules of each frame, for a packet's frame or the decoded one (same fields).
+def _binary_ok(b: Any) -> bool:
+    return len(b.payload) <= _MIB10 and len(b.mime_type) <= 255
+
+
+def _audio_ok(a: Any) -> bool:
+    return (
+        len(a.pcm) <= _MIB10
+        and 8000 <= a.sample_rate_hz <= 192000
+        and 1 <= a.channels <= 8
+        and len(a.codec) <= 32
+    )
+
+
+def _video_ok(v: Any) -> bool:
+    return (
+        len(v.payload) <= _MIB10 and len(v.codec) <= 32 and v.width <= 16384 and v.height <= 16384
+    )
+
+
 def packet_ok(packet: Any) -> bool:
     """Whether a DataRequest/DataResponse passes every buf.validate rule of transport.proto."""
     frame = packet.WhichOneof("frame")
-    if frame == "binary":
-        b = packet.binary
-        if len(b.payload) > _MIB10 or len(b.mime_type) > 255:
-            return False
-    elif frame == "audio":
-        a = packet.audio
-        if (
-            len(a.pcm) > _MIB10
-            or not 8000 <= a.sample_rate_hz <= 192000
-            or not 1 <= a.channels <= 8
-            or len(a.codec) > 32
-        ):
-            return False
-    elif frame == "video":
-        v = packet.video
-        if len(v.payload) > _MIB10 or len(v.codec) > 32 or v.width > 16384 or v.height > 16384:
-            return False
+    if (
+        (frame == "binary" and not _binary_ok(packet.binary))
+        or (frame == "audio" and not _audio_ok(packet.audio))
+        or (frame == "video" and not _video_ok(packet.video))
+    ):
+        return False
     if packet.metadata and not _metadata_ok(packet.metadata):
         return False
     transports = packet.transports
@@ -324,20 +333,13 @@ def _decoded_ok(packet: Any, message: StreamMessage) -> bool:
     a = message.audio
     v = message.video
     if a is not None:
-        if (
-            len(a.pcm) > _MIB10
-            or not 8000 <= a.sample_rate_hz <= 192000
-            or not 1 <= a.channels <= 8
-            or len(a.codec) > 32
-        ):
+        if not _audio_ok(a):
             return False
     elif v is not None:
-        if len(v.payload) > _MIB10 or len(v.codec) > 32 or v.width > 16384 or v.height > 16384:
+        if not _video_ok(v):
             return False
-    else:
-        b = packet.binary  # an empty default when the packet has no frame
-        if len(b.payload) > _MIB10 or len(b.mime_type) > 255:
-            return False
+    elif not _binary_ok(packet.binary):  # an empty default when the packet has no frame
+        return False
     metadata = packet.metadata
     if metadata and not _metadata_ok(metadata):
         return False
