@@ -300,6 +300,9 @@ class Session:
         self._startup_error: BaseException | None = None
         self._hang = _Hang()
         self._reassembler = ChunkReassembler()
+        # The Data stream's codec, and what _accept_direct left for the receive task.
+        self._codec: Any = None
+        self._left: tuple[InboundMessage, str | None] | BaseException | None = None
         self._draining = False
         self._drain_grace = 0.0
         self._drain_requested = asyncio.Event()
@@ -915,121 +918,162 @@ class Session:
                 self._room.remove(waiter)
 
     async def _data_recv_loop(self, data: Stream[Any, Any]) -> None:
+        self._codec = codec = _fastpath.codec_of(data)
+        sized = type(codec) is channel_mod.CappedProtoCodec
+        accept = self._accept
+        stop_direct = _fastpath.direct_reads(data, self._accept_direct)
+        try:
+            while True:
+                if stop_direct is None:  # the response headers are read by the first recv
+                    stop_direct = _fastpath.direct_reads(data, self._accept_direct)
+                try:
+                    packet = await data.recv_message()
+                    # The receipt's size_bytes (docs/contract/stream.md#acks): Go's proto.Size of
+                    # the packet, which is the length it arrived with for every canonical encoder
+                    # (Go, upb, our connector).
+                    size = codec.decoded_size if sized else -1
+                except _Handoff:
+                    # A packet the protocol callback took (see _accept_direct) and left here.
+                    left, self._left = self._left, None
+                    if isinstance(left, BaseException):
+                        raise left from None
+                    if left is not None:
+                        await self._put_waiting(*left)
+                    continue
+                except Exception as exc:
+                    if self._draining:
+                        return
+                    raise errors.translate_error(
+                        _fastpath.status_of(data, exc), op="data stream recv"
+                    ) from None
+                if packet is None:
+                    if self._draining:
+                        return
+                    # Retryable (Go: "data stream recv failed: EOF"); the inbound queue is
+                    # closed by run() once the session is torn down.
+                    raise StreamSessionError("data stream recv failed: EOF")
+                waiting = accept(packet, size)
+                if waiting is not None:
+                    await self._put_waiting(*waiting)
+        finally:
+            if stop_direct is not None:
+                stop_direct()
+
+    def _accept_direct(self, packet: Any) -> None:
+        """:meth:`_accept` for a packet decoded in the protocol callback (``direct_reads``):
+        no task switch between the socket and the engram's queue while the receive task is idle.
+        What needs the receive task (a wait for room in a full queue, an error to raise) is left
+        to it, with the packets after this one still buffered behind it."""
+        codec = self._codec
+        size = codec.decoded_size if type(codec) is channel_mod.CappedProtoCodec else -1
+        try:
+            waiting = self._accept(packet, size)
+        except Exception as exc:
+            self._left = exc
+            raise _Handoff from None
+        if waiting is not None:
+            self._left = waiting
+            raise _Handoff
+
+    def _accept(self, packet: Any, size: int) -> tuple[InboundMessage, str | None] | None:
+        """Take one received packet: dedupe, reassemble, receipt, decode, and queue it for the
+        engram. Returns the message and its dedupe key when the queue is full (the caller waits
+        for room with :meth:`_put_waiting`), else None."""
+        self._hang.touch()
         book = self._book
+        frame = packet.WhichOneof("frame")
+        envelope = packet.envelope
+        if frame is None:
+            # Heartbeat/control packet: never delivered; a sequenced one is receipted at
+            # once so the hub can advance (docs/contract/stream.md#inbound).
+            if envelope.sequence > 0 and envelope.stream_id:
+                book.queue_receipt(_receipt(packet, size))
+            self._reassembler.sweep()
+            return None
+        if (
+            envelope.chunk_count
+            or envelope.chunk_id
+            or envelope.chunk_bytes
+            or (envelope.chunk_index or envelope.total_bytes)
+        ):
+            packet = self._reassembler.add(packet)
+            if packet is None:
+                return None
+            envelope = packet.envelope
+            size = -1  # reassembled: measure the packet without its chunk fields
+        stream_id = envelope.stream_id
+        sequence = envelope.sequence
+        sequenced = sequence > 0 and bool(stream_id)
+        if sequenced:
+            # dedupe_key's first rule, inlined (the metadata is not needed then).
+            partition = envelope.partition
+            key: str | None = f"env|{stream_id}|{partition}|{sequence}"
+        else:
+            key = dedupe_key(
+                stream_id,
+                envelope.partition,
+                sequence,
+                packet.metadata.get(MESSAGE_ID_KEY) if packet.metadata else None,
+            )
         deduper = book.deduper
+        if key is not None:
+            outcome = deduper.begin(key)
+            if outcome is Outcome.PENDING_DUPLICATE:
+                return None
+            if outcome is Outcome.COMPLETED_DUPLICATE:
+                if sequenced:
+                    book.queue_receipt(_receipt(packet, size))
+                return None
+        receipt = _receipt(packet, size) if sequenced else None
+        message: StreamMessage | None
+        try:
+            message = wire.decode_inbound(packet)
+        except ProtocolViolationError as exc:
+            if not (packet.metadata and is_heartbeat_metadata(packet.metadata)):
+                raise StreamSessionError(f"invalid inbound packet: {exc}") from None
+            # A heartbeat is dropped whatever its body: rebuilding the session over a
+            # liveness packet the engram never sees would cost more than the packet
+            # (docs/contract/stream.md#inbound; Go ends the session here).
+            logger.debug("invalid heartbeat packet dropped: %s", exc)
+            message = None
+        if message is None or wire.should_drop(message):
+            if key is not None:
+                deduper.complete(key)
+            if receipt is not None:
+                book.queue_receipt(receipt)
+            return None
+        inbound = self._inbound
+        if inbound.closed:
+            # Draining or ending: not handed out, so not done; the hub replays it.
+            return None
+        settle = _settler(book, deduper, key, receipt) if (key or receipt) else None
+        item = InboundMessage(message, settle)
+        if inbound.full():
+            return item, key
+        # Room in the queue: no coroutine and no timer per message.
+        inbound.put_nowait(item)
+        self.delivered += 1
+        return None
+
+    async def _put_waiting(self, item: InboundMessage, key: str | None) -> None:
+        """Queue ``item`` once the engram's queue has room; with ``BUBU_GRPC_CHANNEL_SEND_TIMEOUT``
+        set, drop it after that long without a receipt (lossy mode) and release its key."""
         inbound = self._inbound
         send_timeout = self._s.channel_send_timeout
-        generation = self._generation
-        hang = self._hang
-        codec: Any = _fastpath.codec_of(data)
-        sized = type(codec) is channel_mod.CappedProtoCodec
-        while True:
+        if send_timeout > 0:
             try:
-                packet = await data.recv_message()
-                # The receipt's size_bytes (docs/contract/stream.md#acks): Go's proto.Size of the
-                # packet, which is the length it arrived with for every canonical encoder (Go, upb,
-                # our connector).
-                size = codec.decoded_size if sized else -1
-            except Exception as exc:
-                if self._draining:
-                    return
-                raise errors.translate_error(
-                    _fastpath.status_of(data, exc), op="data stream recv"
-                ) from None
-            if packet is None:
-                if self._draining:
-                    return
-                # Retryable (Go: "data stream recv failed: EOF"); the inbound queue is closed
-                # by run() once the session is torn down.
-                raise StreamSessionError("data stream recv failed: EOF")
-            hang.touch()
-            frame = packet.WhichOneof("frame")
-            envelope = packet.envelope
-            if frame is None:
-                # Heartbeat/control packet: never delivered; a sequenced one is receipted at
-                # once so the hub can advance (docs/contract/stream.md#inbound).
-                if envelope.sequence > 0 and envelope.stream_id:
-                    book.queue_receipt(_receipt(packet, size))
-                self._reassembler.sweep()
-                continue
-            if (
-                envelope.chunk_count
-                or envelope.chunk_id
-                or envelope.chunk_bytes
-                or (envelope.chunk_index or envelope.total_bytes)
-            ):
-                packet = self._reassembler.add(packet)
-                if packet is None:
-                    continue
-                envelope = packet.envelope
-                size = -1  # reassembled: measure the packet without its chunk fields
-            stream_id = envelope.stream_id
-            sequence = envelope.sequence
-            sequenced = sequence > 0 and bool(stream_id)
-            if sequenced:
-                # dedupe_key's first rule, inlined (the metadata is not needed then).
-                partition = envelope.partition
-                key: str | None = f"env|{stream_id}|{partition}|{sequence}"
-            else:
-                key = dedupe_key(
-                    stream_id,
-                    envelope.partition,
-                    sequence,
-                    packet.metadata.get(MESSAGE_ID_KEY) if packet.metadata else None,
-                )
-            if key is not None:
-                outcome = deduper.begin(key)
-                if outcome is Outcome.PENDING_DUPLICATE:
-                    continue
-                if outcome is Outcome.COMPLETED_DUPLICATE:
-                    if sequenced:
-                        book.queue_receipt(_receipt(packet, size))
-                    continue
-            receipt = _receipt(packet, size) if sequenced else None
-            message: StreamMessage | None
-            try:
-                message = wire.decode_inbound(packet)
-            except ProtocolViolationError as exc:
-                if not (packet.metadata and is_heartbeat_metadata(packet.metadata)):
-                    raise StreamSessionError(f"invalid inbound packet: {exc}") from None
-                # A heartbeat is dropped whatever its body: rebuilding the session over a
-                # liveness packet the engram never sees would cost more than the packet
-                # (docs/contract/stream.md#inbound; Go ends the session here).
-                logger.debug("invalid heartbeat packet dropped: %s", exc)
-                message = None
-            if message is None or wire.should_drop(message):
+                async with asyncio.timeout(send_timeout):
+                    await inbound.put(item)
+            except TimeoutError:
+                # Lossy mode (docs/contract/stream.md#environment): drop without a receipt
+                # and release the key, so a later replay is delivered.
                 if key is not None:
-                    deduper.complete(key)
-                if receipt is not None:
-                    book.queue_receipt(receipt)
-                continue
-            if inbound.closed:
-                # Draining or ending: not handed out, so not done; the hub replays it.
-                continue
-            settle = _settler(book, deduper, key, receipt) if (key or receipt) else None
-            item = InboundMessage(message, settle)
-            try:
-                # Fast path: room in the queue, no coroutine and no timer per message.
-                inbound.put_nowait(item)
-            except asyncio.QueueFull:
-                pass
-            else:
-                self.delivered += 1
-                continue
-            if send_timeout > 0:
-                try:
-                    async with asyncio.timeout(send_timeout):
-                        await inbound.put(item)
-                except TimeoutError:
-                    # Lossy mode (docs/contract/stream.md#environment): drop without a receipt
-                    # and release the key, so a later replay is delivered.
-                    if key is not None:
-                        deduper.release(key, generation)
-                    logger.debug("inbound message dropped after channel send timeout")
-                    continue
-            else:
-                await inbound.put(item)
-            self.delivered += 1
+                    self._book.deduper.release(key, self._generation)
+                logger.debug("inbound message dropped after channel send timeout")
+                return
+        else:
+            await inbound.put(item)
+        self.delivered += 1
 
     async def _hang_watch(self) -> None:
         timeout = self._s.hang_timeout
@@ -1052,6 +1096,11 @@ _SEND_ERRORS: Final = (
     ConnectionError,
     OSError,
 )
+
+
+class _Handoff(Exception):
+    """Raised by :meth:`Session._accept_direct` in the protocol callback, and so by the receive
+    task's waiting ``recv_message``: the callback left the task a packet or an error."""
 
 
 def _send_failure(exc: Exception, what: str) -> BaseException:

@@ -25,7 +25,7 @@ from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import BinaryFrame, InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
 from bubu._streaming import ControlDirective, start_streaming
-from bubu._transport import codec
+from bubu._transport import _fastpath, codec
 from bubu.engram import StreamingEngram
 from bubu.errors import (
     ConnectorUnavailableError,
@@ -587,6 +587,82 @@ async def test_invalid_inbound_packets_are_session_errors_then_reconnect(
         await conn.send(StreamMessage.json({"ok": True}))
         await engram.wait_for(1)
     assert [m.json_data() for m in engram.seen] == [{"ok": True}]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_eleven_transports, _empty_metadata_key, _low_sample_rate, _long_stream_id],
+)
+async def test_invalid_inbound_packets_taken_by_the_protocol_callback_are_session_errors_too(
+    make: Callable[[], pb.DataResponse], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the first message the receive task waits between messages, and the next packet is
+    # taken in the protocol callback (_fastpath.direct_reads): a bad one must end the session
+    # exactly as when the receive task reads it, and the good ones around it stay in order.
+    from bubu._transport.session import Session
+
+    direct: list[int] = []
+    accept_direct = Session._accept_direct
+
+    def spy(self: Session, packet: Any) -> None:
+        direct.append(1)
+        accept_direct(self, packet)
+
+    monkeypatch.setattr(Session, "_accept_direct", spy)
+    engram = Collect()
+    async with _connector(sequenced=False) as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 1}))
+        await engram.wait_for(1)
+        await conn.send(StreamMessage.json({"n": 2}))
+        await engram.wait_for(2)
+        await conn.send_packet(make())
+        await conn.wait_until(lambda: conn.stats.data_sessions >= 2, timeout=5)
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 3}))
+        await engram.wait_for(3)
+    assert [m.json_data() for m in engram.seen] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    if _fastpath.enabled():
+        assert len(direct) >= 2  # n=2 and the bad packet, at least
+    else:
+        assert direct == []
+
+
+async def test_a_full_queue_hands_packets_back_to_the_receive_task_in_order() -> None:
+    # Buffer 1 and an engram that holds its first message, then takes a millisecond per
+    # message: packets taken in the protocol callback find the queue full and go back to the
+    # receive task, which waits for room. Nothing is lost, skipped or reordered, and every
+    # packet is receipted once.
+    class Sluggish(StreamingEngram[dict[str, Any]]):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+            self.release = asyncio.Event()
+
+        async def stream(
+            self, inbound: AsyncIterator[InboundMessage]
+        ) -> AsyncIterator[StreamMessage]:
+            async for msg in inbound:
+                self.seen.append(msg.message.json_data()["n"])
+                await self.release.wait()
+                await asyncio.sleep(0.001)
+                msg.done()
+            return
+            yield  # pragma: no cover
+
+    engram = Sluggish()
+    count = 60
+    env = {"BUBU_GRPC_CHANNEL_BUFFER_SIZE": "1"}
+    async with _connector(env=env) as conn, running(engram, conn):
+        await conn.wait_ready()
+        await conn.send(StreamMessage.json({"n": 0}))
+        await eventually(lambda: engram.seen == [0])
+        for n in range(1, count):
+            await conn.send(StreamMessage.json({"n": n}))
+        await conn.wait_until(lambda: conn.stats.sent == count)
+        engram.release.set()
+        await conn.wait_until(lambda: len(conn.stats.receipts) == count, timeout=20)
+    assert engram.seen == list(range(count))
+    assert sorted(r.sequence for r in conn.stats.receipts) == list(range(1, count + 1))
 
 
 class Slow(StreamingEngram[dict[str, Any]]):

@@ -9,6 +9,7 @@ stream's reader gets, grpclib's counters, and whether (and how) a protocol error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -987,3 +988,133 @@ async def test_a_waiting_reader_gets_what_grpclib_gives(pieces: list[bytes]) -> 
             got.append(str(exc))
         results.append((got, sum(acks) + buffer.unacked_size()))
     assert results[0] == results[1]
+
+
+# --- messages taken in the protocol callback (direct_reads) -------------------------------------
+
+
+async def _read_with_direct(
+    frames: list[bytes], eof: bool, fail_on: bytes | None = None
+) -> tuple[list[Any], int, int]:
+    """Feed ``frames`` one at a time to a fast client stream whose reader loops on
+    ``recv_message`` with ``direct_reads`` installed; returns every message in the order the
+    consumer saw it (``("direct", m)`` or ``("read", m)``, an exception's name), the window
+    returned, and the stream's message count."""
+    stream, client, channel = await _client_stream(True)
+    h2s = stream._stream
+    acks: list[int] = []
+    h2s.buffer._ack_callback = acks.append
+    seen: list[Any] = []
+
+    def deliver(message: bytes) -> None:
+        if message == fail_on:
+            raise ValueError("refused")
+        seen.append(("direct", message))
+
+    stop = _fastpath.direct_reads(stream, deliver)
+    assert stop is not None
+
+    async def reader() -> None:
+        while True:
+            try:
+                message = await stream.recv_message()
+            except ValueError:
+                seen.append("ValueError")
+                continue
+            except AssertionError:
+                seen.append("AssertionError")
+                return
+            seen.append(("read", message))
+            if message is None:
+                return
+
+    task = asyncio.ensure_future(reader())
+    for frame in frames:
+        await asyncio.sleep(0)
+        h2s.buffer.add(frame, len(frame))
+    await asyncio.sleep(0)
+    if eof:
+        h2s.buffer.eof()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, 0.05)
+    stop()
+    assert h2s.buffer.direct is None
+    channel.close()
+    return seen, sum(acks) + h2s.buffer.unacked_size(), stream._messages_received
+
+
+@given(
+    bodies=st.lists(st.binary(max_size=30), max_size=6),
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+    eof=st.booleans(),
+)
+def test_direct_reads_hand_over_what_the_reader_would_read_in_order(
+    bodies: list[bytes], cuts: list[int], eof: bool
+) -> None:
+    wire = _grpc_messages(bodies)
+    points = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
+    frames = [wire[a:b] for a, b in zip(points, points[1:], strict=False)]
+    seen, window, count = asyncio.run(_read_with_direct(frames, eof))
+    messages = [m for _, m in seen if m is not None]
+    assert messages == bodies  # every message once, in order, whoever took it
+    assert window == len(wire)  # all the window went back
+    assert count == len(bodies)
+    assert (("read", None) in seen) is eof
+    whole = [f for f in frames if f.startswith(b"\x00") and len(f) == 5 + int.from_bytes(f[1:5])]
+    if frames and frames[0] in whole:
+        # A frame holding exactly one message, arriving while the reader waits: taken by
+        # the protocol callback, not by waking the reader.
+        assert seen[0][0] == "direct"
+
+
+async def test_direct_reads_skip_a_reader_waiting_inside_a_message() -> None:
+    # The prefix in one frame, the body in the next: the reader waits for the body with
+    # nothing buffered, and the body is not mistaken for the start of a message.
+    # The body itself looks like a whole message (a gRPC message holding one).
+    body = _grpc_messages([b"xyz"])
+    seen, window, _ = await _read_with_direct([b"\x00\x00\x00\x00\x08", body], eof=True)
+    assert seen == [("read", body), ("read", None)]
+    assert window == 13
+
+
+async def test_a_direct_delivery_error_is_raised_by_the_waiting_reader_then_reads_go_on() -> None:
+    frames = [_grpc_messages([b"a"]), _grpc_messages([b"bad"]), _grpc_messages([b"c"])]
+    seen, window, count = await _read_with_direct(frames, eof=True, fail_on=b"bad")
+    assert seen == [("direct", b"a"), "ValueError", ("direct", b"c"), ("read", None)]
+    assert window == 6 + 8 + 6 and count == 3
+
+
+async def test_direct_reads_wait_for_the_response_headers_and_stay_off_on_the_fallback() -> None:
+    stream, client, channel = await _client_stream(True)
+    stream._recv_initial_metadata_done = False
+    assert _fastpath.direct_reads(stream, lambda m: None) is None  # not yet: ask again
+    stream._recv_initial_metadata_done = True
+    stop = _fastpath.direct_reads(stream, lambda m: None)
+    assert stop is not None and stream._stream.buffer.direct is not None
+    stop()
+    _fastpath.disable()
+    stop = _fastpath.direct_reads(stream, lambda m: None)
+    assert stop is not None and stream._stream.buffer.direct is None
+    stop()
+    channel.close()
+    plain, _, other = await _client_stream(False)
+    stop = _fastpath.direct_reads(plain, lambda m: None)
+    assert stop is not None and not hasattr(plain._stream.buffer, "direct")
+    other.close()
+
+
+async def test_direct_reads_leave_a_cancelled_reader_alone() -> None:
+    stream, client, channel = await _client_stream(True)
+    taken: list[bytes] = []
+    stop = _fastpath.direct_reads(stream, taken.append)
+    assert stop is not None
+    reader = asyncio.ensure_future(stream.recv_message())
+    await asyncio.sleep(0)
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    stream._stream.buffer.add(_grpc_messages([b"kept"]), 9)
+    assert taken == []  # nobody waits: left in the buffer for the next read
+    assert await stream.recv_message() == b"kept"
+    stop()
+    channel.close()
