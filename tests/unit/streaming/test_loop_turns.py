@@ -304,6 +304,99 @@ async def test_receipts_wait_for_the_end_of_the_engram_turn() -> None:
         assert woken == ["control"]
 
 
+async def test_when_the_engram_waits_on_inbound_its_output_leaves_first_then_its_receipts() -> None:
+    # The engram has nothing else queued: the reply is written on its own, and the receipts of
+    # the messages it marked done follow in a write of their own, from the same task, with no
+    # wake-up of the control sender.
+    session, data, control = make_session(), FakeData(), FakeData()
+    session._control = control  # type: ignore[assignment]
+    woken: list[str] = []
+    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
+    session.book.bind(session._wake_for_receipt)
+    order: list[str] = []
+    data.started.clear()
+    first, second = Receipt("s", 1, "p", 3), Receipt("s", 2, "p", 3)
+    async with sending(session, data):
+
+        async def engram() -> None:
+            await session.emit(msg(1))
+            session.book.queue_receipt(first)
+            session.book.queue_receipt(second)
+            order.append(f"data {len(data.sent)} control {len(control.sent)}")
+            async for _ in session.inbound:
+                await session.emit(msg(2))
+                session.book.queue_receipt(third)
+
+        third = Receipt("s", 3, "p", 3)
+        task = asyncio.create_task(session.run_engram(engram()), name="engram")
+        await settle()
+        assert order == ["data 0 control 0"]  # nothing written while the engram ran
+        assert [name for _, name in data.sent] == ["engram"]
+        assert control.sent == [(first.encoded(), "engram"), (second.encoded(), "engram")]
+        assert not session.book.outbox and woken == []
+
+        # A directive reply is queued on Control: receipts stay behind it, for the control task.
+        session._control_q.append(object())
+        session.inbound.put_nowait(InboundMessage(msg(0)))
+        await settle()
+        assert [name for _, name in data.sent] == ["engram", "engram"]
+        assert len(control.sent) == 2 and list(session.book.outbox) == [third]
+        assert woken == ["control"]
+        session.inbound.close()
+        await task
+
+
+async def test_after_a_burst_receipts_are_not_written_on_their_own() -> None:
+    # Two outputs in one turn: the engram is catching up, one write is to carry everything
+    # (staged on Control with the Data write; the stand-in streams cannot stage, so the
+    # receipts go to the control sender instead of a write of their own).
+    session, data, control = make_session(), FakeData(), FakeData()
+    session._control = control  # type: ignore[assignment]
+    woken: list[str] = []
+    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
+    receipt = Receipt("s", 1, "p", 3)
+    async with sending(session, data):
+
+        async def engram() -> None:
+            await session.emit(msg(1))
+            await session.emit(msg(2))
+            session.book.queue_receipt(receipt)
+            await session.inbound.__anext__()
+
+        task = asyncio.create_task(session.run_engram(engram()), name="engram")
+        await settle()
+        assert [name for _, name in data.sent] == ["engram", "engram"]
+        assert control.sent == [] and list(session.book.outbox) == [receipt]
+        assert woken == ["control"]
+        session.inbound.close()
+        with pytest.raises(StopAsyncIteration):
+            await task
+
+
+async def test_receipts_that_cannot_be_written_at_once_go_to_the_control_sender() -> None:
+    session, data, control = make_session(), FakeData(), FakeData()
+    control.gate = asyncio.Event()  # its write would wait
+    session._control = control  # type: ignore[assignment]
+    woken: list[str] = []
+    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
+    receipt = Receipt("s", 1, "p", 3)
+    async with sending(session, data):
+
+        async def engram() -> None:
+            await session.emit(msg(1))
+            session.book.queue_receipt(receipt)
+            await session.inbound.__anext__()
+
+        task = asyncio.create_task(session.run_engram(engram()), name="engram")
+        await settle()
+        assert [name for _, name in data.sent] == ["engram"]
+        assert control.sent == [] and list(session.book.outbox) == [receipt]
+        assert woken == ["control"]
+        session.inbound.close()
+        with pytest.raises(StopAsyncIteration):
+            await task
+
+
 async def test_receipt_before_the_session_runs_wakes_the_control_sender_at_once() -> None:
     session = make_session()
     woken: list[str] = []
