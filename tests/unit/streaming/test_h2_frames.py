@@ -1118,3 +1118,61 @@ async def test_direct_reads_leave_a_cancelled_reader_alone() -> None:
     assert await stream.recv_message() == b"kept"
     stop()
     channel.close()
+
+
+def _only_ping_acks_by_walking(pending: bytes) -> bool:
+    end, at = len(pending), 0
+    while at < end:
+        if end - at < 9 or pending[at + 3] != 0x6 or not pending[at + 4] & 0x1:
+            return False
+        at += 9 + int.from_bytes(pending[at : at + 3], "big")
+    return end > 0 and at == end
+
+
+_PING_ACK = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + b"12345678"
+
+
+@given(
+    pieces=st.lists(
+        st.sampled_from(
+            [
+                _PING_ACK,
+                _PING_ACK[:4] + b"\x00" + _PING_ACK[5:],  # a PING, not its acknowledgement
+                b"\x00\x00\x07" + _PING_ACK[3:16],  # a 7-byte payload: 16 bytes
+                b"\x00\x00\x09" + _PING_ACK[3:] + b"9",  # 9 bytes: 18
+                b"\x01\x00\x08" + _PING_ACK[3:],  # a length of 65544, 17 bytes here
+                b"\x00\x01\x08" + _PING_ACK[3:],
+                b"\x00\x00\x08\x00\x01" + _PING_ACK[5:],  # a DATA frame
+                b"\x00\x00\x00\x06\x01\x00\x00\x00\x00",  # an empty PING ACK
+            ]
+        ),
+        max_size=3,
+    ),
+    cut=st.integers(0, 60),
+    byte=st.binary(min_size=0, max_size=17),
+)
+def test_only_ping_acks_matches_walking_the_frames(
+    pieces: list[bytes], cut: int, byte: bytes
+) -> None:
+    for pending in (b"".join(pieces), b"".join(pieces)[:cut], byte):
+        expected = _only_ping_acks_by_walking(pending)
+        assert _fastpath._only_ping_acks(pending) is expected
+        assert _fastpath._only_ping_acks(bytearray(pending)) is expected
+
+
+@pytest.mark.parametrize(
+    ("pending", "expected"),
+    [
+        (_PING_ACK, True),
+        (_PING_ACK[:4] + b"\x00" + _PING_ACK[5:], False),  # PING without ACK
+        (_PING_ACK[:4] + b"\x03" + _PING_ACK[5:], True),  # ACK among other flag bits
+        (b"\x00\x00\x09" + _PING_ACK[3:], False),  # 17 bytes, but a 9-byte payload claimed
+        (b"\x00\x01\x08" + _PING_ACK[3:], False),
+        (b"\x01\x00\x08" + _PING_ACK[3:], False),
+        (b"\x00\x00\x08\x00" + _PING_ACK[4:], False),  # a DATA frame
+        (b"\x00\x00\x00\x06\x01\x00\x00\x00\x00" * 2, True),  # two empty ACKs: 18 bytes
+    ],
+)
+def test_only_ping_acks_on_seventeen_bytes_and_around(pending: bytes, expected: bool) -> None:
+    assert _only_ping_acks_by_walking(pending) is expected
+    assert _fastpath._only_ping_acks(pending) is expected
