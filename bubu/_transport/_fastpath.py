@@ -46,6 +46,7 @@ import hyperframe
 from grpclib import protocol as _grpclib_protocol
 from grpclib.client import Channel, Stream
 from grpclib.events import _ident as _grpclib_ident
+from grpclib.exceptions import ProtocolError as GrpclibProtocolError
 from grpclib.utils import Wrapper
 from h2 import stream as _h2_stream
 from h2.config import DummyLogger
@@ -857,7 +858,10 @@ class _FastBuffer(_grpclib_protocol.Buffer):
         if not meta:
             return None
         if meta[0]:
-            raise NotImplementedError("Compression not implemented")
+            # grpclib raises NotImplementedError here; this names what the peer did wrong.
+            raise GrpclibProtocolError(
+                "a gRPC message arrived marked compressed, but no compression was negotiated"
+            )
         size = int.from_bytes(meta[1:], "big")
         body = await self.read(size)
         assert len(body) == size, f"{len(body)} != {size}"
