@@ -304,18 +304,23 @@ async def test_receipts_wait_for_the_end_of_the_engram_turn() -> None:
         assert woken == ["control"]
 
 
-async def test_when_the_engram_waits_on_inbound_its_output_leaves_first_then_its_receipts() -> None:
-    # The engram has nothing else queued: the reply is written on its own, and the receipts of
-    # the messages it marked done follow in a write of their own, from the same task, with no
-    # wake-up of the control sender.
+def with_control() -> tuple[Session, FakeData, FakeData, list[str]]:
+    """A session with stand-in Data and Control streams and a record of control wake-ups."""
     session, data, control = make_session(), FakeData(), FakeData()
     session._control = control  # type: ignore[assignment]
     woken: list[str] = []
     session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
     session.book.bind(session._wake_for_receipt)
+    return session, data, control, woken
+
+
+async def test_when_the_engram_waits_on_inbound_its_output_leaves_first_then_its_receipts() -> None:
+    # The engram has nothing else queued: the reply is written on its own, and the receipts of
+    # the messages it marked done follow in a write of their own, from the same task, with no
+    # wake-up of the control sender.
+    session, data, control, woken = with_control()
     order: list[str] = []
-    data.started.clear()
-    first, second = Receipt("s", 1, "p", 3), Receipt("s", 2, "p", 3)
+    first, second, third = (Receipt("s", n, "p", 3) for n in (1, 2, 3))
     async with sending(session, data):
 
         async def engram() -> None:
@@ -327,7 +332,6 @@ async def test_when_the_engram_waits_on_inbound_its_output_leaves_first_then_its
                 await session.emit(msg(2))
                 session.book.queue_receipt(third)
 
-        third = Receipt("s", 3, "p", 3)
         task = asyncio.create_task(session.run_engram(engram()), name="engram")
         await settle()
         assert order == ["data 0 control 0"]  # nothing written while the engram ran
@@ -346,50 +350,34 @@ async def test_when_the_engram_waits_on_inbound_its_output_leaves_first_then_its
         await task
 
 
-async def test_after_a_burst_receipts_are_not_written_on_their_own() -> None:
-    # Two outputs in one turn: the engram is catching up, one write is to carry everything
-    # (staged on Control with the Data write; the stand-in streams cannot stage, so the
-    # receipts go to the control sender instead of a write of their own).
-    session, data, control = make_session(), FakeData(), FakeData()
-    session._control = control  # type: ignore[assignment]
-    woken: list[str] = []
-    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
+@pytest.mark.parametrize(
+    ("outputs", "control_waits"),
+    [
+        # Two outputs in one turn: the engram is catching up, and one write is to carry
+        # everything (staged on Control with the Data write; the stand-in streams cannot stage,
+        # so the receipts go to the control sender rather than into a write of their own).
+        (2, False),
+        # One output, but a Control write would wait: the control sender sends them.
+        (1, True),
+    ],
+    ids=["after-a-burst", "control-would-wait"],
+)
+async def test_receipts_left_to_the_control_sender(outputs: int, control_waits: bool) -> None:
+    session, data, control, woken = with_control()
+    if control_waits:
+        control.gate = asyncio.Event()
     receipt = Receipt("s", 1, "p", 3)
     async with sending(session, data):
 
         async def engram() -> None:
-            await session.emit(msg(1))
-            await session.emit(msg(2))
+            for n in range(outputs):
+                await session.emit(msg(n))
             session.book.queue_receipt(receipt)
             await session.inbound.__anext__()
 
         task = asyncio.create_task(session.run_engram(engram()), name="engram")
         await settle()
-        assert [name for _, name in data.sent] == ["engram", "engram"]
-        assert control.sent == [] and list(session.book.outbox) == [receipt]
-        assert woken == ["control"]
-        session.inbound.close()
-        with pytest.raises(StopAsyncIteration):
-            await task
-
-
-async def test_receipts_that_cannot_be_written_at_once_go_to_the_control_sender() -> None:
-    session, data, control = make_session(), FakeData(), FakeData()
-    control.gate = asyncio.Event()  # its write would wait
-    session._control = control  # type: ignore[assignment]
-    woken: list[str] = []
-    session._wake_control = lambda: woken.append("control")  # type: ignore[method-assign]
-    receipt = Receipt("s", 1, "p", 3)
-    async with sending(session, data):
-
-        async def engram() -> None:
-            await session.emit(msg(1))
-            session.book.queue_receipt(receipt)
-            await session.inbound.__anext__()
-
-        task = asyncio.create_task(session.run_engram(engram()), name="engram")
-        await settle()
-        assert [name for _, name in data.sent] == ["engram"]
+        assert [name for _, name in data.sent] == ["engram"] * outputs
         assert control.sent == [] and list(session.book.outbox) == [receipt]
         assert woken == ["control"]
         session.inbound.close()
