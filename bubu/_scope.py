@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from bubu._runtime.env import RuntimeEnv, load_env
@@ -36,7 +35,6 @@ __all__ = ["RunScope", "activate", "current", "env_of"]
 E = TypeVar("E")
 
 
-@dataclass(eq=False)
 class RunScope:
     """The current run, as seen by the helpers.
 
@@ -51,15 +49,36 @@ class RunScope:
         mode: the entry point that runs (``batch``, ``streaming``, ``impulse``, ``hybrid``).
     """
 
-    source: EnvSource = field(default_factory=OsEnviron)
-    env: RuntimeEnv | None = None
-    story_info: StoryInfo | None = None
-    kube: KubeAPI | None = None
-    status: StatusSink | None = None
-    shutdown: Shutdown | None = None
-    mask: SecretMask = field(default_factory=SecretMask)
-    mode: str = ""
-    _engines: dict[type, object] = field(default_factory=dict, repr=False)
+    # A plain class with the constructor and repr a dataclass(eq=False) would generate: building
+    # the dataclass took ~0.5 ms of every run's start (docs/performance.md, spawn-to-handshake).
+    def __init__(  # noqa: PLR0917 - the dataclass constructor it replaces
+        self,
+        source: EnvSource | None = None,
+        env: RuntimeEnv | None = None,
+        story_info: StoryInfo | None = None,
+        kube: KubeAPI | None = None,
+        status: StatusSink | None = None,
+        shutdown: Shutdown | None = None,
+        mask: SecretMask | None = None,
+        mode: str = "",
+        _engines: dict[type, object] | None = None,
+    ) -> None:
+        self.source: EnvSource = OsEnviron() if source is None else source
+        self.env = env
+        self.story_info = story_info
+        self.kube = kube
+        self.status = status
+        self.shutdown = shutdown
+        self.mask = SecretMask() if mask is None else mask
+        self.mode = mode
+        self._engines: dict[type, object] = {} if _engines is None else _engines
+
+    def __repr__(self) -> str:
+        return (
+            f"RunScope(source={self.source!r}, env={self.env!r}, story_info={self.story_info!r}, "
+            f"kube={self.kube!r}, status={self.status!r}, shutdown={self.shutdown!r}, "
+            f"mask={self.mask!r}, mode={self.mode!r})"
+        )
 
     @property
     def step_run_name(self) -> str:

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -47,6 +46,8 @@ from bubu.errors import (
 )
 
 if TYPE_CHECKING:
+    import random
+
     from bubu._aio.shutdown import Shutdown
     from bubu._runtime.context import RunContext
     from bubu._runtime.sources import EnvSource
@@ -420,7 +421,13 @@ def supervise(
 
 def jitter_delay(backoff: float, maximum: float, rng: random.Random | None = None) -> float:
     """Go ``jitterReconnectDelay``: ``backoff * U[0.8, 1.2)`` clamped to ``maximum``."""
-    draw = (rng or random).random()
+    if rng is None:
+        # imported on the first reconnect: a session that never fails never needs it
+        import random
+
+        draw = random.random()
+    else:
+        draw = rng.random()
     return min(maximum, backoff * (0.8 + 0.4 * draw))
 
 
@@ -583,6 +590,10 @@ async def _hydrated_config(run: RunContext) -> dict[str, Any]:
     """The config after Go's ``hydrateConfig`` (references, templates), as
     ``loadStreamingExecutionContext`` does before decoding; packets are passed on as they
     arrive (Go resolves no template and hydrates no reference per packet)."""
+    if not run.config:
+        # nothing to hydrate (``Payloads.config`` returns an empty config as it is): an engram
+        # without config does not load the payload layer on its way to the handshake
+        return {}
     from bubu._payloads import Payloads
 
     payloads = Payloads(run, kube=None, connect=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def test_batch_without_refs_or_templates_loads_no_payload_layer(
 
 #: What a streaming engram must not load on its way to the handshake (docs/performance.md,
 #: spawn-to-handshake): OpenTelemetry when nothing configures it, protovalidate (only to name a
-#: broken rule), package metadata, and the platform and payload layers a plain echo never uses.
+#: broken rule), package metadata, the platform and payload layers a plain echo never uses (no
+#: config: nothing to hydrate), and ``random`` (only a redial or a reconnect draws a jitter).
 REPO = str(Path(__file__).resolve().parents[1])
 
 STREAMING_START_HEAVY = (
@@ -149,23 +151,28 @@ STREAMING_START_HEAVY = (
     "httpx",
     "bubu._k8s",
     "bubu._logs",
+    "bubu._payloads",
     "bubu._storage",
     "bubu._templating",
     "bubu._schema",
     "obstore",
+    "random",
 )
 
 # The engram records sys.modules when its stream starts: the connector has both streams by then
 # (the session runs the engram after opening Data and Control), so this is everything the
-# handshake loaded. Its stream then ends, which ends the run with exit code 0.
+# handshake loaded after the interpreter's own start. Its stream then ends, which ends the run
+# with exit code 0.
 STREAMING_PROBE = """
 import os, sys
+# what the interpreter loaded before bubu
+before = set(sys.modules)
 import bubu
 
 class Probe(bubu.StreamingEngram):
     async def stream(self, inbound):
         with open(os.environ["PROBE_OUT"], "w") as fh:
-            fh.write("\\n".join(sorted(sys.modules)))
+            fh.write("\\n".join(sorted(set(sys.modules) - before)))
         return
         yield
 
@@ -190,9 +197,12 @@ async def test_streaming_engram_reaches_its_handshake_without_heavy_modules(
             k: v for k, v in os.environ.items() if not k.startswith(("BUBU_", "OTEL_", "PYTHON"))
         }
         env.update(**conn.binding_env(), **otel_env, PROBE_OUT=str(out))
-        env["PYTHONPATH"] = REPO
+        # -S with the package directories on the path, as in a container image: without this
+        # machine's site hooks (a CA injection here imports tempfile, hence random)
+        env["PYTHONPATH"] = os.pathsep.join([REPO, *site.getsitepackages()])
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-S",
             "-c",
             STREAMING_PROBE,
             env=env,

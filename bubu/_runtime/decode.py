@@ -34,8 +34,11 @@ __all__ = ["decode"]
 T = TypeVar("T")
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+# Patterns of the rare roads (a failed decode, a Go octal or hex-float literal) stay source text:
+# ``re`` compiles and caches one the first time it is used, not in every process's start
+# (docs/performance.md, spawn-to-handshake).
+_MSGSPEC_PATH = r"^(?P<msg>.*) - at `(?P<path>\$[^`]*)`$"
+_MISSING = r"^Object missing required field `(?P<field>[^`]+)`$"
 
 
 def _join(path: str, key: str) -> str:
@@ -130,7 +133,7 @@ def _fields(t: mi.StructType | mi.DataclassType | mi.TypedDictType) -> _Fields:
 
 # --- scalar conversions (mapstructure WeaklyTypedInput) -------------------------------------------
 
-_GO_OCTAL = re.compile(r"[+-]?0[0-7_]+")
+_GO_OCTAL = r"[+-]?0[0-7_]+"
 
 
 def _go_parse_int(text: str) -> int | None:
@@ -142,7 +145,7 @@ def _go_parse_int(text: str) -> int | None:
     try:
         value = int(text, 0)
     except ValueError:
-        if _GO_OCTAL.fullmatch(text):
+        if re.fullmatch(_GO_OCTAL, text):
             try:
                 value = int(text, 8)
             except ValueError:
@@ -154,9 +157,7 @@ def _go_parse_int(text: str) -> int | None:
     return value
 
 
-_GO_HEX_FLOAT = re.compile(
-    r"[+-]?0[xX](?:[0-9a-fA-F_]+\.?[0-9a-fA-F_]*|\.[0-9a-fA-F_]+)[pP][+-]?[0-9_]+"
-)
+_GO_HEX_FLOAT = r"[+-]?0[xX](?:[0-9a-fA-F_]+\.?[0-9a-fA-F_]*|\.[0-9a-fA-F_]+)[pP][+-]?[0-9_]+"
 _GO_INFINITIES = frozenset(sign + word for sign in ("", "+", "-") for word in ("inf", "infinity"))
 
 
@@ -193,7 +194,7 @@ def _go_parse_float(text: str) -> float | None:
         return math.nan
     if folded in _GO_INFINITIES:
         return -math.inf if folded[0] == "-" else math.inf
-    if _GO_HEX_FLOAT.fullmatch(text):
+    if re.fullmatch(_GO_HEX_FLOAT, text):
         if not _go_hex_underscores_ok(text.lstrip("+-")[2:]):
             return None
         try:
@@ -626,9 +627,9 @@ def decode(data: Any, type_: Any, *, strict: bool = False, path: str = "$") -> A
         return msgspec.convert(walked, type_, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        m = _MSGSPEC_PATH.match(text)
+        m = re.match(_MSGSPEC_PATH, text, re.DOTALL)
         where, message = (_rebase(path, m.group("path")), m.group("msg")) if m else (path, text)
-        missing = _MISSING.match(message)
+        missing = re.match(_MISSING, message)
         if missing:
             where = _join(where, missing.group("field"))
             message = "missing required field"

@@ -13,6 +13,7 @@ log handler, on standard output and error and on uncaught exceptions (docs/archi
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -37,15 +38,22 @@ MAX_ERROR_MESSAGE_BYTES: Final = 8192
 
 # Go RE2 \s is exactly [\t\n\f\r ] (ASCII, no \v; Appendix A.5), so spell it out.
 _S = r"[\t\n\f\r ]"
-_AUTH_HEADER: Final = re.compile(
-    rf"(authorization{_S}*:{_S}*(?:basic|bearer){_S}+)([^\t\n\f\r ,;]+)", re.IGNORECASE
-)
-_KEY_VALUE: Final = re.compile(
-    r"""(["']?(?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|token|password|"""
-    r"""secret|client[_-]?secret|authorization)["']?"""
-    rf"""{_S}*[:=]{_S}*["']?)([^"'\\\t\n\f\r ,;}}{{\]&]+)(["']?)""",
-    re.IGNORECASE,
-)
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    # Compiled on first use: a run that masks no message never pays for them (~0.7 ms of a
+    # streaming engram's start, docs/performance.md, spawn-to-handshake).
+    auth_header = re.compile(
+        rf"(authorization{_S}*:{_S}*(?:basic|bearer){_S}+)([^\t\n\f\r ,;]+)", re.IGNORECASE
+    )
+    key_value = re.compile(
+        r"""(["']?(?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|token|password|"""
+        r"""secret|client[_-]?secret|authorization)["']?"""
+        rf"""{_S}*[:=]{_S}*["']?)([^"'\\\t\n\f\r ,;}}{{\]&]+)(["']?)""",
+        re.IGNORECASE,
+    )
+    return auth_header, key_value
 
 
 def redact_message(text: str) -> str:
@@ -57,8 +65,9 @@ def redact_message(text: str) -> str:
     and the like keep the key and quotes. The key match is a substring match, so ``mytoken=x``
     is masked too, as in Go.
     """
-    text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
-    return _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+    auth_header, key_value = _patterns()
+    text = auth_header.sub(lambda m: m.group(1) + REDACTED, text)
+    return key_value.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
 
 
 def truncate_utf8(text: str, limit: int) -> str:

@@ -178,6 +178,9 @@ def test_backoff_schedule_grows_by_1_6_from_one_second_with_20_percent_jitter() 
     assert backoff(10_000, 1000, none) == 120.0  # no float overflow on very long dials
     assert backoff(3, 1000, lambda lo, hi: lo) == pytest.approx(4.096 * 0.8)
     assert backoff(3, 1000, lambda lo, hi: hi) == pytest.approx(4.096 * 1.2)
+    # without a draw function: random.uniform, imported on the first redial
+    for _ in range(20):
+        assert 4.096 * 0.8 <= backoff(3, 1000) <= 4.096 * 1.2
     rng = random.Random(7)
     for n in range(1, 40):
         nominal = min(1.6**n, 120.0)

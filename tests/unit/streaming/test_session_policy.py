@@ -15,6 +15,7 @@ from bubu._runtime.transport import TransportSettings
 from bubu._streaming import jitter_delay, run_with_reconnect
 from bubu._transport.channel import (
     CappedProtoCodec,
+    Endpoint,
     MessageTooLargeError,
     check_security_mode,
     parse_endpoint,
@@ -91,6 +92,8 @@ def test_jitter_is_within_0_8_and_1_2_and_clamped() -> None:
     assert 0.8 <= min(delays) and max(delays) < 1.2
     assert jitter_delay(29.0, 30.0, random.Random(0)) <= 30.0
     assert jitter_delay(100.0, 30.0) == 30.0
+    # without a generator: the random module's, imported on the first reconnect
+    assert all(0.8 <= jitter_delay(1.0, 30.0) < 1.2 for _ in range(50))
 
 
 class FakeSession:
@@ -189,6 +192,16 @@ def test_endpoints_and_plaintext_rule(
 ) -> None:
     ep = parse_endpoint(endpoint)
     assert (ep.host, ep.port, ep.path, ep.plaintext) == (host, port, path, plaintext)
+
+
+def test_endpoint_is_an_immutable_value() -> None:
+    ep = parse_endpoint("127.0.0.1:50051")
+    assert ep == Endpoint("127.0.0.1", 50051, None, True)
+    assert ep != Endpoint("127.0.0.1", 50051, None, False)
+    assert hash(ep) == hash(Endpoint(host="127.0.0.1", port=50051, path=None, plaintext=True))
+    assert repr(ep) == "Endpoint(host='127.0.0.1', port=50051, path=None, plaintext=True)"
+    with pytest.raises(AttributeError):
+        ep.port = 1  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("endpoint", ["", "connector", "host:notaport", "host:0", "unix://"])
