@@ -37,7 +37,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Patterns of the rare roads (a failed decode, a Go octal or hex-float literal) stay source text:
 # ``re`` compiles and caches one the first time it is used, not in every process's start
 # (docs/performance.md, spawn-to-handshake).
-_MSGSPEC_PATH = r"^(?P<msg>.*) - at `(?P<path>\$[^`]*)`$"
+_MSGSPEC_PATH = r"(?s)^(?P<msg>.*) - at `(?P<path>\$[^`]*)`$"
 _MISSING = r"^Object missing required field `(?P<field>[^`]+)`$"
 
 
@@ -627,7 +627,7 @@ def decode(data: Any, type_: Any, *, strict: bool = False, path: str = "$") -> A
         return msgspec.convert(walked, type_, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        m = re.match(_MSGSPEC_PATH, text, re.DOTALL)
+        m = re.match(_MSGSPEC_PATH, text)
         where, message = (_rebase(path, m.group("path")), m.group("msg")) if m else (path, text)
         missing = re.match(_MISSING, message)
         if missing:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import re
+import string
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar, overload
@@ -72,7 +72,9 @@ OCTET_STREAM_MIME_TYPE: Final = "application/octet-stream"
 # (docs/contract/stream.md#non-protobuf-contracts).
 ENVELOPE_MIME_TYPE: Final = "application/vnd.bubu.packet+json"
 
-_KIND_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
+# The characters a kind may hold ([A-Za-z0-9._-]+): a str.strip check, no regex to compile at
+# start-up (docs/performance.md, spawn-to-handshake).
+_KIND_CHARS: Final = string.ascii_letters + string.digits + "._-"
 _VALID_KINDS: dict[str, str] = {}  # valid kind -> its lower-case form
 # Go mime tspecials plus control characters and space (mime.isTokenChar).
 _TSPECIALS: Final = frozenset('()<>@,;:\\"/[]?=')
@@ -531,7 +533,7 @@ def _bad(field: str, problem: str) -> ProtocolViolationError:
 
 def _validate(m: StreamMessage) -> None:
     # Section 4.2, in Go's order so the first reported problem matches. A kind seen valid before
-    # is known to have no surrounding whitespace and to match _KIND_RE: its checks are skipped
+    # is known to have no surrounding whitespace and only _KIND_CHARS: its checks are skipped
     # and its lower-case form is cached with it.
     kind = m.kind
     lowered = _VALID_KINDS.get(kind) if kind else ""
@@ -546,7 +548,7 @@ def _validate(m: StreamMessage) -> None:
         if key != key.strip():
             raise _bad(f"metadata[{key!r}]", "key must not have surrounding whitespace")
     if lowered is None:
-        if not _KIND_RE.fullmatch(kind):
+        if not kind or kind.strip(_KIND_CHARS):
             raise _bad("kind", f"{kind!r} may only contain letters, digits, '.', '_' and '-'")
         # Streams reuse a handful of kinds: check each once (bounded, kinds come from the wire).
         if len(_VALID_KINDS) >= 256:

@@ -222,7 +222,13 @@ def test_unknown_kinds_keep_the_check_order_and_are_not_cached() -> None:
         StreamMessage(kind="da ta", metadata={"": "v"}).validate()
     with pytest.raises(ProtocolViolationError, match="may only contain letters"):
         StreamMessage(kind="da ta", payload=b'{"a":1}').validate()
+    # ASCII letters only, at either end or inside
+    for bad in ("dätä", "äata", "data!", "da/ta", "ÿ"):
+        with pytest.raises(ProtocolViolationError, match="may only contain letters"):
+            StreamMessage(kind=bad, payload=b'{"a":1}').validate()
     assert messages._VALID_KINDS == {}
+    StreamMessage(kind="Aa.0_9-z", payload=b'{"a":1}').validate()
+    assert messages._VALID_KINDS.pop("Aa.0_9-z") == "aa.0_9-z"
     # a known kind keeps the checks that do not depend on it
     StreamMessage(kind="data", payload=b'{"a":1}').validate()
     with pytest.raises(ProtocolViolationError, match="message_id: must not have surrounding"):
