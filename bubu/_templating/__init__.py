@@ -40,12 +40,13 @@ Imports ``bubu._runtime`` (Go JSON encoding ``gojson``, storage-ref helpers ``re
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -193,10 +194,24 @@ def _parse_json_value(raw: str) -> tuple[bool, Any]:
     trimmed = _go_trim_space(raw)
     if not trimmed:
         return False, None
+    data = trimmed.encode("utf-8", "surrogatepass")
+    if b"-0" in data:
+        # Go decodes a JSON number into float64, so `-0` (what a template prints for the float
+        # -0) keeps its sign; msgspec reads it as the int 0. Spelled `-0.0`, it stays the float.
+        data = _MINUS_ZERO.sub(_float_minus_zero, data)
     try:
-        return True, msgspec.json.decode(trimmed.encode("utf-8", "surrogatepass"))
+        return True, msgspec.json.decode(data)
     except msgspec.DecodeError:
         return False, None
+
+
+# A `-0` number token: not in a string (strings are matched whole and kept), not an exponent
+# (`1e-0`), not the start of a longer number (`-0.5`, `-0e1`, the invalid `-01`).
+_MINUS_ZERO: Final = re.compile(rb'("(?:[^"\\]|\\.)*")|(?<![eE0-9.])-0(?![.eE0-9])')
+
+
+def _float_minus_zero(match: re.Match[bytes]) -> bytes:
+    return match.group(1) or b"-0.0"
 
 
 def _step_references(text: str, names: frozenset[str]) -> set[str]:

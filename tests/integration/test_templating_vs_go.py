@@ -67,6 +67,12 @@ VARS: dict[str, Any] = {
 
 # Each entry: a template. They run with VARS unless a (template, vars) tuple is given.
 CORPUS: list[str] = [
+    # a single action that prints a float -0: Go reads the output back as float64 -0
+    "{{ -0.0 }}",
+    "{{ print -0.0 }}",
+    "{{ -.0 }}",
+    '{{ printf "[%v, \\"-0\\", 1e-0, -0.5, -0e1, {\\"a\\": %v}]" -0.0 -0.0 }}',
+    "x{{ -0.0 }}",
     # plain text and paths
     "no template here",
     "{{ .inputs.name }}",

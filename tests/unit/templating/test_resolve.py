@@ -86,6 +86,35 @@ def test_single_actions_return_typed_values() -> None:
     assert resolve("n={{ .inputs.n }}") == "n=1e+06"
 
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ -0.0 }}", -0.0),
+        ('{{ printf "[%v, {\\"a\\": -0}]" -0.0 }}', [-0.0, {"a": -0.0}]),
+        (
+            '{{ printf "[\\"x\\\\\\"-0\\", 1e-0, 2E-0, -0.5, -0e1]" }}',
+            ['x"-0', 1.0, 2.0, -0.5, -0.0],
+        ),
+    ],
+)
+def test_a_printed_minus_zero_is_read_back_as_the_float_go_reads(
+    template: str, expected: Any
+) -> None:
+    import math
+
+    value = resolve(template)
+    assert value == expected
+
+    def signs(v: Any) -> Any:
+        if isinstance(v, list):
+            return [signs(x) for x in v]
+        if isinstance(v, dict):
+            return {k: signs(x) for k, x in v.items()}
+        return (type(v), math.copysign(1.0, v)) if isinstance(v, float) else v
+
+    assert signs(value) == signs(expected)
+
+
 def test_template_wrappers_merge_their_vars() -> None:
     wrapper = {
         "$bubuTemplate": "{{ .greeting }}, {{ .inputs.name }}",
