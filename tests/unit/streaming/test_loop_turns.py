@@ -351,21 +351,25 @@ async def test_when_the_engram_waits_on_inbound_its_output_leaves_first_then_its
 
 
 @pytest.mark.parametrize(
-    ("outputs", "control_waits"),
+    ("outputs", "control"),
     [
         # Two outputs in one turn: the engram is catching up, and one write is to carry
         # everything (staged on Control with the Data write; the stand-in streams cannot stage,
         # so the receipts go to the control sender rather than into a write of their own).
         (2, False),
         # One output, but a Control write would wait: the control sender sends them.
-        (1, True),
+        (1, "waits"),
+        # One output, but the control sender is inside a send (a message it may be writing
+        # frame by frame): nothing may be written between its frames.
+        (1, "busy"),
     ],
-    ids=["after-a-burst", "control-would-wait"],
+    ids=["after-a-burst", "control-would-wait", "control-sender-busy"],
 )
-async def test_receipts_left_to_the_control_sender(outputs: int, control_waits: bool) -> None:
-    session, data, control, woken = with_control()
-    if control_waits:
-        control.gate = asyncio.Event()
+async def test_receipts_left_to_the_control_sender(outputs: int, control: str | bool) -> None:
+    session, data, stream, woken = with_control()
+    if control == "waits":
+        stream.gate = asyncio.Event()
+    session._control_busy = control == "busy"
     receipt = Receipt("s", 1, "p", 3)
     async with sending(session, data):
 
@@ -378,7 +382,7 @@ async def test_receipts_left_to_the_control_sender(outputs: int, control_waits: 
         task = asyncio.create_task(session.run_engram(engram()), name="engram")
         await settle()
         assert [name for _, name in data.sent] == ["engram"] * outputs
-        assert control.sent == [] and list(session.book.outbox) == [receipt]
+        assert stream.sent == [] and list(session.book.outbox) == [receipt]
         assert woken == ["control"]
         session.inbound.close()
         with pytest.raises(StopAsyncIteration):
