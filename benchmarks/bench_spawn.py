@@ -43,6 +43,7 @@ from bench_vs_go import (  # noqa: E402
     BUFFER_ENV,
     ROOT,
     STEP,
+    engram_env,
     engram_python,
     handshake_after,
     load,
@@ -63,12 +64,7 @@ async def spawn_once(bin_dir: Path, variant: str, args: argparse.Namespace) -> d
 
     conn = GoConnector(bin_dir, [STEP], env=BUFFER_ENV, args=["--window", "1", "--quiet"])
     async with conn:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/"),
-            **BUFFER_ENV,
-            **conn.binding_env(STEP),
-        }
+        env = engram_env(conn)
         if variant == "go":
             program = [str(bin_dir / "echo")]
         elif variant == "floor":

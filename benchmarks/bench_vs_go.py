@@ -174,6 +174,17 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def engram_env(conn: Any) -> dict[str, str]:
+    """The environment an engram starts with: the operator's binding for ``STEP`` on ``conn``,
+    the benchmark's buffer size, and nothing of this process but ``PATH`` and ``HOME``."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        **BUFFER_ENV,
+        **conn.binding_env(STEP),
+    }
+
+
 async def handshake_after(conn: Any, mark: int, spawned_ns: int) -> float:
     """Milliseconds from ``spawned_ns`` until the connector has both of the engram's streams
     (Data and Control), from its events after index ``mark``."""
@@ -200,12 +211,7 @@ async def run_case(
         launcher=["taskset", "-c", str(CONNECTOR_CPU)] if pinned else None,
     )
     async with conn:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/"),
-            **BUFFER_ENV,
-            **conn.binding_env(STEP),
-        }
+        env = engram_env(conn)
         program = (
             [str(bin_dir / "echo")]
             if sdk == "go"

@@ -198,7 +198,7 @@ def _parse_json_value(raw: str) -> tuple[bool, Any]:
     if b"-0" in data:
         # Go decodes a JSON number into float64, so `-0` (what a template prints for the float
         # -0) keeps its sign; msgspec reads it as the int 0. Spelled `-0.0`, it stays the float.
-        data = _MINUS_ZERO.sub(_float_minus_zero, data)
+        data = re.sub(_MINUS_ZERO, _float_minus_zero, data)
     try:
         return True, msgspec.json.decode(data)
     except msgspec.DecodeError:
@@ -206,8 +206,9 @@ def _parse_json_value(raw: str) -> tuple[bool, Any]:
 
 
 # A `-0` number token: not in a string (strings are matched whole and kept), not an exponent
-# (`1e-0`), not the start of a longer number (`-0.5`, `-0e1`, the invalid `-01`).
-_MINUS_ZERO: Final = re.compile(rb'("(?:[^"\\]|\\.)*")|(?<![eE0-9.])-0(?![.eE0-9])')
+# (`1e-0`), not the start of a longer number (`-0.5`, `-0e1`, the invalid `-01`). Source text:
+# ``re`` compiles it on first use, not at import (a rare road).
+_MINUS_ZERO: Final = rb'("(?:[^"\\]|\\.)*")|(?<![eE0-9.])-0(?![.eE0-9])'
 
 
 def _float_minus_zero(match: re.Match[bytes]) -> bytes:

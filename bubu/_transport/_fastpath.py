@@ -953,11 +953,15 @@ class _FastClientStream(Stream):  # type: ignore[type-arg]
                 if body is None:
                     return None
                 message = self._codec.decode(body, self._recv_type)
-        self._messages_received += 1
-        connection = h2s.connection
-        connection.messages_received += 1
-        connection.last_message_received = time.monotonic()
+        _count_received(self, h2s.connection)
         return message
+
+
+def _count_received(stream: Any, connection: Any) -> None:
+    # grpclib's recv_message bookkeeping, for one message.
+    stream._messages_received += 1
+    connection.messages_received += 1
+    connection.last_message_received = time.monotonic()
 
 
 _CLIENT_STREAMS: Final = (Stream, _FastClientStream)
@@ -1004,9 +1008,7 @@ def direct_reads(
         take = buffer.take_message
         while (body := take()) is not None:
             message = codec.decode(body, recv_type)
-            stream._messages_received += 1
-            connection.messages_received += 1
-            connection.last_message_received = time.monotonic()
+            _count_received(stream, connection)
             deliver(message)
         return not (buffer._frames or buffer._chunks)
 

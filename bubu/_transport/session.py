@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import sys
@@ -302,6 +303,7 @@ class Session:
         self._reassembler = ChunkReassembler()
         # The Data stream's codec, and what _accept_direct left for the receive task.
         self._codec: Any = None
+        self._sized = False  # the codec records each decoded message's size
         self._left: tuple[InboundMessage, str | None] | BaseException | None = None
         self._draining = False
         self._drain_grace = 0.0
@@ -870,13 +872,19 @@ class Session:
         return True
 
     def _send_receipts_now(self, control: Stream[Any, Any]) -> None:
+        if self._book.outbox and not (self._control_busy or self._control_q):
+            self._take_receipts(functools.partial(_fastpath.send_batch_now, control))
+
+    def _take_receipts(self, write: Callable[[list[bytes]], bool]) -> list[Receipt]:
+        """Hand the first queued receipts, encoded, to ``write``; when it took them, remove
+        them from the outbox and return them, else leave them there and return nothing."""
         outbox = self._book.outbox
-        if not outbox or self._control_busy or self._control_q:
-            return
         receipts = list(itertools.islice(outbox, _fastpath.MAX_BATCH))
-        if _fastpath.send_batch_now(control, [r.encoded() for r in receipts]):
-            for _ in receipts:
-                outbox.popleft()
+        if not write([r.encoded() for r in receipts]):
+            return []
+        for _ in receipts:
+            outbox.popleft()
+        return receipts
 
     def _piggyback_receipts(
         self, control: Stream[Any, Any], data: Stream[Any, Any]
@@ -892,14 +900,7 @@ class Session:
         the outbox), or nothing when this cannot be done at once (then the control task sends
         them as before).
         """
-        outbox = self._book.outbox
-        receipts = list(itertools.islice(outbox, _fastpath.MAX_BATCH))
-        bodies = [r.encoded() for r in receipts]
-        if not _fastpath.stage_messages(control, bodies, data):
-            return []
-        for _ in receipts:
-            outbox.popleft()
-        return receipts
+        return self._take_receipts(lambda bodies: _fastpath.stage_messages(control, bodies, data))
 
     async def emit(self, message: StreamMessage) -> None:
         """Validate, encode and queue an outbound message; waits while the queue is full.
@@ -938,20 +939,16 @@ class Session:
                 self._room.remove(waiter)
 
     async def _data_recv_loop(self, data: Stream[Any, Any]) -> None:
-        self._codec = codec = _fastpath.codec_of(data)
-        sized = type(codec) is channel_mod.CappedProtoCodec
-        accept = self._accept
-        stop_direct = _fastpath.direct_reads(data, self._accept_direct)
+        self._codec = _fastpath.codec_of(data)
+        self._sized = type(self._codec) is channel_mod.CappedProtoCodec
+        stop_direct: Callable[[], None] | None = None
         try:
             while True:
-                if stop_direct is None:  # the response headers are read by the first recv
+                if stop_direct is None:  # possible once the first recv read the response headers
                     stop_direct = _fastpath.direct_reads(data, self._accept_direct)
                 try:
                     packet = await data.recv_message()
-                    # The receipt's size_bytes (docs/contract/stream.md#acks): Go's proto.Size of
-                    # the packet, which is the length it arrived with for every canonical encoder
-                    # (Go, upb, our connector).
-                    size = codec.decoded_size if sized else -1
+                    size = self._received_size()
                 except _Handoff:
                     # A packet the protocol callback took (see _accept_direct) and left here.
                     left, self._left = self._left, None
@@ -972,7 +969,7 @@ class Session:
                     # Retryable (Go: "data stream recv failed: EOF"); the inbound queue is
                     # closed by run() once the session is torn down.
                     raise StreamSessionError("data stream recv failed: EOF")
-                waiting = accept(packet, size)
+                waiting = self._accept(packet, size)
                 if waiting is not None:
                     await self._put_waiting(*waiting)
         finally:
@@ -984,16 +981,20 @@ class Session:
         no task switch between the socket and the engram's queue while the receive task is idle.
         What needs the receive task (a wait for room in a full queue, an error to raise) is left
         to it, with the packets after this one still buffered behind it."""
-        codec = self._codec
-        size = codec.decoded_size if type(codec) is channel_mod.CappedProtoCodec else -1
         try:
-            waiting = self._accept(packet, size)
+            waiting = self._accept(packet, self._received_size())
         except Exception as exc:
             self._left = exc
             raise _Handoff from None
         if waiting is not None:
             self._left = waiting
             raise _Handoff
+
+    def _received_size(self) -> int:
+        # The receipt's size_bytes (docs/contract/stream.md#acks): Go's proto.Size of the packet
+        # just decoded, which is the length it arrived with for every canonical encoder (Go,
+        # upb, our connector); -1 (measure it) when the codec does not know it.
+        return self._codec.decoded_size if self._sized else -1
 
     def _accept(self, packet: Any, size: int) -> tuple[InboundMessage, str | None] | None:
         """Take one received packet: dedupe, reassemble, receipt, decode, and queue it for the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -842,26 +842,17 @@ async def test_fast_client_stream_reads_like_grpclib_with_and_without_listeners(
 
     results = []
     for fast, listener in ((False, False), (True, False), (True, True)):
-        channel = Channel("127.0.0.1", 1)
-        if fast:
-            _fastpath.fast_channel(channel)
         seen: list[Any] = []
-        if listener:
 
-            async def on_message(event: RecvMessage) -> None:
-                seen.append(event.message)
+        async def on_message(event: RecvMessage) -> None:
+            seen.append(event.message)
 
-            listen(channel, RecvMessage, on_message)
-        stream = channel.request("/s/M", Any, bytes, bytes)  # type: ignore[arg-type]
-        client = _Client(fast=fast)
-        h2s = await client.open_stream()
-        from grpclib.utils import Wrapper
+        def prepare(channel: Channel) -> None:
+            if listener:
+                listen(channel, RecvMessage, on_message)
 
-        stream._wrapper = Wrapper()
-        stream._stream = h2s
-        stream._send_request_done = True
-        stream._recv_initial_metadata_done = True
-        stream._codec = _Identity()
+        stream, _, channel = await _client_stream(fast, prepare)
+        h2s = stream._stream
         h2s.buffer.add(_grpc_messages([b"a", b"bc"]), 12)
         h2s.buffer.eof()
         got = [await stream.recv_message() for _ in range(3)]
@@ -872,13 +863,19 @@ async def test_fast_client_stream_reads_like_grpclib_with_and_without_listeners(
     assert results[0] == results[1] == results[2] == ([b"a", b"bc", None], 2, 2)
 
 
-async def _client_stream(fast: bool) -> tuple[Any, _Client, Any]:
+async def _client_stream(
+    fast: bool, prepare: Callable[[Any], None] | None = None
+) -> tuple[Any, _Client, Any]:
+    """A client stream whose request is sent and response headers read, on a :class:`_Client`
+    connection; ``prepare`` gets the channel before the stream is made (event listeners)."""
     from grpclib.client import Channel
     from grpclib.utils import Wrapper
 
     channel = Channel("127.0.0.1", 1)
     if fast:
         _fastpath.fast_channel(channel)
+    if prepare is not None:
+        prepare(channel)
     stream = channel.request("/s/M", Any, bytes, bytes)  # type: ignore[arg-type]
     client = _Client(fast=fast)
     h2s = await client.open_stream()
