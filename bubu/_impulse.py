@@ -17,10 +17,11 @@ enabled (``bubu._triggers``).
 builds the same object over the in-memory cluster.
 
 Shutdown (SIGTERM through ``bubu.run``): the event source stops first - ``run`` is cancelled
-and gets the grace period to finish (close its server; in-flight ``start_story`` calls are
-idempotent by name, so a redelivered event after a restart is safe) - then the impulse counters
-are flushed. A clean stop returns 0. Go installs no signal handler for impulses
-(docs/contract/batch-lifecycle.md#signals).
+inside the stop request itself, so it sees one cancellation and its cleanup is never cut by a
+second, and it gets the grace period to finish (close its server; in-flight ``start_story``
+calls are idempotent by name, so a redelivered event after a restart is safe) - then the
+impulse counters are flushed (docs/impulses.md#shutdown). A clean stop returns 0. Go installs
+no signal handler for impulses (docs/contract/batch-lifecycle.md#signals).
 
 Imports ``bubu._startup``, ``bubu._triggers``, ``bubu._dispatcher``, ``bubu._payloads``,
 ``bubu._schema`` (on use), ``bubu._k8s``, ``bubu._runtime``, ``bubu._aio``, ``bubu.engram`` and
@@ -277,9 +278,30 @@ async def run_impulse(
                 await _close(owned)
 
 
+async def _run_until_stopped(
+    impulse: Impulse[Any], client: ImpulseClient, stop: _shutdown.Shutdown
+) -> None:
+    # The stop request cancels run() from inside request() itself, before any task wakes on
+    # client.shutdown. Cancelled one loop turn later, a run() that watches client.shutdown has
+    # already woken and is inside its cleanup (closing its connections), and the cancellation
+    # would cut that cleanup short. A request made before run() starts lands at run()'s first
+    # await, so its finally blocks still run.
+    task = asyncio.current_task()
+    assert task is not None
+
+    def cancel(reason: str) -> None:
+        task.cancel(f"stop requested ({reason})")
+
+    stop.add_callback(cancel)
+    try:
+        await impulse.run(client)
+    finally:
+        stop.remove_callback(cancel)
+
+
 async def _serve(impulse: Impulse[Any], client: ImpulseClient, stop: _shutdown.Shutdown) -> None:
     loop = asyncio.get_running_loop()
-    work = loop.create_task(impulse.run(client), name="bubu.impulse.run")
+    work = loop.create_task(_run_until_stopped(impulse, client, stop), name="bubu.impulse.run")
     waiter = loop.create_task(stop.wait(), name="bubu.impulse.shutdown")
     try:
         await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -287,20 +309,17 @@ async def _serve(impulse: Impulse[Any], client: ImpulseClient, stop: _shutdown.S
         work.cancel()
         waiter.cancel()
         raise
-    if work.done():
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
-        work.result()  # re-raise what run raised
+    if stop.requested:
+        _log.info("shutdown requested (%s); stopping the impulse", stop.reason)
+    if not work.done():
+        # The stop request cancelled run (_run_until_stopped): it has the grace to end.
+        done, _ = await asyncio.wait({work}, timeout=stop.grace)
+        if not done:
+            _log.warning("impulse run did not stop within %.1fs after cancellation", stop.grace)
+            return
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    if work.cancelled() and stop.requested:
         return
-    # A stop was requested: stop the event source first (cancel run), within the grace.
-    _log.info("shutdown requested (%s); stopping the impulse", stop.reason)
-    work.cancel()
-    done, _ = await asyncio.wait({work}, timeout=stop.grace)
-    if not done:
-        _log.warning("impulse run did not stop within %.1fs after cancellation", stop.grace)
-        return
-    if not work.cancelled() and work.exception() is not None:
-        exc = work.exception()
-        assert exc is not None
-        raise exc
+    work.result()  # re-raise what run raised

@@ -72,6 +72,47 @@ async def test_sigterm_cancels_run_and_exits_zero():
     assert imp.cancelled
 
 
+class ClosesSlowly(bubu.Impulse[dict]):
+    """Waits for events (or on client.shutdown), then closes its source over several turns."""
+
+    def __init__(self, *, watch_shutdown: bool) -> None:
+        self.watch_shutdown = watch_shutdown
+        self.started = False
+        self.closed_steps = 0
+
+    async def run(self, client) -> None:
+        self.started = True
+        try:
+            if self.watch_shutdown:
+                await client.shutdown.wait()
+            else:
+                await asyncio.Event().wait()  # an event source that never delivers
+        finally:
+            for _ in range(5):  # a connection pool's close: several awaits
+                await asyncio.sleep(0)
+                self.closed_steps += 1
+
+
+async def test_stop_cancels_run_once_and_its_cleanup_finishes():
+    # run() wakes on client.shutdown in the same loop turn the stop is requested; the
+    # cancellation must already be delivered by then, not land inside the cleanup after it.
+    imp = ClosesSlowly(watch_shutdown=True)
+    h = ImpulseHarness(impulse=imp)
+    await h.start()
+    assert await h.stop("SIGTERM") == 0
+    assert imp.closed_steps == 5
+
+
+async def test_stop_requested_before_run_starts_still_runs_it_and_its_cleanup():
+    # run() is called, the cancellation lands at its first await, and its finally runs.
+    imp = ClosesSlowly(watch_shutdown=False)
+    stop = Shutdown()
+    stop.request("SIGTERM")
+    code = await run_impulse(imp, source=MappingSource({}), client=FakeCluster(), shutdown=stop)
+    assert code == 0
+    assert imp.started and imp.closed_steps == 5
+
+
 class Failing(bubu.Impulse[dict]):
     async def run(self, client) -> None:
         raise RuntimeError("socket exploded")
