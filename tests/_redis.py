@@ -7,6 +7,7 @@ package to install, except in CI (``CI`` set), where that is a failure.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -54,6 +55,9 @@ def redis_server() -> Iterator[str]:
             time.sleep(0.02)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
+        # A client the test (or the example under test) left open is found now and reported on
+        # this test, not whenever the garbage collector next runs in some later test.
+        gc.collect()
         proc.terminate()
         try:
             proc.wait(10)
