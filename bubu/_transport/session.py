@@ -594,15 +594,11 @@ class Session:
             try:
                 response = await control.recv_message()
             except Exception as exc:
-                if self._draining:
-                    return
-                raise errors.translate_error(
-                    _fastpath.status_of(control, exc), op="control stream recv"
-                ) from None
+                self._recv_ended(control, "control stream recv", exc)
+                return
             if response is None:
-                if self._draining:
-                    return
-                raise StreamSessionError("control stream recv failed: EOF")
+                self._recv_ended(control, "control stream recv")
+                return
             self._hang.touch()
             try:
                 wire.validate_control_response(response)
@@ -620,6 +616,16 @@ class Session:
                     self._control_room.clear()
                     await self._control_room.wait()
                 self._queue_control(wire.control_request(*reply))
+
+    def _recv_ended(self, stream: Stream[Any, Any], op: str, exc: Exception | None = None) -> None:
+        """A receive loop's stream ended, with ``exc`` or at EOF: return while draining (the
+        loop then returns too), else raise the session error Go reports (``<op> failed: EOF``
+        or the peer's status)."""
+        if self._draining:
+            return
+        if exc is None:
+            raise StreamSessionError(f"{op} failed: EOF")
+        raise errors.translate_error(_fastpath.status_of(stream, exc), op=op) from None
 
     async def _reply_for(self, directive_type: str, metadata: dict[str, str]) -> ControlReply:
         if self._handler is None:
@@ -958,17 +964,13 @@ class Session:
                         await self._put_waiting(*left)
                     continue
                 except Exception as exc:
-                    if self._draining:
-                        return
-                    raise errors.translate_error(
-                        _fastpath.status_of(data, exc), op="data stream recv"
-                    ) from None
+                    self._recv_ended(data, "data stream recv", exc)
+                    return
                 if packet is None:
-                    if self._draining:
-                        return
-                    # Retryable (Go: "data stream recv failed: EOF"); the inbound queue is
-                    # closed by run() once the session is torn down.
-                    raise StreamSessionError("data stream recv failed: EOF")
+                    # Retryable, as Go's; the inbound queue is closed by run() once the session
+                    # is torn down.
+                    self._recv_ended(data, "data stream recv")
+                    return
                 waiting = self._accept(packet, size)
                 if waiting is not None:
                     await self._put_waiting(*waiting)
