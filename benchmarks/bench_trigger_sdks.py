@@ -49,6 +49,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import cpu_seconds  # noqa: E402
 
 VARIANTS = ("go-shipped", "go-unthrottled", "bubu-out", "bubu-in")
 STORY = "bench-story"
@@ -149,13 +152,6 @@ def operator(cp: Any, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 # --- orchestration ------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pids: list[int], *, busy: float = 0.15, limit: float = 90.0) -> None:

@@ -30,6 +30,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import cpu_seconds  # noqa: E402
 
 from bubu import _scope  # noqa: E402
 from bubu._k8s import identity  # noqa: E402
@@ -78,13 +81,6 @@ class CountingKube:
         self.counts[f"WATCH {kind.plural}"] += 1
         async for event in self._kube.watch(kind, name, *args, **kw):
             yield event
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:

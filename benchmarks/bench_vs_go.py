@@ -14,11 +14,12 @@ both SDKs in the same round, in alternating order, a fresh connector and engram 
 
 Measured per run: msg/s and the send-to-echo round trip p50/p99 (the connector's ``bench``
 command: ``--messages`` copies queued as the window moves, timed from the first send to the
-last echo), the engram's CPU per message (utime + stime of ``/proc/<pid>/stat`` across the timed
-part), its idle RSS (``VmRSS`` one second after the handshake, before any traffic) and
-spawn-to-handshake (process spawn until the connector has both its Data and Control streams).
-A warm-up of ``--warmup`` messages precedes the timed part. The table shows medians over
-``--rounds`` interleaved rounds and the bubu/Go ratios.
+last echo), the engram's CPU per message (its threads' nanoseconds on CPU, ``schedstat``,
+across the timed part: clock ticks would round a quick run's few hundred echoes to 0), its idle
+RSS (``VmRSS`` one second after the handshake, before any traffic) and spawn-to-handshake
+(process spawn until the connector has both its Data and Control streams). A warm-up of
+``--warmup`` messages precedes the timed part. The table shows medians over ``--rounds``
+interleaved rounds and the bubu/Go ratios.
 
 Trigger submission: ``bench_trigger_sdks.py`` (the real operator; bubu's ``start_story`` and the
 Go SDK's ``sdk.StartStory`` as shipped, 20 requests/s client limit included, and with that limit
@@ -66,6 +67,7 @@ sys.path.insert(0, str(ROOT))
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _proc import cpu_between, thread_cpu  # noqa: E402
 from bench_stream_echo import json_document  # noqa: E402  (the same 1 KiB document)
 
 PAYLOADS = ("json", "audio")
@@ -78,7 +80,6 @@ STEP = "echo"
 #: The Go SDK drops a receipt when its control queue (this many entries, 16 by default) is full,
 #: which at window 64 strands packets in the connector's window for good; both SDKs get room.
 BUFFER_ENV = {"BUBU_GRPC_CHANNEL_BUFFER_SIZE": "256"}
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass
@@ -154,12 +155,6 @@ def packet(payload: str) -> str:
             audio=AudioFrame(pcm=pcm, sample_rate_hz=16000, channels=1, codec="pcm16")
         )
     return base64.b64encode(codec.to_pb_data_response(msg).SerializeToString()).decode()
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def rss_mb(pid: int) -> float:
@@ -240,11 +235,12 @@ async def run_case(
             if args.warmup:
                 await conn.command("bench", step=STEP, packet=data, value=args.warmup, limit=120)
             hub_pid = int(conn.events[0]["pid"])
-            cpu0, hub0 = cpu_seconds(proc.pid), cpu_seconds(hub_pid)
+            cpu0, hub0 = thread_cpu(proc.pid), thread_cpu(hub_pid)
             done = await conn.command(
                 "bench", step=STEP, packet=data, value=args.messages_for(window), limit=600
             )
-            cpu, hub_cpu = cpu_seconds(proc.pid) - cpu0, cpu_seconds(hub_pid) - hub0
+            cpu = cpu_between(cpu0, thread_cpu(proc.pid))
+            hub_cpu = cpu_between(hub0, thread_cpu(hub_pid))
             # every echo was receipted with the size of what the connector sent (its bench
             # copies go out pre-encoded: a wrong byte count would show here)
             counters = (await conn.stats())[STEP]["counters"]
@@ -361,7 +357,7 @@ def report(
         go = results.get(("go", payload, window, placement))
         bubu = results.get(("bubu", payload, window, placement))
         if not go or not bubu or not median(go, attr):
-            return None  # a --quick run can measure 0 CPU ticks
+            return None  # nothing to compare against
         return median(bubu, attr) / median(go, attr)
 
     def floor(name: str, value: float | None, ok: bool, shown: str) -> None:
