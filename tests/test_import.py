@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import site
 import subprocess
 import sys
@@ -159,14 +160,27 @@ STREAMING_START_HEAVY = (
     "random",
 )
 
+#: The functions that draw a redial's jitter (bubu/_transport/channel.py, bubu/_streaming.py).
+_REDIAL = re.compile(r"in (_dial_backoff|jitter_delay)\n")
+
 # The engram records sys.modules when its stream starts: the connector has both streams by then
 # (the session runs the engram after opening Data and Control), so this is everything the
 # handshake loaded after the interpreter's own start. Its stream then ends, which ends the run
 # with exit code 0.
 STREAMING_PROBE = """
-import os, sys
+import os, sys, traceback
 # what the interpreter loaded before bubu
 before = set(sys.modules)
+
+class WhoImports:
+    # records the stack that first imports `random`, so a failure names its importer
+    def find_spec(self, name, path=None, target=None):
+        if name == "random" and "random" not in sys.modules:
+            with open(os.environ["PROBE_OUT"] + ".random", "w") as fh:
+                fh.write("".join(traceback.format_stack()))
+        return None
+
+sys.meta_path.insert(0, WhoImports())
 import bubu
 
 class Probe(bubu.StreamingEngram):
@@ -216,12 +230,18 @@ async def test_streaming_engram_reaches_its_handshake_without_heavy_modules(
     heavy = sorted(
         m for m in modules if any(m == h or m.startswith(h + ".") for h in STREAMING_START_HEAVY)
     )
+    stack = Path(f"{out}.random")
+    importer = stack.read_text() if stack.exists() else ""
+    if "random" in heavy and _REDIAL.search(importer):
+        # A redial (a refused dial or a failed first session, as on a loaded CI machine) draws
+        # its jitter: that path may load `random`, the straight road to the handshake may not.
+        heavy.remove("random")
     if loads_otel:
         # configured propagators are honoured: the call spans load OpenTelemetry as before
         # (and its entry points, importlib.metadata)
         assert "opentelemetry.propagate" in heavy, heavy
     else:
-        assert heavy == []
+        assert heavy == [], f"{importer}\n{output.decode(errors='replace')[-3000:]}"
 
 
 @pytest.mark.parametrize(

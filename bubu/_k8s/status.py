@@ -39,7 +39,7 @@ from bubu._aio.backoff import Backoff
 from bubu._k8s.api import KubeAPI
 from bubu._k8s.resources import STEP_RUN, StepRunStatus
 from bubu._runtime.parse import go_trim_space
-from bubu.errors import InvalidTransitionError, KubernetesError, PodFencedError
+from bubu.errors import ConflictError, InvalidTransitionError, KubernetesError, PodFencedError
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -67,6 +67,10 @@ DEFAULT_MAX_RETRIES: Final = 5
 # BUBU_K8S_OPERATION_TIMEOUT (docs/contract/runtime-environment.md#kubernetes-client)
 DEFAULT_OPERATION_TIMEOUT: Final = 30.0
 DEFAULT_BACKOFF: Final = Backoff(base=0.1, factor=2.0, maximum=5.0, jitter=0.25)
+# An optimistic write's waits after a 409 grow for this many conflicts, then stay (0.4 s x jitter
+# with the default backoff): a conflict is another writer's progress, so the next read is
+# likely to win and a longer wait only slows the ledger.
+_CONFLICT_GROWTH: Final = 2
 # lastFailureMsg / error.message bound (docs/contract/errors.md#structured-error)
 MAX_MESSAGE_BYTES: Final = 8192
 # CRD maxItems of effects and signalEvents (docs/contract/steprun-status.md#limits)
@@ -334,7 +338,9 @@ async def update_step_run_status(
         pod_name: our pod (``BUBU_POD_NAME``) for zombie fencing; None disables it.
         max_retries: attempts after the first (``BUBU_K8S_PATCH_MAX_RETRIES``; < 0 means 0).
         operation_timeout: bound for the whole loop, in seconds.
-        optimistic: send ``metadata.resourceVersion`` so a concurrent write gives 409.
+        optimistic: send ``metadata.resourceVersion`` so a concurrent write gives 409; a 409
+            then means re-read and merge again, as often as ``operation_timeout`` allows,
+            without spending ``max_retries``.
         backoff: the delay policy between attempts.
 
     Returns:
@@ -350,9 +356,10 @@ async def update_step_run_status(
     last: KubernetesError | None = None
     started = time.monotonic()
     success = False
+    attempt = conflicts = 0
     try:
         async with asyncio.timeout(operation_timeout):
-            for attempt in range(attempts):
+            while True:
                 try:
                     stored = await _attempt(
                         client,
@@ -368,15 +375,28 @@ async def update_step_run_status(
                     raise
                 except KubernetesError as exc:
                     last = exc
-                    if not exc.retryable or attempt + 1 >= attempts:
+                    if not exc.retryable:
                         raise
-                    delay = max(backoff.delay(attempt), exc.retry_after or 0.0)
+                    if optimistic and isinstance(exc, ConflictError):
+                        # Another writer's append landed between our read and our write: that
+                        # is its progress, not a fault, so it does not spend the retry budget;
+                        # the operation timeout bounds the loop
+                        # (docs/contract/steprun-status.md#optimistic-writes). The jittered
+                        # wait stays short and lets racing writers fall out of step.
+                        delay = backoff.delay(min(conflicts, _CONFLICT_GROWTH))
+                        conflicts += 1
+                        retry = f"conflict {conflicts}"
+                    else:
+                        if attempt + 1 >= attempts:
+                            raise
+                        delay = max(backoff.delay(attempt), exc.retry_after or 0.0)
+                        attempt += 1
+                        retry = f"retry {attempt}/{attempts - 1}"
                     _log.debug(
-                        "status write for StepRun %s failed (%s); retry %d/%d in %.2fs",
+                        "status write for StepRun %s failed (%s); %s in %.2fs",
                         name,
                         exc.reason,
-                        attempt + 1,
-                        attempts - 1,
+                        retry,
                         delay,
                     )
                     await asyncio.sleep(delay)
@@ -397,7 +417,6 @@ async def update_step_run_status(
         _telemetry.record_k8s_operation(
             "PatchStepRunStatus", time.monotonic() - started, success=success
         )
-    raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
 
 
 async def _attempt(

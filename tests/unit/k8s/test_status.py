@@ -320,6 +320,99 @@ async def test_optimistic_update_rereads_after_concurrent_append() -> None:
     assert kube.patches[0]["metadata"] == {"resourceVersion": "1"}
 
 
+async def test_optimistic_conflicts_do_not_spend_the_retry_budget() -> None:
+    # Two writers appending to the ledger at once conflict again and again (CI saw six 409s in a
+    # row between two processes): each 409 is the other's progress, so the append keeps going
+    # until it lands, as long as the operation timeout allows, even with no retries at all.
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0, "effects": []})
+    races = iter(range(8))
+
+    def race() -> None:
+        seq = next(races, None)
+        if seq is not None:
+            obj = kube.objects[("default", "s1")]
+            obj["status"]["effects"].append({"seq": seq, "key": f"other-{seq}"})
+            kube.rv += 1
+            obj["metadata"]["resourceVersion"] = str(kube.rv)
+            kube.before_patch = race  # the hook is one-shot: the race goes on
+
+    kube.before_patch = race
+    await status.update_step_run_status(
+        kube,
+        "s1",
+        None,
+        lambda s: status.merge_status(s, {"effects": [{"seq": 100, "key": "mine"}]}),
+        optimistic=True,
+        max_retries=0,
+        backoff=FAST,
+    )
+    assert len(kube.patches) == 9
+    keys = [e["key"] for e in kube.status("s1")["effects"]]
+    assert keys == [*(f"other-{i}" for i in range(8)), "mine"]
+
+
+async def test_optimistic_conflicts_end_at_the_operation_timeout() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+
+    def race() -> None:  # someone else always writes first
+        kube.rv += 1
+        kube.objects[("default", "s1")]["metadata"]["resourceVersion"] = str(kube.rv)
+        kube.before_patch = race
+
+    kube.before_patch = race
+    started = time.monotonic()
+    with pytest.raises(
+        KubernetesError, match=r"gave up after .*BUBU_K8S_OPERATION_TIMEOUT"
+    ) as info:
+        await status.update_step_run_status(
+            kube,
+            "s1",
+            None,
+            lambda s: {**s, "lastFailureMsg": "x"},
+            optimistic=True,
+            operation_timeout=0.3,
+            backoff=Backoff(base=0.01, factor=2.0, maximum=0.05, jitter=0.0),
+        )
+    assert time.monotonic() - started >= 0.3
+    assert isinstance(info.value.__cause__, ConflictError)
+    assert len(kube.patches) > 6  # past the retry budget: conflicts did not spend it
+
+
+async def test_optimistic_write_still_bounds_other_failures_by_max_retries() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [
+        ConflictError("conflict", status_code=409),
+        KubernetesError("unavailable", status_code=503, retryable=True),
+        ConflictError("conflict", status_code=409),
+        KubernetesError("unavailable", status_code=503, retryable=True),
+    ]
+    with pytest.raises(KubernetesError, match="unavailable"):
+        await status.update_step_run_status(
+            kube,
+            "s1",
+            None,
+            lambda s: {**s, "lastFailureMsg": "x"},
+            optimistic=True,
+            max_retries=1,
+            backoff=FAST,
+        )
+    assert len(kube.patches) == 4  # two conflicts free, the second 503 is over the budget
+
+
+async def test_plain_write_conflicts_still_spend_the_retry_budget() -> None:
+    kube = FakeStepRuns()
+    kube.seed("s1", {"phase": "Running", "retries": 0})
+    kube.fail_patch = [ConflictError("conflict", status_code=409)] * 3
+    with pytest.raises(ConflictError):
+        await status.patch_step_run_status(
+            kube, "s1", None, StepRunStatus(phase="Succeeded"), max_retries=2, backoff=FAST
+        )
+    assert len(kube.patches) == 3
+
+
 async def test_update_mutate_none_writes_nothing() -> None:
     kube = FakeStepRuns()
     kube.seed("s1", {"phase": "Running", "retries": 0})
