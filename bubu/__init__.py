@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "TargetStory": "bubu._triggers",
     "get_target_story": "bubu._triggers",
     "trigger_token": "bubu._triggers",
+    "compose_dns1123_name": "bubu._k8s.identity",
     "ImpulseClient": "bubu._impulse",
     "StorySession": "bubu._dispatcher",
     "DispatchResult": "bubu._dispatcher",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from bubu._dispatcher import DispatchResult, StoryDispatcher, StorySession
     from bubu._effects import execute_effect_once, has_effect, record_effect
     from bubu._impulse import ImpulseClient, run_impulse
+    from bubu._k8s.identity import compose_dns1123_name
     from bubu._logs import publish_log_file, publish_logs
     from bubu._runtime.context import ExecutionContext, StoryInfo
     from bubu._runtime.messages import (
@@ -153,6 +155,7 @@ __all__ = [
     "TriggerResult",
     "VideoFrame",
     "__version__",
+    "compose_dns1123_name",
     "emit_signal",
     "emit_text_signal",
     "errors",

@@ -71,13 +71,14 @@ def tracer(name: str = INSTRUMENTATION_NAME) -> Any:
     return trace.get_tracer(name)
 
 
-def meter() -> Any:
-    """Return the ``bubu-sdk`` meter (a no-op meter when metrics are disabled)."""
+def meter(name: str = INSTRUMENTATION_NAME) -> Any:
+    """Return the ``bubu-sdk`` meter, or the one named ``name`` (the storage histograms use Go's
+    ``github.com/bubustack/bobrapet/pkg/storage``); a no-op meter when metrics are disabled."""
     from opentelemetry import metrics
 
     if not _state["metrics"]:
-        return metrics.NoOpMeter(INSTRUMENTATION_NAME)
-    return metrics.get_meter(INSTRUMENTATION_NAME)
+        return metrics.NoOpMeter(name)
+    return metrics.get_meter(name)
 
 
 def record_k8s_operation(operation: str, seconds: float, *, success: bool) -> None:

@@ -29,6 +29,7 @@ BUBU_ALL = {
     "TriggerResult",
     "get_target_story",
     "trigger_token",
+    "compose_dns1123_name",
     "BatchEngram",
     "BinaryFrame",
     "ExecutionContext",
@@ -150,3 +151,12 @@ def test_unknown_attribute_raises() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_compose_dns1123_name_is_public_as_in_go() -> None:
+    # The spec keeps Go's ComposeDNS1123Name public (docs/contract/identity.md); the Go-pinned
+    # vectors are in tests/unit/impulse/test_identity_go.py.
+    assert bubu.compose_dns1123_name("My Story", "step_1") == "my-story-step-1"
+    assert bubu.compose_dns1123_name("", "--") == "resource"
+    long = bubu.compose_dns1123_name("a" * 80)
+    assert len(long) == 63 and long.startswith("a" * 54 + "-")

@@ -209,7 +209,17 @@ def safe_label_value(name: str) -> str:
 
 
 def compose_dns1123_name(*parts: str) -> str:
-    """Return Go's ``ComposeDNS1123Name``: normalised parts joined by ``-``, <= 63 chars."""
+    """Join ``parts`` into a valid DNS-1123 label, as the Go SDK's ``ComposeDNS1123Name`` does.
+
+    Each part is lowercased and cleaned (characters other than ``a-z``, ``0-9`` become ``-``,
+    runs of ``-`` collapse, ends are trimmed); empty parts are dropped and the rest joined by
+    ``-``. Nothing left gives ``resource``. A result over 63 characters is cut and ends with
+    ``-`` and the first 8 hex digits of the SHA-1 of the full name, so distinct long names stay
+    distinct (docs/contract/identity.md#dns1123).
+
+    >>> compose_dns1123_name("My Story", "step_1")
+    'my-story-step-1'
+    """
     base = "-".join(p for p in (_sanitize(part) for part in parts) if p)
     if not base:
         return "resource"

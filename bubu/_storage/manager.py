@@ -75,7 +75,7 @@ _REF_CONTENT_TYPE: Final = {_JSON: "application/json", _RAW: "text/plain"}
 _STREAM_THRESHOLD: Final = 1 << 20
 
 
-_TRACER_NAME: Final = "github.com/bubustack/bobrapet/pkg/storage"
+_SCOPE: Final = "github.com/bubustack/bobrapet/pkg/storage"
 _HYDRATION_HISTOGRAM: Final = "bobrapet.storage.hydration.size_bytes"
 _DEHYDRATION_HISTOGRAM: Final = "bobrapet.storage.dehydration.size_bytes"
 _histograms: dict[str, Any] = {}
@@ -98,7 +98,7 @@ def _span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
 
     from bubu import _telemetry
 
-    with _telemetry.tracer(_TRACER_NAME).start_as_current_span(
+    with _telemetry.tracer(_SCOPE).start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as span:
         try:
@@ -126,7 +126,9 @@ def _record_size(histogram: str, value: Any, ident: str) -> int:
 
     instrument = _histograms.get(histogram)
     if instrument is None:
-        instrument = _telemetry.meter().create_histogram(histogram, unit="By")
+        # Go's storage package records these on its own meter, so a dashboard that selects
+        # them by instrumentation scope finds bubu's too (docs/observability.md#metrics).
+        instrument = _telemetry.meter(_SCOPE).create_histogram(histogram, unit="By")
         _histograms[histogram] = instrument
     instrument.record(size, {"steprun_id": ident})
     return size

@@ -531,3 +531,21 @@ def test_merge_patch_diff_edges() -> None:
 
 def test_deleting_the_last_signal_of_none_leaves_no_field() -> None:
     assert status.merge_status({"retries": 0}, {"signals": {"x": None}}) == {"retries": 0}
+
+
+def test_the_contract_page_lists_the_phase_machine_as_coded() -> None:
+    # docs/contract/steprun-status.md#phases is what users read; it must not drift from the code.
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[3] / "docs" / "contract" / "steprun-status.md"
+    section = page.read_text().split("## Phase state machine", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, frozenset[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not cells[0].startswith("`"):
+            continue
+        targets = frozenset(re.findall(r"`(\w+)`", cells[1]))
+        for phase in cells[0].split(","):
+            documented[phase.strip().strip("`")] = targets
+    assert documented == dict(status.PHASE_TRANSITIONS)
