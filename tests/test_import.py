@@ -163,6 +163,15 @@ STREAMING_START_HEAVY = (
 #: The functions that draw a redial's jitter (bubu/_transport/channel.py, bubu/_streaming.py).
 _REDIAL = re.compile(r"in (_dial_backoff|jitter_delay)\n")
 
+
+def _read_if_written(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""
+
+
 # The engram records sys.modules when its stream starts: the connector has both streams by then
 # (the session runs the engram after opening Data and Control), so this is everything the
 # handshake loaded after the interpreter's own start. Its stream then ends, which ends the run
@@ -230,8 +239,7 @@ async def test_streaming_engram_reaches_its_handshake_without_heavy_modules(
     heavy = sorted(
         m for m in modules if any(m == h or m.startswith(h + ".") for h in STREAMING_START_HEAVY)
     )
-    stack = Path(f"{out}.random")
-    importer = stack.read_text() if stack.exists() else ""
+    importer = _read_if_written(f"{out}.random")
     if "random" in heavy and _REDIAL.search(importer):
         # A redial (a refused dial or a failed first session, as on a loaded CI machine) draws
         # its jitter: that path may load `random`, the straight road to the handshake may not.
