@@ -195,10 +195,6 @@ def _gate_count() -> int:
 # --- the engine ---------------------------------------------------------------------------------
 
 
-class _LeaseLostError(EffectError):
-    """The renewal found another holder (or a completion) on our claim."""
-
-
 class Effects:
     """Effects of one StepRun: what the module-level helpers run.
 
@@ -508,11 +504,13 @@ class Effects:
                 claim = await self.kube.get(EFFECT_CLAIM, name, self.namespace)
                 cspec = _spec(claim)
                 if cspec.get("holderIdentity") != holder:
+                    # A plain EffectError reaches the caller: no private type escapes bubu.
+                    work.cancel()
                     if cspec.get("completionStatus") == "completed":
-                        raise _LeaseLostError(
+                        return EffectError(
                             "effect reservation completed by another holder before renewal"
                         )
-                    raise _LeaseLostError("effect reservation ownership lost before renewal")
+                    return EffectError("effect reservation ownership lost before renewal")
                 updated = copy.deepcopy(claim)
                 now = datetime.now(UTC)
                 uspec = updated.setdefault("spec", {})
@@ -520,14 +518,11 @@ class Effects:
                 uspec.setdefault("acquireTime", _micro(now))
                 await self.kube.replace(EFFECT_CLAIM, name, updated, self.namespace)
                 last_ok = asyncio.get_running_loop().time()
-            except _LeaseLostError as exc:
-                work.cancel()
-                return exc
             except (KubernetesError, NotFoundError) as exc:
                 # A transient failure is retried on the next tick while half the lease is
                 # left; Go gives up on the first error.
                 if asyncio.get_running_loop().time() - last_ok > lease / 2 or not exc.retryable:
-                    lost = _LeaseLostError(f"effect lease renewal failed: {exc}")
+                    lost = EffectError(f"effect lease renewal failed: {exc}")
                     work.cancel()
                     return lost
                 _log.debug("effect lease renewal failed (%s); retrying", exc)

@@ -243,9 +243,10 @@ async def test_losing_the_lease_cancels_fn(world, scoped):
 
     with scoped(world, BUBU_EFFECT_LEASE_DURATION="600ms"):
         thief = asyncio.ensure_future(hijack())
-        with pytest.raises(EffectError, match="ownership lost"):
+        with pytest.raises(EffectError, match="ownership lost") as info:
             await execute_effect_once("lost", long)
         await thief
+    assert type(info.value) is EffectError  # a public type: no private subclass escapes
     assert cancelled
     # release never clears someone else's claim
     assert (
