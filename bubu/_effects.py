@@ -48,7 +48,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -630,10 +630,15 @@ def _check_key(key: str) -> str:
     return key
 
 
+#: Go's ``ErrEffectsUnavailable`` text; every EffectsUnavailableError message starts with it.
+_UNAVAILABLE: Final = "effect recording unavailable: not running inside a StepRun"
+
+
 def _already(key: str, details: Any, *, in_progress: bool = False) -> EffectAlreadyRecordedError:
-    what = "is in progress under another holder" if in_progress else "already recorded"
+    # Go's ErrEffectAlreadyRecorded text first, then which effect and why.
+    what = " is in progress under another holder" if in_progress else ""
     return EffectAlreadyRecordedError(
-        f"effect {key!r} {what}",
+        f"effect already recorded: {key!r}{what}",
         key=key,
         details=details if isinstance(details, dict) else None,
         in_progress=in_progress,
@@ -662,9 +667,7 @@ def _make_effects(scope: _scope.RunScope | None) -> Effects:
         # claims reduce to the in-process gate.
         name = "local"
     if not name:
-        raise EffectsUnavailableError(
-            "effects unavailable: BUBU_STEPRUN_NAME is not set (not running inside a StepRun)"
-        )
+        raise EffectsUnavailableError(f"{_UNAVAILABLE} (BUBU_STEPRUN_NAME is not set)")
     namespace = (
         (scope.step_run_namespace if scope is not None else "")
         or parse.go_trim_space(env.steprun_namespace)
@@ -674,7 +677,7 @@ def _make_effects(scope: _scope.RunScope | None) -> Effects:
     if status is None:
         if kube is None:
             raise EffectsUnavailableError(
-                "effects unavailable: no Kubernetes client in this run (call from inside "
+                f"{_UNAVAILABLE} (no Kubernetes client in this run; call from inside "
                 "start_batch/start_streaming/run_impulse or a testkit harness)"
             )
         status = KubeStatusSink(kube, name, namespace or None)

@@ -534,11 +534,19 @@ class ImpulseSessionError(BubuError):
 
 
 class ImpulseSessionExistsError(ImpulseSessionError):
-    """``StoryDispatcher.trigger`` with a session key that is already active."""
+    """``StoryDispatcher.trigger`` with a session key that is already active.
+
+    The message starts with Go's ``ErrImpulseSessionExists`` text, ``impulse session already
+    active``, then the key.
+    """
 
 
 class ImpulseSessionNotFoundError(ImpulseSessionError):
-    """``StoryDispatcher.stop`` with a session key that is not tracked."""
+    """``StoryDispatcher.stop`` with a session key that is not tracked.
+
+    The message starts with Go's ``ErrImpulseSessionNotFound`` text, ``impulse session not
+    found``, then the key. An empty key gives Go's own ``session key is required``.
+    """
 
 
 class EffectError(BubuError):
@@ -547,6 +555,9 @@ class EffectError(BubuError):
 
 class EffectAlreadyRecordedError(EffectError):
     """The effect is completed, or currently held by another process.
+
+    The message starts with Go's ``ErrEffectAlreadyRecorded`` text, ``effect already recorded``,
+    then the key (and, when held elsewhere, ``is in progress under another holder``).
 
     ``details`` holds the recorded details (the claim's ``spec.details`` or the ledger entry's)
     when they are known; ``in_progress`` is True when another holder still has a live lease.
@@ -568,11 +579,19 @@ class EffectAlreadyRecordedError(EffectError):
 
 
 class EffectsUnavailableError(EffectError):
-    """Effects need a StepRun: not running inside one."""
+    """Effects need a StepRun: not running inside one.
+
+    The message starts with Go's ``ErrEffectsUnavailable`` text, ``effect recording
+    unavailable: not running inside a StepRun``, then the reason in parentheses.
+    """
 
 
 class SignalsUnavailableError(BubuError):
-    """Signals need a StepRun: not running inside one."""
+    """Signals need a StepRun: not running inside one.
+
+    The message starts with Go's ``ErrSignalsUnavailable`` text, ``signal emission
+    unavailable: not running inside a StepRun``, then the reason in parentheses.
+    """
 
 
 class LogsUnavailableError(BubuError):
