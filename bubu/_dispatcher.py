@@ -154,7 +154,7 @@ class StoryDispatcher:
         session_key = (key or "").strip()
         if session_key:
             if session_key in self._sessions:
-                raise ImpulseSessionExistsError(f"impulse session {session_key!r} already exists")
+                raise ImpulseSessionExistsError(f"impulse session already active: {session_key!r}")
             self._sessions[session_key] = _RESERVED  # reserve before the await (Go does too)
         error: BaseException | None = None
         try:
@@ -208,7 +208,7 @@ class StoryDispatcher:
         if not isinstance(session, StorySession):
             if session is _RESERVED:
                 self._sessions[key] = session  # a trigger is still starting it
-            raise ImpulseSessionNotFoundError(f"impulse session {key!r} not found")
+            raise ImpulseSessionNotFoundError(f"impulse session not found: {key!r}")
         try:
             await self._engine().stop(session.story_run, session.namespace)
         except StoryRunNotFoundError as exc:

@@ -48,7 +48,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -193,10 +193,6 @@ def _gate_count() -> int:
 
 
 # --- the engine ---------------------------------------------------------------------------------
-
-
-class _LeaseLostError(EffectError):
-    """The renewal found another holder (or a completion) on our claim."""
 
 
 class Effects:
@@ -508,11 +504,13 @@ class Effects:
                 claim = await self.kube.get(EFFECT_CLAIM, name, self.namespace)
                 cspec = _spec(claim)
                 if cspec.get("holderIdentity") != holder:
+                    # A plain EffectError reaches the caller: no private type escapes bubu.
+                    work.cancel()
                     if cspec.get("completionStatus") == "completed":
-                        raise _LeaseLostError(
+                        return EffectError(
                             "effect reservation completed by another holder before renewal"
                         )
-                    raise _LeaseLostError("effect reservation ownership lost before renewal")
+                    return EffectError("effect reservation ownership lost before renewal")
                 updated = copy.deepcopy(claim)
                 now = datetime.now(UTC)
                 uspec = updated.setdefault("spec", {})
@@ -520,14 +518,11 @@ class Effects:
                 uspec.setdefault("acquireTime", _micro(now))
                 await self.kube.replace(EFFECT_CLAIM, name, updated, self.namespace)
                 last_ok = asyncio.get_running_loop().time()
-            except _LeaseLostError as exc:
-                work.cancel()
-                return exc
             except (KubernetesError, NotFoundError) as exc:
                 # A transient failure is retried on the next tick while half the lease is
                 # left; Go gives up on the first error.
                 if asyncio.get_running_loop().time() - last_ok > lease / 2 or not exc.retryable:
-                    lost = _LeaseLostError(f"effect lease renewal failed: {exc}")
+                    lost = EffectError(f"effect lease renewal failed: {exc}")
                     work.cancel()
                     return lost
                 _log.debug("effect lease renewal failed (%s); retrying", exc)
@@ -635,10 +630,15 @@ def _check_key(key: str) -> str:
     return key
 
 
+#: Go's ``ErrEffectsUnavailable`` text; every EffectsUnavailableError message starts with it.
+_UNAVAILABLE: Final = "effect recording unavailable: not running inside a StepRun"
+
+
 def _already(key: str, details: Any, *, in_progress: bool = False) -> EffectAlreadyRecordedError:
-    what = "is in progress under another holder" if in_progress else "already recorded"
+    # Go's ErrEffectAlreadyRecorded text first, then which effect and why.
+    what = " is in progress under another holder" if in_progress else ""
     return EffectAlreadyRecordedError(
-        f"effect {key!r} {what}",
+        f"effect already recorded: {key!r}{what}",
         key=key,
         details=details if isinstance(details, dict) else None,
         in_progress=in_progress,
@@ -667,9 +667,7 @@ def _make_effects(scope: _scope.RunScope | None) -> Effects:
         # claims reduce to the in-process gate.
         name = "local"
     if not name:
-        raise EffectsUnavailableError(
-            "effects unavailable: BUBU_STEPRUN_NAME is not set (not running inside a StepRun)"
-        )
+        raise EffectsUnavailableError(f"{_UNAVAILABLE} (BUBU_STEPRUN_NAME is not set)")
     namespace = (
         (scope.step_run_namespace if scope is not None else "")
         or parse.go_trim_space(env.steprun_namespace)
@@ -679,7 +677,7 @@ def _make_effects(scope: _scope.RunScope | None) -> Effects:
     if status is None:
         if kube is None:
             raise EffectsUnavailableError(
-                "effects unavailable: no Kubernetes client in this run (call from inside "
+                f"{_UNAVAILABLE} (no Kubernetes client in this run; call from inside "
                 "start_batch/start_streaming/run_impulse or a testkit harness)"
             )
         status = KubeStatusSink(kube, name, namespace or None)

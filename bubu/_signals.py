@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -47,6 +47,8 @@ __all__ = [
 
 _DEFAULT_SAMPLE = 2048  # EmitTextSignal's default sample size (docs/contract/signals.md#signals)
 _OP_TIMEOUT = 3.0  # Go's signal patch timeout
+#: Go's ``ErrSignalsUnavailable`` text; every SignalsUnavailableError message starts with it.
+_UNAVAILABLE: Final = "signal emission unavailable: not running inside a StepRun"
 
 
 class SignalMeta(msgspec.Struct, omit_defaults=True, rename="camel"):
@@ -243,15 +245,13 @@ def _make_signals(scope: _scope.RunScope | None) -> Signals:
     if not name and scope is not None and scope.status is not None and scope.kube is None:
         name = "local"  # a local run: the in-memory status stands for the StepRun
     if not name:
-        raise SignalsUnavailableError(
-            "signals unavailable: BUBU_STEPRUN_NAME is not set (not running inside a StepRun)"
-        )
+        raise SignalsUnavailableError(f"{_UNAVAILABLE} (BUBU_STEPRUN_NAME is not set)")
     status = scope.status if scope is not None else None
     if status is None:
         kube = scope.kube if scope is not None else None
         if kube is None:
             raise SignalsUnavailableError(
-                "signals unavailable: no Kubernetes client in this run (call from inside "
+                f"{_UNAVAILABLE} (no Kubernetes client in this run; call from inside "
                 "start_batch/start_streaming/run_impulse or a testkit harness)"
             )
         status = KubeStatusSink(kube, name, namespace or None)
@@ -343,7 +343,7 @@ async def replay_signals(
         scope = _scope.current()
         kube: KubeAPI | None = scope.kube if scope is not None else None
         if kube is None:
-            raise SignalsUnavailableError("signals unavailable: no Kubernetes client in this run")
+            raise SignalsUnavailableError(f"{_UNAVAILABLE} (no Kubernetes client in this run)")
         obj = await kube.get(STEP_RUN, step_run, namespace or None)
         status = obj.get("status")
         return _events(status if isinstance(status, Mapping) else {}, since_seq)

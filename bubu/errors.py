@@ -36,7 +36,11 @@ The tree::
     │       ├── ConnectorUnavailableError  (retryable) the connector cannot be reached
     │       ├── StreamClosedError          the peer closed the stream
     │       ├── StreamSessionError         (retryable) a streaming session failed; reconnect
+    │       │   ├── MessageTooLargeError   a message over the 10 MiB cap (inbound: not retried)
+    │       │   ├── DedupeOverflowError    more packets pending than the deduper holds
+    │       │   └── ChunkError             a chunk sequence breaks the chunking rules
     │       ├── HandshakeTimeoutError      the connector never completed the startup handshake
+    │       ├── HangTimeoutError           no traffic for BUBU_GRPC_HANG_TIMEOUT; the process stops
     │       └── ProtocolViolationError     a packet or binding breaks the wire contract
     │           └── PacketValidationError      a buf.validate rule failed; .field, .rule_id
     ├── TriggerError                  StoryTrigger admission failed
@@ -66,15 +70,18 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BubuError",
+    "ChunkError",
     "ConflictError",
     "ConnectorUnavailableError",
     "ContractError",
+    "DedupeOverflowError",
     "EffectAlreadyRecordedError",
     "EffectError",
     "EffectsUnavailableError",
     "EngramError",
     "ForbiddenError",
     "HandshakeTimeoutError",
+    "HangTimeoutError",
     "IdempotencyUnavailableError",
     "ImpulseSessionError",
     "ImpulseSessionExistsError",
@@ -83,6 +90,7 @@ __all__ = [
     "KubernetesError",
     "LogFileError",
     "LogsUnavailableError",
+    "MessageTooLargeError",
     "NotFoundError",
     "OffloadedDataError",
     "PacketValidationError",
@@ -413,6 +421,34 @@ class StreamSessionError(TransportError):
     exit_class = "retry"
 
 
+class MessageTooLargeError(StreamSessionError):
+    """A message exceeds the 10 MiB cap (``BUBU_GRPC_CLIENT_MAX_*``); the text names the size,
+    the limit, the variable that sets it and, inbound, the message (stream id and sequence).
+
+    Outbound, the runner raises it before the wire (thrown back at the engram's ``yield``).
+    Inbound it is not retried: Go's client fails the call with RESOURCE_EXHAUSTED and
+    reconnects, and the connector then redelivers the same message, in a loop that ends only
+    when the retries are exhausted, with a misleading error. Here the run stops with this one
+    (docs/differences.md).
+    """
+
+
+class DedupeOverflowError(StreamSessionError):
+    """More packets are pending (delivered, not done) than the deduper holds; the session fails.
+
+    See docs/contract/stream.md#dedupe.
+
+    Retryable, as in Go: the reconnect clears the pending set and the hub replays.
+    """
+
+
+class ChunkError(StreamSessionError):
+    """A chunk sequence breaks the rules of the contract; the session fails and reconnects.
+
+    See docs/contract/stream.md#chunking.
+    """
+
+
 class HandshakeTimeoutError(TransportError):
     """The connector did not complete the startup handshake in time.
 
@@ -420,6 +456,11 @@ class HandshakeTimeoutError(TransportError):
 
     Not retried, as in Go (``errControlStartupHandshakeTimeout``).
     """
+
+
+class HangTimeoutError(TransportError):
+    """No traffic for ``BUBU_GRPC_HANG_TIMEOUT``: the session is cancelled and, as in Go, the
+    process stops instead of reconnecting (docs/contract/stream.md#errors)."""
 
 
 class ProtocolViolationError(TransportError):
@@ -493,11 +534,19 @@ class ImpulseSessionError(BubuError):
 
 
 class ImpulseSessionExistsError(ImpulseSessionError):
-    """``StoryDispatcher.trigger`` with a session key that is already active."""
+    """``StoryDispatcher.trigger`` with a session key that is already active.
+
+    The message starts with Go's ``ErrImpulseSessionExists`` text, ``impulse session already
+    active``, then the key.
+    """
 
 
 class ImpulseSessionNotFoundError(ImpulseSessionError):
-    """``StoryDispatcher.stop`` with a session key that is not tracked."""
+    """``StoryDispatcher.stop`` with a session key that is not tracked.
+
+    The message starts with Go's ``ErrImpulseSessionNotFound`` text, ``impulse session not
+    found``, then the key. An empty key gives Go's own ``session key is required``.
+    """
 
 
 class EffectError(BubuError):
@@ -506,6 +555,9 @@ class EffectError(BubuError):
 
 class EffectAlreadyRecordedError(EffectError):
     """The effect is completed, or currently held by another process.
+
+    The message starts with Go's ``ErrEffectAlreadyRecorded`` text, ``effect already recorded``,
+    then the key (and, when held elsewhere, ``is in progress under another holder``).
 
     ``details`` holds the recorded details (the claim's ``spec.details`` or the ledger entry's)
     when they are known; ``in_progress`` is True when another holder still has a live lease.
@@ -527,11 +579,19 @@ class EffectAlreadyRecordedError(EffectError):
 
 
 class EffectsUnavailableError(EffectError):
-    """Effects need a StepRun: not running inside one."""
+    """Effects need a StepRun: not running inside one.
+
+    The message starts with Go's ``ErrEffectsUnavailable`` text, ``effect recording
+    unavailable: not running inside a StepRun``, then the reason in parentheses.
+    """
 
 
 class SignalsUnavailableError(BubuError):
-    """Signals need a StepRun: not running inside one."""
+    """Signals need a StepRun: not running inside one.
+
+    The message starts with Go's ``ErrSignalsUnavailable`` text, ``signal emission
+    unavailable: not running inside a StepRun``, then the reason in parentheses.
+    """
 
 
 class LogsUnavailableError(BubuError):

@@ -36,29 +36,20 @@ from grpclib.encoding.proto import ProtoCodec
 
 from bubu._runtime.transport import TransportSettings
 from bubu._transport import _fastpath
-from bubu.errors import ConnectorUnavailableError, ContractError, StreamSessionError
+from bubu.errors import (
+    ConnectorUnavailableError,
+    ContractError,
+    MessageTooLargeError,
+)
 
 __all__ = [
     "CappedProtoCodec",
     "Endpoint",
-    "MessageTooLargeError",
     "connect",
     "flow_config",
     "open_channel",
     "parse_endpoint",
 ]
-
-
-class MessageTooLargeError(StreamSessionError):
-    """A message exceeds the 10 MiB cap (``BUBU_GRPC_CLIENT_MAX_*``); the text names the size,
-    the limit, the variable that sets it and, inbound, the message (stream id and sequence).
-
-    Outbound, the runner raises it before the wire (thrown back at the engram's ``yield``).
-    Inbound it is not retried: Go's client fails the call with RESOURCE_EXHAUSTED and
-    reconnects, and the connector then redelivers the same message, in a loop that ends only
-    when the retries are exhausted, with a misleading error. Here the run stops with this one
-    (docs/differences.md).
-    """
 
 
 def _describe(data: bytes, message_type: Any) -> str:

@@ -5,7 +5,7 @@ attribute access only, so this module does not import the generated code. The Go
 chunks, so there is no outbound chunker: a non-Go or P2P sender is the only source of chunks.
 
 Every error here is a session error (Go: fatal to the session, then reconnect), so
-:class:`ChunkError` is a retryable :class:`~bubu.errors.StreamSessionError`.
+:class:`~bubu.errors.ChunkError` is a retryable :class:`~bubu.errors.StreamSessionError`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bubu.errors import StreamSessionError
+from bubu.errors import ChunkError
 
 __all__ = [
     "DEFAULT_TTL",
@@ -22,7 +22,6 @@ __all__ = [
     "MAX_BUFFERED_BYTES",
     "MAX_CHUNKS_PER_ASSEMBLY",
     "MAX_CHUNK_BYTES",
-    "ChunkError",
     "ChunkReassembler",
     "is_chunked",
 ]
@@ -37,13 +36,6 @@ MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 """Bytes buffered across every assembly (Go: 64 MiB)."""
 MAX_CHUNK_BYTES = 10 * 1024 * 1024
 """Largest single chunk payload (Go: the 10 MiB message cap)."""
-
-
-class ChunkError(StreamSessionError):
-    """A chunk sequence breaks the rules of the contract; the session fails and reconnects.
-
-    See docs/contract/stream.md#chunking.
-    """
 
 
 def is_chunked(envelope: Any) -> bool:

@@ -11,22 +11,15 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
-from bubu.errors import StreamSessionError
+from bubu.errors import DedupeOverflowError
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "DedupeOverflowError", "Outcome", "PacketDeduper", "dedupe_key"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "Outcome", "PacketDeduper", "dedupe_key"]
 
 #: Go ``newPacketDeduper`` default (docs/contract/stream.md#dedupe): the pending cap and the
 #: completed FIFO size.
 DEFAULT_MAX_ENTRIES = 4096
 
 _MESSAGE_ID_KEY = "bubu.envelope.message_id"
-
-
-class DedupeOverflowError(StreamSessionError):
-    """More packets are pending (delivered, not done) than the deduper holds; the session fails.
-
-    Retryable, as in Go: the reconnect clears the pending set and the hub replays.
-    """
 
 
 class Outcome(enum.Enum):

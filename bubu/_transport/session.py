@@ -58,9 +58,9 @@ from bubu._transport.queues import Inbound
 from bubu.errors import (
     BubuError,
     HandshakeTimeoutError,
+    HangTimeoutError,
     ProtocolViolationError,
     StreamSessionError,
-    TransportError,
 )
 
 __all__ = [
@@ -70,7 +70,6 @@ __all__ = [
     "PROTOCOL_HEADER",
     "ControlHandler",
     "DeliveryBook",
-    "HangTimeoutError",
     "Receipt",
     "Session",
     "SessionBody",
@@ -96,11 +95,6 @@ ControlHandler = Callable[[str, dict[str, str]], Awaitable[ControlReply]]
 #: What runs once the handshake is complete (the streaming lifecycle's engram supervisor);
 #: it returns when the engram's stream ended or a drain finished.
 SessionBody = Callable[["Session"], Awaitable[None]]
-
-
-class HangTimeoutError(TransportError):
-    """No traffic for ``BUBU_GRPC_HANG_TIMEOUT``: the session is cancelled and, as in Go, the
-    process stops instead of reconnecting (docs/contract/stream.md#errors)."""
 
 
 class Receipt(msgspec.Struct, frozen=True, gc=False):

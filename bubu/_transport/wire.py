@@ -16,10 +16,9 @@ from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import KIND_HEARTBEAT, KIND_NOOP, StreamMessage
 from bubu._runtime.transport import TransportSettings
 from bubu._transport import codec, validate
-from bubu._transport.channel import MessageTooLargeError
+from bubu.errors import MessageTooLargeError
 
 __all__ = [
-    "MessageTooLargeError",
     "control_heartbeat",
     "control_ok",
     "control_request",

@@ -28,11 +28,15 @@ from bubu._runtime.messages import InboundMessage, StreamMessage
 from bubu._runtime.sources import MappingSource
 from bubu._runtime.transport import TransportSettings
 from bubu._streaming import run_with_reconnect, start_streaming, supervise
-from bubu._transport.channel import MessageTooLargeError
 from bubu._transport.dedupe import PacketDeduper
-from bubu._transport.session import DeliveryBook, HangTimeoutError, Session
+from bubu._transport.session import DeliveryBook, Session
 from bubu.engram import StreamingEngram
-from bubu.errors import ContractError, StreamSessionError
+from bubu.errors import (
+    ContractError,
+    HangTimeoutError,
+    MessageTooLargeError,
+    StreamSessionError,
+)
 from bubu.testkit._connector import LocalConnector
 from tests.integration._stream_helpers import running
 

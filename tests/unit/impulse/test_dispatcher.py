@@ -46,7 +46,8 @@ async def test_trigger_then_stop_returns_the_session(world, stats):
 async def test_duplicate_key_is_refused(world, stats):
     d = StoryDispatcher(stats=stats)
     await d.trigger("k", story_name="story")
-    with pytest.raises(ImpulseSessionExistsError):
+    # Go's ErrImpulseSessionExists text first, then the key.
+    with pytest.raises(ImpulseSessionExistsError, match=r"^impulse session already active: 'k'$"):
         await d.trigger("k", story_name="story")
 
 
@@ -58,7 +59,8 @@ async def test_target_story_from_env(world, scoped, stats):
 
 async def test_stop_unknown_key_and_missing_run(world, stats):
     d = StoryDispatcher(stats=stats)
-    with pytest.raises(ImpulseSessionNotFoundError):
+    # Go's ErrImpulseSessionNotFound text first, then the key.
+    with pytest.raises(ImpulseSessionNotFoundError, match=r"^impulse session not found: 'nope'$"):
         await d.stop("nope")
     out = await d.trigger("k", story_name="story")
     await world.cluster.delete(STORY_RUN, out.story_run, NS)

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bubu import _effects
+from bubu import _effects, _scope
 from bubu._effects import execute_effect_once, has_effect, record_effect
 from bubu._k8s import identity
 from bubu._k8s.resources import EFFECT_CLAIM, STEP_RUN
+from bubu._runtime.sources import MappingSource
 from bubu.errors import (
     EffectAlreadyRecordedError,
     EffectError,
@@ -58,7 +59,8 @@ async def test_second_run_raises_already_recorded_with_details(world):
         return "done"
 
     assert await execute_effect_once("k", fx) == "done"
-    with pytest.raises(EffectAlreadyRecordedError) as info:
+    # Go's ErrEffectAlreadyRecorded text first, then the key.
+    with pytest.raises(EffectAlreadyRecordedError, match=r"^effect already recorded: 'k'$") as info:
         await execute_effect_once("k", fx)
     # non-objects are wrapped (docs/contract/steprun-status.md#objects-only)
     assert info.value.details == {"value": "done"}
@@ -164,7 +166,10 @@ async def test_live_claim_held_elsewhere_is_already_in_progress(world):
     async def fx():
         raise AssertionError("must not run")
 
-    with pytest.raises(EffectAlreadyRecordedError) as info:
+    with pytest.raises(
+        EffectAlreadyRecordedError,
+        match=r"^effect already recorded: 'busy' is in progress under another holder$",
+    ) as info:
         await execute_effect_once("busy", fx)
     assert info.value.in_progress and info.value.details is None
 
@@ -243,9 +248,10 @@ async def test_losing_the_lease_cancels_fn(world, scoped):
 
     with scoped(world, BUBU_EFFECT_LEASE_DURATION="600ms"):
         thief = asyncio.ensure_future(hijack())
-        with pytest.raises(EffectError, match="ownership lost"):
+        with pytest.raises(EffectError, match="ownership lost") as info:
             await execute_effect_once("lost", long)
         await thief
+    assert type(info.value) is EffectError  # a public type: no private subclass escapes
     assert cancelled
     # release never clears someone else's claim
     assert (
@@ -271,7 +277,21 @@ async def test_record_effect_first_writer_wins_and_details_are_bounded(world, sc
 
 async def test_effects_need_a_step_run(world, scoped):
     with scoped(world, BUBU_STEPRUN_NAME=""):
-        with pytest.raises(EffectsUnavailableError):
+        # Go's ErrEffectsUnavailable text first, then why.
+        with pytest.raises(
+            EffectsUnavailableError,
+            match=r"^effect recording unavailable: not running inside a StepRun "
+            r"\(BUBU_STEPRUN_NAME is not set\)$",
+        ):
+            await record_effect("k", "ok")
+
+
+async def test_effects_without_a_client_lead_with_gos_text():
+    with _scope.activate(_scope.RunScope(source=MappingSource({"BUBU_STEPRUN_NAME": "sr"}))):
+        with pytest.raises(
+            EffectsUnavailableError,
+            match=r"^effect recording unavailable: not running inside a StepRun \(no Kubernetes",
+        ):
             await record_effect("k", "ok")
 
 

@@ -107,8 +107,25 @@ async def test_text_signal_metadata_and_bounded_sample(world):
 
 async def test_signals_need_a_step_run():
     with _scope.activate(_scope.RunScope(source=MappingSource({}))):
-        with pytest.raises(SignalsUnavailableError):
+        # Go's ErrSignalsUnavailable text first, then why.
+        with pytest.raises(
+            SignalsUnavailableError,
+            match=r"^signal emission unavailable: not running inside a StepRun "
+            r"\(BUBU_STEPRUN_NAME is not set\)$",
+        ):
             await emit_signal("k", 1)
+    with _scope.activate(_scope.RunScope(source=MappingSource({"BUBU_STEPRUN_NAME": "sr"}))):
+        with pytest.raises(
+            SignalsUnavailableError,
+            match=r"^signal emission unavailable: not running inside a StepRun \(no Kubernetes",
+        ):
+            await emit_signal("k", 1)
+        with pytest.raises(
+            SignalsUnavailableError,
+            match=r"^signal emission unavailable: not running inside a StepRun "
+            r"\(no Kubernetes client in this run\)$",
+        ):
+            await replay_signals(step_run="other")
 
 
 async def test_empty_key_is_refused(world):

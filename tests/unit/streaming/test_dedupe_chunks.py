@@ -8,13 +8,9 @@ from __future__ import annotations
 import pytest
 
 from bubu._gen.transport.v1 import transport_pb2 as pb
-from bubu._transport.chunks import ChunkError, ChunkReassembler
-from bubu._transport.dedupe import (
-    DedupeOverflowError,
-    Outcome,
-    PacketDeduper,
-    dedupe_key,
-)
+from bubu._transport.chunks import ChunkReassembler
+from bubu._transport.dedupe import Outcome, PacketDeduper, dedupe_key
+from bubu.errors import ChunkError, DedupeOverflowError
 
 
 def test_keys_prefer_stream_sequence_then_message_id() -> None:

@@ -21,8 +21,8 @@ from bubu._runtime.binding import EnvResolver, go_sprint, parse_binding
 from bubu._runtime.parse import go_trim_space
 from bubu._runtime.sources import MappingSource
 from bubu._runtime.transport import resolve_settings
-from bubu._transport.chunks import ChunkError, ChunkReassembler
-from bubu.errors import ContractError
+from bubu._transport.chunks import ChunkReassembler
+from bubu.errors import ChunkError, ContractError
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,14 +16,12 @@ from bubu._streaming import jitter_delay, run_with_reconnect
 from bubu._transport.channel import (
     CappedProtoCodec,
     Endpoint,
-    MessageTooLargeError,
     check_security_mode,
     parse_endpoint,
     tls_context,
 )
 from bubu._transport.session import (
     DeliveryBook,
-    HangTimeoutError,
     Receipt,
     default_control_reply,
     is_retriable,
@@ -31,6 +29,8 @@ from bubu._transport.session import (
 from bubu.errors import (
     ContractError,
     HandshakeTimeoutError,
+    HangTimeoutError,
+    MessageTooLargeError,
     ProtocolViolationError,
     StreamSessionError,
 )

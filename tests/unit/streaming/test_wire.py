@@ -12,7 +12,7 @@ from bubu._gen.transport.v1 import transport_pb2 as pb
 from bubu._runtime.messages import StreamMessage
 from bubu._runtime.transport import TransportSettings
 from bubu._transport import codec, validate, wire
-from bubu.errors import ProtocolViolationError
+from bubu.errors import MessageTooLargeError, ProtocolViolationError
 
 
 def _around(limit: int) -> st.SearchStrategy[int]:
@@ -284,7 +284,7 @@ def test_encode_outbound_bytes_matches_the_request() -> None:
     msg = StreamMessage.json({"a": 1})
     raw = wire.encode_outbound_bytes(msg, TransportSettings())
     assert pb.DataRequest.FromString(raw) == wire.encode_outbound(msg, TransportSettings())
-    with pytest.raises(wire.MessageTooLargeError):
+    with pytest.raises(MessageTooLargeError):
         wire.encode_outbound_bytes(msg, TransportSettings(max_send_bytes=10))
 
 

@@ -26,8 +26,7 @@ from bubu._runtime.messages import (
 )
 from bubu._runtime.transport import TransportSettings
 from bubu._transport import _structwire, codec, wire
-from bubu._transport.channel import MessageTooLargeError
-from bubu.errors import ProtocolViolationError
+from bubu.errors import MessageTooLargeError, ProtocolViolationError
 
 TS = dt.datetime(2026, 4, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 DOC = {"id": "c0a8", "n": 3, "f": 1.5, "ok": True, "none": None, "l": [1, "a <&> \u2028"], "o": {}}
