@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 import pytest
 
@@ -352,6 +353,12 @@ async def test_optimistic_conflicts_do_not_spend_the_retry_budget() -> None:
     assert keys == [*(f"other-{i}" for i in range(8)), "mine"]
 
 
+async def _optimistic_write(kube: FakeStepRuns, **kw: Any) -> dict[str, Any]:
+    return await status.update_step_run_status(
+        kube, "s1", None, lambda s: {**s, "lastFailureMsg": "x"}, optimistic=True, **kw
+    )
+
+
 async def test_optimistic_conflicts_end_at_the_operation_timeout() -> None:
     kube = FakeStepRuns()
     kube.seed("s1", {"phase": "Running", "retries": 0})
@@ -366,12 +373,8 @@ async def test_optimistic_conflicts_end_at_the_operation_timeout() -> None:
     with pytest.raises(
         KubernetesError, match=r"gave up after .*BUBU_K8S_OPERATION_TIMEOUT"
     ) as info:
-        await status.update_step_run_status(
+        await _optimistic_write(
             kube,
-            "s1",
-            None,
-            lambda s: {**s, "lastFailureMsg": "x"},
-            optimistic=True,
             operation_timeout=0.3,
             backoff=Backoff(base=0.01, factor=2.0, maximum=0.05, jitter=0.0),
         )
@@ -390,15 +393,7 @@ async def test_optimistic_write_still_bounds_other_failures_by_max_retries() -> 
         KubernetesError("unavailable", status_code=503, retryable=True),
     ]
     with pytest.raises(KubernetesError, match="unavailable"):
-        await status.update_step_run_status(
-            kube,
-            "s1",
-            None,
-            lambda s: {**s, "lastFailureMsg": "x"},
-            optimistic=True,
-            max_retries=1,
-            backoff=FAST,
-        )
+        await _optimistic_write(kube, max_retries=1, backoff=FAST)
     assert len(kube.patches) == 4  # two conflicts free, the second 503 is over the budget
 
 
