@@ -349,7 +349,7 @@ class Evaluator:
             return None
         out = self.resolve_value(dict(with_), variables)
         if not isinstance(out, dict):
-            raise TemplateError(f"resolved with block must be an object, got {type(out).__name__}")
+            raise TemplateError(f"resolved with block must be an object, got {_go_type(out)}")
         return out
 
     def evaluate_condition(self, expr: str, variables: Mapping[str, Any] | None) -> bool:

@@ -8,6 +8,9 @@
 //	"value":  ResolveValue(value, vars)
 //	"key":    the dedupe key computation of the Go SDK's TriggerStory (deterministic, 250ms)
 //	"schema": gojsonschema.Validate(schema, doc) -> valid, errors
+//	"sdk_expression" / "sdk_condition": the Go SDK's public cel.Evaluator on "template"
+//	"sdk_resolve": cel.Evaluator.ResolveTemplate(value, vars)
+//	"sdk_extract": cel.ExtractExpression(value) -> {"found", "expr", "vars"}
 //	"bench_resolve" / "bench_schema": repeat the operation "iterations" times, report ops/s
 //
 // Options: "deterministic", "maxOutputBytes", "timeoutMs".
@@ -25,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	sdkcel "github.com/bubustack/bubu-sdk-go/cel"
 	"github.com/bubustack/core/templating"
 	"github.com/xeipuuv/gojsonschema"
 )
@@ -151,6 +155,42 @@ func run(req request) (resp response) {
 		}
 		resp.OK = true
 		resp.Value = out
+	case "sdk_expression", "sdk_condition", "sdk_resolve":
+		eval, err := sdkcel.NewEvaluator(nil, sdkcel.Config{
+			Deterministic:     req.Deterministic,
+			MaxOutputBytes:    req.MaxOutputBytes,
+			EvaluationTimeout: time.Duration(req.TimeoutMs) * time.Millisecond,
+		})
+		if err != nil {
+			resp.Error = err.Error()
+			return resp
+		}
+		defer eval.Close()
+		var out any
+		switch req.Op {
+		case "sdk_expression":
+			out, err = eval.EvaluateExpression(ctx, req.Template, decodeVars(req.Vars))
+		case "sdk_condition":
+			out, err = eval.EvaluateCondition(ctx, req.Template, decodeVars(req.Vars))
+		default:
+			out, err = eval.ResolveTemplate(ctx, decode(req.Value), decodeVars(req.Vars))
+		}
+		if err != nil {
+			resp.Error = err.Error()
+			resp.ErrorKind = errorKind(err)
+			return resp
+		}
+		if _, err := json.Marshal(out); err != nil {
+			resp.Error = "result not JSON: " + err.Error()
+			resp.ErrorKind = "unencodable"
+			return resp
+		}
+		resp.OK = true
+		resp.Value = out
+	case "sdk_extract":
+		expr, found := sdkcel.ExtractExpression(decode(req.Value))
+		resp.OK = true
+		resp.Value = map[string]any{"found": found, "expr": expr.Expr, "vars": expr.Vars}
 	case "schema":
 		result, err := gojsonschema.Validate(
 			gojsonschema.NewBytesLoader(req.Schema), gojsonschema.NewBytesLoader(req.Doc))
