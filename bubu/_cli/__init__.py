@@ -445,6 +445,11 @@ COMMANDS: dict[
         _lazy("bubu._cli.template", "add_check_arguments"),
         _lazy("bubu._cli.template", "cmd_check"),
     ),
+    "eval": (
+        "evaluate a template against variables, as the SDK resolves inputs",
+        _lazy("bubu._cli.evaluate", "add_eval_arguments"),
+        _lazy("bubu._cli.evaluate", "cmd_eval"),
+    ),
 }
 """Subcommands: name -> (help, add_arguments, handler)."""
 
