@@ -10,11 +10,14 @@ both sides with the same text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bubu.errors import TemplateError
 from bubu.templating import Evaluator, extract_expression
@@ -180,3 +183,38 @@ def test_extract_expression_matches_go(go: GoTemplating, value: Any) -> None:
     if found is not None:
         assert found.expr == theirs["expr"]
         assert found.vars == theirs["vars"]
+
+
+_JSONISH = st.one_of(
+    st.text(alphabet='{}[]",:0123456789.eE+-truefalsn \\u', max_size=12),
+    st.from_regex(r"\A\s?-?[0-9]{1,25}(\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?\s?\Z"),
+    st.builds(
+        json.dumps,
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
+            max_leaves=6,
+        ),
+    ),
+)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    database=None,
+)
+@given(text=_JSONISH)
+def test_an_expressions_text_result_is_decoded_as_go_decodes_it(
+    go: GoTemplating, text: str
+) -> None:
+    # EvaluateExpression JSON-decodes a text result when it can (Go's encoding/json): what
+    # counts as JSON, and what it decodes to, must agree.
+    variables = {"inputs": {"x": text}}
+    theirs = go.run(op="sdk_expression", template="inputs.x", vars=variables)
+    mine = _ours(lambda: Evaluator().evaluate_expression("inputs.x", variables))
+    _assert_same(theirs, mine, text)
