@@ -9,6 +9,7 @@ import importlib
 import inspect
 
 import bubu
+import bubu.templating
 import bubu.testkit
 
 BUBU_ALL = {
@@ -160,3 +161,36 @@ def test_compose_dns1123_name_is_public_as_in_go() -> None:
     assert bubu.compose_dns1123_name("", "--") == "resource"
     long = bubu.compose_dns1123_name("a" * 80)
     assert len(long) == 63 and long.startswith("a" * 54 + "-")
+
+
+PUBLIC_MODULES = ("bubu", "bubu.errors", "bubu.streaming", "bubu.templating", "bubu.testkit")
+
+
+def _undocumented() -> list[str]:
+    missing = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        if not (module.__doc__ or "").strip():
+            missing.append(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            if not (inspect.getdoc(obj) or "").strip():
+                missing.append(f"{module_name}.{name}")
+            if not inspect.isclass(obj):
+                continue
+            for attr, member in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                func = member.fget if isinstance(member, property) else member
+                if isinstance(func, staticmethod | classmethod):
+                    func = func.__func__
+                if inspect.isfunction(func) and not (func.__doc__ or "").strip():
+                    missing.append(f"{module_name}.{name}.{attr}")
+    return missing
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    assert bubu.templating.__all__ == ["Evaluator", "Expression", "extract_expression"]
+    assert _undocumented() == []
