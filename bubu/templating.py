@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bubu._templating import (
     TEMPLATE_KEY,
@@ -32,6 +32,8 @@ from bubu._templating import Evaluator as _Engine
 from bubu._templating._funcs import _go_trim_space
 
 __all__ = ["Evaluator", "Expression", "extract_expression"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +166,8 @@ class Evaluator:
         Raises:
             bubu.errors.TemplateError: the template fails, or its result is not a boolean.
         """
-        return bool(
-            self._run(
-                "condition",
-                expression,
-                lambda: self._engine.evaluate_condition(expression, dict(variables or {})),
-            )
+        return self._run(
+            "condition", expression, lambda: self._engine.evaluate_condition(expression, variables)
         )
 
     def resolve_template(self, template: Any, variables: Mapping[str, Any] | None = None) -> Any:
@@ -184,9 +182,7 @@ class Evaluator:
             bubu.errors.TemplateError: a template inside fails.
         """
         if isinstance(template, Mapping):
-            return self._run(
-                "template", "<object>", lambda: self._resolve(dict(template), variables)
-            )
+            return self._run("template", "<object>", lambda: self._resolve(template, variables))
         if isinstance(template, str):
             return self._run(
                 "template", template, lambda: self._resolve({"value": template}, variables)["value"]
@@ -199,11 +195,12 @@ class Evaluator:
 
     # internals ----------------------------------------------------------------------------------
 
-    def _resolve(self, value: dict[str, Any], variables: Mapping[str, Any] | None) -> Any:
-        # Go runs all three through ResolveWithInputs, which keeps the top level an object.
-        return self._engine.resolve_with_inputs(value, dict(variables or {}))
+    def _resolve(self, value: Mapping[str, Any], variables: Mapping[str, Any] | None) -> Any:
+        # Go runs all three through ResolveWithInputs, which keeps the top level an object (the
+        # engine copies both mappings; the caller's stay as they are).
+        return self._engine.resolve_with_inputs(value, variables)
 
-    def _run(self, kind: str, expression: str, evaluate: Any) -> Any:
+    def _run(self, kind: str, expression: str, evaluate: Callable[[], _T]) -> _T:
         if self._logger is None:
             return evaluate()
         self._log(logging.DEBUG, "Template evaluation started", expression, kind)

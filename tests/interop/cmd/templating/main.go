@@ -94,6 +94,18 @@ func evaluator(req request) (*templating.Evaluator, error) {
 	})
 }
 
+// answer puts a result in resp, or says that it has no JSON form.
+func answer(resp response, out any) response {
+	if _, err := json.Marshal(out); err != nil {
+		resp.Error = "result not JSON: " + err.Error()
+		resp.ErrorKind = "unencodable"
+		return resp
+	}
+	resp.OK = true
+	resp.Value = out
+	return resp
+}
+
 func run(req request) (resp response) {
 	resp.ID = req.ID
 	defer func() {
@@ -148,13 +160,7 @@ func run(req request) (resp response) {
 			sum := sha256.Sum256([]byte(key))
 			out = hex.EncodeToString(sum[:])
 		}
-		if _, err := json.Marshal(out); err != nil {
-			resp.Error = "result not JSON: " + err.Error()
-			resp.ErrorKind = "unencodable"
-			return resp
-		}
-		resp.OK = true
-		resp.Value = out
+		return answer(resp, out)
 	case "sdk_expression", "sdk_condition", "sdk_resolve":
 		eval, err := sdkcel.NewEvaluator(nil, sdkcel.Config{
 			Deterministic:     req.Deterministic,
@@ -180,13 +186,7 @@ func run(req request) (resp response) {
 			resp.ErrorKind = errorKind(err)
 			return resp
 		}
-		if _, err := json.Marshal(out); err != nil {
-			resp.Error = "result not JSON: " + err.Error()
-			resp.ErrorKind = "unencodable"
-			return resp
-		}
-		resp.OK = true
-		resp.Value = out
+		return answer(resp, out)
 	case "sdk_extract":
 		expr, found := sdkcel.ExtractExpression(decode(req.Value))
 		resp.OK = true
